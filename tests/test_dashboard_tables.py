@@ -1,0 +1,252 @@
+"""Pure-data layer of the dashboard: wiring/trace -> column tables, without Bokeh or a browser."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from ncps import wirings as ncps_wirings
+
+from xlstm_viz.dashboard import model_tables as mt
+from xlstm_viz.dashboard import trace_tables as tt
+from xlstm_viz.dashboard import wiring_tables as wt
+from xlstm_viz.dashboard.colors import POLARITY_COLORS, ROLE_COLORS, map_to_palette
+
+
+def built(w, input_dim):
+    w.build(input_dim)
+    return w
+
+
+@pytest.fixture(params=[("autoncp", 7), ("autoncp", 123), ("ncp", 0), ("random", 5), ("fc", 0)])
+def wiring(request):
+    kind, seed = request.param
+    if kind == "autoncp":
+        return built(ncps_wirings.AutoNCP(28, 4, 0.5, seed), 6)
+    if kind == "ncp":
+        return built(ncps_wirings.NCP(10, 8, 3, 4, 4, 5, 3), 5)
+    if kind == "random":
+        return built(ncps_wirings.Random(12, 3, 0.6, seed), 4)
+    return built(ncps_wirings.FullyConnected(9, 2), 3)
+
+
+def test_node_table_has_every_sensory_input_and_neuron_with_its_role(wiring):
+    nodes = wt.node_table(wiring)
+    n = wiring.input_dim + wiring.units
+    assert len(nodes["id"]) == n
+    assert all(len(v) == n for v in nodes.values())
+    for row in range(wiring.input_dim, n):
+        assert nodes["role"][row] == wiring.get_type_of_neuron(int(nodes["neuron"][row]))
+    assert list(nodes["role"][: wiring.input_dim]) == ["sensory"] * wiring.input_dim
+    assert [ROLE_COLORS[r] for r in nodes["role"]] == list(nodes["color"])
+
+
+def test_layout_puts_roles_in_columns_left_to_right_and_inside_the_unit_height(wiring):
+    nodes = wt.node_table(wiring)
+    for role in set(nodes["role"]):
+        xs = nodes["x"][nodes["role"] == role]
+        assert np.all(xs == wt.ROLE_ORDER.index(role))
+    assert np.all((nodes["y"] > 0) & (nodes["y"] < 1))
+    # no two nodes in one column overlap
+    for x in np.unique(nodes["x"]):
+        ys = nodes["y"][nodes["x"] == x]
+        assert len(np.unique(ys)) == len(ys)
+
+
+def test_edge_table_lists_exactly_the_nonzero_synapses_with_their_polarity(wiring):
+    edges = wt.edge_table(wiring)
+    A, S = wiring.adjacency_matrix, wiring.sensory_adjacency_matrix
+    assert len(edges["src"]) == wiring.synapse_count + wiring.sensory_synapse_count
+    for s, d, p, sens in zip(edges["src"], edges["dst"], edges["polarity"], edges["sensory"]):
+        assert p == (S[s, d] if sens else A[s, d]) and p != 0
+    assert list(edges["color"]) == [POLARITY_COLORS[int(p)] for p in edges["polarity"]]
+    # the same synapses and polarities as ncps get_graph
+    graph_edges = list(wiring.get_graph().edges(data=True))
+    names = [f"{'sensory' if s else 'neuron'}_{a}->neuron_{b}" for s, a, b in zip(edges["sensory"], edges["src"], edges["dst"])]
+    assert sorted(names) == sorted(f"{u}->{v}" for u, v, _ in graph_edges)
+    pol = dict(zip(names, edges["polarity_name"]))
+    assert all(pol[f"{u}->{v}"] == d["polarity"] for u, v, d in graph_edges)
+
+
+def test_edge_endpoints_are_the_node_positions(wiring):
+    nodes = wt.node_table(wiring)
+    edges = wt.edge_table(wiring, nodes)
+    pos = {i: (x, y) for i, x, y in zip(nodes["id"], nodes["x"], nodes["y"])}
+    for a, b, x0, y0, x1, y1 in zip(edges["src_id"], edges["dst_id"], edges["x0"], edges["y0"], edges["x1"], edges["y1"]):
+        assert pos[a] == (x0, y0) and pos[b] == (x1, y1)
+
+
+def test_unbuilt_wiring_is_refused_with_a_message_naming_build():
+    with pytest.raises(ValueError, match="build"):
+        wt.node_table(ncps_wirings.AutoNCP(10, 2))
+
+
+def test_aggregation_kicks_in_above_the_edge_limit_and_conserves_counts():
+    w = built(ncps_wirings.Random(200, 10, 0.8, 3), 20)
+    total = w.synapse_count + w.sensory_synapse_count
+    nodes, edges, bundles = wt.graph_tables(w, edge_limit=total - 1)
+    assert len(edges["src"]) == 0
+    assert bundles["count"].sum() == total
+    assert bundles["excitatory"].sum() == int(np.sum(w.adjacency_matrix > 0) + np.sum(w.sensory_adjacency_matrix > 0))
+    nodes, edges, bundles = wt.graph_tables(w, edge_limit=total)
+    assert len(edges["src"]) == total and len(bundles["count"]) == 0
+    with pytest.raises(ValueError, match="edge_limit"):
+        wt.graph_tables(w, edge_limit=0)
+
+
+def test_heatmap_puts_sensory_rows_on_top_and_round_trips_clicks_to_synapses(wiring):
+    im = wt.adjacency_image(wiring)
+    assert im["rows"] == wiring.input_dim + wiring.units and im["cols"] == wiring.units
+    assert list(im["row_kind"][: wiring.input_dim]) == ["sensory"] * wiring.input_dim
+    assert np.array_equal(im["image"][::-1], im["matrix"])
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        kind = "sensory" if rng.random() < 0.3 else "neuron"
+        src = int(rng.integers(wiring.input_dim if kind == "sensory" else wiring.units))
+        dst = int(rng.integers(wiring.units))
+        x, y = wt.cell_center(im, kind, src, dst)
+        assert wt.cell_at(im, x, y) == (kind, src, dst)
+        # the displayed value is the wiring's polarity for that synapse
+        expected = wiring.sensory_adjacency_matrix[src, dst] if kind == "sensory" else wiring.adjacency_matrix[src, dst]
+        assert im["image"][int(y), int(x)] == expected
+    assert wt.cell_at(im, -0.5, 0.5) is None and wt.cell_at(im, 0.5, im["rows"] + 0.1) is None
+
+
+def test_heatmap_columns_are_grouped_by_layer_inter_command_motor():
+    w = built(ncps_wirings.AutoNCP(28, 4, 0.5, 22222), 6)
+    im = wt.adjacency_image(w)
+    ranks = [wt.ROLE_ORDER.index(r) for r in im["col_role"]]
+    assert ranks == sorted(ranks)
+    bands = wt.role_bands(im["col_role"], "cols", im["cols"])
+    assert list(bands["role"]) == ["inter", "command", "motor"]
+    assert bands["count"].sum() == w.units
+    row_bands = wt.role_bands(im["row_role"], "rows", im["rows"])
+    assert list(row_bands["role"]) == ["sensory", "inter", "command", "motor"]
+
+
+def test_polarity_click_cycle_visits_all_three_states():
+    seen = [1]
+    for _ in range(3):
+        seen.append(wt.next_polarity(seen[-1]))
+    assert seen == [1, -1, 0, 1]
+    with pytest.raises(ValueError, match="polarity"):
+        wt.next_polarity(2)
+
+
+def test_palette_mapping_is_monotone_and_marks_nan_grey():
+    pal = ["a", "b", "c", "d"]
+    cols = map_to_palette(np.array([0.0, 1.0, 2.0, 3.0, np.nan]), pal)
+    assert list(cols) == ["a", "b", "c", "d", "#7f7f7f"]
+    sym = map_to_palette(np.array([-2.0, 0.0, 2.0]), ["neg", "mid", "pos"], symmetric=True)
+    assert list(sym) == ["neg", "mid", "pos"]
+
+
+# ---- model graphs -------------------------------------------------------------------------
+
+
+def test_block_graph_flows_from_embedding_to_head_in_columns():
+    names, conns = mt.block_graph(3)
+    nodes = mt.dag_node_table(names, conns)
+    assert list(nodes["x"]) == [0, 1, 2, 3, 4, 5]
+    assert nodes["kind"][0] == "input" and nodes["kind"][-1] == "output"
+
+
+def test_cell_graph_layers_respect_every_connection_and_residual_skips_columns():
+    names, conns = mt.cell_graph(1)
+    nodes = mt.dag_node_table(names, conns)
+    x = dict(zip(nodes["id"], nodes["x"]))
+    assert all(x[a] < x[b] for a, b in conns)
+    assert x["blocks.1.mlstm.memory"] > x["blocks.1.mlstm.igate"]
+    assert x["blocks.1.mid"] - x["blocks.1.in"] > 1  # the residual jumps over the mLSTM cells
+    assert set(mt.cell_kind(n) for n in names) >= {"gate", "memory", "projection", "ffn", "norm"}
+
+
+def test_cycles_and_unknown_nodes_are_refused():
+    with pytest.raises(ValueError, match="cycle"):
+        mt.layer_of(["a", "b"], [("a", "b"), ("b", "a")])
+    with pytest.raises(ValueError, match="unknown node 'c'"):
+        mt.layer_of(["a", "b"], [("a", "c")])
+
+
+def test_disabled_and_flipped_edges_get_their_own_look():
+    names, conns = mt.cell_graph(0)
+    nodes = mt.dag_node_table(names, conns)
+    pol = {conns[0]: 0, conns[1]: -1}
+    edges = mt.dag_edge_table(nodes, conns, pol)
+    assert list(edges["state"][:3]) == ["off", "flipped", "on"]
+    assert edges["alpha"][0] < edges["alpha"][2]
+    with pytest.raises(ValueError, match="polarity"):
+        mt.dag_edge_table(nodes, conns, {conns[0]: 3})
+
+
+# ---- traces -------------------------------------------------------------------------------
+
+
+def fake_trace(S=6, H=2, V=11, seed=0):
+    """A trace-shaped container of random numbers; the real Trace is exercised in test_dashboard_views."""
+    rng = np.random.default_rng(seed)
+    probes = ["embedding", "blocks.0.mlstm.igate", "blocks.0.mlstm.memory", "blocks.0.out", "out_norm", "logits"]
+    stats = {p: {"mean": rng.normal(size=(1, S, 1)), "absmax": rng.random((1, S, 1))} for p in probes}
+    stats["blocks.0.mlstm.igate"] = {"exp": rng.random((1, S, H)), "mean": rng.random((1, S, H))}
+    stats["blocks.0.mlstm.memory"] = {"C_norm": rng.random((1, S, H)), "m": rng.normal(size=(1, S, H))}
+    return SimpleNamespace(
+        tokens=rng.integers(0, V, size=(1, S)), logits=rng.normal(size=(1, S, V)), probes=probes, stats=stats
+    )
+
+
+def test_node_values_reduce_heads_then_pick_the_token_or_aggregate():
+    tr = fake_trace()
+    names = ["embedding", "blocks.0", "blocks.0.mlstm.memory", "lm_head"]
+    at2 = tt.node_values(tr, names, "C_norm", token=2)
+    assert np.isnan(at2[0]) and np.isnan(at2[1]) and np.isnan(at2[3])
+    assert at2[2] == pytest.approx(tr.stats["blocks.0.mlstm.memory"]["C_norm"][0, 2].mean())
+    mx = tt.node_values(tr, names, "absmax", agg="max")
+    assert mx[1] == pytest.approx(tr.stats["blocks.0.out"]["absmax"][0, :, 0].max())
+    assert mx[3] == pytest.approx(tr.stats["logits"]["absmax"][0, :, 0].max())
+    with pytest.raises(IndexError, match="token 99"):
+        tt.node_values(tr, names, "absmax", token=99)
+    with pytest.raises(ValueError, match="aggregate"):
+        tt.node_values(tr, names, "absmax", agg="median")
+
+
+def test_head_time_table_covers_every_head_and_token():
+    tr = fake_trace(S=5, H=3)
+    tab = tt.head_time_table(tr, "blocks.0.mlstm.igate", "exp")
+    assert len(tab["pos"]) == 15
+    a = tr.stats["blocks.0.mlstm.igate"]["exp"][0]
+    for p, h, v in zip(tab["pos"], tab["head"], tab["value"]):
+        assert v == a[int(p), int(h)]
+    with pytest.raises(KeyError, match="no statistic 'sigmoid'"):
+        tt.head_time_table(tr, "blocks.0.mlstm.igate", "sigmoid")
+
+
+def test_top_k_is_sorted_by_probability_and_flags_the_actual_next_token():
+    tr = fake_trace()
+    tab = tt.top_k_table(tr, k=3)
+    probs = tab["prob"].reshape(-1, 3)
+    assert np.all(np.diff(probs, axis=1) <= 0)
+    full = tt.softmax(tr.logits[0])
+    assert probs[:, 0] == pytest.approx(full.max(-1))
+    toks = tab["token"].reshape(-1, 3)
+    for pos in range(tr.tokens.shape[1] - 1):
+        nxt = tr.tokens[0, pos + 1]
+        assert tab["is_next"].reshape(-1, 3)[pos].any() == (nxt in toks[pos])
+
+
+def test_diff_is_after_minus_before_and_rejects_mismatched_runs():
+    a, b = fake_trace(seed=1), fake_trace(seed=2)
+    d = tt.diff_trace(b, a)
+    assert np.allclose(d.stats["blocks.0.out"]["mean"], b.stats["blocks.0.out"]["mean"] - a.stats["blocks.0.out"]["mean"])
+    vals = tt.node_values(d, ["blocks.0"], "mean", token=1)
+    assert vals[0] == pytest.approx(b.stats["blocks.0.out"]["mean"][0, 1, 0] - a.stats["blocks.0.out"]["mean"][0, 1, 0])
+    with pytest.raises(ValueError, match="same prompt"):
+        tt.diff_trace(fake_trace(S=7), a)
+    change = tt.logit_change_table(b, a)
+    assert change["kl"].shape == (6,) and np.all(change["kl"] >= -1e-9)
+    same = tt.logit_change_table(a, a)
+    assert not same["changed"].any() and np.allclose(same["kl"], 0)
+
+
+def test_overlay_colours_nan_nodes_grey_and_sizes_grow_with_value():
+    cols = tt.overlay_columns(np.array([0.0, 1.0, np.nan, 2.0]))
+    assert cols["fill"][2] == "#7f7f7f" and cols["value_text"][2] == "n/a"
+    assert cols["size"][0] < cols["size"][1] < cols["size"][3]

@@ -1,0 +1,181 @@
+"""Block and cell graphs of an xLSTM model -> node/edge tables (no Bokeh here).
+
+A graph here is a list of node names plus directed (src, dst) connections with a polarity and an
+enabled flag. Nodes are laid out in columns by longest path from the inputs, so the forward pass
+reads left to right; residual connections skip columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xlstm_viz.dashboard.colors import POLARITY_COLORS
+
+# Cell kind -> colour (the model graph has no ncps roles; colour says what a cell computes).
+KIND_COLORS = {
+    "input": "#bcbd22",
+    "block": "#1f77b4",
+    "projection": "#9467bd",
+    "gate": "#17becf",
+    "memory": "#d62728",
+    "norm": "#8c564b",
+    "ffn": "#e377c2",
+    "residual": "#7f7f7f",
+    "output": "#ff7f0e",
+}
+
+# One mLSTM block as named in the common contract (suffixes after "blocks.i.").
+CELL_CONNECTIONS = (
+    ("in", "mlstm.norm_in"),
+    ("mlstm.norm_in", "mlstm.q"),
+    ("mlstm.norm_in", "mlstm.k"),
+    ("mlstm.norm_in", "mlstm.v"),
+    ("mlstm.norm_in", "mlstm.igate"),
+    ("mlstm.norm_in", "mlstm.fgate"),
+    ("mlstm.norm_in", "mlstm.ogate"),
+    ("mlstm.q", "mlstm.memory"),
+    ("mlstm.k", "mlstm.memory"),
+    ("mlstm.v", "mlstm.memory"),
+    ("mlstm.igate", "mlstm.memory"),
+    ("mlstm.fgate", "mlstm.memory"),
+    ("mlstm.memory", "mlstm.norm"),
+    ("mlstm.norm", "mlstm.h"),
+    ("mlstm.ogate", "mlstm.h"),
+    ("mlstm.h", "mlstm.out"),
+    ("mlstm.out", "mid"),
+    ("in", "mid"),
+    ("mid", "ffn.norm_in"),
+    ("ffn.norm_in", "ffn.gate"),
+    ("ffn.norm_in", "ffn.up"),
+    ("ffn.gate", "ffn.h"),
+    ("ffn.up", "ffn.h"),
+    ("ffn.h", "ffn.out"),
+    ("ffn.out", "out"),
+    ("mid", "out"),
+)
+
+
+def cell_kind(name: str) -> str:
+    """What a node computes, from its canonical name."""
+    leaf = name.split(".")[-1]
+    if name == "embedding" or leaf == "in":
+        return "input"
+    if name in ("lm_head", "logits"):
+        return "output"
+    if name == "out_norm" or leaf in ("norm_in", "norm"):
+        return "norm"
+    if name.startswith("blocks.") and name.count(".") == 1:
+        return "block"
+    if leaf in ("igate", "fgate", "ogate"):
+        return "gate"
+    if leaf == "memory":
+        return "memory"
+    if leaf in ("q", "k", "v"):
+        return "projection"
+    if ".ffn." in name:
+        return "ffn"
+    return "residual"  # mid, out, mlstm.h, mlstm.out
+
+
+def block_graph(num_blocks: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """embedding -> blocks.0 -> ... -> out_norm -> lm_head."""
+    if num_blocks < 1:
+        raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
+    names = ["embedding"] + [f"blocks.{i}" for i in range(num_blocks)] + ["out_norm", "lm_head"]
+    return names, list(zip(names[:-1], names[1:]))
+
+
+def cell_graph(block: int) -> tuple[list[str], list[tuple[str, str]]]:
+    """The cells of one block and how data flows between them (names as in the probe contract)."""
+    p = f"blocks.{block}."
+    names: list[str] = []
+    for a, b in CELL_CONNECTIONS:
+        for n in (a, b):
+            if p + n not in names:
+                names.append(p + n)
+    return names, [(p + a, p + b) for a, b in CELL_CONNECTIONS]
+
+
+def layer_of(names: list[str], connections: list[tuple[str, str]]) -> dict[str, int]:
+    """Longest-path depth from any source node (the graph must be acyclic)."""
+    known = set(names)
+    for a, b in connections:
+        if a not in known or b not in known:
+            missing = a if a not in known else b
+            raise ValueError(f"connection {a} -> {b} names unknown node {missing!r}")
+    preds: dict[str, list[str]] = {n: [] for n in names}
+    for a, b in connections:
+        preds[b].append(a)
+    depth: dict[str, int] = {}
+    visiting: set[str] = set()
+
+    def visit(n: str) -> int:
+        if n in depth:
+            return depth[n]
+        if n in visiting:
+            raise ValueError(f"graph has a cycle through {n!r}; the layered layout needs a DAG")
+        visiting.add(n)
+        depth[n] = 1 + max((visit(p) for p in preds[n]), default=-1)
+        visiting.discard(n)
+        return depth[n]
+
+    for n in names:
+        visit(n)
+    return depth
+
+
+def short_label(name: str) -> str:
+    """`blocks.1.mlstm.igate` -> `igate`, `blocks.1.ffn.out` -> `ffn.out`, `blocks.2` -> `block 2`."""
+    parts = name.split(".")
+    if parts[0] == "blocks" and len(parts) == 2:
+        return f"block {parts[1]}"
+    if parts[0] == "blocks" and len(parts) > 2:
+        rest = parts[2:]
+        if rest[0] == "mlstm":
+            rest = rest[1:]
+        return ".".join(rest)
+    return name
+
+
+def dag_node_table(names: list[str], connections: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+    depth = layer_of(names, connections)
+    x = np.array([float(depth[n]) for n in names])
+    y = np.zeros(len(names))
+    for d in set(depth.values()):
+        members = [i for i, n in enumerate(names) if depth[n] == d]
+        k = len(members)
+        y[members] = 1.0 - (np.arange(k) + 0.5) / k if k > 1 else 0.5
+    kinds = [cell_kind(n) for n in names]
+    return {
+        "id": np.array(names, dtype=object),
+        "label": np.array([short_label(n) for n in names], dtype=object),
+        "kind": np.array(kinds, dtype=object),
+        "x": x,
+        "y": y,
+        "color": np.array([KIND_COLORS[k] for k in kinds], dtype=object),
+    }
+
+
+def dag_edge_table(nodes: dict[str, np.ndarray], connections: list[tuple[str, str]],
+                   polarity: dict[tuple[str, str], int] | None = None) -> dict[str, np.ndarray]:
+    """Edges with their polarity (+1 normal, -1 flipped, 0 disabled); disabled edges draw dashed grey."""
+    polarity = polarity or {}
+    pos = {n: i for i, n in enumerate(nodes["id"])}
+    src = np.array([pos[a] for a, _ in connections], dtype=np.int64)
+    dst = np.array([pos[b] for _, b in connections], dtype=np.int64)
+    pol = np.array([int(polarity.get((a, b), 1)) for a, b in connections], dtype=np.int64)
+    bad = ~np.isin(pol, (-1, 0, 1))
+    if bad.any():
+        raise ValueError(f"edge polarity must be -1, 0 or +1, got {pol[bad].tolist()}")
+    return {
+        "src_id": np.array([a for a, _ in connections], dtype=object),
+        "dst_id": np.array([b for _, b in connections], dtype=object),
+        "x0": nodes["x"][src],
+        "y0": nodes["y"][src],
+        "x1": nodes["x"][dst],
+        "y1": nodes["y"][dst],
+        "polarity": pol,
+        "state": np.array([{1: "on", -1: "flipped", 0: "off"}[int(p)] for p in pol], dtype=object),
+        "color": np.array([POLARITY_COLORS[int(p)] for p in pol], dtype=object),
+        "alpha": np.where(pol == 0, 0.35, 0.8),
+    }
