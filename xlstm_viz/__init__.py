@@ -16,6 +16,10 @@ _EXPORTS = {
     "XLSTMConfig": "xlstm_viz.config",
     "XLSTM": "xlstm_viz.model",
     "generate": "xlstm_viz.generate",
+    "MLSTMState": "xlstm_viz.model",
+    "Trace": "xlstm_viz.execution.trace",
+    "Debugger": "xlstm_viz.execution.debugger",
+    "CheckpointError": "xlstm_viz.checkpoint",
 }
 
 

@@ -1,0 +1,265 @@
+"""Runs a model by its wirings: block wiring between blocks, each block's cell wiring inside it.
+
+One code path serves everything: `model(...)` drains the generator `Executor.run` without an observer; traces and the
+debugger pass an observer and receive a `CellEvent` after every cell. Wiring edits are read through the wirings'
+`version` counters, so a toggle costs one re-plan of the edited wiring and no weight copies: masks multiply the
+weights they feed inside the forward (they are inputs of the computation, not baked into parameters).
+
+Block-level semantics (residual stream): the stream always passes through a block; an edge j -> k adds
+polarity * enabled * contribution_j to the stream entering k, where contribution_j = block_j(x) - x. With the default
+wiring (one enabled +1 residual edge into each node) the stream entering k is exactly block_{k-1}'s output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generator
+
+import mlx.core as mx
+import numpy as np
+
+from xlstm_viz.execution.events import CellEvent
+from xlstm_viz.model.activations import soft_cap
+from xlstm_viz.model.mlstm_block import CellContext
+from xlstm_viz.model.norms import rms_norm
+
+MODES = ("chunkwise", "recurrent")
+
+
+@dataclass
+class _Input:
+    src: str  # block-local source cell name
+    polarity: int
+    enabled: bool
+    feature_mask: mx.array | None
+
+
+@dataclass
+class _CellStep:
+    name: str
+    local: str
+    cell_type: str
+    inputs: list[_Input]
+
+
+@dataclass
+class _BlockPlan:
+    version: Any
+    steps: list[_CellStep]
+    weight_masks: dict[str, mx.array]  # checkpoint-relative weight path -> mask (only sparsified weights)
+    weight_source: dict[str, str]  # weight path -> weight path it shares (featurizer sharing)
+
+
+def _plan_block(wiring, prefix: str) -> _BlockPlan:
+    cut = len(prefix) + 1
+    steps, masks = [], {}
+    for name in wiring.order():
+        spec = wiring.cells[name]
+        inputs = []
+        for conn in wiring.inputs_of(name):
+            mask = conn.mask if conn.enabled else None
+            if conn.weight is not None:
+                if mask is not None:
+                    prev = masks.get(conn.weight)
+                    masks[conn.weight] = mx.array(mask) if prev is None else prev * mx.array(mask)
+                mask = None
+            inputs.append(_Input(conn.src[cut:], int(conn.polarity), bool(conn.enabled),
+                                 None if mask is None else mx.array(mask)))
+        steps.append(_CellStep(name, name[cut:], spec.cell_type, inputs))
+    sources = {}
+    shared = getattr(wiring, "shared_weights", None)
+    if shared is not None:
+        for cell, owner in shared().items():
+            for step in steps:
+                if step.name == cell:
+                    src = _weight_of(wiring, cell)
+                    dst = _weight_of(wiring, owner)
+                    if src and dst:
+                        sources[src] = dst
+    return _BlockPlan(wiring.version, steps, masks, sources)
+
+
+def _weight_of(wiring, cell: str) -> str | None:
+    for conn in wiring.inputs_of(cell):
+        if conn.weight is not None and not conn.weight.startswith("norm"):
+            return conn.weight
+    return None
+
+
+def _check_ids(input_ids, vocab_size: int) -> mx.array:
+    if isinstance(input_ids, np.ndarray):
+        input_ids = mx.array(input_ids)
+    if not isinstance(input_ids, mx.array):
+        raise TypeError(f"input_ids must be an integer mx.array of shape [B, S], got {type(input_ids).__name__}")
+    if input_ids.ndim != 2:
+        raise ValueError(f"input_ids must have shape [B, S], got shape {tuple(input_ids.shape)}")
+    if not mx.issubdtype(input_ids.dtype, mx.integer):
+        raise TypeError(f"input_ids must have an integer dtype, got {input_ids.dtype}")
+    if input_ids.size == 0:
+        raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)})")
+    lo, hi = int(mx.min(input_ids).item()), int(mx.max(input_ids).item())
+    if lo < 0 or hi >= vocab_size:
+        bad = np.argwhere((np.array(input_ids) < 0) | (np.array(input_ids) >= vocab_size))[0]
+        value = int(np.array(input_ids)[tuple(bad)])
+        raise ValueError(
+            f"input_ids[{bad[0]}, {bad[1]}] = {value} is outside the vocabulary [0, {vocab_size})"
+        )
+    return input_ids
+
+
+class Executor:
+    def __init__(self, model):
+        self.model = model
+        cache = model._wirings.__dict__.setdefault("plans", {})
+        self._plans: dict[int, _BlockPlan] = cache
+
+    # -- planning --
+    def _plan(self, j: int) -> _BlockPlan:
+        wiring = self.model.cell_wirings[j]
+        plan = self._plans.get(j)
+        if plan is None or plan.version != wiring.version:
+            plan = _plan_block(wiring, f"blocks.{j}")
+            self._plans[j] = plan
+        return plan
+
+    def check_state(self, state, batch: int) -> list:
+        blocks = self.model.blocks
+        if state is None:
+            return [block.new_state(batch) for block in blocks]
+        if not isinstance(state, (list, tuple)) or len(state) != len(blocks):
+            raise ValueError(
+                f"state must be a list with one entry per block ({len(blocks)}), got "
+                f"{type(state).__name__} of length {len(state) if hasattr(state, '__len__') else '?'}"
+            )
+        state = list(state)
+        for j, (entry, block) in enumerate(zip(state, blocks)):
+            expected = block.new_state(batch)
+            for name in ("C", "n", "m"):
+                got = getattr(entry, name, None)
+                want = getattr(expected, name)
+                if got is None or tuple(got.shape) != tuple(want.shape):
+                    raise ValueError(
+                        f"state[{j}].{name} has shape {None if got is None else tuple(got.shape)}, "
+                        f"expected {tuple(want.shape)} (batch {batch})"
+                    )
+        return state
+
+    # -- running --
+    def forward(self, input_ids, state=None, mode: str = "chunkwise"):
+        return self.forward_observed(input_ids, state=state, mode=mode, observer=None)
+
+    def forward_observed(self, input_ids, state=None, mode: str = "chunkwise", observer=None):
+        """Run to the end (an observer that does not step only records)."""
+        gen = self.run(input_ids, state=state, mode=mode, observer=observer)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    def run(self, input_ids, state=None, mode: str = "chunkwise", observer=None) -> Generator[CellEvent, None, tuple]:
+        """Generator over cells; returns (logits [B, S, V] float32, state). Yields only if observer.stepping."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        model = self.model
+        config = model.config
+        input_ids = _check_ids(input_ids, config.vocab_size)
+        B, S = input_ids.shape
+        states = self.check_state(state, B)
+        spans = [(None, slice(0, S))] if mode == "chunkwise" else [(t, slice(t, t + 1)) for t in range(S)]
+        interventions = model.interventions if len(model.interventions) else None
+        emit = observer is not None
+        stepping = emit and observer.stepping
+        block_wiring = model.block_wiring
+        order = block_wiring.order()
+        logits_parts = []
+
+        for token, span in spans:
+
+            def finish(name, cell_type, block, inputs, out, extras=None):
+                if interventions is not None:
+                    out = interventions.apply(name, out, token)
+                event = None
+                if emit:
+                    event = CellEvent(name, cell_type, block, token, inputs, out, extras or {})
+                    observer.on_cell(event)
+                return out, event
+
+            ids = input_ids[:, span]
+            x, ev = finish("embedding", "embedding", None, {}, model.backbone.embeddings(ids))
+            if stepping:
+                yield ev
+            stream_in = {order[0]: 0.0}
+            stream_out = {order[0]: x}
+            for node in order[1:]:
+                edges = block_wiring.incoming(node)
+                residual = [e for e in edges if e.kind == "residual"]
+                if len(edges) == 1 and residual and residual[0].enabled and residual[0].polarity == 1:
+                    x = stream_out[residual[0].src]
+                else:
+                    x = stream_in[residual[0].src] if residual else mx.zeros_like(stream_out[order[0]])
+                    for e in edges:
+                        if e.enabled:
+                            contribution = stream_out[e.src] - stream_in[e.src]
+                            x = x + contribution if e.polarity > 0 else x - contribution
+                stream_in[node] = x
+                if node.startswith("blocks."):
+                    j = int(node.split(".")[1])
+                    out = yield from self._run_block(j, x, states, mode, observer, finish, stepping)
+                elif node == "out_norm":
+                    norm = model.backbone.get("out_norm")
+                    out = rms_norm(x, norm.weight, config.norm_eps, norm.get("bias")) if norm is not None else x
+                    out, ev = finish("out_norm", "rmsnorm", None, {"stream": x}, out)
+                    if stepping:
+                        yield ev
+                elif node == "lm_head":
+                    logits = soft_cap(model.lm_head(x).astype(mx.float32), config.output_logit_soft_cap)
+                    out, ev = finish("logits", "lm_head", None, {"out_norm": x}, logits)
+                    if stepping:
+                        yield ev
+                    logits_parts.append(out)
+                else:
+                    raise ValueError(f"block wiring node {node!r} has no executor (known: embedding, blocks.N, out_norm, lm_head)")
+                stream_out[node] = out
+        logits = logits_parts[0] if len(logits_parts) == 1 else mx.concatenate(logits_parts, axis=1)
+        return logits, states
+
+    def _run_block(self, j, x, states, mode, observer, finish, stepping):
+        block = self.model.blocks[j]
+        plan = self._plan(j)
+        masks, sources = plan.weight_masks, plan.weight_source
+
+        def weights(path: str) -> mx.array:
+            w = block.param(sources.get(path, path))
+            mask = masks.get(path)
+            return w if mask is None else w * mask.astype(w.dtype)
+
+        want_trace = observer is not None and observer.wants_memory_trace(j)
+        ctx = CellContext(mode, states[j], want_trace)
+        values: dict[str, mx.array] = {}
+        for step in plan.steps:
+            if step.local == "in":
+                inputs = {}
+                out = x
+            else:
+                inputs = {}
+                for inp in step.inputs:
+                    value = values[inp.src]
+                    if not inp.enabled:
+                        value = mx.zeros_like(value)
+                    else:
+                        if inp.feature_mask is not None:
+                            value = value * inp.feature_mask.astype(value.dtype)
+                        if inp.polarity < 0:
+                            value = -value
+                    inputs[inp.src] = value
+                out = block.run_cell(step.local, inputs, weights, ctx)
+            extras = None
+            if step.cell_type == "mlstm_memory":
+                states[j] = ctx.state
+                extras = {"state": ctx.state, "memory_trace": ctx.memory_trace}
+            out, ev = finish(step.name, step.cell_type, j, inputs, out, extras)
+            values[step.local] = out
+            if stepping:
+                yield ev
+        return values["out"]

@@ -1,0 +1,97 @@
+"""Probe points: every cell of every wiring is a probe, named like the cell.
+
+| probe                     | value (shape)                                   | stats (each [B, S, H])                          |
+|---------------------------|-------------------------------------------------|-------------------------------------------------|
+| `embedding`               | token embeddings [B, S, D]                      | mean, std, absmax, l2 (H = 1)                   |
+| `blocks.i.in`             | residual stream entering block i [B, S, D]      | mean, std, absmax, l2                           |
+| `blocks.i.mlstm.norm_in`  | RMSNorm(stream) * w [B, S, D]                   | mean, std, absmax, l2                           |
+| `blocks.i.mlstm.q/k/v`    | projections [B, S, NH*DQK or NH*DV]             | per head (H = NH)                               |
+| `blocks.i.mlstm.igate`    | cap(W_i x + b_i) [B, S, NH]                     | value, exp (= exp(i_t - m_t), needs `.memory`)  |
+| `blocks.i.mlstm.fgate`    | cap(W_f x + b_f) [B, S, NH]                     | value, sigmoid (= sigma(f_t))                   |
+| `blocks.i.mlstm.ogate`    | sigma(W_o x) [B, S, NH*DV]                      | per head                                        |
+| `blocks.i.mlstm.memory`   | cell output h before the norm [B, S, NH*DV]     | per head, plus C_norm (‖C_t‖_F), n_norm, m      |
+| `blocks.i.mlstm.norm`     | per-head LayerNorm(h) * w [B, S, NH*DV]         | per head                                        |
+| `blocks.i.mlstm.h`        | ogate * norm [B, S, NH*DV]                      | per head                                        |
+| `blocks.i.mlstm.out`      | out_proj [B, S, D]                              | mean, std, absmax, l2                           |
+| `blocks.i.mid`            | stream after the mLSTM residual [B, S, D]       | mean, std, absmax, l2                           |
+| `blocks.i.ffn.norm_in`    | RMSNorm(mid) * w [B, S, D]                      | mean, std, absmax, l2                           |
+| `blocks.i.ffn.gate/up/h`  | SiLU(W_g x), W_u x, their product [B, S, F]     | mean, std, absmax, l2                           |
+| `blocks.i.ffn.out`        | proj_down [B, S, D]                             | mean, std, absmax, l2                           |
+| `blocks.i.out`            | stream leaving block i [B, S, D]                | mean, std, absmax, l2                           |
+| `out_norm`                | final RMSNorm [B, S, D]                         | mean, std, absmax, l2                           |
+| `logits`                  | cap_30(lm_head) [B, S, V]                       | mean, std, absmax, l2                           |
+
+Memory norms per token: recurrent mode reads them off each step's state; chunkwise mode reconstructs them exactly
+from the chunk-boundary states (m_t and n_t in closed form, ‖C_t‖_F by a Gram identity), without a recurrent re-run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+
+import mlx.core as mx
+
+# Probes whose feature axis splits into heads: their stats are per head.
+PER_HEAD_CELLS = ("mlstm.q", "mlstm.k", "mlstm.v", "mlstm.ogate", "mlstm.memory", "mlstm.norm", "mlstm.h")
+GATE_CELLS = ("mlstm.igate", "mlstm.fgate")
+BASE_STATS = ("mean", "std", "absmax", "l2")
+
+
+def probe_names(model) -> list[str]:
+    """All probe names of a model, in execution order (for one token)."""
+    names = ["embedding"]
+    for wiring in model.cell_wirings:
+        names.extend(wiring.order())
+    names += ["out_norm", "logits"]
+    return names
+
+
+def select_probes(model, probes) -> list[str]:
+    """Resolve names / fnmatch patterns to probe names; an unknown name is an error that suggests close ones."""
+    names = probe_names(model)
+    if probes is None:
+        return names
+    if isinstance(probes, str):
+        probes = [probes]
+    chosen = []
+    for pattern in probes:
+        hits = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            close = difflib.get_close_matches(pattern, names, n=5)
+            raise KeyError(f"no probe matches {pattern!r}; close names: {close or names[:8]}")
+        chosen.extend(h for h in hits if h not in chosen)
+    return [n for n in names if n in chosen]
+
+
+def local_name(name: str) -> str:
+    """`blocks.3.mlstm.q` -> `mlstm.q`; model-level names are returned as they are."""
+    if name.startswith("blocks."):
+        return name.split(".", 2)[2]
+    return name
+
+
+def activation_stats(x: mx.array, heads: int) -> dict[str, mx.array]:
+    """mean, std, absmax and L2 norm over each head's features (heads = 1: over all features). Each [B, S, heads]."""
+    x = x.astype(mx.float32)
+    B, S, F = x.shape
+    x = x.reshape(B, S, heads, F // heads)
+    mean = mx.mean(x, axis=-1)
+    return {
+        "mean": mean,
+        "std": mx.sqrt(mx.mean(mx.square(x - mean[..., None]), axis=-1)),
+        "absmax": mx.max(mx.abs(x), axis=-1),
+        "l2": mx.sqrt(mx.sum(x * x, axis=-1)),
+    }
+
+
+def cell_stats(name: str, out: mx.array, num_heads: int) -> dict[str, mx.array]:
+    local = local_name(name)
+    if local in GATE_CELLS:
+        stats = activation_stats(out[..., None].reshape(*out.shape[:2], -1), out.shape[-1])
+        stats["value"] = out.astype(mx.float32)
+        if local == "mlstm.fgate":
+            stats["sigmoid"] = mx.sigmoid(out.astype(mx.float32))
+        return stats
+    heads = num_heads if local in PER_HEAD_CELLS and out.shape[-1] % num_heads == 0 else 1
+    return activation_stats(out, heads)

@@ -1,0 +1,179 @@
+"""Traces: what every probe saw during one forward pass, as numpy, saved to .npz without pickle.
+
+`model.run_with_trace(ids, probes=None, mode="stats"|"full", run_mode="chunkwise"|"recurrent")` records, per token and
+per head, the statistics of `xlstm_viz.execution.probes`; "full" also keeps the whole tensors of the chosen probes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from xlstm_viz.execution.probes import cell_stats, local_name, select_probes
+
+TRACE_MODES = ("stats", "full")
+
+
+@dataclass
+class Trace:
+    tokens: np.ndarray  # [B, S]
+    logits: np.ndarray  # [B, S, V]
+    probes: list[str]
+    stats: dict[str, dict[str, np.ndarray]]  # probe -> stat -> [B, S, H]
+    full: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    # -- numpy / files --
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """Flat dict: tokens, logits, stats/<probe>/<stat>, full/<probe>."""
+        flat = {"tokens": self.tokens, "logits": self.logits}
+        for probe, stats in self.stats.items():
+            for stat, value in stats.items():
+                flat[f"stats/{probe}/{stat}"] = value
+        for probe, value in self.full.items():
+            flat[f"full/{probe}"] = value
+        return flat
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        meta = dict(self.meta, probes=self.probes)
+        np.savez_compressed(path, __meta__=np.array(json.dumps(meta)), **self.to_numpy())
+        return path if path.suffix == ".npz" else path.with_suffix(path.suffix + ".npz")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Trace":
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path} is not a trace .npz file: {err}") from None
+        with data:
+            if "__meta__" not in data.files:
+                raise ValueError(f"{path} has no __meta__ entry: not written by Trace.save")
+            meta = json.loads(str(data["__meta__"]))
+            stats: dict[str, dict[str, np.ndarray]] = {}
+            full = {}
+            for key in data.files:
+                if key.startswith("stats/"):
+                    probe, stat = key[len("stats/"):].rsplit("/", 1)
+                    stats.setdefault(probe, {})[stat] = data[key]
+                elif key.startswith("full/"):
+                    full[key[len("full/"):]] = data[key]
+            probes = meta.pop("probes")
+            return cls(data["tokens"], data["logits"], probes, stats, full, meta)
+
+    # -- analysis --
+    def diff(self, other: "Trace") -> "Trace":
+        """other - self for every stat, full tensor and the logits both traces share ("what the change did")."""
+        if self.tokens.shape != other.tokens.shape or not np.array_equal(self.tokens, other.tokens):
+            raise ValueError(
+                f"cannot diff traces of different inputs: tokens {self.tokens.shape} vs {other.tokens.shape}"
+            )
+        stats = {
+            p: {s: other.stats[p][s] - v for s, v in st.items() if s in other.stats.get(p, {})}
+            for p, st in self.stats.items() if p in other.stats
+        }
+        full = {p: other.full[p] - v for p, v in self.full.items() if p in other.full}
+        probes = [p for p in self.probes if p in stats]
+        return Trace(self.tokens, other.logits - self.logits, probes, stats, full, {"diff_of": [self.meta, other.meta]})
+
+    def summary(self, stat: str = "absmax") -> dict[str, float]:
+        """One number per probe: the max over batch, tokens and heads of `stat` (absolute, for diffs)."""
+        return {p: float(np.max(np.abs(s[stat]))) for p, s in self.stats.items() if stat in s}
+
+    def top_k(self, k: int = 5, batch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k next-token ids and probabilities per position: ([S, k] ids, [S, k] probs)."""
+        logits = self.logits[batch].astype(np.float64)
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        ids = np.argsort(-probs, axis=-1)[:, :k]
+        return ids, np.take_along_axis(probs, ids, -1)
+
+    def __repr__(self) -> str:
+        return (f"Trace(tokens={tuple(self.tokens.shape)}, probes={len(self.probes)}, "
+                f"full={sorted(self.full)[:4]}{'...' if len(self.full) > 4 else ''}, meta={self.meta})")
+
+
+class Recorder:
+    """Executor observer that accumulates lazy stats per token and evaluates them once at the end."""
+
+    stepping = False
+
+    def __init__(self, model, probes, mode: str):
+        if mode not in TRACE_MODES:
+            raise ValueError(f"trace mode must be one of {TRACE_MODES}, got {mode!r}")
+        self.names = select_probes(model, probes)
+        self.selected = set(self.names)
+        self.full_mode = mode == "full"
+        self.num_heads = model.config.num_heads
+        self._stats: dict[str, dict[str, list[mx.array]]] = {}
+        self._full: dict[str, list[mx.array]] = {}
+        self._igate: dict[int, mx.array] = {}
+        self._memory_blocks = {
+            int(n.split(".")[1]) for n in self.names if local_name(n) in ("mlstm.memory", "mlstm.igate")
+            and n.startswith("blocks.")
+        }
+
+    def wants_memory_trace(self, block: int) -> bool:
+        return block in self._memory_blocks
+
+    def _add(self, probe: str, stat: str, value: mx.array) -> None:
+        self._stats.setdefault(probe, {}).setdefault(stat, []).append(value)
+
+    def on_cell(self, event) -> None:
+        name = event.name
+        if local_name(name) == "mlstm.igate":
+            self._igate[event.block] = event.output
+        if name not in self.selected:
+            if local_name(name) == "mlstm.memory" and f"blocks.{event.block}.mlstm.igate" in self.selected:
+                self._memory_extras(event, stats_for_memory=False)
+            return
+        for stat, value in cell_stats(name, event.output, self.num_heads).items():
+            self._add(name, stat, value)
+        if self.full_mode:
+            self._full.setdefault(name, []).append(event.output)
+        if local_name(name) == "mlstm.memory":
+            self._memory_extras(event, stats_for_memory=True)
+
+    def _memory_extras(self, event, stats_for_memory: bool) -> None:
+        trace = event.extras.get("memory_trace")
+        if trace is None:
+            return
+        m = trace.m.transpose(0, 2, 1)  # [B, S, NH]
+        if stats_for_memory:
+            self._add(event.name, "C_norm", trace.C_norm.transpose(0, 2, 1))
+            self._add(event.name, "n_norm", trace.n_norm.transpose(0, 2, 1))
+            self._add(event.name, "m", m)
+        igate = f"blocks.{event.block}.mlstm.igate"
+        if igate in self.selected and event.block in self._igate:
+            self._add(igate, "exp", mx.exp(self._igate[event.block].astype(mx.float32) - m))
+
+    def finish(self) -> tuple[dict, dict]:
+        stats = {p: {s: mx.concatenate(v, axis=1) if len(v) > 1 else v[0] for s, v in st.items()}
+                 for p, st in self._stats.items()}
+        full = {p: mx.concatenate(v, axis=1) if len(v) > 1 else v[0] for p, v in self._full.items()}
+        mx.eval(stats, full)
+        to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
+        return ({p: {s: to_np(v) for s, v in st.items()} for p, st in stats.items()},
+                {p: to_np(v) for p, v in full.items()})
+
+
+def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode: str = "chunkwise", state=None) -> Trace:
+    from xlstm_viz.execution.executor import Executor
+
+    recorder = Recorder(model, probes, mode)
+    logits, _ = Executor(model).forward_observed(input_ids, state=state, mode=run_mode, observer=recorder)
+    stats, full = recorder.finish()
+    meta = {
+        "mode": mode,
+        "run_mode": run_mode,
+        "source": model.source,
+        "wiring_versions": [str(w.version) for w in model.cell_wirings] + [str(model.block_wiring.version)],
+        "interventions": [i.describe() for i in model.interventions.list()],
+    }
+    probes_recorded = [p for p in recorder.names if p in stats]
+    return Trace(np.array(input_ids), np.array(logits), probes_recorded, stats, full, meta)

@@ -1,0 +1,169 @@
+"""The mLSTM cell (matrix memory), stabilised with the max-state m, in two evaluation orders.
+
+Notation follows the xLSTM paper / mlstm_kernels: per batch and head, with C_0 = 0, n_0 = 0, m_0 = 0,
+
+    m_t  = max(log sigma(f_t) + m_{t-1}, i_t)                      (stabiliser)
+    C_t  = exp(log sigma(f_t) + m_{t-1} - m_t) C_{t-1} + exp(i_t - m_t) k_t v_t^T
+    n_t  = exp(log sigma(f_t) + m_{t-1} - m_t) n_{t-1} + exp(i_t - m_t) k_t
+    h_t  = (q_t/sqrt(DQK))^T C_t / (max(|(q_t/sqrt(DQK)) . n_t|, exp(-m_t)) + eps)
+
+k is not scaled. `recurrent_step` evaluates this token by token; `chunkwise` evaluates the same function chunk by
+chunk (intra-chunk in parallel, a recurrence over chunk boundaries) and reproduces the recurrent m_t exactly.
+All arithmetic is float32 whatever the weight dtype: the states are float32 in the 7B inference code too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+
+from xlstm_viz.model.activations import log_sigmoid
+
+# The official inference path pads a ragged last chunk with q = k = v = 0, i = -25, f = +25 (the pad tokens then
+# leave the state as it is up to ~1e-11); we pad the same way so that final states match it bit for bit in spirit.
+PAD_IGATE = -25.0
+PAD_FGATE = 25.0
+
+
+@dataclass
+class MLSTMState:
+    """Memory of one mLSTM block: C [B, NH, DQK, DV], n [B, NH, DQK], m [B, NH, 1], float32."""
+
+    C: mx.array
+    n: mx.array
+    m: mx.array
+
+    @classmethod
+    def zeros(cls, batch: int, num_heads: int, dqk: int, dv: int) -> "MLSTMState":
+        return cls(
+            C=mx.zeros((batch, num_heads, dqk, dv), mx.float32),
+            n=mx.zeros((batch, num_heads, dqk), mx.float32),
+            m=mx.zeros((batch, num_heads, 1), mx.float32),
+        )
+
+    def arrays(self) -> tuple[mx.array, mx.array, mx.array]:
+        return self.C, self.n, self.m
+
+
+@dataclass
+class MemoryTrace:
+    """Per-token memory statistics, [B, NH, S] each: ||C_t||_F, ||n_t||_2 and m_t."""
+
+    C_norm: mx.array
+    n_norm: mx.array
+    m: mx.array
+
+
+def recurrent_step(
+    q: mx.array, k: mx.array, v: mx.array, i: mx.array, f: mx.array, state: MLSTMState, eps: float
+) -> tuple[mx.array, MLSTMState]:
+    """One token. q, k [B, NH, DQK]; v [B, NH, DV]; i, f [B, NH, 1]. Returns h [B, NH, DV] and the new state."""
+    C, n, m = state.arrays()
+    logf = log_sigmoid(f)
+    m_new = mx.maximum(logf + m, i)  # stabiliser
+    f_act = mx.exp(logf + m - m_new)
+    i_act = mx.exp(i - m_new)
+    C = f_act[..., None] * C + i_act[..., None] * (k[..., :, None] * v[..., None, :])
+    n = f_act * n + i_act * k
+    q_scaled = q * (q.shape[-1] ** -0.5)
+    numerator = (q_scaled[..., None, :] @ C).squeeze(-2)
+    qn = mx.sum(q_scaled * n, axis=-1, keepdims=True)
+    denominator = mx.maximum(mx.abs(qn), mx.exp(-m_new)) + eps
+    return numerator / denominator, MLSTMState(C, n, m_new)
+
+
+def recurrent(
+    q: mx.array, k: mx.array, v: mx.array, i: mx.array, f: mx.array, state: MLSTMState, eps: float,
+    with_trace: bool = False,
+) -> tuple[mx.array, MLSTMState, MemoryTrace | None]:
+    """Token-by-token loop over a sequence. q, k [B, NH, S, DQK]; v [B, NH, S, DV]; i, f [B, NH, S]."""
+    hs, cn, nn_, ms = [], [], [], []
+    for t in range(q.shape[2]):
+        h, state = recurrent_step(q[:, :, t], k[:, :, t], v[:, :, t], i[:, :, t, None], f[:, :, t, None], state, eps)
+        hs.append(h)
+        if with_trace:
+            cn.append(mx.sqrt(mx.sum(state.C * state.C, axis=(-2, -1))))
+            nn_.append(mx.sqrt(mx.sum(state.n * state.n, axis=-1)))
+            ms.append(state.m[..., 0])
+    trace = MemoryTrace(mx.stack(cn, -1), mx.stack(nn_, -1), mx.stack(ms, -1)) if with_trace else None
+    return mx.stack(hs, axis=2), state, trace
+
+
+def chunkwise(
+    q: mx.array, k: mx.array, v: mx.array, i: mx.array, f: mx.array, state: MLSTMState, eps: float,
+    chunk_size: int, with_trace: bool = False,
+) -> tuple[mx.array, MLSTMState, MemoryTrace | None]:
+    """Chunkwise-parallel form. Shapes as in `recurrent`. Returns h [B, NH, S, DV], the final state, and if asked
+    the per-token memory statistics, reconstructed exactly from the chunk-boundary states (no recurrent re-run)."""
+    B, NH, S, DQK = q.shape
+    DV = v.shape[-1]
+    L = chunk_size
+    pad = (-S) % L
+    if pad:
+        q = mx.pad(q, [(0, 0), (0, 0), (0, pad), (0, 0)])
+        k = mx.pad(k, [(0, 0), (0, 0), (0, pad), (0, 0)])
+        v = mx.pad(v, [(0, 0), (0, 0), (0, pad), (0, 0)])
+        i = mx.pad(i, [(0, 0), (0, 0), (0, pad)], constant_values=PAD_IGATE)
+        f = mx.pad(f, [(0, 0), (0, 0), (0, pad)], constant_values=PAD_FGATE)
+    nc = (S + pad) // L
+    q = q.reshape(B, NH, nc, L, DQK) * (DQK**-0.5)
+    k = k.reshape(B, NH, nc, L, DQK)
+    v = v.reshape(B, NH, nc, L, DV)
+    i = i.reshape(B, NH, nc, L)
+    b = mx.cumsum(log_sigmoid(f.reshape(B, NH, nc, L)), axis=-1)  # b_t = sum_{s<=t in chunk} log sigma(f_s)
+    b_last = b[..., -1:]
+    a = b_last - b + i  # log weight of token s in the chunk-end state
+
+    # Inter-chunk recurrence over chunk boundaries: the states entering each chunk.
+    C, n, m = state.arrays()
+    C_in, n_in, m_in = [], [], []
+    for c in range(nc):
+        C_in.append(C)
+        n_in.append(n)
+        m_in.append(m)
+        m_new = mx.maximum(b_last[:, :, c] + m, mx.max(a[:, :, c], axis=-1, keepdims=True))
+        decay = mx.exp(b_last[:, :, c] + m - m_new)  # [B, NH, 1]
+        w = mx.exp(a[:, :, c] - m_new)  # [B, NH, L]
+        kw = k[:, :, c] * w[..., None]
+        C = decay[..., None] * C + kw.swapaxes(-1, -2) @ v[:, :, c]
+        n = decay * n + mx.sum(kw, axis=-2)
+        m = m_new
+    final = MLSTMState(C, n, m)
+    C_in = mx.stack(C_in, axis=2)  # [B, NH, nc, DQK, DV]
+    n_in = mx.stack(n_in, axis=2)  # [B, NH, nc, DQK]
+    m_in = mx.stack(m_in, axis=2)  # [B, NH, nc, 1]
+
+    # Intra-chunk, all chunks at once: log D_ts = b_t - b_s + i_s for s <= t.
+    log_d = b[..., :, None] - b[..., None, :] + i[..., None, :]
+    causal = mx.tril(mx.ones((L, L), dtype=mx.bool_))
+    log_d = mx.where(causal, log_d, -mx.inf)
+    m_inter = b + m_in  # carried-in memory, [B, NH, nc, L]
+    m_t = mx.maximum(m_inter, mx.max(log_d, axis=-1))  # equals the recurrent m_t
+    d = mx.exp(log_d - m_t[..., None])
+    alpha = mx.exp(m_inter - m_t)
+    scores = (q @ k.swapaxes(-1, -2)) * d
+    numerator = alpha[..., None] * (q @ C_in) + scores @ v
+    qn = alpha * (q @ n_in[..., None])[..., 0] + mx.sum(scores, axis=-1)
+    denominator = mx.maximum(mx.abs(qn), mx.exp(-m_t)) + eps
+    h = (numerator / denominator[..., None]).reshape(B, NH, nc * L, DV)[:, :, :S]
+
+    trace = None
+    if with_trace:
+        # n_t = alpha_t n_in + sum_s D_ts k_s ;  ||C_t||_F^2 by the Gram identity, exact and O(L^2) per chunk:
+        # ||alpha C_in + sum_s D_ts k_s v_s^T||^2 = alpha^2||C_in||^2 + 2 alpha sum_s D_ts k_s^T C_in v_s
+        #                                          + sum_{s,s'} D_ts D_ts' (k_s.k_s')(v_s.v_s')
+        n_t = alpha[..., None] * n_in[:, :, :, None, :] + d @ k
+        gram = (k @ k.swapaxes(-1, -2)) * (v @ v.swapaxes(-1, -2))
+        cross = mx.sum((k @ C_in) * v, axis=-1)  # k_s^T C_in v_s, [B, NH, nc, L]
+        c_sq = (
+            alpha**2 * mx.sum(C_in * C_in, axis=(-2, -1))[..., None]
+            + 2 * alpha * (d @ cross[..., None])[..., 0]
+            + mx.sum((d @ gram) * d, axis=-1)
+        )
+        trace = MemoryTrace(
+            C_norm=mx.sqrt(mx.maximum(c_sq, 0.0)).reshape(B, NH, nc * L)[:, :, :S],
+            n_norm=mx.sqrt(mx.sum(n_t * n_t, axis=-1)).reshape(B, NH, nc * L)[:, :, :S],
+            m=m_t.reshape(B, NH, nc * L)[:, :, :S],
+        )
+    return h, final, trace

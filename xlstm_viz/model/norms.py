@@ -1,0 +1,61 @@
+"""Normalisations of xLSTM-7B: RMSNorm before each sub-layer and a per-head LayerNorm after the mLSTM cell."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+def rms_norm(x: mx.array, weight: mx.array | None, eps: float, bias: mx.array | None = None) -> mx.array:
+    """x / sqrt(mean(x^2) + eps) * w, reduced in float32 (norm_reduction_force_float32)."""
+    x32 = x.astype(mx.float32)
+    y = (x32 * mx.rsqrt(mx.mean(x32 * x32, axis=-1, keepdims=True) + eps)).astype(x.dtype)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def multihead_layer_norm(
+    h: mx.array, weight: mx.array | None, num_heads: int, eps: float, bias: mx.array | None = None
+) -> mx.array:
+    """Per-head LayerNorm (mean-centred, biased variance) over each head's DV features; h is [..., NH*DV].
+
+    The weight is flat (NH*DV), as the checkpoint stores it. Not an RMSNorm: using one moves 7B-style logits by ~18.
+    """
+    shape = h.shape
+    x = h.astype(mx.float32).reshape(*shape[:-1], num_heads, shape[-1] // num_heads)
+    mean = mx.mean(x, axis=-1, keepdims=True)
+    var = mx.mean(mx.square(x - mean), axis=-1, keepdims=True)
+    y = ((x - mean) * mx.rsqrt(var + eps)).reshape(shape).astype(h.dtype)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dims: int, eps: float, use_bias: bool = False):
+        super().__init__()
+        self.weight = mx.ones((dims,))
+        if use_bias:
+            self.bias = mx.zeros((dims,))
+        self.eps = eps
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return rms_norm(x, self.weight, self.eps, self.get("bias"))
+
+
+class MultiHeadLayerNorm(nn.Module):
+    def __init__(self, num_heads: int, dims: int, eps: float, use_bias: bool = False):
+        super().__init__()
+        self.weight = mx.ones((dims,))
+        if use_bias:
+            self.bias = mx.zeros((dims,))
+        self.num_heads = num_heads
+        self.eps = eps
+
+    def __call__(self, h: mx.array) -> mx.array:
+        return multihead_layer_norm(h, self.weight, self.num_heads, self.eps, self.get("bias"))
