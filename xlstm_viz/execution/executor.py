@@ -20,7 +20,7 @@ import numpy as np
 
 from xlstm_viz.execution.events import CellEvent
 from xlstm_viz.model.activations import soft_cap
-from xlstm_viz.model.mlstm_block import CellContext
+from xlstm_viz.model.mlstm_block import CellContext, linear
 from xlstm_viz.model.norms import rms_norm
 
 MODES = ("chunkwise", "recurrent")
@@ -186,7 +186,7 @@ class Executor:
                 return out, event
 
             ids = input_ids[:, span]
-            x, ev = finish("embedding", "embedding", None, {}, model.backbone.embeddings(ids))
+            x, ev = finish("embedding", "embedding", None, {}, model.backbone.embeddings(ids).astype(mx.float32))
             if stepping:
                 yield ev
             stream_in = {order[0]: 0.0}
@@ -213,7 +213,7 @@ class Executor:
                     if stepping:
                         yield ev
                 elif node == "lm_head":
-                    logits = soft_cap(model.lm_head(x).astype(mx.float32), config.output_logit_soft_cap)
+                    logits = soft_cap(linear(x, model.lm_head.weight), config.output_logit_soft_cap)
                     out, ev = finish("logits", "lm_head", None, {"out_norm": x}, logits)
                     if stepping:
                         yield ev

@@ -36,7 +36,15 @@ class CellContext:
 
 
 def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.array:
-    """y = x W^T (+ b); weights are stored [out, in] as in PyTorch."""
+    """y = x W^T (+ b); weights are stored [out, in] as in PyTorch.
+
+    Activations stay float32 whatever the weight dtype: bfloat16 weights are widened inside the product, so a bf16
+    checkpoint halves memory without rounding every activation to 8 mantissa bits (which moved saturated-gate logits
+    by up to ~8 on the parity fixtures).
+    """
+    if weight.dtype != x.dtype:
+        weight = weight.astype(x.dtype)
+        bias = None if bias is None else bias.astype(x.dtype)
     if bias is not None:
         return mx.addmm(bias, x, weight.T)
     return x @ weight.T
@@ -190,4 +198,4 @@ class MLSTMBlock(nn.Module):
             value, w("mlstm_layer.multihead_norm.weight"), self._cfg[0], self._cfg[1],
             self.param("mlstm_layer.multihead_norm.bias"),
         )
-        return out.astype(self.mlstm_layer.out_proj.weight.dtype)
+        return out
