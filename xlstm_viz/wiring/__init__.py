@@ -40,3 +40,4 @@ __all__ = [
     "element_mask",
     "layered_layout",
 ]
+from .block import BlockSpec, BlockWiring, Edge  # noqa: E402

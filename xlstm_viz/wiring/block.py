@@ -1,0 +1,346 @@
+"""`BlockWiring`: the model at block level, embedding -> blocks.0 .. blocks.N-1 -> out_norm -> lm_head.
+
+Executor semantics (the model's executor implements them; stated here because the wiring defines them):
+
+* The residual stream always passes through every node in `nodes` order (the identity path cannot be
+  cut). For a block j, `contribution_j = block_j(x) - x`, where x is the stream entering block j.
+* An edge (j -> k) adds `polarity * enabled * contribution_j` to the stream entering k. The default
+  residual edges blocks.j -> blocks.j+1 therefore reproduce the plain model; disabling one drops that
+  block's update, polarity -1 subtracts it, and a skip edge (j -> k, k further on) adds block j's update
+  again at k.
+* For the non-residual nodes the contribution is the node's output: the stream before `embedding` is
+  zero, so edge embedding -> blocks.0 carries the embeddings; `lm_head` is applied to what its incoming
+  edges carry from `out_norm`, i.e. out_norm(stream).
+
+Because the identity path runs through every node in order, a skip may only point forward; one that
+points back would form a cycle and is refused with an error naming the cycle. Residual edges can be
+disabled or flipped but not removed; skip edges can be removed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from . import checks
+from .edits import Change, Editable
+from .headers import checkpoint_shapes
+
+_FORMAT = "xlstm_viz.wiring.block/1"
+_BLOCK_KEY = re.compile(r"^backbone\.blocks\.(\d+)\.(.+)$")
+EDGE_KINDS = ("residual", "skip")
+# Block type from the parameter names inside one block: first the prefixes of the xLSTM layers, then
+# CfC / LTC cells, recognised by a dotted name component starting with "cfc" / "ltc".
+_TYPE_PREFIXES = {"mlstm": ("mlstm_layer.",), "slstm": ("slstm_layer.", "xlstm.slstm_cell.")}
+_TYPE_COMPONENTS = {"cfc": "cfc", "ltc": "ltc"}
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One edge of the block graph; see the module docstring for what it means to the executor."""
+
+    src: str
+    dst: str
+    polarity: int = 1
+    enabled: bool = True
+    kind: str = "residual"
+
+    def state(self) -> dict:
+        return {"polarity": self.polarity, "enabled": self.enabled, "kind": self.kind}
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One block: its index, type ("mlstm" | "slstm" | "cfc" | "ltc"), dimensions and parameter shapes
+    (names relative to `backbone.blocks.{index}.`; empty for a wiring made from a config)."""
+
+    index: int
+    block_type: str
+    dims: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"blocks.{self.index}"
+
+
+def block_type_of(index: int, names) -> str:
+    """The block type implied by a block's parameter names; an error names the keys if none or several fit."""
+    found: dict[str, list[str]] = {}
+    for name in names:
+        for kind, prefixes in _TYPE_PREFIXES.items():
+            if name.startswith(prefixes):
+                found.setdefault(kind, []).append(name)
+        components = name.lower().split(".")
+        for kind, stem in _TYPE_COMPONENTS.items():
+            if any(c.startswith(stem) for c in components):
+                found.setdefault(kind, []).append(name)
+    if not found:
+        raise ValueError(
+            f"block {index}: cannot tell the block type from its keys {sorted(names)}; expected 'mlstm_layer.', "
+            "'slstm_layer.' / 'xlstm.slstm_cell.', or a 'cfc' / 'ltc' component"
+        )
+    if len(found) > 1:
+        detail = "; ".join(f"{kind}: {keys[:3]}" for kind, keys in found.items())
+        raise ValueError(f"block {index}: keys of several block types ({detail})")
+    return next(iter(found))
+
+
+def _mlstm_dims(index: int, params: dict) -> dict:
+    def shape(name):
+        if name not in params:
+            raise ValueError(f"mLSTM block {index}: missing parameter backbone.blocks.{index}.{name}")
+        return params[name]
+
+    q = shape("mlstm_layer.q.weight")
+    dims = {
+        "embedding_dim": q[1],
+        "qk_dim": q[0],
+        "v_dim": shape("mlstm_layer.v.weight")[0],
+        "num_heads": shape("mlstm_layer.igate_preact.weight")[0],
+    }
+    if "ffn.proj_up.weight" in params:
+        dims["ffn_dim"] = params["ffn.proj_up.weight"][0]
+    return dims
+
+
+class BlockWiring(Editable):
+    """Block-level wiring graph with editable residual and skip edges (see module docstring)."""
+
+    def __init__(self, blocks, config: dict | None = None, source: str | None = None, model_params: dict | None = None):
+        self.blocks: tuple[BlockSpec, ...] = tuple(blocks)
+        for position, block in enumerate(self.blocks):
+            if block.index != position:
+                raise ValueError(f"blocks must be numbered 0..N-1 in order; position {position} holds block {block.index}")
+        self.config = dict(config or {})
+        self.source = source
+        self.model_params = dict(model_params or {})
+        self.nodes: tuple[str, ...] = ("embedding", *(b.name for b in self.blocks), "out_norm", "lm_head")
+        self._position = {node: i for i, node in enumerate(self.nodes)}
+        self._edges: dict[tuple[str, str], Edge] = {}
+        for src, dst in zip(self.nodes, self.nodes[1:]):
+            self._edges[(src, dst)] = Edge(src, dst)
+        self._init_edits()
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path) -> "BlockWiring":
+        """Read config.json (if present), the safetensors index and shard headers; never tensor data."""
+        folder = Path(path)
+        config_path = folder / "config.json"
+        config = json.loads(config_path.read_text()) if config_path.exists() else {}
+        shapes = checkpoint_shapes(folder)
+        per_block: dict[int, dict[str, tuple]] = {}
+        model_params = {}
+        for name, shape in shapes.items():
+            match = _BLOCK_KEY.match(name)
+            if match:
+                per_block.setdefault(int(match.group(1)), {})[match.group(2)] = shape
+            else:
+                model_params[name] = shape
+        if not per_block:
+            raise ValueError(f"{folder}: no 'backbone.blocks.{{i}}.' keys among {len(shapes)} tensors")
+        missing = sorted(set(range(max(per_block) + 1)) - set(per_block))
+        if missing:
+            raise ValueError(f"{folder}: blocks {missing} have no parameters (found blocks up to {max(per_block)})")
+        blocks = []
+        for index in sorted(per_block):
+            params = dict(sorted(per_block[index].items()))
+            kind = block_type_of(index, params)
+            dims = _mlstm_dims(index, params) if kind == "mlstm" else {}
+            blocks.append(BlockSpec(index, kind, dims, params))
+        expected = config.get("num_blocks", config.get("num_hidden_layers"))
+        if expected is not None and expected != len(blocks):
+            raise ValueError(f"{config_path}: num_blocks is {expected} but the checkpoint has {len(blocks)} blocks")
+        width = config.get("embedding_dim", config.get("hidden_size"))
+        for block in blocks:
+            if width is not None and block.dims.get("embedding_dim", width) != width:
+                raise ValueError(
+                    f"{config_path}: embedding_dim is {width} but block {block.index} has width {block.dims['embedding_dim']}"
+                )
+        return cls(blocks, config=config, source=str(folder), model_params=model_params)
+
+    @classmethod
+    def from_config(cls, config) -> "BlockWiring":
+        """From an `XLSTMConfig`, any object with its attributes, or a plain dict (keys as in config.json).
+        Dimensions follow the xLSTM-Large rules: qk_dim = int(D * qk_dim_factor), v_dim = int(D * v_dim_factor),
+        ffn_dim = ceil(D * ffn_proj_factor / m) * m with m = ffn_round_up_to_multiple_of."""
+
+        def get(name, default=None):
+            value = config.get(name, default) if isinstance(config, dict) else getattr(config, name, default)
+            return default if value is None else value
+
+        width = get("embedding_dim", get("hidden_size"))
+        num_blocks = get("num_blocks", get("num_hidden_layers"))
+        num_heads = get("num_heads")
+        for field_name, value in (("embedding_dim", width), ("num_blocks", num_blocks), ("num_heads", num_heads)):
+            if value is None:
+                raise ValueError(f"config has no {field_name}: cannot build a block wiring without it")
+        width = checks.count("embedding_dim", width, minimum=1)
+        num_blocks = checks.count("num_blocks", num_blocks, minimum=1)
+        multiple = get("ffn_round_up_to_multiple_of", 64)
+        dims = {
+            "embedding_dim": width,
+            "qk_dim": get("qk_dim") or int(width * get("qk_dim_factor", 0.5)),
+            "v_dim": get("v_dim") or int(width * get("v_dim_factor", 1.0)),
+            "num_heads": checks.count("num_heads", num_heads, minimum=1),
+            "ffn_dim": get("ffn_dim") or math.ceil(width * get("ffn_proj_factor", 2.667) / multiple) * multiple,
+        }
+        types = list(get("block_types") or ["mlstm"] * num_blocks)
+        if len(types) != num_blocks:
+            raise ValueError(f"config has {len(types)} block_types for num_blocks={num_blocks}")
+        blocks = [BlockSpec(i, t, dict(dims) if t == "mlstm" else {}) for i, t in enumerate(types)]
+        plain = config if isinstance(config, dict) else (config.to_dict() if hasattr(config, "to_dict") else {})
+        return cls(blocks, config=dict(plain))
+
+    # -- reading ---------------------------------------------------------------------------------
+    def roles(self) -> dict[str, str]:
+        """embedding is sensory, blocks are inter, out_norm and lm_head are motor."""
+        return {n: "sensory" if n == "embedding" else "motor" if n in ("out_norm", "lm_head") else "inter" for n in self.nodes}
+
+    @property
+    def edges(self) -> list[Edge]:
+        """All edges, ordered by (source position, destination position) in `nodes`."""
+        return sorted(self._edges.values(), key=lambda e: (self._position[e.src], self._position[e.dst]))
+
+    def edge(self, src: str, dst: str) -> Edge:
+        try:
+            return self._edges[(src, dst)]
+        except KeyError:
+            names = [f"{e.src}->{e.dst}" for e in self.edges]
+            near = difflib.get_close_matches(f"{src}->{dst}", names, n=5)
+            raise KeyError(f"no edge {src}->{dst}; close: {near or names[:5]}") from None
+
+    def incoming(self, node: str) -> list[Edge]:
+        self._require_node(node)
+        return [e for e in self.edges if e.dst == node]
+
+    def outgoing(self, node: str) -> list[Edge]:
+        self._require_node(node)
+        return [e for e in self.edges if e.src == node]
+
+    def synapses(self) -> dict[tuple[str, str], int]:
+        """{(src, dst): polarity} of the enabled edges (what `diff` compares)."""
+        return {(e.src, e.dst): e.polarity for e in self.edges if e.enabled}
+
+    def graph(self) -> nx.DiGraph:
+        """networkx view: node attributes role / block_type, edge attributes polarity / enabled / kind."""
+        graph = nx.DiGraph()
+        types = {b.name: b.block_type for b in self.blocks}
+        for node, role in self.roles().items():
+            graph.add_node(node, role=role, block_type=types.get(node))
+        for e in self.edges:
+            graph.add_edge(e.src, e.dst, **e.state())
+        return graph
+
+    def order(self) -> list[str]:
+        """Execution order: topological, ties broken by position in `nodes`."""
+        return list(nx.lexicographical_topological_sort(self.graph(), key=self._position.__getitem__))
+
+    def stages(self) -> list[list[str]]:
+        """Topological generations (disabled edges included, so toggling an edge never reorders)."""
+        return [sorted(g, key=self._position.__getitem__) for g in nx.topological_generations(self.graph())]
+
+    # -- editing ---------------------------------------------------------------------------------
+    def add_skip(self, src: str, dst: str, polarity: int = 1) -> None:
+        self._require_node(src)
+        self._require_node(dst)
+        polarity = checks.polarity("polarity", polarity, allow_zero=False)
+        if (src, dst) in self._edges:
+            raise ValueError(f"edge {src}->{dst} already exists ({self._edges[(src, dst)].kind})")
+        graph = self.graph()
+        graph.add_edge(src, dst)
+        try:
+            cycle = nx.find_cycle(graph, source=dst)
+        except nx.NetworkXNoCycle:
+            cycle = None
+        if cycle:
+            path = " -> ".join([cycle[0][0]] + [v for _, v in cycle])
+            raise ValueError(f"skip {src}->{dst} would create the cycle {path}")
+        self._commit("add_skip", [Change(("edge", src, dst), None, Edge(src, dst, polarity, True, "skip").state())])
+
+    def remove_edge(self, src: str, dst: str) -> None:
+        edge = self.edge(src, dst)
+        if edge.kind == "residual":
+            raise ValueError(f"residual edge {src}->{dst} cannot be removed (the stream always flows); disable it instead")
+        self._commit("remove_edge", [Change(("edge", src, dst), edge.state(), None)])
+
+    def set_enabled(self, src: str, dst: str, enabled: bool) -> None:
+        edge = self.edge(src, dst)
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool, got {enabled!r}")
+        self._commit("set_enabled", [Change(("edge", src, dst), edge.state(), {**edge.state(), "enabled": enabled})])
+
+    def set_polarity(self, src: str, dst: str, polarity: int) -> None:
+        edge = self.edge(src, dst)
+        polarity = checks.polarity("polarity", polarity, allow_zero=False)
+        self._commit("set_polarity", [Change(("edge", src, dst), edge.state(), {**edge.state(), "polarity": polarity})])
+
+    def _apply_change(self, target, value) -> None:
+        _, src, dst = target
+        if value is None:
+            del self._edges[(src, dst)]
+        else:
+            self._edges[(src, dst)] = Edge(src, dst, **value)
+
+    def _require_node(self, node: str) -> None:
+        if node not in self._position:
+            near = difflib.get_close_matches(str(node), self.nodes, n=3)
+            raise KeyError(f"no node {node!r}; close: {near or list(self.nodes[:3])}")
+
+    # -- JSON ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "source": self.source,
+            "config": self.config,
+            "model_params": {k: list(v) for k, v in self.model_params.items()},
+            "blocks": [
+                {**asdict(b), "params": {k: list(v) for k, v in b.params.items()}} for b in self.blocks
+            ],
+            "edges": [asdict(e) for e in self.edges],
+            "edits": self._edits_to_json(),
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BlockWiring":
+        if data.get("format") != _FORMAT:
+            raise ValueError(f"not a block wiring document: format is {data.get('format')!r}, expected {_FORMAT!r}")
+        blocks = [
+            BlockSpec(b["index"], b["block_type"], dict(b["dims"]), {k: tuple(v) for k, v in b["params"].items()})
+            for b in data["blocks"]
+        ]
+        wiring = cls(blocks, data["config"], data["source"], {k: tuple(v) for k, v in data["model_params"].items()})
+        wiring._edges = {}
+        for e in data["edges"]:
+            if e["kind"] not in EDGE_KINDS:
+                raise ValueError(f"edge {e['src']}->{e['dst']}: unknown kind {e['kind']!r}, expected one of {EDGE_KINDS}")
+            wiring._edges[(e["src"], e["dst"])] = Edge(**e)
+        wiring._edits_from_json(data["edits"])
+        return wiring
+
+    @classmethod
+    def from_json(cls, text: str) -> "BlockWiring":
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path) -> None:
+        Path(path).write_text(self.to_json(indent=1))
+
+    @classmethod
+    def load(cls, path) -> "BlockWiring":
+        return cls.from_json(Path(path).read_text())
+
+    def __repr__(self) -> str:
+        kinds = sorted({b.block_type for b in self.blocks})
+        skips = sum(e.kind == "skip" for e in self._edges.values())
+        return f"BlockWiring({len(self.blocks)} blocks {kinds}, {skips} skips, version={self.version})"
