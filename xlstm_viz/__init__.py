@@ -15,7 +15,7 @@ _EXPORTS = {
     "load_model": "xlstm_viz.checkpoint",
     "XLSTMConfig": "xlstm_viz.config",
     "XLSTM": "xlstm_viz.model",
-    "generate": "xlstm_viz.generate",
+    "generate": "xlstm_viz.generation",
     "MLSTMState": "xlstm_viz.model",
     "Trace": "xlstm_viz.execution.trace",
     "Debugger": "xlstm_viz.execution.debugger",
