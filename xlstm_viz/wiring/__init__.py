@@ -41,3 +41,4 @@ __all__ = [
     "layered_layout",
 ]
 from .block import BlockSpec, BlockWiring, Edge  # noqa: E402
+from .cell import CellSpec, CellWiring, Connection  # noqa: E402

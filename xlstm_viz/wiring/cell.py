@@ -1,0 +1,416 @@
+"""`CellWiring`: the cells inside one block and the connections between them.
+
+A cell is one named computation (`blocks.3.mlstm.q`, see the stable names in the project brief); a
+connection `src -> dst` is an input of `dst`. A connection that feeds a checkpoint weight names it
+(`weight`, block-relative, e.g. "mlstm_layer.q.weight") and its `shape`; otherwise its shape is
+`(features,)` of the activation it carries. Each connection has a polarity (+1/-1), an on/off switch and
+an NCPS-style sparsity: a seeded element mask over that weight (or activation) that multiplies it.
+
+Sharing declarations (the executor applies them; the wiring only validates and stores them):
+
+* `share_featurizer(cells)`: the first cell *owns* the weight; every other cell computes its features
+  with the owner's weight tensor instead of its own (e.g. q and k share one projection). The weights
+  must have equal shapes. Each borrower's incoming connection keeps its own polarity and mask.
+* `share_feature_groups(cell, groups)`: the cell's features are split into G equal contiguous groups
+  (for q/k/v with G = num_heads these are the heads). `groups` is G (all groups use group 0's
+  features) or a partition of range(G) such as [[0, 1], [2, 3]] (each part uses its first group's
+  features). For a weighted cell that means tying that group's weight rows; for a weightless cell
+  its activations. G must divide the cell's feature count.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from . import checks
+from .edits import Change, Editable
+from .masks import element_mask, name_seed
+
+_FORMAT = "xlstm_viz.wiring.cell/1"
+_CONNECTION_FIELDS = ("polarity", "sparsity", "seed", "enabled")
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One cell: full stable `name`, `cell_type` (linear, gate, rmsnorm, ...), `params` (JSON-safe: the
+    checkpoint weight it owns under "weight"/"shape", its "features" count, ...), and output polarity."""
+
+    name: str
+    cell_type: str
+    params: dict = field(default_factory=dict)
+    polarity: int = 1
+
+    @property
+    def features(self) -> int | None:
+        return self.params.get("features")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """`src -> dst` with polarity, sparsity mask (seeded, over `shape`), enabled flag and the weight it feeds."""
+
+    src: str
+    dst: str
+    polarity: int = 1
+    sparsity: float = 0.0
+    seed: int = 0
+    enabled: bool = True
+    weight: str | None = None
+    shape: tuple = ()
+    _mask: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        checks.polarity(f"polarity of {self.name}", self.polarity, allow_zero=False)
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"sparsity of {self.name} must be in [0, 1), got {self.sparsity!r}")
+        checks.count(f"seed of {self.name}", self.seed, minimum=0)
+        if not isinstance(self.enabled, bool):
+            raise TypeError(f"enabled of {self.name} must be a bool, got {self.enabled!r}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.src}->{self.dst}"
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """float32 mask of `shape` with exactly round(sparsity * size) zeros, or None at sparsity 0.
+        A pure function of (seed, shape, sparsity); computed once per connection object."""
+        if self.sparsity == 0:
+            return None
+        if self._mask is None:
+            object.__setattr__(self, "_mask", element_mask(self.seed, self.shape, self.sparsity))
+        return self._mask
+
+    def to_json(self) -> dict:
+        return {
+            "src": self.src,
+            "dst": self.dst,
+            "polarity": self.polarity,
+            "sparsity": self.sparsity,
+            "seed": self.seed,
+            "enabled": self.enabled,
+            "weight": self.weight,
+            "shape": list(self.shape),
+        }
+
+
+class CellWiring(Editable):
+    """Cells and connections of one block; build with `mlstm_block` (or `add_cell` / `connect`)."""
+
+    def __init__(self, prefix: str = "", seed: int = 0):
+        self.prefix = prefix
+        self.seed = checks.count("seed", seed, minimum=0)
+        self.cells: dict[str, CellSpec] = {}
+        self.connections: dict[tuple[str, str], Connection] = {}
+        self._featurizers: dict[str, str] = {}
+        self._feature_groups: dict[str, list[list[int]]] = {}
+        self._init_edits()
+
+    # -- construction ----------------------------------------------------------------------------
+    def add_cell(self, name: str, cell_type: str, params: dict | None = None, polarity: int = 1) -> CellSpec:
+        if name in self.cells:
+            raise ValueError(f"cell {name!r} already exists")
+        spec = CellSpec(name, cell_type, dict(params or {}), checks.polarity(f"polarity of {name}", polarity, allow_zero=False))
+        self.cells[name] = spec
+        return spec
+
+    def connect(self, src: str, dst: str, weight: str | None = None, shape=None, polarity: int = 1,
+                sparsity: float = 0.0, seed: int | None = None) -> Connection:
+        """Add `src -> dst`; without `shape` it is `(features of src,)`. The default seed is derived
+        from the wiring seed and the connection name, so equal shapes get different masks."""
+        self._require_cell(src)
+        self._require_cell(dst)
+        if (src, dst) in self.connections:
+            raise ValueError(f"connection {src}->{dst} already exists")
+        if shape is None:
+            features = self.cells[src].features
+            if features is None:
+                raise ValueError(f"connection {src}->{dst} needs a shape: cell {src} declares no 'features'")
+            shape = (features,)
+        graph = self.graph()
+        graph.add_edge(src, dst)
+        if not nx.is_directed_acyclic_graph(graph):
+            cycle = nx.find_cycle(graph, source=dst)
+            raise ValueError(f"connection {src}->{dst} would create the cycle " + " -> ".join([cycle[0][0]] + [v for _, v in cycle]))
+        seed = name_seed(self.seed, f"{src}->{dst}") if seed is None else seed
+        connection = Connection(src, dst, polarity, sparsity, seed, True, weight, tuple(shape))
+        self.connections[(src, dst)] = connection
+        return connection
+
+    @classmethod
+    def mlstm_block(cls, index: int, embedding_dim: int, num_heads: int, qk_dim: int, v_dim: int, ffn_dim: int,
+                    seed: int = 0) -> "CellWiring":
+        """The cells of one xLSTM-Large block (mLSTM layer + SwiGLU FFN) under `blocks.{index}`,
+        with the NX-AI checkpoint parameter names."""
+        index = checks.count("index", index)
+        D = checks.count("embedding_dim", embedding_dim, minimum=1)
+        NH = checks.count("num_heads", num_heads, minimum=1)
+        QK = checks.count("qk_dim", qk_dim, minimum=1)
+        V = checks.count("v_dim", v_dim, minimum=1)
+        F = checks.count("ffn_dim", ffn_dim, minimum=1)
+        for name, dim in (("qk_dim", QK), ("v_dim", V)):
+            if dim % NH:
+                raise ValueError(f"{name}={dim} is not divisible by num_heads={NH}")
+        p = f"blocks.{index}"
+        w = cls(prefix=p, seed=seed)
+
+        def weighted(name, kind, weight, shape, **extra):
+            w.add_cell(f"{p}.{name}", kind, {"weight": weight, "shape": list(shape), "features": shape[0], **extra})
+
+        def plain(name, kind, features, **extra):
+            w.add_cell(f"{p}.{name}", kind, {"features": features, **extra})
+
+        plain("in", "block_input", D)
+        weighted("mlstm.norm_in", "rmsnorm", "norm_mlstm.weight", [D])
+        weighted("mlstm.q", "linear", "mlstm_layer.q.weight", [QK, D])
+        weighted("mlstm.k", "linear", "mlstm_layer.k.weight", [QK, D])
+        weighted("mlstm.v", "linear", "mlstm_layer.v.weight", [V, D])
+        for gate in ("igate", "fgate"):
+            weighted(f"mlstm.{gate}", "gate", f"mlstm_layer.{gate}_preact.weight", [NH, D],
+                     bias=f"mlstm_layer.{gate}_preact.bias", bias_shape=[NH])
+        weighted("mlstm.ogate", "output_gate", "mlstm_layer.ogate_preact.weight", [V, D])
+        plain("mlstm.memory", "mlstm_memory", V, num_heads=NH, qk_head_dim=QK // NH, v_head_dim=V // NH)
+        weighted("mlstm.norm", "multihead_norm", "mlstm_layer.multihead_norm.weight", [V], num_heads=NH)
+        plain("mlstm.h", "product", V)
+        weighted("mlstm.out", "linear", "mlstm_layer.out_proj.weight", [D, V])
+        plain("mid", "residual", D)
+        weighted("ffn.norm_in", "rmsnorm", "norm_ffn.weight", [D])
+        weighted("ffn.gate", "linear_silu", "ffn.proj_up_gate.weight", [F, D])
+        weighted("ffn.up", "linear", "ffn.proj_up.weight", [F, D])
+        plain("ffn.h", "product", F)
+        weighted("ffn.out", "linear", "ffn.proj_down.weight", [D, F])
+        plain("out", "residual", D)
+
+        def feed(src, dst):  # the connection feeds dst's own weight
+            spec = w.cells[f"{p}.{dst}"]
+            w.connect(f"{p}.{src}", spec.name, weight=spec.params["weight"], shape=spec.params["shape"])
+
+        def carry(src, dst, features):
+            w.connect(f"{p}.{src}", f"{p}.{dst}", shape=(features,))
+
+        feed("in", "mlstm.norm_in")
+        for cell in ("q", "k", "v", "igate", "fgate", "ogate"):
+            feed("mlstm.norm_in", f"mlstm.{cell}")
+        for cell, features in (("q", QK), ("k", QK), ("v", V), ("igate", NH), ("fgate", NH)):
+            carry(f"mlstm.{cell}", "mlstm.memory", features)
+        feed("mlstm.memory", "mlstm.norm")
+        carry("mlstm.norm", "mlstm.h", V)
+        carry("mlstm.ogate", "mlstm.h", V)
+        feed("mlstm.h", "mlstm.out")
+        carry("in", "mid", D)
+        carry("mlstm.out", "mid", D)
+        feed("mid", "ffn.norm_in")
+        feed("ffn.norm_in", "ffn.gate")
+        feed("ffn.norm_in", "ffn.up")
+        carry("ffn.gate", "ffn.h", F)
+        carry("ffn.up", "ffn.h", F)
+        feed("ffn.h", "ffn.out")
+        carry("mid", "out", D)
+        carry("ffn.out", "out", D)
+        return w
+
+    # -- reading ---------------------------------------------------------------------------------
+    def connection(self, src: str, dst: str) -> Connection:
+        try:
+            return self.connections[(src, dst)]
+        except KeyError:
+            names = [c.name for c in self.connections.values()]
+            near = difflib.get_close_matches(f"{src}->{dst}", names, n=5, cutoff=0.5)
+            raise KeyError(f"no connection {src}->{dst}; close: {near or names[:5]}") from None
+
+    def inputs_of(self, name: str) -> list[Connection]:
+        self._require_cell(name)
+        return [c for c in self.connections.values() if c.dst == name]
+
+    def outputs_of(self, name: str) -> list[Connection]:
+        self._require_cell(name)
+        return [c for c in self.connections.values() if c.src == name]
+
+    def graph(self) -> nx.DiGraph:
+        graph = nx.DiGraph()
+        for spec in self.cells.values():
+            graph.add_node(spec.name, cell_type=spec.cell_type, polarity=spec.polarity)
+        for c in self.connections.values():
+            graph.add_edge(c.src, c.dst, polarity=c.polarity, enabled=c.enabled, sparsity=c.sparsity)
+        return graph
+
+    def order(self) -> list[str]:
+        """Topological order of the cells, ties broken by insertion order."""
+        position = {name: i for i, name in enumerate(self.cells)}
+        return list(nx.lexicographical_topological_sort(self.graph(), key=position.__getitem__))
+
+    def stages(self) -> list[list[str]]:
+        """Topological generations (cells in one stage only depend on earlier stages), insertion-ordered."""
+        position = {name: i for i, name in enumerate(self.cells)}
+        return [sorted(g, key=position.__getitem__) for g in nx.topological_generations(self.graph())]
+
+    def synapses(self) -> dict[tuple[str, str], int]:
+        """{(src, dst): polarity} of the enabled connections (what `diff` compares)."""
+        return {key: c.polarity for key, c in self.connections.items() if c.enabled}
+
+    def shared_weights(self) -> dict[str, str]:
+        """{cell: cell whose weight it uses} for every cell that borrows another cell's weight."""
+        return dict(self._featurizers)
+
+    def feature_groups(self) -> dict[str, list[list[int]]]:
+        """{cell: partition of its G feature groups}; each part uses its first group's features."""
+        return {cell: [list(part) for part in parts] for cell, parts in self._feature_groups.items()}
+
+    # -- editing ---------------------------------------------------------------------------------
+    def set_polarity(self, src: str, dst: str, polarity: int) -> None:
+        polarity = checks.polarity("polarity", polarity, allow_zero=False)
+        self._edit_connection("set_polarity", src, dst, polarity=polarity)
+
+    def set_sparsity(self, src: str, dst: str, level: float, seed: int | None = None) -> None:
+        """Mask round(level * size) elements of the connection's weight; `seed=None` keeps its seed."""
+        level = float(level)
+        if not 0.0 <= level < 1.0:
+            raise ValueError(f"sparsity level of {src}->{dst} must be in [0, 1), got {level!r}")
+        values = {"sparsity": level}
+        if seed is not None:
+            values["seed"] = checks.count("seed", seed, minimum=0)
+        self._edit_connection("set_sparsity", src, dst, **values)
+
+    def set_enabled(self, src: str, dst: str, enabled: bool) -> None:
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled must be a bool, got {enabled!r}")
+        self._edit_connection("set_enabled", src, dst, enabled=enabled)
+
+    def set_cell_polarity(self, name: str, polarity: int) -> None:
+        self._require_cell(name)
+        polarity = checks.polarity("polarity", polarity, allow_zero=False)
+        self._commit("set_cell_polarity", [Change(("cell", name, "polarity"), self.cells[name].polarity, polarity)])
+
+    def _edit_connection(self, kind: str, src: str, dst: str, **values) -> None:
+        current = self.connection(src, dst)
+        self._commit(kind, [Change(("connection", src, dst, k), getattr(current, k), v) for k, v in values.items()])
+
+    def share_featurizer(self, cells) -> None:
+        """cells[0] owns the weight; the others use it (see module docstring). One undoable edit."""
+        cells = list(cells)
+        if len(cells) < 2 or len(set(cells)) != len(cells):
+            raise ValueError(f"share_featurizer needs at least two distinct cells, got {cells}")
+        for name in cells:
+            self._require_cell(name)
+        unweighted = [n for n in cells if "weight" not in self.cells[n].params]
+        if unweighted:
+            raise ValueError(f"cells {unweighted} have no weight of their own, so they cannot share a featurizer")
+        owner, borrowers = cells[0], cells[1:]
+        owner_shape = self.cells[owner].params["shape"]
+        for name in borrowers:
+            shape = self.cells[name].params["shape"]
+            if list(shape) != list(owner_shape):
+                raise ValueError(f"cannot share the featurizer of {owner} {list(owner_shape)} with {name} {list(shape)}: weight shapes differ")
+        if owner in self._featurizers:
+            raise ValueError(f"{owner} already uses the weight of {self._featurizers[owner]}; it cannot own a shared weight")
+        for name in borrowers:
+            if name in self._featurizers:
+                raise ValueError(f"{name} already uses the weight of {self._featurizers[name]}")
+            lenders = sorted(b for b, o in self._featurizers.items() if o == name)
+            if lenders:
+                raise ValueError(f"{name} already lends its weight to {lenders}; it cannot borrow one")
+        self._commit("share_featurizer", [Change(("featurizer", n), None, owner) for n in borrowers])
+
+    def unshare_featurizer(self, cell: str) -> None:
+        """`cell` uses its own weight again."""
+        if cell not in self._featurizers:
+            raise ValueError(f"{cell} does not use another cell's weight")
+        self._commit("unshare_featurizer", [Change(("featurizer", cell), self._featurizers[cell], None)])
+
+    def share_feature_groups(self, cell: str, groups) -> None:
+        """Tie feature groups of `cell` (see module docstring). `groups`: G or a partition of range(G)."""
+        self._require_cell(cell)
+        features = self.cells[cell].features
+        if features is None:
+            raise ValueError(f"cell {cell} declares no 'features', so it has no feature groups")
+        if isinstance(groups, (int, np.integer)) and not isinstance(groups, bool):
+            count = checks.count("groups", groups, minimum=2)
+            partition = [list(range(count))]
+        else:
+            partition = [[checks.count("group index", g) for g in part] for part in groups]
+            flat = sorted(g for part in partition for g in part)
+            count = len(flat)
+            if flat != list(range(count)) or any(not part for part in partition):
+                raise ValueError(f"groups for {cell} must partition range(G) with non-empty parts, got {partition}")
+        if features % count:
+            raise ValueError(f"cell {cell} has {features} features, which do not split into {count} equal groups")
+        self._commit("share_feature_groups", [Change(("feature_groups", cell), self._feature_groups.get(cell), partition)])
+
+    def unshare_feature_groups(self, cell: str) -> None:
+        if cell not in self._feature_groups:
+            raise ValueError(f"{cell} has no shared feature groups")
+        self._commit("unshare_feature_groups", [Change(("feature_groups", cell), self._feature_groups[cell], None)])
+
+    def _apply_change(self, target, value) -> None:
+        kind = target[0]
+        if kind == "connection":
+            _, src, dst, name = target
+            self.connections[(src, dst)] = replace(self.connections[(src, dst)], **{name: value})
+        elif kind == "cell":
+            _, name, attribute = target
+            self.cells[name] = replace(self.cells[name], **{attribute: value})
+        elif kind in ("featurizer", "feature_groups"):
+            store = self._featurizers if kind == "featurizer" else self._feature_groups
+            if value is None:
+                store.pop(target[1], None)
+            else:
+                store[target[1]] = value
+        else:
+            raise ValueError(f"unknown edit target {target!r}")
+
+    def _require_cell(self, name: str) -> None:
+        if name not in self.cells:
+            near = difflib.get_close_matches(str(name), list(self.cells), n=3, cutoff=0.5)
+            raise KeyError(f"no cell {name!r}; close: {near or list(self.cells)[:3]}")
+
+    # -- JSON ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "prefix": self.prefix,
+            "seed": self.seed,
+            "cells": [{"name": c.name, "cell_type": c.cell_type, "params": c.params, "polarity": c.polarity} for c in self.cells.values()],
+            "connections": [c.to_json() for c in self.connections.values()],
+            "featurizers": self._featurizers,
+            "feature_groups": self._feature_groups,
+            "edits": self._edits_to_json(),
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CellWiring":
+        if data.get("format") != _FORMAT:
+            raise ValueError(f"not a cell wiring document: format is {data.get('format')!r}, expected {_FORMAT!r}")
+        wiring = cls(data["prefix"], data["seed"])
+        for c in data["cells"]:
+            wiring.add_cell(c["name"], c["cell_type"], c["params"], c["polarity"])
+        for c in data["connections"]:
+            wiring.connections[(c["src"], c["dst"])] = Connection(**{**c, "shape": tuple(c["shape"])})
+        wiring._featurizers = dict(data["featurizers"])
+        wiring._feature_groups = {k: [list(p) for p in v] for k, v in data["feature_groups"].items()}
+        wiring._edits_from_json(data["edits"])
+        return wiring
+
+    @classmethod
+    def from_json(cls, text: str) -> "CellWiring":
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path) -> None:
+        Path(path).write_text(self.to_json(indent=1))
+
+    @classmethod
+    def load(cls, path) -> "CellWiring":
+        return cls.from_json(Path(path).read_text())
+
+    def __repr__(self) -> str:
+        return f"CellWiring({self.prefix!r}, {len(self.cells)} cells, {len(self.connections)} connections, version={self.version})"
