@@ -40,6 +40,7 @@ class _CellStep:
     local: str
     cell_type: str
     inputs: list[_Input]
+    polarity: int = 1  # a cell's own polarity flips the sign of its output
 
 
 @dataclass
@@ -65,7 +66,7 @@ def _plan_block(wiring, prefix: str) -> _BlockPlan:
                 mask = None
             inputs.append(_Input(conn.src[cut:], int(conn.polarity), bool(conn.enabled),
                                  None if mask is None else mx.array(mask)))
-        steps.append(_CellStep(name, name[cut:], spec.cell_type, inputs))
+        steps.append(_CellStep(name, name[cut:], spec.cell_type, inputs, int(getattr(spec, "polarity", 1))))
     sources = {}
     shared = getattr(wiring, "shared_weights", None)
     if shared is not None:
@@ -122,6 +123,16 @@ class Executor:
             self._plans[j] = plan
         return plan
 
+    def _stream_plan(self) -> tuple[list[str], dict[str, list]]:
+        """Node order and incoming edges of the block wiring, re-read only when its version changes."""
+        wiring = self.model.block_wiring
+        cached = self._plans.get("stream")
+        if cached is None or cached[0] != wiring.version:
+            order = wiring.order()
+            cached = (wiring.version, order, {n: list(wiring.incoming(n)) for n in order})
+            self._plans["stream"] = cached
+        return cached[1], cached[2]
+
     def check_state(self, state, batch: int) -> list:
         blocks = self.model.blocks
         if state is None:
@@ -145,33 +156,37 @@ class Executor:
         return state
 
     # -- running --
-    def forward(self, input_ids, state=None, mode: str = "chunkwise"):
-        return self.forward_observed(input_ids, state=state, mode=mode, observer=None)
+    def forward(self, input_ids, state=None, mode: str = "chunkwise", check: bool = True):
+        return self.forward_observed(input_ids, state=state, mode=mode, observer=None, check=check)
 
-    def forward_observed(self, input_ids, state=None, mode: str = "chunkwise", observer=None):
+    def forward_observed(self, input_ids, state=None, mode: str = "chunkwise", observer=None, check: bool = True):
         """Run to the end (an observer that does not step only records)."""
-        gen = self.run(input_ids, state=state, mode=mode, observer=observer)
+        gen = self.run(input_ids, state=state, mode=mode, observer=observer, check=check)
         while True:
             try:
                 next(gen)
             except StopIteration as stop:
                 return stop.value
 
-    def run(self, input_ids, state=None, mode: str = "chunkwise", observer=None) -> Generator[CellEvent, None, tuple]:
-        """Generator over cells; returns (logits [B, S, V] float32, state). Yields only if observer.stepping."""
+    def run(self, input_ids, state=None, mode: str = "chunkwise", observer=None,
+            check: bool = True) -> Generator[CellEvent, None, tuple]:
+        """Generator over cells; returns (logits [B, S, V] float32, state). Yields only if observer.stepping.
+
+        check=False skips the token-range check, which reads values (not allowed inside mx.compile).
+        """
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         model = self.model
         config = model.config
-        input_ids = _check_ids(input_ids, config.vocab_size)
+        if check:
+            input_ids = _check_ids(input_ids, config.vocab_size)
         B, S = input_ids.shape
         states = self.check_state(state, B)
         spans = [(None, slice(0, S))] if mode == "chunkwise" else [(t, slice(t, t + 1)) for t in range(S)]
         interventions = model.interventions if len(model.interventions) else None
         emit = observer is not None
         stepping = emit and observer.stepping
-        block_wiring = model.block_wiring
-        order = block_wiring.order()
+        order, incoming = self._stream_plan()
         logits_parts = []
 
         for token, span in spans:
@@ -192,7 +207,7 @@ class Executor:
             stream_in = {order[0]: 0.0}
             stream_out = {order[0]: x}
             for node in order[1:]:
-                edges = block_wiring.incoming(node)
+                edges = incoming[node]
                 residual = [e for e in edges if e.kind == "residual"]
                 if len(edges) == 1 and residual and residual[0].enabled and residual[0].polarity == 1:
                     x = stream_out[residual[0].src]
@@ -254,6 +269,8 @@ class Executor:
                             value = -value
                     inputs[inp.src] = value
                 out = block.run_cell(step.local, inputs, weights, ctx)
+                if step.polarity < 0:
+                    out = -out
             extras = None
             if step.cell_type == "mlstm_memory":
                 states[j] = ctx.state

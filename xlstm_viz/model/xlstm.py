@@ -76,6 +76,44 @@ class XLSTM(nn.Module):
 
         return Executor(self).forward(input_ids, state=state, mode=mode)
 
+    def compiled_step(self):
+        """A decode step `(token [B, 1], state) -> (logits, state)` under mx.compile, for fast generation."""
+        return self.compiled("recurrent")
+
+    def compiled(self, mode: str = "chunkwise"):
+        """`(ids, state) -> (logits, state)` under mx.compile (prefill with "chunkwise", decode with "recurrent").
+
+        The compiled graph bakes in the wiring and interventions, so it is re-traced when a wiring version or the
+        intervention list changes (measured by benchmarks/trace_overhead.py); tracing and stepping stay eager.
+        """
+        from xlstm_viz.execution.executor import Executor, _check_ids
+        from xlstm_viz.model.mlstm_cell import MLSTMState
+
+        cache: dict = {}
+        n = len(self.blocks)
+
+        def signature():
+            return (self.block_wiring.version, tuple(w.version for w in self.cell_wirings),
+                    tuple(i.id for i in self.interventions.list()))
+
+        def raw(token, flat):
+            state = [MLSTMState(*flat[3 * j: 3 * j + 3]) for j in range(n)]
+            logits, state = Executor(self).forward(token, state=state, mode=mode, check=False)
+            return logits, [a for s in state for a in s.arrays()]
+
+        def step(token, state):
+            token = _check_ids(token, self.config.vocab_size)
+            key = signature()
+            fn = cache.get(key)
+            if fn is None:
+                cache.clear()
+                fn = cache[key] = mx.compile(raw, inputs=self.state)
+            state = Executor(self).check_state(state, token.shape[0])
+            logits, flat = fn(token, [a for s in state for a in s.arrays()])
+            return logits, [MLSTMState(*flat[3 * j: 3 * j + 3]) for j in range(n)]
+
+        return step
+
     def run_with_trace(self, input_ids, probes=None, mode: str = "stats", run_mode: str = "chunkwise", state=None):
         from xlstm_viz.execution.trace import run_with_trace
 

@@ -1,0 +1,243 @@
+"""The model executes its wirings: edits change the next forward, traces see every cell, the debugger steps."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import xlstm_viz
+from xlstm_viz.execution import Debugger, Trace
+
+
+@pytest.fixture
+def model(golden_dir):
+    return xlstm_viz.load_model(golden_dir / "tiny")
+
+
+@pytest.fixture
+def ids(golden_dir):
+    return mx.array(np.load(golden_dir / "tiny" / "reference.npz")["input_ids"])
+
+
+def logits_of(model, ids, mode="chunkwise"):
+    return np.array(model(ids, mode=mode)[0])
+
+
+def full(model, ids, probes, run_mode="chunkwise"):
+    return model.run_with_trace(ids, probes=probes, mode="full", run_mode=run_mode).full
+
+
+# -- block wiring --------------------------------------------------------------------------------------------
+def test_disabled_block_edge_lets_the_stream_pass_through(model, ids):
+    base = full(model, ids, ["embedding", "blocks.*.in", "blocks.0.out"])
+    model.block_wiring.set_enabled("blocks.0", "blocks.1", False)
+    edited = full(model, ids, ["blocks.1.in", "blocks.0.out"])
+    np.testing.assert_array_equal(edited["blocks.0.out"], base["blocks.0.out"])  # block 0 still runs
+    np.testing.assert_allclose(edited["blocks.1.in"], base["embedding"], atol=1e-5)  # its contribution is gone
+    model.block_wiring.undo()
+    np.testing.assert_array_equal(full(model, ids, ["blocks.1.in"])["blocks.1.in"], base["blocks.1.in"])
+
+
+def test_negative_block_polarity_subtracts_the_contribution(model, ids):
+    base = full(model, ids, ["embedding", "blocks.0.out"])
+    model.block_wiring.set_polarity("blocks.0", "blocks.1", -1)
+    got = full(model, ids, ["blocks.1.in"])["blocks.1.in"]
+    contribution = base["blocks.0.out"] - base["embedding"]
+    np.testing.assert_allclose(got, base["embedding"] - contribution, atol=1e-4)
+
+
+def test_skip_edge_adds_a_block_output_further_down(model, ids):
+    base = full(model, ids, ["blocks.0.in", "blocks.0.out", "blocks.1.out"])
+    model.block_wiring.add_skip("blocks.0", "out_norm")
+    got = full(model, ids, ["out_norm", "blocks.1.out"])
+    stream = base["blocks.1.out"] + (base["blocks.0.out"] - base["blocks.0.in"])
+    w = np.array(model.backbone.out_norm.weight)
+    expected = stream / np.sqrt((stream**2).mean(-1, keepdims=True) + 1e-6) * w
+    np.testing.assert_allclose(got["out_norm"], expected, atol=1e-4)
+
+
+# -- cell wiring -----------------------------------------------------------------------------------------------
+def test_sparsity_mask_multiplies_the_weight_it_feeds_without_touching_parameters(model, ids):
+    wiring = model.cell_wirings[0]
+    weight_before = model.blocks[0].mlstm_layer.q.weight
+    wiring.set_sparsity("blocks.0.mlstm.norm_in", "blocks.0.mlstm.q", 0.5, seed=7)
+    mask = wiring.connection("blocks.0.mlstm.norm_in", "blocks.0.mlstm.q").mask
+    assert mask.shape == (32, 64) and (mask == 0).sum() == 32 * 64 // 2
+    got = full(model, ids, ["blocks.0.mlstm.norm_in", "blocks.0.mlstm.q"])
+    expected = got["blocks.0.mlstm.norm_in"] @ (np.array(weight_before) * mask).T
+    np.testing.assert_allclose(got["blocks.0.mlstm.q"], expected, atol=1e-4)
+    assert model.blocks[0].mlstm_layer.q.weight is weight_before  # no reload, no copy
+
+
+def test_connection_polarity_flips_what_flows_along_it(model, ids):
+    base = full(model, ids, ["blocks.1.mlstm.memory", "blocks.1.mlstm.norm"])
+    # h is linear in q and its denominator uses |q.n|: flipping q flips h and its per-head LayerNorm exactly.
+    model.cell_wirings[1].set_polarity("blocks.1.mlstm.q", "blocks.1.mlstm.memory", -1)
+    got = full(model, ids, ["blocks.1.mlstm.memory", "blocks.1.mlstm.norm"])
+    np.testing.assert_allclose(got["blocks.1.mlstm.memory"], -base["blocks.1.mlstm.memory"], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["blocks.1.mlstm.norm"], -base["blocks.1.mlstm.norm"], atol=1e-4)
+
+
+def test_disabled_connection_equals_zeroing_intervention(model, ids):
+    model.cell_wirings[0].set_enabled("blocks.0.mlstm.out", "blocks.0.mid", False)
+    by_wiring = logits_of(model, ids)
+    model.cell_wirings[0].undo()
+    handle = model.interventions.add("blocks.0.mlstm.out", "zero")
+    by_hook = logits_of(model, ids)
+    np.testing.assert_array_equal(by_wiring, by_hook)
+    model.interventions.remove(handle)
+    assert not np.allclose(logits_of(model, ids), by_hook)
+
+
+def test_edits_apply_in_recurrent_mode_too(model, ids):
+    model.cell_wirings[1].set_sparsity("blocks.1.ffn.h", "blocks.1.ffn.out", 0.9, seed=1)
+    np.testing.assert_allclose(logits_of(model, ids, "recurrent"), logits_of(model, ids, "chunkwise"), atol=2e-3)
+
+
+def test_compiled_step_follows_wiring_edits(model, ids):
+    step = model.compiled_step()
+    token = ids[:, :1]
+    eager, _ = model(token, mode="recurrent")
+    compiled, _ = step(token, None)
+    np.testing.assert_allclose(np.array(compiled), np.array(eager), atol=1e-5)
+    model.cell_wirings[0].set_polarity("blocks.0.mlstm.norm_in", "blocks.0.mlstm.v", -1)
+    eager2, _ = model(token, mode="recurrent")
+    compiled2, _ = step(token, None)
+    assert not np.allclose(np.array(eager2), np.array(eager))
+    np.testing.assert_allclose(np.array(compiled2), np.array(eager2), atol=1e-5)
+
+
+# -- traces ----------------------------------------------------------------------------------------------------
+def test_stats_trace_records_per_head_gate_and_memory_statistics(model, ids):
+    trace = model.run_with_trace(ids)
+    assert trace.probes == model.probe_names()
+    B, S = ids.shape
+    heads = model.config.num_heads
+    assert trace.stats["blocks.0.mlstm.q"]["mean"].shape == (B, S, heads)
+    assert trace.stats["blocks.0.mid"]["l2"].shape == (B, S, 1)
+    memory = trace.stats["blocks.1.mlstm.memory"]
+    assert {"C_norm", "n_norm", "m"} <= set(memory)
+    igate = trace.stats["blocks.1.mlstm.igate"]
+    assert np.all(igate["exp"] <= 1.0 + 1e-6)  # exp(i - m) <= 1 because m_t >= i_t
+    assert np.abs(igate["value"]).max() <= model.config.gate_soft_cap
+    f = trace.stats["blocks.1.mlstm.fgate"]
+    np.testing.assert_allclose(f["sigmoid"], 1 / (1 + np.exp(-f["value"])), atol=1e-6)
+    np.testing.assert_allclose(trace.logits, logits_of(model, ids), atol=1e-6)
+
+
+def test_chunkwise_memory_reconstruction_matches_recurrent_states(model, ids):
+    chunk = model.run_with_trace(ids, probes="blocks.*.mlstm.memory", run_mode="chunkwise")
+    rec = model.run_with_trace(ids, probes="blocks.*.mlstm.memory", run_mode="recurrent")
+    for probe in chunk.probes:
+        for stat, atol in (("m", 1e-4), ("n_norm", 1e-3), ("C_norm", 1e-3)):
+            a, b = chunk.stats[probe][stat], rec.stats[probe][stat]
+            assert np.abs(a - b).max() <= atol * max(1.0, np.abs(b).max()), (probe, stat)
+    # and the last token's m equals the final state's m
+    _, state = model(ids)
+    np.testing.assert_allclose(rec.stats["blocks.0.mlstm.memory"]["m"][:, -1], np.array(state[0].m)[..., 0], atol=1e-5)
+
+
+def test_trace_round_trips_through_npz_and_diffs(model, ids, tmp_path):
+    base = model.run_with_trace(ids, probes=["blocks.*.mlstm.igate", "blocks.1.out", "logits"], mode="full")
+    path = base.save(tmp_path / "trace.npz")
+    again = Trace.load(path)
+    assert again.probes == base.probes and again.meta["mode"] == "full"
+    for probe in base.probes:
+        for stat in base.stats[probe]:
+            np.testing.assert_array_equal(again.stats[probe][stat], base.stats[probe][stat])
+    np.testing.assert_array_equal(again.full["blocks.1.out"], base.full["blocks.1.out"])
+    model.cell_wirings[1].set_enabled("blocks.1.ffn.out", "blocks.1.out", False)
+    after = model.run_with_trace(ids, probes=base.probes, mode="full")
+    delta = base.diff(after)
+    assert delta.summary()["blocks.0.mlstm.igate"] == 0.0  # upstream of the edit: unchanged
+    assert delta.summary()["blocks.1.out"] > 0.0
+    np.testing.assert_allclose(delta.logits, after.logits - base.logits)
+
+
+def test_unknown_probe_names_suggest_close_ones(model, ids):
+    with pytest.raises(KeyError, match="blocks.0.mlstm.igate"):
+        model.run_with_trace(ids, probes=["blocks.0.mlstm.igat"])
+    with pytest.raises(ValueError, match="trace mode"):
+        model.run_with_trace(ids, mode="everything")
+
+
+# -- interventions ---------------------------------------------------------------------------------------------
+def test_scale_replace_and_patch_interventions(model, ids):
+    base = full(model, ids, ["blocks.0.mlstm.v"])["blocks.0.mlstm.v"]
+    h = model.interventions.add("blocks.0.mlstm.v", "scale", value=2.0)
+    np.testing.assert_allclose(full(model, ids, ["blocks.0.mlstm.v"])["blocks.0.mlstm.v"], 2 * base, rtol=1e-6)
+    model.interventions.remove(h)
+    replacement = np.ones_like(base)
+    model.interventions.add("blocks.0.mlstm.v", "replace", value=replacement, tokens=[3])
+    got = full(model, ids, ["blocks.0.mlstm.v"])["blocks.0.mlstm.v"]
+    np.testing.assert_array_equal(got[:, 3], replacement[:, 3])
+    np.testing.assert_array_equal(got[:, 4], base[:, 4])
+    model.interventions.clear()
+    # activation patching: run a corrupted input, patch one probe from the clean run
+    clean = model.run_with_trace(ids, probes=["blocks.1.mlstm.h"], mode="full")
+    corrupted = mx.array(np.array(ids)[:, ::-1].copy())
+    model.interventions.add("blocks.1.mlstm.h", "patch", source_trace=clean)
+    patched = full(model, corrupted, ["blocks.1.mlstm.h"])["blocks.1.mlstm.h"]
+    np.testing.assert_array_equal(patched, clean.full["blocks.1.mlstm.h"])
+    assert [i.kind for i in model.interventions.list()] == ["patch"]
+    with pytest.raises(ValueError, match="intervention kind"):
+        model.interventions.add("blocks.0.mlstm.v", "ablate")
+
+
+# -- debugger --------------------------------------------------------------------------------------------------
+def test_stepping_every_cell_reaches_the_normal_logits(model, ids):
+    dbg = Debugger(model, ids[:, :5], mode="recurrent")
+    names = []
+    while (ev := dbg.step()) is not None:
+        names.append(ev.name)
+    per_token = model.probe_names()
+    assert names == per_token * 5
+    np.testing.assert_allclose(dbg.logits, logits_of(model, ids[:, :5], "recurrent"), atol=1e-6)
+    assert dbg.finished and dbg.stop_reason == "end"
+
+
+def test_step_over_step_token_and_run_to(model, ids):
+    dbg = Debugger(model, ids, mode="recurrent")
+    assert dbg.step().name == "embedding"
+    assert dbg.step().name == "blocks.0.in"
+    ev = dbg.step_over()
+    assert ev.name == "blocks.0.out" and ev.token == 0
+    ev = dbg.step_token()
+    assert ev.name == "logits" and ev.token == 0
+    ev = dbg.run_to(probe="blocks.1.mlstm.memory", token=3)
+    assert (ev.name, ev.token) == ("blocks.1.mlstm.memory", 3)
+    assert set(ev.state) == {"C", "n", "m"} and ev.state["C"].shape == (2, 4, 8, 16)
+    assert set(ev.inputs) == {"mlstm.q", "mlstm.k", "mlstm.v", "mlstm.igate", "mlstm.fgate"}
+    assert dbg.continue_() is None
+    np.testing.assert_allclose(dbg.logits, logits_of(model, ids, "recurrent"), atol=1e-6)
+
+
+def test_breakpoints_on_probe_names_and_conditions(model, ids):
+    dbg = Debugger(model, ids, mode="chunkwise")
+    bp = dbg.add_breakpoint(probe="blocks.1.mlstm.*gate")
+    ev = dbg.continue_()
+    assert ev.name == "blocks.1.mlstm.igate" and ev.token is None and "breakpoint" in dbg.stop_reason
+    dbg.remove_breakpoint(bp)
+    dbg.reset()
+    dbg.add_breakpoint(condition="saturated>0.9")
+    ev = dbg.continue_()
+    assert ev.name == "blocks.0.mlstm.igate"  # the fixture drives the gates into the soft cap
+    dbg.reset()
+    dbg.breakpoints.clear()
+    dbg.add_breakpoint(condition="absmax>1e9")
+    assert dbg.continue_() is None
+    with pytest.raises(ValueError, match="unknown breakpoint condition"):
+        dbg.add_breakpoint(condition="big")
+    with pytest.raises(KeyError, match="no probe matches"):
+        dbg.add_breakpoint(probe="blocks.9.mlstm.q")
+
+
+def test_nan_breakpoint_points_to_the_first_cell_that_produced_it(model, ids):
+    v = np.array(model.blocks[1].mlstm_layer.v.weight)
+    v[3, 5] = np.nan
+    model.blocks[1].mlstm_layer.v.weight = mx.array(v)
+    dbg = Debugger(model, ids, mode="recurrent")
+    dbg.add_breakpoint(condition="nonfinite")
+    ev = dbg.continue_()
+    assert ev.name == "blocks.1.mlstm.v" and ev.token == 0
+    assert dbg.stop_reason == "nonfinite at blocks.1.mlstm.v"
+    assert all(np.isfinite(x).all() for x in ev.inputs.values()) and ev.summary["nonfinite"] > 0
