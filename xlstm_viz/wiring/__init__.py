@@ -42,3 +42,4 @@ __all__ = [
 ]
 from .block import BlockSpec, BlockWiring, Edge  # noqa: E402
 from .cell import CellSpec, CellWiring, Connection  # noqa: E402
+from .profiles import HyperProfile, list_profiles, load_profile, parameter_kind  # noqa: E402
