@@ -16,6 +16,8 @@ Three kinds share one edit mechanism (`edits.Editable`: undo, listeners, `versio
 `profiles` holds `HyperProfile`s: initialisation and training settings bundled as JSON.
 """
 
+from .block import BlockSpec, BlockWiring, Edge
+from .cell import CellSpec, CellWiring, Connection
 from .diff import WiringDiff, diff
 from .edits import Change, Editable, EditEvent
 from .fully_connected import FullyConnected
@@ -23,23 +25,35 @@ from .layout import ROLE_ORDER, layered_layout
 from .masks import element_mask
 from .ncp import NCP, AutoNCP
 from .neurons import Wiring
+from .profiles import HyperProfile, list_profiles, load_profile, parameter_kind
 from .random_sparse import Random
 
 __all__ = [
-    "AutoNCP",
-    "Change",
-    "EditEvent",
-    "Editable",
-    "FullyConnected",
-    "NCP",
-    "ROLE_ORDER",
-    "Random",
+    # neuron wirings, ncps-compatible
     "Wiring",
-    "WiringDiff",
-    "diff",
-    "element_mask",
+    "FullyConnected",
+    "Random",
+    "NCP",
+    "AutoNCP",
+    "ROLE_ORDER",
     "layered_layout",
+    # block and cell wirings
+    "BlockWiring",
+    "BlockSpec",
+    "Edge",
+    "CellWiring",
+    "CellSpec",
+    "Connection",
+    "element_mask",
+    # editing
+    "Editable",
+    "EditEvent",
+    "Change",
+    "diff",
+    "WiringDiff",
+    # profiles
+    "HyperProfile",
+    "load_profile",
+    "list_profiles",
+    "parameter_kind",
 ]
-from .block import BlockSpec, BlockWiring, Edge  # noqa: E402
-from .cell import CellSpec, CellWiring, Connection  # noqa: E402
-from .profiles import HyperProfile, list_profiles, load_profile, parameter_kind  # noqa: E402
