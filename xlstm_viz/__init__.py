@@ -20,6 +20,7 @@ _EXPORTS = {
     "Trace": "xlstm_viz.execution.trace",
     "Debugger": "xlstm_viz.execution.debugger",
     "CheckpointError": "xlstm_viz.checkpoint",
+    "load_demo": "xlstm_viz.demo",
 }
 
 

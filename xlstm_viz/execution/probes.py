@@ -71,18 +71,22 @@ def local_name(name: str) -> str:
     return name
 
 
+def _stats(x: mx.array) -> tuple[mx.array, mx.array, mx.array, mx.array]:
+    """mean, std, absmax, L2 over the last axis of [B, S, H, F] (std from centred values, not sum-of-squares)."""
+    mean = mx.mean(x, axis=-1)
+    std = mx.sqrt(mx.mean(mx.square(x - mean[..., None]), axis=-1))
+    return mean, std, mx.max(mx.abs(x), axis=-1), mx.sqrt(mx.sum(x * x, axis=-1))
+
+
+# Compiled once per input shape: fuses the reductions' elementwise work, which is most of a stats trace's cost.
+_stats_compiled = mx.compile(_stats)
+
+
 def activation_stats(x: mx.array, heads: int) -> dict[str, mx.array]:
     """mean, std, absmax and L2 norm over each head's features (heads = 1: over all features). Each [B, S, heads]."""
-    x = x.astype(mx.float32)
     B, S, F = x.shape
-    x = x.reshape(B, S, heads, F // heads)
-    mean = mx.mean(x, axis=-1)
-    return {
-        "mean": mean,
-        "std": mx.sqrt(mx.mean(mx.square(x - mean[..., None]), axis=-1)),
-        "absmax": mx.max(mx.abs(x), axis=-1),
-        "l2": mx.sqrt(mx.sum(x * x, axis=-1)),
-    }
+    mean, std, absmax, l2 = _stats_compiled(x.astype(mx.float32).reshape(B, S, heads, F // heads))
+    return {"mean": mean, "std": std, "absmax": absmax, "l2": l2}
 
 
 def cell_stats(name: str, out: mx.array, num_heads: int) -> dict[str, mx.array]:

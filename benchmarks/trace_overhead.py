@@ -1,0 +1,111 @@
+"""Cost of observing a forward pass: untraced vs stats-traced vs full-traced, in the same run.
+
+    python benchmarks/trace_overhead.py [--model PATH] [--tokens 64] [--repeats 7]
+
+Baseline ("direct"): the same block cells called in a fixed order with no executor (no wiring plan, no observer);
+"untraced" is `model(ids)`: the executor with tracing off. Their ratio is the cost of having wiring-driven execution
+and probes available while not using them. Also times the compiled decode step's re-trace after a wiring toggle.
+Defaults to the bundled demo model, and also runs the `small` parity fixture when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import xlstm_viz.blas as blas  # noqa: E402
+import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+import xlstm_viz  # noqa: E402
+from xlstm_viz.model.activations import soft_cap  # noqa: E402
+from xlstm_viz.model.mlstm_block import CellContext, linear  # noqa: E402
+from xlstm_viz.model.norms import rms_norm  # noqa: E402
+
+ORDER_INPUTS = {  # cell -> its inputs in the default wiring, for the executor-free baseline
+    "mlstm.norm_in": ["in"], "mlstm.q": ["mlstm.norm_in"], "mlstm.k": ["mlstm.norm_in"], "mlstm.v": ["mlstm.norm_in"],
+    "mlstm.igate": ["mlstm.norm_in"], "mlstm.fgate": ["mlstm.norm_in"], "mlstm.ogate": ["mlstm.norm_in"],
+    "mlstm.memory": ["mlstm.q", "mlstm.k", "mlstm.v", "mlstm.igate", "mlstm.fgate"], "mlstm.norm": ["mlstm.memory"],
+    "mlstm.h": ["mlstm.norm", "mlstm.ogate"], "mlstm.out": ["mlstm.h"], "mid": ["in", "mlstm.out"],
+    "ffn.norm_in": ["mid"], "ffn.gate": ["ffn.norm_in"], "ffn.up": ["ffn.norm_in"], "ffn.h": ["ffn.gate", "ffn.up"],
+    "ffn.out": ["ffn.h"], "out": ["mid", "ffn.out"],
+}
+
+
+def direct_forward(model, ids):
+    x = model.backbone.embeddings(ids).astype(mx.float32)
+    for block in model.blocks:
+        values = {"in": x}
+        ctx = CellContext("chunkwise", None)
+        for cell, inputs in ORDER_INPUTS.items():
+            values[cell] = block.run_cell(cell, {k: values[k] for k in inputs}, block.param, ctx)
+        x = values["out"]
+    x = rms_norm(x, model.backbone.out_norm.weight, model.config.norm_eps)
+    return soft_cap(linear(x, model.lm_head.weight), model.config.output_logit_soft_cap)
+
+
+def best_ms(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * min(times)
+
+
+def run(model, name, tokens, repeats):
+    rng = np.random.default_rng(0)
+    ids = mx.array(rng.integers(0, model.config.vocab_size, (1, tokens)))
+    np.testing.assert_allclose(np.array(direct_forward(model, ids)), np.array(model(ids)[0]), atol=1e-5)
+    direct = best_ms(lambda: mx.eval(direct_forward(model, ids)), repeats)
+    untraced = best_ms(lambda: mx.eval(model(ids)[0]), repeats)
+    stats = best_ms(lambda: model.run_with_trace(ids, mode="stats"), repeats)
+    full = best_ms(lambda: model.run_with_trace(ids, mode="full"), repeats)
+    print(f"[{name}] {tokens} tokens, {model.config.num_blocks} blocks, D={model.config.embedding_dim}")
+    print(f"  direct (no executor)   {direct:8.2f} ms")
+    print(f"  untraced model(ids)    {untraced:8.2f} ms   ratio vs direct {untraced / direct:5.2f}x")
+    print(f"  stats trace (all)      {stats:8.2f} ms   overhead vs untraced {100 * (stats / untraced - 1):+6.1f}%")
+    print(f"  full trace (all)       {full:8.2f} ms   overhead vs untraced {100 * (full / untraced - 1):+6.1f}%")
+    step = model.compiled_step()
+    tok = ids[:, :1]
+    mx.eval(step(tok, None)[0])
+    same = best_ms(lambda: mx.eval(step(tok, None)[0]), repeats)
+    wiring = model.cell_wirings[0]
+    src, dst = "blocks.0.mlstm.norm_in", "blocks.0.mlstm.q"
+    times = []
+    for level in (0.3, 0.5, 0.7):
+        wiring.set_sparsity(src, dst, level, seed=1)
+        t = time.perf_counter()
+        mx.eval(step(tok, None)[0])
+        times.append(1000 * (time.perf_counter() - t))
+    for _ in range(3):
+        wiring.undo()
+    print(f"  compiled decode step   {same:8.2f} ms; first step after a sparsity toggle (re-trace) "
+          f"{np.median(times):8.2f} ms")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    print(f"{blas.describe()}; load {os.getloadavg()[0]:.2f}")
+    if args.model:
+        run(xlstm_viz.load_model(args.model), args.model, args.tokens, args.repeats)
+        return
+    run(xlstm_viz.load_demo(), "demo", args.tokens, args.repeats)
+    small = ROOT / "tests" / "fixtures" / "golden" / "small"
+    if small.exists():
+        run(xlstm_viz.load_model(small), "golden small", args.tokens, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
