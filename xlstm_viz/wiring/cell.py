@@ -125,7 +125,8 @@ class CellWiring(Editable):
     def connect(self, src: str, dst: str, weight: str | None = None, shape=None, polarity: int = 1,
                 sparsity: float = 0.0, seed: int | None = None) -> Connection:
         """Add `src -> dst`; without `shape` it is `(features of src,)`. The default seed is derived
-        from the wiring seed and the connection name, so equal shapes get different masks."""
+        from the wiring seed and the connection name, so equal shapes get different masks.
+        `add_cell`/`connect` build the wiring; they are not edits (no undo, no listeners, no version)."""
         self._require_cell(src)
         self._require_cell(dst)
         if (src, dst) in self.connections:

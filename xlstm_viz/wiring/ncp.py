@@ -81,8 +81,12 @@ class NCP(Wiring):
         self._num_sensory_neurons = self.input_dim
         self._sensory_neurons = sensory
         S, A = self.sensory_adjacency_matrix, self.adjacency_matrix
-        self._fan_stage(S, sensory, self._inter_neurons, self._sensory_fanout, fill_fanin=self._fill(len(sensory) * self._sensory_fanout, self._num_inter_neurons, len(sensory)))
-        self._fan_stage(A, self._inter_neurons, self._command_neurons, self._inter_fanout, fill_fanin=self._fill(self._num_inter_neurons * self._inter_fanout, self._num_command_neurons, self._num_command_neurons))
+        I, C = self._num_inter_neurons, self._num_command_neurons
+        d = len(sensory)
+        self._fan_stage(S, sensory, self._inter_neurons, self._sensory_fanout,
+                        fill_fanin=self._fill(d * self._sensory_fanout, I, d))
+        self._fan_stage(A, self._inter_neurons, self._command_neurons, self._inter_fanout,
+                        fill_fanin=self._fill(I * self._inter_fanout, C, C))
         rng = self._rng
         for _ in range(self._recurrent_command_synapses):
             src = rng.choice(self._command_neurons)
