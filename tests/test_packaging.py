@@ -1,0 +1,32 @@
+"""The installed package must carry every subpackage and the top-level assets/ and kernels/ folders."""
+
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    on_disk = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "xlstm_viz").rglob("__init__.py")
+    }
+    assert on_disk <= listed, f"subpackages missing from pyproject [tool.setuptools] packages: {sorted(on_disk - listed)}"
+    for package, folder in config["package-dir"].items():
+        assert (ROOT / folder).is_dir(), f"{package} maps to missing folder {folder}/"
+
+
+def test_profile_initialisation_is_seeded_and_follows_the_profile():
+    import numpy as np
+
+    from xlstm_viz.config import XLSTMConfig
+    from xlstm_viz.model import XLSTM
+
+    config = XLSTMConfig(embedding_dim=64, num_heads=4, num_blocks=2, vocab_size=50)
+    a = XLSTM(config, init_profile="xlstm-large", seed=3)
+    b = XLSTM(config, init_profile="xlstm-large", seed=3)
+    np.testing.assert_array_equal(np.array(a.blocks[0].mlstm_layer.q.weight), np.array(b.blocks[0].mlstm_layer.q.weight))
+    np.testing.assert_array_equal(np.array(a.blocks[1].mlstm_layer.igate_preact.bias), -10.0)
+    np.testing.assert_allclose(np.array(a.blocks[1].mlstm_layer.fgate_preact.bias), np.linspace(3, 6, 4))
+    assert np.all(np.array(a.blocks[0].mlstm_layer.igate_preact.weight) == 0)
