@@ -21,6 +21,12 @@ _EXPORTS = {
     "Debugger": "xlstm_viz.execution.debugger",
     "CheckpointError": "xlstm_viz.checkpoint",
     "load_demo": "xlstm_viz.demo",
+    "dashboard": "xlstm_viz.dashboard.app",
+    "WiringView": "xlstm_viz.dashboard.wiring_view",
+    "ModelView": "xlstm_viz.dashboard.model_view",
+    "TraceView": "xlstm_viz.dashboard.trace_view",
+    "DebuggerView": "xlstm_viz.dashboard.debugger_view",
+    "DiffView": "xlstm_viz.dashboard.diff_view",
 }
 
 
