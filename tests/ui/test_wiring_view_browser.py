@@ -1,0 +1,34 @@
+"""WiringView served on its own: a heatmap click in chromium edits the wiring on the server."""
+
+import numpy as np
+
+from tests.ui.conftest import bokeh_to_screen, console_errors, wait_until
+from xlstm_viz.dashboard import wiring_tables
+from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring
+
+
+def test_clicking_a_heatmap_cell_cycles_that_synapse_in_the_served_wiring(page, serve, artifacts):
+    view = WiringView(build_wiring("AutoNCP", 16, 2, 4, seed=3))
+    errors = console_errors(page)
+    served = serve(view)
+    page.goto(served.url)
+    page.wait_for_selector(".bk-Canvas", timeout=20000)
+    page.wait_for_timeout(1000)
+    # pick an existing internal synapse and click the centre of its heatmap cell
+    src, dst = map(int, np.argwhere(view.wiring.adjacency_matrix != 0)[0])
+    before = int(view.wiring.adjacency_matrix[src, dst])
+    x, y = wiring_tables.cell_center(view._image, "neuron", src, dst)
+    sx, sy = bokeh_to_screen(page, view.heatmap_figure.id, x, y)
+    page.mouse.click(sx, sy)
+    wait_until(lambda: int(view.wiring.adjacency_matrix[src, dst]) == wiring_tables.next_polarity(before), page=page)
+    # the browser's copy of the heatmap shows the new value too
+    def shown():
+        return page.evaluate(
+            """([id, r, c]) => { for (const d of Bokeh.documents) { const m = d.get_model_by_id(id);
+                 if (m) { const im = m.data.image[0]; return im[r * m.data.dw[0] + c]; } } }""",
+            [view.image_source.id, int(y), int(x)],
+        )
+
+    wait_until(lambda: shown() == wiring_tables.next_polarity(before), page=page)
+    page.screenshot(path=str(artifacts / "wiring_view.png"), full_page=True)
+    assert not [e for e in errors if "favicon" not in e], errors

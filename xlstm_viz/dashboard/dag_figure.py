@@ -1,0 +1,96 @@
+"""A layered DAG figure (block graph or cell graph) built once; graph, overlay and highlight are data updates."""
+
+from __future__ import annotations
+
+import numpy as np
+from bokeh.models import ColumnDataSource, HoverTool, Range1d, TapTool
+from bokeh.plotting import figure
+
+from xlstm_viz.dashboard import model_tables, source_updates, trace_tables
+
+
+class DagFigure:
+    """Nodes coloured/sized by a statistic, edges coloured by state; `on_edge_tap`/`on_node_tap` get names."""
+
+    def __init__(self, title: str, height: int = 360, on_node_tap=None, on_edge_tap=None):
+        self.node_source = ColumnDataSource(self._empty_nodes())
+        self.edge_source = ColumnDataSource(self._empty_edges())
+        self.highlight_source = ColumnDataSource({"x": [], "y": [], "id": []})
+        self.on_node_tap, self.on_edge_tap = on_node_tap, on_edge_tap
+        self.x_range, self.y_range = Range1d(-0.5, 1.5), Range1d(-0.1, 1.1)
+        fig = figure(title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,reset,save",
+                     output_backend="webgl", x_range=self.x_range, y_range=self.y_range, toolbar_location="above")
+        fig.axis.visible = False
+        fig.grid.visible = False
+        edges = fig.segment("x0", "y0", "x1", "y1", source=self.edge_source, line_color="color", line_width=2.5,
+                            line_alpha="alpha", line_dash="dash", nonselection_line_alpha="alpha")
+        fig.scatter("x", "y", source=self.highlight_source, size=44, fill_color=None, line_color="#e31a1c",
+                    line_width=4)
+        nodes = fig.scatter("x", "y", source=self.node_source, size="size", fill_color="fill", line_color="color",
+                            line_width=3, nonselection_fill_alpha=1.0)
+        fig.text("x", "y", text="label", source=self.node_source, text_font_size="9pt", y_offset=-14,
+                 text_align="center", text_baseline="top")
+        fig.add_tools(HoverTool(renderers=[nodes], tooltips=[("node", "@id"), ("kind", "@kind"),
+                                                             ("value", "@value_text")]))
+        fig.add_tools(HoverTool(renderers=[edges], tooltips=[("connection", "@src_id -> @dst_id"), ("state", "@state")],
+                                line_policy="interp"))
+        fig.add_tools(TapTool(renderers=[nodes, edges]))
+        self.node_source.selected.on_change("indices", self._node_tapped)
+        self.edge_source.selected.on_change("indices", self._edge_tapped)
+        self.figure = fig
+        self.names: list[str] = []
+        self.connections: list[tuple[str, str]] = []
+
+    @staticmethod
+    def _empty_nodes():
+        return {k: [] for k in ("id", "label", "kind", "x", "y", "color", "value", "fill", "size", "value_text")}
+
+    @staticmethod
+    def _empty_edges():
+        return {k: [] for k in ("src_id", "dst_id", "x0", "y0", "x1", "y1", "polarity", "state", "color", "alpha",
+                                "dash")}
+
+    def set_graph(self, names, conns_with_state, values=None, symmetric=False) -> None:
+        """Lay out `names` with [(src, dst, state)] and draw; keeps the figure, swaps the data."""
+        conns = [(a, b) for a, b, _ in conns_with_state]
+        pol = {(a, b): s for a, b, s in conns_with_state}
+        nodes = model_tables.dag_node_table(list(names), conns)
+        edges = model_tables.dag_edge_table(nodes, conns, pol)
+        edges["dash"] = np.array(["dashed" if p == 0 else "solid" for p in edges["polarity"]], dtype=object)
+        self.names, self.connections = list(names), conns
+        self._nodes = nodes
+        nodes.update(trace_tables.overlay_columns(np.full(len(names), np.nan) if values is None else values,
+                                                  symmetric=symmetric))
+        source_updates.replace_data(self.node_source, nodes)
+        source_updates.replace_data(self.edge_source, edges)
+        xmax = float(nodes["x"].max()) if len(nodes["x"]) else 1.0
+        source_updates.set_props(self.x_range, start=-0.5, end=xmax + 0.5)
+
+    def set_values(self, values, symmetric: bool = False) -> None:
+        """Overlay only: patch fill/size/value columns (cheap; the layout stays)."""
+        cols = trace_tables.overlay_columns(values, symmetric=symmetric)
+        n = len(self.names)
+        if len(cols["value"]) != n:
+            raise ValueError(f"got {len(cols['value'])} overlay values for {n} nodes")
+        patch = {k: [(slice(0, n), list(v))] for k, v in cols.items()}
+        source_updates.apply(self.node_source, lambda: self.node_source.patch(patch))
+
+    def highlight(self, name: str | None) -> None:
+        if name is None or name not in self.names:
+            data = {"x": [], "y": [], "id": []}
+        else:
+            i = self.names.index(name)
+            data = {"x": [float(self._nodes["x"][i])], "y": [float(self._nodes["y"][i])], "id": [name]}
+        source_updates.replace_data(self.highlight_source, data)
+
+    def _node_tapped(self, attr, old, new):
+        if new and self.on_node_tap is not None:
+            name = self.names[new[0]]
+            self.node_source.selected.indices = []
+            self.on_node_tap(name)
+
+    def _edge_tapped(self, attr, old, new):
+        if new and self.on_edge_tap is not None:
+            a, b = self.connections[new[0]]
+            self.edge_source.selected.indices = []
+            self.on_edge_tap(a, b)

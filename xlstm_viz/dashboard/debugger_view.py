@@ -1,0 +1,184 @@
+"""Debugger view: step controls, breakpoints, the current cell highlighted on the graph, its inputs/outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import panel as pn
+import param
+
+from xlstm_viz.dashboard import model_graph
+from xlstm_viz.dashboard.dag_figure import DagFigure
+from xlstm_viz.dashboard.notifications import guarded
+
+ACTIONS = ("step", "step_over", "step_token", "continue", "reset")
+
+
+def summarize(name: str, a: np.ndarray) -> str:
+    a = np.asarray(a)
+    finite = np.isfinite(a)
+    vals = a[finite]
+    if vals.size == 0:
+        return f"| {name} | {tuple(a.shape)} | - | - | - | {a.size} |"
+    return (f"| {name} | {tuple(a.shape)} | {vals.mean():.4g} | {vals.std():.4g} | {np.abs(vals).max():.4g} | "
+            f"{int(a.size - finite.sum())} |")
+
+
+def event_markdown(ev) -> str:
+    if ev is None:
+        return "_not started: press Step_"
+    tok = "" if ev.token is None else f", token **{ev.token}**"
+    lines = [f"**{ev.name}** ({ev.cell_type}{tok}, step #{ev.index})", "",
+             "| tensor | shape | mean | std | absmax | non-finite |", "|---|---|---|---|---|---|"]
+    for src, a in ev.inputs.items():
+        lines.append(summarize(f"in: {src}", a))
+    lines.append(summarize("out", ev.output))
+    for k, a in (ev.state or {}).items():
+        lines.append(summarize(f"state {k}", a))
+    return "\n".join(lines)
+
+
+class _DirectDriver:
+    """Drive a Debugger on the caller's thread (notebooks); the app uses the session's model thread."""
+
+    def __init__(self, dbg):
+        self.dbg = dbg
+
+    def graph(self, scope, block=None):
+        w = self.dbg.model.block_wiring if scope == "block" else self.dbg.model.cell_wirings[block]
+        return model_graph.connections(w)
+
+    def act(self, action, **kw):
+        d = self.dbg
+        fn = {"step": d.step, "step_over": d.step_over, "step_token": d.step_token, "continue": d.continue_,
+              "reset": d.reset, "add_breakpoint": lambda: d.add_breakpoint(**kw),
+              "remove_breakpoint": lambda: d.remove_breakpoint(kw["id"])}[action]
+        ev = fn()
+        if action in ("reset", "add_breakpoint", "remove_breakpoint"):
+            ev = d.current
+        return ev, {"breakpoints": [(bp.id, bp.describe(), bp.hits) for bp in d.breakpoints],
+                    "stop_reason": d.stop_reason, "finished": d.finished, "steps": len(d.history)}
+
+
+class DebuggerView(pn.viewable.Viewer):
+    """Step through a forward pass. `DebuggerView(dbg)` in a notebook, `DebuggerView(session=...)` in the app."""
+
+    event = param.Parameter(default=None, doc="StepEvent where the debugger stopped")
+    state = param.Dict(default={})
+    bp_probe = param.String(default="blocks.0.mlstm.memory", doc="probe name or pattern")
+    bp_condition = param.String(default="", doc="'', 'nonfinite', 'absmax>50', 'saturated'")
+    bp_remove = param.Integer(default=1, bounds=(1, None))
+
+    def __init__(self, dbg=None, session=None, **params):
+        super().__init__(**params)
+        if (dbg is None) == (session is None):
+            raise ValueError("give exactly one of dbg (an xlstm_viz.execution.Debugger) or session")
+        self.session = session
+        self.driver = _DirectDriver(dbg) if dbg is not None else None
+        self.num_blocks = (dbg.model.config if dbg is not None else session.config).num_blocks
+        self.block_graph = DagFigure("blocks (current one ringed)", height=200)
+        self.cell_graph = DagFigure("cells (current one ringed)", height=360)
+        self._shown_block = None
+        self._details = pn.pane.Markdown(event_markdown(None))
+        self._status = pn.pane.Alert("ready", alert_type="secondary")
+        self._breaks = pn.pane.Markdown("")
+        self._draw_block_graph()
+        self._draw_cell_graph(0)
+        if session is not None:
+            session.param.watch(self._from_session, ["step_event", "debugger_state"])
+            session.param.watch(lambda e: self._redraw_graphs(), ["graph_version"])
+
+    # -- graph --------------------------------------------------------------------------------------------
+    def _graph(self, scope, block=None):
+        if self.session is not None:
+            return self.session.graph(scope, block)
+        return self.driver.graph(scope, block)
+
+    def _draw_block_graph(self):
+        self.block_graph.set_graph(*self._graph("block"))
+
+    def _draw_cell_graph(self, block):
+        self.cell_graph.set_graph(*self._graph("cell", block))
+        self._shown_block = block
+
+    def _redraw_graphs(self):
+        self._draw_block_graph()
+        self._draw_cell_graph(self._shown_block or 0)
+        self._show(self.event)
+
+    # -- actions ------------------------------------------------------------------------------------------
+    def do(self, action: str, **kw):
+        """Run a debugger action; in the app the result arrives through the session."""
+        if self.session is not None:
+            return self.session.debug(action, **kw)
+        ev, state = self.driver.act(action, **kw)
+        self.param.update(event=ev, state=state)
+        return ev
+
+    def step(self):
+        return self.do("step")
+
+    def _from_session(self, *events):
+        self.param.update(event=self.session.step_event, state=self.session.debugger_state)
+
+    @param.depends("event", "state", watch=True)
+    def _on_event(self):
+        self._show(self.event)
+
+    def _show(self, ev):
+        self._details.object = event_markdown(ev)
+        if ev is not None:
+            node = f"blocks.{ev.block}" if ev.block is not None else ("lm_head" if ev.name == "logits" else ev.name)
+            self.block_graph.highlight(node)
+            if ev.block is not None:
+                if ev.block != self._shown_block:
+                    self._draw_cell_graph(ev.block)
+                self.cell_graph.highlight(ev.name)
+            else:
+                self.cell_graph.highlight(None)
+        else:
+            self.block_graph.highlight(None)
+            self.cell_graph.highlight(None)
+        st = self.state or {}
+        reason = st.get("stop_reason", "start")
+        if reason.startswith("nonfinite"):
+            self._status.param.update(object=f"Stopped: first non-finite value {reason[len('nonfinite'):].strip()} "
+                                             "(the cell ringed on the graph produced it)", alert_type="danger")
+        elif st.get("finished"):
+            self._status.param.update(object="finished: logits ready", alert_type="success")
+        else:
+            self._status.param.update(object=f"stopped ({reason}), {st.get('steps', 0)} cells run",
+                                      alert_type="info" if reason.startswith("breakpoint") else "secondary")
+        bps = st.get("breakpoints", [])
+        self._breaks.object = "\n".join(f"- {d} (hits {h})" for _, d, h in bps) or "_no breakpoints_"
+
+    # -- layout -------------------------------------------------------------------------------------------
+    def __panel__(self):
+        buttons = []
+        for action, label in zip(ACTIONS, ("Step", "Step over", "Step token", "Continue", "Reset")):
+            b = pn.widgets.Button(name=label, button_type="primary" if action == "step" else "default", width=95)
+            b.on_click(lambda e, a=action: self._safe(self.do, a))
+            buttons.append(b)
+        add = pn.widgets.Button(name="Add breakpoint", width=120)
+        add.on_click(lambda e: self._safe(self.do, "add_breakpoint", probe=self.bp_probe or None,
+                                          condition=self.bp_condition or None))
+        remove = pn.widgets.Button(name="Remove #", width=90)
+        remove.on_click(lambda e: self._safe(self.do, "remove_breakpoint", id=self.bp_remove))
+        bp_form = pn.Column(
+            pn.pane.Markdown("#### Breakpoints"),
+            pn.widgets.TextInput.from_param(self.param.bp_probe, name="probe (name or pattern, empty = any)"),
+            pn.widgets.TextInput.from_param(self.param.bp_condition, name="condition (nonfinite, absmax>50, saturated)"),
+            pn.Row(add, pn.widgets.IntInput.from_param(self.param.bp_remove, name="", width=70), remove),
+            self._breaks, width=320,
+        )
+        return pn.Column(
+            pn.Row(*buttons), self._status,
+            pn.Row(pn.Column(pn.pane.Bokeh(self.block_graph.figure, sizing_mode="stretch_width"),
+                             pn.pane.Bokeh(self.cell_graph.figure, sizing_mode="stretch_width"),
+                             sizing_mode="stretch_width"),
+                   pn.Column(bp_form, self._details, width=520), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+    @staticmethod
+    def _safe(fn, *a, **kw):
+        guarded(fn)(*a, **kw)

@@ -1,0 +1,97 @@
+"""Diff view: what a toggle or an ablation changed against the baseline run.
+
+Per probe, the largest absolute change of a statistic (bars), and per position the top-1 prediction
+before vs after with KL(before || after); recall accuracy before vs after when the prompt is an
+MQAR example. The model view's "diff vs baseline" overlay paints the same change on the graphs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import panel as pn
+import param
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
+from bokeh.plotting import figure
+
+from xlstm_viz.dashboard import source_updates, trace_tables
+from xlstm_viz.dashboard.notifications import guarded
+
+
+def probe_change_table(trace, baseline, stat: str = "mean") -> dict[str, np.ndarray]:
+    """max |after - before| of `stat` per probe, in execution order."""
+    diff = trace_tables.stats_diff(trace, baseline)
+    probes = [p for p in trace.probes if p in diff and stat in diff[p]]
+    change = np.array([float(np.max(np.abs(diff[p][stat]))) if diff[p][stat].size else 0.0 for p in probes])
+    return {"probe": np.array(probes, dtype=object), "change": change,
+            "text": np.array([f"{c:.3g}" for c in change], dtype=object)}
+
+
+class DiffView(pn.viewable.Viewer):
+    stat = param.Selector(default="mean", objects=["mean", "absmax", "std", "l2"])
+    ablate_probe = param.String(default="blocks.0.mlstm.igate", doc="cell whose output is zeroed")
+
+    def __init__(self, session, **params):
+        super().__init__(**params)
+        self.session = session
+        self.bar_source = ColumnDataSource({"probe": [], "change": [], "text": []})
+        self.logit_source = ColumnDataSource({k: [] for k in ("pos", "before", "after", "p_before", "p_after",
+                                                              "changed", "kl", "color")})
+        self.bar_range = FactorRange(factors=["-"])
+        self.bar_figure = figure(title="largest change per probe (after - before)", height=300,
+                                 sizing_mode="stretch_width", x_range=self.bar_range, tools="xwheel_zoom,reset,save",
+                                 toolbar_location="above")
+        self.bar_figure.vbar(x="probe", top="change", width=0.8, source=self.bar_source, color="#d62728")
+        self.bar_figure.add_tools(HoverTool(tooltips=[("probe", "@probe"), ("max |change|", "@text")]))
+        self.bar_figure.xaxis.major_label_orientation = 1.3
+        self.kl_figure = figure(title="KL(before || after) of the next-token distribution per position",
+                                height=200, sizing_mode="stretch_width", x_range=Range1d(-0.5, 1.5),
+                                tools="xpan,xwheel_zoom,reset,save", toolbar_location="above")
+        self.kl_figure.vbar(x="pos", top="kl", width=0.8, source=self.logit_source, color="color")
+        self.kl_figure.add_tools(HoverTool(tooltips=[("pos", "@pos{0}"), ("before", "@before (@p_before{0.00})"),
+                                                     ("after", "@after (@p_after{0.00})"), ("KL", "@kl{0.0000}")]))
+        self._summary = pn.pane.Markdown("_run the model, then toggle something_")
+        self._ablations = pn.pane.Markdown("")
+        session.param.watch(lambda *e: self.refresh(), ["trace", "baseline"])
+        self.param.watch(lambda e: self.refresh(), ["stat"])
+        self.refresh()
+
+    def refresh(self):
+        s = self.session
+        if s.trace is None or s.baseline is None:
+            return
+        if s.trace.tokens.shape != s.baseline.tokens.shape:
+            self._summary.object = "_the prompt changed: the baseline was reset to the new run_"
+            return
+        bars = probe_change_table(s.trace, s.baseline, self.stat)
+        source_updates.apply(self.bar_range, lambda: setattr(self.bar_range, "factors", list(bars["probe"]) or ["-"]))
+        source_updates.replace_data(self.bar_source, bars)
+        logit = trace_tables.logit_change_table(s.trace, s.baseline, decode=s.decode_one)
+        logit["color"] = np.where(logit["changed"], "#d62728", "#1f77b4").astype(object)
+        source_updates.replace_data(self.logit_source, logit)
+        S = len(logit["pos"])
+        source_updates.set_props(self.kl_figure.x_range, start=-0.5, end=S - 0.5)
+        changed = int(logit["changed"].sum())
+        acc = ""
+        if s.accuracy is not None and s.baseline_accuracy is not None:
+            acc = f"recall accuracy **{s.baseline_accuracy:.3f} -> {s.accuracy:.3f}**; "
+        total = float(bars["change"].max()) if len(bars["change"]) else 0.0
+        self._summary.object = (f"{acc}top-1 prediction changed at **{changed} / {S}** positions; "
+                                f"largest statistic change {total:.4g}; mean KL {float(np.mean(logit['kl'])):.4g}")
+        self._ablations.object = "ablations: " + (", ".join(s.ablations()) or "none")
+
+    def __panel__(self):
+        ablate = pn.widgets.Button(name="Ablate (zero output)", button_type="danger")
+        ablate.on_click(guarded(lambda e: self.session.ablate(self.ablate_probe)))
+        clear = pn.widgets.Button(name="Clear ablations")
+        clear.on_click(guarded(lambda e: self.session.clear_ablations()))
+        base = pn.widgets.Button(name="Use current run as baseline")
+        base.on_click(guarded(lambda e: self.session.set_baseline()))
+        return pn.Column(
+            pn.Row(pn.widgets.TextInput.from_param(self.param.ablate_probe, name="cell to ablate"), ablate, clear,
+                   base),
+            pn.widgets.RadioButtonGroup.from_param(self.param.stat),
+            self._summary, self._ablations,
+            pn.pane.Bokeh(self.bar_figure, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self.kl_figure, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )

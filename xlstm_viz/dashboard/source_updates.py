@@ -1,0 +1,36 @@
+"""Change raw Bokeh data sources safely from any thread or after an `await`.
+
+Raw Bokeh models may only change under their document's lock. In a served session a change from
+a worker thread (or after an await in an async callback) raises "_pending_writes should be
+non-None"; scheduling the change as a next-tick callback runs it under the lock. Outside a
+server (notebook, tests) the change applies at once.
+"""
+
+from __future__ import annotations
+
+import panel as pn
+from panel.io.state import set_curdoc
+
+
+def _in_server_session(model) -> bool:
+    doc = model.document
+    return doc is not None and doc.session_context is not None
+
+
+def apply(model, fn) -> None:
+    """Run `fn()` (which mutates `model` or its siblings) under `model`'s document lock."""
+    if not _in_server_session(model):
+        fn()
+        return
+    doc = model.document
+    with set_curdoc(doc):
+        pn.state.execute(fn, schedule=True)
+
+
+def replace_data(source, data: dict) -> None:
+    """Swap a ColumnDataSource's columns in one message (the figure itself is never rebuilt)."""
+    apply(source, lambda: setattr(source, "data", dict(data)))
+
+
+def set_props(model, **props) -> None:
+    apply(model, lambda: model.update(**props))

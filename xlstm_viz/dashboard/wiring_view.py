@@ -1,0 +1,295 @@
+"""NCPS wiring view: layered graph + adjacency heatmap, click to cycle polarity, sparsity and builder forms.
+
+Figures are built once in `__init__`; every edit replaces the ColumnDataSource data only, so a
+browser keeps its zoom and the figure ids stay the same.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import panel as pn
+import param
+from bokeh.events import Tap
+from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, Range1d, TapTool
+from bokeh.plotting import figure
+
+from xlstm_viz.dashboard import source_updates, wiring_tables
+from xlstm_viz.dashboard.colors import POLARITY_COLORS, ROLE_COLORS
+from xlstm_viz.dashboard.notifications import guarded
+
+WIRING_KINDS = ("AutoNCP", "NCP", "Random", "FullyConnected")
+
+
+def wiring_module():
+    """Our editable wirings when present, else ncps (same constructor API)."""
+    try:
+        from xlstm_viz import wiring as mod
+
+        mod.AutoNCP  # noqa: B018 - the package may exist as a placeholder without classes
+        return mod
+    except (ImportError, AttributeError):
+        from ncps import wirings as mod
+
+        return mod
+
+
+def build_wiring(kind: str, units: int, output_dim: int, input_dim: int, sparsity: float = 0.5, seed: int = 22222,
+                 inter: int = 0, command: int = 0):
+    """A built wiring from the builder form's values; raises ValueError with the offending field."""
+    mod = wiring_module()
+    if input_dim < 1:
+        raise ValueError(f"input_dim must be >= 1, got {input_dim}")
+    if kind == "AutoNCP":
+        w = mod.AutoNCP(units, output_dim, sparsity_level=sparsity, seed=seed)
+    elif kind == "NCP":
+        inter = inter or max(1, (units - output_dim) * 6 // 10)
+        command = command or max(1, units - output_dim - inter)
+        if inter + command + output_dim != units:
+            raise ValueError(f"NCP: inter ({inter}) + command ({command}) + motor ({output_dim}) must equal units ({units})")
+        fan = max(1, min(inter, int(round(inter * (1 - sparsity)))))
+        cfan = max(1, min(command, int(round(command * (1 - sparsity)))))
+        w = mod.NCP(inter, command, output_dim, sensory_fanout=fan, inter_fanout=cfan,
+                    recurrent_command_synapses=max(1, int(round(command * 2 * (1 - sparsity)))),
+                    motor_fanin=max(1, min(command, cfan)), seed=seed)
+    elif kind == "Random":
+        w = mod.Random(units, output_dim, sparsity_level=sparsity, random_seed=seed)
+    elif kind == "FullyConnected":
+        w = mod.FullyConnected(units, output_dim, erev_init_seed=seed)
+    else:
+        raise ValueError(f"wiring kind must be one of {WIRING_KINDS}, got {kind!r}")
+    w.build(input_dim)
+    return w
+
+
+def set_synapse(wiring, kind: str, src: int, dest: int, polarity: int) -> None:
+    """Edit one synapse through the wiring's own API (undoable `set_polarity` when it has one)."""
+    if hasattr(wiring, "set_polarity"):
+        wiring.set_polarity(src, dest, polarity, sensory=(kind == "sensory"))
+    elif kind == "sensory":
+        wiring.add_sensory_synapse(src, dest, polarity)
+    else:
+        wiring.add_synapse(src, dest, polarity)
+
+
+def synapse_polarity(wiring, kind: str, src: int, dest: int) -> int:
+    m = wiring.sensory_adjacency_matrix if kind == "sensory" else wiring.adjacency_matrix
+    return int(m[src, dest])
+
+
+def wiring_to_json(wiring) -> str:
+    """Our wirings' own JSON (matrices + edit history); for ncps wirings, get_config with the matrices."""
+    if hasattr(wiring, "to_json"):
+        return wiring.to_json()
+    cfg = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in wiring.get_config().items()}
+    return json.dumps(cfg)
+
+
+def wiring_from_json(text: str):
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"wiring JSON is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError("wiring JSON must be an object")
+    mod = wiring_module()
+    if "format" in data and hasattr(mod.Wiring, "from_dict"):
+        return mod.Wiring.from_dict(data)
+    if "units" not in data or "adjacency_matrix" not in data:
+        raise ValueError("wiring JSON needs 'units' and 'adjacency_matrix' (or be a document written by to_json)")
+    return mod.Wiring.from_config(data)
+
+
+class WiringView(pn.viewable.Viewer):
+    """Layered graph and adjacency heatmap of an ncps-style wiring; clicks edit it in place."""
+
+    wiring = param.Parameter(doc="a built ncps-compatible wiring")
+    edge_limit = param.Integer(default=wiring_tables.DEFAULT_EDGE_LIMIT, bounds=(1, None),
+                               doc="above this many synapses the graph bundles edges per role pair")
+    sparsity = param.Number(default=0.5, bounds=(0.0, 0.95), step=0.05, doc="fraction of synapse pairs left empty")
+    seed = param.Integer(default=0, bounds=(0, None), doc="seed of the regenerated sparsity mask")
+    version = param.Integer(default=0, doc="bumps on every edit (other views watch it)")
+    last_edit = param.String(default="", doc="what the last click or control did")
+
+    # builder form
+    kind = param.Selector(default="AutoNCP", objects=list(WIRING_KINDS))
+    units = param.Integer(default=28, bounds=(2, 5000))
+    output_dim = param.Integer(default=4, bounds=(1, 5000))
+    input_dim = param.Integer(default=6, bounds=(1, 5000))
+    build_sparsity = param.Number(default=0.5, bounds=(0.0, 0.95), step=0.05)
+    build_seed = param.Integer(default=22222, bounds=(0, None))
+
+    def __init__(self, wiring=None, **params):
+        if wiring is None:
+            wiring = build_wiring("AutoNCP", 28, 4, 6)
+        super().__init__(wiring=wiring, **params)
+        self.node_source = ColumnDataSource()
+        self.edge_source = ColumnDataSource()
+        self.bundle_source = ColumnDataSource()
+        self.image_source = ColumnDataSource()
+        self.band_source = ColumnDataSource()
+        self.graph_figure = self._make_graph_figure()
+        self.heatmap_figure = self._make_heatmap_figure()
+        self._counts = pn.pane.Markdown("", margin=(0, 10))
+        self._message = pn.pane.Markdown("", margin=(0, 10))
+        self.refresh()
+
+    # -- figures (built once) -------------------------------------------------------------------
+    def _make_graph_figure(self):
+        fig = figure(title="wiring (sensory | inter | command | motor)", height=430, sizing_mode="stretch_width",
+                     tools="pan,wheel_zoom,box_zoom,reset,save", output_backend="webgl",
+                     x_range=Range1d(-0.4, 3.4), y_range=Range1d(-0.05, 1.05), toolbar_location="above")
+        fig.axis.visible = False
+        fig.grid.visible = False
+        bundles = fig.segment("x0", "y0", "x1", "y1", source=self.bundle_source, line_color="color",
+                              line_width="width", line_alpha=0.6)
+        edges = fig.segment("x0", "y0", "x1", "y1", source=self.edge_source, line_color="color", line_width=1.2,
+                            line_alpha=0.55, selection_line_color="color", selection_line_width=3,
+                            nonselection_line_alpha=0.55)
+        fig.scatter("head_x", "head_y", source=self.edge_source, marker="triangle", angle="angle", size=7,
+                    fill_color="color", line_color=None, fill_alpha=0.8)
+        nodes = fig.scatter("x", "y", source=self.node_source, size=12, fill_color="color", line_color="#333333")
+        fig.add_tools(HoverTool(renderers=[nodes], tooltips=[("node", "@id"), ("role", "@role"),
+                                                             ("in/out", "@in_degree / @out_degree")]))
+        fig.add_tools(HoverTool(renderers=[edges], tooltips=[("synapse", "@src_id -> @dst_id"),
+                                                             ("roles", "@src_role -> @dst_role"),
+                                                             ("polarity", "@polarity_name (@polarity)")],
+                                line_policy="interp"))
+        fig.add_tools(HoverTool(renderers=[bundles], tooltips=[("bundle", "@src_role -> @dst_role"),
+                                                               ("excitatory", "@excitatory"),
+                                                               ("inhibitory", "@inhibitory")]))
+        fig.add_tools(TapTool(renderers=[edges]))
+        self.edge_source.selected.on_change("indices", self._on_edge_tap)
+        self._edge_renderer = edges
+        return fig
+
+    def _make_heatmap_figure(self):
+        fig = figure(title="adjacency (rows: source, sensory on top; columns: target; click a cell to cycle)",
+                     height=430, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset,save,tap",
+                     output_backend="webgl", toolbar_location="above", match_aspect=True)
+        fig.grid.visible = False
+        mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], "#ffffff", POLARITY_COLORS[1]], low=-1.5, high=1.5)
+        img = fig.image(image="image", x=0, y=0, dw="dw", dh="dh", source=self.image_source, color_mapper=mapper)
+        fig.rect("x", "y", "width", "height", source=self.band_source, fill_color="color", line_color=None,
+                 fill_alpha=0.9)
+        fig.add_tools(HoverTool(renderers=[img], tooltips=[("column (target)", "$x{0}"), ("row (source)", "$y{0}"),
+                                                           ("polarity", "@image")]))
+        fig.on_event(Tap, self._on_heatmap_tap)
+        fig.xaxis.axis_label = "target neuron (display order)"
+        fig.yaxis.axis_label = "source"
+        return fig
+
+    # -- data refresh (sources only) ------------------------------------------------------------
+    def refresh(self) -> None:
+        """Recompute every table from the wiring and swap the source data."""
+        nodes, edges, bundles = wiring_tables.graph_tables(self.wiring, self.edge_limit)
+        im = wiring_tables.adjacency_image(self.wiring)
+        self._image = im
+        bands = [wiring_tables.role_bands(im["col_role"], "cols", im["cols"]),
+                 wiring_tables.role_bands(im["row_role"], "rows", im["rows"])]
+        band = {k: np.concatenate([b[k] for b in bands]) for k in bands[0]}
+        self._edges = edges
+        source_updates.replace_data(self.node_source, nodes)
+        source_updates.replace_data(self.edge_source, edges)
+        source_updates.replace_data(self.bundle_source, bundles)
+        source_updates.replace_data(self.image_source, {"image": [im["image"]], "dw": [im["cols"]], "dh": [im["rows"]]})
+        source_updates.replace_data(self.band_source, band)
+        c = wiring_tables.synapse_counts(self.wiring)
+        bundled = " (edges bundled per role pair: too many to draw)" if len(bundles["count"]) else ""
+        self._counts.object = (f"**{type(self.wiring).__name__}**: {c['neurons']} neurons, {c['sensory']} sensory inputs, "
+                               f"{c['synapses']} synapses + {c['sensory_synapses']} sensory "
+                               f"({c['excitatory']} excitatory / {c['inhibitory']} inhibitory){bundled}")
+
+    def _edited(self, text: str) -> None:
+        self.last_edit = text
+        self._message.object = text
+        self.refresh()
+        self.version += 1
+
+    # -- edits ------------------------------------------------------------------------------------
+    def cycle_synapse(self, kind: str, src: int, dest: int) -> int:
+        """Cycle one synapse +1 -> -1 -> 0 -> +1 and return its new polarity."""
+        new = wiring_tables.next_polarity(synapse_polarity(self.wiring, kind, src, dest))
+        set_synapse(self.wiring, kind, src, dest, new)
+        self._edited(f"{kind} synapse {src} -> {dest}: polarity now {new:+d}")
+        return new
+
+    def _on_heatmap_tap(self, event) -> None:
+        cell = wiring_tables.cell_at(self._image, event.x, event.y)
+        if cell is not None:
+            self.cycle_synapse(*cell)
+
+    def _on_edge_tap(self, attr, old, new) -> None:
+        if not new:
+            return
+        i = new[0]
+        kind = "sensory" if bool(self._edges["sensory"][i]) else "neuron"
+        src, dst = int(self._edges["src"][i]), int(self._edges["dst"][i])
+        self.edge_source.selected.indices = []
+        self.cycle_synapse(kind, src, dst)
+
+    def apply_sparsity(self, event=None) -> None:
+        """Regenerate the synapse mask at `sparsity` from `seed` (undoable on our wirings)."""
+        if hasattr(self.wiring, "set_sparsity"):
+            self.wiring.set_sparsity(self.sparsity, seed=self.seed)
+        else:  # ncps wirings cannot re-mask; rebuild the same kind with the new level
+            kind = type(self.wiring).__name__
+            if kind not in ("AutoNCP", "Random"):
+                raise ValueError(f"sparsity regeneration needs xlstm_viz.wiring or an AutoNCP/Random wiring, got {kind}")
+            self.wiring = build_wiring(kind, self.wiring.units, self.wiring.output_dim, self.wiring.input_dim,
+                                       self.sparsity, self.seed)
+        self._edited(f"sparsity {self.sparsity:.2f} regenerated from seed {self.seed}")
+
+    def undo(self, event=None) -> None:
+        if not hasattr(self.wiring, "undo") or not getattr(self.wiring, "history", ()):
+            self._message.object = "nothing to undo"
+            return
+        self.wiring.undo()
+        self._edited("undid the last edit")
+
+    def build_from_form(self, event=None) -> None:
+        self.wiring = build_wiring(self.kind, self.units, self.output_dim, self.input_dim, self.build_sparsity,
+                                   self.build_seed)
+        self._edited(f"built {self.kind}({self.units}, {self.output_dim}) on {self.input_dim} inputs")
+
+    def set_wiring(self, wiring) -> None:
+        self.wiring = wiring
+        self._edited(f"loaded {type(wiring).__name__}")
+
+    # -- layout -----------------------------------------------------------------------------------
+    def controls(self):
+        sparsity = pn.widgets.FloatSlider.from_param(self.param.sparsity, name="sparsity")
+        seed = pn.widgets.IntInput.from_param(self.param.seed, name="mask seed")
+        regen = pn.widgets.Button(name="Regenerate mask", button_type="primary")
+        regen.on_click(self._guarded(self.apply_sparsity))
+        undo = pn.widgets.Button(name="Undo", button_type="default")
+        undo.on_click(self._guarded(self.undo))
+        build = pn.widgets.Button(name="Build wiring", button_type="primary")
+        build.on_click(self._guarded(self.build_from_form))
+        form = pn.Param(self.param, parameters=["kind", "units", "output_dim", "input_dim", "build_sparsity",
+                                                  "build_seed"], show_name=False, width=260)
+        return pn.Column(
+            pn.pane.Markdown("#### Edit"), sparsity, seed, pn.Row(regen, undo),
+            pn.pane.Markdown("#### New wiring"), form, build,
+            width=280,
+        )
+
+    @staticmethod
+    def _guarded(fn):
+        return guarded(fn)
+
+    def legend(self):
+        items = " ".join(f"<span style='color:{c}'>&#9679;</span> {r}" for r, c in ROLE_COLORS.items())
+        pol = (f"<span style='color:{POLARITY_COLORS[1]}'>&#9644;</span> excitatory "
+               f"<span style='color:{POLARITY_COLORS[-1]}'>&#9644;</span> inhibitory")
+        return pn.pane.HTML(f"<div style='font-size:12px'>{items} &nbsp; {pol}</div>")
+
+    def __panel__(self):
+        return pn.Column(
+            pn.Row(self._counts, self.legend()), self._message,
+            pn.Row(pn.pane.Bokeh(self.graph_figure, sizing_mode="stretch_width"),
+                   pn.pane.Bokeh(self.heatmap_figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            self.controls(), sizing_mode="stretch_width",
+        )
+
