@@ -39,7 +39,7 @@ DEMO_RECIPE = {
     "batch_size": 32,
     "lr": 3e-3,
     "seed": 0,
-    "train_options": {"weight_decay": 0.01, "clip_norm": 1.0},
+    "train_options": {"weight_decay": 0.01, "clip_norm": 1.0, "init": "mqar-demo"},
 }
 
 

@@ -58,6 +58,9 @@ class Curriculum:
     pair_counts: tuple[int, ...] = (4, 8, 12, 16)
     weights: tuple[float, ...] = (0.2, 0.4, 0.2, 0.2)
     ramp_steps: int = 0
+    # Fraction of the pairs that are queried (at least one). Below 1 the last queries cannot be answered by
+    # elimination ("the one value not asked for yet"), a shortcut that otherwise stalls learning real recall.
+    query_fraction: float = 1.0
 
     def __post_init__(self):
         object.__setattr__(self, "pair_counts", tuple(int(p) for p in self.pair_counts))
@@ -72,8 +75,13 @@ class Curriculum:
             raise ValueError(f"curriculum pair_counts must be >= 1, got {self.pair_counts}")
         if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
             raise ValueError(f"curriculum weights must be >= 0 with a positive sum, got {self.weights}")
+        if not 0 < self.query_fraction <= 1:
+            raise ValueError(f"curriculum query_fraction must be in (0, 1], got {self.query_fraction}")
         if self.ramp_steps < 0:
             raise ValueError(f"curriculum ramp_steps must be >= 0, got {self.ramp_steps}")
+
+    def num_queries(self, num_pairs: int) -> int:
+        return max(1, int(round(num_pairs * self.query_fraction)))
 
     @property
     def most_frequent(self) -> int:
@@ -165,6 +173,7 @@ def train(
     out_dir: str | Path | None = None,
     progress: bool = True,
     weight_decay: float = 0.01,
+    betas: tuple[float, float] = (0.9, 0.95),
     warmup_steps: int | None = None,
     min_lr_ratio: float = 0.05,
     clip_norm: float = 1.0,
@@ -206,7 +215,7 @@ def train(
     model = XLSTM(config) if init is None else XLSTM(config, init_profile=init, seed=seed)
     mx.eval(model.parameters())
     schedule = _lr_schedule(optim, lr, steps, warmup_steps, min_lr_ratio)
-    optimizer = optim.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+    optimizer = optim.AdamW(learning_rate=schedule, betas=list(betas), weight_decay=weight_decay)
 
     def loss_fn(model, ids, targets, mask):
         logits, _ = model(ids, mode="chunkwise")
@@ -248,7 +257,8 @@ def train(
     try:
         for step in range(1, steps + 1):
             num_pairs = curriculum.num_pairs(step - 1, rng)
-            ids, targets, mask = task.sample(rng, num_pairs, batch_size=batch_size, pad_to_multiple=chunk)
+            ids, targets, mask = task.sample(rng, num_pairs, curriculum.num_queries(num_pairs),
+                                             batch_size=batch_size, pad_to_multiple=chunk)
             lr_now = float(schedule(optimizer.step))
             loss, acc = step_fn(mx.array(ids), mx.array(targets), mx.array(mask))
             mx.eval(loss, acc, model.parameters(), optimizer.state)
@@ -282,6 +292,7 @@ def train(
             "task": task.to_dict() | {"labels": None},
             "curriculum": asdict(curriculum),
             "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "weight_decay": weight_decay,
+            "betas": list(betas), "init": getattr(init, "name", init),
             "warmup_steps": warmup_steps, "min_lr_ratio": min_lr_ratio, "clip_norm": clip_norm,
             "compiled": compiled, "train_seconds": round(elapsed, 1),
             "final_train_loss": log[-1]["loss"], "final_train_accuracy": log[-1]["accuracy"],
