@@ -73,7 +73,8 @@ class DashboardApp(pn.viewable.Viewer):
             try:
                 self.session.set_prompt(saved["prompt"])
             except ValueError as exc:
-                notify_error(exc) if served else None
+                if served:
+                    notify_error(exc)
                 self.session.mqar_example(self.pairs, self.example_seed)
         else:
             self._example()
@@ -91,7 +92,8 @@ class DashboardApp(pn.viewable.Viewer):
         if not key:
             key = new_key()
             # Put the key into the URL so that a reload (or a bookmark) finds the same saved state.
-            pn.state.location.update_query(session=key)
+            # (onload: before the page has loaded, the browser's own URL would overwrite the change)
+            pn.state.onload(lambda: pn.state.location.update_query(session=key))
         return key
 
     def _load_saved(self) -> dict:

@@ -76,8 +76,8 @@ class ModelView(pn.viewable.Viewer):
 
     def _make_matrix_figure(self):
         self.x_range, self.y_range = Range1d(0, 1), Range1d(0, 1)
-        fig = figure(title="connections of the block (rows: from, columns: to; click to cycle)", height=380,
-                     width=420, tools="tap,reset,save", x_range=self.x_range, y_range=self.y_range,
+        fig = figure(title="connections of the block (rows: from, columns: to; click to cycle)", height=460,
+                     width=560, tools="tap,reset,save", x_range=self.x_range, y_range=self.y_range,
                      toolbar_location="above", output_backend="webgl")
         mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], "#bbbbbb", POLARITY_COLORS[1]], low=-1.5, high=1.5,
                                    nan_color="#ffffff")
@@ -92,10 +92,11 @@ class ModelView(pn.viewable.Viewer):
     def refresh_graphs(self) -> None:
         names, conns = self.session.graph("block")
         self._block_graph = (names, conns)
-        self.block_graph.set_graph(names, conns)
+        # Pass the current overlay in so a redraw never flashes uncoloured nodes.
+        self.block_graph.set_graph(names, conns, *self.overlay_values(names))
         cnames, cconns = self.session.graph("cell", self.block)
         self._cell_graph = (cnames, cconns)
-        self.cell_graph.set_graph(cnames, cconns)
+        self.cell_graph.set_graph(cnames, cconns, *self.overlay_values(cnames))
         source_updates.set_props(self.cell_graph.figure.title,
                                  text=f"cells of block {self.block} (click an edge to cycle on -> flipped -> off)")
         mat = connection_matrix(cnames, cconns)
@@ -175,7 +176,7 @@ class ModelView(pn.viewable.Viewer):
 
     # -- layout ---------------------------------------------------------------------------------------
     def controls(self):
-        token = pn.widgets.IntSlider.from_param(self.param.token, name="token (-1 = all)", end=64)
+        token = pn.widgets.IntSlider.from_param(self.param.token, name="token (-1 = all)", end=64, width=230)
 
         def sync_token(*_):
             if self.session.tokens is not None:
@@ -185,22 +186,22 @@ class ModelView(pn.viewable.Viewer):
         sync_token()
         sparsify = pn.widgets.Button(name="Sparsify block", button_type="warning")
         sparsify.on_click(lambda e: self.apply_sparsity())
+        w = 230
         return pn.Column(
-            pn.widgets.Select.from_param(self.param.stat, name="statistic"), token,
-            pn.widgets.Select.from_param(self.param.aggregate, name="aggregate"),
-            pn.widgets.RadioButtonGroup.from_param(self.param.overlay),
-            pn.widgets.IntInput.from_param(self.param.block, name="block"),
-            pn.widgets.FloatSlider.from_param(self.param.sparsity, name="cell sparsity"),
-            pn.widgets.IntInput.from_param(self.param.seed, name="sparsity seed"), sparsify,
-            width=260,
+            pn.widgets.Select.from_param(self.param.stat, name="statistic", width=w), token,
+            pn.widgets.Select.from_param(self.param.aggregate, name="aggregate", width=w),
+            pn.widgets.RadioButtonGroup.from_param(self.param.overlay, width=w),
+            pn.widgets.IntInput.from_param(self.param.block, name="block", width=w),
+            pn.widgets.FloatSlider.from_param(self.param.sparsity, name="cell sparsity", width=w),
+            pn.widgets.IntInput.from_param(self.param.seed, name="sparsity seed", width=w), sparsify,
+            width=250,
         )
 
     def __panel__(self):
         return pn.Row(
             self.controls(),
             pn.Column(self._info, pn.pane.Bokeh(self.block_graph.figure, sizing_mode="stretch_width"),
-                      pn.Row(pn.pane.Bokeh(self.cell_graph.figure, sizing_mode="stretch_width"),
-                             pn.pane.Bokeh(self.matrix_figure), sizing_mode="stretch_width"),
-                      sizing_mode="stretch_width"),
+                      pn.pane.Bokeh(self.cell_graph.figure, sizing_mode="stretch_width"),
+                      pn.pane.Bokeh(self.matrix_figure), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

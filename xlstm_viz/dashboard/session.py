@@ -8,6 +8,7 @@ lock); in a notebook or a test `threaded=False` makes each call wait for its res
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +19,7 @@ import param
 from xlstm_viz.dashboard import model_graph
 
 DEFAULT_PROMPT_PAIRS = 8
+log = logging.getLogger(__name__)
 
 
 def load_default_model(model_path=None):
@@ -78,6 +80,7 @@ class ModelSession(param.Parameterized):
                     done(result)
                 return result
             except Exception as exc:  # noqa: BLE001 - reported to the user, session keeps working
+                log.warning("model-thread task failed: %s", exc, exc_info=True)
                 self.busy = False
                 self.status = f"error: {exc}"
                 if self.on_error is not None:
