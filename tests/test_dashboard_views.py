@@ -1,0 +1,143 @@
+"""Bokeh models without a browser: toggles patch data sources in place; views render as notebook widgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import panel as pn
+import pytest
+
+from xlstm_viz.dashboard import trace_tables
+from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring, wiring_from_json, wiring_to_json
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_MIME = "application/vnd.holoviews_exec.v0+json"
+
+
+@pytest.fixture(scope="module")
+def model():
+    import xlstm_viz.blas  # noqa: F401
+    import xlstm_viz as xv
+
+    try:
+        return xv.load_demo()
+    except FileNotFoundError:
+        return xv.load_model(ROOT / "tests" / "fixtures" / "golden" / "tiny")
+
+
+@pytest.fixture
+def app(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    from xlstm_viz.dashboard.app import DashboardApp
+
+    a = DashboardApp(model=model, threaded=False)
+    yield a
+    a.session.model.interventions.clear()
+    # the module-scoped model is shared: put every edited connection back on
+    for scope, block, src, dst, *_ in a.session.edits:
+        if scope in ("cell", "block"):
+            a.session.edit_connection(scope, block, src, dst, 1, rerun=False)
+    a.session.close()
+
+
+def test_heatmap_click_edits_the_wiring_and_keeps_the_figures():
+    pn.extension()
+    view = WiringView(build_wiring("AutoNCP", 20, 3, 5, seed=1))
+    ids = (view.graph_figure.id, view.heatmap_figure.id)
+    src, dst = map(int, np.argwhere(view.wiring.adjacency_matrix != 0)[0])
+    before = int(view.wiring.adjacency_matrix[src, dst])
+    image_before = view.image_source.data["image"][0].copy()
+    view.cycle_synapse("neuron", src, dst)
+    assert int(view.wiring.adjacency_matrix[src, dst]) == {1: -1, -1: 0}[before]
+    assert not np.array_equal(view.image_source.data["image"][0], image_before)
+    assert (view.graph_figure.id, view.heatmap_figure.id) == ids
+    assert view.version == 1
+    view.undo()
+    assert int(view.wiring.adjacency_matrix[src, dst]) == before
+
+
+def test_wiring_json_round_trips_edits():
+    w = build_wiring("Random", 12, 2, 3, sparsity=0.5, seed=4)
+    w.set_polarity(0, 1, -1)
+    back = wiring_from_json(wiring_to_json(w))
+    assert np.array_equal(back.adjacency_matrix, w.adjacency_matrix)
+    with pytest.raises(ValueError, match="not valid JSON"):
+        wiring_from_json("{nope")
+
+
+def test_big_wiring_is_bundled_not_drawn_edge_by_edge():
+    view = WiringView(build_wiring("Random", 300, 10, 20, sparsity=0.5, seed=0), edge_limit=5000)
+    assert len(view.edge_source.data["src"]) == 0
+    assert sum(view.bundle_source.data["count"]) == view.wiring.synapse_count + view.wiring.sensory_synapse_count
+
+
+def test_toggle_reruns_the_model_and_patches_the_overlay_in_place(app):
+    mv = app.model_view
+    fig_ids = (mv.cell_graph.figure.id, mv.block_graph.figure.id, mv.matrix_figure.id)
+    source_id = mv.cell_graph.node_source.id
+    memory = mv.cell_graph.names.index("blocks.0.mlstm.memory")
+    before = float(mv.cell_graph.node_source.data["value"][memory])
+    baseline = app.session.trace
+    mv.cycle_cell_connection("blocks.0.mlstm.igate", "blocks.0.mlstm.memory")
+    assert app.session.trace is not baseline and app.session.baseline is baseline
+    assert float(mv.cell_graph.node_source.data["value"][memory]) != before
+    assert (mv.cell_graph.figure.id, mv.block_graph.figure.id, mv.matrix_figure.id) == fig_ids
+    assert mv.cell_graph.node_source.id == source_id
+    # the diff overlay is after - before, exactly what trace.diff reports
+    mv.overlay = "diff vs baseline"
+    expected = trace_tables.node_values(baseline.diff(app.session.trace), ["blocks.0.mlstm.memory"], mv.stat)[0]
+    assert float(mv.cell_graph.node_source.data["value"][memory]) == pytest.approx(expected)
+
+
+def test_debugger_step_moves_the_highlight_to_the_cell_that_ran(app):
+    dv = app.debugger_view
+    dv.step()
+    first = app.session.step_event.name
+    dv.step()
+    second = app.session.step_event.name
+    assert first != second
+    assert list(dv.cell_graph.highlight_source.data["id"]) == [second]
+    assert second in dv._details.object
+
+
+def test_ablation_shows_up_in_the_diff_view(app):
+    app.session.ablate("blocks.0.mlstm.out")
+    try:
+        assert max(app.diff_view.bar_source.data["change"]) > 0
+        assert "top-1 prediction changed" in app.diff_view._summary.object
+    finally:
+        app.session.clear_ablations()
+
+
+def test_bad_prompt_raises_a_clear_error_and_the_session_keeps_working(app):
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        app.session.set_prompt(f"1 2 {app.session.config.vocab_size + 5}")
+    app.session.set_prompt("1 2 3 4")
+    assert app.session.trace.tokens.shape == (1, 4)
+
+
+def test_views_render_as_notebook_widgets(app, model):
+    pn.extension()
+    from xlstm_viz.dashboard import DebuggerView, TraceView
+    from xlstm_viz.execution import Debugger
+
+    import mlx.core as mx
+
+    tr = model.run_with_trace(mx.array(np.arange(8, dtype=np.int32)[None] % model.config.vocab_size))
+    for obj in (app, TraceView(tr), DebuggerView(Debugger(model, mx.array(np.arange(4, dtype=np.int32)[None]))),
+                WiringView()):
+        bundle = obj._repr_mimebundle_()
+        assert NOTEBOOK_MIME in bundle[0]
+
+
+def test_trace_view_shows_every_head_and_token_of_the_gates(model):
+    import mlx.core as mx
+    from xlstm_viz.dashboard import TraceView
+
+    tr = model.run_with_trace(mx.array(np.arange(10, dtype=np.int32)[None] % model.config.vocab_size))
+    view = TraceView(tr)
+    H = model.config.num_heads
+    for suffix, stat, fig, src in view.panels:
+        assert len(src.data["pos"]) == 10 * H, suffix
+    assert len(view.topk_source.data["pos"]) == 10 * view.top_k
