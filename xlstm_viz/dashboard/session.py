@@ -116,7 +116,10 @@ class ModelSession(param.Parameterized):
         return [str(i) for i in ids]
 
     def decode_one(self, i: int) -> str:
-        return self.decode([i])[0]
+        try:
+            return self.decode([i])[0]
+        except ValueError:  # an id outside the task's labels (the model vocabulary can be larger)
+            return f"#{int(i)}"
 
     def parse_prompt(self, text: str) -> np.ndarray:
         """Text -> ids: task labels (K3 V7 ?), tokenizer text, or integers; the error names the bad piece."""

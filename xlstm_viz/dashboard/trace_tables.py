@@ -107,9 +107,24 @@ def overlay_columns(values: np.ndarray, symmetric: bool = False, size_range=(10.
     return {"value": v, "fill": colors, "size": size, "value_text": text}
 
 
+def safe_decode(decode):
+    """Wrap a decoder so an id it cannot name (e.g. beyond a task's vocabulary) shows as `#id`, not an error."""
+    if decode is None:
+        return None
+
+    def run(i: int) -> str:
+        try:
+            return str(decode(int(i)))
+        except (ValueError, IndexError, KeyError):
+            return f"#{int(i)}"
+
+    return run
+
+
 def token_labels(tokens: np.ndarray, decode=None) -> list[str]:
     """Readable label per position: `pos:text` (or `pos:id` without a tokenizer)."""
     labels = []
+    decode = safe_decode(decode)
     for p, t in enumerate(np.asarray(tokens).tolist()):
         text = decode(int(t)) if decode is not None else str(t)
         labels.append(f"{p}:{text}")
@@ -158,6 +173,7 @@ def top_k_table(trace, k: int = 5, batch: int = 0, decode=None) -> dict[str, np.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
+    decode = safe_decode(decode)
     logits = np.asarray(trace.logits)[batch]  # [S, V]
     probs = softmax(logits.astype(np.float64))
     k = min(k, probs.shape[-1])
@@ -227,7 +243,7 @@ def logit_change_table(trace, baseline, batch: int = 0, decode=None) -> dict[str
     pb = softmax(np.asarray(trace.logits, dtype=np.float64)[batch])
     a1, b1 = pa.argmax(-1), pb.argmax(-1)
     kl = np.sum(pa * (np.log(pa + 1e-12) - np.log(pb + 1e-12)), axis=-1)
-    dec = (lambda t: decode(int(t))) if decode else (lambda t: str(int(t)))
+    dec = safe_decode(decode) or (lambda t: str(int(t)))
     return {
         "pos": np.arange(len(a1)).astype(np.float64),
         "before": np.array([dec(t) for t in a1], dtype=object),
