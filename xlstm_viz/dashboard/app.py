@@ -55,6 +55,8 @@ class DashboardApp(pn.viewable.Viewer):
         self.session = ModelSession(model=model, model_path=model_path,
                                     threaded=served if threaded is None else threaded,
                                     on_error=on_error if served else None)
+        if served:  # stop this session's model thread when the browser tab goes away
+            pn.state.on_session_destroyed(lambda ctx: self.session.close())
         self.store = SessionStore(self._session_key(session_key))
         saved = self._load_saved()
         self.wiring_view = WiringView(saved.get("ncps_wiring") or build_wiring("AutoNCP", 28, 4, 6))
