@@ -33,7 +33,8 @@ DEMO_RECIPE = {
         "pad_token_id": 0,
     },
     # Pair counts per batch; the model is tested on more pairs than the most frequent training count.
-    "curriculum": {"pair_counts": [2, 4, 8, 12, 16], "weights": [0.1, 0.2, 0.4, 0.15, 0.15], "ramp_steps": 300},
+    "curriculum": {"pair_counts": [2, 4, 8, 12, 16], "weights": [0.1, 0.2, 0.4, 0.15, 0.15], "ramp_steps": 300,
+                   "query_fraction": 0.5},
     "eval_pairs": [8, 16, 24],
     "steps": 2000,
     "batch_size": 32,
