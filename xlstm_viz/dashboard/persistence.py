@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import re
 import uuid
 from pathlib import Path
@@ -41,6 +42,9 @@ class SessionStore:
 
     def save(self, data: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.path)  # atomic: a reload never reads half a file
+        # A unique temp file per write: two saves of one session can overlap (UI thread and model thread), and a shared
+        # temp name made the second rename fail. replace() is atomic, so a reload never reads half a file.
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.stem + ".", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(data))
+        os.replace(tmp, self.path)
