@@ -67,16 +67,11 @@ def _plan_block(wiring, prefix: str) -> _BlockPlan:
             inputs.append(_Input(conn.src[cut:], int(conn.polarity), bool(conn.enabled),
                                  None if mask is None else mx.array(mask)))
         steps.append(_CellStep(name, name[cut:], spec.cell_type, inputs, int(getattr(spec, "polarity", 1))))
-    sources = {}
-    shared = getattr(wiring, "shared_weights", None)
-    if shared is not None:
-        for cell, owner in shared().items():
-            for step in steps:
-                if step.name == cell:
-                    src = _weight_of(wiring, cell)
-                    dst = _weight_of(wiring, owner)
-                    if src and dst:
-                        sources[src] = dst
+    sources = {}  # featurizer sharing: a borrowing cell's weight path -> the owner's weight path
+    for cell, owner in wiring.shared_weights().items():
+        src, dst = _weight_of(wiring, cell), _weight_of(wiring, owner)
+        if src and dst:
+            sources[src] = dst
     return _BlockPlan(wiring.version, steps, masks, sources)
 
 
