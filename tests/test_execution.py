@@ -123,6 +123,27 @@ def test_stats_trace_records_per_head_gate_and_memory_statistics(model, ids):
     np.testing.assert_allclose(f["sigmoid"], 1 / (1 + np.exp(-f["value"])), atol=1e-6)
     np.testing.assert_allclose(trace.logits, logits_of(model, ids), atol=1e-6)
 
+def test_stats_equal_numpy_statistics_of_the_full_tensors_per_head(model, ids):
+    # Stats come from one fused table; check every probe's columns against numpy on the recorded tensors.
+    trace = model.run_with_trace(ids, mode="full", run_mode="recurrent")
+    heads = model.config.num_heads
+    for probe in trace.probes:
+        x = trace.full[probe].astype(np.float64)
+        local = probe.split(".", 2)[-1]
+        if local in ("mlstm.igate", "mlstm.fgate"):
+            groups = x.shape[-1]
+        elif local in ("mlstm.q", "mlstm.k", "mlstm.v", "mlstm.ogate", "mlstm.memory", "mlstm.norm", "mlstm.h"):
+            groups = heads
+        else:
+            groups = 1
+        x = x.reshape(*x.shape[:2], groups, -1)
+        expected = {"mean": x.mean(-1), "std": x.std(-1), "absmax": np.abs(x).max(-1), "l2": np.sqrt((x * x).sum(-1))}
+        for stat, value in expected.items():
+            np.testing.assert_allclose(trace.stats[probe][stat], value, rtol=1e-4, atol=1e-5, err_msg=f"{probe}.{stat}")
+        if local == "mlstm.fgate":
+            np.testing.assert_allclose(trace.stats[probe]["value"], trace.full[probe], atol=1e-6)
+
+
 
 def test_chunkwise_memory_reconstruction_matches_recurrent_states(model, ids):
     chunk = model.run_with_trace(ids, probes="blocks.*.mlstm.memory", run_mode="chunkwise")

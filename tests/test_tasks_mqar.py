@@ -119,3 +119,15 @@ def test_recall_accuracy_scores_only_masked_positions():
     assert recall_accuracy(logits, targets, mask) == 1.0
     with pytest.raises(ValueError, match="no position"):
         recall_accuracy(perfect, targets, np.zeros_like(mask))
+
+
+def test_previous_key_targets_mark_each_context_value_with_the_key_before_it():
+    task = MQARTask(num_keys=8, num_values=8)
+    batch = task.sample(np.random.default_rng(3), num_pairs=3, num_queries=2, batch_size=2)
+    targets, mask = task.previous_key_targets(batch.input_ids, num_pairs=3)
+    labels = task.decode(batch.input_ids[0])
+    marked = [i for i in range(len(labels)) if mask[0, i]]
+    assert marked == [1, 3, 5]  # the three context values, never a query
+    assert all(labels[i].startswith("V") and task.decode([targets[0, i]])[0] == labels[i - 1] for i in marked)
+    with pytest.raises(ValueError, match="num_pairs=9 needs 18 context tokens"):
+        task.previous_key_targets(batch.input_ids, num_pairs=9)

@@ -74,3 +74,17 @@ def test_vocabulary_too_small_for_the_task_is_named_in_the_error(tmp_path):
 
     with pytest.raises(ValueError, match="vocab_size=18 is smaller than the task vocabulary"):
         train(TINY, MQARTask(num_keys=16, num_values=16), steps=1, progress=False)
+
+
+def test_previous_key_scaffold_is_trained_only_while_switched_on(tmp_path):
+    from xlstm_viz.training import train
+
+    task = MQARTask(num_keys=8, num_values=8)
+    common = dict(steps=30, batch_size=16, lr=1e-2, seed=0, log_every=1, progress=False, warmup_steps=3,
+                  curriculum=Curriculum(pair_counts=(3,), weights=(1.0,)))
+    on = train(TINY, task, previous_key_weight=1.0, **common).log
+    off = train(TINY, task, previous_key_weight=0.0, **common).log
+    # With the scaffold on, the model learns to name the key before each value; off, that loss stays near chance.
+    assert on[-1]["previous_key_loss"] < 0.5 * off[-1]["previous_key_loss"], (on[-1], off[-1])
+    with pytest.raises(ValueError, match="previous_key_weight must be a finite number >= 0, got -1"):
+        train(TINY, task, previous_key_weight=-1, **common)

@@ -35,12 +35,14 @@ DEMO_RECIPE = {
     # Pair counts per batch; the model is tested on more pairs than the most frequent training count.
     "curriculum": {"pair_counts": [2, 4, 8, 12, 16], "weights": [0.1, 0.2, 0.4, 0.15, 0.15], "ramp_steps": 300,
                    "query_fraction": 0.5},
-    "eval_pairs": [8, 16, 24],
-    "steps": 2000,
-    "batch_size": 32,
+    "eval_pairs": [8, 16, 24, 32],
+    "steps": 4000,
+    "batch_size": 64,
     "lr": 3e-3,
     "seed": 0,
-    "train_options": {"weight_decay": 0.01, "clip_norm": 1.0, "init": "mqar-demo"},
+    # previous_key_weight: the scaffold that lets recall form (training.py); seed 0 is part of the recipe: on
+    # GPU runs of this recipe, seeds 1-4 stayed on the "bag of values" plateau for 4000 steps (see README).
+    "train_options": {"weight_decay": 0.01, "clip_norm": 1.0, "init": "mqar-demo", "previous_key_weight": 0.3},
 }
 
 

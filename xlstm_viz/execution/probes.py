@@ -71,31 +71,48 @@ def local_name(name: str) -> str:
     return name
 
 
-def _stats(x: mx.array) -> tuple[mx.array, mx.array, mx.array, mx.array]:
-    """mean, std, absmax, L2 over the last axis of [B, S, H, F] (std from centred values, not sum-of-squares)."""
-    mean = mx.mean(x, axis=-1)
-    std = mx.sqrt(mx.mean(mx.square(x - mean[..., None]), axis=-1))
-    return mean, std, mx.max(mx.abs(x), axis=-1), mx.sqrt(mx.sum(x * x, axis=-1))
-
-
-# Compiled once per input shape: fuses the reductions' elementwise work, which is most of a stats trace's cost.
-_stats_compiled = mx.compile(_stats)
-
-
-def activation_stats(x: mx.array, heads: int) -> dict[str, mx.array]:
-    """mean, std, absmax and L2 norm over each head's features (heads = 1: over all features). Each [B, S, heads]."""
-    B, S, F = x.shape
-    mean, std, absmax, l2 = _stats_compiled(x.astype(mx.float32).reshape(B, S, heads, F // heads))
-    return {"mean": mean, "std": std, "absmax": absmax, "l2": l2}
-
-
-def cell_stats(name: str, out: mx.array, num_heads: int) -> dict[str, mx.array]:
+def probe_heads(name: str, width: int, num_heads: int) -> int:
+    """How many groups a probe's stats are taken over: heads for per-head cells and gates, else 1."""
     local = local_name(name)
     if local in GATE_CELLS:
-        stats = activation_stats(out[..., None].reshape(*out.shape[:2], -1), out.shape[-1])
-        stats["value"] = out.astype(mx.float32)
-        if local == "mlstm.fgate":
-            stats["sigmoid"] = mx.sigmoid(out.astype(mx.float32))
-        return stats
-    heads = num_heads if local in PER_HEAD_CELLS and out.shape[-1] % num_heads == 0 else 1
-    return activation_stats(out, heads)
+        return width
+    return num_heads if local in PER_HEAD_CELLS and width % num_heads == 0 else 1
+
+
+def _stats_table(layout: tuple[tuple[int, int], ...]):
+    """One function for a whole trace: every probe's stats, and the extra columns, in one [B, S, C] array.
+
+    layout: per input array, (heads, kind) with kind 1 = take mean/std/absmax/L2 over each head's features, 0 = copy
+    the array in as columns (gate values, memory norms). A single compiled call instead of one per probe: on a small
+    model the per-call dispatch, not the arithmetic, was what a stats trace cost (benchmarks/trace_overhead.py).
+    """
+
+    def table(*arrays):
+        columns = []
+        for x, (heads, kind) in zip(arrays, layout):
+            x = x.astype(mx.float32)
+            if not kind:
+                columns.append(x)
+                continue
+            B, S, F = x.shape
+            x = x.reshape(B, S, heads, F // heads)
+            mean = mx.mean(x, axis=-1)
+            # std from centred values, not from sum-of-squares (which cancels badly for large means)
+            std = mx.sqrt(mx.mean(mx.square(x - mean[..., None]), axis=-1))
+            columns += [mean, std, mx.max(mx.abs(x), axis=-1), mx.sqrt(mx.sum(x * x, axis=-1))]
+        return mx.concatenate(columns, axis=-1)
+
+    return mx.compile(table)
+
+
+_TABLES: dict[tuple, object] = {}
+
+
+def stats_table(layout: tuple[tuple[int, int], ...]):
+    """The compiled stats function for a layout (cached: a model traced again re-uses it)."""
+    fn = _TABLES.get(layout)
+    if fn is None:
+        if len(_TABLES) >= 32:
+            _TABLES.pop(next(iter(_TABLES)))
+        fn = _TABLES[layout] = _stats_table(layout)
+    return fn

@@ -14,7 +14,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from xlstm_viz.execution.probes import cell_stats, local_name, select_probes
+from xlstm_viz.execution.probes import BASE_STATS, GATE_CELLS, local_name, probe_heads, select_probes, stats_table
 
 TRACE_MODES = ("stats", "full")
 
@@ -99,7 +99,10 @@ class Trace:
 
 
 class Recorder:
-    """Executor observer that accumulates lazy stats per token and evaluates them once at the end."""
+    """Executor observer: keeps the (lazy) outputs of the chosen probes and turns them into stats at the end.
+
+    All stats of a trace come out of one compiled call and one device-to-numpy copy (`probes.stats_table`).
+    """
 
     stepping = False
 
@@ -110,8 +113,8 @@ class Recorder:
         self.selected = set(self.names)
         self.full_mode = mode == "full"
         self.num_heads = model.config.num_heads
-        self._stats: dict[str, dict[str, list[mx.array]]] = {}
-        self._full: dict[str, list[mx.array]] = {}
+        self._outputs: dict[str, list[mx.array]] = {}
+        self._extras: dict[str, dict[str, list[mx.array]]] = {}
         self._igate: dict[int, mx.array] = {}
         self._memory_blocks = {
             int(n.split(".")[1]) for n in self.names if local_name(n) in ("mlstm.memory", "mlstm.igate")
@@ -122,21 +125,23 @@ class Recorder:
         return block in self._memory_blocks
 
     def _add(self, probe: str, stat: str, value: mx.array) -> None:
-        self._stats.setdefault(probe, {}).setdefault(stat, []).append(value)
+        self._extras.setdefault(probe, {}).setdefault(stat, []).append(value)
 
     def on_cell(self, event) -> None:
         name = event.name
-        if local_name(name) == "mlstm.igate":
+        local = local_name(name)
+        if local == "mlstm.igate":
             self._igate[event.block] = event.output
         if name not in self.selected:
-            if local_name(name) == "mlstm.memory" and f"blocks.{event.block}.mlstm.igate" in self.selected:
+            if local == "mlstm.memory" and f"blocks.{event.block}.mlstm.igate" in self.selected:
                 self._memory_extras(event, stats_for_memory=False)
             return
-        for stat, value in cell_stats(name, event.output, self.num_heads).items():
-            self._add(name, stat, value)
-        if self.full_mode:
-            self._full.setdefault(name, []).append(event.output)
-        if local_name(name) == "mlstm.memory":
+        self._outputs.setdefault(name, []).append(event.output)
+        if local in GATE_CELLS:
+            self._add(name, "value", event.output)
+            if local == "mlstm.fgate":
+                self._add(name, "sigmoid", mx.sigmoid(event.output.astype(mx.float32)))
+        if local == "mlstm.memory":
             self._memory_extras(event, stats_for_memory=True)
 
     def _memory_extras(self, event, stats_for_memory: bool) -> None:
@@ -153,13 +158,37 @@ class Recorder:
             self._add(igate, "exp", mx.exp(self._igate[event.block].astype(mx.float32) - m))
 
     def finish(self) -> tuple[dict, dict]:
-        stats = {p: {s: mx.concatenate(v, axis=1) if len(v) > 1 else v[0] for s, v in st.items()}
-                 for p, st in self._stats.items()}
-        full = {p: mx.concatenate(v, axis=1) if len(v) > 1 else v[0] for p, v in self._full.items()}
-        mx.eval(stats, full)
+        cat = lambda parts: mx.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        outputs = {p: cat(v) for p, v in self._outputs.items()}
+        arrays, layout, columns = [], [], []  # columns: (probe, stat, width) in table order
+        for probe in self.names:
+            if probe not in outputs:
+                continue
+            out = outputs[probe]
+            heads = probe_heads(probe, out.shape[-1], self.num_heads)
+            arrays.append(out)
+            layout.append((heads, 1))
+            columns += [(probe, stat, heads) for stat in BASE_STATS]
+            for stat, parts in self._extras.get(probe, {}).items():
+                value = cat(parts)
+                arrays.append(value)
+                layout.append((value.shape[-1], 0))
+                columns.append((probe, stat, value.shape[-1]))
+        stats: dict[str, dict[str, np.ndarray]] = {}
+        if arrays:
+            table = stats_table(tuple(layout))(*arrays)
+            full = {p: outputs[p] for p in outputs} if self.full_mode else {}
+            mx.eval(table, full)
+            table = np.array(table)
+            offset = 0
+            for probe, stat, width in columns:
+                # contiguous copies: consumers (Bokeh sources, np.savez) should not pin or stride the whole table
+                stats.setdefault(probe, {})[stat] = np.ascontiguousarray(table[..., offset: offset + width])
+                offset += width
+        else:
+            full = {}
         to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
-        return ({p: {s: to_np(v) for s, v in st.items()} for p, st in stats.items()},
-                {p: to_np(v) for p, v in full.items()})
+        return stats, {p: to_np(v) for p, v in full.items()}
 
 
 def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode: str = "chunkwise", state=None) -> Trace:

@@ -194,6 +194,26 @@ class MQARTask:
         loss_mask[:, q0 + 1] = True
         return MQARBatch(ids, targets, loss_mask)
 
+    def previous_key_targets(self, input_ids: np.ndarray, num_pairs: int) -> tuple[np.ndarray, np.ndarray]:
+        """At each context value position, the key just before it: (targets, mask), both [batch, seq_len].
+
+        The training scaffold `train(previous_key_weight=...)` scores these. A pair can only be bound in matrix
+        memory once the key's identity has reached its value's position; the xLSTM-7B block has no causal
+        convolution to carry it there, so this hint stands in for one while training.
+        """
+        ids = np.asarray(input_ids)
+        if ids.ndim != 2:
+            raise ValueError(f"input_ids must have shape [batch, seq_len], got {ids.shape}")
+        num_pairs = _check_int("num_pairs", num_pairs, 1)
+        if 2 * num_pairs > ids.shape[1]:
+            raise ValueError(f"num_pairs={num_pairs} needs {2 * num_pairs} context tokens, "
+                             f"the sequences have {ids.shape[1]}")
+        targets = np.full_like(ids, self.pad_id)
+        mask = np.zeros(ids.shape, dtype=bool)
+        targets[:, 1:2 * num_pairs:2] = ids[:, 0:2 * num_pairs:2]
+        mask[:, 1:2 * num_pairs:2] = True
+        return targets, mask
+
     # -- persistence (task.json next to the checkpoint, so the dashboard can label tokens) ---------------
     def to_dict(self) -> dict:
         return {"task": "mqar", **asdict(self), "labels": self.labels}
