@@ -1,11 +1,13 @@
 """Cost of observing a forward pass: untraced vs stats-traced vs full-traced, in the same run.
 
-    python benchmarks/trace_overhead.py [--model PATH] [--tokens 64] [--repeats 7]
+    python benchmarks/trace_overhead.py [--model PATH] [--tokens 64] [--repeats 7] [--width D ...]
 
 Baseline ("direct"): the same block cells called in a fixed order with no executor (no wiring plan, no observer);
 "untraced" is `model(ids)`: the executor with tracing off. Their ratio is the cost of having wiring-driven execution
 and probes available while not using them. Also times the compiled decode step's re-trace after a wiring toggle.
-Defaults to the bundled demo model, and also runs the `small` parity fixture when present.
+Defaults to the bundled demo model, and also runs the `small` parity fixture when present. `--width 512 1024` adds
+random-init models of those widths (4 heads, 2 blocks, vocab 1024): a stats trace costs in proportion to the
+activations (S x D), the forward to its matmuls (S x D^2), so the ratio falls with width.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def main():
     parser.add_argument("--model", default=None)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--width", type=int, nargs="*", default=[], help="also random-init models of these widths")
     args = parser.parse_args()
     print(f"{blas.describe()}; load {os.getloadavg()[0]:.2f}")
     if args.model:
@@ -105,6 +108,11 @@ def main():
     small = ROOT / "tests" / "fixtures" / "golden" / "small"
     if small.exists():
         run(xlstm_viz.load_model(small), "golden small", args.tokens, args.repeats)
+    for width in args.width:
+        config = xlstm_viz.XLSTMConfig(embedding_dim=width, num_heads=4, num_blocks=2, vocab_size=1024, chunk_size=64)
+        model = xlstm_viz.XLSTM(config)
+        mx.eval(model.parameters())
+        run(model, f"random D={width}", args.tokens, args.repeats)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import difflib
 import fnmatch
 
 import mlx.core as mx
+import numpy as np
 
 # Probes whose feature axis splits into heads: their stats are per head.
 PER_HEAD_CELLS = ("mlstm.q", "mlstm.k", "mlstm.v", "mlstm.ogate", "mlstm.memory", "mlstm.norm", "mlstm.h")
@@ -79,30 +80,93 @@ def probe_heads(name: str, width: int, num_heads: int) -> int:
     return num_heads if local in PER_HEAD_CELLS and width % num_heads == 0 else 1
 
 
-def _stats_table(layout: tuple[tuple[int, int], ...]):
-    """One function for a whole trace: every probe's stats, and the extra columns, in one [B, S, C] array.
+def table_columns(layout: tuple[tuple[int, int, int], ...]) -> list[dict[str, tuple[int, int]]]:
+    """Where each input of `stats_table(layout)` lands in its output: per input, stat -> (offset, width).
 
-    layout: per input array, (heads, kind) with kind 1 = take mean/std/absmax/L2 over each head's features, 0 = copy
-    the array in as columns (gate values, memory norms). A single compiled call instead of one per probe: on a small
-    model the per-call dispatch, not the arithmetic, was what a stats trace cost (benchmarks/trace_overhead.py).
+    layout: per input array, (features, heads, kind). kind 1: mean/std/absmax/L2 over each head's features; kind 0:
+    the array is copied in as it is (gate values, memory norms) under the stat name "raw".
+    Inputs whose heads have the same width are reduced together, so the table costs a few reductions per width
+    rather than four per probe.
     """
+    columns: list[dict[str, tuple[int, int]]] = [{} for _ in layout]
+    offset = 0
+    for width, members in _width_classes(layout).items():
+        for stat in BASE_STATS:
+            for i in members:
+                heads = layout[i][1]
+                columns[i][stat] = (offset, heads)
+                offset += heads
+    for i, (features, _, kind) in enumerate(layout):
+        if not kind:
+            columns[i]["raw"] = (offset, features)
+            offset += features
+    return columns
+
+
+def _width_classes(layout) -> dict[int, list[int]]:
+    classes: dict[int, list[int]] = {}
+    for i, (features, heads, kind) in enumerate(layout):
+        if kind:
+            classes.setdefault(features // heads, []).append(i)
+    return classes
+
+
+def _stats_table(layout: tuple[tuple[int, int, int], ...]):
+    """One compiled function for a whole trace: every probe's stats in one [B, S, C] array (`table_columns`).
+
+    On a small model a stats trace's cost was per-op dispatch, not arithmetic (benchmarks/trace_overhead.py), so
+    the inputs are grouped by head width and reduced together.
+    """
+    classes = _width_classes(layout)
 
     def table(*arrays):
+        B, S = arrays[0].shape[:2]
         columns = []
-        for x, (heads, kind) in zip(arrays, layout):
-            x = x.astype(mx.float32)
-            if not kind:
-                columns.append(x)
-                continue
-            B, S, F = x.shape
-            x = x.reshape(B, S, heads, F // heads)
-            mean = mx.mean(x, axis=-1)
-            # std from centred values, not from sum-of-squares (which cancels badly for large means)
-            std = mx.sqrt(mx.mean(mx.square(x - mean[..., None]), axis=-1))
-            columns += [mean, std, mx.max(mx.abs(x), axis=-1), mx.sqrt(mx.sum(x * x, axis=-1))]
+        for width, members in classes.items():
+            parts = [arrays[i].astype(mx.float32).reshape(B, S, layout[i][1], width) for i in members]
+            x = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=2)
+            # Two sums and a max per element, nothing broadcast back: centring (x - mean) made the table 2.5x slower
+            # on MLX's CPU backend. std from the moments loses digits only where |mean| >> std, which the
+            # activations traced here do not reach (tested against numpy at rtol 1e-4).
+            total, squares = mx.sum(x, axis=-1), mx.sum(mx.square(x), axis=-1)
+            mean = total / width
+            std = mx.sqrt(mx.maximum(squares / width - mx.square(mean), 0.0))
+            columns += [mean, std, mx.max(mx.abs(x), axis=-1), mx.sqrt(squares)]
+        columns += [arrays[i].astype(mx.float32) for i, (_, _, kind) in enumerate(layout) if not kind]
         return mx.concatenate(columns, axis=-1)
 
     return mx.compile(table)
+
+
+def numpy_stats(arrays: list[np.ndarray], layout: tuple[tuple[int, int, int], ...],
+                small: int = 1 << 18) -> list[dict[str, np.ndarray]]:
+    """The same stats as `stats_table`, computed with numpy on arrays that already live in host memory.
+
+    On MLX's CPU device the arrays are read in place (no copy) and numpy's reductions were 1.3-3.6x faster than
+    MLX's there (benchmarks/trace_overhead.py); on a GPU the compiled MLX table is used instead, so that only the
+    stats cross to the host. Inputs of one head width are reduced together while they are small (per-call overhead
+    dominates), one by one when large (the concatenation would copy).
+    """
+    out: list[dict[str, np.ndarray]] = [{} for _ in layout]
+    for width, members in _width_classes(layout).items():
+        views = [arrays[i].reshape(*arrays[i].shape[:2], layout[i][1], width) for i in members]
+        groups = [members] if sum(v.size for v in views) <= small else [[i] for i in members]
+        for group in groups:
+            parts = [views[members.index(i)] for i in group]
+            x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+            total, squares = x.sum(axis=-1), np.einsum("...i,...i->...", x, x)
+            mean = total / width
+            stats = {"mean": mean, "std": np.sqrt(np.maximum(squares / width - mean * mean, 0.0)),
+                     "absmax": np.maximum(x.max(axis=-1), -x.min(axis=-1)), "l2": np.sqrt(squares)}
+            start = 0
+            for i in group:
+                heads = layout[i][1]
+                out[i] = {k: v[..., start: start + heads] for k, v in stats.items()}
+                start += heads
+    for i, (_, _, kind) in enumerate(layout):
+        if not kind:
+            out[i] = {"raw": arrays[i]}
+    return out
 
 
 _TABLES: dict[tuple, object] = {}

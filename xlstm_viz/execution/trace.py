@@ -14,7 +14,9 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from xlstm_viz.execution.probes import BASE_STATS, GATE_CELLS, local_name, probe_heads, select_probes, stats_table
+from xlstm_viz.execution.probes import (
+    GATE_CELLS, local_name, numpy_stats, probe_heads, select_probes, stats_table, table_columns,
+)
 
 TRACE_MODES = ("stats", "full")
 
@@ -101,12 +103,17 @@ class Trace:
 class Recorder:
     """Executor observer: keeps the (lazy) outputs of the chosen probes and turns them into stats at the end.
 
-    All stats of a trace come out of one compiled call and one device-to-numpy copy (`probes.stats_table`).
+    On a GPU all stats come out of one compiled call and one device-to-host copy (`probes.stats_table`); on the
+    CPU device numpy reduces MLX's buffers in place (`probes.numpy_stats`). Both are tested against each other.
     """
 
     stepping = False
 
-    def __init__(self, model, probes, mode: str):
+    def __init__(self, model, probes, mode: str, stats_on: str | None = None):
+        # stats_on: "numpy" or "mlx"; None picks by device (numpy on the CPU device)
+        if stats_on not in (None, "numpy", "mlx"):
+            raise ValueError(f"stats_on must be 'numpy', 'mlx' or None, got {stats_on!r}")
+        self.stats_on = stats_on
         if mode not in TRACE_MODES:
             raise ValueError(f"trace mode must be one of {TRACE_MODES}, got {mode!r}")
         self.names = select_probes(model, probes)
@@ -160,33 +167,39 @@ class Recorder:
     def finish(self) -> tuple[dict, dict]:
         cat = lambda parts: mx.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
         outputs = {p: cat(v) for p, v in self._outputs.items()}
-        arrays, layout, columns = [], [], []  # columns: (probe, stat, width) in table order
+        arrays, layout, names = [], [], []  # names: (probe, stat) per table input
         for probe in self.names:
             if probe not in outputs:
                 continue
             out = outputs[probe]
-            heads = probe_heads(probe, out.shape[-1], self.num_heads)
             arrays.append(out)
-            layout.append((heads, 1))
-            columns += [(probe, stat, heads) for stat in BASE_STATS]
+            layout.append((out.shape[-1], probe_heads(probe, out.shape[-1], self.num_heads), 1))
+            names.append((probe, None))
             for stat, parts in self._extras.get(probe, {}).items():
                 value = cat(parts)
                 arrays.append(value)
-                layout.append((value.shape[-1], 0))
-                columns.append((probe, stat, value.shape[-1]))
+                layout.append((value.shape[-1], value.shape[-1], 0))
+                names.append((probe, stat))
         stats: dict[str, dict[str, np.ndarray]] = {}
-        if arrays:
-            table = stats_table(tuple(layout))(*arrays)
-            full = {p: outputs[p] for p in outputs} if self.full_mode else {}
+        full = {p: outputs[p] for p in outputs} if self.full_mode else {}
+        if not arrays:
+            pass
+        elif (self.stats_on or ("numpy" if mx.default_device() == mx.cpu else "mlx")) == "numpy":
+            arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
+            mx.eval(arrays, full)
+            host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
+            for (probe, extra), columns in zip(names, numpy_stats(host, tuple(layout))):
+                for stat, value in columns.items():
+                    # own copies: the views would pin MLX buffers, and consumers (Bokeh) want contiguous arrays
+                    stats.setdefault(probe, {})[extra or stat] = np.array(value)
+        else:
+            layout = tuple(layout)
+            table = stats_table(layout)(*arrays)
             mx.eval(table, full)
             table = np.array(table)
-            offset = 0
-            for probe, stat, width in columns:
-                # contiguous copies: consumers (Bokeh sources, np.savez) should not pin or stride the whole table
-                stats.setdefault(probe, {})[stat] = np.ascontiguousarray(table[..., offset: offset + width])
-                offset += width
-        else:
-            full = {}
+            for (probe, extra), columns in zip(names, table_columns(layout)):
+                for stat, (offset, width) in columns.items():
+                    stats.setdefault(probe, {})[extra or stat] = np.ascontiguousarray(table[..., offset: offset + width])
         to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
         return stats, {p: to_np(v) for p, v in full.items()}
 

@@ -245,8 +245,14 @@ class CellWiring(Editable):
 
     def order(self) -> list[str]:
         """Topological order of the cells, ties broken by insertion order."""
-        position = {name: i for i, name in enumerate(self.cells)}
-        return list(nx.lexicographical_topological_sort(self.graph(), key=position.__getitem__))
+        # Every trace asks for it; building only adds cells and connections and every edit bumps the version.
+        key = (self.version, len(self.cells), len(self.connections))
+        cached = self.__dict__.get("_order_cache")
+        if cached is None or cached[0] != key:
+            position = {name: i for i, name in enumerate(self.cells)}
+            cached = self.__dict__["_order_cache"] = (
+                key, tuple(nx.lexicographical_topological_sort(self.graph(), key=position.__getitem__)))
+        return list(cached[1])
 
     def stages(self) -> list[list[str]]:
         """Topological generations (cells in one stage only depend on earlier stages), insertion-ordered."""
