@@ -190,8 +190,8 @@ class Recorder:
             host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
             for (probe, extra), columns in zip(names, numpy_stats(host, tuple(layout))):
                 for stat, value in columns.items():
-                    # own copies: the views would pin MLX buffers, and consumers (Bokeh) want contiguous arrays
-                    stats.setdefault(probe, {})[extra or stat] = np.array(value)
+                    # raw columns are views of MLX buffers: copy those; the reductions are numpy's own arrays
+                    stats.setdefault(probe, {})[extra or stat] = np.array(value) if extra else value
         else:
             layout = tuple(layout)
             table = stats_table(layout)(*arrays)
