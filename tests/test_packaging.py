@@ -1,5 +1,6 @@
 """The installed package must carry every subpackage and the top-level assets/ and kernels/ folders."""
 
+import os
 import tomllib
 from pathlib import Path
 
@@ -30,3 +31,16 @@ def test_profile_initialisation_is_seeded_and_follows_the_profile():
     np.testing.assert_array_equal(np.array(a.blocks[1].mlstm_layer.igate_preact.bias), -10.0)
     np.testing.assert_allclose(np.array(a.blocks[1].mlstm_layer.fgate_preact.bias), np.linspace(3, 6, 4))
     assert np.all(np.array(a.blocks[0].mlstm_layer.igate_preact.weight) == 0)
+
+
+def test_importing_the_package_asks_mlx_for_full_float32_matmuls_unless_the_user_chose():
+    import subprocess
+    import sys
+
+    code = "import os, xlstm_viz; print(os.environ['MLX_ENABLE_TF32'])"
+    env = {k: v for k, v in os.environ.items() if k != "MLX_ENABLE_TF32"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "0"
+    env["MLX_ENABLE_TF32"] = "1"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "1"

@@ -7,8 +7,15 @@ module works without MLX.
 from __future__ import annotations
 
 import importlib
+import os
 
 __version__ = "0.1.0"
+
+# Full float32 matmuls. MLX runs float32 matmuls at TF32 precision by default on CUDA (and on M5-class Metal). The
+# parity tests then fail by 1e-2 on the logits (measured on an H100), and a debugger that compares numbers must not
+# do that. It takes effect only if set before MLX's first operation; export MLX_ENABLE_TF32=1 to trade precision
+# for speed.
+os.environ.setdefault("MLX_ENABLE_TF32", "0")
 
 # public name -> module that defines it
 _EXPORTS = {
