@@ -140,7 +140,7 @@ def numpy_stats(arrays: list[np.ndarray], layout: tuple[tuple[int, int, int], ..
                 small: int = 1 << 18) -> list[dict[str, np.ndarray]]:
     """The same stats as `stats_table`, computed with numpy on arrays that already live in host memory.
 
-    On MLX's CPU device the arrays are read in place (no copy) and numpy's reductions were 1.3-3.6x faster than
+    On MLX's CPU device the arrays are read in place (no copy) and numpy's reductions were up to 3.6x faster than
     MLX's there (benchmarks/trace_overhead.py); on a GPU the compiled MLX table is used instead, so that only the
     stats cross to the host. Inputs of one head width are reduced together while they are small (per-call overhead
     dominates), one by one when large (the concatenation would copy).
@@ -182,7 +182,7 @@ def numpy_stats(arrays: list[np.ndarray], layout: tuple[tuple[int, int, int], ..
 _TABLES: dict[tuple, object] = {}
 
 
-def stats_table(layout: tuple[tuple[int, int], ...]):
+def stats_table(layout: tuple[tuple[int, int, int], ...]):
     """The compiled stats function for a layout (cached: a model traced again re-uses it)."""
     fn = _TABLES.get(layout)
     if fn is None:
