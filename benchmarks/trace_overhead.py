@@ -62,14 +62,29 @@ def best_ms(fn, repeats):
     return 1000 * min(times)
 
 
+def interleaved_best_ms(fns, repeats):
+    """Best time of each function, the functions taking turns in every round so that load drifts hit all alike."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, acc in zip(fns, times):
+            t = time.perf_counter()
+            fn()
+            acc.append(time.perf_counter() - t)
+    return [1000 * min(acc) for acc in times]
+
+
 def run(model, name, tokens, repeats):
     rng = np.random.default_rng(0)
     ids = mx.array(rng.integers(0, model.config.vocab_size, (1, tokens)))
     np.testing.assert_allclose(np.array(direct_forward(model, ids)), np.array(model(ids)[0]), atol=1e-5)
-    direct = best_ms(lambda: mx.eval(direct_forward(model, ids)), repeats)
-    untraced = best_ms(lambda: mx.eval(model(ids)[0]), repeats)
-    stats = best_ms(lambda: model.run_with_trace(ids, mode="stats"), repeats)
-    full = best_ms(lambda: model.run_with_trace(ids, mode="full"), repeats)
+    direct, untraced, stats, full = interleaved_best_ms([
+        lambda: mx.eval(direct_forward(model, ids)),
+        lambda: mx.eval(model(ids)[0]),
+        lambda: model.run_with_trace(ids, mode="stats"),
+        lambda: model.run_with_trace(ids, mode="full"),
+    ], repeats)
     print(f"[{name}] {tokens} tokens, {model.config.num_blocks} blocks, D={model.config.embedding_dim}")
     print(f"  direct (no executor)   {direct:8.2f} ms")
     print(f"  untraced model(ids)    {untraced:8.2f} ms   ratio vs direct {untraced / direct:5.2f}x")
