@@ -5,8 +5,8 @@ masked cross-entropy at the queried keys with AdamW (linear warm-up, cosine deca
 An optional scaffold, `previous_key_weight`, adds the cross-entropy of predicting, at each context value, the
 key just before it (see `MQARTask.previous_key_targets`): without it the 7B block, which has no causal conv,
 sat on a "bag of values" plateau (~20% recall) in every run we made.
-The step is `mx.compile`d when possible; it differentiates `model(ids, mode="chunkwise")`, the same code the
-dashboard and `load_model` use. Outputs in `out_dir`:
+The step is `mx.compile`d when possible; it differentiates the executor's chunkwise forward, the same code the
+dashboard and `load_model` use (without the token-range check, which reads values). Outputs in `out_dir`:
 
     config.json, model.safetensors   via model.save(out_dir)
     task.json                        vocabulary + token labels (the dashboard labels tokens with it)

@@ -147,11 +147,10 @@ def numpy_stats(arrays: list[np.ndarray], layout: tuple[tuple[int, int, int], ..
     """
     out: list[dict[str, np.ndarray]] = [{} for _ in layout]
     for width, members in _width_classes(layout).items():
-        views = [arrays[i].reshape(*arrays[i].shape[:2], layout[i][1], width) for i in members]
-        groups = [members] if sum(v.size for v in views) <= small else [[i] for i in members]
+        views = {i: arrays[i].reshape(*arrays[i].shape[:2], layout[i][1], width) for i in members}
+        groups = [members] if sum(v.size for v in views.values()) <= small else [[i] for i in members]
         for group in groups:
-            parts = [views[members.index(i)] for i in group]
-            x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=2)
+            x = views[group[0]] if len(group) == 1 else np.concatenate([views[i] for i in group], axis=2)
             shape = x.shape[:3]
             if 8 <= width <= 64:
                 # Short heads (q/k/v of the demo: 16, 32 features): features first, so each reduction runs along

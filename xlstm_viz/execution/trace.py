@@ -182,9 +182,8 @@ class Recorder:
                 names.append((probe, stat))
         stats: dict[str, dict[str, np.ndarray]] = {}
         full = {p: outputs[p] for p in outputs} if self.full_mode else {}
-        if not arrays:
-            pass
-        elif (self.stats_on or ("numpy" if mx.default_device() == mx.cpu else "mlx")) == "numpy":
+        stats_on = self.stats_on or ("numpy" if mx.default_device() == mx.cpu else "mlx")
+        if arrays and stats_on == "numpy":
             arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
             mx.eval(arrays, full)
             host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
@@ -192,7 +191,7 @@ class Recorder:
                 for stat, value in columns.items():
                     # raw columns are views of MLX buffers: copy those; the reductions are numpy's own arrays
                     stats.setdefault(probe, {})[extra or stat] = np.array(value) if extra else value
-        else:
+        elif arrays:
             layout = tuple(layout)
             table = stats_table(layout)(*arrays)
             mx.eval(table, full)
