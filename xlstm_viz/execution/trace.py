@@ -1,7 +1,7 @@
 """Traces: what every probe saw during one forward pass, as numpy, saved to .npz without pickle.
 
 `model.run_with_trace(ids, probes=None, mode="stats"|"full", run_mode="chunkwise"|"recurrent")` records, per token and
-per head, the statistics of `xlstm_viz.execution.probes`; "full" also keeps the whole tensors of the chosen probes.
+per head, the statistics of `xlstm_viz.execution.probes` (computed by `xlstm_viz.execution.stats`); "full" also keeps the whole tensors of the chosen probes.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from xlstm_viz.execution.probes import (
-    GATE_CELLS, local_name, numpy_stats, probe_heads, select_probes, stats_table, table_columns,
-)
+from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_heads, select_probes
+from xlstm_viz.execution.stats import kernel_stats, numpy_stats, stats_table, table_columns
 
 TRACE_MODES = ("stats", "full")
+STATS_BACKENDS = (None, "kernel", "numpy", "mlx")
 
 
 @dataclass
@@ -103,16 +103,17 @@ class Trace:
 class Recorder:
     """Executor observer: keeps the (lazy) outputs of the chosen probes and turns them into stats at the end.
 
-    On a GPU all stats come out of one compiled call and one device-to-host copy (`probes.stats_table`); on the
-    CPU device numpy reduces MLX's buffers in place (`probes.numpy_stats`). Both are tested against each other.
+    On a GPU all stats come out of one compiled call and one device-to-host copy (`stats.stats_table`); on the CPU
+    device a fused kernel reduces MLX's buffers in place (`stats.kernel_stats`). Both are tested against the numpy
+    reference (`stats.numpy_stats`), which `stats_on="numpy"` selects.
     """
 
     stepping = False
 
     def __init__(self, model, probes, mode: str, stats_on: str | None = None):
-        # stats_on: "numpy" or "mlx"; None picks by device (numpy on the CPU device)
-        if stats_on not in (None, "numpy", "mlx"):
-            raise ValueError(f"stats_on must be 'numpy', 'mlx' or None, got {stats_on!r}")
+        # stats_on: "kernel", "numpy" or "mlx"; None picks by device (the kernel on the CPU device, else mlx)
+        if stats_on not in STATS_BACKENDS:
+            raise ValueError(f"stats_on must be one of {STATS_BACKENDS}, got {stats_on!r}")
         self.stats_on = stats_on
         if mode not in TRACE_MODES:
             raise ValueError(f"trace mode must be one of {TRACE_MODES}, got {mode!r}")
@@ -182,15 +183,15 @@ class Recorder:
                 names.append((probe, stat))
         stats: dict[str, dict[str, np.ndarray]] = {}
         full = {p: outputs[p] for p in outputs} if self.full_mode else {}
-        stats_on = self.stats_on or ("numpy" if mx.default_device() == mx.cpu else "mlx")
-        if arrays and stats_on == "numpy":
+        stats_on = self.stats_on or ("kernel" if mx.default_device() == mx.cpu else "mlx")
+        if arrays and stats_on != "mlx":
             arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
             mx.eval(arrays, full)
             host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
-            for (probe, extra), columns in zip(names, numpy_stats(host, tuple(layout))):
+            reduce = kernel_stats if stats_on == "kernel" else numpy_stats
+            for (probe, extra), columns in zip(names, reduce(host, tuple(layout))):
                 for stat, value in columns.items():
-                    # raw columns are views of MLX buffers: copy those; the reductions are numpy's own arrays
-                    stats.setdefault(probe, {})[extra or stat] = np.array(value) if extra else value
+                    stats.setdefault(probe, {})[extra or stat] = value
         elif arrays:
             layout = tuple(layout)
             table = stats_table(layout)(*arrays)

@@ -1,0 +1,76 @@
+"""The fused CPU stats kernel and the GPU stats table give the numpy reference's numbers, edge cases included."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+from xlstm_viz.execution.stats import kernel_stats, numpy_stats, stats_table, table_columns
+
+
+def _table_stats(arrays, layout):
+    table = np.array(stats_table(layout)(*[mx.array(a) for a in arrays]))
+    return [{s: table[..., o: o + w] for s, (o, w) in cols.items()} for cols in table_columns(layout)]
+
+
+def _assert_same(got, want, rtol=1e-5, atol=1e-6):
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.keys() == w.keys(), i
+        for stat in w:
+            assert g[stat].shape == w[stat].shape, (i, stat)
+            np.testing.assert_allclose(g[stat], w[stat], rtol=rtol, atol=atol, err_msg=f"input {i}, {stat}")
+
+
+@pytest.fixture
+def arrays_and_layout():
+    rng = np.random.default_rng(0)
+    B, S = 2, 7
+    arrays = [
+        rng.normal(size=(B, S, 64)).astype(np.float32),  # 4 heads of 16
+        rng.normal(3.0, 2.0, size=(B, S, 384)).astype(np.float32),  # one wide row
+        rng.normal(size=(B, S, 4)).astype(np.float32),  # gate values: 4 heads of one feature
+        rng.normal(size=(B, S, 4)).astype(np.float32),  # a raw column
+        rng.normal(size=(B, S, 1000)).astype(np.float32) * 30,  # logits-like, a width no vector unroll divides
+    ]
+    layout = ((64, 4, 1), (384, 1, 1), (4, 4, 1), (4, 4, 0), (1000, 1, 1))
+    return arrays, layout
+
+
+def test_kernel_and_table_give_the_reference_stats(arrays_and_layout):
+    arrays, layout = arrays_and_layout
+    want = numpy_stats(arrays, layout)
+    _assert_same(kernel_stats(arrays, layout), want)
+    _assert_same(_table_stats(arrays, layout), want, rtol=1e-4, atol=1e-5)
+    assert want[0]["mean"].shape == (2, 7, 4) and want[3]["raw"].shape == (2, 7, 4)
+    np.testing.assert_array_equal(want[2]["std"], 0.0)  # one feature per head: std is exactly 0
+    np.testing.assert_array_equal(kernel_stats(arrays, layout)[2]["std"], 0.0)
+
+
+def test_kernel_std_is_centred_so_a_large_mean_does_not_swamp_a_small_spread():
+    # The moments form E[x^2] - E[x]^2 in float32 loses everything here; the centred form keeps 1e-3 of spread.
+    rng = np.random.default_rng(1)
+    x = (1000.0 + 1e-3 * rng.normal(size=(1, 3, 256))).astype(np.float32)
+    layout = ((256, 1, 1),)
+    got = kernel_stats([x], layout)[0]["std"]
+    want = numpy_stats([x], layout)[0]["std"]
+    np.testing.assert_allclose(got, want, rtol=0.05)
+
+
+def test_kernel_propagates_nan_and_inf_like_numpy():
+    x = np.zeros((1, 4, 32), np.float32)
+    x[0, 0, 3] = np.nan
+    x[0, 1, 5] = -np.nan
+    x[0, 2, 7] = -np.inf
+    x[0, 3, :] = -2.0
+    got = kernel_stats([x], ((32, 1, 1),))[0]
+    want = numpy_stats([x], ((32, 1, 1),))[0]
+    for stat in ("mean", "std", "absmax", "l2"):
+        np.testing.assert_array_equal(got[stat], want[stat], err_msg=stat)
+    assert np.isnan(got["absmax"][0, 0, 0]) and np.isnan(got["absmax"][0, 1, 0])
+    assert got["absmax"][0, 2, 0] == np.inf and got["absmax"][0, 3, 0] == 2.0
+
+
+def test_kernel_reads_non_contiguous_inputs_correctly():
+    x = np.random.default_rng(2).normal(size=(1, 32, 5)).astype(np.float32).transpose(0, 2, 1)  # [1, 5, 32] strided
+    layout = ((32, 2, 1),)
+    _assert_same(kernel_stats([x], layout), numpy_stats([x], layout))

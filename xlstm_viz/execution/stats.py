@@ -1,0 +1,144 @@
+"""Probe statistics: mean, std, abs-max and L2 norm over each head's features, per token, three ways.
+
+- `kernel_stats`: a fused numba kernel (`stats_kernel`) on buffers already in host memory; used on MLX's CPU device,
+  where it reads MLX's buffers in place.
+- `stats_table`: one compiled MLX function for a whole trace; used on GPUs, so that only the stats cross to the host.
+- `numpy_stats`: the plain numpy reference, in float64. The tests hold the other two to it.
+
+A layout describes the inputs of one trace: per array [B, S, features], (features, heads, kind). kind 1: the four
+stats over each head's features, each [B, S, heads]; kind 0: the array is taken as it is (gate values, memory norms)
+under the stat name "raw".
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import mlx.core as mx
+import numpy as np
+
+BASE_STATS = ("mean", "std", "absmax", "l2")
+Layout = tuple[tuple[int, int, int], ...]
+
+
+def numpy_stats(arrays, layout: Layout) -> list[dict[str, np.ndarray]]:
+    """The reference: float64 numpy, centred std, one probe at a time."""
+    out = []
+    for a, (features, heads, kind) in zip(arrays, layout):
+        if not kind:
+            out.append({"raw": np.array(a, dtype=np.float32)})
+            continue
+        x = np.asarray(a, dtype=np.float64)
+        x = x.reshape(*x.shape[:-1], heads, features // heads)
+        stats = {"mean": x.mean(-1), "std": x.std(-1), "absmax": np.abs(x).max(-1), "l2": np.sqrt(np.square(x).sum(-1))}
+        out.append({k: v.astype(np.float32) for k, v in stats.items()})
+    return out
+
+
+_KERNEL = None
+
+
+def _kernel():
+    """The compiled row kernel, or None (with a warning, once) where numba cannot be imported."""
+    global _KERNEL
+    if _KERNEL is None:
+        try:
+            from xlstm_viz.execution.stats_kernel import row_stats
+        except ImportError as err:  # e.g. a Python release that numba does not support yet
+            warnings.warn(f"numba is not importable ({err}); stats traces use the numpy reference, about 3x slower",
+                          RuntimeWarning, stacklevel=3)
+            row_stats = False
+        _KERNEL = row_stats
+    return _KERNEL or None
+
+
+def kernel_stats(arrays, layout: Layout) -> list[dict[str, np.ndarray]]:
+    """The same stats as `numpy_stats` from the fused kernel. arrays: float32 arrays in host memory ([..., features]);
+    each stat comes back as a contiguous [..., heads] slice of one shared buffer."""
+    kernel = _kernel()
+    if kernel is None:
+        return numpy_stats(arrays, layout)
+    rows = [a.size // (f // h) if kind else 0 for a, (f, h, kind) in zip(arrays, layout)]
+    moments = np.empty((3, sum(rows)), np.float32)
+    peak = np.empty(sum(rows), np.int32)
+    out, start = [], 0
+    for a, (features, heads, kind), n in zip(arrays, layout, rows):
+        if not kind:
+            out.append({"raw": np.array(a, dtype=np.float32)})
+            continue
+        x = np.ascontiguousarray(a, dtype=np.float32).reshape(n, features // heads)
+        kernel(x, x.view(np.int32), moments, peak, start)
+        shape = (*a.shape[:-1], heads)
+        stop = start + n
+        out.append({"mean": moments[0, start:stop].reshape(shape), "std": moments[1, start:stop].reshape(shape),
+                    "absmax": peak[start:stop].view(np.float32).reshape(shape),
+                    "l2": moments[2, start:stop].reshape(shape)})
+        start = stop
+    return out
+
+
+def table_columns(layout: Layout) -> list[dict[str, tuple[int, int]]]:
+    """Where each input of `stats_table(layout)` lands in its output: per input, stat -> (offset, width).
+
+    Inputs whose heads have the same width are reduced together, so the table costs a few reductions per width
+    rather than four per probe.
+    """
+    columns: list[dict[str, tuple[int, int]]] = [{} for _ in layout]
+    offset = 0
+    for width, members in _width_classes(layout).items():
+        for stat in BASE_STATS:
+            for i in members:
+                heads = layout[i][1]
+                columns[i][stat] = (offset, heads)
+                offset += heads
+    for i, (features, _, kind) in enumerate(layout):
+        if not kind:
+            columns[i]["raw"] = (offset, features)
+            offset += features
+    return columns
+
+
+def _width_classes(layout: Layout) -> dict[int, list[int]]:
+    classes: dict[int, list[int]] = {}
+    for i, (features, heads, kind) in enumerate(layout):
+        if kind:
+            classes.setdefault(features // heads, []).append(i)
+    return classes
+
+
+def _stats_table(layout: Layout):
+    """One compiled function for a whole trace: every probe's stats in one [B, S, C] array (`table_columns`).
+
+    On a small model a stats trace's cost was per-op dispatch, not arithmetic (benchmarks/trace_overhead.py), so
+    the inputs are grouped by head width and reduced together.
+    """
+    classes = _width_classes(layout)
+
+    def table(*arrays):
+        B, S = arrays[0].shape[:2]
+        columns = []
+        for width, members in classes.items():
+            parts = [arrays[i].astype(mx.float32).reshape(B, S, layout[i][1], width) for i in members]
+            x = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=2)
+            mean = mx.mean(x, axis=-1)
+            # std from centred values: the moments form, fused with an FMA on a GPU, left sqrt(rounding) ~1e-4
+            # where std is exactly 0 (one-feature gates). This table runs on GPUs, where centring is cheap.
+            std = mx.sqrt(mx.mean(mx.square(x - mean[..., None]), axis=-1))
+            columns += [mean, std, mx.max(mx.abs(x), axis=-1), mx.sqrt(mx.sum(mx.square(x), axis=-1))]
+        columns += [arrays[i].astype(mx.float32) for i, (_, _, kind) in enumerate(layout) if not kind]
+        return mx.concatenate(columns, axis=-1)
+
+    return mx.compile(table)
+
+
+_TABLES: dict[tuple, object] = {}
+
+
+def stats_table(layout: Layout):
+    """The compiled stats function for a layout (cached: a model traced again re-uses it)."""
+    fn = _TABLES.get(layout)
+    if fn is None:
+        if len(_TABLES) >= 32:
+            _TABLES.pop(next(iter(_TABLES)))
+        fn = _TABLES[layout] = _stats_table(layout)
+    return fn
