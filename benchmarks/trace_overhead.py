@@ -1,6 +1,6 @@
 """Cost of observing a forward pass: untraced vs stats-traced vs full-traced, in the same run.
 
-    python benchmarks/trace_overhead.py [--model PATH] [--tokens 64] [--repeats 7] [--width D ...]
+    python benchmarks/trace_overhead.py [--model PATH] [--tokens 64] [--repeats 50] [--width D ...]
 
 Baseline ("direct"): the same block cells called in a fixed order with no executor (no wiring plan, no observer);
 "untraced" is `model(ids)`: the executor with tracing off. Their ratio is the cost of having wiring-driven execution
@@ -62,34 +62,42 @@ def best_ms(fn, repeats):
     return 1000 * min(times)
 
 
-def interleaved_best_ms(fns, repeats):
-    """Best time of each function, the functions taking turns in every round so that load drifts hit all alike."""
-    for fn in fns:
-        fn()
-    times = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, acc in zip(fns, times):
+def interleaved_times(fns, repeats, warmup=10):
+    """Seconds per call of each function, [len(fns), repeats]. The functions take turns in every round, so that load
+    drifts on a shared machine hit all alike; the first rounds are dropped (CPU clocks and MLX's allocator warm up)."""
+    times = np.zeros((len(fns), warmup + repeats))
+    for r in range(warmup + repeats):
+        for i, fn in enumerate(fns):
             t = time.perf_counter()
             fn()
-            acc.append(time.perf_counter() - t)
-    return [1000 * min(acc) for acc in times]
+            times[i, r] = time.perf_counter() - t
+    return times[:, warmup:]
+
+
+def overhead(times, base) -> str:
+    """Overhead of one variant over the baseline: the median of per-round ratios (robust to load that comes and goes
+    between rounds), and the ratio of best times."""
+    paired = 100 * (np.median(times / base) - 1)
+    best = 100 * (times.min() / base.min() - 1)
+    return f"overhead vs untraced {paired:+6.1f}% (median of rounds; best-of {best:+6.1f}%)"
 
 
 def run(model, name, tokens, repeats):
     rng = np.random.default_rng(0)
     ids = mx.array(rng.integers(0, model.config.vocab_size, (1, tokens)))
     np.testing.assert_allclose(np.array(direct_forward(model, ids)), np.array(model(ids)[0]), atol=1e-5)
-    direct, untraced, stats, full = interleaved_best_ms([
+    direct, untraced, stats, full = interleaved_times([
         lambda: mx.eval(direct_forward(model, ids)),
         lambda: mx.eval(model(ids)[0]),
         lambda: model.run_with_trace(ids, mode="stats"),
         lambda: model.run_with_trace(ids, mode="full"),
     ], repeats)
+    ms = lambda t: f"{1000 * np.median(t):8.2f} ms (best {1000 * t.min():6.2f})"
     print(f"[{name}] {tokens} tokens, {model.config.num_blocks} blocks, D={model.config.embedding_dim}")
-    print(f"  direct (no executor)   {direct:8.2f} ms")
-    print(f"  untraced model(ids)    {untraced:8.2f} ms   ratio vs direct {untraced / direct:5.2f}x")
-    print(f"  stats trace (all)      {stats:8.2f} ms   overhead vs untraced {100 * (stats / untraced - 1):+6.1f}%")
-    print(f"  full trace (all)       {full:8.2f} ms   overhead vs untraced {100 * (full / untraced - 1):+6.1f}%")
+    print(f"  direct (no executor)   {ms(direct)}")
+    print(f"  untraced model(ids)    {ms(untraced)}   ratio vs direct {np.median(untraced / direct):5.2f}x")
+    print(f"  stats trace (all)      {ms(stats)}   {overhead(stats, untraced)}")
+    print(f"  full trace (all)       {ms(full)}   {overhead(full, untraced)}")
     step = model.compiled_step()
     tok = ids[:, :1]
     mx.eval(step(tok, None)[0])
@@ -112,7 +120,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--width", type=int, nargs="*", default=[], help="also random-init models of these widths")
     args = parser.parse_args()
     print(f"{blas.describe()}; load {os.getloadavg()[0]:.2f}")

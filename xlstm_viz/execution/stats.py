@@ -1,9 +1,11 @@
 """Probe statistics: mean, std, abs-max and L2 norm over each head's features, per token, three ways.
 
-- `kernel_stats`: a fused numba kernel (`stats_kernel`) on buffers already in host memory; used on MLX's CPU device,
-  where it reads MLX's buffers in place.
+- `kernel_stats`: a fused numba kernel (`stats_kernel`) on arrays in host memory; used on MLX's CPU device, where it
+  reads MLX's buffers in place.
 - `stats_table`: one compiled MLX function for a whole trace; used on GPUs, so that only the stats cross to the host.
 - `numpy_stats`: the plain numpy reference, in float64. The tests hold the other two to it.
+
+`memory_stats` runs the memory recurrence on the host for the CPU device's traces (‖C_t‖_F, ‖n_t‖, m_t).
 
 A layout describes the inputs of one trace: per array [B, S, features], (features, heads, kind). kind 1: the four
 stats over each head's features, each [B, S, heads]; kind 0: the array is taken as it is (gate values, memory norms)
@@ -13,6 +15,8 @@ under the stat name "raw".
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
+from typing import NamedTuple
 
 import mlx.core as mx
 import numpy as np
@@ -38,43 +42,84 @@ def numpy_stats(arrays, layout: Layout) -> list[dict[str, np.ndarray]]:
 _KERNEL = None
 
 
-def _kernel():
-    """The compiled row kernel, or None (with a warning, once) where numba cannot be imported."""
+def _kernels():
+    """The compiled kernels module, or None (with a warning, once) where numba cannot be imported."""
     global _KERNEL
     if _KERNEL is None:
         try:
-            from xlstm_viz.execution.stats_kernel import row_stats
+            from xlstm_viz.execution import stats_kernel as kernels
         except ImportError as err:  # e.g. a Python release that numba does not support yet
-            warnings.warn(f"numba is not importable ({err}); stats traces use the numpy reference, about 3x slower",
-                          RuntimeWarning, stacklevel=3)
-            row_stats = False
-        _KERNEL = row_stats
+            warnings.warn(f"numba is not importable ({err}); stats traces use the numpy reference and MLX's memory "
+                          "trace, about 3x slower", RuntimeWarning, stacklevel=3)
+            kernels = False
+        _KERNEL = kernels
     return _KERNEL or None
 
 
+def kernels_available() -> bool:
+    return _kernels() is not None
+
+
+def memory_stats(k, v, i, f, C0, n0, m0, num_heads: int) -> dict[str, np.ndarray]:
+    """m_t, ||n_t|| and ||C_t||_F per token and head, [B, S, NH] float32, by the recurrence on the host (the kernel).
+
+    k [B, S, NH*DQK], v [B, S, NH*DV], i and f [B, S, NH]: what the memory cell received; C0, n0, m0: the state
+    entering the sequence (MLSTMState layout). Exact like the recurrent path, and cheap on a CPU: S*NH*DQK*DV
+    multiply-adds, a small fraction of the forward's matmuls; on the CPU device it replaced ~25 small MLX ops per
+    block (the chunkwise Gram reconstruction), which cost more in dispatch than in arithmetic.
+    """
+    B, S, _ = k.shape
+    as32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)
+    out = {name: np.empty((B, S, num_heads), np.float32) for name in ("C_norm", "n_norm", "m")}
+    _kernels().memory_stats(
+        as32(k).reshape(B, S, num_heads, -1), as32(v).reshape(B, S, num_heads, -1), as32(i), as32(f),
+        as32(C0), as32(n0), as32(m0).reshape(B, num_heads), out["m"], out["n_norm"], out["C_norm"],
+    )
+    return out
+
+
 def kernel_stats(arrays, layout: Layout) -> list[dict[str, np.ndarray]]:
-    """The same stats as `numpy_stats` from the fused kernel. arrays: float32 arrays in host memory ([..., features]);
-    each stat comes back as a contiguous [..., heads] slice of one shared buffer."""
-    kernel = _kernel()
-    if kernel is None:
+    """The same stats as `numpy_stats` from the fused kernel. arrays: float32 arrays in host memory, [..., features]
+    each (on MLX's CPU device, views of MLX's buffers). Each stat is a contiguous [..., heads] slice of one buffer."""
+    kernels = _kernels()
+    if kernels is None:
         return numpy_stats(arrays, layout)
-    rows = [a.size // (f // h) if kind else 0 for a, (f, h, kind) in zip(arrays, layout)]
-    moments = np.empty((3, sum(rows)), np.float32)
-    peak = np.empty(sum(rows), np.int32)
-    out, start = [], 0
-    for a, (features, heads, kind), n in zip(arrays, layout, rows):
-        if not kind:
+    kernel = kernels.row_stats
+    plan = _plan(tuple(a.shape for a in arrays), layout)
+    moments = np.empty((3, plan.rows), np.float32)
+    peak = np.empty(plan.rows, np.int32)
+    absmax = peak.view(np.float32)
+    out = []
+    for a, (rows_shape, start, rows, shape) in zip(arrays, plan.inputs):
+        if rows is None:
             out.append({"raw": np.array(a, dtype=np.float32)})
             continue
-        x = np.ascontiguousarray(a, dtype=np.float32).reshape(n, features // heads)
+        x = np.ascontiguousarray(a, dtype=np.float32).reshape(rows_shape)
         kernel(x, x.view(np.int32), moments, peak, start)
-        shape = (*a.shape[:-1], heads)
-        stop = start + n
-        out.append({"mean": moments[0, start:stop].reshape(shape), "std": moments[1, start:stop].reshape(shape),
-                    "absmax": peak[start:stop].view(np.float32).reshape(shape),
-                    "l2": moments[2, start:stop].reshape(shape)})
-        start = stop
+        out.append({"mean": moments[0, rows].reshape(shape), "std": moments[1, rows].reshape(shape),
+                    "absmax": absmax[rows].reshape(shape), "l2": moments[2, rows].reshape(shape)})
     return out
+
+
+class _Plan(NamedTuple):
+    inputs: list  # per input: ((rows, width), first output row, output rows slice, stats shape); slice None: raw
+    rows: int
+
+
+@lru_cache(maxsize=64)
+def _plan(shapes, layout: Layout) -> _Plan:
+    """Where each input's stats land in the output buffers (cached: a model traced again repeats its shapes)."""
+    inputs, start = [], 0
+    for shape, (features, heads, kind) in zip(shapes, layout):
+        if shape[-1] != features:
+            raise ValueError(f"stats input of shape {shape} does not have the layout's {features} features")
+        if not kind:
+            inputs.append((None, 0, None, None))
+            continue
+        rows = int(np.prod(shape)) // (features // heads)
+        inputs.append(((rows, features // heads), start, slice(start, start + rows), (*shape[:-1], heads)))
+        start += rows
+    return _Plan(inputs, start)
 
 
 def table_columns(layout: Layout) -> list[dict[str, tuple[int, int]]]:

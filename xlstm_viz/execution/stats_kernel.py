@@ -47,3 +47,46 @@ def row_stats(x, bits, moments, peak, start):  # pragma: no cover - compiled; te
         moments[1, start + r] = np.sqrt(centred * scale)
         moments[2, start + r] = np.sqrt(squares)
         peak[start + r] = top
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_FASTMATH)
+def memory_stats(k, v, i, f, C0, n0, m0, m_out, n_out, C_out):  # pragma: no cover - compiled; tested via Recorder
+    """Per-token memory statistics by the mLSTM recurrence (mlstm_cell.recurrent_step), run on the host.
+
+    k [B, S, NH, DQK], v [B, S, NH, DV], i and f [B, S, NH] (pre-activations, as the memory cell received them),
+    the state entering the sequence C0 [B, NH, DQK, DV], n0 [B, NH, DQK], m0 [B, NH]. Writes m_t, ||n_t|| and
+    ||C_t||_F to m_out, n_out, C_out [B, S, NH]. The gate arithmetic is float64 (scalars), the state float32 as in
+    the model; one pass over C per token updates it and sums its squares.
+    """
+    B, S, NH, DQK = k.shape
+    DV = v.shape[3]
+    C = np.empty((DQK, DV), np.float32)
+    n = np.empty(DQK, np.float32)
+    for b in range(B):
+        for h in range(NH):
+            C[:, :] = C0[b, h]
+            n[:] = n0[b, h]
+            m = np.float64(m0[b, h])
+            for t in range(S):
+                ft = np.float64(f[b, t, h])
+                it = np.float64(i[b, t, h])
+                logf = min(ft, 0.0) - np.log1p(np.exp(-abs(ft)))  # log sigmoid(f), stable
+                m_new = max(logf + m, it)  # stabiliser
+                if it != it or logf != logf or m != m:
+                    m_new = np.nan  # NaN propagates as in mx.maximum
+                fa = np.float32(np.exp(logf + m - m_new))
+                ia = np.float32(np.exp(it - m_new))
+                c_sq = np.float32(0.0)
+                n_sq = np.float32(0.0)
+                for p in range(DQK):
+                    kp = ia * k[b, t, h, p]
+                    for q in range(DV):
+                        c = fa * C[p, q] + kp * v[b, t, h, q]
+                        C[p, q] = c
+                        c_sq += c * c
+                    n[p] = fa * n[p] + kp
+                    n_sq += n[p] * n[p]
+                m = m_new
+                m_out[b, t, h] = m
+                n_out[b, t, h] = np.sqrt(n_sq)
+                C_out[b, t, h] = np.sqrt(c_sq)

@@ -14,8 +14,10 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_heads, select_probes
-from xlstm_viz.execution.stats import kernel_stats, numpy_stats, stats_table, table_columns
+from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_heads, probe_names, select_probes
+from xlstm_viz.execution.stats import (
+    kernel_stats, kernels_available, memory_stats, numpy_stats, stats_table, table_columns,
+)
 
 TRACE_MODES = ("stats", "full")
 STATS_BACKENDS = (None, "kernel", "numpy", "mlx")
@@ -103,9 +105,11 @@ class Trace:
 class Recorder:
     """Executor observer: keeps the (lazy) outputs of the chosen probes and turns them into stats at the end.
 
-    On a GPU all stats come out of one compiled call and one device-to-host copy (`stats.stats_table`); on the CPU
-    device a fused kernel reduces MLX's buffers in place (`stats.kernel_stats`). Both are tested against the numpy
-    reference (`stats.numpy_stats`), which `stats_on="numpy"` selects.
+    On a GPU all stats come out of one compiled call and one device-to-host copy (`stats.stats_table`), and the
+    memory cell traces its own norms in MLX. On the CPU device a fused kernel reduces MLX's buffers in place
+    (`stats.kernel_stats`) and the memory norms, exp(i - m) and sigmoid(f) are computed on the host from what the
+    memory cell received (`stats.memory_stats`): no extra MLX ops at all. Both are tested against the numpy reference
+    (`stats.numpy_stats`, with MLX's memory trace), which `stats_on="numpy"` selects.
     """
 
     stepping = False
@@ -114,7 +118,8 @@ class Recorder:
         # stats_on: "kernel", "numpy" or "mlx"; None picks by device (the kernel on the CPU device, else mlx)
         if stats_on not in STATS_BACKENDS:
             raise ValueError(f"stats_on must be one of {STATS_BACKENDS}, got {stats_on!r}")
-        self.stats_on = stats_on
+        self.stats_on = stats_on or ("kernel" if mx.default_device() == mx.cpu else "mlx")
+        self._host_extras = self.stats_on == "kernel" and kernels_available()
         if mode not in TRACE_MODES:
             raise ValueError(f"trace mode must be one of {TRACE_MODES}, got {mode!r}")
         self.names = select_probes(model, probes)
@@ -128,29 +133,40 @@ class Recorder:
             int(n.split(".")[1]) for n in self.names if local_name(n) in ("mlstm.memory", "mlstm.igate")
             and n.startswith("blocks.")
         }
+        self._local = {n: local_name(n) for n in probe_names(model)}  # on_cell runs per cell: no string splits
+        self._memory_inputs: dict[int, dict[str, list]] = {}  # block -> k, v, i, f per span and the entering state
 
     def wants_memory_trace(self, block: int) -> bool:
-        return block in self._memory_blocks
+        return block in self._memory_blocks and not self._host_extras
 
     def _add(self, probe: str, stat: str, value: mx.array) -> None:
         self._extras.setdefault(probe, {}).setdefault(stat, []).append(value)
 
     def on_cell(self, event) -> None:
         name = event.name
-        local = local_name(name)
-        if local == "mlstm.igate":
+        local = self._local.get(name) or local_name(name)
+        if self._host_extras:
+            if local == "mlstm.memory" and event.block in self._memory_blocks:
+                self._record_memory_inputs(event)
+        elif local == "mlstm.igate":
             self._igate[event.block] = event.output
         if name not in self.selected:
-            if local == "mlstm.memory" and f"blocks.{event.block}.mlstm.igate" in self.selected:
+            if (local == "mlstm.memory" and not self._host_extras
+                    and f"blocks.{event.block}.mlstm.igate" in self.selected):
                 self._memory_extras(event, stats_for_memory=False)
             return
         self._outputs.setdefault(name, []).append(event.output)
         if local in GATE_CELLS:
             self._add(name, "value", event.output)
-            if local == "mlstm.fgate":
+            if local == "mlstm.fgate" and not self._host_extras:
                 self._add(name, "sigmoid", mx.sigmoid(event.output.astype(mx.float32)))
-        if local == "mlstm.memory":
+        if local == "mlstm.memory" and not self._host_extras:
             self._memory_extras(event, stats_for_memory=True)
+
+    def _record_memory_inputs(self, event) -> None:
+        record = self._memory_inputs.setdefault(event.block, {"state_in": event.extras["state_in"]})
+        for key, cell in (("k", "mlstm.k"), ("v", "mlstm.v"), ("i", "mlstm.igate"), ("f", "mlstm.fgate")):
+            record.setdefault(key, []).append(event.inputs[cell])
 
     def _memory_extras(self, event, stats_for_memory: bool) -> None:
         trace = event.extras.get("memory_trace")
@@ -168,40 +184,65 @@ class Recorder:
     def finish(self) -> tuple[dict, dict]:
         cat = lambda parts: mx.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
         outputs = {p: cat(v) for p, v in self._outputs.items()}
-        arrays, layout, names = [], [], []  # names: (probe, stat) per table input
+        arrays, layout, names = [], [], []  # names: (probe, stat, input index) per recorded quantity
+        index: dict[tuple, int] = {}  # (id(array), heads) -> input index: one tensor seen by two probes is reduced once
         for probe in self.names:
             if probe not in outputs:
                 continue
             out = outputs[probe]
-            arrays.append(out)
-            layout.append((out.shape[-1], probe_heads(probe, out.shape[-1], self.num_heads), 1))
-            names.append((probe, None))
+            heads = probe_heads(probe, out.shape[-1], self.num_heads)
+            key = (id(out), heads)
+            if key not in index:  # e.g. blocks.1.in is blocks.0.out in the default wiring
+                index[key] = len(arrays)
+                arrays.append(out)
+                layout.append((out.shape[-1], heads, 1))
+            names.append((probe, None, index[key]))
             for stat, parts in self._extras.get(probe, {}).items():
                 value = cat(parts)
+                names.append((probe, stat, len(arrays)))
                 arrays.append(value)
                 layout.append((value.shape[-1], value.shape[-1], 0))
-                names.append((probe, stat))
         stats: dict[str, dict[str, np.ndarray]] = {}
         full = {p: outputs[p] for p in outputs} if self.full_mode else {}
-        stats_on = self.stats_on or ("kernel" if mx.default_device() == mx.cpu else "mlx")
+        stats_on = self.stats_on
         if arrays and stats_on != "mlx":
             arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
-            mx.eval(arrays, full)
+            memory = {j: [cat(rec[key]) for key in "kvif"] + list(rec["state_in"].arrays())
+                      for j, rec in self._memory_inputs.items()}
+            mx.eval(arrays, full, memory)
             host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
             reduce = kernel_stats if stats_on == "kernel" else numpy_stats
-            for (probe, extra), columns in zip(names, reduce(host, tuple(layout))):
-                for stat, value in columns.items():
+            columns = reduce(host, tuple(layout))
+            for probe, extra, i in names:
+                for stat, value in columns[i].items():
                     stats.setdefault(probe, {})[extra or stat] = value
+            if self._host_extras:
+                self._host_gate_and_memory_stats(stats, memory)
         elif arrays:
             layout = tuple(layout)
             table = stats_table(layout)(*arrays)
             mx.eval(table, full)
             table = np.array(table)
-            for (probe, extra), columns in zip(names, table_columns(layout)):
-                for stat, (offset, width) in columns.items():
+            columns = table_columns(layout)
+            for probe, extra, i in names:
+                for stat, (offset, width) in columns[i].items():
                     stats.setdefault(probe, {})[extra or stat] = np.ascontiguousarray(table[..., offset: offset + width])
         to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
         return stats, {p: to_np(v) for p, v in full.items()}
+
+    def _host_gate_and_memory_stats(self, stats: dict, memory: dict) -> None:
+        """sigmoid(f), the memory norms and exp(i - m), from host arrays (the kernel path's extras)."""
+        for probe in self.names:
+            if self._local.get(probe) == "mlstm.fgate" and probe in stats:
+                value = stats[probe]["value"]
+                stats[probe]["sigmoid"] = (1.0 / (1.0 + np.exp(-value))).astype(np.float32)
+        for j, arrays in memory.items():
+            norms = memory_stats(*(np.array(a, copy=False) for a in arrays), num_heads=self.num_heads)
+            probe, igate = f"blocks.{j}.mlstm.memory", f"blocks.{j}.mlstm.igate"
+            if probe in stats:
+                stats[probe].update(norms)
+            if igate in stats:
+                stats[igate]["exp"] = np.exp(stats[igate]["value"] - norms["m"])
 
 
 def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode: str = "chunkwise", state=None) -> Trace:

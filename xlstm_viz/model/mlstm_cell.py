@@ -150,20 +150,31 @@ def chunkwise(
 
     trace = None
     if with_trace:
-        # n_t = alpha_t n_in + sum_s D_ts k_s ;  ||C_t||_F^2 by the Gram identity, exact and O(L^2) per chunk:
-        # ||alpha C_in + sum_s D_ts k_s v_s^T||^2 = alpha^2||C_in||^2 + 2 alpha sum_s D_ts k_s^T C_in v_s
-        #                                          + sum_{s,s'} D_ts D_ts' (k_s.k_s')(v_s.v_s')
-        n_t = alpha[..., None] * n_in[:, :, :, None, :] + d @ k
-        gram = (k @ k.swapaxes(-1, -2)) * (v @ v.swapaxes(-1, -2))
-        cross = mx.sum((k @ C_in) * v, axis=-1)  # k_s^T C_in v_s, [B, NH, nc, L]
-        c_sq = (
-            alpha**2 * mx.sum(C_in * C_in, axis=(-2, -1))[..., None]
-            + 2 * alpha * (d @ cross[..., None])[..., 0]
-            + mx.sum((d @ gram) * d, axis=-1)
-        )
+        C_norm, n_norm = _chunk_memory_norms(alpha, d, k, v, C_in, n_in)
         trace = MemoryTrace(
-            C_norm=mx.sqrt(mx.maximum(c_sq, 0.0)).reshape(B, NH, nc * L)[:, :, :S],
-            n_norm=mx.sqrt(mx.sum(n_t * n_t, axis=-1)).reshape(B, NH, nc * L)[:, :, :S],
+            C_norm=C_norm.reshape(B, NH, nc * L)[:, :, :S],
+            n_norm=n_norm.reshape(B, NH, nc * L)[:, :, :S],
             m=m_t.reshape(B, NH, nc * L)[:, :, :S],
         )
     return h, final, trace
+
+
+@mx.compile
+def _chunk_memory_norms(alpha, d, k, v, C_in, n_in):
+    """||C_t||_F and ||n_t|| for every token of every chunk, from the states entering the chunks, without forming C_t.
+
+    n_t = alpha_t n_in + sum_s D_ts k_s, and by the Gram identity (exact, O(L^2) per chunk):
+    ||alpha C_in + sum_s D_ts k_s v_s^T||^2 = alpha^2 ||C_in||^2 + 2 alpha sum_s D_ts k_s^T C_in v_s
+                                             + sum_{s,s'} D_ts D_ts' (k_s . k_s') (v_s . v_s')
+    Compiled: the trace's ~20 small ops per block cost more in dispatch than in arithmetic (one graph per shape).
+    """
+    n_t = alpha[..., None] * n_in[:, :, :, None, :] + d @ k
+    gram = (k @ k.swapaxes(-1, -2)) * (v @ v.swapaxes(-1, -2))
+    cross = mx.sum((k @ C_in) * v, axis=-1)  # k_s^T C_in v_s, [B, NH, nc, L]
+    c_sq = (
+        alpha**2 * mx.sum(C_in * C_in, axis=(-2, -1))[..., None]
+        + 2 * alpha * (d @ cross[..., None])[..., 0]
+        + mx.sum((d @ gram) * d, axis=-1)
+    )
+    return mx.sqrt(mx.maximum(c_sq, 0.0)), mx.sqrt(mx.sum(n_t * n_t, axis=-1))
+
