@@ -1,6 +1,6 @@
 """Cost of observing a forward pass: untraced vs stats-traced vs full-traced, in the same run.
 
-    python benchmarks/trace_overhead.py [--model PATH] [--tokens 64] [--repeats 50] [--width D ...]
+    python benchmarks/trace_overhead.py [--model PATH] [--tokens 64] [--repeats 50] [--width D ...] [--device cpu]
 
 Baseline ("direct"): the same block cells called in a fixed order with no executor (no wiring plan, no observer);
 "untraced" is `model(ids)`: the executor with tracing off. Their ratio is the cost of having wiring-driven execution
@@ -122,7 +122,12 @@ def main():
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--width", type=int, nargs="*", default=[], help="also random-init models of these widths")
+    parser.add_argument("--device", choices=["default", "cpu"], default="default",
+                        help="cpu: MLX's CPU device even where a GPU is present (the stats kernel path)")
     args = parser.parse_args()
+    if args.device == "cpu":
+        mx.set_default_device(mx.cpu)
+    print(f"MLX device: {mx.default_device()}")
     print(f"{blas.describe()}; load {os.getloadavg()[0]:.2f}")
     if args.model:
         run(xlstm_viz.load_model(args.model), args.model, args.tokens, args.repeats)

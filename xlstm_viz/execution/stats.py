@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
-from typing import NamedTuple
 
 import mlx.core as mx
 import numpy as np
@@ -70,56 +69,48 @@ def memory_stats(k, v, i, f, C0, n0, m0, num_heads: int) -> dict[str, np.ndarray
     """
     B, S, _ = k.shape
     as32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)
-    out = {name: np.empty((B, S, num_heads), np.float32) for name in ("C_norm", "n_norm", "m")}
+    C_norm, n_norm, m = out = np.empty((3, B, S, num_heads), np.float32)
     _kernels().memory_stats(
         as32(k).reshape(B, S, num_heads, -1), as32(v).reshape(B, S, num_heads, -1), as32(i), as32(f),
-        as32(C0), as32(n0), as32(m0).reshape(B, num_heads), out["m"], out["n_norm"], out["C_norm"],
+        as32(C0), as32(n0), as32(m0).reshape(B, num_heads), m, n_norm, C_norm,
     )
-    return out
+    return {"C_norm": C_norm, "n_norm": n_norm, "m": m}
 
 
 def kernel_stats(arrays, layout: Layout) -> list[dict[str, np.ndarray]]:
-    """The same stats as `numpy_stats` from the fused kernel. arrays: float32 arrays in host memory, [..., features]
-    each (on MLX's CPU device, views of MLX's buffers). Each stat is a contiguous [..., heads] slice of one buffer."""
+    """The same stats as `numpy_stats` from the fused kernel, in one call. arrays: arrays in host memory,
+    [..., features] each (on MLX's CPU device, views of MLX's buffers, read in place). Each stat comes back as a
+    [..., heads] view of one shared buffer."""
     kernels = _kernels()
     if kernels is None:
         return numpy_stats(arrays, layout)
-    kernel = kernels.row_stats
-    plan = _plan(tuple(a.shape for a in arrays), layout)
-    moments = np.empty((3, plan.rows), np.float32)
-    peak = np.empty(plan.rows, np.int32)
-    absmax = peak.view(np.float32)
-    out = []
-    for a, (rows_shape, start, rows, shape) in zip(arrays, plan.inputs):
-        if rows is None:
-            out.append({"raw": np.array(a, dtype=np.float32)})
-            continue
-        x = np.ascontiguousarray(a, dtype=np.float32).reshape(rows_shape)
-        kernel(x, x.view(np.int32), moments, peak, start)
-        out.append({"mean": moments[0, rows].reshape(shape), "std": moments[1, rows].reshape(shape),
-                    "absmax": absmax[rows].reshape(shape), "l2": moments[2, rows].reshape(shape)})
-    return out
-
-
-class _Plan(NamedTuple):
-    inputs: list  # per input: ((rows, width), first output row, output rows slice, stats shape); slice None: raw
-    rows: int
-
-
-@lru_cache(maxsize=64)
-def _plan(shapes, layout: Layout) -> _Plan:
-    """Where each input's stats land in the output buffers (cached: a model traced again repeats its shapes)."""
-    inputs, start = [], 0
-    for shape, (features, heads, kind) in zip(shapes, layout):
-        if shape[-1] != features:
-            raise ValueError(f"stats input of shape {shape} does not have the layout's {features} features")
+    table, keep, slices, first = [], [], [], 0
+    for a, (features, heads, kind) in zip(arrays, layout):
+        if a.shape[-1] != features:
+            raise ValueError(f"stats input of shape {a.shape} does not have the layout's {features} features")
         if not kind:
-            inputs.append((None, 0, None, None))
+            slices.append(None)
             continue
-        rows = int(np.prod(shape)) // (features // heads)
-        inputs.append(((rows, features // heads), start, slice(start, start + rows), (*shape[:-1], heads)))
-        start += rows
-    return _Plan(inputs, start)
+        if a.dtype != np.float32 or not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a, dtype=np.float32)
+        keep.append(a)  # the kernel reads it by address: keep the converted copy alive
+        rows = a.size // (features // heads)
+        table.append((a.__array_interface__["data"][0], rows, features // heads, first))
+        slices.append((first, first + rows, (*a.shape[:-1], heads)))
+        first += rows
+    # One buffer per stat: four small allocations come from the heap, one of 4x the size was an mmap per trace.
+    mean, std, l2, absmax = (np.empty(first, np.float32) for _ in range(4))
+    if table:
+        kernels.table_stats(np.array(table, np.int64), mean, std, l2, absmax.view(np.int32))
+    columns = []
+    for a, where in zip(arrays, slices):
+        if where is None:
+            columns.append({"raw": np.array(a, dtype=np.float32)})
+        else:
+            start, stop, shape = where
+            columns.append({"mean": mean[start:stop].reshape(shape), "std": std[start:stop].reshape(shape),
+                            "absmax": absmax[start:stop].reshape(shape), "l2": l2[start:stop].reshape(shape)})
+    return columns
 
 
 def table_columns(layout: Layout) -> list[dict[str, tuple[int, int]]]:
@@ -165,6 +156,10 @@ def _stats_table(layout: Layout):
         for width, members in classes.items():
             parts = [arrays[i].astype(mx.float32).reshape(B, S, layout[i][1], width) for i in members]
             x = parts[0] if len(parts) == 1 else mx.concatenate(parts, axis=2)
+            if width == 1:  # one feature per head (gates): no reductions, so no kernel launches
+                x = x[..., 0]
+                columns += [x, mx.zeros_like(x), mx.abs(x), mx.abs(x)]
+                continue
             mean = mx.mean(x, axis=-1)
             # std from centred values: the moments form, fused with an FMA on a GPU, left sqrt(rounding) ~1e-4
             # where std is exactly 0 (one-feature gates). This table runs on GPUs, where centring is cheap.

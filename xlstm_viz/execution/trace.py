@@ -105,11 +105,12 @@ class Trace:
 class Recorder:
     """Executor observer: keeps the (lazy) outputs of the chosen probes and turns them into stats at the end.
 
-    On a GPU all stats come out of one compiled call and one device-to-host copy (`stats.stats_table`), and the
-    memory cell traces its own norms in MLX. On the CPU device a fused kernel reduces MLX's buffers in place
-    (`stats.kernel_stats`) and the memory norms, exp(i - m) and sigmoid(f) are computed on the host from what the
-    memory cell received (`stats.memory_stats`): no extra MLX ops at all. Both are tested against the numpy reference
-    (`stats.numpy_stats`, with MLX's memory trace), which `stats_on="numpy"` selects.
+    Reductions: on a GPU all stats come out of one compiled call and one device-to-host copy (`stats.stats_table`);
+    on the CPU device a fused kernel reduces MLX's buffers in place (`stats.kernel_stats`); `stats_on="numpy"` selects
+    the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t): with the kernel, the host runs the
+    recurrence over what the memory cell received (`stats.memory_stats`), so a CPU trace adds no MLX ops; otherwise the
+    cell traces them in MLX. sigmoid(f) and exp(i - m) are computed on the host from the gate values. All backends are
+    tested against each other.
     """
 
     stepping = False
@@ -118,74 +119,55 @@ class Recorder:
         # stats_on: "kernel", "numpy" or "mlx"; None picks by device (the kernel on the CPU device, else mlx)
         if stats_on not in STATS_BACKENDS:
             raise ValueError(f"stats_on must be one of {STATS_BACKENDS}, got {stats_on!r}")
-        self.stats_on = stats_on or ("kernel" if mx.default_device() == mx.cpu else "mlx")
-        self._host_extras = self.stats_on == "kernel" and kernels_available()
         if mode not in TRACE_MODES:
             raise ValueError(f"trace mode must be one of {TRACE_MODES}, got {mode!r}")
+        self.stats_on = stats_on or ("kernel" if mx.default_device() == mx.cpu else "mlx")
+        self._host_memory = self.stats_on == "kernel" and kernels_available()
         self.names = select_probes(model, probes)
         self.selected = set(self.names)
         self.full_mode = mode == "full"
         self.num_heads = model.config.num_heads
-        self._outputs: dict[str, list[mx.array]] = {}
-        self._extras: dict[str, dict[str, list[mx.array]]] = {}
-        self._igate: dict[int, mx.array] = {}
-        self._memory_blocks = {
-            int(n.split(".")[1]) for n in self.names if local_name(n) in ("mlstm.memory", "mlstm.igate")
-            and n.startswith("blocks.")
-        }
         self._local = {n: local_name(n) for n in probe_names(model)}  # on_cell runs per cell: no string splits
-        self._memory_inputs: dict[int, dict[str, list]] = {}  # block -> k, v, i, f per span and the entering state
+        self._outputs: dict[str, list[mx.array]] = {}
+        self._memory_blocks = {
+            int(n.split(".")[1]) for n in self.names if self._local.get(n) in ("mlstm.memory", "mlstm.igate")
+        }
+        # block -> per span: k, v, i, f and the entering state (host), or C_norm, n_norm, m [B, S, NH] (MLX trace)
+        self._memory: dict[int, dict[str, list]] = {}
 
     def wants_memory_trace(self, block: int) -> bool:
-        return block in self._memory_blocks and not self._host_extras
-
-    def _add(self, probe: str, stat: str, value: mx.array) -> None:
-        self._extras.setdefault(probe, {}).setdefault(stat, []).append(value)
+        return block in self._memory_blocks and not self._host_memory
 
     def on_cell(self, event) -> None:
         name = event.name
-        local = self._local.get(name) or local_name(name)
-        if self._host_extras:
-            if local == "mlstm.memory" and event.block in self._memory_blocks:
-                self._record_memory_inputs(event)
-        elif local == "mlstm.igate":
-            self._igate[event.block] = event.output
-        if name not in self.selected:
-            if (local == "mlstm.memory" and not self._host_extras
-                    and f"blocks.{event.block}.mlstm.igate" in self.selected):
-                self._memory_extras(event, stats_for_memory=False)
+        if event.cell_type == "mlstm_memory" and event.block in self._memory_blocks:
+            self._record_memory(event)
+        if name in self.selected:
+            self._outputs.setdefault(name, []).append(event.output)
+
+    def _record_memory(self, event) -> None:
+        if self._host_memory:
+            record = self._memory.setdefault(event.block, {"state": list(event.extras["state_in"].arrays())})
+            for key, cell in (("k", "mlstm.k"), ("v", "mlstm.v"), ("i", "mlstm.igate"), ("f", "mlstm.fgate")):
+                record.setdefault(key, []).append(event.inputs[cell])
             return
-        self._outputs.setdefault(name, []).append(event.output)
-        if local in GATE_CELLS:
-            self._add(name, "value", event.output)
-            if local == "mlstm.fgate" and not self._host_extras:
-                self._add(name, "sigmoid", mx.sigmoid(event.output.astype(mx.float32)))
-        if local == "mlstm.memory" and not self._host_extras:
-            self._memory_extras(event, stats_for_memory=True)
-
-    def _record_memory_inputs(self, event) -> None:
-        record = self._memory_inputs.setdefault(event.block, {"state_in": event.extras["state_in"]})
-        for key, cell in (("k", "mlstm.k"), ("v", "mlstm.v"), ("i", "mlstm.igate"), ("f", "mlstm.fgate")):
-            record.setdefault(key, []).append(event.inputs[cell])
-
-    def _memory_extras(self, event, stats_for_memory: bool) -> None:
         trace = event.extras.get("memory_trace")
-        if trace is None:
-            return
-        m = trace.m.transpose(0, 2, 1)  # [B, S, NH]
-        if stats_for_memory:
-            self._add(event.name, "C_norm", trace.C_norm.transpose(0, 2, 1))
-            self._add(event.name, "n_norm", trace.n_norm.transpose(0, 2, 1))
-            self._add(event.name, "m", m)
-        igate = f"blocks.{event.block}.mlstm.igate"
-        if igate in self.selected and event.block in self._igate:
-            self._add(igate, "exp", mx.exp(self._igate[event.block].astype(mx.float32) - m))
+        if trace is not None:
+            record = self._memory.setdefault(event.block, {})
+            for key in ("C_norm", "n_norm", "m"):
+                record.setdefault(key, []).append(getattr(trace, key).transpose(0, 2, 1))
 
     def finish(self) -> tuple[dict, dict]:
         cat = lambda parts: mx.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
         outputs = {p: cat(v) for p, v in self._outputs.items()}
         arrays, layout, names = [], [], []  # names: (probe, stat, input index) per recorded quantity
-        index: dict[tuple, int] = {}  # (id(array), heads) -> input index: one tensor seen by two probes is reduced once
+
+        def add(array, features, heads, kind) -> int:
+            arrays.append(array)
+            layout.append((features, heads, kind))
+            return len(arrays) - 1
+
+        index: dict[tuple, int] = {}  # (id(array), heads) -> input: a tensor that two probes see is reduced once
         for probe in self.names:
             if probe not in outputs:
                 continue
@@ -193,56 +175,52 @@ class Recorder:
             heads = probe_heads(probe, out.shape[-1], self.num_heads)
             key = (id(out), heads)
             if key not in index:  # e.g. blocks.1.in is blocks.0.out in the default wiring
-                index[key] = len(arrays)
-                arrays.append(out)
-                layout.append((out.shape[-1], heads, 1))
+                index[key] = add(out, out.shape[-1], heads, 1)
             names.append((probe, None, index[key]))
-            for stat, parts in self._extras.get(probe, {}).items():
-                value = cat(parts)
-                names.append((probe, stat, len(arrays)))
-                arrays.append(value)
-                layout.append((value.shape[-1], value.shape[-1], 0))
-        stats: dict[str, dict[str, np.ndarray]] = {}
+            if self._local.get(probe) in GATE_CELLS:
+                names.append((probe, "value", add(out, out.shape[-1], heads, 0)))
+        memory_inputs = {}  # block -> MLX trace key -> input (the table path ships the norms with the stats)
+        if not self._host_memory:
+            for j, record in self._memory.items():
+                memory_inputs[j] = {k: add(cat(v), v[0].shape[-1], v[0].shape[-1], 0) for k, v in record.items()}
+        host_memory = {j: [cat(r[k]) for k in "kvif"] + r["state"] for j, r in self._memory.items()} \
+            if self._host_memory else {}
         full = {p: outputs[p] for p in outputs} if self.full_mode else {}
-        stats_on = self.stats_on
-        if arrays and stats_on != "mlx":
-            arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
-            memory = {j: [cat(rec[key]) for key in "kvif"] + list(rec["state_in"].arrays())
-                      for j, rec in self._memory_inputs.items()}
-            mx.eval(arrays, full, memory)
-            host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
-            reduce = kernel_stats if stats_on == "kernel" else numpy_stats
-            columns = reduce(host, tuple(layout))
-            for probe, extra, i in names:
-                for stat, value in columns[i].items():
-                    stats.setdefault(probe, {})[extra or stat] = value
-            if self._host_extras:
-                self._host_gate_and_memory_stats(stats, memory)
-        elif arrays:
-            layout = tuple(layout)
+        if not arrays:
+            return {}, {}
+        layout = tuple(layout)
+        if self.stats_on == "mlx":
             table = stats_table(layout)(*arrays)
             mx.eval(table, full)
             table = np.array(table)
-            columns = table_columns(layout)
-            for probe, extra, i in names:
-                for stat, (offset, width) in columns[i].items():
-                    stats.setdefault(probe, {})[extra or stat] = np.ascontiguousarray(table[..., offset: offset + width])
+            columns = [{stat: table[..., o: o + w] for stat, (o, w) in c.items()} for c in table_columns(layout)]
+        else:
+            arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
+            mx.eval(arrays, full, host_memory)
+            host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
+            columns = (kernel_stats if self.stats_on == "kernel" else numpy_stats)(host, layout)
+        stats: dict[str, dict[str, np.ndarray]] = {}
+        for probe, extra, i in names:
+            for stat, value in columns[i].items():
+                stats.setdefault(probe, {})[extra or stat] = value
+        norms = {j: {k: columns[i]["raw"] for k, i in inputs.items()} for j, inputs in memory_inputs.items()}
+        for j, values in host_memory.items():
+            norms[j] = memory_stats(*(np.array(a, copy=False) for a in values), num_heads=self.num_heads)
+        self._gate_and_memory_stats(stats, norms)
         to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
         return stats, {p: to_np(v) for p, v in full.items()}
 
-    def _host_gate_and_memory_stats(self, stats: dict, memory: dict) -> None:
-        """sigmoid(f), the memory norms and exp(i - m), from host arrays (the kernel path's extras)."""
+    def _gate_and_memory_stats(self, stats: dict, norms: dict) -> None:
+        """sigmoid(f), the memory norms and exp(i - m): host arithmetic on [B, S, NH] arrays."""
         for probe in self.names:
             if self._local.get(probe) == "mlstm.fgate" and probe in stats:
-                value = stats[probe]["value"]
-                stats[probe]["sigmoid"] = (1.0 / (1.0 + np.exp(-value))).astype(np.float32)
-        for j, arrays in memory.items():
-            norms = memory_stats(*(np.array(a, copy=False) for a in arrays), num_heads=self.num_heads)
-            probe, igate = f"blocks.{j}.mlstm.memory", f"blocks.{j}.mlstm.igate"
-            if probe in stats:
-                stats[probe].update(norms)
+                stats[probe]["sigmoid"] = (1.0 / (1.0 + np.exp(-stats[probe]["value"]))).astype(np.float32)
+        for j, values in norms.items():
+            memory, igate = f"blocks.{j}.mlstm.memory", f"blocks.{j}.mlstm.igate"
+            if memory in stats:
+                stats[memory].update(values)
             if igate in stats:
-                stats[igate]["exp"] = np.exp(stats[igate]["value"] - norms["m"])
+                stats[igate]["exp"] = np.exp(stats[igate]["value"] - values["m"])
 
 
 def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode: str = "chunkwise", state=None) -> Trace:
