@@ -44,3 +44,21 @@ def test_importing_the_package_asks_mlx_for_full_float32_matmuls_unless_the_user
     env["MLX_ENABLE_TF32"] = "1"
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           check=True).stdout.strip() == "1"
+
+
+def test_importing_the_package_first_gives_mlx_the_fast_blas_and_importing_it_late_warns():
+    import subprocess
+    import sys
+
+    from xlstm_viz.blas import _CANDIDATES
+
+    installed = next((p for p in _CANDIDATES if os.path.exists(p)), None)  # CI installs libopenblas0-pthread
+    env = {k: v for k, v in os.environ.items() if k != "XLSTM_VIZ_BLAS"}
+    run = lambda code: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    # the common order: the package, then MLX, without importing xlstm_viz.blas by hand
+    loaded = run("import xlstm_viz, mlx.core, sys; print(sys.modules['xlstm_viz.blas'].loaded)").stdout.strip()
+    assert loaded == str(installed)
+    late = run("import mlx.core, xlstm_viz, sys; print(sys.modules['xlstm_viz.blas'].loaded)")
+    assert late.stdout.strip() == "None"
+    if installed:
+        assert "mlx.core was imported before xlstm_viz" in late.stderr and installed in late.stderr

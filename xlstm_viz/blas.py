@@ -3,7 +3,8 @@
 The `mlx[cpu]` wheel links a reference BLAS; a 1024x1024 float32 matmul takes ~0.37 s on this project's 2-core CI
 machine and ~0.011 s once OpenBLAS provides `cblas_sgemm` (measured with `python benchmarks/blas_speed.py`).
 Loading OpenBLAS with RTLD_GLOBAL *before* `mlx.core` is imported makes the dynamic linker bind MLX's BLAS calls to
-it, so no `LD_PRELOAD` or re-exec is needed. The package imports this module before MLX everywhere.
+it, so no `LD_PRELOAD` or re-exec is needed. `import xlstm_viz` imports this module (before MLX, if the user has not
+imported MLX already: then it warns).
 
 Set `XLSTM_VIZ_BLAS=/path/to/libopenblas.so` to choose a library, or `XLSTM_VIZ_BLAS=off` to keep MLX's own.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+import warnings
 
 # Debian/Ubuntu (libopenblas0-pthread), Fedora, Conda, Homebrew-on-Linux locations, in order of preference.
 _CANDIDATES = (
@@ -32,12 +34,19 @@ loaded: str | None = None
 def _load() -> str | None:
     if not sys.platform.startswith("linux"):
         return None  # macOS MLX uses Accelerate/Metal already
-    if "mlx.core" in sys.modules:
-        return None  # too late: MLX has already bound its BLAS symbols
     choice = os.environ.get("XLSTM_VIZ_BLAS", "").strip()
     if choice.lower() in {"off", "0", "none", "false"}:
         return None
     candidates = (choice,) if choice else _CANDIDATES
+    if "mlx.core" in sys.modules:  # too late: MLX has already bound its BLAS symbols (measured: no effect)
+        found = next((path for path in candidates if os.path.exists(path)), None)
+        if found:
+            warnings.warn(
+                f"mlx.core was imported before xlstm_viz, so MLX keeps its reference BLAS (CPU matmuls ~30x slower) "
+                f"although {found} is installed: import xlstm_viz first, or set LD_PRELOAD={found}",
+                RuntimeWarning, stacklevel=3,
+            )
+        return None
     for path in candidates:
         if os.path.exists(path):
             try:
