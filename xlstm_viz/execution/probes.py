@@ -23,8 +23,11 @@
 
 The statistics themselves are computed in `xlstm_viz.execution.stats`.
 
-Memory norms per token: recurrent mode reads them off each step's state; chunkwise mode reconstructs them exactly
+Memory norms per token: on the CPU device a stats trace runs the memory recurrence on the host, over exactly what the
+memory cell received (`stats.memory_stats`, a numba kernel), in either run mode, so it adds no MLX ops. Elsewhere the
+cell traces them in MLX: recurrent mode reads them off each step's state; chunkwise mode reconstructs them exactly
 from the chunk-boundary states (m_t and n_t in closed form, ‖C_t‖_F by a Gram identity), without a recurrent re-run.
+The tests hold the two to each other and to the final state.
 """
 
 from __future__ import annotations
