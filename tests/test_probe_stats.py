@@ -75,3 +75,33 @@ def test_kernel_reads_non_contiguous_inputs_correctly():
     x = np.random.default_rng(2).normal(size=(1, 32, 5)).astype(np.float32).transpose(0, 2, 1)  # [1, 5, 32] strided
     layout = ((32, 2, 1),)
     _assert_same(kernel_stats([x], layout), numpy_stats([x], layout))
+
+
+def test_without_numba_a_stats_trace_warns_and_gives_the_same_stats(golden_dir, tmp_path):
+    import subprocess
+    import sys
+
+    import xlstm_viz
+
+    code = f"""
+import sys, warnings
+sys.modules["numba"] = None  # import numba now raises ImportError
+import numpy as np, mlx.core as mx, xlstm_viz
+model = xlstm_viz.load_model({str(golden_dir / "tiny")!r})
+ids = mx.array(np.load({str(golden_dir / "tiny" / "reference.npz")!r})["input_ids"])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    model.run_with_trace(ids).save({str(tmp_path / "fallback.npz")!r})
+print("|".join(str(w.message) for w in caught))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "the numba stats kernel is unavailable (ModuleNotFoundError: import of numba halted" in out
+    model = xlstm_viz.load_model(golden_dir / "tiny")
+    ids = mx.array(np.load(golden_dir / "tiny" / "reference.npz")["input_ids"])
+    fallback, kernel = xlstm_viz.Trace.load(tmp_path / "fallback.npz"), model.run_with_trace(ids)
+    assert fallback.stats.keys() == kernel.stats.keys()
+    for probe, stats in kernel.stats.items():
+        assert stats.keys() == fallback.stats[probe].keys(), probe
+        for stat, value in stats.items():
+            np.testing.assert_allclose(fallback.stats[probe][stat], value, rtol=1e-4,
+                                       atol=2e-6 * max(1.0, np.abs(value).max()), err_msg=f"{probe}.{stat}")

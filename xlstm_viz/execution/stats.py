@@ -47,9 +47,12 @@ def _kernels():
     if _KERNEL is None:
         try:
             from xlstm_viz.execution import stats_kernel as kernels
-        except ImportError as err:  # e.g. a Python release that numba does not support yet
-            warnings.warn(f"numba is not importable ({err}); stats traces use the numpy reference and MLX's memory "
-                          "trace, about 3x slower", RuntimeWarning, stacklevel=3)
+        # ImportError: e.g. a Python release that numba does not support yet; RuntimeError: numba found no writable
+        # place for its cache (read-only site-packages and home)
+        except (ImportError, RuntimeError) as err:
+            warnings.warn(f"the numba stats kernel is unavailable ({type(err).__name__}: {err}); stats traces use "
+                          "the numpy reference and MLX's memory trace, several times slower", RuntimeWarning,
+                          stacklevel=3)
             kernels = False
         _KERNEL = kernels
     return _KERNEL or None
