@@ -86,7 +86,7 @@ def test_without_numba_a_stats_trace_warns_and_gives_the_same_stats(golden_dir, 
     code = f"""
 import sys, warnings
 sys.modules["numba"] = None  # import numba now raises ImportError
-import numpy as np, mlx.core as mx, xlstm_viz
+import xlstm_viz, numpy as np, mlx.core as mx  # xlstm_viz first: the same BLAS as this process
 model = xlstm_viz.load_model({str(golden_dir / "tiny")!r})
 ids = mx.array(np.load({str(golden_dir / "tiny" / "reference.npz")!r})["input_ids"])
 with warnings.catch_warnings(record=True) as caught:
