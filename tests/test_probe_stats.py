@@ -56,17 +56,19 @@ def test_kernel_std_is_centred_so_a_large_mean_does_not_swamp_a_small_spread():
     np.testing.assert_allclose(got, want, rtol=0.05)
 
 
-def test_kernel_propagates_nan_and_inf_like_numpy():
+def test_kernel_and_table_propagate_nan_and_inf_like_numpy():
     x = np.zeros((1, 4, 32), np.float32)
     x[0, 0, 3] = np.nan
     x[0, 1, 5] = -np.nan
     x[0, 2, 7] = -np.inf
     x[0, 3, :] = -2.0
     got = kernel_stats([x], ((32, 1, 1),))[0]
+    table = _table_stats([x], ((32, 1, 1),))[0]
     with np.errstate(invalid="ignore"):  # inf - inf in numpy's centring, as in the kernel
         want = numpy_stats([x], ((32, 1, 1),))[0]
     for stat in ("mean", "std", "absmax", "l2"):
         np.testing.assert_array_equal(got[stat], want[stat], err_msg=stat)
+        np.testing.assert_array_equal(table[stat], want[stat], err_msg=f"table {stat}")
     assert np.isnan(got["absmax"][0, 0, 0]) and np.isnan(got["absmax"][0, 1, 0])
     assert got["absmax"][0, 2, 0] == np.inf and got["absmax"][0, 3, 0] == 2.0
 

@@ -165,9 +165,14 @@ def _stats_table(layout: Layout):
                 continue
             mean = mx.mean(x, axis=-1)
             # std from centred values: the moments form, fused with an FMA on a GPU, left sqrt(rounding) ~1e-4
-            # where std is exactly 0 (one-feature gates). This table runs on GPUs, where centring is cheap.
-            std = mx.sqrt(mx.mean(mx.square(x - mean[..., None]), axis=-1))
-            columns += [mean, std, mx.max(mx.abs(x), axis=-1), mx.sqrt(mx.sum(mx.square(x), axis=-1))]
+            # where std is exactly 0. l2 then needs no pass of its own: sum x^2 = width * (std^2 + mean^2), a sum of
+            # two non-negative terms (no cancellation). Each pass over x is a kernel launch, and launches are what a
+            # small model's trace pays for on a GPU.
+            variance = mx.mean(mx.square(x - mean[..., None]), axis=-1)
+            absmax = mx.max(mx.abs(x), axis=-1)
+            l2 = mx.sqrt(width * (variance + mx.square(mean)))
+            l2 = mx.where(mx.isinf(absmax), absmax, l2)  # an inf makes the variance NaN; the norm is inf
+            columns += [mean, mx.sqrt(variance), absmax, l2]
         columns += [arrays[i].astype(mx.float32) for i, (_, _, kind) in enumerate(layout) if not kind]
         return mx.concatenate(columns, axis=-1)
 
