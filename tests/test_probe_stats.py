@@ -107,3 +107,11 @@ print("|".join(str(w.message) for w in caught))
         for stat, value in stats.items():
             np.testing.assert_allclose(fallback.stats[probe][stat], value, rtol=1e-4,
                                        atol=2e-6 * max(1.0, np.abs(value).max()), err_msg=f"{probe}.{stat}")
+
+
+def test_cli_info_names_the_stats_path(capsys):
+    from xlstm_viz.cli import main
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "stats traces: numba" in out and "kernel on MLX's buffers" in out  # CI runs on MLX's CPU device

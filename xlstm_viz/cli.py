@@ -16,6 +16,9 @@ def _info(args) -> int:
     print(model.summary())
     print(f"source: {model.source or demo_path()}")
     print(blas.describe())
+    from xlstm_viz.execution import stats
+
+    print(stats.describe())
     print(f"block wiring: {model.block_wiring!r}")
     print(f"probes per token: {len(model.probe_names())} (e.g. {', '.join(model.probe_names()[:6])}, ...)")
     return 0

@@ -62,6 +62,17 @@ def kernels_available() -> bool:
     return _kernels() is not None
 
 
+def describe() -> str:
+    """One line for `xlstm-viz info`: which path computes a stats trace here."""
+    if mx.default_device() != mx.cpu:
+        return f"stats traces: one compiled MLX table on {mx.default_device()}"
+    if kernels_available():
+        import numba
+
+        return f"stats traces: numba {numba.__version__} kernel on MLX's buffers, memory recurrence on the host"
+    return "stats traces: numpy reference and MLX's memory trace (numba unavailable; several times slower)"
+
+
 def memory_stats(k, v, i, f, C0, n0, m0, num_heads: int) -> dict[str, np.ndarray]:
     """m_t, ||n_t|| and ||C_t||_F per token and head, [B, S, NH] float32, by the recurrence on the host (the kernel).
 
