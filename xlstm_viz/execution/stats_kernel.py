@@ -20,25 +20,23 @@ _FASTMATH = {"reassoc", "contract", "nsz"}
 _ABS = np.int32(0x7FFFFFFF)
 
 
-@intrinsic
-def _float32_at(typingctx, address):
-    """A float32 pointer from an integer address (the caller keeps the arrays alive for the call)."""
-    sig = types.CPointer(types.float32)(types.int64)
+def _pointer_at(item):
+    """An intrinsic: a typed pointer from an integer address (the caller keeps the arrays alive for the call)."""
 
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    @intrinsic
+    def pointer(typingctx, address):
+        sig = types.CPointer(item)(types.int64)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+        return sig, codegen
+
+    return pointer
 
 
-@intrinsic
-def _int32_at(typingctx, address):
-    sig = types.CPointer(types.int32)(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
-
-    return sig, codegen
+_float32_at = _pointer_at(types.float32)
+_int32_at = _pointer_at(types.int32)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_FASTMATH)
