@@ -318,3 +318,17 @@ def test_every_stats_backend_agrees_with_the_numpy_reference(model, ids):
                                            err_msg=f"{backend}: {probe}.{stat}")
     with pytest.raises(ValueError, match="stats_on must be one of .* got 'gpu'"):
         Recorder(model, None, "stats", stats_on="gpu")
+
+
+def test_bfloat16_weights_trace_alike_on_every_backend(model, ids):
+    # bf16 weights: probes, gate values and the memory cell's inputs must reach the host kernels as float32.
+    from mlx.utils import tree_map
+
+    model.update(tree_map(lambda p: p.astype(mx.bfloat16), model.parameters()))
+    host = _stats(model, ids, None, "chunkwise", "kernel")
+    device = _stats(model, ids, None, "chunkwise", "mlx")
+    assert host.keys() == device.keys() and "C_norm" in host["blocks.1.mlstm.memory"]
+    for probe, stats in device.items():
+        for stat, value in stats.items():
+            np.testing.assert_allclose(host[probe][stat], value, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(value).max()),
+                                       err_msg=f"{probe}.{stat}")

@@ -1,7 +1,8 @@
 """Traces: what every probe saw during one forward pass, as numpy, saved to .npz without pickle.
 
 `model.run_with_trace(ids, probes=None, mode="stats"|"full", run_mode="chunkwise"|"recurrent")` records, per token and
-per head, the statistics of `xlstm_viz.execution.probes` (computed by `xlstm_viz.execution.stats`); "full" also keeps the whole tensors of the chosen probes.
+per head, the statistics of `xlstm_viz.execution.probes` (computed by `xlstm_viz.execution.stats`); "full" also keeps
+the whole tensors of the chosen probes.
 """
 
 from __future__ import annotations
