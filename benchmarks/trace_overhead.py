@@ -3,11 +3,12 @@
     python benchmarks/trace_overhead.py [--model PATH] [--tokens 64] [--repeats 50] [--width D ...] [--device cpu]
 
 Baseline ("direct"): the same block cells called in a fixed order with no executor (no wiring plan, no observer);
-"untraced" is `model(ids)`: the executor with tracing off. Every variant ends with its logits in host memory, as a
-trace does. The first allocation of 1 kB or more after an MLX evaluation costs about 0.06 ms on the CPU device
-(measured on the 2-core CI machine; it fits glibc consolidating the small blocks MLX freed during the evaluation).
-When the untraced variant stopped its clock at `mx.eval`, that cost landed in the next variant's time. Their ratio is the cost of having wiring-driven execution
-and probes available while not using them. Also times the compiled decode step's re-trace after a wiring toggle.
+"untraced" is `model(ids)`: the executor with tracing off. Their ratio is the cost of having wiring-driven execution
+and probes available while not using them. Every variant ends with its logits in host memory, as a trace does: on
+the CPU device the first host work after an MLX evaluation was measured to cost about 0.06 ms extra (a set of 55
+names took 60 us instead of 2 us; cause not pinned down), and when the untraced variant stopped its clock at
+`mx.eval`, that cost landed in the next variant's time. The overhead printed is the median over rounds of the
+per-round ratio. Also times the compiled decode step's re-trace after a wiring toggle.
 Defaults to the bundled demo model, and also runs the `small` parity fixture when present. `--width 512 1024` adds
 random-init models of those widths (4 heads, 2 blocks, vocab 1024): a stats trace costs in proportion to the
 activations (S x D), the forward to its matmuls (S x D^2), so the ratio falls with width.

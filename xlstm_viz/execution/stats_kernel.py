@@ -1,9 +1,11 @@
-"""The fused CPU kernel behind stats traces on MLX's CPU device (numba, compiled once and cached on disk).
+"""The fused CPU kernels behind stats traces on MLX's CPU device (numba, compiled once and cached on disk).
 
-Each row (one head of one token) is read once for its sum, sum of squares and abs-max, and once more, while it is
-still in L1, for the centred sum of squares. One call covers every probe of a trace: the probes' buffers are
-passed as a table of addresses, so the per-probe cost is a row in that table, not a Python-to-kernel crossing. numpy needs a pass per reduction plus a copy per head width: on the demo
-model that was 1.0-1.3 ms after a 3.9 ms forward, against about 0.3 ms here (benchmarks/trace_overhead.py).
+`table_stats`: each row (one head of one token) is read once for its sum, sum of squares and abs-max, and once
+more, while it is still in L1, for the centred sum of squares. One call covers every probe of a trace: the probes'
+buffers are passed as a table of addresses, so a probe costs a row in that table, not a Python-to-kernel crossing.
+numpy needs a pass per reduction plus a copy per head width: on the demo model that took 1.0-1.3 ms after a 3.9 ms
+forward, against about 0.3 ms here (benchmarks/trace_overhead.py). `memory_stats`: the mLSTM recurrence for the
+per-token memory norms.
 numba rather than a C extension: the package stays pure Python (one wheel for every platform), and numba is the
 kernel compiler the HoloViz stack already uses (datashader).
 """
@@ -40,7 +42,7 @@ _int32_at = _pointer_at(types.int32)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, fastmath=_FASTMATH)
-def table_stats(inputs, mean_out, std_out, l2_out, peak):  # pragma: no cover - compiled; tested through stats.kernel_stats
+def table_stats(inputs, mean_out, std_out, l2_out, peak):  # pragma: no cover - compiled; see stats.kernel_stats
     """Stats of every head row of every input, in one call (one Python-to-kernel crossing per trace, not per probe).
 
     inputs: int64 [n, 4] rows of (address of a C-contiguous float32 buffer, rows, width, first output row); row r of

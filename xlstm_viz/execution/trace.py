@@ -107,11 +107,11 @@ class Recorder:
     """Executor observer: keeps the (lazy) outputs of the chosen probes and turns them into stats at the end.
 
     Reductions: on a GPU all stats come out of one compiled call and one device-to-host copy (`stats.stats_table`);
-    on the CPU device a fused kernel reduces MLX's buffers in place (`stats.kernel_stats`); `stats_on="numpy"` selects
-    the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t): with the kernel, the host runs the
-    recurrence over what the memory cell received (`stats.memory_stats`), so a CPU trace adds no MLX ops; otherwise the
-    cell traces them in MLX. sigmoid(f) and exp(i - m) are computed on the host from the gate values. All backends are
-    tested against each other.
+    on the CPU device a fused kernel reduces MLX's buffers in place (`stats.kernel_stats`); `stats_on="numpy"`
+    selects the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t): with the kernel, the host
+    runs the recurrence over what the memory cell received (`stats.memory_stats`), so a CPU trace adds no MLX ops;
+    otherwise the cell traces them in MLX. sigmoid(f) and exp(i - m) are computed on the host from the gate values.
+    All backends are tested against each other.
     """
 
     stepping = False
