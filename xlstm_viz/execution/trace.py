@@ -135,6 +135,7 @@ class Recorder:
         }
         # block -> per span: k, v, i, f and the entering state (host), or C_norm, n_norm, m [B, S, NH] (MLX trace)
         self._memory: dict[int, dict[str, list]] = {}
+        self._fgates = [n for n in self.names if self._local.get(n) == "mlstm.fgate"]
 
     def wants_memory_trace(self, block: int) -> bool:
         return block in self._memory_blocks and not self._host_memory
@@ -201,9 +202,11 @@ class Recorder:
             host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
             columns = (kernel_stats if self.stats_on == "kernel" else numpy_stats)(host, layout)
         stats: dict[str, dict[str, np.ndarray]] = {}
-        for probe, extra, i in names:
-            for stat, value in columns[i].items():
-                stats.setdefault(probe, {})[extra or stat] = value
+        for probe, extra, i in names:  # a probe's own stats come first, then its extras
+            if extra is None:
+                stats[probe] = dict(columns[i])
+            else:
+                stats[probe][extra] = columns[i]["raw"]
         norms = {j: {k: columns[i]["raw"] for k, i in inputs.items()} for j, inputs in memory_inputs.items()}
         for j, values in host_memory.items():
             norms[j] = memory_stats(*(np.array(a, copy=False) for a in values), num_heads=self.num_heads)
@@ -213,8 +216,8 @@ class Recorder:
 
     def _gate_and_memory_stats(self, stats: dict, norms: dict) -> None:
         """sigmoid(f), the memory norms and exp(i - m): host arithmetic on [B, S, NH] arrays."""
-        for probe in self.names:
-            if self._local.get(probe) == "mlstm.fgate" and probe in stats:
+        for probe in self._fgates:
+            if probe in stats:
                 stats[probe]["sigmoid"] = (1.0 / (1.0 + np.exp(-stats[probe]["value"]))).astype(np.float32)
         for j, values in norms.items():
             memory, igate = f"blocks.{j}.mlstm.memory", f"blocks.{j}.mlstm.igate"
