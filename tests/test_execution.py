@@ -332,3 +332,21 @@ def test_bfloat16_weights_trace_alike_on_every_backend(model, ids):
         for stat, value in stats.items():
             np.testing.assert_allclose(host[probe][stat], value, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(value).max()),
                                        err_msg=f"{probe}.{stat}")
+
+
+def test_host_memory_stats_follow_edits_of_what_the_memory_cell_receives(model, ids):
+    # The host recurrence reads the memory cell's inputs as the wiring delivered them: a flipped k and a disabled
+    # forget gate change C and n, and the kernel path must agree with the cell's own MLX trace.
+    probes = ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate"]
+    before = _stats(model, ids, probes, "chunkwise", "kernel")
+    wiring = model.cell_wirings[1]
+    wiring.set_polarity("blocks.1.mlstm.k", "blocks.1.mlstm.memory", -1)
+    wiring.set_enabled("blocks.1.mlstm.fgate", "blocks.1.mlstm.memory", False)
+    model.interventions.add("blocks.1.mlstm.v", "scale", value=2.0)
+    host = _stats(model, ids, probes, "chunkwise", "kernel")
+    device = _stats(model, ids, probes, "chunkwise", "mlx")
+    memory = "blocks.1.mlstm.memory"
+    assert not np.allclose(host[memory]["C_norm"], before[memory]["C_norm"])
+    for stat in ("m", "n_norm", "C_norm"):
+        np.testing.assert_allclose(host[memory][stat], device[memory][stat], rtol=1e-4, atol=1e-5, err_msg=stat)
+    np.testing.assert_allclose(host["blocks.1.mlstm.igate"]["exp"], device["blocks.1.mlstm.igate"]["exp"], rtol=1e-4)
