@@ -112,21 +112,20 @@ def kernel_stats(arrays, layout: Layout) -> list[dict[str, np.ndarray]]:
         table.append((a.__array_interface__["data"][0], rows, features // heads, first))
         slices.append((first, first + rows, (*a.shape[:-1], heads)))
         first += rows
-    # One buffer per stat: four small allocations come from the heap, one of 4x the size was an mmap per trace.
-    mean, std, l2, absmax = (np.empty(first, np.float32) for _ in range(4))
+    out = np.empty((4, first), np.float32)  # rows: mean, std, absmax (written as its int32 bits), l2
     if table:
-        kernels.table_stats(np.array(table, np.int64), mean, std, l2, absmax.view(np.int32))
+        kernels.table_stats(np.array(table, np.int64), out[0], out[1], out[3], out[2].view(np.int32))
     columns = []
     for a, where in zip(arrays, slices):
         if where is None:
             columns.append({"raw": np.array(a, dtype=np.float32)})
-        else:
+        else:  # one slice and one reshape per probe; iterating the first axis makes the four views in C
             start, stop, shape = where
-            columns.append({"mean": mean[start:stop].reshape(shape), "std": std[start:stop].reshape(shape),
-                            "absmax": absmax[start:stop].reshape(shape), "l2": l2[start:stop].reshape(shape)})
+            columns.append(dict(zip(BASE_STATS, out[:, start:stop].reshape(4, *shape))))
     return columns
 
 
+@lru_cache(maxsize=64)
 def table_columns(layout: Layout) -> list[dict[str, tuple[int, int]]]:
     """Where each input of `stats_table(layout)` lands in its output: per input, stat -> (offset, width).
 
