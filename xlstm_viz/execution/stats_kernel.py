@@ -12,6 +12,8 @@ kernel compiler the HoloViz stack already uses (datashader).
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 from numba import types
@@ -92,18 +94,20 @@ def memory_stats(k, v, i, f, C0, n0, m0, m_out, n_out, C_out):  # pragma: no cov
     n = np.empty(DQK, np.float32)
     for b in range(B):
         for h in range(NH):
-            C[:, :] = C0[b, h]
-            n[:] = n0[b, h]
-            m = np.float64(m0[b, h])
+            for p in range(DQK):  # explicit loops: numba's slice assignment took seconds to compile
+                n[p] = n0[b, h, p]
+                for q in range(DV):
+                    C[p, q] = C0[b, h, p, q]
+            m = float(m0[b, h])
             for t in range(S):
-                ft = np.float64(f[b, t, h])
-                it = np.float64(i[b, t, h])
-                logf = min(ft, 0.0) - np.log1p(np.exp(-abs(ft)))  # log sigmoid(f), stable
+                ft = float(f[b, t, h])
+                it = float(i[b, t, h])
+                logf = min(ft, 0.0) - math.log1p(math.exp(-abs(ft)))  # log sigmoid(f), stable
                 m_new = max(logf + m, it)  # stabiliser
                 if it != it or logf != logf or m != m:
-                    m_new = np.nan  # NaN propagates as in mx.maximum
-                fa = np.float32(np.exp(logf + m - m_new))
-                ia = np.float32(np.exp(it - m_new))
+                    m_new = math.nan  # NaN propagates as in mx.maximum
+                fa = np.float32(math.exp(logf + m - m_new))
+                ia = np.float32(math.exp(it - m_new))
                 c_sq = np.float32(0.0)
                 n_sq = np.float32(0.0)
                 for p in range(DQK):
@@ -116,5 +120,5 @@ def memory_stats(k, v, i, f, C0, n0, m0, m_out, n_out, C_out):  # pragma: no cov
                     n_sq += n[p] * n[p]
                 m = m_new
                 m_out[b, t, h] = m
-                n_out[b, t, h] = np.sqrt(n_sq)
-                C_out[b, t, h] = np.sqrt(c_sq)
+                n_out[b, t, h] = math.sqrt(n_sq)
+                C_out[b, t, h] = math.sqrt(c_sq)
