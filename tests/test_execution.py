@@ -210,6 +210,16 @@ def test_unknown_probe_names_suggest_close_ones(model, ids):
         model.run_with_trace(ids, probes=["blocks.0.mlstm.igat"])
     with pytest.raises(ValueError, match="trace mode"):
         model.run_with_trace(ids, mode="everything")
+    with pytest.raises(TypeError, match="probe names and patterns are strings, got 3"):
+        model.run_with_trace(ids, probes=["blocks.0.mlstm.q", 3])
+
+
+def test_probe_selection_mixes_names_and_patterns_in_execution_order(model):
+    from xlstm_viz.execution.probes import select_probes
+
+    got = select_probes(model, ["logits", "blocks.1.mlstm.q", "blocks.0.*gate", "blocks.1.mlstm.q"])
+    assert got == ["blocks.0.mlstm.igate", "blocks.0.mlstm.fgate", "blocks.0.mlstm.ogate", "blocks.0.ffn.gate",
+                   "blocks.1.mlstm.q", "logits"]
 
 
 # -- interventions ---------------------------------------------------------------------------------------------

@@ -56,13 +56,18 @@ def select_probes(model, probes) -> list[str]:
         return names
     if isinstance(probes, str):
         probes = [probes]
-    chosen = []
+    known, chosen = set(names), set()
     for pattern in probes:
-        hits = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
+        if not isinstance(pattern, str):
+            raise TypeError(f"probe names and patterns are strings, got {pattern!r} ({type(pattern).__name__})")
+        if pattern in known:  # an exact name (the common case: a list from another trace); fnmatch is slow per name
+            chosen.add(pattern)
+            continue
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
         if not hits:
             close = difflib.get_close_matches(pattern, names, n=5)
             raise KeyError(f"no probe matches {pattern!r}; close names: {close or names[:8]}")
-        chosen.extend(h for h in hits if h not in chosen)
+        chosen.update(hits)
     return [n for n in names if n in chosen]
 
 
