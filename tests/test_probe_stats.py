@@ -89,6 +89,7 @@ def test_without_numba_a_stats_trace_warns_and_gives_the_same_stats(golden_dir, 
 import sys, warnings
 sys.modules["numba"] = None  # import numba now raises ImportError
 import xlstm_viz, numpy as np, mlx.core as mx  # xlstm_viz first: the same BLAS as this process
+mx.set_default_device(mx.cpu)  # the kernel path is the CPU device's
 model = xlstm_viz.load_model({str(golden_dir / "tiny")!r})
 ids = mx.array(np.load({str(golden_dir / "tiny" / "reference.npz")!r})["input_ids"])
 with warnings.catch_warnings(record=True) as caught:
@@ -98,9 +99,14 @@ print("|".join(str(w.message) for w in caught))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "the numba stats kernel is unavailable (ModuleNotFoundError: import of numba halted" in out
-    model = xlstm_viz.load_model(golden_dir / "tiny")
-    ids = mx.array(np.load(golden_dir / "tiny" / "reference.npz")["input_ids"])
-    fallback, kernel = xlstm_viz.Trace.load(tmp_path / "fallback.npz"), model.run_with_trace(ids)
+    device = mx.default_device()
+    mx.set_default_device(mx.cpu)
+    try:
+        model = xlstm_viz.load_model(golden_dir / "tiny")
+        ids = mx.array(np.load(golden_dir / "tiny" / "reference.npz")["input_ids"])
+        fallback, kernel = xlstm_viz.Trace.load(tmp_path / "fallback.npz"), model.run_with_trace(ids)
+    finally:
+        mx.set_default_device(device)
     assert fallback.stats.keys() == kernel.stats.keys()
     for probe, stats in kernel.stats.items():
         assert stats.keys() == fallback.stats[probe].keys(), probe
@@ -114,4 +120,7 @@ def test_cli_info_names_the_stats_path(capsys):
 
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    assert "stats traces: numba" in out and "kernel on MLX's buffers" in out  # CI runs on MLX's CPU device
+    if mx.default_device() == mx.cpu:  # CI
+        assert "stats traces: numba" in out and "kernel on MLX's buffers" in out
+    else:
+        assert "stats traces: one compiled MLX table on Device(gpu" in out
