@@ -360,3 +360,28 @@ def test_host_memory_stats_follow_edits_of_what_the_memory_cell_receives(model, 
     for stat in ("m", "n_norm", "C_norm"):
         np.testing.assert_allclose(host[memory][stat], device[memory][stat], rtol=1e-4, atol=1e-5, err_msg=stat)
     np.testing.assert_allclose(host["blocks.1.mlstm.igate"]["exp"], device["blocks.1.mlstm.igate"]["exp"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
+def test_gpu_path_runs_small_memories_on_the_host_with_the_same_norms(model, ids, run_mode):
+    # The table path (GPUs) takes the host recurrence when B*S*NH*DQK*DV is small: k, v, i, f ride in the stats
+    # table; a given state is read back, the executor's zero state is not. Large products keep the cell's MLX trace.
+    from xlstm_viz.execution.executor import Executor
+    from xlstm_viz.execution.trace import HOST_MEMORY_MAX_MACS, Recorder
+
+    _, state = model(ids[:, :3])
+    probes = ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate", "blocks.*.mlstm.fgate"]
+    for given in (None, state):
+        results = {}
+        for label, shape in (("host", tuple(ids.shape)), ("mlx trace", None)):
+            recorder = Recorder(model, probes, "stats", stats_on="mlx", tokens_shape=shape)
+            assert recorder.wants_memory_trace(0) == (label == "mlx trace")
+            Executor(model).forward_observed(ids, state=given, mode=run_mode, observer=recorder)
+            results[label] = recorder.finish()[0]
+        for probe, stats in results["mlx trace"].items():
+            assert stats.keys() == results["host"][probe].keys()
+            for stat, value in stats.items():
+                np.testing.assert_allclose(results["host"][probe][stat], value, rtol=1e-4, atol=1e-5,
+                                           err_msg=f"{probe}.{stat}")
+    big = (1, HOST_MEMORY_MAX_MACS)  # B * S alone reaches the limit
+    assert Recorder(model, probes, "stats", stats_on="mlx", tokens_shape=big).wants_memory_trace(0)

@@ -178,6 +178,7 @@ class Executor:
         if check:
             input_ids = _check_ids(input_ids, config.vocab_size)
         B, S = input_ids.shape
+        zero_state = state is None  # the first span starts from the zero state (observers need not read it)
         states = self.check_state(state, B)
         spans = [(None, slice(0, S))] if mode == "chunkwise" else [(t, slice(t, t + 1)) for t in range(S)]
         interventions = model.interventions if len(model.interventions) else None
@@ -217,7 +218,8 @@ class Executor:
                 stream_in[node] = x
                 if node.startswith("blocks."):
                     j = int(node.split(".")[1])
-                    out = yield from self._run_block(j, x, states, mode, observer, finish, stepping)
+                    out = yield from self._run_block(j, x, states, mode, observer, finish, stepping,
+                                                     zero_state and token in (None, 0))
                 elif node == "out_norm":
                     norm = model.backbone.get("out_norm")
                     out = rms_norm(x, norm.weight, config.norm_eps, norm.get("bias")) if norm is not None else x
@@ -236,7 +238,7 @@ class Executor:
         logits = logits_parts[0] if len(logits_parts) == 1 else mx.concatenate(logits_parts, axis=1)
         return logits, states
 
-    def _run_block(self, j, x, states, mode, observer, finish, stepping):
+    def _run_block(self, j, x, states, mode, observer, finish, stepping, zero_state=False):
         block = self.model.blocks[j]
         plan = self._plan(j)
         masks, sources = plan.weight_masks, plan.weight_source
@@ -272,7 +274,8 @@ class Executor:
             extras = None
             if step.cell_type == "mlstm_memory":
                 states[j] = ctx.state
-                extras = {"state": ctx.state, "state_in": state_in, "memory_trace": ctx.memory_trace}
+                extras = {"state": ctx.state, "state_in": state_in, "zero_state_in": zero_state,
+                          "memory_trace": ctx.memory_trace}
             out, ev = finish(step.name, step.cell_type, j, inputs, out, extras)
             values[step.local] = out
             if stepping:

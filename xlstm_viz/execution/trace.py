@@ -22,6 +22,10 @@ from xlstm_viz.execution.stats import (
 
 TRACE_MODES = ("stats", "full")
 STATS_BACKENDS = (None, "kernel", "numpy", "mlx")
+# On a GPU a block's memory norms come from the host recurrence when it costs at most this many multiply-adds
+# (B * S * NH * DQK * DV, about 1 ms on one CPU core): on the H100 the cell's MLX memory trace cost 0.85 ms of
+# launches for the demo's two blocks (benchmarks/trace_phases.py); larger models keep the MLX trace.
+HOST_MEMORY_MAX_MACS = 4_000_000
 
 
 @dataclass
@@ -108,22 +112,27 @@ class Recorder:
 
     Reductions: on a GPU all stats come out of one compiled call and one device-to-host copy (`stats.stats_table`);
     on the CPU device a fused kernel reduces MLX's buffers in place (`stats.kernel_stats`); `stats_on="numpy"`
-    selects the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t): with the kernel, the host
-    runs the recurrence over what the memory cell received (`stats.memory_stats`), so a CPU trace adds no MLX ops;
-    otherwise the cell traces them in MLX. sigmoid(f) and exp(i - m) are computed on the host from the gate values.
-    All backends are tested against each other.
+    selects the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t): the host runs the
+    recurrence over what the memory cell received (`stats.memory_stats`) on the CPU device, and on a GPU for blocks
+    small enough (`HOST_MEMORY_MAX_MACS`, given `tokens_shape`); their k, v, i, f then ride in the stats table.
+    Otherwise, and always with `stats_on="numpy"`, the cell traces them in MLX. sigmoid(f) and exp(i - m) are
+    computed on the host from the gate values. All backends are tested against each other.
     """
 
     stepping = False
 
-    def __init__(self, model, probes, mode: str, stats_on: str | None = None):
+    def __init__(self, model, probes, mode: str, stats_on: str | None = None, tokens_shape=None):
         # stats_on: "kernel", "numpy" or "mlx"; None picks by device (the kernel on the CPU device, else mlx)
         if stats_on not in STATS_BACKENDS:
             raise ValueError(f"stats_on must be one of {STATS_BACKENDS}, got {stats_on!r}")
         if mode not in TRACE_MODES:
             raise ValueError(f"trace mode must be one of {TRACE_MODES}, got {mode!r}")
         self.stats_on = stats_on or ("kernel" if mx.default_device() == mx.cpu else "mlx")
-        self._host_memory = self.stats_on == "kernel" and kernels_available()
+        config = model.config
+        macs = None if tokens_shape is None else (
+            tokens_shape[0] * tokens_shape[1] * config.num_heads * config.qk_head_dim * config.v_head_dim)
+        self._host_memory = kernels_available() and (
+            self.stats_on == "kernel" or (self.stats_on == "mlx" and macs is not None and macs <= HOST_MEMORY_MAX_MACS))
         self.names = select_probes(model, probes)
         self.selected = set(self.names)
         self.full_mode = mode == "full"
@@ -149,7 +158,8 @@ class Recorder:
 
     def _record_memory(self, event) -> None:
         if self._host_memory:
-            record = self._memory.setdefault(event.block, {"state": list(event.extras["state_in"].arrays())})
+            state = None if event.extras.get("zero_state_in") else list(event.extras["state_in"].arrays())
+            record = self._memory.setdefault(event.block, {"state": state})
             for key, cell in (("k", "mlstm.k"), ("v", "mlstm.v"), ("i", "mlstm.igate"), ("f", "mlstm.fgate")):
                 record.setdefault(key, []).append(event.inputs[cell])
             return
@@ -181,24 +191,31 @@ class Recorder:
             names.append((probe, None, index[key]))
             if self._local.get(probe) in GATE_CELLS:
                 names.append((probe, "value", add(out, out.shape[-1], heads, 0)))
-        memory_inputs = {}  # block -> MLX trace key -> input (the table path ships the norms with the stats)
-        if not self._host_memory:
-            for j, record in self._memory.items():
-                memory_inputs[j] = {k: add(cat(v), v[0].shape[-1], v[0].shape[-1], 0) for k, v in record.items()}
-        host_memory = {j: [cat(r[k]) for k in "kvif"] + r["state"] for j, r in self._memory.items()} \
-            if self._host_memory else {}
+        # Memory norms: the MLX trace's norms ride in the table; for the host recurrence, on a GPU k, v, i, f ride in
+        # the table (one copy to the host with the stats), on the CPU device they are read in place.
+        in_table: dict[int, dict[str, int]] = {}  # block -> key -> table input
+        host_memory: dict[int, tuple] = {}  # block -> (k, v, i, f as MLX arrays, or None: in the table; state or None)
+        for j, record in self._memory.items():
+            if not self._host_memory:
+                in_table[j] = {k: add(cat(v), v[0].shape[-1], 1, 0) for k, v in record.items()}
+            elif self.stats_on == "mlx":
+                in_table[j] = {k: add(cat(record[k]), record[k][0].shape[-1], 1, 0) for k in "kvif"}
+                host_memory[j] = (None, record["state"])
+            else:
+                host_memory[j] = ([cat(record[k]) for k in "kvif"], record["state"])
         full = {p: outputs[p] for p in outputs} if self.full_mode else {}
         if not arrays:
             return {}, {}
         layout = tuple(layout)
+        states = [a for _, state in host_memory.values() for a in state or ()]
         if self.stats_on == "mlx":
             table = stats_table(layout)(*arrays)
-            mx.eval(table, full)
+            mx.eval(table, full, states)
             table = np.array(table)
             columns = [{stat: table[..., o: o + w] for stat, (o, w) in c.items()} for c in table_columns(layout)]
         else:
             arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
-            mx.eval(arrays, full, host_memory)
+            mx.eval(arrays, full, [a for kvif, _ in host_memory.values() for a in kvif or ()], states)
             host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
             columns = (kernel_stats if self.stats_on == "kernel" else numpy_stats)(host, layout)
         stats: dict[str, dict[str, np.ndarray]] = {}
@@ -207,12 +224,23 @@ class Recorder:
                 stats[probe] = dict(columns[i])
             else:
                 stats[probe][extra] = columns[i]["raw"]
-        norms = {j: {k: columns[i]["raw"] for k, i in inputs.items()} for j, inputs in memory_inputs.items()}
-        for j, values in host_memory.items():
-            norms[j] = memory_stats(*(np.array(a, copy=False) for a in values), num_heads=self.num_heads)
+        norms = {j: {k: columns[i]["raw"] for k, i in inputs.items()} for j, inputs in in_table.items()}
+        for j, (kvif, state) in host_memory.items():
+            kvif = [norms[j][k] for k in "kvif"] if kvif is None else [np.array(a, copy=False) for a in kvif]
+            norms[j] = self._host_norms(kvif, state)
         self._gate_and_memory_stats(stats, norms)
         to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
         return stats, {p: to_np(v) for p, v in full.items()}
+
+    def _host_norms(self, kvif: list[np.ndarray], state) -> dict[str, np.ndarray]:
+        B, _, _ = kvif[0].shape
+        if state is None:  # the executor's zero state: nothing to read from the device
+            dqk, dv = kvif[0].shape[-1] // self.num_heads, kvif[1].shape[-1] // self.num_heads
+            state = [np.zeros((B, self.num_heads, dqk, dv), np.float32), np.zeros((B, self.num_heads, dqk), np.float32),
+                     np.zeros((B, self.num_heads, 1), np.float32)]
+        else:
+            state = [np.array(a, copy=False) for a in state]
+        return memory_stats(*kvif, *state, num_heads=self.num_heads)
 
     def _gate_and_memory_stats(self, stats: dict, norms: dict) -> None:
         """sigmoid(f), the memory norms and exp(i - m): host arithmetic on [B, S, NH] arrays."""
@@ -230,7 +258,7 @@ class Recorder:
 def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode: str = "chunkwise", state=None) -> Trace:
     from xlstm_viz.execution.executor import Executor
 
-    recorder = Recorder(model, probes, mode)
+    recorder = Recorder(model, probes, mode, tokens_shape=tuple(np.shape(input_ids)))
     logits, _ = Executor(model).forward_observed(input_ids, state=state, mode=run_mode, observer=recorder)
     stats, full = recorder.finish()
     meta = {
