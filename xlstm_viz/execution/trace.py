@@ -23,9 +23,10 @@ from xlstm_viz.execution.stats import (
 TRACE_MODES = ("stats", "full")
 STATS_BACKENDS = (None, "kernel", "numpy", "mlx")
 # On a GPU a block's memory norms come from the host recurrence when it costs at most this many multiply-adds
-# (B * S * NH * DQK * DV, about 1 ms on one CPU core): on the H100 the cell's MLX memory trace cost 0.85 ms of
-# launches for the demo's two blocks (benchmarks/trace_phases.py); larger models keep the MLX trace.
-HOST_MEMORY_MAX_MACS = 4_000_000
+# (B * S * NH * DQK * DV). Measured on an H100: the cell's MLX memory trace cost about 0.4 ms of launches per block
+# of the demo (benchmarks/trace_phases.py: 0.85 ms for two blocks at 64 tokens), whatever S; the host recurrence
+# runs at about 1-2 GMAC/s on one core of that machine, so it wins below about 0.4M. Larger memories keep the trace.
+HOST_MEMORY_MAX_MACS = 400_000
 
 
 @dataclass
