@@ -312,11 +312,14 @@ def test_every_stats_backend_agrees_with_the_numpy_reference(model, ids):
     from xlstm_viz.execution.trace import Recorder
 
     results = {}
-    for backend in ("numpy", "kernel", "mlx"):
+    from xlstm_viz.execution import stats_gpu
+
+    backends = ("numpy", "kernel", "mlx") + (("fused",) if stats_gpu.available() else ())  # fused: CUDA only
+    for backend in backends:
         recorder = Recorder(model, None, "stats", stats_on=backend)
         Executor(model).forward_observed(ids, observer=recorder)
         results[backend], _ = recorder.finish()
-    for backend in ("kernel", "mlx"):
+    for backend in backends[1:]:
         assert results["numpy"].keys() == results[backend].keys()
         for probe, stats in results["numpy"].items():
             assert stats.keys() == results[backend][probe].keys(), probe
@@ -363,18 +366,22 @@ def test_host_memory_stats_follow_edits_of_what_the_memory_cell_receives(model, 
 
 
 @pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
-def test_gpu_path_runs_small_memories_on_the_host_with_the_same_norms(model, ids, run_mode):
+@pytest.mark.parametrize("table", ["mlx", "fused"])
+def test_gpu_path_runs_small_memories_on_the_host_with_the_same_norms(model, ids, run_mode, table):
     # The table path (GPUs) takes the host recurrence when B*S*NH*DQK*DV is small: k, v, i, f ride in the stats
     # table; a given state is read back, the executor's zero state is not. Large products keep the cell's MLX trace.
+    from xlstm_viz.execution import stats_gpu
     from xlstm_viz.execution.executor import Executor
     from xlstm_viz.execution.trace import HOST_MEMORY_MAX_MACS, Recorder
 
+    if table == "fused" and not stats_gpu.available():
+        pytest.skip("the fused kernel is CUDA source: run on a CUDA machine")
     _, state = model(ids[:, :3])
     probes = ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate", "blocks.*.mlstm.fgate"]
     for given in (None, state):
         results = {}
         for label, shape in (("host", tuple(ids.shape)), ("mlx trace", None)):
-            recorder = Recorder(model, probes, "stats", stats_on="mlx", tokens_shape=shape)
+            recorder = Recorder(model, probes, "stats", stats_on=table, tokens_shape=shape)
             assert recorder.wants_memory_trace(0) == (label == "mlx trace")
             Executor(model).forward_observed(ids, state=given, mode=run_mode, observer=recorder)
             results[label] = recorder.finish()[0]
@@ -384,4 +391,4 @@ def test_gpu_path_runs_small_memories_on_the_host_with_the_same_norms(model, ids
                 np.testing.assert_allclose(results["host"][probe][stat], value, rtol=1e-4, atol=1e-5,
                                            err_msg=f"{probe}.{stat}")
     big = (1, HOST_MEMORY_MAX_MACS)  # B * S alone reaches the limit
-    assert Recorder(model, probes, "stats", stats_on="mlx", tokens_shape=big).wants_memory_trace(0)
+    assert Recorder(model, probes, "stats", stats_on=table, tokens_shape=big).wants_memory_trace(0)

@@ -4,6 +4,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from xlstm_viz.execution import stats_gpu
 from xlstm_viz.execution.stats import kernel_stats, numpy_stats, stats_table, table_columns
 
 
@@ -122,5 +123,36 @@ def test_cli_info_names_the_stats_path(capsys):
     out = capsys.readouterr().out
     if mx.default_device() == mx.cpu:  # CI
         assert "stats traces: numba" in out and "kernel on MLX's buffers" in out
+    elif stats_gpu.available():
+        assert "stats traces: one fused CUDA launch" in out
     else:
         assert "stats traces: one compiled MLX table on Device(gpu" in out
+
+
+needs_cuda = pytest.mark.skipif(not stats_gpu.available(), reason="the fused kernel is CUDA source: run on a CUDA machine")
+
+
+@needs_cuda
+def test_fused_cuda_kernel_gives_the_reference_stats(arrays_and_layout):
+    arrays, layout = arrays_and_layout
+    _assert_same(stats_gpu.fused_stats([mx.array(a) for a in arrays], layout), numpy_stats(arrays, layout),
+                 rtol=1e-4, atol=1e-5)
+    x = np.zeros((1, 4, 32), np.float32)
+    x[0, 0, 3], x[0, 1, 5], x[0, 2, 7], x[0, 3, :] = np.nan, -np.nan, -np.inf, -2.0
+    got = stats_gpu.fused_stats([mx.array(x)], ((32, 1, 1),))[0]
+    with np.errstate(invalid="ignore"):
+        want = numpy_stats([x], ((32, 1, 1),))[0]
+    for stat in ("mean", "std", "absmax", "l2"):
+        np.testing.assert_array_equal(got[stat], want[stat], err_msg=stat)
+
+
+def test_asking_for_the_fused_kernel_off_cuda_names_the_requirement(golden_dir):
+    import xlstm_viz
+    from xlstm_viz.execution.trace import Recorder
+
+    model = xlstm_viz.load_model(golden_dir / "tiny")
+    if stats_gpu.available():
+        assert Recorder(model, None, "stats").stats_on == "fused"  # the default on CUDA
+    else:
+        with pytest.raises(ValueError, match="stats_on='fused' needs MLX's CUDA backend"):
+            Recorder(model, None, "stats", stats_on="fused")

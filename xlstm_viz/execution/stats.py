@@ -65,6 +65,10 @@ def kernels_available() -> bool:
 def describe() -> str:
     """One line for `xlstm-viz info`: which path computes a stats trace here."""
     if mx.default_device() != mx.cpu:
+        from xlstm_viz.execution import stats_gpu
+
+        if stats_gpu.available():
+            return f"stats traces: one fused CUDA launch (kernels/row_stats.cu) on {mx.default_device()}"
         return f"stats traces: one compiled MLX table on {mx.default_device()}"
     if kernels_available():
         import numba

@@ -15,13 +15,14 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from xlstm_viz.execution import stats_gpu
 from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_heads, probe_names, select_probes
 from xlstm_viz.execution.stats import (
     kernel_stats, kernels_available, memory_stats, numpy_stats, stats_table, table_columns,
 )
 
 TRACE_MODES = ("stats", "full")
-STATS_BACKENDS = (None, "kernel", "numpy", "mlx")
+STATS_BACKENDS = (None, "kernel", "numpy", "mlx", "fused")
 # On a GPU a block's memory norms come from the host recurrence when it costs at most this many multiply-adds
 # (B * S * NH * DQK * DV). Measured on an H100: the cell's MLX memory trace cost about 0.4 ms of launches per block
 # of the demo (benchmarks/trace_phases.py: 0.85 ms for two blocks at 64 tokens), whatever S; the host recurrence
@@ -111,9 +112,10 @@ class Trace:
 class Recorder:
     """Executor observer: keeps the (lazy) outputs of the chosen probes and turns them into stats at the end.
 
-    Reductions: on a GPU all stats come out of one compiled call and one device-to-host copy (`stats.stats_table`);
-    on the CPU device a fused kernel reduces MLX's buffers in place (`stats.kernel_stats`); `stats_on="numpy"`
-    selects the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t): the host runs the
+    Reductions: on CUDA one fused launch packs and reduces every probe (`stats_gpu`); on other GPUs one compiled
+    MLX table does (`stats.stats_table`, the GPU reference); either way the stats leave the device in one copy. On
+    the CPU device a numba kernel reduces MLX's buffers in place (`stats.kernel_stats`); `stats_on="numpy"` selects
+    the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t): the host runs the
     recurrence over what the memory cell received (`stats.memory_stats`) on the CPU device, and on a GPU for blocks
     small enough (`HOST_MEMORY_MAX_MACS`, given `tokens_shape`); their k, v, i, f then ride in the stats table.
     Otherwise, and always with `stats_on="numpy"`, the cell traces them in MLX. sigmoid(f) and exp(i - m) are
@@ -123,17 +125,23 @@ class Recorder:
     stepping = False
 
     def __init__(self, model, probes, mode: str, stats_on: str | None = None, tokens_shape=None):
-        # stats_on: "kernel", "numpy" or "mlx"; None picks by device (the kernel on the CPU device, else mlx)
+        # stats_on: "kernel" (numba, CPU device), "numpy" (reference), "mlx" (compiled MLX table, any device) or
+        # "fused" (one CUDA launch); None picks by device: kernel on the CPU, fused on CUDA, mlx elsewhere (Metal).
         if stats_on not in STATS_BACKENDS:
             raise ValueError(f"stats_on must be one of {STATS_BACKENDS}, got {stats_on!r}")
         if mode not in TRACE_MODES:
             raise ValueError(f"trace mode must be one of {TRACE_MODES}, got {mode!r}")
-        self.stats_on = stats_on or ("kernel" if mx.default_device() == mx.cpu else "mlx")
+        if stats_on == "fused" and not stats_gpu.available():
+            raise ValueError(f"stats_on='fused' needs MLX's CUDA backend; the default device is {mx.default_device()}")
+        if stats_on is None:
+            stats_on = "kernel" if mx.default_device() == mx.cpu else "fused" if stats_gpu.available() else "mlx"
+        self.stats_on = stats_on
         config = model.config
         macs = None if tokens_shape is None else (
             tokens_shape[0] * tokens_shape[1] * config.num_heads * config.qk_head_dim * config.v_head_dim)
         self._host_memory = kernels_available() and (
-            self.stats_on == "kernel" or (self.stats_on == "mlx" and macs is not None and macs <= HOST_MEMORY_MAX_MACS))
+            self.stats_on == "kernel"
+            or (self.stats_on in ("mlx", "fused") and macs is not None and macs <= HOST_MEMORY_MAX_MACS))
         self.names = select_probes(model, probes)
         self.selected = set(self.names)
         self.full_mode = mode == "full"
@@ -199,7 +207,7 @@ class Recorder:
         for j, record in self._memory.items():
             if not self._host_memory:
                 in_table[j] = {k: add(cat(v), v[0].shape[-1], 1, 0) for k, v in record.items()}
-            elif self.stats_on == "mlx":
+            elif self.stats_on in ("mlx", "fused"):
                 in_table[j] = {k: add(cat(record[k]), record[k][0].shape[-1], 1, 0) for k in "kvif"}
                 host_memory[j] = (None, record["state"])
             else:
@@ -209,7 +217,11 @@ class Recorder:
             return {}, {}
         layout = tuple(layout)
         states = [a for _, state in host_memory.values() for a in state or ()]
-        if self.stats_on == "mlx":
+        if self.stats_on == "fused":
+            packed, plan = stats_gpu.pack(arrays, layout)
+            mx.eval(packed, full, states)
+            columns = stats_gpu.unpack(np.array(packed), plan)
+        elif self.stats_on == "mlx":
             table = stats_table(layout)(*arrays)
             mx.eval(table, full, states)
             table = np.array(table)
