@@ -156,3 +156,11 @@ def test_asking_for_the_fused_kernel_off_cuda_names_the_requirement(golden_dir):
     else:
         with pytest.raises(ValueError, match="stats_on='fused' needs MLX's CUDA backend"):
             Recorder(model, None, "stats", stats_on="fused")
+
+
+def test_the_cuda_kernel_source_ships_with_the_package():
+    # Loaded from xlstm_viz/kernels when installed, from <repo>/kernels in a checkout; both are the same file.
+    source = stats_gpu._source("row_stats.cu")
+    assert "__shfl_down_sync" in source and "out[4 * row + 3]" in source
+    with pytest.raises(FileNotFoundError, match="kernel source nothing.cu not found"):
+        stats_gpu._source("nothing.cu")
