@@ -315,10 +315,13 @@ def test_every_stats_backend_agrees_with_the_numpy_reference(model, ids):
     from xlstm_viz.execution import stats_gpu
 
     backends = ("numpy", "kernel", "mlx") + (("fused",) if stats_gpu.available() else ())  # fused: CUDA only
+    expected_logits = logits_of(model, ids)
     for backend in backends:
         recorder = Recorder(model, None, "stats", stats_on=backend)
-        Executor(model).forward_observed(ids, observer=recorder)
-        results[backend], _ = recorder.finish()
+        logits, _ = Executor(model).forward_observed(ids, observer=recorder)
+        results[backend], _ = recorder.finish(logits)
+        # the logits come back with the stats (on a GPU in the same copy)
+        np.testing.assert_allclose(recorder.host_logits, expected_logits, atol=1e-6, err_msg=backend)
     for backend in backends[1:]:
         assert results["numpy"].keys() == results[backend].keys()
         for probe, stats in results["numpy"].items():

@@ -178,7 +178,9 @@ class Recorder:
             for key in ("C_norm", "n_norm", "m"):
                 record.setdefault(key, []).append(getattr(trace, key).transpose(0, 2, 1))
 
-    def finish(self) -> tuple[dict, dict]:
+    def finish(self, logits: mx.array | None = None) -> tuple[dict, dict]:
+        """(stats, full tensors) as numpy. Given the forward's logits, also sets `self.host_logits`; on a GPU they ride
+        in the same device-to-host copy as the stats."""
         cat = lambda parts: mx.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
         outputs = {p: cat(v) for p, v in self._outputs.items()}
         arrays, layout, names = [], [], []  # names: (probe, stat, input index) per recorded quantity
@@ -213,7 +215,11 @@ class Recorder:
             else:
                 host_memory[j] = ([cat(record[k]) for k in "kvif"], record["state"])
         full = {p: outputs[p] for p in outputs} if self.full_mode else {}
+        logits_input = None
+        if logits is not None and self.stats_on in ("mlx", "fused"):
+            logits_input = add(logits, logits.shape[-1], 1, 0)
         if not arrays:
+            self.host_logits = None if logits is None else np.array(logits)
             return {}, {}
         layout = tuple(layout)
         states = [a for _, state in host_memory.values() for a in state or ()]
@@ -242,6 +248,8 @@ class Recorder:
             kvif = [norms[j][k] for k in "kvif"] if kvif is None else [np.array(a, copy=False) for a in kvif]
             norms[j] = self._host_norms(kvif, state)
         self._gate_and_memory_stats(stats, norms)
+        if logits is not None:
+            self.host_logits = columns[logits_input]["raw"] if logits_input is not None else np.array(logits)
         to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
         return stats, {p: to_np(v) for p, v in full.items()}
 
@@ -273,7 +281,7 @@ def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode:
 
     recorder = Recorder(model, probes, mode, tokens_shape=tuple(np.shape(input_ids)))
     logits, _ = Executor(model).forward_observed(input_ids, state=state, mode=run_mode, observer=recorder)
-    stats, full = recorder.finish()
+    stats, full = recorder.finish(logits)
     meta = {
         "mode": mode,
         "run_mode": run_mode,
@@ -282,4 +290,4 @@ def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode:
         "interventions": [i.describe() for i in model.interventions.list()],
     }
     probes_recorded = [p for p in recorder.names if p in stats]
-    return Trace(np.array(input_ids), np.array(logits), probes_recorded, stats, full, meta)
+    return Trace(np.array(input_ids), np.ascontiguousarray(recorder.host_logits), probes_recorded, stats, full, meta)
