@@ -151,6 +151,12 @@ def table_columns(layout: Layout) -> list[dict[str, tuple[int, int]]]:
     return columns
 
 
+@lru_cache(maxsize=64)
+def table_slices(layout: Layout) -> list[tuple[tuple[str, slice], ...]]:
+    """`table_columns` as ready slices of the table's last axis (the per-trace unpacking is then one index each)."""
+    return [tuple((stat, slice(o, o + w)) for stat, (o, w) in c.items()) for c in table_columns(layout)]
+
+
 def _width_classes(layout: Layout) -> dict[int, list[int]]:
     classes: dict[int, list[int]] = {}
     for i, (features, heads, kind) in enumerate(layout):

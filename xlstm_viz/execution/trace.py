@@ -16,9 +16,11 @@ import mlx.core as mx
 import numpy as np
 
 from xlstm_viz.execution import stats_gpu
-from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_heads, probe_names, select_probes
+from xlstm_viz.execution.probes import (
+    GATE_CELLS, PER_HEAD_CELLS, local_name, probe_heads, probe_names, select_probes,
+)
 from xlstm_viz.execution.stats import (
-    kernel_stats, kernels_available, memory_stats, numpy_stats, stats_table, table_columns,
+    kernel_stats, kernels_available, memory_stats, numpy_stats, stats_table, table_slices,
 )
 
 TRACE_MODES = ("stats", "full")
@@ -195,13 +197,17 @@ class Recorder:
             if probe not in outputs:
                 continue
             out = outputs[probe]
-            heads = probe_heads(probe, out.shape[-1], self.num_heads)
+            width = out.shape[-1]
+            local = self._local.get(probe)
+            heads = probe_heads(probe, width, self.num_heads) if local is None else (
+                width if local in GATE_CELLS else
+                self.num_heads if local in PER_HEAD_CELLS and width % self.num_heads == 0 else 1)
             key = (id(out), heads)
             if key not in index:  # e.g. blocks.1.in is blocks.0.out in the default wiring
-                index[key] = add(out, out.shape[-1], heads, 1)
+                index[key] = add(out, width, heads, 1)
             names.append((probe, None, index[key]))
-            if self._local.get(probe) in GATE_CELLS:
-                names.append((probe, "value", add(out, out.shape[-1], heads, 0)))
+            if local in GATE_CELLS:
+                names.append((probe, "value", add(out, width, heads, 0)))
         # Memory norms: the MLX trace's norms ride in the table; for the host recurrence, on a GPU k, v, i, f ride in
         # the table (one copy to the host with the stats), on the CPU device they are read in place.
         in_table: dict[int, dict[str, int]] = {}  # block -> key -> table input
@@ -231,7 +237,7 @@ class Recorder:
             table = stats_table(layout)(*arrays)
             mx.eval(table, full, states)
             table = np.array(table)
-            columns = [{stat: table[..., o: o + w] for stat, (o, w) in c.items()} for c in table_columns(layout)]
+            columns = [{stat: table[..., sl] for stat, sl in c} for c in table_slices(layout)]
         else:
             arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
             mx.eval(arrays, full, [a for kvif, _ in host_memory.values() for a in kvif or ()], states)
@@ -267,7 +273,7 @@ class Recorder:
         """sigmoid(f), the memory norms and exp(i - m): host arithmetic on [B, S, NH] arrays."""
         for probe in self._fgates:
             if probe in stats:
-                stats[probe]["sigmoid"] = (1.0 / (1.0 + np.exp(-stats[probe]["value"]))).astype(np.float32)
+                stats[probe]["sigmoid"] = 1.0 / (1.0 + np.exp(-stats[probe]["value"]))  # float32 in, float32 out
         for j, values in norms.items():
             memory, igate = f"blocks.{j}.mlstm.memory", f"blocks.{j}.mlstm.igate"
             if memory in stats:
