@@ -134,6 +134,20 @@ def bokeh_to_screen(page, fig_id: str, x: float, y: float) -> tuple[float, float
     ))
 
 
+def browser_column(page, source_id: str, column: str) -> list | None:
+    """A ColumnDataSource column as the browser holds it (None while the model is not there yet)."""
+    return page.evaluate(
+        """([id, column]) => {
+            for (const doc of Bokeh.documents) {
+              const model = doc.get_model_by_id(id);
+              if (model) return Array.from(model.data[column]);
+            }
+            return null;
+        }""",
+        [source_id, column],
+    )
+
+
 # The Fast template asks Google Fonts for Open Sans; on an offline machine that one request fails and
 # the browser falls back to a system font. It is the only failure tolerated, and only by URL.
 OFFLINE_OK = ("https://fonts.googleapis.com/",)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.ui.conftest import bokeh_to_screen, console_errors, wait_until
+from tests.ui.conftest import bokeh_to_screen, browser_column, console_errors, wait_until
 from xlstm_viz.dashboard.model_view import matrix_cell_center
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,9 +93,8 @@ def test_clicking_a_connection_cell_flips_it_and_the_overlay_changes(page, serve
     assert np.isfinite(want)
 
     def shown():
-        return page.evaluate(
-            """([id, i]) => { for (const d of Bokeh.documents) { const m = d.get_model_by_id(id);
-                 if (m) return m.data.value[i]; } }""", [mv.cell_graph.node_source.id, memory])
+        values = browser_column(page, mv.cell_graph.node_source.id, "value")
+        return None if values is None else values[memory]
 
     wait_until(lambda: abs(shown() - want) < 1e-6 * max(1.0, abs(want)), page=page)
     assert mv.matrix_figure.id == fig_id  # updated in place, not rebuilt
@@ -118,10 +117,8 @@ def test_a_debugger_step_moves_the_highlight(page, served_app, artifacts):
     assert first != second
 
     def ring():
-        return page.evaluate(
-            """(id) => { for (const d of Bokeh.documents) { const m = d.get_model_by_id(id);
-                 if (m) return m.data.id.length ? m.data.id[0] : null; } }""",
-            app.debugger_view.cell_graph.highlight_source.id)
+        ids = browser_column(page, app.debugger_view.cell_graph.highlight_source.id, "id")
+        return ids[0] if ids else None
 
     wait_until(lambda: ring() == second, page=page)
     page.screenshot(path=str(artifacts / "dashboard_debugger.png"), full_page=True)
