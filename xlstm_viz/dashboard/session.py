@@ -116,10 +116,8 @@ class ModelSession(param.Parameterized):
         return [str(i) for i in ids]
 
     def decode_one(self, i: int) -> str:
-        try:
-            return self.decode([i])[0]
-        except ValueError:  # an id outside the task's labels (the model vocabulary can be larger)
-            return f"#{int(i)}"
+        # an id outside the task's labels raises; the tables show it as `#id` (trace_tables.safe_decode)
+        return self.decode([i])[0]
 
     def parse_prompt(self, text: str) -> np.ndarray:
         """Text -> ids: task labels (K3 V7 ?), tokenizer text, or integers; the error names the bad piece."""
