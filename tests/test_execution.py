@@ -369,13 +369,14 @@ def test_host_memory_stats_follow_edits_of_what_the_memory_cell_receives(model, 
 
 
 @pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
-@pytest.mark.parametrize("table", ["mlx", "fused"])
-def test_gpu_path_runs_small_memories_on_the_host_with_the_same_norms(model, ids, run_mode, table):
-    # The table path (GPUs) takes the host recurrence when B*S*NH*DQK*DV is small: k, v, i, f ride in the stats
-    # table; a given state is read back, the executor's zero state is not. Large products keep the cell's MLX trace.
+@pytest.mark.parametrize("table, path", [("mlx", "host"), ("fused", "host"), ("fused", "device")])
+def test_every_gpu_memory_path_gives_the_norms_of_the_cells_mlx_trace(model, ids, run_mode, table, path):
+    # GPUs get memory norms three ways: the cell's MLX trace (the reference here), the host recurrence with k, v,
+    # i, f riding in the stats copy, and (CUDA) the recurrence inside the fused launch. A given state is read back,
+    # the executor's zero state is not.
     from xlstm_viz.execution import stats_gpu
     from xlstm_viz.execution.executor import Executor
-    from xlstm_viz.execution.trace import HOST_MEMORY_MAX_MACS, Recorder
+    from xlstm_viz.execution.trace import Recorder
 
     if table == "fused" and not stats_gpu.available():
         pytest.skip("the fused kernel is CUDA source: run on a CUDA machine")
@@ -383,15 +384,34 @@ def test_gpu_path_runs_small_memories_on_the_host_with_the_same_norms(model, ids
     probes = ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate", "blocks.*.mlstm.fgate"]
     for given in (None, state):
         results = {}
-        for label, shape in (("host", tuple(ids.shape)), ("mlx trace", None)):
-            recorder = Recorder(model, probes, "stats", stats_on=table, tokens_shape=shape)
-            assert recorder.wants_memory_trace(0) == (label == "mlx trace")
+        for memory_on in (path, "trace"):
+            recorder = Recorder(model, probes, "stats", stats_on=table, memory_on=memory_on)
+            assert recorder.wants_memory_trace(0) == (memory_on == "trace")
             Executor(model).forward_observed(ids, state=given, mode=run_mode, observer=recorder)
-            results[label] = recorder.finish()[0]
-        for probe, stats in results["mlx trace"].items():
-            assert stats.keys() == results["host"][probe].keys()
+            results[memory_on] = recorder.finish()[0]
+        for probe, stats in results["trace"].items():
+            assert stats.keys() == results[path][probe].keys()
             for stat, value in stats.items():
-                np.testing.assert_allclose(results["host"][probe][stat], value, rtol=1e-4, atol=1e-5,
+                np.testing.assert_allclose(results[path][probe][stat], value, rtol=1e-4, atol=1e-5,
                                            err_msg=f"{probe}.{stat}")
-    big = (1, HOST_MEMORY_MAX_MACS)  # B * S alone reaches the limit
-    assert Recorder(model, probes, "stats", stats_on=table, tokens_shape=big).wants_memory_trace(0)
+
+
+def test_memory_path_defaults_follow_the_backend_and_the_memory_size(model):
+    # The host recurrence pays on the CPU device, and on a GPU only for small memories (HOST_MEMORY_MAX_MACS, known
+    # from the tokens' shape); the fused CUDA launch runs every memory whose head state fits in registers.
+    from xlstm_viz.execution import stats_gpu
+    from xlstm_viz.execution.trace import HOST_MEMORY_MAX_MACS, Recorder
+
+    small, big = (1, 8), (1, HOST_MEMORY_MAX_MACS)  # big: B * S alone reaches the limit
+    assert Recorder(model, None, "stats", stats_on="kernel").memory_on == "host"
+    assert Recorder(model, None, "stats", stats_on="numpy").memory_on == "trace"
+    assert Recorder(model, None, "stats", stats_on="mlx", tokens_shape=small).memory_on == "host"
+    assert Recorder(model, None, "stats", stats_on="mlx", tokens_shape=big).memory_on == "trace"
+    assert Recorder(model, None, "stats", stats_on="mlx").memory_on == "trace"  # size unknown
+    if stats_gpu.available():
+        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=big).memory_on == "device"
+    with pytest.raises(ValueError, match="memory_on='device' needs stats_on='fused' .* got stats_on='mlx'"):
+        Recorder(model, None, "stats", stats_on="mlx", memory_on="device")
+    with pytest.raises(ValueError, match="memory_on must be one of .* got 'gpu'"):
+        Recorder(model, None, "stats", memory_on="gpu")
+    assert stats_gpu.memory_fits(128, 256) and not stats_gpu.memory_fits(256, 512)  # D=1024/4 heads; xLSTM-7B

@@ -160,7 +160,132 @@ def test_asking_for_the_fused_kernel_off_cuda_names_the_requirement(golden_dir):
 
 def test_the_cuda_kernel_source_ships_with_the_package():
     # Loaded from xlstm_viz/kernels when installed, from <repo>/kernels in a checkout; both are the same file.
-    source = stats_gpu._source("row_stats.cu")
-    assert "__shfl_down_sync" in source and "out[4 * row + 3]" in source
+    source = stats_gpu._source("probe_stats.cu")
+    assert "__shfl_down_sync" in source and "SELECT_INPUTS" in source
     with pytest.raises(FileNotFoundError, match="kernel source nothing.cu not found"):
         stats_gpu._source("nothing.cu")
+
+
+def test_the_cuda_kernel_name_changes_with_its_source_and_input_count():
+    # MLX caches compiled custom kernels by name, also on disk: an edited kernel under its old name would run stale.
+    source = stats_gpu._source("probe_stats.cu")
+    names = {stats_gpu.kernel_name(3, source), stats_gpu.kernel_name(4, source), stats_gpu.kernel_name(3, source + " ")}
+    assert len(names) == 3 and all(n.startswith("xlstm_viz_probe_stats_") for n in names)
+
+
+def _memory_inputs(rng, B, S, NH, DQK, DV, state):
+    k = rng.normal(size=(B, S, NH * DQK)).astype(np.float32)
+    v = rng.normal(size=(B, S, NH * DV)).astype(np.float32)
+    i = rng.normal(0.0, 3.0, size=(B, S, NH)).astype(np.float32)
+    f = rng.normal(2.0, 3.0, size=(B, S, NH)).astype(np.float32)
+    given = None
+    if state:
+        given = (rng.normal(size=(B, NH, DQK, DV)).astype(np.float32), rng.normal(size=(B, NH, DQK)).astype(np.float32),
+                 rng.normal(size=(B, NH, 1)).astype(np.float32))
+    return k, v, i, f, given
+
+
+def _host_norms(k, v, i, f, given, NH):
+    from xlstm_viz.execution.stats import memory_stats
+
+    B, _, _ = k.shape
+    if given is None:
+        DQK, DV = k.shape[-1] // NH, v.shape[-1] // NH
+        given = (np.zeros((B, NH, DQK, DV), np.float32), np.zeros((B, NH, DQK), np.float32),
+                 np.zeros((B, NH, 1), np.float32))
+    return memory_stats(k, v, i, f, *given, num_heads=NH)
+
+
+def _memories(specs):
+    """Memory jobs of the given shapes, as numpy (for the references) and as stats_gpu.Memory (MLX)."""
+    rng = np.random.default_rng(3)
+    host, device = [], []
+    for B, S, NH, DQK, DV, state in specs:
+        k, v, i, f, given = _memory_inputs(rng, B, S, NH, DQK, DV, state)
+        host.append((k, v, i, f, given, NH))
+        device.append(stats_gpu.Memory(mx.array(k), mx.array(v), mx.array(i), mx.array(f),
+                                       None if given is None else tuple(mx.array(a) for a in given), NH))
+    return host, device
+
+
+def _emulate(inputs, plan):
+    """What probe_stats.cu computes, task by task from the plan, in numpy (the host recurrence for memory jobs)."""
+    from xlstm_viz.execution.stats import memory_stats
+
+    flat = [np.array(a).reshape(-1) for a in inputs]
+    out = np.full(plan.size, np.nan, np.float32)
+    tasks, memory = np.array(plan.tasks), np.array(plan.memory)
+    assert len(tasks) == memory[0] * stats_gpu.THREADS // stats_gpu.WARP  # every warp of the row blocks has a task
+    for input_, offset, width, dest, kind in tasks:
+        x = flat[input_][offset:offset + width].astype(np.float64)
+        if width and kind:
+            out[dest:dest + 4] = x.mean(), x.std(), np.abs(x).max(), np.sqrt(np.square(x).sum())
+        elif width:
+            out[dest:dest + width] = x
+    jobs = memory[stats_gpu.HEADER:].reshape(-1, stats_gpu.MEMORY_ROW)
+    assert plan.blocks == memory[0] + len(jobs)
+    for k, v, i, f, C0, n0, m0, B, b, h, S, NH, DQK, DV, dest, _ in jobs:
+        arrays = [flat[k].reshape(B, S, -1), flat[v].reshape(B, S, -1), flat[i].reshape(B, S, NH),
+                  flat[f].reshape(B, S, NH)]
+        state = (np.zeros((B, NH, DQK, DV), np.float32), np.zeros((B, NH, DQK), np.float32),
+                 np.zeros((B, NH, 1), np.float32)) if C0 < 0 else (
+            flat[C0].reshape(B, NH, DQK, DV), flat[n0].reshape(B, NH, DQK), flat[m0].reshape(B, NH, 1))
+        norms = memory_stats(*arrays, *state, num_heads=NH)
+        for c, stat in enumerate(("C_norm", "n_norm", "m")):
+            plane = out[dest + c * B * S * NH: dest + (c + 1) * B * S * NH].reshape(B, S, NH)
+            plane[b, :, h] = norms[stat][b, :, h]
+    return out
+
+
+MEMORY_SPECS = [
+    (2, 70, 2, 16, 32, False),  # two chunks of tokens, the zero state
+    (1, 5, 3, 24, 40, True),  # DV divides no block size: rows wrap mid-thread; a given state
+    (1, 130, 1, 128, 256, True),  # the largest head that fits in registers (128 entries per thread)
+]
+
+
+def test_fused_plan_covers_every_row_copy_and_memory_head(arrays_and_layout):
+    # CI has no CUDA: the plan the kernel follows is checked by running its tasks in numpy. Every number of the
+    # output is written (none stays NaN), each view reads back the reference, shared tensors are one input.
+    arrays, layout = arrays_and_layout
+    host, memories = _memories(MEMORY_SPECS)
+    device = [mx.array(a) for a in arrays]
+    device[3] = device[2]  # a raw column that is also a probe: one input, read twice
+    arrays[3] = arrays[2]
+    inputs, plan = stats_gpu.prepare(device, layout, memories)
+    assert len(inputs) == len(arrays) - 1 + sum(4 + 3 * (m.state is not None) for m in memories)
+    out = _emulate(inputs, plan)
+    assert not np.isnan(out).any()
+    columns, norms = stats_gpu.unpack(out, plan)
+    _assert_same(columns, numpy_stats(arrays, layout), rtol=1e-5, atol=1e-5)
+    for got, (k, v, i, f, given, NH) in zip(norms, host):
+        want = _host_norms(k, v, i, f, given, NH)
+        for stat in ("C_norm", "n_norm", "m"):
+            np.testing.assert_allclose(got[stat], want[stat], rtol=1e-6, err_msg=stat)
+    assert stats_gpu.prepare(device, layout, memories)[1] is plan  # cached per structure
+
+
+@needs_cuda
+def test_fused_kernel_runs_the_memory_recurrences_like_the_host(arrays_and_layout):
+    arrays, layout = arrays_and_layout
+    host, memories = _memories(MEMORY_SPECS)
+    device = [mx.array(a) for a in arrays]
+    device[1] = device[1].astype(mx.bfloat16)  # a bf16 probe reaches the kernel as float32
+    arrays[1] = np.array(device[1].astype(mx.float32))
+    columns, norms = stats_gpu.fused_stats(device, layout, memories)
+    _assert_same(columns, numpy_stats(arrays, layout), rtol=1e-4, atol=1e-5)
+    for got, (k, v, i, f, given, NH) in zip(norms, host):
+        want = _host_norms(k, v, i, f, given, NH)
+        for stat in ("C_norm", "n_norm", "m"):
+            np.testing.assert_allclose(got[stat], want[stat], rtol=1e-4, atol=1e-5, err_msg=stat)
+    # a NaN forget gate poisons m (and the state) from its token on, as in the model's recurrence
+    k, v, i, f, given, NH = host[0]
+    f = f.copy()
+    f[1, 40, 0] = np.nan
+    bad = stats_gpu.Memory(mx.array(k), mx.array(v), mx.array(i), mx.array(f), None, NH)
+    _, (got,) = stats_gpu.fused_stats([], (), [bad])
+    with np.errstate(invalid="ignore"):
+        want = _host_norms(k, v, i, f, None, NH)
+    for stat in ("C_norm", "n_norm", "m"):
+        np.testing.assert_array_equal(np.isnan(got[stat]), np.isnan(want[stat]), err_msg=stat)
+    assert np.isnan(got["m"][1, 40:, 0]).all() and not np.isnan(got["m"][1, :40, 0]).any()

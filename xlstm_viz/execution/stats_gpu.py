@@ -1,13 +1,17 @@
-"""Probe statistics in one CUDA launch (`kernels/row_stats.cu` through `mx.fast.cuda_kernel`).
+"""A whole stats trace in one CUDA launch (`kernels/probe_stats.cu` through `mx.fast.cuda_kernel`).
 
 On a GPU the compiled MLX table (`stats.stats_table`) reduces each head width with several kernels: about 35
-launches for the demo model, 0.5 ms of a 3 ms forward on an H100 (benchmarks/trace_phases.py). Here every probe is
-packed with one concatenation, one warp reduces each head row, and the stats and the raw columns leave the device in
-one copy. The MLX table stays the reference, and the path on Metal until a Metal twin of the kernel is tested.
+launches for the demo model, 0.5 ms of a 3 ms forward on an H100 (benchmarks/trace_phases.py), and the memory norms
+cost the cell's MLX trace, about 0.4 ms of launches per block. Here one launch reads every probe where it lies (no
+packing copy: MLX's concatenation is one copy launch per input), one warp reduces each head row, copies the raw
+columns (gate values, logits), and one thread block per (batch, head) runs each memory cell's recurrence; everything
+leaves the device in one copy. The MLX table stays the reference, and the path on Metal until a Metal twin of the
+kernel is tested.
 """
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -18,7 +22,14 @@ import numpy as np
 from xlstm_viz.execution.stats import BASE_STATS, Layout
 
 WARP = 32
-THREADS = 256  # threads per block: 8 rows
+THREADS = 256  # threads per block: 8 warp tasks, or one memory head
+COPY_CHUNK = 1024  # numbers per copy task
+# A memory head keeps C in registers: at most this many entries per thread (255 registers each, so a block of 256
+# threads always launches). DQK * DV = 32768 (D=1024, 4 heads) fits; xLSTM-7B's 131072 does not, and keeps the
+# cell's MLX trace.
+MAX_ENTRIES_PER_THREAD = 128
+MEMORY_ROW = 16  # ints per memory job
+HEADER = 16  # ints before the memory jobs: [row blocks, 0, ...]
 
 
 def available() -> bool:
@@ -26,6 +37,11 @@ def available() -> bool:
     cuda = getattr(mx, "cuda", None)
     return (mx.default_device() != mx.cpu and cuda is not None and cuda.is_available()
             and hasattr(mx.fast, "cuda_kernel"))
+
+
+def memory_fits(qk_head_dim: int, v_head_dim: int) -> bool:
+    """Whether one thread block can hold a head's C (DQK x DV) in registers."""
+    return qk_head_dim * v_head_dim <= THREADS * MAX_ENTRIES_PER_THREAD
 
 
 def _source(name: str) -> str:
@@ -42,89 +58,162 @@ def _source(name: str) -> str:
     raise FileNotFoundError(f"kernel source {name} not found in {[str(p) for p in candidates]}")
 
 
-_KERNEL = None
+_KERNELS: dict[int, object] = {}
 
 
-def _kernel():
-    global _KERNEL
-    if _KERNEL is None:
-        _KERNEL = mx.fast.cuda_kernel(name="xlstm_viz_row_stats", input_names=["flat", "rows"],
-                                      output_names=["out"], source=_source("row_stats.cu"))
-    return _KERNEL
+def kernel_name(inputs: int, source: str) -> str:
+    """The name carries the number of inputs and a digest of the source: MLX caches compiled kernels by name, in
+    memory and on disk (/tmp/mlx/<version>/ptx), so a changed source under an old name would run the old code."""
+    return f"xlstm_viz_probe_stats_{inputs}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+
+
+def _kernel(inputs: int):
+    """The kernel for this many inputs (its signature lists each one)."""
+    kernel = _KERNELS.get(inputs)
+    if kernel is None:
+        source = _source("probe_stats.cu")
+        cases = " ".join(f"case {j}: return in{j};" for j in range(inputs))
+        kernel = mx.fast.cuda_kernel(
+            name=kernel_name(inputs, source), input_names=[f"in{j}" for j in range(inputs)] + ["tasks", "memory"],
+            output_names=["out"], source=source.replace("SELECT_INPUTS", cases))
+        _KERNELS[inputs] = kernel
+    return kernel
+
+
+class Memory(NamedTuple):
+    """One memory cell's recurrence: what it received (k [B, S, NH*DQK], v [B, S, NH*DV], i and f [B, S, NH]) and
+    the state entering the sequence (C0, n0, m0 in MLSTMState layout), or None for the zero state."""
+
+    k: mx.array
+    v: mx.array
+    i: mx.array
+    f: mx.array
+    state: tuple | None
+    num_heads: int
 
 
 class _Plan(NamedTuple):
-    reduced: list[int]  # kind-1 inputs, packed in this order
-    raw: list[int]  # kind-0 inputs, copied after the stats
-    rows: mx.array  # int32 [rows padded to THREADS / WARP, 2]: offset into the packed buffer, width
-    views: list  # per input: ("stats", first row, stop row, stats shape) or ("raw", offset, size, shape)
-    padded: int
+    tasks: mx.array  # int32 [row blocks * 8, 5]: input, offset, width, destination, kind (1 stats, 0 copy)
+    memory: mx.array  # int32 [HEADER + jobs * MEMORY_ROW]
+    blocks: int  # row blocks + memory jobs
+    stats_rows: int
+    size: int  # numbers in the output
+    template: list  # ELEMS, NELEMS
+    views: list  # per layout entry: ("stats", first, stop, shape) or ("raw", start, stop, shape)
+    norms: list  # per memory: (start, [3, B, S, NH])
 
 
 _PLANS: dict[tuple, _Plan] = {}
 
 
-def _plan(shapes: tuple, layout: Layout) -> _Plan:
-    plan = _PLANS.get((shapes, layout))
-    if plan is not None:
-        return plan
-    reduced, raw, descriptors, views, row, offset = [], [], [], [None] * len(shapes), 0, 0
-    for i, (shape, (features, heads, kind)) in enumerate(zip(shapes, layout)):
+def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list) -> _Plan:
+    """Tasks for one trace's structure. shapes: per input; slots: per layout entry then per memory's k, v, i, f
+    (and C0, n0, m0 when given), the input it reads."""
+    stats_tasks, copy_tasks, views = [], [], []
+    for j, (features, heads, kind) in enumerate(layout):
+        shape = shapes[slots[j]]
         if shape[-1] != features:
-            raise ValueError(f"stats input {i} has shape {shape}, but the layout gives it {features} features")
+            raise ValueError(f"stats input {j} has shape {shape}, but the layout gives it {features} features")
+        size = int(np.prod(shape))
         if kind:
-            width, count = features // heads, int(np.prod(shape)) // (features // heads)
-            descriptors.append(np.stack([offset + width * np.arange(count), np.full(count, width)], axis=1))
-            views[i] = ("stats", row, row + count, (*shape[:-1], heads))
-            reduced.append(i)
-            row += count
-            offset += count * width
+            width = features // heads
+            count = size // width
+            first = len(stats_tasks)
+            stats_tasks += [(slots[j], r * width, width) for r in range(count)]
+            views.append(("stats", first, first + count, (*shape[:-1], heads)))
+        else:
+            views.append(("raw", size, shape))
+            copy_tasks.append((slots[j], size))
     rows_per_block = THREADS // WARP
-    padded = max(rows_per_block, -(-row // rows_per_block) * rows_per_block)
-    descriptors.append(np.zeros((padded - row, 2), np.int64))  # width 0: the padding rows write nothing
-    raw_offset = padded * 4
-    for i, (shape, (_, _, kind)) in enumerate(zip(shapes, layout)):
-        if not kind:
-            size = int(np.prod(shape))
-            views[i] = ("raw", raw_offset, raw_offset + size, shape)
-            raw.append(i)
-            raw_offset += size
-    if offset >= 2**31:
-        raise ValueError(f"a stats trace of {offset} numbers is too large for the CUDA kernel's int32 offsets")
-    rows = mx.array(np.concatenate(descriptors).astype(np.int32))
-    plan = _Plan(reduced, raw, rows, views, padded)
+    table = [(input_, offset, width, 4 * r, 1) for r, (input_, offset, width) in enumerate(stats_tasks)]
+    at = 4 * len(stats_tasks)
+    for j, view in enumerate(views):
+        if view[0] == "raw":
+            _, size, shape = view
+            views[j] = ("raw", at, at + size, shape)
+            input_ = slots[j]
+            table += [(input_, o, min(COPY_CHUNK, size - o), at + o, 0) for o in range(0, size, COPY_CHUNK)]
+            at += size
+    row_blocks = -(-len(table) // rows_per_block)
+    table += [(0, 0, 0, 0, 0)] * (row_blocks * rows_per_block - len(table))  # width 0: padding
+    jobs, norms, slot = [], [], len(layout)
+    entries, qk = 1, 1
+    for memory in memories:
+        B, S, _ = shapes[slots[slot]]
+        NH = memory.num_heads
+        DQK, DV = shapes[slots[slot]][-1] // NH, shapes[slots[slot + 1]][-1] // NH
+        k, v, i, f = slots[slot:slot + 4]
+        state = (-1, -1, -1) if memory.state is None else tuple(slots[slot + 4:slot + 7])
+        slot += 4 if memory.state is None else 7
+        jobs += [(k, v, i, f, *state, B, b, h, S, NH, DQK, DV, at, 0) for b in range(B) for h in range(NH)]
+        norms.append((at, (3, B, S, NH)))
+        at += 3 * B * S * NH
+        entries, qk = max(entries, DQK * DV), max(qk, DQK)
+    if at >= 2**31:
+        raise ValueError(f"a stats trace of {at} numbers is too large for the CUDA kernel's int32 offsets")
+    header = np.zeros(HEADER, np.int32)
+    header[0] = row_blocks
+    memory_table = np.concatenate([header, np.asarray(jobs, np.int32).reshape(-1)])
+    plan = _Plan(mx.array(np.asarray(table, np.int32).reshape(-1, 5)) if table else mx.zeros((1, 5), mx.int32),
+                 mx.array(memory_table), row_blocks + len(jobs), len(stats_tasks), max(at, 1),
+                 [("ELEMS", -(-entries // THREADS)), ("NELEMS", -(-qk // THREADS)), ("THREADS", THREADS)],
+                 views, norms)
     if len(_PLANS) >= 64:
         _PLANS.pop(next(iter(_PLANS)))
-    _PLANS[(shapes, layout)] = plan
+    _PLANS[key] = plan
     return plan
 
 
-def pack(arrays, layout: Layout) -> tuple[mx.array, _Plan]:
-    """One float32 buffer: the stats of the kind-1 inputs ([rows, 4]) followed by the kind-0 inputs, for one copy."""
-    plan = _plan(tuple(tuple(a.shape) for a in arrays), layout)
-    parts = [arrays[i].astype(mx.float32).reshape(-1) for i in plan.reduced]
-    parts = [mx.zeros((1,), mx.float32)] if not parts else parts
-    flat = parts[0] if len(parts) == 1 else mx.concatenate(parts)
-    stats = _kernel()(inputs=[flat, plan.rows], grid=(plan.padded * WARP, 1, 1), threadgroup=(THREADS, 1, 1),
-                      output_shapes=[(plan.padded, 4)], output_dtypes=[mx.float32])[0]
-    out = [stats.reshape(-1)] + [arrays[i].astype(mx.float32).reshape(-1) for i in plan.raw]
-    return (out[0] if len(out) == 1 else mx.concatenate(out)), plan
+def prepare(arrays, layout: Layout, memories=()) -> tuple[list[mx.array], _Plan]:
+    """The kernel's inputs (each tensor once, as float32) and the plan of its tasks, cached per trace structure."""
+    slots = list(arrays)
+    for memory in memories:
+        slots += [memory.k, memory.v, memory.i, memory.f] + ([] if memory.state is None else list(memory.state))
+    inputs, index, where = [], {}, []
+    for a in slots:  # a tensor that two probes see (blocks.1.in is blocks.0.out) is one input
+        j = index.get(id(a))
+        if j is None:
+            j = index[id(a)] = len(inputs)
+            inputs.append(a if a.dtype == mx.float32 else a.astype(mx.float32))
+        where.append(j)
+    shapes = [tuple(a.shape) for a in inputs]
+    key = (tuple(shapes), tuple(where), layout, tuple((m.num_heads, m.state is None) for m in memories))
+    return inputs, _PLANS.get(key) or _plan(key, shapes, where, layout, list(memories))
 
 
-def unpack(host: np.ndarray, plan: _Plan) -> list[dict[str, np.ndarray]]:
-    """The host copy of `pack`'s buffer as `stats.kernel_stats` returns it (views, no copies)."""
-    stats = host[: plan.padded * 4].reshape(plan.padded, 4)
+def pack(arrays, layout: Layout, memories=()) -> tuple[mx.array, _Plan]:
+    """One float32 buffer: per layout entry its stats ([rows, 4]) or its raw numbers, then per memory [3, B, S, NH]
+    (C_norm, n_norm, m), computed by one launch that reads every array where it lies."""
+    inputs, plan = prepare(arrays, layout, memories)
+    out = _kernel(len(inputs))(
+        inputs=inputs + [plan.tasks, plan.memory], template=plan.template, grid=(plan.blocks * THREADS, 1, 1),
+        threadgroup=(THREADS, 1, 1), output_shapes=[(plan.size,)], output_dtypes=[mx.float32])[0]
+    return out, plan
+
+
+def unpack(host: np.ndarray, plan: _Plan) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """The host copy of `pack`'s buffer: per layout entry its stats as `stats.kernel_stats` returns them, and per
+    memory its norms as `stats.memory_stats` does (views, no copies)."""
     columns = []
-    for kind, start, stop, shape in plan.views:
-        if kind == "stats":
+    stats = host[: 4 * plan.stats_rows].reshape(-1, 4)
+    for view in plan.views:
+        if view[0] == "stats":
+            _, start, stop, shape = view
             columns.append(dict(zip(BASE_STATS, stats[start:stop].T.reshape(4, *shape))))
         else:
+            _, start, stop, shape = view
             columns.append({"raw": host[start:stop].reshape(shape)})
-    return columns
+    norms = []
+    for start, shape in plan.norms:
+        C_norm, n_norm, m = host[start:start + int(np.prod(shape))].reshape(shape)
+        norms.append({"C_norm": C_norm, "n_norm": n_norm, "m": m})
+    return columns, norms
 
 
-def fused_stats(arrays, layout: Layout) -> list[dict[str, np.ndarray]]:
-    """`pack`, evaluate, `unpack`: the same stats as `stats.numpy_stats`, for tests and one-off use."""
-    packed, plan = pack(arrays, layout)
+def fused_stats(arrays, layout: Layout, memories=()):
+    """`pack`, evaluate, `unpack`: the stats of `stats.numpy_stats` (and with memories, the norms of
+    `stats.memory_stats`), for tests and one-off use."""
+    packed, plan = pack(arrays, layout, memories)
     mx.eval(packed)
-    return unpack(np.array(packed), plan)
+    columns, norms = unpack(np.array(packed), plan)
+    return (columns, norms) if memories else columns

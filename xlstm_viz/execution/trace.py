@@ -25,6 +25,7 @@ from xlstm_viz.execution.stats import (
 
 TRACE_MODES = ("stats", "full")
 STATS_BACKENDS = (None, "kernel", "numpy", "mlx", "fused")
+MEMORY_PATHS = (None, "host", "device", "trace")
 # On a GPU a block's memory norms come from the host recurrence when it costs at most this many multiply-adds
 # (B * S * NH * DQK * DV). Measured on an H100: the cell's MLX memory trace cost about 0.4 ms of launches per block
 # of the demo (benchmarks/trace_phases.py: 0.85 ms for two blocks at 64 tokens), whatever S; the host recurrence
@@ -126,24 +127,39 @@ class Recorder:
 
     stepping = False
 
-    def __init__(self, model, probes, mode: str, stats_on: str | None = None, tokens_shape=None):
+    def __init__(self, model, probes, mode: str, stats_on: str | None = None, tokens_shape=None,
+                 memory_on: str | None = None):
         # stats_on: "kernel" (numba, CPU device), "numpy" (reference), "mlx" (compiled MLX table, any device) or
         # "fused" (one CUDA launch); None picks by device: kernel on the CPU, fused on CUDA, mlx elsewhere (Metal).
+        # memory_on (where the memory norms come from): "host" (the numba recurrence), "device" (the fused launch),
+        # "trace" (the cell's MLX trace); None picks the cheapest for the backend, the model and tokens_shape.
         if stats_on not in STATS_BACKENDS:
             raise ValueError(f"stats_on must be one of {STATS_BACKENDS}, got {stats_on!r}")
         if mode not in TRACE_MODES:
             raise ValueError(f"trace mode must be one of {TRACE_MODES}, got {mode!r}")
+        if memory_on not in MEMORY_PATHS:
+            raise ValueError(f"memory_on must be one of {MEMORY_PATHS}, got {memory_on!r}")
         if stats_on == "fused" and not stats_gpu.available():
             raise ValueError(f"stats_on='fused' needs MLX's CUDA backend; the default device is {mx.default_device()}")
         if stats_on is None:
             stats_on = "kernel" if mx.default_device() == mx.cpu else "fused" if stats_gpu.available() else "mlx"
         self.stats_on = stats_on
         config = model.config
-        macs = None if tokens_shape is None else (
-            tokens_shape[0] * tokens_shape[1] * config.num_heads * config.qk_head_dim * config.v_head_dim)
-        self._host_memory = kernels_available() and (
-            self.stats_on == "kernel"
-            or (self.stats_on in ("mlx", "fused") and macs is not None and macs <= HOST_MEMORY_MAX_MACS))
+        fits = stats_gpu.memory_fits(config.qk_head_dim, config.v_head_dim)
+        if memory_on is None:
+            macs = None if tokens_shape is None else (
+                tokens_shape[0] * tokens_shape[1] * config.num_heads * config.qk_head_dim * config.v_head_dim)
+            host = kernels_available() and (
+                stats_on == "kernel" or (stats_on == "mlx" and macs is not None and macs <= HOST_MEMORY_MAX_MACS))
+            memory_on = "device" if stats_on == "fused" and fits else "host" if host else "trace"
+        elif memory_on == "device" and (stats_on != "fused" or not fits):
+            raise ValueError(
+                "memory_on='device' needs stats_on='fused' and a head state of at most "
+                f"{stats_gpu.THREADS * stats_gpu.MAX_ENTRIES_PER_THREAD} entries; got stats_on={stats_on!r} and "
+                f"DQK x DV = {config.qk_head_dim} x {config.v_head_dim}")
+        elif memory_on == "host" and not kernels_available():
+            raise ValueError("memory_on='host' needs the numba kernels, which could not be imported")
+        self.memory_on = memory_on
         self.names = select_probes(model, probes)
         self.selected = set(self.names)
         self.full_mode = mode == "full"
@@ -153,12 +169,12 @@ class Recorder:
         self._memory_blocks = {
             int(n.split(".")[1]) for n in self.names if self._local.get(n) in ("mlstm.memory", "mlstm.igate")
         }
-        # block -> per span: k, v, i, f and the entering state (host), or C_norm, n_norm, m [B, S, NH] (MLX trace)
+        # block -> per span: k, v, i, f and the entering state (host, device), or C_norm, n_norm, m [B, S, NH] (trace)
         self._memory: dict[int, dict[str, list]] = {}
         self._fgates = [n for n in self.names if self._local.get(n) == "mlstm.fgate"]
 
     def wants_memory_trace(self, block: int) -> bool:
-        return block in self._memory_blocks and not self._host_memory
+        return block in self._memory_blocks and self.memory_on == "trace"
 
     def on_cell(self, event) -> None:
         name = event.name
@@ -168,7 +184,7 @@ class Recorder:
             self._outputs.setdefault(name, []).append(event.output)
 
     def _record_memory(self, event) -> None:
-        if self._host_memory:
+        if self.memory_on != "trace":
             state = None if event.extras.get("zero_state_in") else list(event.extras["state_in"].arrays())
             record = self._memory.setdefault(event.block, {"state": state})
             for key, cell in (("k", "mlstm.k"), ("v", "mlstm.v"), ("i", "mlstm.igate"), ("f", "mlstm.fgate")):
@@ -208,13 +224,18 @@ class Recorder:
             names.append((probe, None, index[key]))
             if local in GATE_CELLS:
                 names.append((probe, "value", add(out, width, heads, 0)))
-        # Memory norms: the MLX trace's norms ride in the table; for the host recurrence, on a GPU k, v, i, f ride in
-        # the table (one copy to the host with the stats), on the CPU device they are read in place.
+        # Memory norms: the MLX trace's norms ride in the table; the fused launch runs the recurrences itself; for
+        # the host recurrence, on a GPU k, v, i, f ride in the table (one copy to the host with the stats), on the
+        # CPU device they are read in place.
         in_table: dict[int, dict[str, int]] = {}  # block -> key -> table input
         host_memory: dict[int, tuple] = {}  # block -> (k, v, i, f as MLX arrays, or None: in the table; state or None)
+        on_device: list[tuple[int, stats_gpu.Memory]] = []
         for j, record in self._memory.items():
-            if not self._host_memory:
+            if self.memory_on == "trace":
                 in_table[j] = {k: add(cat(v), v[0].shape[-1], 1, 0) for k, v in record.items()}
+            elif self.memory_on == "device":
+                on_device.append((j, stats_gpu.Memory(*(cat(record[k]) for k in "kvif"), record["state"],
+                                                      self.num_heads)))
             elif self.stats_on in ("mlx", "fused"):
                 in_table[j] = {k: add(cat(record[k]), record[k][0].shape[-1], 1, 0) for k in "kvif"}
                 host_memory[j] = (None, record["state"])
@@ -224,15 +245,17 @@ class Recorder:
         logits_input = None
         if logits is not None and self.stats_on in ("mlx", "fused"):
             logits_input = add(logits, logits.shape[-1], 1, 0)
-        if not arrays:
+        if not arrays and not on_device:
             self.host_logits = None if logits is None else np.array(logits)
             return {}, {}
         layout = tuple(layout)
         states = [a for _, state in host_memory.values() for a in state or ()]
+        device_norms = {}
         if self.stats_on == "fused":
-            packed, plan = stats_gpu.pack(arrays, layout)
+            packed, plan = stats_gpu.pack(arrays, layout, [memory for _, memory in on_device])
             mx.eval(packed, full, states)
-            columns = stats_gpu.unpack(np.array(packed), plan)
+            columns, norms = stats_gpu.unpack(np.array(packed), plan)
+            device_norms = {j: values for (j, _), values in zip(on_device, norms)}
         elif self.stats_on == "mlx":
             table = stats_table(layout)(*arrays)
             mx.eval(table, full, states)
@@ -253,6 +276,7 @@ class Recorder:
         for j, (kvif, state) in host_memory.items():
             kvif = [norms[j][k] for k in "kvif"] if kvif is None else [np.array(a, copy=False) for a in kvif]
             norms[j] = self._host_norms(kvif, state)
+        norms.update(device_norms)
         self._gate_and_memory_stats(stats, norms)
         if logits is not None:
             self.host_logits = columns[logits_input]["raw"] if logits_input is not None else np.array(logits)
