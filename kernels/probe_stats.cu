@@ -4,7 +4,8 @@
 // and entering states, the logits), read where they lie: no packing copy. `tasks` (int32 [T, 5]: input, offset,
 // width, destination, kind) lists the warp tasks; `memory` (int32: a 16-int header whose first entry is the number
 // of row blocks, then 16 ints per memory job, see below) the block tasks. Output: out (float32), one buffer for one
-// copy to the host. Template constants: THREADS (block size), ELEMS and NELEMS (entries of C and n per thread).
+// copy to the host. Template constants: THREADS (block size); for memory jobs DV (the value head width), ROWS (rows
+// of C per block), ELEMS (entries of C per thread) and CHUNK (tokens staged in shared memory at a time).
 //
 // Row blocks run one warp task per warp:
 //   kind 1, stats: the mean, std, absmax and l2 of one head row, to out[dest .. dest + 3]. std is centred (a second
@@ -12,17 +13,19 @@
 //     and every NaN lies above inf, so NaN propagates as in numpy. The reference is stats.numpy_stats.
 //   kind 0, copy: `width` numbers taken as they are (gate values, logits) to out[dest ...].
 //   width 0: padding, nothing written.
-// Each later block runs the mLSTM memory recurrence of one (batch, head) (mlstm_cell.recurrent_step; the reference
-// is stats_kernel.memory_stats) and writes ||C_t||_F, ||n_t|| and m_t per token to out[dest ...] as [3, B, S, NH].
-// A memory job: k, v, i, f, C0, n0, m0 (input numbers; C0 = -1: the zero state), B, b, h, S, NH, DQK, DV, dest.
-// The state lives in registers: entry e = tid + r * THREADS of C (row p = e / DV, column q = e % DV), row
-// tid + r * THREADS of n. Tokens go in chunks of CHUNK: the gates of a chunk are computed in parallel, the
-// stabiliser m (a scalar scan) by one thread, then each token updates the state and leaves one partial sum of
-// squares per warp in shared memory; the per-token totals are summed after the chunk, so no barrier per token.
-// The gate arithmetic is double, as on the host.
+// Each later block runs the mLSTM memory recurrence (mlstm_cell.recurrent_step; the reference is
+// stats_kernel.memory_stats) for ROWS rows of C and n of one (batch, head): rows are independent given the gates, so
+// a head is split over G blocks, and each writes its rows' sums of squares per token; the host adds the G parts and
+// takes the square roots. Block g = 0 also writes m_t. Output of a memory: [G, B, S, NH] sums for C, the same for n,
+// then m [B, S, NH].
+// A memory job: k, v, i, f, C0, n0, m0 (input numbers; C0 = -1: the zero state), B, b, h, S, NH, DQK, g, G, dest.
+// Per chunk of tokens: the gates are computed in parallel and the chunk's k rows and v staged in shared memory
+// (coalesced loads); one thread runs the stabiliser m (a scalar scan); then each token updates the state, which
+// lives in registers (entry e = tid + r * THREADS: row e / DV, column e % DV), and leaves one partial sum per warp
+// in shared memory; the per-token totals are summed after the chunk, so no barrier per token. The gate arithmetic
+// is double, as on the host.
 // SELECT_INPUTS is replaced by one `case j: return inj;` per input (the number of inputs varies per trace).
 
-constexpr int CHUNK = 64;
 constexpr int WARPS = THREADS / 32;
 auto input_at = [=](int index) -> const float* {
   switch (index) {
@@ -82,40 +85,32 @@ if ((int)blockIdx.x < row_blocks) {
   return;
 }
 
-// -- one (batch, head) of one memory cell --
+// -- ROWS rows of C and n of one (batch, head) of one memory cell --
 const int* job = memory + 16 + 16 * (blockIdx.x - row_blocks);
 const float* k = input_at(job[0]);
 const float* v = input_at(job[1]);
 const float* ig = input_at(job[2]);
 const float* fg = input_at(job[3]);
-const int B = job[7], b = job[8], h = job[9], S = job[10], NH = job[11], DQK = job[12], DV = job[13];
-float* dst = out + job[14];
+const int B = job[7], b = job[8], h = job[9], S = job[10], NH = job[11], DQK = job[12], g = job[13], G = job[14];
+float* dst = out + job[15];
 const int tid = threadIdx.x;
-// C entries walk by THREADS: a step of dp rows and dq columns, with a carry
-const int p_first = tid / DV, q_first = tid % DV, dp = THREADS / DV, dq = THREADS % DV;
+const int first_row = g * ROWS;
+const int rows = DQK - first_row < ROWS ? DQK - first_row : ROWS;
 float C[ELEMS];
-float n[NELEMS];
+float n = 0.0f;  // thread tid < rows: row first_row + tid
 double m = 0.0;  // thread 0's running stabiliser
 {
-  const float* C0 = job[4] < 0 ? nullptr : input_at(job[4]) + (size_t)(b * NH + h) * DQK * DV;
-  const float* n0 = job[4] < 0 ? nullptr : input_at(job[5]) + (size_t)(b * NH + h) * DQK;
-  int p = p_first, q = q_first;
+  const bool given = job[4] >= 0;
+  const float* C0 = given ? input_at(job[4]) + ((size_t)(b * NH + h) * DQK + first_row) * DV : nullptr;
 #pragma unroll
   for (int r = 0; r < ELEMS; ++r) {
-    C[r] = (C0 != nullptr && p < DQK) ? C0[p * DV + q] : 0.0f;
-    q += dq;
-    p += dp;
-    if (q >= DV) {
-      q -= DV;
-      ++p;
-    }
+    const int e = tid + r * THREADS;
+    C[r] = (given && e < rows * DV) ? C0[e] : 0.0f;
   }
-#pragma unroll
-  for (int r = 0; r < NELEMS; ++r) {
-    int row = tid + r * THREADS;
-    n[r] = (n0 != nullptr && row < DQK) ? n0[row] : 0.0f;
+  if (given && tid < rows) {
+    n = input_at(job[5])[(size_t)(b * NH + h) * DQK + first_row + tid];
   }
-  if (C0 != nullptr) {
+  if (given) {
     m = (double)input_at(job[6])[b * NH + h];
   }
 }
@@ -124,6 +119,8 @@ __shared__ double i_s[CHUNK];
 __shared__ double m_s[CHUNK + 1];  // m before the chunk, then after each of its tokens
 __shared__ float fa_s[CHUNK];
 __shared__ float ia_s[CHUNK];
+__shared__ float k_s[CHUNK][ROWS];
+__shared__ float v_s[CHUNK][DV];
 __shared__ float partial[CHUNK][2][WARPS];  // [token][C, n][warp]
 for (int t0 = 0; t0 < S; t0 += CHUNK) {
   const int len = S - t0 < CHUNK ? S - t0 : CHUNK;
@@ -132,6 +129,15 @@ for (int t0 = 0; t0 < S; t0 += CHUNK) {
     const double ft = (double)fg[at];
     logf_s[tid] = fmin(ft, 0.0) - log1p(exp(-fabs(ft)));  // log sigmoid(f), stable
     i_s[tid] = (double)ig[at];
+  }
+  for (int e = tid; e < len * DV; e += THREADS) {
+    const int j = e / DV;
+    v_s[j][e % DV] = v[(((size_t)b * S + t0 + j) * NH + h) * DV + e % DV];
+  }
+  for (int e = tid; e < len * ROWS; e += THREADS) {
+    const int j = e / ROWS;
+    const int p = e % ROWS;
+    k_s[j][p] = p < rows ? k[(((size_t)b * S + t0 + j) * NH + h) * DQK + first_row + p] : 0.0f;
   }
   __syncthreads();
   if (tid == 0) {
@@ -154,35 +160,22 @@ for (int t0 = 0; t0 < S; t0 += CHUNK) {
   }
   __syncthreads();
   for (int j = 0; j < len; ++j) {
-    const size_t token = ((size_t)b * S + t0 + j) * NH + h;
     const float fa = fa_s[j];
     const float ia = ia_s[j];
-    const float* kt = k + token * DQK;
-    const float* vt = v + token * DV;
     float c_sq = 0.0f;
-    int p = p_first, q = q_first;
 #pragma unroll
     for (int r = 0; r < ELEMS; ++r) {
-      if (p < DQK) {
-        const float c = fa * C[r] + (ia * kt[p]) * vt[q];
+      const int e = tid + r * THREADS;
+      if (e < rows * DV) {
+        const float c = fa * C[r] + (ia * k_s[j][e / DV]) * v_s[j][e % DV];
         C[r] = c;
         c_sq += c * c;
       }
-      q += dq;
-      p += dp;
-      if (q >= DV) {
-        q -= DV;
-        ++p;
-      }
     }
     float n_sq = 0.0f;
-#pragma unroll
-    for (int r = 0; r < NELEMS; ++r) {
-      const int row = tid + r * THREADS;
-      if (row < DQK) {
-        n[r] = fa * n[r] + ia * kt[row];
-        n_sq += n[r] * n[r];
-      }
+    if (tid < rows) {
+      n = fa * n + ia * k_s[j][tid];
+      n_sq = n * n;
     }
     for (int step = 16; step > 0; step >>= 1) {
       c_sq += __shfl_down_sync(0xffffffffu, c_sq, step);
@@ -203,9 +196,11 @@ for (int t0 = 0; t0 < S; t0 += CHUNK) {
     }
     const size_t at = ((size_t)b * S + t0 + tid) * NH + h;
     const size_t plane = (size_t)B * S * NH;
-    dst[at] = sqrtf(c_total);
-    dst[plane + at] = sqrtf(n_total);
-    dst[2 * plane + at] = (float)m_s[tid + 1];
+    dst[g * plane + at] = c_total;
+    dst[(G + g) * plane + at] = n_total;
+    if (g == 0) {
+      dst[2 * G * plane + at] = (float)m_s[tid + 1];
+    }
   }
   __syncthreads();  // the next chunk rewrites the shared arrays
 }

@@ -208,10 +208,24 @@ def _memories(specs):
     return host, device
 
 
-def _emulate(inputs, plan):
-    """What probe_stats.cu computes, task by task from the plan, in numpy (the host recurrence for memory jobs)."""
-    from xlstm_viz.execution.stats import memory_stats
+def _rows_recurrence(k, v, i, f, C0, n0, m0):
+    """One head's recurrence in float64 numpy for some rows of C and n: per token the rows' sums of squares and m.
+    k [S, rows], v [S, DV], i and f [S], C0 [rows, DV], n0 [rows], m0 a scalar."""
+    C, n, m = C0.astype(np.float64), n0.astype(np.float64), float(m0)
+    C_sq, n_sq, ms = [], [], []
+    with np.errstate(invalid="ignore"):
+        for t in range(len(i)):
+            logf = min(f[t], 0.0) - np.log1p(np.exp(-abs(f[t])))
+            m_new = max(logf + m, i[t]) if not np.isnan([logf, m, i[t]]).any() else np.nan
+            C = np.exp(logf + m - m_new) * C + np.exp(i[t] - m_new) * np.outer(k[t], v[t])
+            n = np.exp(logf + m - m_new) * n + np.exp(i[t] - m_new) * k[t]
+            m = m_new
+            C_sq.append(np.square(C).sum()), n_sq.append(np.square(n).sum()), ms.append(m)
+    return np.array(C_sq), np.array(n_sq), np.array(ms)
 
+
+def _emulate(inputs, plan):
+    """What probe_stats.cu computes, task by task from the plan, in numpy."""
     flat = [np.array(a).reshape(-1) for a in inputs]
     out = np.full(plan.size, np.nan, np.float32)
     tasks, memory = np.array(plan.tasks), np.array(plan.memory)
@@ -224,31 +238,41 @@ def _emulate(inputs, plan):
             out[dest:dest + width] = x
     jobs = memory[stats_gpu.HEADER:].reshape(-1, stats_gpu.MEMORY_ROW)
     assert plan.blocks == memory[0] + len(jobs)
-    for k, v, i, f, C0, n0, m0, B, b, h, S, NH, DQK, DV, dest, _ in jobs:
-        arrays = [flat[k].reshape(B, S, -1), flat[v].reshape(B, S, -1), flat[i].reshape(B, S, NH),
-                  flat[f].reshape(B, S, NH)]
-        state = (np.zeros((B, NH, DQK, DV), np.float32), np.zeros((B, NH, DQK), np.float32),
-                 np.zeros((B, NH, 1), np.float32)) if C0 < 0 else (
-            flat[C0].reshape(B, NH, DQK, DV), flat[n0].reshape(B, NH, DQK), flat[m0].reshape(B, NH, 1))
-        norms = memory_stats(*arrays, *state, num_heads=NH)
-        for c, stat in enumerate(("C_norm", "n_norm", "m")):
-            plane = out[dest + c * B * S * NH: dest + (c + 1) * B * S * NH].reshape(B, S, NH)
-            plane[b, :, h] = norms[stat][b, :, h]
+    template = dict(plan.template)
+    DV, ROWS = template["DV"], template["ROWS"]
+    for k, v, i, f, C0, n0, m0, B, b, h, S, NH, DQK, g, G, dest in jobs:
+        rows = slice(g * ROWS, min(DQK, (g + 1) * ROWS))
+        kk = flat[k].reshape(B, S, NH, DQK)[b, :, h, rows]
+        vv = flat[v].reshape(B, S, NH, DV)[b, :, h]
+        ii, ff = flat[i].reshape(B, S, NH)[b, :, h], flat[f].reshape(B, S, NH)[b, :, h]
+        if C0 < 0:
+            state = np.zeros((kk.shape[1], DV)), np.zeros(kk.shape[1]), 0.0
+        else:
+            state = (flat[C0].reshape(B, NH, DQK, DV)[b, h, rows], flat[n0].reshape(B, NH, DQK)[b, h, rows],
+                     flat[m0].reshape(B, NH)[b, h])
+        plane = B * S * NH
+        for c, values in enumerate(_rows_recurrence(kk, vv, ii, ff, *state)):
+            if c == 2 and g:
+                continue  # m: block 0 of the head
+            start = dest + (c * G + g) * plane if c < 2 else dest + 2 * G * plane
+            out[start:start + plane].reshape(B, S, NH)[b, :, h] = values
     return out
 
 
 MEMORY_SPECS = [
-    (2, 70, 2, 16, 32, False),  # two chunks of tokens, the zero state
-    (1, 5, 3, 24, 40, True),  # DV divides no block size: rows wrap mid-thread; a given state
-    (1, 130, 1, 128, 256, True),  # the largest head that fits in registers (128 entries per thread)
+    (2, 70, 2, 16, 32, False),  # two chunks of tokens, the zero state, one block per head (the demo's head size)
+    (1, 5, 3, 24, 40, True),  # DV divides no block size; a given state
+    (1, 20, 1, 128, 256, True),  # D=1024 with 4 heads: 16 blocks of 8 rows per head
+    (1, 3, 2, 256, 512, True),  # xLSTM-7B's head: 64 blocks of 4 rows, 21 tokens per chunk
 ]
 
 
-def test_fused_plan_covers_every_row_copy_and_memory_head(arrays_and_layout):
+@pytest.mark.parametrize("spec", MEMORY_SPECS, ids=lambda s: "x".join(map(str, s[:5])))
+def test_fused_plan_covers_every_row_copy_and_memory_head(arrays_and_layout, spec):
     # CI has no CUDA: the plan the kernel follows is checked by running its tasks in numpy. Every number of the
     # output is written (none stays NaN), each view reads back the reference, shared tensors are one input.
     arrays, layout = arrays_and_layout
-    host, memories = _memories(MEMORY_SPECS)
+    host, memories = _memories([spec, spec])
     device = [mx.array(a) for a in arrays]
     device[3] = device[2]  # a raw column that is also a probe: one input, read twice
     arrays[3] = arrays[2]
@@ -261,14 +285,24 @@ def test_fused_plan_covers_every_row_copy_and_memory_head(arrays_and_layout):
     for got, (k, v, i, f, given, NH) in zip(norms, host):
         want = _host_norms(k, v, i, f, given, NH)
         for stat in ("C_norm", "n_norm", "m"):
-            np.testing.assert_allclose(got[stat], want[stat], rtol=1e-6, err_msg=stat)
+            np.testing.assert_allclose(got[stat], want[stat], rtol=1e-5, err_msg=stat)
     assert stats_gpu.prepare(device, layout, memories)[1] is plan  # cached per structure
 
 
+def test_fused_plan_refuses_memories_of_different_head_sizes():
+    _, memories = _memories(MEMORY_SPECS[:2])
+    with pytest.raises(ValueError, match=r"must share their head size: DQK x DV \(16, 32\) and \(24, 40\)"):
+        stats_gpu.prepare([], (), memories)
+    _, (wide,) = _memories([(1, 2, 1, 2, 4096, False)])
+    with pytest.raises(ValueError, match="DQK x DV = 2 x 4096 does not fit the CUDA kernel"):
+        stats_gpu.prepare([], (), [wide])
+
+
 @needs_cuda
-def test_fused_kernel_runs_the_memory_recurrences_like_the_host(arrays_and_layout):
+@pytest.mark.parametrize("spec", MEMORY_SPECS, ids=lambda s: "x".join(map(str, s[:5])))
+def test_fused_kernel_runs_the_memory_recurrences_like_the_host(arrays_and_layout, spec):
     arrays, layout = arrays_and_layout
-    host, memories = _memories(MEMORY_SPECS)
+    host, memories = _memories([spec, spec])
     device = [mx.array(a) for a in arrays]
     device[1] = device[1].astype(mx.bfloat16)  # a bf16 probe reaches the kernel as float32
     arrays[1] = np.array(device[1].astype(mx.float32))
@@ -278,8 +312,12 @@ def test_fused_kernel_runs_the_memory_recurrences_like_the_host(arrays_and_layou
         want = _host_norms(k, v, i, f, given, NH)
         for stat in ("C_norm", "n_norm", "m"):
             np.testing.assert_allclose(got[stat], want[stat], rtol=1e-4, atol=1e-5, err_msg=stat)
+
+
+@needs_cuda
+def test_fused_kernel_propagates_a_nan_gate_like_the_host():
     # a NaN forget gate poisons m (and the state) from its token on, as in the model's recurrence
-    k, v, i, f, given, NH = host[0]
+    ((k, v, i, f, given, NH),), _ = _memories(MEMORY_SPECS[:1])
     f = f.copy()
     f[1, 40, 0] = np.nan
     bad = stats_gpu.Memory(mx.array(k), mx.array(v), mx.array(i), mx.array(f), None, NH)

@@ -24,10 +24,11 @@ from xlstm_viz.execution.stats import BASE_STATS, Layout
 WARP = 32
 THREADS = 256  # threads per block: 8 warp tasks, or one memory head
 COPY_CHUNK = 1024  # numbers per copy task
-# A memory head keeps C in registers: at most this many entries per thread (255 registers each, so a block of 256
-# threads always launches). DQK * DV = 32768 (D=1024, 4 heads) fits; xLSTM-7B's 131072 does not, and keeps the
-# cell's MLX trace.
-MAX_ENTRIES_PER_THREAD = 128
+# A memory head is split over blocks of ROWS rows of C each, so that a thread keeps at most MAX_ENTRIES_PER_THREAD
+# entries of C in registers (no spills: measured on an H100, 128 spilled entries per thread made the D=1024 trace
+# 3x slower than the cell's MLX trace). A value head wider than THREADS * MAX_ENTRIES_PER_THREAD does not fit.
+MAX_ENTRIES_PER_THREAD = 8
+SHARED_BYTES = 48_000  # static shared memory of one block
 MEMORY_ROW = 16  # ints per memory job
 HEADER = 16  # ints before the memory jobs: [row blocks, 0, ...]
 
@@ -40,8 +41,16 @@ def available() -> bool:
 
 
 def memory_fits(qk_head_dim: int, v_head_dim: int) -> bool:
-    """Whether one thread block can hold a head's C (DQK x DV) in registers."""
-    return qk_head_dim * v_head_dim <= THREADS * MAX_ENTRIES_PER_THREAD
+    """Whether the kernel runs this head size: one row of C (DV entries) must fit in a block's registers."""
+    return qk_head_dim >= 1 and 1 <= v_head_dim <= THREADS * MAX_ENTRIES_PER_THREAD
+
+
+def memory_blocks(qk_head_dim: int, v_head_dim: int) -> dict[str, int]:
+    """How a head is split: ROWS rows of C per block, G blocks per head, ELEMS entries per thread, and CHUNK tokens
+    staged in shared memory at a time (their k rows and v, 4 * (ROWS + DV) bytes, plus 96 bytes of gates and sums)."""
+    rows = max(1, min(qk_head_dim, THREADS, THREADS * MAX_ENTRIES_PER_THREAD // v_head_dim))
+    chunk = min(64, (SHARED_BYTES - 64) // (96 + 4 * (rows + v_head_dim)))
+    return {"ROWS": rows, "G": -(-qk_head_dim // rows), "ELEMS": -(-rows * v_head_dim // THREADS), "CHUNK": chunk}
 
 
 def _source(name: str) -> str:
@@ -98,9 +107,9 @@ class _Plan(NamedTuple):
     blocks: int  # row blocks + memory jobs
     stats_rows: int
     size: int  # numbers in the output
-    template: list  # ELEMS, NELEMS
+    template: list  # THREADS, DV, ROWS, ELEMS, CHUNK
     views: list  # per layout entry: ("stats", first, stop, shape) or ("raw", start, stop, shape)
-    norms: list  # per memory: (start, [3, B, S, NH])
+    norms: list  # per memory: (start, G, (B, S, NH))
 
 
 _PLANS: dict[tuple, _Plan] = {}
@@ -136,19 +145,26 @@ def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list)
             at += size
     row_blocks = -(-len(table) // rows_per_block)
     table += [(0, 0, 0, 0, 0)] * (row_blocks * rows_per_block - len(table))  # width 0: padding
-    jobs, norms, slot = [], [], len(layout)
-    entries, qk = 1, 1
+    jobs, norms, slot, dims = [], [], len(layout), None
     for memory in memories:
         B, S, _ = shapes[slots[slot]]
         NH = memory.num_heads
         DQK, DV = shapes[slots[slot]][-1] // NH, shapes[slots[slot + 1]][-1] // NH
+        if dims not in (None, (DQK, DV)):
+            raise ValueError(f"memories of one trace must share their head size: DQK x DV {dims} and {(DQK, DV)}")
+        if not memory_fits(DQK, DV):
+            raise ValueError(f"a memory head of DQK x DV = {DQK} x {DV} does not fit the CUDA kernel "
+                             f"(DV at most {THREADS * MAX_ENTRIES_PER_THREAD})")
+        dims = (DQK, DV)
+        split = memory_blocks(DQK, DV)
+        G = split["G"]
         k, v, i, f = slots[slot:slot + 4]
         state = (-1, -1, -1) if memory.state is None else tuple(slots[slot + 4:slot + 7])
         slot += 4 if memory.state is None else 7
-        jobs += [(k, v, i, f, *state, B, b, h, S, NH, DQK, DV, at, 0) for b in range(B) for h in range(NH)]
-        norms.append((at, (3, B, S, NH)))
-        at += 3 * B * S * NH
-        entries, qk = max(entries, DQK * DV), max(qk, DQK)
+        jobs += [(k, v, i, f, *state, B, b, h, S, NH, DQK, g, G, at)
+                 for b in range(B) for h in range(NH) for g in range(G)]
+        norms.append((at, G, (B, S, NH)))
+        at += (2 * G + 1) * B * S * NH
     if at >= 2**31:
         raise ValueError(f"a stats trace of {at} numbers is too large for the CUDA kernel's int32 offsets")
     header = np.zeros(HEADER, np.int32)
@@ -156,7 +172,8 @@ def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list)
     memory_table = np.concatenate([header, np.asarray(jobs, np.int32).reshape(-1)])
     plan = _Plan(mx.array(np.asarray(table, np.int32).reshape(-1, 5)) if table else mx.zeros((1, 5), mx.int32),
                  mx.array(memory_table), row_blocks + len(jobs), len(stats_tasks), max(at, 1),
-                 [("ELEMS", -(-entries // THREADS)), ("NELEMS", -(-qk // THREADS)), ("THREADS", THREADS)],
+                 [("THREADS", THREADS), ("DV", dims[1] if dims else 1)]
+                 + [(name, split[name] if dims else 1) for name in ("ROWS", "ELEMS", "CHUNK")],
                  views, norms)
     if len(_PLANS) >= 64:
         _PLANS.pop(next(iter(_PLANS)))
@@ -204,9 +221,12 @@ def unpack(host: np.ndarray, plan: _Plan) -> tuple[list[dict[str, np.ndarray]], 
             _, start, stop, shape = view
             columns.append({"raw": host[start:stop].reshape(shape)})
     norms = []
-    for start, shape in plan.norms:
-        C_norm, n_norm, m = host[start:start + int(np.prod(shape))].reshape(shape)
-        norms.append({"C_norm": C_norm, "n_norm": n_norm, "m": m})
+    for start, G, shape in plan.norms:
+        plane = int(np.prod(shape))
+        parts = host[start:start + (2 * G + 1) * plane]
+        C_sq, n_sq = parts[: 2 * G * plane].reshape(2, G, *shape)
+        norms.append({"C_norm": np.sqrt(C_sq[0] if G == 1 else C_sq.sum(0)),
+                      "n_norm": np.sqrt(n_sq[0] if G == 1 else n_sq.sum(0)), "m": parts[2 * G * plane:].reshape(shape)})
     return columns, norms
 
 

@@ -154,8 +154,8 @@ class Recorder:
             memory_on = "device" if stats_on == "fused" and fits else "host" if host else "trace"
         elif memory_on == "device" and (stats_on != "fused" or not fits):
             raise ValueError(
-                "memory_on='device' needs stats_on='fused' and a head state of at most "
-                f"{stats_gpu.THREADS * stats_gpu.MAX_ENTRIES_PER_THREAD} entries; got stats_on={stats_on!r} and "
+                "memory_on='device' needs stats_on='fused' and a value head of at most "
+                f"{stats_gpu.THREADS * stats_gpu.MAX_ENTRIES_PER_THREAD} features; got stats_on={stats_on!r} and "
                 f"DQK x DV = {config.qk_head_dim} x {config.v_head_dim}")
         elif memory_on == "host" and not kernels_available():
             raise ValueError("memory_on='host' needs the numba kernels, which could not be imported")
