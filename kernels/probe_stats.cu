@@ -3,17 +3,18 @@
 // Inputs: in0 ... in<N-1> (float32, row-contiguous: the probes' outputs, the gate values, the memory cells' inputs
 // and entering states, the logits), read where they lie: no packing copy. `tasks` (int32 [T, 5]: input, offset,
 // width, destination, kind) lists the warp tasks; `memory` (int32: a 16-int header whose first entry is the number
-// of row blocks, then 16 ints per memory job, see below) the block tasks. Output: out (float32), one buffer for one
+// of memory jobs M, then 16 ints per memory job, see below) the block tasks. Output: out (float32), one buffer for one
 // copy to the host. Template constants: THREADS (block size); for memory jobs DV (the value head width), ROWS (rows
 // of C per block), ELEMS (entries of C per thread) and CHUNK (tokens staged in shared memory at a time).
 //
-// Row blocks run one warp task per warp:
+// Blocks M and up (row blocks) run one warp task per warp:
 //   kind 1, stats: the mean, std, absmax and l2 of one head row, to out[dest .. dest + 3]. std is centred (a second
 //     pass over the row); absmax is the integer max of the float bits with the sign bit cleared: it orders like |x|
 //     and every NaN lies above inf, so NaN propagates as in numpy. The reference is stats.numpy_stats.
 //   kind 0, copy: `width` numbers taken as they are (gate values, logits) to out[dest ...].
 //   width 0: padding, nothing written.
-// Each later block runs the mLSTM memory recurrence (mlstm_cell.recurrent_step; the reference is
+// Blocks below M run the memory jobs first: each is a serial chain over the tokens, so it starts at once and the
+// row blocks fill the GPU around it. A job is the mLSTM memory recurrence (mlstm_cell.recurrent_step; the reference is
 // stats_kernel.memory_stats) for ROWS rows of C and n of one (batch, head): rows are independent given the gates, so
 // a head is split over G blocks, and each writes its rows' sums of squares per token; the host adds the G parts and
 // takes the square roots. Block g = 0 also writes m_t. Output of a memory: [G, B, S, NH] sums for C, the same for n,
@@ -35,10 +36,10 @@ auto input_at = [=](int index) -> const float* {
 };
 const int lane = threadIdx.x % 32;
 const int warp = threadIdx.x / 32;
-const int row_blocks = memory[0];
+const int jobs = memory[0];
 
-if ((int)blockIdx.x < row_blocks) {
-  const int* task = tasks + 5 * (blockIdx.x * WARPS + warp);
+if ((int)blockIdx.x >= jobs) {
+  const int* task = tasks + 5 * ((blockIdx.x - jobs) * WARPS + warp);
   const int width = task[2];
   if (width == 0) {
     return;
@@ -86,7 +87,7 @@ if ((int)blockIdx.x < row_blocks) {
 }
 
 // -- ROWS rows of C and n of one (batch, head) of one memory cell --
-const int* job = memory + 16 + 16 * (blockIdx.x - row_blocks);
+const int* job = memory + 16 + 16 * blockIdx.x;
 const float* k = input_at(job[0]);
 const float* v = input_at(job[1]);
 const float* ig = input_at(job[2]);

@@ -229,15 +229,15 @@ def _emulate(inputs, plan):
     flat = [np.array(a).reshape(-1) for a in inputs]
     out = np.full(plan.size, np.nan, np.float32)
     tasks, memory = np.array(plan.tasks), np.array(plan.memory)
-    assert len(tasks) == memory[0] * stats_gpu.THREADS // stats_gpu.WARP  # every warp of the row blocks has a task
+    jobs = memory[stats_gpu.HEADER:].reshape(-1, stats_gpu.MEMORY_ROW)
+    assert len(jobs) == memory[0]
+    assert len(tasks) == (plan.blocks - len(jobs)) * stats_gpu.THREADS // stats_gpu.WARP  # a task per warp
     for input_, offset, width, dest, kind in tasks:
         x = flat[input_][offset:offset + width].astype(np.float64)
         if width and kind:
             out[dest:dest + 4] = x.mean(), x.std(), np.abs(x).max(), np.sqrt(np.square(x).sum())
         elif width:
             out[dest:dest + width] = x
-    jobs = memory[stats_gpu.HEADER:].reshape(-1, stats_gpu.MEMORY_ROW)
-    assert plan.blocks == memory[0] + len(jobs)
     template = dict(plan.template)
     DV, ROWS = template["DV"], template["ROWS"]
     for k, v, i, f, C0, n0, m0, B, b, h, S, NH, DQK, g, G, dest in jobs:

@@ -30,7 +30,7 @@ COPY_CHUNK = 1024  # numbers per copy task
 MAX_ENTRIES_PER_THREAD = 8
 SHARED_BYTES = 48_000  # static shared memory of one block
 MEMORY_ROW = 16  # ints per memory job
-HEADER = 16  # ints before the memory jobs: [row blocks, 0, ...]
+HEADER = 16  # ints before the memory jobs: [memory jobs, 0, ...]
 
 
 def available() -> bool:
@@ -168,7 +168,7 @@ def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list)
     if at >= 2**31:
         raise ValueError(f"a stats trace of {at} numbers is too large for the CUDA kernel's int32 offsets")
     header = np.zeros(HEADER, np.int32)
-    header[0] = row_blocks
+    header[0] = len(jobs)
     memory_table = np.concatenate([header, np.asarray(jobs, np.int32).reshape(-1)])
     plan = _Plan(mx.array(np.asarray(table, np.int32).reshape(-1, 5)) if table else mx.zeros((1, 5), mx.int32),
                  mx.array(memory_table), row_blocks + len(jobs), len(stats_tasks), max(at, 1),
@@ -202,8 +202,12 @@ def pack(arrays, layout: Layout, memories=()) -> tuple[mx.array, _Plan]:
     """One float32 buffer: per layout entry its stats ([rows, 4]) or its raw numbers, then per memory [3, B, S, NH]
     (C_norm, n_norm, m), computed by one launch that reads every array where it lies."""
     inputs, plan = prepare(arrays, layout, memories)
-    out = _kernel(len(inputs))(
-        inputs=inputs + [plan.tasks, plan.memory], template=plan.template, grid=(plan.blocks * THREADS, 1, 1),
+    # The kernel's signature lists every input: a count rounded up to a power of two (the spare ones repeat the
+    # first) keeps the number of compiled variants small when the probe selection changes.
+    count = max(8, 1 << (len(inputs) - 1).bit_length())
+    spare = (inputs[:1] or [mx.zeros((1,), mx.float32)]) * (count - len(inputs))
+    out = _kernel(count)(
+        inputs=inputs + spare + [plan.tasks, plan.memory], template=plan.template, grid=(plan.blocks * THREADS, 1, 1),
         threadgroup=(THREADS, 1, 1), output_shapes=[(plan.size,)], output_dtypes=[mx.float32])[0]
     return out, plan
 
