@@ -398,9 +398,9 @@ def test_every_gpu_memory_path_gives_the_norms_of_the_cells_mlx_trace(model, ids
 
 def test_memory_path_defaults_follow_the_backend_and_the_memory_size(model):
     # The host recurrence pays on the CPU device, and on a GPU only for small memories (HOST_MEMORY_MAX_MACS, known
-    # from the tokens' shape); the fused CUDA launch runs every memory whose head state fits in registers.
+    # from the tokens' shape); the fused CUDA launch runs the recurrence itself up to DEVICE_MEMORY_MAX_MACS.
     from xlstm_viz.execution import stats_gpu
-    from xlstm_viz.execution.trace import HOST_MEMORY_MAX_MACS, Recorder
+    from xlstm_viz.execution.trace import DEVICE_MEMORY_MAX_MACS, HOST_MEMORY_MAX_MACS, Recorder
 
     small, big = (1, 8), (1, HOST_MEMORY_MAX_MACS)  # big: B * S alone reaches the limit
     assert Recorder(model, None, "stats", stats_on="kernel").memory_on == "host"
@@ -409,7 +409,10 @@ def test_memory_path_defaults_follow_the_backend_and_the_memory_size(model):
     assert Recorder(model, None, "stats", stats_on="mlx", tokens_shape=big).memory_on == "trace"
     assert Recorder(model, None, "stats", stats_on="mlx").memory_on == "trace"  # size unknown
     if stats_gpu.available():
-        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=big).memory_on == "device"
+        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=small).memory_on == "device"
+        assert Recorder(model, None, "stats", stats_on="fused").memory_on == "device"
+        huge = (1, DEVICE_MEMORY_MAX_MACS)
+        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=huge).memory_on == "trace"
     with pytest.raises(ValueError, match="memory_on='device' needs stats_on='fused' and a value head of at most 2048 "
                                          "features; got stats_on='mlx'"):
         Recorder(model, None, "stats", stats_on="mlx", memory_on="device")

@@ -291,7 +291,7 @@ def test_fused_plan_covers_every_row_copy_and_memory_head(arrays_and_layout, spe
 
 def test_fused_plan_refuses_memories_of_different_head_sizes():
     _, memories = _memories(MEMORY_SPECS[:2])
-    with pytest.raises(ValueError, match=r"must share their head size: DQK x DV \(16, 32\) and \(24, 40\)"):
+    with pytest.raises(ValueError, match=r"must share the model's head size: DQK x DV \(16, 32\) and \(24, 40\)"):
         stats_gpu.prepare([], (), memories)
     _, (wide,) = _memories([(1, 2, 1, 2, 4096, False)])
     with pytest.raises(ValueError, match="DQK x DV = 2 x 4096 does not fit the CUDA kernel"):

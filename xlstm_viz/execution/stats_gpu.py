@@ -115,7 +115,7 @@ class _Plan(NamedTuple):
 _PLANS: dict[tuple, _Plan] = {}
 
 
-def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list) -> _Plan:
+def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list, head_dims) -> _Plan:
     """Tasks for one trace's structure. shapes: per input; slots: per layout entry then per memory's k, v, i, f
     (and C0, n0, m0 when given), the input it reads."""
     stats_tasks, copy_tasks, views = [], [], []
@@ -145,19 +145,18 @@ def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list)
             at += size
     row_blocks = -(-len(table) // rows_per_block)
     table += [(0, 0, 0, 0, 0)] * (row_blocks * rows_per_block - len(table))  # width 0: padding
-    jobs, norms, slot, dims = [], [], len(layout), None
+    jobs, norms, slot, dims = [], [], len(layout), None if head_dims is None else tuple(head_dims)
     for memory in memories:
         B, S, _ = shapes[slots[slot]]
         NH = memory.num_heads
         DQK, DV = shapes[slots[slot]][-1] // NH, shapes[slots[slot + 1]][-1] // NH
         if dims not in (None, (DQK, DV)):
-            raise ValueError(f"memories of one trace must share their head size: DQK x DV {dims} and {(DQK, DV)}")
+            raise ValueError(f"memories of one trace must share the model's head size: DQK x DV {dims} and {(DQK, DV)}")
         if not memory_fits(DQK, DV):
             raise ValueError(f"a memory head of DQK x DV = {DQK} x {DV} does not fit the CUDA kernel "
                              f"(DV at most {THREADS * MAX_ENTRIES_PER_THREAD})")
         dims = (DQK, DV)
-        split = memory_blocks(DQK, DV)
-        G = split["G"]
+        G = memory_blocks(DQK, DV)["G"]
         k, v, i, f = slots[slot:slot + 4]
         state = (-1, -1, -1) if memory.state is None else tuple(slots[slot + 4:slot + 7])
         slot += 4 if memory.state is None else 7
@@ -165,6 +164,9 @@ def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list)
                  for b in range(B) for h in range(NH) for g in range(G)]
         norms.append((at, G, (B, S, NH)))
         at += (2 * G + 1) * B * S * NH
+    if dims is not None and not memory_fits(*dims):
+        dims = None  # no memory job can run: any template does
+    split = memory_blocks(*dims) if dims else None
     if at >= 2**31:
         raise ValueError(f"a stats trace of {at} numbers is too large for the CUDA kernel's int32 offsets")
     header = np.zeros(HEADER, np.int32)
@@ -181,8 +183,10 @@ def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list)
     return plan
 
 
-def prepare(arrays, layout: Layout, memories=()) -> tuple[list[mx.array], _Plan]:
-    """The kernel's inputs (each tensor once, as float32) and the plan of its tasks, cached per trace structure."""
+def prepare(arrays, layout: Layout, memories=(), head_dims=None) -> tuple[list[mx.array], _Plan]:
+    """The kernel's inputs (each tensor once, as float32) and the plan of its tasks, cached per trace structure.
+    head_dims: the model's (DQK, DV), which fix the kernel's template even in a trace without memory probes (one
+    compiled variant per model and input count)."""
     slots = list(arrays)
     for memory in memories:
         slots += [memory.k, memory.v, memory.i, memory.f] + ([] if memory.state is None else list(memory.state))
@@ -194,17 +198,19 @@ def prepare(arrays, layout: Layout, memories=()) -> tuple[list[mx.array], _Plan]
             inputs.append(a if a.dtype == mx.float32 else a.astype(mx.float32))
         where.append(j)
     shapes = [tuple(a.shape) for a in inputs]
-    key = (tuple(shapes), tuple(where), layout, tuple((m.num_heads, m.state is None) for m in memories))
-    return inputs, _PLANS.get(key) or _plan(key, shapes, where, layout, list(memories))
+    key = (tuple(shapes), tuple(where), layout, tuple((m.num_heads, m.state is None) for m in memories), head_dims)
+    return inputs, _PLANS.get(key) or _plan(key, shapes, where, layout, list(memories), head_dims)
 
 
-def pack(arrays, layout: Layout, memories=()) -> tuple[mx.array, _Plan]:
-    """One float32 buffer: per layout entry its stats ([rows, 4]) or its raw numbers, then per memory [3, B, S, NH]
-    (C_norm, n_norm, m), computed by one launch that reads every array where it lies."""
-    inputs, plan = prepare(arrays, layout, memories)
-    # The kernel's signature lists every input: a count rounded up to a power of two (the spare ones repeat the
-    # first) keeps the number of compiled variants small when the probe selection changes.
-    count = max(8, 1 << (len(inputs) - 1).bit_length())
+def pack(arrays, layout: Layout, memories=(), head_dims=None) -> tuple[mx.array, _Plan]:
+    """One float32 buffer: per layout entry its stats ([rows, 4]) or its raw numbers, then per memory its sums of
+    squares and m, computed by one launch that reads every array where it lies (`unpack` reads it)."""
+    inputs, plan = prepare(arrays, layout, memories, head_dims)
+    # The kernel's signature lists every input: a count rounded up to 16 * 4^k (the spare ones repeat the first)
+    # keeps the compiled variants few when the probe selection changes (each costs about 2 s of NVRTC).
+    count = 16
+    while count < len(inputs):
+        count *= 4
     spare = (inputs[:1] or [mx.zeros((1,), mx.float32)]) * (count - len(inputs))
     out = _kernel(count)(
         inputs=inputs + spare + [plan.tasks, plan.memory], template=plan.template, grid=(plan.blocks * THREADS, 1, 1),
@@ -234,10 +240,10 @@ def unpack(host: np.ndarray, plan: _Plan) -> tuple[list[dict[str, np.ndarray]], 
     return columns, norms
 
 
-def fused_stats(arrays, layout: Layout, memories=()):
+def fused_stats(arrays, layout: Layout, memories=(), head_dims=None):
     """`pack`, evaluate, `unpack`: the stats of `stats.numpy_stats` (and with memories, the norms of
     `stats.memory_stats`), for tests and one-off use."""
-    packed, plan = pack(arrays, layout, memories)
+    packed, plan = pack(arrays, layout, memories, head_dims)
     mx.eval(packed)
     columns, norms = unpack(np.array(packed), plan)
     return (columns, norms) if memories else columns

@@ -26,7 +26,13 @@ from xlstm_viz.execution.stats import (
 TRACE_MODES = ("stats", "full")
 STATS_BACKENDS = (None, "kernel", "numpy", "mlx", "fused")
 MEMORY_PATHS = (None, "host", "device", "trace")
-# On a GPU a block's memory norms come from the host recurrence when it costs at most this many multiply-adds
+# With the fused CUDA launch a block's memory norms come from the launch's own recurrence up to this many
+# multiply-adds (B * S * NH * DQK * DV), from the cell's MLX trace beyond. Measured on an H100 (2 blocks, 4 heads):
+# the launch's recurrence was faster for D=128 at 64 to 2048 tokens (up to 4M) and for D=512 at 64 tokens (2M), level
+# for D=1024 at 64 tokens (8M), and 2-9% of the forward slower at 512 tokens and more for D=512 and D=1024 (17M and
+# up): its chain over the tokens is serial, the trace's chunks are not.
+DEVICE_MEMORY_MAX_MACS = 8_000_000
+# On a GPU without the fused launch a block's memory norms come from the host recurrence when it costs at most this many multiply-adds
 # (B * S * NH * DQK * DV). Measured on an H100: the cell's MLX memory trace cost about 0.4 ms of launches per block
 # of the demo (benchmarks/trace_phases.py: 0.85 ms for two blocks at 64 tokens), whatever S; the host recurrence
 # runs at about 1-2 GMAC/s on one core of that machine, so it wins below about 0.4M. Larger memories keep the trace.
@@ -149,9 +155,11 @@ class Recorder:
         if memory_on is None:
             macs = None if tokens_shape is None else (
                 tokens_shape[0] * tokens_shape[1] * config.num_heads * config.qk_head_dim * config.v_head_dim)
-            host = kernels_available() and (
-                stats_on == "kernel" or (stats_on == "mlx" and macs is not None and macs <= HOST_MEMORY_MAX_MACS))
-            memory_on = "device" if stats_on == "fused" and fits else "host" if host else "trace"
+            # numba is imported only where the host recurrence is wanted (it costs ~0.5 s at the first trace)
+            host = (stats_on == "kernel" or (stats_on == "mlx" and macs is not None and macs <= HOST_MEMORY_MAX_MACS)
+                    ) and kernels_available()
+            device = stats_on == "fused" and fits and (macs is None or macs <= DEVICE_MEMORY_MAX_MACS)
+            memory_on = "device" if device else "host" if host else "trace"
         elif memory_on == "device" and (stats_on != "fused" or not fits):
             raise ValueError(
                 "memory_on='device' needs stats_on='fused' and a value head of at most "
@@ -160,6 +168,7 @@ class Recorder:
         elif memory_on == "host" and not kernels_available():
             raise ValueError("memory_on='host' needs the numba kernels, which could not be imported")
         self.memory_on = memory_on
+        self._head_dims = (config.qk_head_dim, config.v_head_dim)
         self.names = select_probes(model, probes)
         self.selected = set(self.names)
         self.full_mode = mode == "full"
@@ -252,7 +261,7 @@ class Recorder:
         states = [a for _, state in host_memory.values() for a in state or ()]
         device_norms = {}
         if self.stats_on == "fused":
-            packed, plan = stats_gpu.pack(arrays, layout, [memory for _, memory in on_device])
+            packed, plan = stats_gpu.pack(arrays, layout, [memory for _, memory in on_device], self._head_dims)
             mx.eval(packed, full, states)
             columns, norms = stats_gpu.unpack(np.array(packed), plan)
             device_norms = {j: values for (j, _), values in zip(on_device, norms)}
