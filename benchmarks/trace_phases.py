@@ -1,6 +1,6 @@
 """Where a stats trace's time goes, phase by phase, against the untraced forward (medians over rounds).
 
-    python benchmarks/trace_phases.py [--model PATH] [--tokens 64] [--rounds 200] [--device cpu]
+    python benchmarks/trace_phases.py [--model PATH | --width D] [--tokens 64] [--rounds 200] [--device cpu]
 
 Phases of `run_with_trace` (stats mode, all probes): recorder set-up, building the traced graph, the recorder's work
 before evaluation, the evaluation itself, the host work after it (reductions, memory norms, assembly), and the tail.
@@ -29,13 +29,20 @@ from xlstm_viz.execution.executor import Executor  # noqa: E402
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--width", type=int, default=None,
+                        help="a random-init model of this width instead (4 heads, 2 blocks, vocab 1024, as trace_overhead)")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--device", choices=["default", "cpu"], default="default")
     args = parser.parse_args()
     if args.device == "cpu":
         mx.set_default_device(mx.cpu)
-    model = xlstm_viz.load_model(args.model) if args.model else xlstm_viz.load_demo()
+    if args.width:
+        model = xlstm_viz.XLSTM(xlstm_viz.XLSTMConfig(embedding_dim=args.width, num_heads=4, num_blocks=2,
+                                                      vocab_size=1024, chunk_size=64))
+        mx.eval(model.parameters())
+    else:
+        model = xlstm_viz.load_model(args.model) if args.model else xlstm_viz.load_demo()
     ids = mx.array(np.random.default_rng(0).integers(0, model.config.vocab_size, (1, args.tokens)))
     times: dict[str, list[float]] = {}
     add = lambda key, seconds: times.setdefault(key, []).append(seconds)
