@@ -109,7 +109,7 @@ class _Plan(NamedTuple):
     size: int  # numbers in the output
     template: list  # THREADS, DV, ROWS, ELEMS, CHUNK
     views: list  # per layout entry: ("stats", first, stop, shape) or ("raw", start, stop, shape)
-    norms: list  # per memory: (start, G, (B, S, NH))
+    norms: list  # per memory: (start, G, (B, S, NH), B * S * NH)
 
 
 _PLANS: dict[tuple, _Plan] = {}
@@ -162,7 +162,7 @@ def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list,
         slot += 4 if memory.state is None else 7
         jobs += [(k, v, i, f, *state, B, b, h, S, NH, DQK, g, G, at)
                  for b in range(B) for h in range(NH) for g in range(G)]
-        norms.append((at, G, (B, S, NH)))
+        norms.append((at, G, (B, S, NH), B * S * NH))
         at += (2 * G + 1) * B * S * NH
     if dims is not None and not memory_fits(*dims):
         dims = None  # no memory job can run: any template does
@@ -231,8 +231,7 @@ def unpack(host: np.ndarray, plan: _Plan) -> tuple[list[dict[str, np.ndarray]], 
             _, start, stop, shape = view
             columns.append({"raw": host[start:stop].reshape(shape)})
     norms = []
-    for start, G, shape in plan.norms:
-        plane = int(np.prod(shape))
+    for start, G, shape, plane in plan.norms:
         parts = host[start:start + (2 * G + 1) * plane]
         C_sq, n_sq = parts[: 2 * G * plane].reshape(2, G, *shape)
         norms.append({"C_norm": np.sqrt(C_sq[0] if G == 1 else C_sq.sum(0)),
