@@ -68,7 +68,8 @@ def describe() -> str:
         from xlstm_viz.execution import stats_gpu
 
         if stats_gpu.available():
-            return f"stats traces: one fused CUDA launch (kernels/row_stats.cu) on {mx.default_device()}"
+            return (f"stats traces: one fused CUDA launch (kernels/probe_stats.cu: stats and memory recurrences) on "
+                    f"{mx.default_device()}")
         return f"stats traces: one compiled MLX table on {mx.default_device()}"
     if kernels_available():
         import numba

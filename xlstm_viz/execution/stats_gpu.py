@@ -4,9 +4,13 @@ On a GPU the compiled MLX table (`stats.stats_table`) reduces each head width wi
 launches for the demo model, 0.5 ms of a 3 ms forward on an H100 (benchmarks/trace_phases.py), and the memory norms
 cost the cell's MLX trace, about 0.4 ms of launches per block. Here one launch reads every probe where it lies (no
 packing copy: MLX's concatenation is one copy launch per input), one warp reduces each head row, copies the raw
-columns (gate values, logits), and one thread block per (batch, head) runs each memory cell's recurrence; everything
+columns (gate values, logits), and thread blocks run each memory cell's recurrence (a head split by rows); everything
 leaves the device in one copy. The MLX table stays the reference, and the path on Metal until a Metal twin of the
 kernel is tested.
+
+`prepare` lists the inputs (each tensor once) and builds the plan: warp tasks (a stats row or a copy chunk, each
+with its input, offset, width and destination) and memory jobs (one per block of ROWS rows of one head). Plans are
+cached per trace structure; the tests run a plan in numpy where there is no CUDA.
 """
 
 from __future__ import annotations
@@ -71,8 +75,9 @@ _KERNELS: dict[int, object] = {}
 
 
 def kernel_name(inputs: int, source: str) -> str:
-    """The name carries the number of inputs and a digest of the source: MLX caches compiled kernels by name, in
-    memory and on disk (/tmp/mlx/<version>/ptx), so a changed source under an old name would run the old code."""
+    """The name carries the number of inputs and a digest of the source: MLX caches compiled kernels by name (in
+    memory, and in its CUDA JIT as PTX files on disk named after the kernel), so a changed source under an old name
+    would run the old code."""
     return f"xlstm_viz_probe_stats_{inputs}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
 
 

@@ -121,14 +121,17 @@ class Trace:
 class Recorder:
     """Executor observer: keeps the (lazy) outputs of the chosen probes and turns them into stats at the end.
 
-    Reductions: on CUDA one fused launch packs and reduces every probe (`stats_gpu`); on other GPUs one compiled
-    MLX table does (`stats.stats_table`, the GPU reference); either way the stats leave the device in one copy. On
-    the CPU device a numba kernel reduces MLX's buffers in place (`stats.kernel_stats`); `stats_on="numpy"` selects
-    the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t): the host runs the
-    recurrence over what the memory cell received (`stats.memory_stats`) on the CPU device, and on a GPU for blocks
-    small enough (`HOST_MEMORY_MAX_MACS`, given `tokens_shape`); their k, v, i, f then ride in the stats table.
-    Otherwise, and always with `stats_on="numpy"`, the cell traces them in MLX. sigmoid(f) and exp(i - m) are
-    computed on the host from the gate values. All backends are tested against each other.
+    Reductions: on CUDA one fused launch reads and reduces every probe where it lies (`stats_gpu`); on other GPUs
+    one compiled MLX table does (`stats.stats_table`, the GPU reference); either way the stats leave the device in
+    one copy. On the CPU device a numba kernel reduces MLX's buffers in place (`stats.kernel_stats`);
+    `stats_on="numpy"` selects the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t), by
+    `memory_on`, all over what the memory cell received and from the state it started with:
+    - "host": the numba recurrence (`stats.memory_stats`); the default on the CPU device, and on other GPUs for
+      blocks small enough (`HOST_MEMORY_MAX_MACS`, given `tokens_shape`), whose k, v, i, f then ride in the table;
+    - "device": the recurrence inside the fused CUDA launch; the default there up to `DEVICE_MEMORY_MAX_MACS`;
+    - "trace": the cell's own MLX trace (chunkwise: the Gram reconstruction); everywhere else, and always with
+      `stats_on="numpy"`.
+    sigmoid(f) and exp(i - m) are computed on the host from the gate values. All paths are tested against each other.
     """
 
     stepping = False
