@@ -123,7 +123,9 @@ _PLANS: dict[tuple, _Plan] = {}
 def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list, head_dims) -> _Plan:
     """Tasks for one trace's structure. shapes: per input; slots: per layout entry then per memory's k, v, i, f
     (and C0, n0, m0 when given), the input it reads."""
-    stats_tasks, copy_tasks, views = [], [], []
+    # One row per warp task: input, offset, width, destination, kind. Built with numpy: a long trace of a large
+    # model has millions of stats rows.
+    stats_parts, copy_parts, views, rows = [], [], [], 0
     for j, (features, heads, kind) in enumerate(layout):
         shape = shapes[slots[j]]
         if shape[-1] != features:
@@ -132,24 +134,28 @@ def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list,
         if kind:
             width = features // heads
             count = size // width
-            first = len(stats_tasks)
-            stats_tasks += [(slots[j], r * width, width) for r in range(count)]
-            views.append(("stats", first, first + count, (*shape[:-1], heads)))
+            r = np.arange(count, dtype=np.int64)
+            stats_parts.append(np.stack([np.full(count, slots[j]), r * width, np.full(count, width),
+                                         4 * (rows + r), np.ones(count, np.int64)], axis=1))
+            views.append(("stats", rows, rows + count, (*shape[:-1], heads)))
+            rows += count
         else:
             views.append(("raw", size, shape))
-            copy_tasks.append((slots[j], size))
-    rows_per_block = THREADS // WARP
-    table = [(input_, offset, width, 4 * r, 1) for r, (input_, offset, width) in enumerate(stats_tasks)]
-    at = 4 * len(stats_tasks)
+    at = 4 * rows
     for j, view in enumerate(views):
         if view[0] == "raw":
             _, size, shape = view
             views[j] = ("raw", at, at + size, shape)
-            input_ = slots[j]
-            table += [(input_, o, min(COPY_CHUNK, size - o), at + o, 0) for o in range(0, size, COPY_CHUNK)]
+            offsets = np.arange(0, size, COPY_CHUNK, dtype=np.int64)
+            copy_parts.append(np.stack([np.full(len(offsets), slots[j]), offsets,
+                                        np.minimum(COPY_CHUNK, size - offsets), at + offsets,
+                                        np.zeros(len(offsets), np.int64)], axis=1))
             at += size
-    row_blocks = -(-len(table) // rows_per_block)
-    table += [(0, 0, 0, 0, 0)] * (row_blocks * rows_per_block - len(table))  # width 0: padding
+    rows_per_block = THREADS // WARP
+    tasks = sum(len(p) for p in stats_parts + copy_parts)
+    row_blocks = -(-tasks // rows_per_block)
+    padding = np.zeros((row_blocks * rows_per_block - tasks, 5), np.int64)  # width 0: nothing to do
+    table = np.concatenate(stats_parts + copy_parts + [padding]) if tasks else np.zeros((1, 5), np.int64)
     jobs, norms, slot, dims = [], [], len(layout), None if head_dims is None else tuple(head_dims)
     for memory in memories:
         B, S, _ = shapes[slots[slot]]
@@ -177,8 +183,7 @@ def _plan(key: tuple, shapes: list, slots: list, layout: Layout, memories: list,
     header = np.zeros(HEADER, np.int32)
     header[0] = len(jobs)
     memory_table = np.concatenate([header, np.asarray(jobs, np.int32).reshape(-1)])
-    plan = _Plan(mx.array(np.asarray(table, np.int32).reshape(-1, 5)) if table else mx.zeros((1, 5), mx.int32),
-                 mx.array(memory_table), row_blocks + len(jobs), len(stats_tasks), max(at, 1),
+    plan = _Plan(mx.array(table.astype(np.int32)), mx.array(memory_table), row_blocks + len(jobs), rows, max(at, 1),
                  [("THREADS", THREADS), ("DV", dims[1] if dims else 1)]
                  + [(name, split[name] if dims else 1) for name in ("ROWS", "ELEMS", "CHUNK")],
                  views, norms)
