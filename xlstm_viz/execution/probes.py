@@ -23,11 +23,12 @@
 
 The statistics themselves are computed in `xlstm_viz.execution.stats`.
 
-Memory norms per token: on the CPU device a stats trace runs the memory recurrence on the host, over exactly what the
-memory cell received (`stats.memory_stats`, a numba kernel), in either run mode, so it adds no MLX ops. Elsewhere the
-cell traces them in MLX: recurrent mode reads them off each step's state; chunkwise mode reconstructs them exactly
-from the chunk-boundary states (m_t and n_t in closed form, ‖C_t‖_F by a Gram identity), without a recurrent re-run.
-The tests hold the two to each other and to the final state.
+Memory norms per token come from one of three paths (`trace.Recorder`, `memory_on`), each over exactly what the memory
+cell received and in either run mode: the recurrence on the host (`stats.memory_stats`, a numba kernel; the CPU
+device's default, so a CPU trace adds no MLX ops), the recurrence inside the fused CUDA launch (`stats_gpu`), or the
+cell's own MLX trace: recurrent mode reads them off each step's state; chunkwise mode reconstructs them exactly from
+the chunk-boundary states (m_t and n_t in closed form, ‖C_t‖_F by a Gram identity), without a recurrent re-run.
+The tests hold the three to each other and to the final state.
 """
 
 from __future__ import annotations
@@ -78,9 +79,9 @@ def local_name(name: str) -> str:
     return name
 
 
-def probe_heads(name: str, width: int, num_heads: int) -> int:
-    """How many groups a probe's stats are taken over: heads for per-head cells and gates, else 1."""
-    local = local_name(name)
+def probe_heads(local: str, width: int, num_heads: int) -> int:
+    """How many groups a probe's stats are taken over: heads for per-head cells and gates, else 1. local: the
+    probe's `local_name` (`mlstm.q`); the Recorder splits every name once, before its per-probe loop."""
     if local in GATE_CELLS:
         return width
     return num_heads if local in PER_HEAD_CELLS and width % num_heads == 0 else 1

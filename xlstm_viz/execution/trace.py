@@ -16,9 +16,7 @@ import mlx.core as mx
 import numpy as np
 
 from xlstm_viz.execution import stats_gpu
-from xlstm_viz.execution.probes import (
-    GATE_CELLS, PER_HEAD_CELLS, local_name, probe_heads, probe_names, select_probes,
-)
+from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_heads, probe_names, select_probes
 from xlstm_viz.execution.stats import (
     kernel_stats, kernels_available, memory_stats, numpy_stats, stats_table, table_slices,
 )
@@ -226,10 +224,8 @@ class Recorder:
                 continue
             out = outputs[probe]
             width = out.shape[-1]
-            local = self._local.get(probe)
-            heads = probe_heads(probe, width, self.num_heads) if local is None else (
-                width if local in GATE_CELLS else
-                self.num_heads if local in PER_HEAD_CELLS and width % self.num_heads == 0 else 1)
+            local = self._local[probe]  # select_probes only returns known names
+            heads = probe_heads(local, width, self.num_heads)
             key = (id(out), heads)
             if key not in index:  # e.g. blocks.1.in is blocks.0.out in the default wiring
                 index[key] = add(out, width, heads, 1)
