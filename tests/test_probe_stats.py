@@ -188,12 +188,7 @@ def _memory_inputs(rng, B, S, NH, DQK, DV, state):
 def _host_norms(k, v, i, f, given, NH):
     from xlstm_viz.execution.stats import memory_stats
 
-    B, _, _ = k.shape
-    if given is None:
-        DQK, DV = k.shape[-1] // NH, v.shape[-1] // NH
-        given = (np.zeros((B, NH, DQK, DV), np.float32), np.zeros((B, NH, DQK), np.float32),
-                 np.zeros((B, NH, 1), np.float32))
-    return memory_stats(k, v, i, f, *given, num_heads=NH)
+    return memory_stats(k, v, i, f, *(given or (None, None, None)), num_heads=NH)
 
 
 def _memories(specs):

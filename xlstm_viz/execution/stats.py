@@ -82,13 +82,18 @@ def memory_stats(k, v, i, f, C0, n0, m0, num_heads: int) -> dict[str, np.ndarray
     """m_t, ||n_t|| and ||C_t||_F per token and head, [B, S, NH] float32, by the recurrence on the host (the kernel).
 
     k [B, S, NH*DQK], v [B, S, NH*DV], i and f [B, S, NH]: what the memory cell received; C0, n0, m0: the state
-    entering the sequence (MLSTMState layout). Exact like the recurrent path, and cheap on a CPU: S*NH*DQK*DV
+    entering the sequence (MLSTMState layout), or all three None for the zero state. Exact like the recurrent path,
+    and cheap on a CPU: S*NH*DQK*DV
     multiply-adds, a small fraction of the forward's matmuls; on the CPU device it replaced ~25 small MLX ops per
     block (the chunkwise Gram reconstruction), which cost more in dispatch than in arithmetic.
     """
     B, S, _ = k.shape
+    if C0 is None:
+        dqk, dv = k.shape[-1] // num_heads, v.shape[-1] // num_heads
+        C0, n0 = np.zeros((B, num_heads, dqk, dv), np.float32), np.zeros((B, num_heads, dqk), np.float32)
+        m0 = np.zeros((B, num_heads), np.float32)
     as32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)
-    C_norm, n_norm, m = out = np.empty((3, B, S, num_heads), np.float32)
+    C_norm, n_norm, m = np.empty((3, B, S, num_heads), np.float32)
     _kernels().memory_stats(
         as32(k).reshape(B, S, num_heads, -1), as32(v).reshape(B, S, num_heads, -1), as32(i), as32(f),
         as32(C0), as32(n0), as32(m0).reshape(B, num_heads), m, n_norm, C_norm,

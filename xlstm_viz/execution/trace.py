@@ -292,13 +292,8 @@ class Recorder:
         return stats, {p: to_np(v) for p, v in full.items()}
 
     def _host_norms(self, kvif: list[np.ndarray], state) -> dict[str, np.ndarray]:
-        B, _, _ = kvif[0].shape
-        if state is None:  # the executor's zero state: nothing to read from the device
-            dqk, dv = kvif[0].shape[-1] // self.num_heads, kvif[1].shape[-1] // self.num_heads
-            state = [np.zeros((B, self.num_heads, dqk, dv), np.float32), np.zeros((B, self.num_heads, dqk), np.float32),
-                     np.zeros((B, self.num_heads, 1), np.float32)]
-        else:
-            state = [np.array(a, copy=False) for a in state]
+        # state None: the executor's zero state, nothing to read from the device
+        state = (None, None, None) if state is None else [np.array(a, copy=False) for a in state]
         return memory_stats(*kvif, *state, num_heads=self.num_heads)
 
     def _gate_and_memory_stats(self, stats: dict, norms: dict) -> None:
