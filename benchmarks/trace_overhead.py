@@ -141,10 +141,15 @@ def main():
     if small.exists():
         run(xlstm_viz.load_model(small), "golden small", args.tokens, args.repeats)
     for width in args.width:
-        config = xlstm_viz.XLSTMConfig(embedding_dim=width, num_heads=4, num_blocks=2, vocab_size=1024, chunk_size=64)
-        model = xlstm_viz.XLSTM(config)
-        mx.eval(model.parameters())
-        run(model, f"random D={width}", args.tokens, args.repeats)
+        run(random_model(width), f"random D={width}", args.tokens, args.repeats)
+
+
+def random_model(width: int):
+    """The random-init model of `--width` (4 heads, 2 blocks, vocab 1024), also used by trace_phases.py."""
+    config = xlstm_viz.XLSTMConfig(embedding_dim=width, num_heads=4, num_blocks=2, vocab_size=1024, chunk_size=64)
+    model = xlstm_viz.XLSTM(config)
+    mx.eval(model.parameters())
+    return model
 
 
 if __name__ == "__main__":
