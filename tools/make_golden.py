@@ -9,6 +9,9 @@ Regenerate (deterministic: NumPy-seeded weights and inputs; the output is the sa
 up to float32 rounding of torch's CPU kernels):
 
     /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden
+    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only d96   # one group only
+
+tools/golden_model.py makes the dims, d96 and fused_save groups (its docstring lists their files).
 
 What it writes, per model ("tiny", "small"), in <out>/<name>/:
   config.json          NX-AI/transformers format (all xLSTMLargeConfig fields + HF extras), native CPU kernels
@@ -52,6 +55,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.official_model import build_official, save_checkpoint  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import golden_model  # noqa: E402  (dims, d96 and fused_save fixtures: tools/golden_model.py)
 
 MODELS = {
     "tiny": dict(
@@ -405,11 +411,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--no-float64", action="store_true", help="skip the float64 run of the official code")
     ap.add_argument("--report-json", type=Path, default=None, help="also write the statistics as JSON")
+    ap.add_argument("--only", nargs="+", choices=[*MODELS, *golden_model.GENERATORS], default=None,
+                    help="regenerate only these fixture groups (default: all but fused_save, which needs "
+                         "--project-python); tiny_sharded comes with tiny")
+    ap.add_argument("--project-python", default=None,
+                    help="the project venv's python (MLX), for fused_save: it runs XLSTM.save")
     args = ap.parse_args(argv)
     torch.manual_seed(0)  # nothing random should come from torch; this only guards against surprises
     args.out.mkdir(parents=True, exist_ok=True)
+    only = args.only or [*MODELS, *(g for g in golden_model.GENERATORS if g != "fused_save")]
     reports = {}
-    for name in MODELS:
+    for name in golden_model.GENERATORS:
+        if name in only:
+            extra = (args.project_python,) if name == "fused_save" else ()
+            if name == "fused_save" and not args.project_python:
+                ap.error("--only fused_save needs --project-python PATH (the project venv's python)")
+            reports[name] = golden_model.GENERATORS[name](args.out, *extra)
+            print(f"== {name}: {json.dumps(reports[name])}")
+    for name in (m for m in MODELS if m in only):
         rep, model = make_model(name, args.out, float64=not args.no_float64)
         if name == "tiny":
             rep["sharded_files"] = make_sharded(name, model, args.out)

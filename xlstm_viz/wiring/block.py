@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import networkx as nx
 from . import checks
 from .edits import Change, Editable
 from .headers import checkpoint_shapes
+from ..dims import mlstm_block_dims
 
 _FORMAT = "xlstm_viz.wiring.block/1"
 _BLOCK_KEY = re.compile(r"^backbone\.blocks\.(\d+)\.(.+)$")
@@ -170,8 +170,8 @@ class BlockWiring(Editable):
     @classmethod
     def from_config(cls, config) -> "BlockWiring":
         """From an `XLSTMConfig`, any object with its attributes, or a plain dict (keys as in config.json).
-        Dimensions follow the xLSTM-Large rules: qk_dim = int(D * qk_dim_factor), v_dim = int(D * v_dim_factor),
-        ffn_dim = ceil(D * ffn_proj_factor / m) * m with m = ffn_round_up_to_multiple_of."""
+        Dimensions follow the official xLSTM-Large rules (`xlstm_viz.dims.mlstm_block_dims`, shared with the
+        config and the loader); explicit qk_dim / v_dim / ffn_dim entries of a plain dict take precedence."""
 
         def get(name, default=None):
             value = config.get(name, default) if isinstance(config, dict) else getattr(config, name, default)
@@ -185,13 +185,15 @@ class BlockWiring(Editable):
                 raise ValueError(f"config has no {field_name}: cannot build a block wiring without it")
         width = checks.count("embedding_dim", width, minimum=1)
         num_blocks = checks.count("num_blocks", num_blocks, minimum=1)
-        multiple = get("ffn_round_up_to_multiple_of", 64)
+        num_heads = checks.count("num_heads", num_heads, minimum=1)
+        derived = mlstm_block_dims(width, num_heads, get("qk_dim_factor", 0.5), get("v_dim_factor", 1.0),
+                                   get("ffn_proj_factor", 2.667), get("ffn_round_up_to_multiple_of", 64))
         dims = {
             "embedding_dim": width,
-            "qk_dim": get("qk_dim") or int(width * get("qk_dim_factor", 0.5)),
-            "v_dim": get("v_dim") or int(width * get("v_dim_factor", 1.0)),
-            "num_heads": checks.count("num_heads", num_heads, minimum=1),
-            "ffn_dim": get("ffn_dim") or math.ceil(width * get("ffn_proj_factor", 2.667) / multiple) * multiple,
+            "qk_dim": get("qk_dim") or derived.qk_dim,
+            "v_dim": get("v_dim") or derived.v_dim,
+            "num_heads": num_heads,
+            "ffn_dim": get("ffn_dim") or derived.ffn_dim,
         }
         types = list(get("block_types") or ["mlstm"] * num_blocks)
         if len(types) != num_blocks:
