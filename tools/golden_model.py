@@ -13,11 +13,11 @@ What each writes under <out>/:
                            320: config.json, model.safetensors (bfloat16-exact weights, stored as bfloat16) and
                            reference.npz with the keys of tools/make_golden.py (no intermediates, no float64 run).
   tiny_fused/              the tiny model in weight_mode "fused", converted by the official
-                           `convert_single_weights_to_fused_weights` and written in the 7B naming.
-  tiny_fused_saved/        what `XLSTM.save` writes after `load_model(tiny_fused)` (run in the project venv, given
-                           by --project-python), kept only after the official `xLSTMLarge` loaded it with
-                           `load_state_dict(strict=True)` and reproduced tiny's official logits; official.json records
-                           that check.
+                           `convert_single_weights_to_fused_weights` and written in the 7B naming (bfloat16, exact),
+                           plus official_accepts_save.json: what `XLSTM.save` wrote after `load_model(tiny_fused)`
+                           (run in the project venv given by --project-python; tensor names and shapes, weight_mode),
+                           written only after the official `xLSTMLarge` loaded that folder with
+                           `load_state_dict(strict=True)` and reproduced tiny's official logits.
 """
 
 from __future__ import annotations
@@ -108,18 +108,21 @@ def make_d96(out: Path) -> dict:
 
 
 def _official_from_folder(folder: Path):
-    """The official model from a checkpoint folder, strict: every tensor name and shape must match its config."""
+    """The official model from a checkpoint folder, strict: every tensor name and shape must match its config
+    (weight_mode included), as xLSTMLarge.load_state_dict(strict=True) checks them."""
     from safetensors.torch import load_file
+    from xlstm.xlstm_large.model import xLSTMLarge
 
     config = json.loads((folder / "config.json").read_text())
     tensors = load_file(folder / "model.safetensors")
     to_package = {v: k for k, v in PACKAGE_TO_CHECKPOINT.items()}
-    model = build_official(config, seed=0)  # weight_mode comes from the folder's config
+    model = xLSTMLarge(official_config(config))
     model.load_state_dict({to_package.get(k, k): t.float() for k, t in tensors.items()}, strict=True)
     return model.eval(), config
 
 
 def make_fused_save(out: Path, project_python: str) -> dict:
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
     from xlstm.xlstm_large.utils import convert_single_weights_to_fused_weights
 
@@ -127,24 +130,30 @@ def make_fused_save(out: Path, project_python: str) -> dict:
     ref = np.load(tiny / "reference.npz")
     ids = torch.from_numpy(ref["input_ids"].astype(np.int64))
 
-    # 1. tiny in the official fused layout (the official converter, then the 7B name of the embedding).
+    # 1. tiny in the official fused layout (the official converter; tiny's weights are bfloat16-exact, so they are
+    #    stored as bfloat16 without changing a value).
     fused_dir = out / "tiny_fused"
     if fused_dir.exists():
         shutil.rmtree(fused_dir)
     fused_dir.mkdir(parents=True)
     config = json.loads((tiny / "config.json").read_text())
-    config["weight_mode"] = "fused"
+    config.update(weight_mode="fused", torch_dtype="bfloat16")
     (fused_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    fused = convert_single_weights_to_fused_weights(dict(load_file(tiny / "model.safetensors")))
-    save_file({k: v.contiguous() for k, v in fused.items()}, fused_dir / "model.safetensors", metadata={"format": "pt"})
+    # The converter concatenates in the order it meets the keys, so it needs the module's own state_dict order
+    # (q, k, v, ogate; i, f; gate, up): a safetensors file lists its keys sorted, which would fuse k first.
+    single, _ = _official_from_folder(tiny)
+    fused = convert_single_weights_to_fused_weights(dict(single.state_dict()))
+    save_file({PACKAGE_TO_CHECKPOINT.get(k, k): v.to(torch.bfloat16).contiguous() for k, v in fused.items()},
+              fused_dir / "model.safetensors", metadata={"format": "pt"})
     official_fused, _ = _official_from_folder(fused_dir)
     with torch.inference_mode():
         fused_diff = float(np.abs(official_fused(ids)[0].numpy() - ref["logits_chunkwise"]).max())
+    if fused_diff > 1e-5:
+        raise RuntimeError(f"the official fused tiny gives logits {fused_diff:.3g} from tiny's reference")
 
-    # 2. Our load_model + save on it, in the project venv (MLX is not in this one).
-    saved_dir = out / "tiny_fused_saved"
+    # 2. Our load_model + save on it, in the project venv (MLX is not in this one), then the official strict load.
     with tempfile.TemporaryDirectory() as tmp:
-        code = ("import sys, xlstm_viz; m = xlstm_viz.load_model(sys.argv[1]); m.save(sys.argv[2])")
+        code = "import sys, xlstm_viz; xlstm_viz.load_model(sys.argv[1]).save(sys.argv[2])"
         subprocess.run([project_python, "-c", code, str(fused_dir), tmp], check=True, cwd=ROOT)
         written = sorted(p.name for p in Path(tmp).iterdir())
         try:
@@ -155,18 +164,23 @@ def make_fused_save(out: Path, project_python: str) -> dict:
             saved_diff = float(np.abs(official_saved(ids)[0].numpy() - ref["logits_chunkwise"]).max())
         if saved_diff > 1e-5:
             raise RuntimeError(f"official logits on the saved folder are {saved_diff:.3g} from tiny's reference")
-        if saved_dir.exists():
-            shutil.rmtree(saved_dir)
-        shutil.copytree(tmp, saved_dir)
+        with safe_open(Path(tmp) / "model.safetensors", "pt") as fh:
+            tensors = {k: list(fh.get_slice(k).get_shape()) for k in sorted(fh.keys())}
     report = {
-        "official_strict_load": True,
+        "what": "XLSTM.save after xlstm_viz.load_model(tiny_fused), loaded by the official xLSTMLarge "
+                "(load_state_dict strict=True) and run on tiny's input_ids",
+        "official_strict_load": "ok",
+        "files": written,
         "weight_mode": saved_config["weight_mode"],
-        "tensors": {k: list(v.shape) for k, v in load_file(saved_dir / "model.safetensors").items()},
+        "tensors": tensors,
         "max_abs_logits_vs_tiny_reference": saved_diff,
-        "fused_input_max_abs_logits_vs_tiny_reference": fused_diff,
     }
-    (saved_dir / "official.json").write_text(json.dumps(report, indent=2) + "\n")
-    return {k: v for k, v in report.items() if k != "tensors"}
+    (fused_dir / "official_accepts_save.json").write_text(json.dumps(report, indent=1) + "\n")
+    for p in fused_dir.iterdir():
+        p.chmod(0o644)
+    return {k: v for k, v in report.items() if k != "tensors"} | {
+        "fused_input_logits_vs_tiny_reference": fused_diff,
+        "files": {p.name: p.stat().st_size for p in sorted(fused_dir.iterdir())}}
 
 
 GENERATORS = {"dims": make_dims, "d96": make_d96, "fused_save": make_fused_save}
