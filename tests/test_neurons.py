@@ -288,3 +288,20 @@ def test_wired_cfc_state_order_is_layer_by_layer():
     w = model.wiring
     assert model.state_order == w.get_neurons_of_layer(0) + w.get_neurons_of_layer(1) + w.get_neurons_of_layer(2)
     assert LTC(5, AutoNCP(12, 3)).state_order == list(range(12))
+
+
+def test_masked_weights_get_zero_gradient_and_the_others_train():
+    import mlx.nn as nn
+
+    for name, param, mask_of in [
+        ("cfc_autoncp", "rnn_cell.layer_0.ff1.weight", lambda m: np.array(m.rnn_cell.masks()[0])),
+        ("ltc_autoncp_mixed", "rnn_cell.erev", lambda m: np.abs(m.wiring.adjacency_matrix)),
+    ]:
+        model, _ = build(name)
+        x = x_of(name)
+        loss = lambda m: mx.sum(m(x)[0] ** 2)
+        _, grads = nn.value_and_grad(model, loss)(model)
+        g = np.array(dict(tree_flatten(grads))[param])
+        mask = mask_of(model)
+        assert np.all(g[mask == 0] == 0), f"{name}: masked {param} entries got a gradient"
+        assert np.count_nonzero(g[mask != 0]) > 0.5 * np.count_nonzero(mask), f"{name}: {param} barely trains"
