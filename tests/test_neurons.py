@@ -295,7 +295,8 @@ def test_masked_weights_get_zero_gradient_and_the_others_train():
 
     for name, param, mask_of in [
         ("cfc_autoncp", "rnn_cell.layer_0.ff1.weight", lambda m: np.array(m.rnn_cell.masks()[0])),
-        ("ltc_autoncp_mixed", "rnn_cell.erev", lambda m: np.abs(m.wiring.adjacency_matrix)),
+        ("ltc_autoncp_mixed", "rnn_cell.w", lambda m: np.abs(m.wiring.adjacency_matrix)),
+        ("ltc_autoncp_mixed", "rnn_cell.sensory_w", lambda m: np.abs(m.wiring.sensory_adjacency_matrix)),
     ]:
         model, _ = build(name)
         x = x_of(name)
