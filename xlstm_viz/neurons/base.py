@@ -26,9 +26,9 @@ class NeuronStateDictError(ValueError):
     """An ncps state_dict that does not fit the module: lists every missing, unexpected or mis-shaped tensor."""
 
 
-def glorot_(linear_or_shape) -> mx.array:
+def xavier_uniform(shape) -> mx.array:
     """torch.nn.init.xavier_uniform_ for a [fan_out, fan_in] matrix."""
-    return nn.init.glorot_uniform()(mx.zeros(linear_or_shape))
+    return nn.init.glorot_uniform()(mx.zeros(shape))
 
 
 def orthogonal(shape) -> mx.array:
@@ -48,7 +48,7 @@ class LSTMCell(nn.Module):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.input_map = nn.Linear(input_size, 4 * hidden_size, bias=True)
         self.recurrent_map = nn.Linear(hidden_size, 4 * hidden_size, bias=False)
-        self.input_map.weight = glorot_(self.input_map.weight.shape)
+        self.input_map.weight = xavier_uniform(self.input_map.weight.shape)
         self.input_map.bias = mx.random.uniform(-0.1, 0.1, (4 * hidden_size,))
         self.recurrent_map.weight = orthogonal(self.recurrent_map.weight.shape)
 

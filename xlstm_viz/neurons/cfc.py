@@ -22,7 +22,7 @@ from mlx.utils import tree_flatten
 
 from xlstm_viz.wiring import Wiring
 
-from .base import LSTMCell, NeuronRNN, check_count, check_wiring, glorot_, mask_problems
+from .base import LSTMCell, NeuronRNN, check_count, check_wiring, xavier_uniform, mask_problems
 from .cells import ACTIVATIONS, CfCCellConfig, cfc_cell, wired_cfc_cell
 
 
@@ -62,7 +62,7 @@ class CfCCell(nn.Module):
         # ncps: xavier_uniform_ on every 2-D trainable parameter (w_tau and A included), torch defaults for biases
         for path, value in tree_flatten(self.parameters()):
             if value.ndim == 2:
-                _set(self, path, glorot_(value.shape))
+                _set(self, path, xavier_uniform(value.shape))
 
     def weights(self) -> dict:
         return dict(tree_flatten(self.parameters()))

@@ -42,8 +42,15 @@ INIT_RANGES = {
 
 def effective_erev(erev: mx.array, trained_polarity: np.ndarray, polarity: np.ndarray) -> mx.array:
     """Reversal potentials under the current polarity (see the module docstring)."""
+    return _erev_rule(trained_polarity, polarity)(erev)
+
+
+def _erev_rule(trained_polarity: np.ndarray, polarity: np.ndarray):
+    """erev -> effective erev for one pair of polarity matrices (the constants built once per wiring version)."""
     relative = mx.array((polarity * trained_polarity).astype(np.float32))  # +1 kept, -1 flipped, 0 added/removed
-    return mx.where(mx.array(trained_polarity != 0), erev * relative, mx.array(polarity.astype(np.float32)))
+    trained = mx.array(trained_polarity != 0)
+    fresh = mx.array(polarity.astype(np.float32))
+    return lambda erev: mx.where(trained, erev * relative, fresh)
 
 
 class LTCCell(nn.Module):
@@ -94,7 +101,8 @@ class LTCCell(nn.Module):
             self._cache = {
                 "sparsity_mask": mx.array(np.abs(A).astype(np.float32)),
                 "sensory_sparsity_mask": mx.array(np.abs(S).astype(np.float32)),
-                "_polarity": (A.copy(), S.copy()),
+                "erev": _erev_rule(self._trained[0], A),
+                "sensory_erev": _erev_rule(self._trained[1], S),
             }
             self._cache_version = self.wiring.version
         return self._cache
@@ -102,12 +110,11 @@ class LTCCell(nn.Module):
     def wiring_tensors(self) -> dict[str, mx.array]:
         """Masks and effective reversal potentials from the wiring now, by ncps name."""
         cache = self._wiring_tensors()
-        A, S = cache["_polarity"]
         return {
             "sparsity_mask": cache["sparsity_mask"],
             "sensory_sparsity_mask": cache["sensory_sparsity_mask"],
-            "erev": effective_erev(self.erev, self._trained[0], A),
-            "sensory_erev": effective_erev(self.sensory_erev, self._trained[1], S),
+            "erev": cache["erev"](self.erev),
+            "sensory_erev": cache["sensory_erev"](self.sensory_erev),
         }
 
     def weights(self) -> dict:
