@@ -306,3 +306,25 @@ def test_masked_weights_get_zero_gradient_and_the_others_train():
         mask = mask_of(model)
         assert np.all(g[mask == 0] == 0), f"{name}: masked {param} entries got a gradient"
         assert np.count_nonzero(g[mask != 0]) > 0.5 * np.count_nonzero(mask), f"{name}: {param} barely trains"
+
+
+def test_ltc_reports_sizes_and_live_synapse_counts_of_its_wiring():
+    ltc = LTC(5, AutoNCP(12, 3))
+    w = ltc.wiring
+    assert (ltc.state_size, ltc.sensory_size, ltc.motor_size, ltc.output_size) == (12, 5, 3, 3)
+    sensory = int(np.abs(w.sensory_adjacency_matrix).sum())
+    assert ltc.sensory_synapse_count == sensory != ltc.synapse_count
+    s, d = map(int, np.argwhere(w.sensory_adjacency_matrix != 0)[0])
+    w.set_polarity(s, d, 0, sensory=True)
+    assert ltc.sensory_synapse_count == sensory - 1
+
+
+def test_a_bfloat16_state_dict_loads_as_float32_of_the_same_values(tmp_path):
+    tensors = mx.load(str(FIXTURES / "cfc_pure.safetensors"))
+    path = tmp_path / "bf16.safetensors"
+    mx.save_safetensors(str(path), {k: v.astype(mx.bfloat16) for k, v in tensors.items()})
+    model, _ = build("cfc_pure", load=False)
+    model.load_state_dict(path)
+    ff1 = model.rnn_cell.ff1.weight
+    assert ff1.dtype == mx.float32
+    np.testing.assert_array_equal(np.array(ff1), np.array(tensors["rnn_cell.ff1.weight"].astype(mx.bfloat16).astype(mx.float32)))

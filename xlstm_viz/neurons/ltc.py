@@ -155,6 +155,23 @@ class LTC(NeuronRNN):
         if self.use_mixed:
             self.lstm = LSTMCell(self.input_size, self.state_size)
 
+    @property
+    def sensory_size(self) -> int:
+        return self.wiring.input_dim
+
+    @property
+    def motor_size(self) -> int:
+        return self.wiring.output_dim
+
+    @property
+    def synapse_count(self):
+        return self.wiring.synapse_count
+
+    @property
+    def sensory_synapse_count(self):
+        """Synapses from the sensory inputs (ncps 1.0.1 returns the inter-neuron count here, a bug)."""
+        return self.wiring.sensory_synapse_count
+
     def apply_weight_constraints(self) -> None:
         """ncps's explicit constraints (implicit_param_constraints=False): clip w, sensory_w, cm, gleak at 0."""
         if not self.rnn_cell.config.implicit_param_constraints:
