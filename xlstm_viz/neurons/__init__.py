@@ -6,8 +6,8 @@
   weights keyed by ncps names relative to the cell; what a block registry wraps. A module hands its cell
   exactly these: `m.rnn_cell.weights()` (parameters plus the masks / reversal potentials of the wiring as it is
   now) and `m.rnn_cell.config`; then `cfc_cell` (unwired CfC, with `m.rnn_cell.dropout()` as its dropout),
-  `wired_cfc_cell` (wired CfC, one dict per layer)
-  or `ltc_cell`, and `lstm_cell` with `m.lstm`'s parameters before it when mixed_memory is on.
+  `wired_cfc_cell` (wired CfC, one dict per layer) or `ltc_cell`, and `lstm_cell` with `m.lstm`'s parameters
+  before it when mixed_memory is on.
   `m.state_order` maps state entries to wiring neuron ids.
 """
 
