@@ -328,3 +328,12 @@ def test_a_bfloat16_state_dict_loads_as_float32_of_the_same_values(tmp_path):
     ff1 = model.rnn_cell.ff1.weight
     assert ff1.dtype == mx.float32
     np.testing.assert_array_equal(np.array(ff1), np.array(tensors["rnn_cell.ff1.weight"].astype(mx.bfloat16).astype(mx.float32)))
+
+
+def test_a_new_ltc_starts_with_reversal_potentials_equal_to_the_wiring_polarity():
+    ltc = LTC(5, AutoNCP(12, 3))
+    sd = ltc.state_dict()
+    w = ltc.wiring
+    np.testing.assert_array_equal(np.array(sd["rnn_cell.erev"]), w.adjacency_matrix.astype(np.float32))
+    np.testing.assert_array_equal(np.array(sd["rnn_cell.sensory_erev"]), w.sensory_adjacency_matrix.astype(np.float32))
+    np.testing.assert_array_equal(np.array(sd["rnn_cell.sparsity_mask"]), np.abs(w.adjacency_matrix))
