@@ -9,6 +9,11 @@ Regenerate (deterministic: NumPy-seeded weights and inputs; the output is the sa
 up to float32 rounding of torch's CPU kernels):
 
     /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden
+    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only orig_slstm,orig_mixed
+
+`--only` regenerates just the named fixtures (tiny also writes tiny_sharded; orig_slstm also orig_slstm_cuda). The
+original-xLSTM fixtures (`xlstm.xLSTMLMModel`, mLSTM + sLSTM blocks) come from tools/golden_original.py, whose
+docstring lists their keys.
 
 What it writes, per model ("tiny", "small"), in <out>/<name>/:
   config.json          NX-AI/transformers format (all xLSTMLargeConfig fields + HF extras), native CPU kernels
@@ -52,6 +57,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.official_model import build_official, save_checkpoint  # noqa: E402
+from tools import golden_original  # noqa: E402
 
 MODELS = {
     "tiny": dict(
@@ -405,11 +411,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--no-float64", action="store_true", help="skip the float64 run of the official code")
     ap.add_argument("--report-json", type=Path, default=None, help="also write the statistics as JSON")
+    choices = [*MODELS, *golden_original.NAMES]
+    ap.add_argument("--only", default=",".join(choices), help=f"comma-separated subset of {choices}")
     args = ap.parse_args(argv)
+    only = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(only) - set(choices))
+    if unknown:
+        ap.error(f"--only: unknown fixture(s) {unknown}; choose from {choices}")
     torch.manual_seed(0)  # nothing random should come from torch; this only guards against surprises
     args.out.mkdir(parents=True, exist_ok=True)
     reports = {}
-    for name in MODELS:
+    originals = [n for n in golden_original.NAMES if n in only]
+    if originals:
+        golden_original.main(args.out, originals)
+    for name in (n for n in MODELS if n in only):
         rep, model = make_model(name, args.out, float64=not args.no_float64)
         if name == "tiny":
             rep["sharded_files"] = make_sharded(name, model, args.out)
