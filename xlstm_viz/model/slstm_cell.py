@@ -30,6 +30,7 @@ import mlx.core as mx
 from xlstm_viz.model.activations import log_sigmoid
 
 GATES = ("i", "f", "z", "o")
+OUTPUTS = (*GATES, "c", "n", "m", "h")  # what `sequence` returns per token, in this order
 
 
 @dataclass
@@ -89,7 +90,7 @@ def sequence(
 
     Returns per-token values {h, c, n, m, i, f, z, o} ([B, S, NH, DH] each; i..o are the raw pre-activations) and
     the final state."""
-    seq: dict[str, list[mx.array]] = {k: [] for k in ("h", "c", "n", "m", *GATES)}
+    seq: dict[str, list[mx.array]] = {k: [] for k in OUTPUTS}
     for t in range(wx[0].shape[1]):
         state, raw = step(tuple(w[:, t] for w in wx), R, b, state)
         for key, value in zip(("c", "n", "m", "h", *GATES), (*state.arrays(), *raw)):

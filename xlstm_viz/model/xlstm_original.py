@@ -40,6 +40,8 @@ import xlstm_viz.blas  # noqa: F401  (fast BLAS must be bound before MLX loads)
 import mlx.core as mx
 import mlx.nn as nn
 
+from xlstm_viz.checkpoint import CheckpointError
+from xlstm_viz.config import ConfigError
 from xlstm_viz.model import mlstm_cell, slstm_cell
 from xlstm_viz.model.mlstm_cell import MLSTMState
 from xlstm_viz.model.slstm_cell import SLSTMState
@@ -57,7 +59,7 @@ ACTIVATIONS = {
 MODES = ("chunkwise", "recurrent")
 
 
-class OriginalConfigError(ValueError):
+class OriginalConfigError(ConfigError):
     """A config.json that cannot describe an original xLSTM model (names the field and the value)."""
 
 
@@ -391,7 +393,7 @@ class Cell:
     inputs: local names of the values it reads ("in" = block input); weights: {argument: checkpoint name relative
     to the block prefix}; state: whether it carries recurrent state (None in, the new one out); heads: how its last
     axis splits into heads (None: not per head); output: "array" or "dict" (a dict of named per-token arrays, each
-    probed as `<cell>.<key>`; `primary` is the key that other cells read)."""
+    probed as `<cell>.<key>` for key in `outputs`; `primary` is the key that other cells read)."""
 
     name: str
     inputs: tuple[str, ...]
@@ -400,6 +402,7 @@ class Cell:
     state: bool = False
     heads: int | None = None
     primary: str | None = None
+    outputs: tuple[str, ...] = ()
     equation: str = ""
 
 
@@ -556,6 +559,7 @@ def block_cells(config: OriginalConfig, kind: str, mode: str, chunk_size: int = 
         Cell("slstm.memory", ("slstm.igate", "slstm.fgate", "slstm.zgate", "slstm.ogate"),
              {"R": L + "slstm_cell._recurrent_kernel_", "b": L + "slstm_cell._bias_"},
              partial(_slstm_memory_cell, num_heads=nh, backend=s.backend), state=True, heads=nh, primary="h",
+             outputs=slstm_cell.OUTPUTS,
              equation="raw = Wx + R h + b; m = max(i, log sig f + m); c = f'c + i' tanh z; n = f'n + i'; h = sig(o) c/n"),
         Cell("slstm.norm", ("slstm.memory.h",), _opt(s.group_norm_weight, w=L + "group_norm.weight"),
              _group_norm_cell(nh), heads=nh, equation="GN(h) (1 + w)"),
@@ -598,8 +602,8 @@ def run_block(cells: list[Cell], x: mx.array, weights: dict[str, mx.array], pref
             values[cell.name] = out
         if observer is not None:
             if cell.primary is not None:
-                for key, value in out.items():
-                    observer(f"{cell.name}.{key}", value)
+                for key in cell.outputs:
+                    observer(f"{cell.name}.{key}", out[key])
             else:
                 observer(cell.name, out)
     return values["out"], new_state
@@ -635,7 +639,7 @@ class OriginalXLSTM:
         for b, cells in enumerate(self._tables["chunkwise"]):
             names.append(f"blocks.{b}.in")
             for cell in cells:
-                keys = ("i", "f", "z", "o", "c", "n", "m", "h") if cell.primary else (None,)
+                keys = cell.outputs if cell.primary else (None,)
                 names += [f"blocks.{b}.{cell.name}" + (f".{k}" if k else "") for k in keys]
         return names + ["out_norm", "logits"]
 
@@ -700,7 +704,7 @@ class OriginalXLSTM:
 # ----------------------------------------------------------------------------------------------------------- loading
 
 
-class OriginalCheckpointError(ValueError):
+class OriginalCheckpointError(CheckpointError):
     """Tensors that do not match the original-xLSTM config (lists every missing, unexpected, mis-shaped one)."""
 
 
