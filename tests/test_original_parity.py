@@ -274,3 +274,47 @@ def test_bad_ids_and_state_are_named(golden_dir):
     _, state = model(mx.array([[1, 2]]))
     with pytest.raises(ValueError, match=r"state of block 0 cell 'mlstm.conv' has batch 1, ids have 2"):
         model(mx.array([[1], [2]]), state=state)
+
+
+def test_sharded_checkpoint_loads_identically_and_a_wrong_index_is_named(mixed_copy, golden_dir):
+    tensors = load_file(mixed_copy / "model.safetensors")
+    names = sorted(tensors)
+    halves = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2 :]}
+    for file, part in halves.items():
+        save_file({n: tensors[n] for n in part}, mixed_copy / file)
+    (mixed_copy / "model.safetensors").unlink()
+    weight_map = {n: f for f, part in halves.items() for n in part}
+    (mixed_copy / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    ids = mx.array(np.load(golden_dir / "orig_mixed" / "reference.npz")["input_ids"])
+    a, _ = xlstm_viz.load_model(mixed_copy)(ids)
+    b, _ = load_original(golden_dir / "orig_mixed")(ids)
+    np.testing.assert_array_equal(np.array(a), np.array(b))
+    weight_map[names[0]] = "model-00002-of-00002.safetensors"
+    (mixed_copy / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(CheckpointError, match=rf"{names[0]}: the index maps it to model-00002-of-00002"):
+        xlstm_viz.load_model(mixed_copy)
+
+
+def test_truncated_file_is_named(mixed_copy):
+    data = (mixed_copy / "model.safetensors").read_bytes()
+    (mixed_copy / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model\.safetensors is not a readable safetensors file"):
+        xlstm_viz.load_model(mixed_copy)
+
+
+def test_tied_weights_use_the_embedding_as_head(mixed_copy, golden_dir):
+    tensors = load_file(mixed_copy / "model.safetensors")
+    del tensors["lm_head.weight"]
+    save_file(tensors, mixed_copy / "model.safetensors")
+    _edit_config(mixed_copy, lambda c: c.update(tie_weights=True))
+    model = xlstm_viz.load_model(mixed_copy)
+    seen = {}
+    logits, _ = model(mx.array([[1, 2, 3]]), observer=lambda n, v: seen.__setitem__(n, v))
+    expected = np.array(seen["out_norm"]) @ tensors["token_embedding.weight"].T
+    np.testing.assert_allclose(np.array(logits), expected, rtol=1e-5, atol=1e-5)
+    # saved under both names, the head must equal the embedding
+    tensors["lm_head.weight"] = tensors["token_embedding.weight"] + 1
+    save_file(tensors, mixed_copy / "model.safetensors")
+    with pytest.raises(CheckpointError, match="tie_weights is true but lm_head.weight differs"):
+        xlstm_viz.load_model(mixed_copy)

@@ -736,10 +736,16 @@ def read_shapes(folder: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, Pat
                 for name in fh.keys():
                     shapes[name] = tuple(fh.get_slice(name).get_shape())
                     where[name] = path
-        except OriginalCheckpointError:
-            raise
         except Exception as err:  # noqa: BLE001 - re-raised with the file named
-            raise OriginalCheckpointError(f"{path.name} is not a readable safetensors file: {err}") from None
+            raise OriginalCheckpointError(f"{path.name} is not a readable safetensors file (truncated or corrupt?): "
+                                          f"{err}") from None
+    if "" not in files:  # an index: it and the shards must agree tensor by tensor
+        problems = [f"  {n}: the index maps it to {f.name}, but that file does not hold it"
+                    for n, f in files.items() if where.get(n) != f]
+        problems += [f"  {n}: stored in {f.name}, but the index does not map it there"
+                     for n, f in where.items() if files.get(n) != f]
+        if problems:
+            raise OriginalCheckpointError(f"checkpoint {folder} index and shards disagree:\n" + "\n".join(problems))
     return shapes, where
 
 
