@@ -106,7 +106,8 @@ def test_chunkwise_continues_from_a_carried_state(golden):
 
 def _probe_map(kind):
     if kind == "mlstm":
-        keys = {k: f"mlstm.{k}" for k in ("up", "z", "conv", "q", "k", "v", "igate", "fgate", "memory", "norm")}
+        keys = {k: f"mlstm.{k}" for k in ("up", "z", "conv", "q", "k", "v", "igate", "fgate", "norm")}
+        keys["memory"] = "mlstm.memory.h"
         keys["out_proj"] = "mlstm.out"
     else:
         keys = {k: f"slstm.{k}" for k in ("conv", "igate", "fgate", "zgate", "ogate", "norm")}
@@ -318,3 +319,31 @@ def test_tied_weights_use_the_embedding_as_head(mixed_copy, golden_dir):
     save_file(tensors, mixed_copy / "model.safetensors")
     with pytest.raises(CheckpointError, match="tie_weights is true but lm_head.weight differs"):
         xlstm_viz.load_model(mixed_copy)
+
+
+@pytest.mark.parametrize("mode", ["chunkwise", "recurrent"])
+def test_mlstm_memory_norms_end_at_the_official_final_state(golden_dir, mode):
+    ref = np.load(golden_dir / "orig_mixed" / "reference.npz")
+    model = load_original(golden_dir / "orig_mixed", chunk_size=4)
+    seen: dict[str, list] = {}
+    model(mx.array(ref["input_ids"]), mode=mode, observer=lambda n, v: seen.setdefault(n, []).append(v))
+    for b in (0, 2):
+        p = f"state_step/block{b}"
+        last = {k: np.array(mx.concatenate(seen[f"blocks.{b}.mlstm.memory.{k}"], axis=1))[:, -1]
+                for k in ("C_norm", "n_norm", "m")}
+        _close(last["C_norm"], np.linalg.norm(ref[f"{p}/C"], axis=(-2, -1)), f"block {b} C_norm")
+        _close(last["n_norm"], np.linalg.norm(ref[f"{p}/n"], axis=-1), f"block {b} n_norm")
+        _close(last["m"], ref[f"{p}/m"][..., 0], f"block {b} m")
+
+
+def test_mlstm_memory_trace_agrees_between_modes_at_every_token(golden_dir):
+    model = load_original(golden_dir / "orig_mixed", chunk_size=4)
+    ids = mx.array(np.load(golden_dir / "orig_mixed" / "reference.npz")["input_ids"])
+    runs = {}
+    for mode in ("chunkwise", "recurrent"):
+        seen: dict[str, list] = {}
+        model(ids, mode=mode, observer=lambda n, v: seen.setdefault(n, []).append(v))
+        runs[mode] = {k: np.array(mx.concatenate(v, axis=1)) for k, v in seen.items() if ".memory." in k}
+    assert any("C_norm" in k for k in runs["chunkwise"])
+    for key, value in runs["recurrent"].items():
+        _close(runs["chunkwise"][key], value.astype(np.float64), key)

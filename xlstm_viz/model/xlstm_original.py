@@ -21,7 +21,7 @@ A block is a table of cells in execution order (`block_cells`). A cell is a pure
 `(inputs, weights, state) -> (output, new_state)` over the values named in `inputs` ("in" is the block input) and the
 checkpoint tensors named in `weights`; state is returned, never written anywhere. `OriginalXLSTM.__call__` runs the
 tables and, if given, calls `observer(probe_name, value)` after every cell. Probe names:
-`embedding`, `blocks.i.in`, `blocks.i.mlstm.{norm_in,up,z,conv,q,k,v,igate,fgate,memory,norm,skip,h,out}`,
+`embedding`, `blocks.i.in`, `blocks.i.mlstm.{norm_in,up,z,conv,q,k,v,igate,fgate,memory.{h,C_norm,n_norm,m},norm,skip,h,out}`,
 `blocks.i.slstm.{norm_in,conv,igate,fgate,zgate,ogate,memory.{i,f,z,o,c,n,m,h},norm}`, `blocks.i.mid`,
 `blocks.i.ffn.{norm_in,gate,up,h,out}`, `blocks.i.out`, `out_norm`, `logits`. `memory.{i,f,z,o}` are the full sLSTM
 pre-activations (W x + R h + b); `slstm.igate` etc. are the W x parts.
@@ -439,7 +439,10 @@ def _mlstm_gate_cell(x, w, s):
     return linear(mx.concatenate(list(x), axis=-1), w["W"], w["b"]), None  # W [q; k; v] + b, [B, S, NH]
 
 
-def _mlstm_memory_cell(x, w, s, *, num_heads, mode, chunk_size):
+MLSTM_TRACE = ("h", "C_norm", "n_norm", "m")  # the mLSTM memory's outputs when traced
+
+
+def _mlstm_memory_cell(x, w, s, *, num_heads, mode, chunk_size, trace=False):
     q, k, v, i, f = x
     B, S, I = q.shape
     DH = I // num_heads
@@ -454,10 +457,14 @@ def _mlstm_memory_cell(x, w, s, *, num_heads, mode, chunk_size):
     qh, kh, vh = heads(q) * scale, heads(k) / scale, heads(v)
     ih, fh = i.transpose(0, 2, 1), f.transpose(0, 2, 1)  # [B, NH, S]
     if mode == "chunkwise":
-        h, state, _ = mlstm_cell.chunkwise(qh, kh, vh, ih, fh, state, MLSTM_EPS, chunk_size)
+        h, state, tr = mlstm_cell.chunkwise(qh, kh, vh, ih, fh, state, MLSTM_EPS, chunk_size, with_trace=trace)
     else:
-        h, state, _ = mlstm_cell.recurrent(qh, kh, vh, ih, fh, state, MLSTM_EPS)
-    return h.transpose(0, 2, 1, 3).reshape(B, S, I), state
+        h, state, tr = mlstm_cell.recurrent(qh, kh, vh, ih, fh, state, MLSTM_EPS, with_trace=trace)
+    h = h.transpose(0, 2, 1, 3).reshape(B, S, I)
+    if not trace:
+        return h, state
+    # per token and head: ||C_t||_F, ||n_t||, m_t, [B, S, NH]
+    return {"h": h, "C_norm": tr.C_norm.swapaxes(1, 2), "n_norm": tr.n_norm.swapaxes(1, 2), "m": tr.m.swapaxes(1, 2)}, state
 
 
 def _group_norm_cell(num_heads):
@@ -497,8 +504,10 @@ def _ffn_h_cell(act):
     return fn
 
 
-def block_cells(config: OriginalConfig, kind: str, mode: str, chunk_size: int = 64) -> list[Cell]:
-    """The cell table of one block of `kind` ("mlstm" | "slstm"), in execution order, for `mode`."""
+def block_cells(config: OriginalConfig, kind: str, mode: str, chunk_size: int = 64, trace: bool = False) -> list[Cell]:
+    """The cell table of one block of `kind` ("mlstm" | "slstm"), in execution order, for `mode`.
+
+    With `trace` the mLSTM memory also returns per-token memory statistics (`memory.{C_norm,n_norm,m}`)."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     D, bias = config.embedding_dim, config.bias
@@ -527,7 +536,8 @@ def block_cells(config: OriginalConfig, kind: str, mode: str, chunk_size: int = 
                  {"W": L + "mlstm_cell.fgate.weight", "b": L + "mlstm_cell.fgate.bias"}, _mlstm_gate_cell,
                  heads=nh, equation="f = W_f [q; k; v] + b_f"),
             Cell("mlstm.memory", ("mlstm.q", "mlstm.k", "mlstm.v", "mlstm.igate", "mlstm.fgate"), {},
-                 partial(_mlstm_memory_cell, num_heads=nh, mode=mode, chunk_size=chunk_size), state=True, heads=nh,
+                 partial(_mlstm_memory_cell, num_heads=nh, mode=mode, chunk_size=chunk_size, trace=trace), state=True,
+                 heads=nh, primary="h" if trace else None, outputs=MLSTM_TRACE if trace else (),
                  equation="C_t = f' C + i' (k/sqrt(DH)) v^T, h~ = q^T C / max(|q^T n|, e^-m)"),
             Cell("mlstm.norm", ("mlstm.memory",), {"w": L + "mlstm_cell.outnorm.weight"}, _group_norm_cell(nh),
                  heads=nh, equation="GN(h~) (1 + w)"),
@@ -629,14 +639,17 @@ class OriginalXLSTM:
         self.chunk_size = chunk_size
         self.weights = dict(weights or {})
         self.source: str | None = None
-        self._tables = {mode: [block_cells(config, k, mode, chunk_size) for k in config.block_types] for mode in MODES}
+        # (mode, traced) -> one cell table per block; traced tables serve calls with an observer
+        self._tables = {(mode, trace): [block_cells(config, k, mode, chunk_size, trace) for k in config.block_types]
+                        for mode in MODES for trace in (False, True)}
 
-    def cells(self, block: int, mode: str = "chunkwise") -> list[Cell]:
-        return self._tables[mode][block]
+    def cells(self, block: int, mode: str = "chunkwise", trace: bool = False) -> list[Cell]:
+        return self._tables[mode, trace][block]
 
     def probe_names(self) -> list[str]:
+        """What an observer sees, in order (a recurrent call repeats the block probes once per token)."""
         names = ["embedding"]
-        for b, cells in enumerate(self._tables["chunkwise"]):
+        for b, cells in enumerate(self._tables["chunkwise", True]):
             names.append(f"blocks.{b}.in")
             for cell in cells:
                 keys = cell.outputs if cell.primary else (None,)
@@ -676,20 +689,20 @@ class OriginalXLSTM:
             # token by token through the whole stack, like the official `step`
             outs = []
             for t in range(ids.shape[1]):
-                y, state = self._stack(x[:, t : t + 1], state, "recurrent", emit)
+                y, state = self._stack(x[:, t : t + 1], state, ("recurrent", observer is not None), emit)
                 outs.append(y)
             h = mx.concatenate(outs, axis=1)
         else:
-            h, state = self._stack(x, state, "chunkwise", emit)
+            h, state = self._stack(x, state, ("chunkwise", observer is not None), emit)
         h = layer_norm(h, W["xlstm_block_stack.post_blocks_norm.weight"]) if self.config.add_post_blocks_norm else h
         emit("out_norm", h)
         logits = linear(h, W["lm_head.weight"] if not self.config.tie_weights else W["token_embedding.weight"])
         emit("logits", logits)
         return logits, state
 
-    def _stack(self, x, state, mode, emit):
+    def _stack(self, x, state, table, emit):
         new_state = []
-        for b, cells in enumerate(self._tables[mode]):
+        for b, cells in enumerate(self._tables[table]):
             name = f"blocks.{b}."
 
             def obs(n, v, name=name):
