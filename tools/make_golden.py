@@ -13,6 +13,8 @@ up to float32 rounding of torch's CPU kernels):
 
 tools/golden_model.py makes the dims, d96 and fused_save groups (its docstring lists their files);
 tools/golden_ncps.py makes the ncps group (CfC/LTC parity).
+tools/golden_original.py makes the original-xLSTM groups (`xlstm.xLSTMLMModel`, mLSTM + sLSTM blocks; orig_slstm
+also writes orig_slstm_cuda); its docstring lists their keys.
 
 What it writes, per model ("tiny", "small"), in <out>/<name>/:
   config.json          NX-AI/transformers format (all xLSTMLargeConfig fields + HF extras), native CPU kernels
@@ -56,6 +58,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.official_model import build_official, save_checkpoint  # noqa: E402
+from tools import golden_original  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import golden_model  # noqa: E402  (dims, d96 and fused_save fixtures: tools/golden_model.py)
@@ -422,7 +425,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--no-float64", action="store_true", help="skip the float64 run of the official code")
     ap.add_argument("--report-json", type=Path, default=None, help="also write the statistics as JSON")
-    ap.add_argument("--only", nargs="+", choices=[*MODELS, *golden_model.GENERATORS, *EXTRA_GENERATORS],
+    ap.add_argument("--only", nargs="+", choices=[*MODELS, *golden_model.GENERATORS, *EXTRA_GENERATORS,
+                                                     *golden_original.NAMES],
                     default=None,
                     help="regenerate only these fixture groups (default: all but fused_save, which needs "
                          "--project-python); tiny_sharded comes with tiny")
@@ -431,9 +435,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.manual_seed(0)  # nothing random should come from torch; this only guards against surprises
     args.out.mkdir(parents=True, exist_ok=True)
-    only = args.only or [*MODELS, *(g for g in golden_model.GENERATORS if g != "fused_save"), *EXTRA_GENERATORS]
+    only = args.only or [*MODELS, *(g for g in golden_model.GENERATORS if g != "fused_save"), *EXTRA_GENERATORS,
+                         *golden_original.NAMES]
     reports = {}
-<<<<<<< HEAD
+    originals = [n for n in golden_original.NAMES if n in only]
+    if originals:
+        golden_original.main(args.out, originals)
     for name in golden_model.GENERATORS:
         if name in only:
             extra = (args.project_python,) if name == "fused_save" else ()
@@ -442,9 +449,6 @@ def main(argv: list[str] | None = None) -> None:
             reports[name] = golden_model.GENERATORS[name](args.out, *extra)
             print(f"== {name}: {json.dumps(reports[name])}")
     for name in (m for m in MODELS if m in only):
-=======
-    for name in (n for n in MODELS if n in selected):
->>>>>>> f-ncps
         rep, model = make_model(name, args.out, float64=not args.no_float64)
         if name == "tiny":
             rep["sharded_files"] = make_sharded(name, model, args.out)
