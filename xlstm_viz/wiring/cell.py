@@ -6,7 +6,7 @@ connection `src -> dst` is an input of `dst`. A connection that feeds a checkpoi
 `(features,)` of the activation it carries. Each connection has a polarity (+1/-1), an on/off switch and
 an NCPS-style sparsity: a seeded element mask over that weight (or activation) that multiplies it.
 
-Sharing declarations (the executor applies them; the wiring only validates and stores them):
+Sharing declarations (the wiring validates and stores them; the executor applies them at every forward):
 
 * `share_featurizer(cells)`: the first cell *owns* the weight; every other cell computes its features
   with the owner's weight tensor instead of its own (e.g. q and k share one projection). The weights
@@ -14,8 +14,10 @@ Sharing declarations (the executor applies them; the wiring only validates and s
 * `share_feature_groups(cell, groups)`: the cell's features are split into G equal contiguous groups
   (for q/k/v with G = num_heads these are the heads). `groups` is G (all groups use group 0's
   features) or a partition of range(G) such as [[0, 1], [2, 3]] (each part uses its first group's
-  features). For a weighted cell that means tying that group's weight rows; for a weightless cell
-  its activations. G must divide the cell's feature count.
+  features). For a weighted cell that means tying that group's weight rows (row r of the weight is
+  feature r: for q/k/v/gates/projections the output features, for a norm its per-feature scale; a bias
+  stays per feature); for a weightless cell its activations (its output's last axis). G must divide
+  the cell's feature count. `feature_group_index(cell)` is the gather index the executor uses.
 """
 
 from __future__ import annotations
@@ -367,6 +369,21 @@ class CellWiring(Editable):
             raise ValueError(f"{where} must partition range(G), G >= 2, with non-empty parts, got {partition}")
         if features % count:
             raise ValueError(f"cell {cell} has {features} features, which do not split into {count} equal groups")
+
+    def feature_group_index(self, cell: str) -> np.ndarray | None:
+        """int32 index over the cell's features that applies its tied groups (None if it has none): feature f reads
+        feature index[f], so every group of a part reads its part's first group. The executor gathers a weighted
+        cell's weight rows with it (axis 0; a bias stays per feature), a weightless cell's output features."""
+        self._require_cell(cell)
+        parts = self._feature_groups.get(cell)
+        if parts is None:
+            return None
+        size = self.cells[cell].features // sum(len(part) for part in parts)
+        index = np.arange(self.cells[cell].features, dtype=np.int32)
+        for part in parts:
+            for group in part:
+                index[group * size:(group + 1) * size] = np.arange(part[0] * size, (part[0] + 1) * size)
+        return index
 
     def unshare_feature_groups(self, cell: str) -> None:
         if cell not in self._feature_groups:
