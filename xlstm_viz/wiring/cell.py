@@ -10,7 +10,8 @@ Sharing declarations (the wiring validates and stores them; the executor applies
 
 * `share_featurizer(cells)`: the first cell *owns* the weight; every other cell computes its features
   with the owner's weight tensor instead of its own (e.g. q and k share one projection). The weights
-  must have equal shapes. Each borrower's incoming connection keeps its own polarity and mask.
+  must have equal shapes. Each borrower's incoming connection keeps its own polarity and mask, and the
+  borrower its own bias (if it has one).
 * `share_feature_groups(cell, groups)`: the cell's features are split into G equal contiguous groups
   (for q/k/v with G = num_heads these are the heads). `groups` is G (all groups use group 0's
   features) or a partition of range(G) such as [[0, 1], [2, 3]] (each part uses its first group's

@@ -250,8 +250,9 @@ class Wiring(Editable):
                 raise ValueError(f"config is for {name}, which is not a {cls.__name__}")
         try:
             return target._from_config(config)
-        except TypeError as err:  # a JSON value of the wrong type: a document error like any other
-            raise ValueError(f"{target.__name__} config: {err}") from None
+        except (TypeError, ValueError) as err:  # a wrong type is a document error like any other; name the config
+            prefix = f"{target.__name__} config: "
+            raise ValueError(str(err) if str(err).startswith(prefix) else prefix + str(err)) from None
 
     @classmethod
     def _from_config(cls, config: dict):
