@@ -92,6 +92,18 @@ def test_a_config_json_that_is_not_utf8_is_named(tiny):
         xlstm_viz.load_model(tiny)
 
 
+def test_a_config_that_fits_only_in_bfloat16_is_not_refused(monkeypatch):
+    import xlstm_viz.model.xlstm as xlstm_module
+
+    config = XLSTMConfig(**SMALL)
+    count = XLSTM(config).num_parameters()
+    monkeypatch.setattr(xlstm_module, "machine_memory_bytes", lambda: 3 * count)  # < float32, > bfloat16
+    XLSTM(config)
+    monkeypatch.setattr(xlstm_module, "machine_memory_bytes", lambda: 2 * count - 1)
+    with pytest.raises(ConfigError, match=f"describes {count:,} parameters"):
+        XLSTM(config)
+
+
 def test_a_million_blocks_is_refused_at_once_naming_parameters_and_memory():
     # In a subprocess: before the check, building the modules took 13 s and then aborted the whole process.
     code = ("from xlstm_viz.config import XLSTMConfig; from xlstm_viz.model import XLSTM; "
@@ -99,7 +111,7 @@ def test_a_million_blocks_is_refused_at_once_naming_parameters_and_memory():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, (result.returncode, result.stderr[-2000:])
     assert "ConfigError: the config describes 201,666,988,094,464 parameters" in result.stderr
-    assert "GiB in float32) but this machine has" in result.stderr and "num_blocks=1000000" in result.stderr
+    assert "GiB even in bfloat16) but this machine has" in result.stderr and "num_blocks=1000000" in result.stderr
 
 
 @pytest.mark.parametrize("changes", [{}, {"use_bias": True}, {"add_out_norm": False, "qk_dim_factor": 0.25},

@@ -73,19 +73,20 @@ def machine_memory_bytes() -> int | None:
 
 
 def check_fits_in_memory(config: XLSTMConfig) -> None:
-    """Refuse a config whose float32 parameters exceed the machine's memory, before any module is built (a
-    million-block config otherwise spends many seconds making modules and then aborts the process)."""
-    blocks = config.layer_types()
-    if any(kind != "mlstm" for kind in blocks):
+    """Refuse a config whose parameters cannot fit in the machine's memory in any dtype the loader supports, before
+    any module is built (a million-block config otherwise spends many seconds making modules and then aborts the
+    process). The bound is bfloat16 (2 bytes a parameter): MLX makes the initial weights lazily, so a bf16 checkpoint
+    of a model that fits only in bf16 still loads."""
+    if any(kind != "mlstm" for kind in config.layer_types()):
         return  # the count below is the mLSTM block's; other block types bring their own modules
     count = model_parameters(config.dims, config.num_blocks, config.vocab_size, config.use_bias,
                              config.add_out_norm, config.tie_word_embeddings)
-    need, have = 4 * count, machine_memory_bytes()  # modules are made in float32, whatever dtype is loaded later
+    need, have = 2 * count, machine_memory_bytes()
     if have is not None and need > have:
         raise ConfigError(
-            f"the config describes {count:,} parameters ({need / 2**30:,.1f} GiB in float32) but this machine has "
-            f"{have / 2**30:,.1f} GiB of memory (embedding_dim={config.embedding_dim}, num_blocks={config.num_blocks}, "
-            f"vocab_size={config.vocab_size}, ffn_dim={config.ffn_dim})"
+            f"the config describes {count:,} parameters ({need / 2**30:,.1f} GiB even in bfloat16) but this machine "
+            f"has {have / 2**30:,.1f} GiB of memory (embedding_dim={config.embedding_dim}, "
+            f"num_blocks={config.num_blocks}, vocab_size={config.vocab_size}, ffn_dim={config.ffn_dim})"
         )
 
 
