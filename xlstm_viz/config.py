@@ -175,7 +175,10 @@ class XLSTMConfig(ValidatedConfig):
             raise ConfigError(f"{path} is not UTF-8 text ({err})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}:\n{err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.extra)
