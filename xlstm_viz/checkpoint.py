@@ -162,13 +162,32 @@ def _unfuse(config: XLSTMConfig, weights: dict[str, mx.array]) -> dict[str, mx.a
     return out
 
 
+def _is_original_xlstm(folder: Path) -> bool:
+    """Whether config.json describes the original xLSTM (`xlstm.xLSTMLMModel`: mlstm_block/slstm_block fields)."""
+    from xlstm_viz.model.xlstm_original import is_original_config
+
+    try:
+        return is_original_config(json.loads((folder / "config.json").read_text()))
+    except (OSError, ValueError):
+        return False  # the xLSTM-Large path below reports a missing or malformed config.json
+
+
 def load_model(path: str | Path, dtype: str = "float32", progress: bool | None = None):
-    """Load a checkpoint folder (config.json + model.safetensors, or an index + shards) into an XLSTM model."""
+    """Load a checkpoint folder (config.json + model.safetensors, or an index + shards) into an XLSTM model.
+
+    A folder of the original xLSTM (`xlstm.xLSTMLMModel`) loads into `OriginalXLSTM` instead
+    (xlstm_viz/model/xlstm_original.py), with the same strict checks."""
     from xlstm_viz.model import XLSTM
 
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist or is not a folder")
+    # --- original xLSTM (xLSTMLMModel): its own config, names and model; delegated whole ---
+    if _is_original_xlstm(folder):
+        from xlstm_viz.model.xlstm_original import load_original
+
+        return load_original(folder, dtype=dtype)
+    # --- xLSTM-Large / xLSTM-7B ---
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     config = XLSTMConfig.from_json(folder / "config.json")
