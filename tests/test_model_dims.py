@@ -29,9 +29,19 @@ def official(golden_dir):
 def test_ffn_width_matches_the_official_feedforward_for_every_width_8_to_8192(official, factor):
     widths, want = official["widths"], official[f"ffn_dim_{factor}"]
     assert widths[0] == 8 and widths[-1] == 8192 and len(widths) == 8185
-    got = np.array([mlstm_block_dims(int(D), 1, ffn_proj_factor=factor).ffn_dim for D in widths])
+    dims = [mlstm_block_dims(int(D), 1, ffn_proj_factor=factor) for D in widths]
+    got = np.array([d.ffn_dim for d in dims])
     wrong = widths[got != want]
     assert wrong.size == 0, f"{wrong.size} widths differ from the official FFN, first {wrong[:5]}"
+    assert [d.qk_dim for d in dims] == official["qk_dim_0.5"].tolist()
+    assert [d.v_dim for d in dims] == official["v_dim_1.0"].tolist()
+
+
+def test_block_wiring_from_a_plain_dict_names_a_bad_factor():
+    with pytest.raises(ValueError, match="config field 'qk_dim_factor' must be a positive number, got '0.5'"):
+        BlockWiring.from_config({"embedding_dim": 64, "num_heads": 4, "num_blocks": 1, "qk_dim_factor": "0.5"})
+    with pytest.raises(ValueError, match="'ffn_round_up_to_multiple_of' must be a positive integer, got 0"):
+        BlockWiring.from_config({"embedding_dim": 64, "num_heads": 4, "num_blocks": 1, "ffn_round_up_to_multiple_of": 0})
 
 
 @pytest.mark.parametrize("factor", FACTORS)

@@ -18,6 +18,8 @@ import mlx.core as mx
 from xlstm_viz import wiring as xw
 from xlstm_viz.neurons import CfC, LTC, NeuronStateDictError
 
+pytestmark = pytest.mark.numerical
+
 FIXTURES = Path(__file__).parent / "fixtures" / "golden" / "ncps"
 SPEC = json.loads((FIXTURES / "cases.json").read_text())
 CASES = {c["name"]: c for c in SPEC["cases"]}

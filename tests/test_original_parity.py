@@ -20,6 +20,8 @@ from xlstm_viz.config import ConfigError
 from xlstm_viz.model import slstm_cell
 from xlstm_viz.model.xlstm_original import OriginalConfig, OriginalXLSTM, load_original
 
+pytestmark = pytest.mark.numerical
+
 LOGITS_ATOL = 1e-3
 # States and intermediates: max |ours - official| <= REL * max |official| (per tensor) + FLOOR.
 REL, FLOOR = 2e-5, 1e-6

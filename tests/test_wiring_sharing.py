@@ -13,6 +13,8 @@ from safetensors.numpy import load_file, save_file
 
 import xlstm_viz
 
+pytestmark = pytest.mark.numerical
+
 NH = 4  # heads of the tiny fixture (D=64, qk 32, v 64)
 
 

@@ -59,3 +59,22 @@ def mlstm_block_dims(embedding_dim: int, num_heads: int, qk_dim_factor: float = 
         v_dim=int(embedding_dim * v_dim_factor),
         ffn_dim=round_up_to_next_multiple_of(embedding_dim * ffn_proj_factor, ffn_round_up_to_multiple_of),
     )
+
+
+def mlstm_block_parameters(dims: MLSTMBlockDims, use_bias: bool = False) -> int:
+    """Parameters of one xLSTM-Large block (mLSTM layer + SwiGLU FFN + two RMSNorms), counted from its dimensions."""
+    D, QK, V, NH, F = dims.embedding_dim, dims.qk_dim, dims.v_dim, dims.num_heads, dims.ffn_dim
+    # q, k, v, ogate, igate, fgate, out_proj, ffn gate/up/down; then gate biases, head-norm weight, two norm weights
+    count = (2 * QK + 2 * V + 2 * NH + V + 3 * F) * D + 2 * NH + V + 2 * D
+    if use_bias:  # q, k, v, ogate, out_proj, ffn gate/up/down, head norm, two norms
+        count += 2 * QK + 2 * V + D + 2 * F + D + V + 2 * D
+    return count
+
+
+def model_parameters(dims: MLSTMBlockDims, num_blocks: int, vocab_size: int, use_bias: bool = False,
+                     add_out_norm: bool = True, tie_word_embeddings: bool = False) -> int:
+    """Parameters of an all-mLSTM xLSTM-Large model: embedding, blocks, out_norm, lm_head (none when tied)."""
+    D = dims.embedding_dim
+    heads = 1 if tie_word_embeddings else 2
+    out_norm = (2 * D if use_bias else D) if add_out_norm else 0
+    return heads * vocab_size * D + num_blocks * mlstm_block_parameters(dims, use_bias) + out_norm

@@ -232,7 +232,7 @@ class Executor:
                     if stepping:
                         yield ev
                 elif node == "lm_head":
-                    logits = soft_cap(linear(x, model.lm_head.weight), config.output_logit_soft_cap)
+                    logits = soft_cap(linear(x, model.head_weight), config.output_logit_soft_cap)
                     out, ev = finish("logits", "lm_head", None, {"out_norm": x}, logits)
                     if stepping:
                         yield ev
