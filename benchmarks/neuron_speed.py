@@ -66,7 +66,6 @@ def official(batch: int, seq: int, repeats: int) -> dict:
     import ncps.wirings as nw
     import torch
 
-    torch.set_num_threads(torch.get_num_threads())
     out = {}
     x = torch.randn(batch, seq, INPUT)
     for name, (cls, units, kwargs) in MODELS.items():
