@@ -337,3 +337,27 @@ def test_a_new_ltc_starts_with_reversal_potentials_equal_to_the_wiring_polarity(
     np.testing.assert_array_equal(np.array(sd["rnn_cell.erev"]), w.adjacency_matrix.astype(np.float32))
     np.testing.assert_array_equal(np.array(sd["rnn_cell.sensory_erev"]), w.sensory_adjacency_matrix.astype(np.float32))
     np.testing.assert_array_equal(np.array(sd["rnn_cell.sparsity_mask"]), np.abs(w.adjacency_matrix))
+
+
+@pytest.mark.parametrize("edit", ["none", "added synapses", "fractional masks"])
+def test_the_ltc_sparse_synapse_path_agrees_with_the_dense_one(edit):
+    model, _ = build("ltc_autoncp_mixed")
+    w = model.wiring
+    if edit == "added synapses":  # the synapse lists follow the wiring
+        for s, d in np.argwhere(w.adjacency_matrix == 0)[:3]:
+            w.set_polarity(int(s), int(d), -1)
+        s, d = np.argwhere(w.sensory_adjacency_matrix == 0)[0]
+        w.set_polarity(int(s), int(d), 1, sensory=True)
+    weights = model.rnn_cell.weights()
+    if edit == "fractional masks":  # the pure cell honours mask values, not only their support
+        for name in ("sparsity_mask", "sensory_sparsity_mask"):
+            weights[name] = weights[name] * mx.random.uniform(0.2, 1.0, weights[name].shape, key=mx.random.key(1))
+    assert "synapse_index" in weights and "sensory_synapse_index" in weights  # AutoNCP masks are sparse
+    dense = {k: v for k, v in weights.items() if not k.endswith("synapse_index")}
+    x, v = mx.array(REF["ltc_autoncp_mixed/x"][:, 0]), mx.array(REF["ltc_autoncp_mixed/hx0"])
+    ts = mx.array(REF["ltc_autoncp_mixed/ts"][:, 0])[:, None]
+    out_sparse, v_sparse = ltc_cell(x, weights, v, ts, model.rnn_cell.config)
+    out_dense, v_dense = ltc_cell(x, dense, v, ts, model.rnn_cell.config)
+    assert_close(v_sparse, np.array(v_dense), "state, sparse vs dense")
+    assert_close(out_sparse, np.array(out_dense), "output, sparse vs dense")
+    assert "synapse_index" not in model.state_dict() and "rnn_cell.synapse_index" not in model.state_dict()

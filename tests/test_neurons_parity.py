@@ -92,3 +92,14 @@ def test_batched_timespans_and_initial_state_match_per_sample_ncps_runs(name):
     assert_close(h, REF[f"{name}/ts_h"], f"{name} final h with timespans")
     if mixed:
         assert_close(c, REF[f"{name}/ts_c"], f"{name} final c with timespans")
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if CASES[n].get("edits")))
+def test_live_wiring_edits_compute_what_ncps_computes_with_the_edited_mask_and_erev(name):
+    """The fixture edits ncps's tensors (mask entry zeroed, LTC erev negated); we edit only the wiring."""
+    model, case = build(name)
+    for matrix, src, dest, polarity in case["edits"]:
+        model.wiring.set_polarity(src, dest, polarity, sensory=matrix == "sensory")
+    y, _ = model(mx.array(REF[f"{name}/x"]))
+    assert float(np.max(np.abs(REF[f"{name}/edited_y"] - REF[f"{name}/y"]))) > 1e-3  # the edit matters
+    assert_close(y, REF[f"{name}/edited_y"], f"{name} after the wiring edits")

@@ -15,6 +15,7 @@ Writes <out>/ncps/:
       ts_y, ts_h[, ts_c]    official outputs with hx0 and ts, *one sample at a time* (ncps squeezes timespans to
                             [B] and cannot broadcast them for B > 1), stacked along the batch axis
       adjacency, sensory_adjacency   the ncps wiring's matrices after build (wired cases)
+      edited_y              (cases with `edit`) outputs after the mask/erev edits listed in the case's `edits`
 
 Weights: ncps's own initialisation under torch.manual_seed(case seed), then (LTC) the reversal potentials and the
 input/output mappings perturbed so they are not their initial +-1 / ones / zeros, as after training.
@@ -50,7 +51,7 @@ CASES = [
     dict(name="cfc_tanh_timefirst_last", cls="CfC", units=10, ts_shape="BS1",
          kwargs=dict(backbone_units=16, activation="tanh", batch_first=False, return_sequences=False)),
     # CfC, wired
-    dict(name="cfc_autoncp", cls="CfC", wiring=["AutoNCP", [12, 3], {}], kwargs={}),
+    dict(name="cfc_autoncp", cls="CfC", wiring=["AutoNCP", [12, 3], {}], kwargs={}, edit=True),
     dict(name="cfc_autoncp_pure", cls="CfC", wiring=["AutoNCP", [12, 3], {"sparsity_level": 0.6}],
          kwargs=dict(mode="pure")),
     dict(name="cfc_ncp_no_gate_mixed_proj", cls="CfC", wiring=["NCP", NCP_ARGS, {}], ts_shape="BS1",
@@ -59,7 +60,8 @@ CASES = [
     dict(name="cfc_fc_timefirst", cls="CfC", wiring=["FullyConnected", [6], {}], kwargs=dict(batch_first=False)),
     # LTC
     dict(name="ltc_default", cls="LTC", units=8, kwargs={}),
-    dict(name="ltc_autoncp_mixed", cls="LTC", wiring=["AutoNCP", [12, 3], {}], kwargs=dict(mixed_memory=True)),
+    dict(name="ltc_autoncp_mixed", cls="LTC", wiring=["AutoNCP", [12, 3], {}], kwargs=dict(mixed_memory=True),
+         edit=True),
     dict(name="ltc_ncp_timefirst_last", cls="LTC", wiring=["NCP", NCP_ARGS, {}], ts_shape="BS1",
          kwargs=dict(batch_first=False, return_sequences=False)),
     dict(name="ltc_random_linear_explicit", cls="LTC", wiring=["Random", [8, 3], {"sparsity_level": 0.5}],
@@ -144,13 +146,35 @@ def run_case(case: dict, seed: int, out: Path) -> dict[str, np.ndarray]:
         ref[p + "ts_h"] = np.concatenate(hs, axis=0)
         if mixed:
             ref[p + "ts_c"] = np.concatenate(cs, axis=0)
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / f"{case['name']}.safetensors"))  # before the edits below
+    case["state_dict"] = [[k, list(v.shape)] for k, v in state.items()]
+    if case.get("edit"):
+        ref.update(run_edited(case, model, wiring, x))
     if wiring is not None:
         ref[p + "adjacency"] = wiring.adjacency_matrix.astype(np.int32)
         ref[p + "sensory_adjacency"] = wiring.sensory_adjacency_matrix.astype(np.int32)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / f"{case['name']}.safetensors"))
-    case["state_dict"] = [[k, list(v.shape)] for k, v in state.items()]
     return ref
+
+
+def run_edited(case: dict, model, wiring, x: np.ndarray) -> dict[str, np.ndarray]:
+    """The official module after the tensor edits that our live wiring edits stand for: the first sensory synapse
+    removed (its mask entry zeroed) and the second inter-neuron synapse flipped (LTC: erev negated; a CfC ignores
+    polarity). Recorded in the case as `edits` = [[matrix, src, dest, new polarity], ...]."""
+    S, A = wiring.sensory_adjacency_matrix, wiring.adjacency_matrix
+    s, d = (int(i) for i in np.argwhere(S != 0)[0])
+    a, b = (int(i) for i in np.argwhere(A != 0)[1])
+    case["edits"] = [["sensory", s, d, 0], ["synapse", a, b, -int(A[a, b])]]
+    cell = model.rnn_cell
+    with torch.no_grad():
+        if case["cls"] == "LTC":
+            cell.sensory_sparsity_mask[s, d] = 0.0
+            cell.erev[a, b] = -cell.erev[a, b]
+        else:
+            layer0 = wiring.get_neurons_of_layer(0)
+            cell.layer_0.sparsity_mask[layer0.index(d), s] = 0.0
+        y, _ = model(torch.from_numpy(x))
+    return {case["name"] + "/edited_y": _np(y)}
 
 
 def make(out_root: Path) -> dict:

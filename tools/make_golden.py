@@ -21,7 +21,8 @@ What it writes, per model ("tiny", "small"), in <out>/<name>/:
   model.safetensors    7B checkpoint naming (backbone.embeddings.weight, backbone.blocks.N...., lm_head.weight)
   reference.npz        official outputs, all float32 (the _f64 ones are float64 runs rounded to float32)
 and <out>/tiny_sharded/: the tiny weights as model.safetensors.index.json + 2 shards (config.json as tiny's, except
-torch_dtype); no reference.npz: loaded as float32 it is the tiny model, so tiny/reference.npz applies.
+torch_dtype); no reference.npz: loaded as float32 it is the tiny model, so tiny/reference.npz applies;
+and <out>/ncps/: CfC/LTC references from ncps.torch 1.0.1 (tools/golden_ncps.py describes them).
 
 All weights are bfloat16-representable. "small" and "tiny_sharded" are stored as bfloat16 to stay inside the ~3 MB
 fixture budget: upcast to float32 they are exactly the float32 models the references were computed with.

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+import numpy as np
+
 import xlstm_viz.blas  # noqa: F401  (fast BLAS must be bound before MLX loads)
 import mlx.core as mx
 import mlx.nn as nn
@@ -136,6 +138,9 @@ def ltc_cell(
     with synapse activations `w * sigmoid(sigma (v_pre - mu))` masked by `sparsity_mask` (and the sensory ones by
     `sensory_sparsity_mask`); `erev` / `sensory_erev` are the reversal potentials. Output: the first
     `motor_size` neurons, then the output mapping.
+
+    Optional `synapse_index` / `sensory_synapse_index` entries (from `synapse_index(mask)`, not ncps tensors) make
+    the step evaluate only the pairs that have a synapse; the result is the same up to float32 summation order.
     """
     c = config
     positive = nn.softplus if c.implicit_param_constraints else (lambda a: a)
@@ -144,20 +149,32 @@ def ltc_cell(
     if c.input_mapping == "affine":
         inputs = inputs + weights["input_b"]
 
-    def synapses(pre, prefix):  # [B, src, dest] activations, masked
-        act = positive(weights[prefix + "w"]) * mx.sigmoid(weights[prefix + "sigma"] * (pre[..., None] - weights[prefix + "mu"]))
-        return act * weights[prefix + "sparsity_mask"]
+    def prepare(prefix):  # the loop-invariant part of a synapse population
+        index = weights.get(prefix + "synapse_index")
+        if index is None:
+            take = lambda name: weights[prefix + name]
+        else:  # only the pairs with a synapse, flattened to [nnz]
+            take = lambda name: weights[prefix + name].reshape(-1)[index[0]]
+        return index, positive(take("w")), take("sigma"), take("mu"), take("sparsity_mask"), take("erev")
+
+    def drive(pre, population):  # (sum over sources of act * erev, sum of act), act = w sigmoid(sigma (pre - mu))
+        index, w, sigma, mu, mask, erev = population
+        if index is None:  # [B, src, dest]
+            act = w * mx.sigmoid(sigma * (pre[..., None] - mu)) * mask
+            return mx.sum(act * erev, axis=1), mx.sum(act, axis=1)
+        _, src, scatter = index  # [B, nnz], summed into the targets by a one-hot [nnz, dest]
+        act = w * mx.sigmoid(sigma * (mx.take(pre, src, axis=1) - mu)) * mask
+        return (act * erev) @ scatter, act @ scatter
 
     # the sensory drive does not depend on v: computed once per step
-    s_act = synapses(inputs, "sensory_")
-    num_sensory = mx.sum(s_act * weights["sensory_erev"], axis=1)
-    den_sensory = mx.sum(s_act, axis=1)
+    num_sensory, den_sensory = drive(inputs, prepare("sensory_"))
+    synapses = prepare("")
     cm_t = positive(weights["cm"]) / (ts / c.ode_unfolds)
     gleak = positive(weights["gleak"])
     for _ in range(c.ode_unfolds):
-        w_act = synapses(v, "")
-        numerator = cm_t * v + gleak * weights["vleak"] + (mx.sum(w_act * weights["erev"], axis=1) + num_sensory)
-        denominator = cm_t + gleak + (mx.sum(w_act, axis=1) + den_sensory)
+        num, den = drive(v, synapses)
+        numerator = cm_t * v + gleak * weights["vleak"] + (num + num_sensory)
+        denominator = cm_t + gleak + (den + den_sensory)
         v = numerator / (denominator + c.epsilon)
 
     out = v[..., : c.motor_size] if c.motor_size < v.shape[-1] else v
@@ -166,6 +183,18 @@ def ltc_cell(
     if c.output_mapping == "affine":
         out = out + weights["output_b"]
     return out, v
+
+
+def synapse_index(mask: np.ndarray):
+    """(flat pair index [nnz], source index [nnz], one-hot of the target [nnz, dest]) of a sparse [src, dest] mask,
+    for `ltc_cell`; None when at least half of the pairs have a synapse (then the dense step is as fast)."""
+    src, dest = np.nonzero(mask)
+    if len(src) == 0 or len(src) >= 0.5 * mask.size:
+        return None
+    scatter = np.zeros((len(src), mask.shape[1]), np.float32)
+    scatter[np.arange(len(src)), dest] = 1.0
+    flat = (src * mask.shape[1] + dest).astype(np.int32)
+    return mx.array(flat), mx.array(src.astype(np.int32)), mx.array(scatter)
 
 
 def lstm_cell(inputs: mx.array, weights: dict, state: tuple[mx.array, mx.array]) -> tuple[mx.array, tuple]:

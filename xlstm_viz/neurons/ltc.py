@@ -25,7 +25,7 @@ from mlx.utils import tree_flatten
 from xlstm_viz.wiring import FullyConnected, Wiring
 
 from .base import LSTMCell, NeuronRNN, check_wiring, mask_problems
-from .cells import LTCCellConfig, ltc_cell
+from .cells import LTCCellConfig, ltc_cell, synapse_index
 
 INIT_RANGES = {
     "gleak": (0.001, 1.0),
@@ -103,6 +103,8 @@ class LTCCell(nn.Module):
                 "sensory_sparsity_mask": mx.array(np.abs(S).astype(np.float32)),
                 "erev": _erev_rule(self._trained[0], A),
                 "sensory_erev": _erev_rule(self._trained[1], S),
+                "synapse_index": synapse_index(A != 0),
+                "sensory_synapse_index": synapse_index(S != 0),
             }
             self._cache_version = self.wiring.version
         return self._cache
@@ -118,7 +120,13 @@ class LTCCell(nn.Module):
         }
 
     def weights(self) -> dict:
-        return dict(tree_flatten(self.parameters()), **self.wiring_tensors())
+        """What `ltc_cell` takes: parameters, the wiring's tensors, and the synapse lists of sparse masks."""
+        weights = dict(tree_flatten(self.parameters()), **self.wiring_tensors())
+        cache = self._wiring_tensors()
+        for name in ("synapse_index", "sensory_synapse_index"):
+            if cache[name] is not None:
+                weights[name] = cache[name]
+        return weights
 
 
 class LTC(NeuronRNN):
