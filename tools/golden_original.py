@@ -6,7 +6,8 @@ Called by tools/make_golden.py (`--only orig_slstm,orig_mixed`); run with the re
 
 Per model, in <out>/<name>/:
   config.json         dataclasses.asdict(xLSTMLMModelConfig) (sLSTM backend "vanilla")
-  model.safetensors   the official state_dict, float32, official names (vanilla _recurrent_kernel_/_bias_ layout)
+  model.safetensors   the official state_dict, official names (vanilla _recurrent_kernel_/_bias_ layout), stored as
+                      bfloat16: every weight is bfloat16-representable, so upcast it is exactly the float32 model
   reference.npz       float32 (the _f64 keys are a float64 run of the same weights, rounded to float32)
 and <out>/orig_slstm_cuda/: the same sLSTM model with the config saying backend "cuda" and `_recurrent_kernel_`,
 `_bias_` in the cuda layout (converted by the official ParameterProxy); orig_slstm/reference.npz applies to it.
@@ -75,7 +76,7 @@ def make_config(name: str) -> xLSTMLMModelConfig:
             vocab_size=61, slstm_at="all",
         )
     return xLSTMLMModelConfig(
-        mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(conv1d_kernel_size=4, qkv_proj_blocksize=4, num_heads=2)),
+        mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(conv1d_kernel_size=4, qkv_proj_blocksize=4, num_heads=4)),
         slstm_block=slstm_block, context_length=16, num_blocks=3, embedding_dim=32, vocab_size=53, slstm_at=[1],
         bias=True,
     )
@@ -110,7 +111,8 @@ def randomize(model: xLSTMLMModel, seed: int) -> None:
                 v = rng.normal(0.0, 1.5 / np.sqrt(fan_in), shape)
             else:
                 v = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
-            p.copy_(torch.from_numpy(v.astype(np.float32)))
+            # bfloat16-representable, so the checkpoint is stored in bfloat16 (half the bytes) and loads exactly
+            p.copy_(torch.from_numpy(v.astype(np.float32)).to(torch.bfloat16).to(torch.float32))
 
 
 def build(name: str, dtype=torch.float32) -> tuple[xLSTMLMModelConfig, xLSTMLMModel]:
@@ -267,7 +269,7 @@ def save_folder(folder: Path, cfg: xLSTMLMModelConfig, tensors: dict[str, torch.
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    save_file({k: v.detach().contiguous().to(torch.float32) for k, v in tensors.items()}, folder / "model.safetensors",
+    save_file({k: v.detach().contiguous().to(torch.bfloat16) for k, v in tensors.items()}, folder / "model.safetensors",
               metadata={"format": "pt"})
 
 
