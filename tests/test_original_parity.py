@@ -63,6 +63,7 @@ def test_chunkwise_logits_and_final_states_match_official(golden, prefix, chunk_
     model = load_original(folder, chunk_size=chunk_size)
     logits, state = model(mx.array(ref[prefix + "input_ids"]), mode="chunkwise")
     np.testing.assert_allclose(np.array(logits), ref[prefix + "logits_parallel"], atol=LOGITS_ATOL, rtol=0)
+    np.testing.assert_allclose(np.array(logits), ref[prefix + "logits_parallel_f64"], atol=LOGITS_ATOL, rtol=0)
     # The official forward returns no state; its step run over the same tokens ends in the state we must reach.
     _assert_states(model, state, ref, prefix + "state_step")
 
@@ -355,3 +356,8 @@ def test_mlstm_memory_trace_agrees_between_modes_at_every_token(golden_dir):
     assert any("C_norm" in k for k in runs["chunkwise"])
     for key, value in runs["recurrent"].items():
         _close(runs["chunkwise"][key], value.astype(np.float64), key)
+
+
+def test_reduced_precision_compute_is_refused_by_name(golden_dir):
+    with pytest.raises(ValueError, match=r"computes in float32 only .* got dtype='bfloat16'"):
+        xlstm_viz.load_model(golden_dir / "orig_mixed", dtype="bfloat16")

@@ -25,6 +25,16 @@ tables and, if given, calls `observer(probe_name, value)` after every cell. Prob
 `blocks.i.slstm.{norm_in,conv,igate,fgate,zgate,ogate,memory.{i,f,z,o,c,n,m,h},norm}`, `blocks.i.mid`,
 `blocks.i.ffn.{norm_in,gate,up,h,out}`, `blocks.i.out`, `out_norm`, `logits`. `memory.{i,f,z,o}` are the full sLSTM
 pre-activations (W x + R h + b); `slstm.igate` etc. are the W x parts.
+
+Where this differs from the official code, on purpose:
+* mode="chunkwise" evaluates the mLSTM chunk by chunk with the recurrent stabiliser (m_0 = 0), the convention of the
+  official `step`, so that its final states are the step's states and prefill-then-step continues exactly. The
+  official `forward` uses the quadratic parallel form, whose stabiliser has no m_0 term; h = q C~ / (max(|q n~|, 1) +
+  eps e^m) shows the two differ only through eps e^m (<= 4e-6 in the fixtures' logits).
+* The official `forward` fails for sequences longer than `context_length` (its causal-mask buffer); any length runs
+  here, and `context_length` is accepted and unused. Dropout fields are accepted: this is inference.
+* The `min(., 1)` clips of the vanilla sLSTM gates are kept although they never bind (m_t >= raw_i, and at the first
+  step f' multiplies c = n = 0).
 """
 
 from __future__ import annotations
@@ -792,8 +802,9 @@ def load_original(path: str | Path, dtype: str = "float32", chunk_size: int = 64
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist or is not a folder")
     if dtype != "float32":
-        # The parity fixtures and the sLSTM stabiliser are float32; other dtypes are not validated here.
-        raise ValueError(f"the original xLSTM loads as float32 only, got dtype={dtype!r}")
+        # Weights stored in bfloat16/float16 are widened on load; a reduced-precision compute path is not validated.
+        raise ValueError(f"the original xLSTM computes in float32 only (weights of any stored dtype are widened); "
+                         f"got dtype={dtype!r}")
     config = OriginalConfig.from_json(folder / "config.json")
     found, where = read_shapes(folder)
     validate_shapes(config.checkpoint_shapes(), found, folder, config)
