@@ -20,8 +20,14 @@ from xlstm_viz.model import slstm_cell
 from xlstm_viz.model.xlstm_original import OriginalConfig, OriginalXLSTM, load_original
 
 LOGITS_ATOL = 1e-3
-# States and intermediates: max |ours - official| <= REL * max |official| (per tensor) + FLOOR.
-REL, FLOOR = 2e-5, 1e-6
+# States and intermediates: max |ours - official| <= REL * max |official| (per tensor) + FLOOR. Measured: <= 9e-6
+# (mixed stack), the official float32 run itself is up to 6e-6 from its float64 run.
+REL, FLOOR = 5e-5, 1e-6
+# The mLSTM kernel output before the group norm is ill-conditioned (denominator max(|q.n|, e^-m) near its kink):
+# float32 rounding of its inputs (~5e-7) comes out 30x larger (measured 1.7e-5 end to end; fed the official inputs,
+# the cell alone is within 9e-7, see test_memory_cells_alone_match_official_on_official_inputs).
+REL_MLSTM_H = 2e-4
+REL_CELL_ALONE = 5e-6
 MODELS = ["orig_slstm", "orig_mixed"]
 RUNS = ["", "short/"]
 
@@ -32,11 +38,11 @@ def golden(request, golden_dir):
     return request.param, np.load(folder / "reference.npz"), folder
 
 
-def _close(ours, theirs, what):
+def _close(ours, theirs, what, rel=REL):
     ours = np.asarray(ours, np.float64)
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != official {theirs.shape}"
     err, scale = np.abs(ours - theirs).max(), np.abs(theirs).max()
-    assert err <= REL * scale + FLOOR, f"{what}: max abs error {err:.3g} > {REL} x {scale:.3g} + {FLOOR}"
+    assert err <= rel * scale + FLOOR, f"{what}: max abs error {err:.3g} > {rel} x {scale:.3g} + {FLOOR}"
 
 
 def _assert_states(model, state, ref, key):
@@ -126,9 +132,30 @@ def test_per_block_intermediates_match_official(golden, mode):
     for b, kind in enumerate(model.config.block_types):
         for key, probe in _probe_map(kind).items():
             ours = mx.concatenate(seen[f"blocks.{b}.{probe}"], axis=1)  # recurrent mode: one call per token
-            _close(ours, ref[f"fwd/block{b}/{key}"], f"{mode} block {b} {probe}")
+            rel = REL_MLSTM_H if probe == "mlstm.memory.h" else REL
+            _close(ours, ref[f"fwd/block{b}/{key}"], f"{mode} block {b} {probe}", rel)
             checked += 1
     assert checked == sum(len(_probe_map(k)) for k in model.config.block_types)
+
+
+@pytest.mark.parametrize("mode", ["chunkwise", "recurrent"])
+def test_memory_cells_alone_match_official_on_official_inputs(golden, mode):
+    # The memory cells fed the official float32 inputs: isolates the cell maths from upstream rounding.
+    _, ref, folder = golden
+    model = load_original(folder, chunk_size=4)
+    for b, kind in enumerate(model.config.block_types):
+        p = f"fwd/block{b}/"
+        cell = next(c for c in model.cells(b, mode) if c.name == f"{kind}.memory")
+        if kind == "mlstm":
+            inputs = tuple(mx.array(ref[p + k]) for k in ("q", "k", "v", "igate", "fgate"))
+            out, _ = cell.fn(inputs, {}, None)
+            _close(out, ref[p + "memory"], f"{mode} block {b} mlstm.memory", REL_CELL_ALONE)
+        else:
+            inputs = tuple(mx.array(ref[p + f"{g}gate"]) for g in "ifzo")
+            weights = {arg: model.weights[f"xlstm_block_stack.blocks.{b}." + name] for arg, name in cell.weights.items()}
+            out, _ = cell.fn(inputs, weights, None)
+            for key in slstm_cell.OUTPUTS:
+                _close(out[key], ref[p + f"memory_{key}"], f"{mode} block {b} slstm.memory.{key}", REL_CELL_ALONE)
 
 
 def test_observer_sees_every_probe_once_in_execution_order(golden):
