@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import xlstm_viz.blas  # noqa: F401  (fast BLAS must be bound before MLX loads)
 import mlx.core as mx
@@ -109,7 +109,7 @@ class _Section:
     """A nested section of the official config: known fields are read, fields that cannot change inference (dtype
     and kernel hints, dropout, init choices, bookkeeping) are accepted, anything else is refused by name."""
 
-    IGNORED: tuple = ()
+    IGNORED: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def parse(cls, d: Any, path: str) -> "_Section":
