@@ -388,3 +388,19 @@ def test_mlstm_memory_trace_agrees_between_modes_at_every_token(golden_dir):
 def test_reduced_precision_compute_is_refused_by_name(golden_dir):
     with pytest.raises(ValueError, match=r"computes in float32 only .* got dtype='bfloat16'"):
         xlstm_viz.load_model(golden_dir / "orig_mixed", dtype="bfloat16")
+
+
+def test_cli_info_summarises_an_original_model(golden_dir, capsys):
+    from xlstm_viz.cli import main
+
+    assert main(["info", "--model", str(golden_dir / "orig_mixed")]) == 0
+    out = capsys.readouterr().out
+    assert "original xLSTM (xLSTMLMModel): embedding_dim=32, vocab_size=53, 3 blocks [0:mlstm, 1:slstm, 2:mlstm]" in out
+    assert "blocks.0.mlstm.norm_in" in out
+
+
+def test_dashboard_refuses_an_original_model_by_name(golden_dir):
+    from xlstm_viz.dashboard.session import load_default_model
+
+    with pytest.raises(ValueError, match=r"orig_slstm is an original xLSTM \(xLSTMLMModel\); the dashboard cannot"):
+        load_default_model(golden_dir / "orig_slstm")

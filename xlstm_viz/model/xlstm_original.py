@@ -669,6 +669,14 @@ class OriginalXLSTM:
     def checkpoint_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.config.checkpoint_shapes()
 
+    def summary(self) -> str:
+        c = self.config
+        params = sum(v.size for v in self.weights.values())
+        kinds = ", ".join(f"{b}:{k}" for b, k in enumerate(c.block_types))
+        return (f"original xLSTM (xLSTMLMModel): embedding_dim={c.embedding_dim}, vocab_size={c.vocab_size}, "
+                f"{c.num_blocks} blocks [{kinds}], {params:,} parameters"
+                + (f", sLSTM backend layout {c.slstm.backend!r}" if c.slstm is not None and "slstm" in c.block_types else ""))
+
     def _check_state(self, state, batch: int) -> None:
         if not isinstance(state, list) or len(state) != self.config.num_blocks:
             raise ValueError(f"state must be a list of {self.config.num_blocks} per-block dicts (as returned by the "
