@@ -28,7 +28,7 @@ REL, FLOOR = 5e-5, 1e-6
 # the cell alone is within 9e-7, see test_memory_cells_alone_match_official_on_official_inputs).
 REL_MLSTM_H = 2e-4
 REL_CELL_ALONE = 5e-6
-MODELS = ["orig_slstm", "orig_mixed"]
+MODELS = ["orig_slstm", "orig_mixed", "orig_plain"]  # orig_plain: no conv, GN weight, FFN, final norm; tied
 RUNS = ["", "short/"]
 
 
@@ -49,7 +49,9 @@ def _assert_states(model, state, ref, key):
     assert len(state) == model.config.num_blocks
     for b, (kind, entry) in enumerate(zip(model.config.block_types, state)):
         p = f"{key}/block{b}"
-        _close(entry[f"{kind}.conv"], ref[f"{p}/conv"], f"{p}/conv")
+        assert (f"{kind}.conv" in entry) == (f"{p}/conv" in ref), f"{p}: conv state present here vs officially"
+        if f"{p}/conv" in ref:
+            _close(entry[f"{kind}.conv"], ref[f"{p}/conv"], f"{p}/conv")
         names = ("C", "n", "m") if kind == "mlstm" else ("c", "n", "m", "h")
         for name in names:
             _close(getattr(entry[f"{kind}.memory"], name), ref[f"{p}/{name}"], f"{p}/{name}")
@@ -59,7 +61,8 @@ def test_load_model_detects_the_original_format(golden):
     name, _, folder = golden
     model = xlstm_viz.load_model(folder)
     assert isinstance(model, OriginalXLSTM)
-    assert model.config.block_types == (["slstm"] * 2 if name == "orig_slstm" else ["mlstm", "slstm", "mlstm"])
+    expected = {"orig_slstm": ["slstm"] * 2, "orig_mixed": ["mlstm", "slstm", "mlstm"], "orig_plain": ["slstm"]}
+    assert model.config.block_types == expected[name]
 
 
 @pytest.mark.parametrize("chunk_size", [4, 64])
@@ -110,7 +113,7 @@ def test_chunkwise_continues_from_a_carried_state(golden):
     _assert_states(model, state, ref, "state_step")
 
 
-def _probe_map(kind):
+def _probe_map(kind, ref, b):
     if kind == "mlstm":
         keys = {k: f"mlstm.{k}" for k in ("up", "z", "conv", "q", "k", "v", "igate", "fgate", "norm")}
         keys["memory"] = "mlstm.memory.h"
@@ -119,6 +122,7 @@ def _probe_map(kind):
         keys = {k: f"slstm.{k}" for k in ("conv", "igate", "fgate", "zgate", "ogate", "norm")}
         keys.update({f"memory_{k}": f"slstm.memory.{k}" for k in "ifzochnm"})
         keys["ffn_out"] = "ffn.out"
+    keys = {k: v for k, v in keys.items() if f"fwd/block{b}/{k}" in ref}  # orig_plain has no conv and no FFN
     return {**keys, "in": "in", "out": "out"}
 
 
@@ -130,12 +134,12 @@ def test_per_block_intermediates_match_official(golden, mode):
     model(mx.array(ref["input_ids"]), mode=mode, observer=lambda name, value: seen.setdefault(name, []).append(value))
     checked = 0
     for b, kind in enumerate(model.config.block_types):
-        for key, probe in _probe_map(kind).items():
+        for key, probe in _probe_map(kind, ref, b).items():
             ours = mx.concatenate(seen[f"blocks.{b}.{probe}"], axis=1)  # recurrent mode: one call per token
             rel = REL_MLSTM_H if probe == "mlstm.memory.h" else REL
             _close(ours, ref[f"fwd/block{b}/{key}"], f"{mode} block {b} {probe}", rel)
             checked += 1
-    assert checked == sum(len(_probe_map(k)) for k in model.config.block_types)
+    assert checked >= 12 * model.config.num_blocks
 
 
 @pytest.mark.parametrize("mode", ["chunkwise", "recurrent"])
@@ -164,7 +168,7 @@ def test_observer_sees_every_probe_once_in_execution_order(golden):
     names = []
     model(mx.array(ref["short/input_ids"]), observer=lambda name, value: names.append(name))
     assert names == model.probe_names()
-    assert "blocks.0.slstm.memory.c" in names or "blocks.1.slstm.memory.c" in names
+    assert any(n.endswith("slstm.memory.c") for n in names)
 
 
 @pytest.mark.parametrize("batch,length", [(1, 1), (3, 7), (2, 9), (1, 17)])
