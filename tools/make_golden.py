@@ -9,7 +9,7 @@ Regenerate (deterministic: NumPy-seeded weights and inputs; the output is the sa
 up to float32 rounding of torch's CPU kernels):
 
     /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden
-    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only orig_slstm,orig_mixed
+    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only orig_slstm,orig_mixed,orig_plain
 
 `--only` regenerates just the named fixtures (tiny also writes tiny_sharded; orig_slstm also orig_slstm_cuda). The
 original-xLSTM fixtures (`xlstm.xLSTMLMModel`, mLSTM + sLSTM blocks) come from tools/golden_original.py, whose
