@@ -408,3 +408,18 @@ def test_dashboard_refuses_an_original_model_by_name(golden_dir):
 
     with pytest.raises(ValueError, match=r"orig_slstm is an original xLSTM \(xLSTMLMModel\); the dashboard cannot"):
         load_default_model(golden_dir / "orig_slstm")
+
+
+def test_up_projection_widths_equal_the_official_for_every_width(golden_dir):
+    # Table written by the official UpProjConfigMixin (tools/golden_original.py make_widths): mLSTM inner and FFN widths.
+    from xlstm_viz.model.xlstm_original import round_up_dim
+
+    data = json.loads((golden_dir / "orig_widths" / "widths.json").read_text())
+    checked = 0
+    for key, widths in data["widths"].items():
+        factor, direction = key.split("/")
+        ours = [round_up_dim(float(factor), D, data["multiple_of"], direction == "up") for D in data["dims"]]
+        bad = [(D, o, t) for D, o, t in zip(data["dims"], ours, widths) if o != t]
+        assert not bad, f"factor {factor} {direction}: (D, ours, official) {bad[:5]}"
+        checked += len(widths)
+    assert checked == 12 * 512

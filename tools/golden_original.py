@@ -344,7 +344,32 @@ def make(name: str, out: Path) -> dict:
     return report
 
 
+WIDTH_FACTORS = (1.3, 2.0, 4 / 3, 1.3333, 2.6667, 2.667)
+WIDTH_DIMS = range(8, 4097, 8)
+
+
+def make_widths(out: Path) -> None:
+    """orig_widths/widths.json: the official up-projection widths (UpProjConfigMixin._set_proj_up_dim) for the
+    factors the models use, every D in 8..4096 (step 8), rounded up and down to multiples of 64."""
+    from xlstm.utils import UpProjConfigMixin
+
+    table = {}
+    for factor in WIDTH_FACTORS:
+        for up in (True, False):
+            dims = []
+            for D in WIDTH_DIMS:
+                mixin = UpProjConfigMixin(proj_factor=factor, round_proj_up_dim_up=up, round_proj_up_to_multiple_of=64)
+                mixin._set_proj_up_dim(embedding_dim=D)
+                dims.append(mixin._proj_up_dim)
+            table[f"{factor!r}/{'up' if up else 'down'}"] = dims
+    folder = out / "orig_widths"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"dims": list(WIDTH_DIMS), "multiple_of": 64, "widths": table}
+    (folder / "widths.json").write_text(json.dumps(data, separators=(",", ":")) + "\n")
+
+
 def main(out: Path, names=NAMES) -> None:
+    make_widths(out)
     for name in names:
         rep = make(name, out)
         print(f"== {name}")
