@@ -14,6 +14,9 @@ Per model, in <out>/<name>/:
 norm, tied head; lm_head.weight is not stored). And <out>/orig_slstm_cuda/: the same sLSTM model with the config saying backend "cuda" and `_recurrent_kernel_`,
 `_bias_` in the cuda layout (converted by the official ParameterProxy); orig_slstm/reference.npz applies to it.
 
+Whenever any of them is generated, <out>/orig_widths/widths.json is written too: the official up-projection widths
+(mLSTM inner dimension, FFN width) for D = 8..4096 and the factors in WIDTH_FACTORS.
+
 Weights are random (numpy-seeded), scaled so that the gates are active: the sLSTM and mLSTM stabilisers switch between
 the input gate and the forget path on a good fraction of tokens, forget gates range from ~0 to ~1, and the sLSTM
 recurrent matrices are not zero (the official init sets them to zero, which would hide a wrong R layout).
