@@ -1,9 +1,9 @@
 """Parity fixtures for the original xLSTM language model (`xlstm.xLSTMLMModel`, xlstm 2.0.6), from the official code.
 
-Called by tools/make_golden.py (`--only orig_slstm,orig_mixed,orig_plain`); run with the reference interpreter,
+Called by tools/make_golden.py (`--only orig_slstm orig_mixed orig_plain`); run with the reference interpreter,
 torch on CPU:
 
-    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only orig_slstm,orig_mixed,orig_plain
+    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only orig_slstm orig_mixed orig_plain
 
 Per model, in <out>/<name>/:
   config.json         dataclasses.asdict(xLSTMLMModelConfig) (sLSTM backend "vanilla")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from xlstm_viz.dims import MLSTMBlockDims, mlstm_block_dims
 
 
 class ConfigError(ValueError):
@@ -54,27 +55,31 @@ class XLSTMConfig:
     # Keys of config.json that are not fields here (HF extras); kept so that save() writes them back.
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    # -- derived sizes (the layers use int(D*factor); HF's rounded qk_dim/v_dim properties are cache-only) --
+    # -- derived sizes: one derivation (xlstm_viz.dims) shared with the block wiring and the loader --
+    @property
+    def dims(self) -> MLSTMBlockDims:
+        return mlstm_block_dims(self.embedding_dim, self.num_heads, self.qk_dim_factor, self.v_dim_factor,
+                                self.ffn_proj_factor, self.ffn_round_up_to_multiple_of)
+
     @property
     def qk_dim(self) -> int:
-        return int(self.embedding_dim * self.qk_dim_factor)
+        return self.dims.qk_dim
 
     @property
     def v_dim(self) -> int:
-        return int(self.embedding_dim * self.v_dim_factor)
+        return self.dims.v_dim
 
     @property
     def qk_head_dim(self) -> int:
-        return self.qk_dim // self.num_heads
+        return self.dims.qk_head_dim
 
     @property
     def v_head_dim(self) -> int:
-        return self.v_dim // self.num_heads
+        return self.dims.v_head_dim
 
     @property
     def ffn_dim(self) -> int:
-        m = self.ffn_round_up_to_multiple_of
-        return int(math.ceil(self.embedding_dim * self.ffn_proj_factor / m) * m)
+        return self.dims.ffn_dim
 
     def layer_types(self) -> list[str]:
         return list(self.block_types) if self.block_types else ["mlstm"] * self.num_blocks

@@ -28,6 +28,34 @@ class Backbone(nn.Module):
             self.out_norm = RMSNorm(config.embedding_dim, config.norm_eps, config.use_bias)
 
 
+# weight_mode="fused" (xlstm 2.0.6 `convert_single_weights_to_fused_weights`): fused name -> the single-mode
+# parameters it concatenates along the output axis, in this order, for every ".weight" / ".bias" present.
+FUSED_PARAMETERS = {
+    "mlstm_layer.qkv_opreact": ("mlstm_layer.q", "mlstm_layer.k", "mlstm_layer.v", "mlstm_layer.ogate_preact"),
+    "mlstm_layer.ifgate_preact": ("mlstm_layer.igate_preact", "mlstm_layer.fgate_preact"),
+    "ffn.proj_up_gate_z": ("ffn.proj_up_gate", "ffn.proj_up"),
+}
+
+
+def fuse_weights(weights: dict[str, mx.array]) -> dict[str, mx.array]:
+    """Single-mode tensors in the fused layout: what a `weight_mode: "fused"` config.json promises the official
+    xLSTMLarge. Each block's parts are concatenated in FUSED_PARAMETERS order; everything else passes through."""
+    out = dict(weights)
+    blocks = sorted({name.split(".")[2] for name in weights if name.startswith("backbone.blocks.")}, key=int)
+    for b in blocks:
+        prefix = f"backbone.blocks.{b}."
+        for fused, parts in FUSED_PARAMETERS.items():
+            for leaf in ("weight", "bias"):
+                names = [f"{prefix}{part}.{leaf}" for part in parts]
+                present = [n for n in names if n in out]
+                if not present:
+                    continue
+                if len(present) != len(names):
+                    raise ValueError(f"cannot fuse {prefix}{fused}.{leaf}: missing {sorted(set(names) - set(present))}")
+                out[f"{prefix}{fused}.{leaf}"] = mx.concatenate([out.pop(n) for n in names], axis=0)
+    return out
+
+
 class _Wirings:
     """Holds the wirings outside MLX's parameter tree (nn.Module treats list/dict attributes as parameters)."""
 
@@ -49,7 +77,7 @@ class XLSTM(nn.Module):
             BlockWiring.from_config(config),
             [CELL_WIRINGS[kind](j, config) for j, kind in enumerate(config.layer_types())],
         )
-        self.interventions = Interventions()
+        self.interventions = Interventions(self.probe_names)
         self.source: str | None = None  # checkpoint folder this model was loaded from
         self.tokenizer = None
         self.task = None
@@ -136,11 +164,17 @@ class XLSTM(nn.Module):
         initialize(self, profile, seed)
 
     def save(self, path: str | Path, dtype: str | None = None) -> Path:
-        """Write config.json + model.safetensors in the NX-AI 7B naming (a folder `load_model` reads back)."""
+        """Write config.json + model.safetensors in the NX-AI 7B naming (a folder `load_model` reads back).
+
+        The tensors follow the config's weight_mode: a model loaded from a fused checkpoint is saved fused, so the
+        official xLSTMLarge loads the folder strictly (tools/golden_model.py checks it).
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         weights = dict(tree_flatten(self.parameters()))
+        if self.config.weight_mode == "fused":
+            weights = fuse_weights(weights)
         if dtype is not None:
             weights = {k: v.astype(getattr(mx, dtype)) for k, v in weights.items()}
         mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})

@@ -13,7 +13,7 @@ Three kinds share one edit mechanism (`edits.Editable`: undo, listeners, `versio
 * `BlockWiring` (block.py): embedding -> blocks -> out_norm -> lm_head, read from a checkpoint's headers.
 * `CellWiring` (cell.py): the cells and connections inside one mLSTM block.
 
-`profiles` holds `HyperProfile`s: initialisation and training settings bundled as JSON.
+`profiles` holds `HyperProfile`s: initialisation settings bundled as JSON (validated with pydantic).
 """
 
 from .block import BlockSpec, BlockWiring, Edge

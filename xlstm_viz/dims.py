@@ -1,0 +1,61 @@
+"""The block dimensions of an xLSTM-Large mLSTM block, derived once from the config fields.
+
+Pure Python (no MLX, no pydantic) so that the wiring package, the config, the model and the loader share it.
+The rules are those of the official code (xlstm 2.0.6, `xlstm/xlstm_large/model.py` and `utils.py`):
+
+* `mLSTMLayer`: qk_dim = int(D * qk_dim_factor), v_dim = int(D * v_dim_factor); heads split them evenly.
+* `FeedForward`: ffn_dim = round_up_to_next_multiple_of(D * ffn_proj_factor, m) = int((x + m - 1) // m * m) on
+  the *float* x = D * f. That is not ceil(x / m) * m: a fraction of x just above a multiple is dropped. For D = 96,
+  f = 2.667, m = 64: x = 256.032, the official width is (319.032 // 64) * 64 = 256, ceil gives 320. Only the
+  official formula reproduces the official tensor shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def round_up_to_next_multiple_of(x: float, multiple_of: int) -> int:
+    """The official `xlstm.xlstm_large.utils.round_up_to_next_multiple_of`, float arithmetic included."""
+    return int(((x + multiple_of - 1) // multiple_of) * multiple_of)
+
+
+@dataclass(frozen=True)
+class MLSTMBlockDims:
+    embedding_dim: int
+    num_heads: int
+    qk_dim: int
+    v_dim: int
+    ffn_dim: int
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_dim // self.num_heads
+
+    @property
+    def v_head_dim(self) -> int:
+        return self.v_dim // self.num_heads
+
+
+def mlstm_block_dims(embedding_dim: int, num_heads: int, qk_dim_factor: float = 0.5, v_dim_factor: float = 1.0,
+                     ffn_proj_factor: float = 2.667, ffn_round_up_to_multiple_of: int = 64) -> MLSTMBlockDims:
+    """qk/v/ffn widths of one mLSTM block exactly as the official layers compute them (see module docstring).
+
+    Callers with a validated config (XLSTMConfig) pass checked values; a plain dict (BlockWiring.from_config) may
+    not, so the types are guarded here too: `64 * "0.5"` would otherwise be a string of 64 copies.
+    """
+    for name, value in (("embedding_dim", embedding_dim), ("num_heads", num_heads),
+                        ("ffn_round_up_to_multiple_of", ffn_round_up_to_multiple_of)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config field {name!r} must be a positive integer, got {value!r}")
+    for name, value in (("qk_dim_factor", qk_dim_factor), ("v_dim_factor", v_dim_factor),
+                        ("ffn_proj_factor", ffn_proj_factor)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"config field {name!r} must be a positive number, got {value!r}")
+    return MLSTMBlockDims(
+        embedding_dim=embedding_dim,
+        num_heads=num_heads,
+        qk_dim=int(embedding_dim * qk_dim_factor),
+        v_dim=int(embedding_dim * v_dim_factor),
+        ffn_dim=round_up_to_next_multiple_of(embedding_dim * ffn_proj_factor, ffn_round_up_to_multiple_of),
+    )
