@@ -317,6 +317,8 @@ def test_bad_ids_and_state_are_named(golden_dir):
     _, state = model(mx.array([[1, 2]]))
     with pytest.raises(ValueError, match=r"state of block 0 cell 'mlstm.conv' has batch 1, ids have 2"):
         model(mx.array([[1], [2]]), state=state)
+    with pytest.raises(ValueError, match=r"state of block 1 must hold \['slstm.conv', 'slstm.memory'\], got \['slstm.conv'\]"):
+        model(mx.array([[1]]), state=[state[0], {"slstm.conv": state[1]["slstm.conv"]}, state[2]])
 
 
 def test_sharded_checkpoint_loads_identically_and_a_wrong_index_is_named(mixed_copy, golden_dir):

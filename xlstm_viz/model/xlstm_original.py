@@ -682,6 +682,10 @@ class OriginalXLSTM:
             raise ValueError(f"state must be a list of {self.config.num_blocks} per-block dicts (as returned by the "
                              f"model), got {type(state).__name__} of length {len(state) if hasattr(state, '__len__') else '?'}")
         for b, entry in enumerate(state):
+            expected = {c.name for c in self._tables["chunkwise", False][b] if c.state}
+            if not isinstance(entry, dict) or set(entry) != expected:
+                raise ValueError(f"state of block {b} must hold {sorted(expected)}, got "
+                                 f"{sorted(entry) if isinstance(entry, dict) else type(entry).__name__}")
             for name, value in entry.items():
                 arrays = value.arrays() if hasattr(value, "arrays") else (value,)
                 if arrays[0].shape[0] != batch:
