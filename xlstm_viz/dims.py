@@ -12,6 +12,7 @@ The rules are those of the official code (xlstm 2.0.6, `xlstm/xlstm_large/model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -59,3 +60,13 @@ def mlstm_block_dims(embedding_dim: int, num_heads: int, qk_dim_factor: float = 
         v_dim=int(embedding_dim * v_dim_factor),
         ffn_dim=round_up_to_next_multiple_of(embedding_dim * ffn_proj_factor, ffn_round_up_to_multiple_of),
     )
+
+
+def up_proj_dim(factor: float, embedding_dim: int, multiple_of: int = 64, round_up: bool = True) -> int:
+    """The original xLSTM's rule (`xlstm.utils.UpProjConfigMixin._set_proj_up_dim`, used by `xLSTMLMModel` for the
+    mLSTM inner width and the sLSTM block's FFN): int(ceil(factor * D / m) * m), or floor when not rounding up.
+
+    A different official function from `round_up_to_next_multiple_of` above (xLSTM-Large); both are reproduced
+    float for float, and tests hold each to a table written by the official code."""
+    quotient = factor * embedding_dim / multiple_of
+    return int((math.ceil(quotient) if round_up else math.floor(quotient)) * multiple_of)

@@ -40,7 +40,6 @@ Where this differs from the official code, on purpose:
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -52,6 +51,7 @@ import mlx.nn as nn
 
 from xlstm_viz.checkpoint import CheckpointError
 from xlstm_viz.config import ConfigError
+from xlstm_viz.dims import up_proj_dim as round_up_dim  # UpProjConfigMixin's rule
 from xlstm_viz.model import mlstm_cell, slstm_cell
 from xlstm_viz.model.mlstm_cell import MLSTMState
 from xlstm_viz.model.slstm_cell import SLSTMState
@@ -74,12 +74,6 @@ class OriginalConfigError(ConfigError):
 
 
 # ----------------------------------------------------------------------------------------------------------- config
-
-
-def round_up_dim(factor: float, dim: int, multiple: int, up: bool = True) -> int:
-    """utils.UpProjConfigMixin._set_proj_up_dim, float for float: int(ceil(factor * dim / multiple) * multiple)."""
-    quotient = factor * dim / multiple
-    return int((math.ceil(quotient) if up else math.floor(quotient)) * multiple)
 
 
 def _check(cond: bool, path: str, value: Any, what: str) -> None:
