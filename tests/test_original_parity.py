@@ -12,7 +12,6 @@ import shutil
 import mlx.core as mx
 import numpy as np
 import pytest
-from safetensors.numpy import load_file, save_file
 
 import xlstm_viz
 from xlstm_viz.checkpoint import CheckpointError
@@ -20,12 +19,18 @@ from xlstm_viz.config import ConfigError
 from xlstm_viz.model import slstm_cell
 from xlstm_viz.model.xlstm_original import OriginalConfig, OriginalXLSTM, load_original
 
-pytestmark = pytest.mark.numerical
+pytestmark = pytest.mark.numerical  # CI reruns these under XLSTM_VIZ_BLAS=off (MLX's reference BLAS)
 
 LOGITS_ATOL = 1e-3
-# States and intermediates: max |ours - official| <= REL * max |official| (per tensor) + FLOOR.
-REL, FLOOR = 2e-5, 1e-6
-MODELS = ["orig_slstm", "orig_mixed"]
+# States and intermediates: max |ours - official| <= REL * max |official| (per tensor) + FLOOR. Measured: <= 9e-6
+# (mixed stack), the official float32 run itself is up to 6e-6 from its float64 run.
+REL, FLOOR = 5e-5, 1e-6
+# The mLSTM kernel output before the group norm is ill-conditioned (denominator max(|q.n|, e^-m) near its kink):
+# float32 rounding of its inputs (~5e-7) comes out 30x larger (measured 1.7e-5 end to end; fed the official inputs,
+# the cell alone is within 9e-7, see test_memory_cells_alone_match_official_on_official_inputs).
+REL_MLSTM_H = 2e-4
+REL_CELL_ALONE = 5e-6
+MODELS = ["orig_slstm", "orig_mixed", "orig_plain"]  # orig_plain: no conv, GN weight, FFN, final norm; tied
 RUNS = ["", "short/"]
 
 
@@ -35,18 +40,20 @@ def golden(request, golden_dir):
     return request.param, np.load(folder / "reference.npz"), folder
 
 
-def _close(ours, theirs, what):
+def _close(ours, theirs, what, rel=REL):
     ours = np.asarray(ours, np.float64)
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != official {theirs.shape}"
     err, scale = np.abs(ours - theirs).max(), np.abs(theirs).max()
-    assert err <= REL * scale + FLOOR, f"{what}: max abs error {err:.3g} > {REL} x {scale:.3g} + {FLOOR}"
+    assert err <= rel * scale + FLOOR, f"{what}: max abs error {err:.3g} > {rel} x {scale:.3g} + {FLOOR}"
 
 
 def _assert_states(model, state, ref, key):
     assert len(state) == model.config.num_blocks
     for b, (kind, entry) in enumerate(zip(model.config.block_types, state)):
         p = f"{key}/block{b}"
-        _close(entry[f"{kind}.conv"], ref[f"{p}/conv"], f"{p}/conv")
+        assert (f"{kind}.conv" in entry) == (f"{p}/conv" in ref), f"{p}: conv state present here vs officially"
+        if f"{p}/conv" in ref:
+            _close(entry[f"{kind}.conv"], ref[f"{p}/conv"], f"{p}/conv")
         names = ("C", "n", "m") if kind == "mlstm" else ("c", "n", "m", "h")
         for name in names:
             _close(getattr(entry[f"{kind}.memory"], name), ref[f"{p}/{name}"], f"{p}/{name}")
@@ -56,7 +63,8 @@ def test_load_model_detects_the_original_format(golden):
     name, _, folder = golden
     model = xlstm_viz.load_model(folder)
     assert isinstance(model, OriginalXLSTM)
-    assert model.config.block_types == (["slstm"] * 2 if name == "orig_slstm" else ["mlstm", "slstm", "mlstm"])
+    expected = {"orig_slstm": ["slstm"] * 2, "orig_mixed": ["mlstm", "slstm", "mlstm"], "orig_plain": ["slstm"]}
+    assert model.config.block_types == expected[name]
 
 
 @pytest.mark.parametrize("chunk_size", [4, 64])
@@ -66,6 +74,7 @@ def test_chunkwise_logits_and_final_states_match_official(golden, prefix, chunk_
     model = load_original(folder, chunk_size=chunk_size)
     logits, state = model(mx.array(ref[prefix + "input_ids"]), mode="chunkwise")
     np.testing.assert_allclose(np.array(logits), ref[prefix + "logits_parallel"], atol=LOGITS_ATOL, rtol=0)
+    np.testing.assert_allclose(np.array(logits), ref[prefix + "logits_parallel_f64"], atol=LOGITS_ATOL, rtol=0)
     # The official forward returns no state; its step run over the same tokens ends in the state we must reach.
     _assert_states(model, state, ref, prefix + "state_step")
 
@@ -106,7 +115,7 @@ def test_chunkwise_continues_from_a_carried_state(golden):
     _assert_states(model, state, ref, "state_step")
 
 
-def _probe_map(kind):
+def _probe_map(kind, ref, b):
     if kind == "mlstm":
         keys = {k: f"mlstm.{k}" for k in ("up", "z", "conv", "q", "k", "v", "igate", "fgate", "norm")}
         keys["memory"] = "mlstm.memory.h"
@@ -115,6 +124,7 @@ def _probe_map(kind):
         keys = {k: f"slstm.{k}" for k in ("conv", "igate", "fgate", "zgate", "ogate", "norm")}
         keys.update({f"memory_{k}": f"slstm.memory.{k}" for k in "ifzochnm"})
         keys["ffn_out"] = "ffn.out"
+    keys = {k: v for k, v in keys.items() if f"fwd/block{b}/{k}" in ref}  # orig_plain has no conv and no FFN
     return {**keys, "in": "in", "out": "out"}
 
 
@@ -126,11 +136,32 @@ def test_per_block_intermediates_match_official(golden, mode):
     model(mx.array(ref["input_ids"]), mode=mode, observer=lambda name, value: seen.setdefault(name, []).append(value))
     checked = 0
     for b, kind in enumerate(model.config.block_types):
-        for key, probe in _probe_map(kind).items():
+        for key, probe in _probe_map(kind, ref, b).items():
             ours = mx.concatenate(seen[f"blocks.{b}.{probe}"], axis=1)  # recurrent mode: one call per token
-            _close(ours, ref[f"fwd/block{b}/{key}"], f"{mode} block {b} {probe}")
+            rel = REL_MLSTM_H if probe == "mlstm.memory.h" else REL
+            _close(ours, ref[f"fwd/block{b}/{key}"], f"{mode} block {b} {probe}", rel)
             checked += 1
-    assert checked == sum(len(_probe_map(k)) for k in model.config.block_types)
+    assert checked >= 12 * model.config.num_blocks
+
+
+@pytest.mark.parametrize("mode", ["chunkwise", "recurrent"])
+def test_memory_cells_alone_match_official_on_official_inputs(golden, mode):
+    # The memory cells fed the official float32 inputs: isolates the cell maths from upstream rounding.
+    _, ref, folder = golden
+    model = load_original(folder, chunk_size=4)
+    for b, kind in enumerate(model.config.block_types):
+        p = f"fwd/block{b}/"
+        cell = next(c for c in model.cells(b, mode) if c.name == f"{kind}.memory")
+        if kind == "mlstm":
+            inputs = tuple(mx.array(ref[p + k]) for k in ("q", "k", "v", "igate", "fgate"))
+            out, _ = cell.fn(inputs, {}, None)
+            _close(out, ref[p + "memory"], f"{mode} block {b} mlstm.memory", REL_CELL_ALONE)
+        else:
+            inputs = tuple(mx.array(ref[p + f"{g}gate"]) for g in "ifzo")
+            weights = {arg: model.weights[f"xlstm_block_stack.blocks.{b}." + name] for arg, name in cell.weights.items()}
+            out, _ = cell.fn(inputs, weights, None)
+            for key in slstm_cell.OUTPUTS:
+                _close(out[key], ref[p + f"memory_{key}"], f"{mode} block {b} slstm.memory.{key}", REL_CELL_ALONE)
 
 
 def test_observer_sees_every_probe_once_in_execution_order(golden):
@@ -139,7 +170,7 @@ def test_observer_sees_every_probe_once_in_execution_order(golden):
     names = []
     model(mx.array(ref["short/input_ids"]), observer=lambda name, value: names.append(name))
     assert names == model.probe_names()
-    assert "blocks.0.slstm.memory.c" in names or "blocks.1.slstm.memory.c" in names
+    assert any(n.endswith("slstm.memory.c") for n in names)
 
 
 @pytest.mark.parametrize("batch,length", [(1, 1), (3, 7), (2, 9), (1, 17)])
@@ -193,6 +224,14 @@ def test_first_step_stabiliser_takes_the_input_gate_for_a_fresh_state():
 # ----------------------------------------------------------------------------------------------------- loading
 
 
+def load_file(path):
+    return mx.load(str(path))  # the fixtures store bfloat16, which numpy cannot hold
+
+
+def save_file(tensors, path):
+    mx.save_safetensors(str(path), {k: mx.array(v) for k, v in tensors.items()})
+
+
 @pytest.fixture
 def mixed_copy(tmp_path, golden_dir):
     folder = tmp_path / "mixed"
@@ -220,14 +259,14 @@ def test_missing_unexpected_and_misshaped_tensors_are_all_named(mixed_copy):
     tensors = load_file(mixed_copy / "model.safetensors")
     del tensors["xlstm_block_stack.blocks.1.xlstm.slstm_cell._bias_"]
     tensors["xlstm_block_stack.blocks.0.xlstm.extra"] = np.zeros(3, np.float32)
-    tensors["xlstm_block_stack.blocks.2.xlstm.q_proj.weight"] = np.zeros((8, 8, 4), np.float32)
+    tensors["xlstm_block_stack.blocks.2.xlstm.q_proj.weight"] = np.zeros((4, 16, 4), np.float32)
     save_file(tensors, mixed_copy / "model.safetensors")
     with pytest.raises(CheckpointError) as err:
         xlstm_viz.load_model(mixed_copy)
     msg = str(err.value)
     assert "missing:    xlstm_block_stack.blocks.1.xlstm.slstm_cell._bias_  expected shape [128]" in msg
     assert "unexpected: xlstm_block_stack.blocks.0.xlstm.extra  shape [3]" in msg
-    assert "mis-shaped: xlstm_block_stack.blocks.2.xlstm.q_proj.weight  expected [16, 4, 4], found [8, 8, 4]" in msg
+    assert "mis-shaped: xlstm_block_stack.blocks.2.xlstm.q_proj.weight  expected [16, 4, 4], found [4, 16, 4]" in msg
 
 
 def test_backend_layout_contradicting_the_config_gets_a_hint(tmp_path, golden_dir):
@@ -248,6 +287,7 @@ def test_backend_layout_contradicting_the_config_gets_a_hint(tmp_path, golden_di
     (lambda c: c["slstm_block"]["slstm"].update(backend="triton"), r"slstm_block\.slstm\.backend"),
     (lambda c: c["slstm_block"]["slstm"].update(num_heads=3), r"slstm_block\.slstm\.num_heads.*divide embedding_dim"),
     (lambda c: c["mlstm_block"]["mlstm"].update(_inner_embedding_dim=96), r"_inner_embedding_dim.*contradicts"),
+    (lambda c: c["mlstm_block"]["mlstm"].update(num_heads=3), r"mlstm_block\.mlstm\.num_heads.*divide the inner"),
     (lambda c: c["mlstm_block"]["mlstm"].update(num_heads=0), r"mlstm_block\.mlstm\.num_heads.*positive integer"),
     (lambda c: c.update(embedding_dim="32"), r"'embedding_dim' must be a positive integer"),
     (lambda c: c.pop("vocab_size"), r"'vocab_size' is required"),
@@ -277,6 +317,8 @@ def test_bad_ids_and_state_are_named(golden_dir):
     _, state = model(mx.array([[1, 2]]))
     with pytest.raises(ValueError, match=r"state of block 0 cell 'mlstm.conv' has batch 1, ids have 2"):
         model(mx.array([[1], [2]]), state=state)
+    with pytest.raises(ValueError, match=r"state of block 1 must hold \['slstm.conv', 'slstm.memory'\], got \['slstm.conv'\]"):
+        model(mx.array([[1]]), state=[state[0], {"slstm.conv": state[1]["slstm.conv"]}, state[2]])
 
 
 def test_sharded_checkpoint_loads_identically_and_a_wrong_index_is_named(mixed_copy, golden_dir):
@@ -314,7 +356,7 @@ def test_tied_weights_use_the_embedding_as_head(mixed_copy, golden_dir):
     model = xlstm_viz.load_model(mixed_copy)
     seen = {}
     logits, _ = model(mx.array([[1, 2, 3]]), observer=lambda n, v: seen.__setitem__(n, v))
-    expected = np.array(seen["out_norm"]) @ tensors["token_embedding.weight"].T
+    expected = np.array(seen["out_norm"]) @ np.array(tensors["token_embedding.weight"].astype(mx.float32)).T
     np.testing.assert_allclose(np.array(logits), expected, rtol=1e-5, atol=1e-5)
     # saved under both names, the head must equal the embedding
     tensors["lm_head.weight"] = tensors["token_embedding.weight"] + 1
@@ -349,3 +391,39 @@ def test_mlstm_memory_trace_agrees_between_modes_at_every_token(golden_dir):
     assert any("C_norm" in k for k in runs["chunkwise"])
     for key, value in runs["recurrent"].items():
         _close(runs["chunkwise"][key], value.astype(np.float64), key)
+
+
+def test_reduced_precision_compute_is_refused_by_name(golden_dir):
+    with pytest.raises(ValueError, match=r"computes in float32 only .* got dtype='bfloat16'"):
+        xlstm_viz.load_model(golden_dir / "orig_mixed", dtype="bfloat16")
+
+
+def test_cli_info_summarises_an_original_model(golden_dir, capsys):
+    from xlstm_viz.cli import main
+
+    assert main(["info", "--model", str(golden_dir / "orig_mixed")]) == 0
+    out = capsys.readouterr().out
+    assert "original xLSTM (xLSTMLMModel): embedding_dim=32, vocab_size=53, 3 blocks [0:mlstm, 1:slstm, 2:mlstm]" in out
+    assert "blocks.0.mlstm.norm_in" in out
+
+
+def test_dashboard_refuses_an_original_model_by_name(golden_dir):
+    from xlstm_viz.dashboard.session import load_default_model
+
+    with pytest.raises(ValueError, match=r"orig_slstm is an original xLSTM \(xLSTMLMModel\); the dashboard cannot"):
+        load_default_model(golden_dir / "orig_slstm")
+
+
+def test_up_projection_widths_equal_the_official_for_every_width(golden_dir):
+    # Table written by the official UpProjConfigMixin (tools/golden_original.py make_widths): mLSTM inner and FFN widths.
+    from xlstm_viz.model.xlstm_original import round_up_dim
+
+    data = json.loads((golden_dir / "orig_widths" / "widths.json").read_text())
+    checked = 0
+    for key, widths in data["widths"].items():
+        factor, direction = key.split("/")
+        ours = [round_up_dim(float(factor), D, data["multiple_of"], direction == "up") for D in data["dims"]]
+        bad = [(D, o, t) for D, o, t in zip(data["dims"], ours, widths) if o != t]
+        assert not bad, f"factor {factor} {direction}: (D, ours, official) {bad[:5]}"
+        checked += len(widths)
+    assert checked == 12 * 512

@@ -1,15 +1,21 @@
 """Parity fixtures for the original xLSTM language model (`xlstm.xLSTMLMModel`, xlstm 2.0.6), from the official code.
 
-Called by tools/make_golden.py (`--only orig_slstm orig_mixed`); run with the reference interpreter, torch on CPU:
+Called by tools/make_golden.py (`--only orig_slstm orig_mixed orig_plain`); run with the reference interpreter,
+torch on CPU:
 
-    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only orig_slstm orig_mixed
+    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only orig_slstm orig_mixed orig_plain
 
 Per model, in <out>/<name>/:
   config.json         dataclasses.asdict(xLSTMLMModelConfig) (sLSTM backend "vanilla")
-  model.safetensors   the official state_dict, float32, official names (vanilla _recurrent_kernel_/_bias_ layout)
+  model.safetensors   the official state_dict, official names (vanilla _recurrent_kernel_/_bias_ layout), stored as
+                      bfloat16: every weight is bfloat16-representable, so upcast it is exactly the float32 model
   reference.npz       float32 (the _f64 keys are a float64 run of the same weights, rounded to float32)
-and <out>/orig_slstm_cuda/: the same sLSTM model with the config saying backend "cuda" and `_recurrent_kernel_`,
+"orig_plain" is a one-block sLSTM stack with the optional parts off (no conv, no group-norm weight, no FFN, no final
+norm, tied head; lm_head.weight is not stored). And <out>/orig_slstm_cuda/: the same sLSTM model with the config saying backend "cuda" and `_recurrent_kernel_`,
 `_bias_` in the cuda layout (converted by the official ParameterProxy); orig_slstm/reference.npz applies to it.
+
+Whenever any of them is generated, <out>/orig_widths/widths.json is written too: the official up-projection widths
+(mLSTM inner dimension, FFN width) for D = 8..4096 and the factors in WIDTH_FACTORS.
 
 Weights are random (numpy-seeded), scaled so that the gates are active: the sLSTM and mLSTM stabilisers switch between
 the input gate and the forget path on a good fraction of tokens, forget gates range from ~0 to ~1, and the sLSTM
@@ -56,8 +62,8 @@ from xlstm.blocks.mlstm.block import mLSTMBlock
 from xlstm.blocks.slstm.block import sLSTMBlock
 from xlstm.blocks.slstm.cell import sLSTMCell_cuda
 
-NAMES = ("orig_slstm", "orig_mixed")
-SEEDS = {"orig_slstm": 7, "orig_mixed": 11}
+NAMES = ("orig_slstm", "orig_mixed", "orig_plain")
+SEEDS = {"orig_slstm": 7, "orig_mixed": 11, "orig_plain": 5}
 MAIN_RUN = dict(batch=2, length=11)
 SHORT_RUN = dict(batch=3, length=4)
 # The official code must agree with itself (forward vs step, float32 vs float64) well inside the 1e-3 logits tolerance.
@@ -65,6 +71,15 @@ SELF_CONSISTENCY_LIMIT = 2e-4
 
 
 def make_config(name: str) -> xLSTMLMModelConfig:
+    if name == "orig_plain":
+        # the optional parts switched off: no sLSTM conv, no group-norm weight, no FFN, no final norm, tied head
+        return xLSTMLMModelConfig(
+            mlstm_block=None, slstm_block=sLSTMBlockConfig(
+                slstm=sLSTMLayerConfig(backend="vanilla", num_heads=2, conv1d_kernel_size=0, group_norm_weight=False),
+                feedforward=None),
+            context_length=16, num_blocks=1, embedding_dim=16, vocab_size=29, add_post_blocks_norm=False,
+            tie_weights=True,
+        )
     slstm_block = sLSTMBlockConfig(
         slstm=sLSTMLayerConfig(backend="vanilla", num_heads=4 if name == "orig_slstm" else 2, conv1d_kernel_size=4),
         feedforward=FeedForwardConfig(proj_factor=1.3, act_fn="gelu", bias=(name == "orig_slstm")),
@@ -75,7 +90,7 @@ def make_config(name: str) -> xLSTMLMModelConfig:
             vocab_size=61, slstm_at="all",
         )
     return xLSTMLMModelConfig(
-        mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(conv1d_kernel_size=4, qkv_proj_blocksize=4, num_heads=2)),
+        mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(conv1d_kernel_size=4, qkv_proj_blocksize=4, num_heads=4)),
         slstm_block=slstm_block, context_length=16, num_blocks=3, embedding_dim=32, vocab_size=53, slstm_at=[1],
         bias=True,
     )
@@ -110,7 +125,8 @@ def randomize(model: xLSTMLMModel, seed: int) -> None:
                 v = rng.normal(0.0, 1.5 / np.sqrt(fan_in), shape)
             else:
                 v = rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
-            p.copy_(torch.from_numpy(v.astype(np.float32)))
+            # bfloat16-representable, so the checkpoint is stored in bfloat16 (half the bytes) and loads exactly
+            p.copy_(torch.from_numpy(v.astype(np.float32)).to(torch.bfloat16).to(torch.float32))
 
 
 def build(name: str, dtype=torch.float32) -> tuple[xLSTMLMModelConfig, xLSTMLMModel]:
@@ -139,8 +155,9 @@ def final_states(model: xLSTMLMModel, state: dict, prefix: str) -> dict[str, np.
     for b, block in enumerate(model.xlstm_block_stack.blocks):
         s = state[f"block_{b}"]
         p = f"{prefix}/block{b}"
-        conv = s["conv_state"][0]  # [B, KS, F]: the official step keeps KS inputs, the oldest is already unused
-        out[f"{p}/conv"] = _np(conv[:, 1:])
+        if s["conv_state"] is not None:
+            conv = s["conv_state"][0]  # [B, KS, F]: the official step keeps KS inputs, the oldest is already unused
+            out[f"{p}/conv"] = _np(conv[:, 1:])
         if isinstance(block, mLSTMBlock):
             C, n, m = s["mlstm_state"]
             out.update({f"{p}/C": _np(C), f"{p}/n": _np(n[..., 0]), f"{p}/m": _np(m[..., 0])})
@@ -169,8 +186,9 @@ def forward_with_intermediates(model: xLSTMLMModel, ids: torch.Tensor) -> tuple[
             block.register_forward_pre_hook(keep(f"{p}/in", lambda a, o: a[0])),
             block.register_forward_hook(keep(f"{p}/out", lambda a, o: o)),
             layer.register_forward_hook(keep(f"{p}/layer_out", lambda a, o: o)),
-            layer.conv_act_fn.register_forward_hook(keep(f"{p}/conv", lambda a, o: o)),
         ]
+        if hasattr(layer, "conv_act_fn"):
+            handles.append(layer.conv_act_fn.register_forward_hook(keep(f"{p}/conv", lambda a, o: o)))
         if isinstance(block, mLSTMBlock):
             inner = layer.config._inner_embedding_dim
             cell = layer.mlstm_cell
@@ -198,8 +216,9 @@ def forward_with_intermediates(model: xLSTMLMModel, ids: torch.Tensor) -> tuple[
                 layer.group_norm.register_forward_hook(
                     keep(f"{p}/norm", lambda a, o: o.transpose(1, 2).reshape(o.shape[0], o.shape[2], -1))
                 ),
-                block.ffn.register_forward_hook(keep(f"{p}/ffn_out", lambda a, o: o)),
             ]
+            if block.ffn is not None:
+                handles.append(block.ffn.register_forward_hook(keep(f"{p}/ffn_out", lambda a, o: o)))
             # The vanilla loop calls the pointwise function once per step: record raw pre-activations and states.
             cell = layer.slstm_cell
             original = cell.pointwise
@@ -267,7 +286,9 @@ def save_folder(folder: Path, cfg: xLSTMLMModelConfig, tensors: dict[str, torch.
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-    save_file({k: v.detach().contiguous().to(torch.float32) for k, v in tensors.items()}, folder / "model.safetensors",
+    if cfg.tie_weights:  # one tensor under two names; safetensors keeps one (as safetensors.torch.save_model does)
+        tensors = {k: v for k, v in tensors.items() if k != "lm_head.weight"}
+    save_file({k: v.detach().contiguous().to(torch.bfloat16) for k, v in tensors.items()}, folder / "model.safetensors",
               metadata={"format": "pt"})
 
 
@@ -326,7 +347,32 @@ def make(name: str, out: Path) -> dict:
     return report
 
 
+WIDTH_FACTORS = (1.3, 2.0, 4 / 3, 1.3333, 2.6667, 2.667)
+WIDTH_DIMS = range(8, 4097, 8)
+
+
+def make_widths(out: Path) -> None:
+    """orig_widths/widths.json: the official up-projection widths (UpProjConfigMixin._set_proj_up_dim) for the
+    factors the models use, every D in 8..4096 (step 8), rounded up and down to multiples of 64."""
+    from xlstm.utils import UpProjConfigMixin
+
+    table = {}
+    for factor in WIDTH_FACTORS:
+        for up in (True, False):
+            dims = []
+            for D in WIDTH_DIMS:
+                mixin = UpProjConfigMixin(proj_factor=factor, round_proj_up_dim_up=up, round_proj_up_to_multiple_of=64)
+                mixin._set_proj_up_dim(embedding_dim=D)
+                dims.append(mixin._proj_up_dim)
+            table[f"{factor!r}/{'up' if up else 'down'}"] = dims
+    folder = out / "orig_widths"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"dims": list(WIDTH_DIMS), "multiple_of": 64, "widths": table}
+    (folder / "widths.json").write_text(json.dumps(data, separators=(",", ":")) + "\n")
+
+
 def main(out: Path, names=NAMES) -> None:
+    make_widths(out)
     for name in names:
         rep = make(name, out)
         print(f"== {name}")

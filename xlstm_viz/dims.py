@@ -12,6 +12,7 @@ The rules are those of the official code (xlstm 2.0.6, `xlstm/xlstm_large/model.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -78,3 +79,13 @@ def model_parameters(dims: MLSTMBlockDims, num_blocks: int, vocab_size: int, use
     heads = 1 if tie_word_embeddings else 2
     out_norm = (2 * D if use_bias else D) if add_out_norm else 0
     return heads * vocab_size * D + num_blocks * mlstm_block_parameters(dims, use_bias) + out_norm
+
+
+def up_proj_dim(factor: float, embedding_dim: int, multiple_of: int = 64, round_up: bool = True) -> int:
+    """The original xLSTM's rule (`xlstm.utils.UpProjConfigMixin._set_proj_up_dim`, used by `xLSTMLMModel` for the
+    mLSTM inner width and the sLSTM block's FFN): int(ceil(factor * D / m) * m), or floor when not rounding up.
+
+    A different official function from `round_up_to_next_multiple_of` above (xLSTM-Large); both are reproduced
+    float for float, and tests hold each to a table written by the official code."""
+    quotient = factor * embedding_dim / multiple_of
+    return int((math.ceil(quotient) if round_up else math.floor(quotient)) * multiple_of)

@@ -31,7 +31,13 @@ def load_default_model(model_path=None):
     import xlstm_viz
 
     if model_path is not None:
-        return xlstm_viz.load_model(model_path)
+        model = xlstm_viz.load_model(model_path)
+        if getattr(model, "block_kind", None) == "original":
+            raise ValueError(
+                f"{model_path} is an original xLSTM (xLSTMLMModel); the dashboard cannot show it yet. Use the Python "
+                "API: model(ids, mode=..., observer=...)"
+            )
+        return model
     return xlstm_viz.load_demo()
 
 

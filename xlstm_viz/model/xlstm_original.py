@@ -25,16 +25,25 @@ tables and, if given, calls `observer(probe_name, value)` after every cell. Prob
 `blocks.i.slstm.{norm_in,conv,igate,fgate,zgate,ogate,memory.{i,f,z,o,c,n,m,h},norm}`, `blocks.i.mid`,
 `blocks.i.ffn.{norm_in,gate,up,h,out}`, `blocks.i.out`, `out_norm`, `logits`. `memory.{i,f,z,o}` are the full sLSTM
 pre-activations (W x + R h + b); `slstm.igate` etc. are the W x parts.
+
+Where this differs from the official code, on purpose:
+* mode="chunkwise" evaluates the mLSTM chunk by chunk with the recurrent stabiliser (m_0 = 0), the convention of the
+  official `step`, so that its final states are the step's states and prefill-then-step continues exactly. The
+  official `forward` uses the quadratic parallel form, whose stabiliser has no m_0 term; h = q C~ / (max(|q n~|, 1) +
+  eps e^m) shows the two differ only through eps e^m (<= 4e-6 in the fixtures' logits).
+* The official `forward` fails for sequences longer than `context_length` (its causal-mask buffer); any length runs
+  here, and `context_length` is accepted and unused. Dropout fields are accepted: this is inference.
+* The `min(., 1)` clips of the vanilla sLSTM gates are kept although they never bind (m_t >= raw_i, and at the first
+  step f' multiplies c = n = 0).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import xlstm_viz.blas  # noqa: F401  (fast BLAS must be bound before MLX loads)
 import mlx.core as mx
@@ -42,6 +51,7 @@ import mlx.nn as nn
 
 from xlstm_viz.checkpoint import CheckpointError
 from xlstm_viz.config import ConfigError
+from xlstm_viz.dims import up_proj_dim as round_up_dim  # UpProjConfigMixin's rule
 from xlstm_viz.model import mlstm_cell, slstm_cell
 from xlstm_viz.model.mlstm_cell import MLSTMState
 from xlstm_viz.model.slstm_cell import SLSTMState
@@ -64,12 +74,6 @@ class OriginalConfigError(ConfigError):
 
 
 # ----------------------------------------------------------------------------------------------------------- config
-
-
-def round_up_dim(factor: float, dim: int, multiple: int, up: bool = True) -> int:
-    """utils.UpProjConfigMixin._set_proj_up_dim, float for float: int(ceil(factor * dim / multiple) * multiple)."""
-    quotient = factor * dim / multiple
-    return int((math.ceil(quotient) if up else math.floor(quotient)) * multiple)
 
 
 def _check(cond: bool, path: str, value: Any, what: str) -> None:
@@ -99,7 +103,7 @@ class _Section:
     """A nested section of the official config: known fields are read, fields that cannot change inference (dtype
     and kernel hints, dropout, init choices, bookkeeping) are accepted, anything else is refused by name."""
 
-    IGNORED: tuple = ()
+    IGNORED: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def parse(cls, d: Any, path: str) -> "_Section":
@@ -659,11 +663,23 @@ class OriginalXLSTM:
     def checkpoint_shapes(self) -> dict[str, tuple[int, ...]]:
         return self.config.checkpoint_shapes()
 
+    def summary(self) -> str:
+        c = self.config
+        params = sum(v.size for v in self.weights.values())
+        kinds = ", ".join(f"{b}:{k}" for b, k in enumerate(c.block_types))
+        return (f"original xLSTM (xLSTMLMModel): embedding_dim={c.embedding_dim}, vocab_size={c.vocab_size}, "
+                f"{c.num_blocks} blocks [{kinds}], {params:,} parameters"
+                + (f", sLSTM backend layout {c.slstm.backend!r}" if c.slstm is not None and "slstm" in c.block_types else ""))
+
     def _check_state(self, state, batch: int) -> None:
         if not isinstance(state, list) or len(state) != self.config.num_blocks:
             raise ValueError(f"state must be a list of {self.config.num_blocks} per-block dicts (as returned by the "
                              f"model), got {type(state).__name__} of length {len(state) if hasattr(state, '__len__') else '?'}")
         for b, entry in enumerate(state):
+            expected = {c.name for c in self._tables["chunkwise", False][b] if c.state}
+            if not isinstance(entry, dict) or set(entry) != expected:
+                raise ValueError(f"state of block {b} must hold {sorted(expected)}, got "
+                                 f"{sorted(entry) if isinstance(entry, dict) else type(entry).__name__}")
             for name, value in entry.items():
                 arrays = value.arrays() if hasattr(value, "arrays") else (value,)
                 if arrays[0].shape[0] != batch:
@@ -792,8 +808,9 @@ def load_original(path: str | Path, dtype: str = "float32", chunk_size: int = 64
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist or is not a folder")
     if dtype != "float32":
-        # The parity fixtures and the sLSTM stabiliser are float32; other dtypes are not validated here.
-        raise ValueError(f"the original xLSTM loads as float32 only, got dtype={dtype!r}")
+        # Weights stored in bfloat16/float16 are widened on load; a reduced-precision compute path is not validated.
+        raise ValueError(f"the original xLSTM computes in float32 only (weights of any stored dtype are widened); "
+                         f"got dtype={dtype!r}")
     config = OriginalConfig.from_json(folder / "config.json")
     found, where = read_shapes(folder)
     validate_shapes(config.checkpoint_shapes(), found, folder, config)
