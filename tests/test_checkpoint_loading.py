@@ -434,3 +434,41 @@ def test_block_wiring_reads_config_json_through_the_same_checks(tiny):
     (tiny / "config.json").write_bytes(b'{"embedding_dim": 64, "note": "\xff"}')
     with pytest.raises(CheckpointError, match=r"is not UTF-8 text: byte 0xff at offset 31"):
         BlockWiring.from_checkpoint(tiny)
+
+
+# -- reading: one tensor at a time, about one copy of the weights in the target dtype --------------------------------
+
+
+def test_bf16_checkpoint_loads_to_float32_holding_one_copy_of_the_weights(tiny, golden_dir):
+    """MLX's allocator peak while loading a BF16 file as float32: the float32 weights plus one tensor in flight
+    (its BF16 read and its cast), not the whole BF16 file alongside the float32 copy (1.5x)."""
+    tensors = _tiny_tensors(golden_dir)
+    _write_tiny_raw(tiny, tensors, dtypes=dict.fromkeys(tensors, "BF16"))
+    target = sum(w.size * 4 for w in tensors.values())
+    largest = max(w.size for w in tensors.values()) * (2 + 4)
+    mx.eval(mx.zeros(1))
+    before = mx.get_active_memory()
+    mx.reset_peak_memory()
+    model = xlstm_viz.load_model(tiny)
+    peak = mx.get_peak_memory() - before
+    assert sum(p.nbytes for _, p in __import__("mlx.utils").utils.tree_flatten(model.parameters())) == target
+    assert peak <= target + largest, f"peak {peak} B for {target} B of float32 weights (largest tensor {largest} B)"
+
+
+@pytest.mark.parametrize("dtype", ["F32", "F16", "BF16"])
+def test_memory_mapped_reader_gives_the_same_bits_as_mx_load(tiny, golden_dir, monkeypatch, dtype):
+    from mlx.utils import tree_flatten
+
+    import xlstm_viz.checkpoint as checkpoint
+
+    tensors = _tiny_tensors(golden_dir)
+    _write_tiny_raw(tiny, tensors, dtypes=dict.fromkeys(tensors, dtype))
+    for target in ("float32", "bfloat16"):
+        lazy = dict(tree_flatten(xlstm_viz.load_model(tiny, dtype=target).parameters()))
+        with monkeypatch.context() as m:
+            m.setattr(checkpoint, "_lazy_arrays", lambda file, entries: None)  # the path F64 files take
+            mapped = dict(tree_flatten(xlstm_viz.load_model(tiny, dtype=target).parameters()))
+        assert lazy.keys() == mapped.keys()
+        for name in lazy:
+            assert lazy[name].dtype == mapped[name].dtype
+            assert mx.array_equal(lazy[name], mapped[name], equal_nan=True).item(), (target, name)

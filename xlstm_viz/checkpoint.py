@@ -3,10 +3,11 @@
 Everything is checked against the safetensors headers before any tensor data is read (`xlstm_viz.wiring.headers`:
 header structure, dtypes, offsets that cover the file exactly once, the index), and all problems are reported
 together in one `CheckpointError`: missing, unexpected and mis-shaped tensors (expected vs found shape), truncated or
-corrupt files, unknown dtypes, and a config that contradicts the tensor shapes. Tensor data is then read memory-mapped,
-one tensor at a time, and cast to the target dtype before the next one is touched, so loading peaks at about one copy
-of the weights in the target dtype (benchmarks/load_memory.py measures it). NaN/Inf weights load with a warning that
-names them.
+corrupt files, unknown dtypes, and a config that contradicts the tensor shapes. Tensor data is then read one tensor
+at a time and cast to the target dtype before the next one is touched, so loading peaks at about one copy of the
+weights in the target dtype (benchmarks/load_memory.py measures it): by MLX's lazy `mx.load`, which reads each tensor
+straight into its buffer, or memory-mapped with numpy for the F64 files that `mx.load` cannot read. NaN/Inf weights
+load with a warning that names them.
 
 A checkpoint format is a naming: `_model_names` maps checkpoint tensor names and shapes to the model's, and
 `_to_model` maps one loaded tensor the same way. The NX-AI format has two weight modes ('single', and 'fused', whose
@@ -120,17 +121,37 @@ def _to_model(config: XLSTMConfig, name: str, w: mx.array) -> list[tuple[str, mx
     return list(zip((n for n, _ in parts), mx.split(w, bounds, axis=0)))
 
 
-def _read_tensor(file: Path, entry: TensorEntry, target: mx.Dtype) -> mx.array:
-    """One tensor in the target dtype, evaluated. Its file pages are mapped only while it is copied, and the copy in
-    the stored dtype is freed once the cast is evaluated, so nothing but the result outlives this call."""
-    raw = tensor_bytes(file, entry)
-    if entry.dtype == "F64":  # MLX has no float64 on every device; narrow (round to nearest) as the data is copied
-        w = mx.array(raw, dtype=mx.float32)
+def _lazy_arrays(file: Path, entries: list[TensorEntry]) -> dict[str, mx.array] | None:
+    """MLX's own reader for a validated file: `mx.load` returns lazy arrays, each read from the file straight into
+    its buffer when evaluated. None for a file it cannot read (F64 tensors), which is then memory-mapped."""
+    if any(e.dtype not in ("F32", "F16", "BF16") for e in entries):
+        return None
+    try:
+        return mx.load(str(file))
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise CheckpointError(f"{file}: cannot be read by mx.load ({err})") from None
+
+
+def _read_tensor(file: Path, entry: TensorEntry, target: mx.Dtype, lazy: dict[str, mx.array] | None) -> mx.array:
+    """One tensor in the target dtype, evaluated; nothing else of it outlives this call.
+
+    From `lazy` (taken out of the dict, so that the stored-dtype array is freed once its cast is evaluated: keeping
+    the dict alive is what made float32 loading peak at three times a bf16 file), or else memory-mapped: only this
+    tensor's file pages are mapped, and only while they are copied."""
+    if lazy is not None:
+        w = lazy.pop(entry.name)
+        if tuple(w.shape) != entry.shape:  # two parsers of one validated header cannot disagree; if they do, say so
+            raise CheckpointError(f"{file}: {entry.name} has shape {entry.shape} in its header but mx.load read "
+                                  f"{tuple(w.shape)}")
     else:
-        w = mx.array(raw)
-        if entry.dtype == "BF16":  # numpy has no bfloat16: the bytes were read as uint16 bit patterns
-            w = mx.view(w, mx.bfloat16)
-    del raw
+        raw = tensor_bytes(file, entry)
+        if entry.dtype == "F64":  # MLX has no float64 on every device: narrowed (to nearest) as the data is copied
+            w = mx.array(raw, dtype=mx.float32)
+        else:
+            w = mx.array(raw)
+            if entry.dtype == "BF16":  # numpy has no bfloat16: the bytes were read as uint16 bit patterns
+                w = mx.view(w, mx.bfloat16)
+        del raw
     if w.dtype != target:
         w = w.astype(target)
     mx.eval(w)
@@ -138,6 +159,10 @@ def _read_tensor(file: Path, entry: TensorEntry, target: mx.Dtype) -> mx.array:
 
 
 def _check_finite(name: str, w: mx.array, bad: dict[str, str]) -> None:
+    # A sum is non-finite whenever any term is (NaN, or Inf of either sign), and a reduction needs no temporary the
+    # size of the tensor; only then are the values counted (a finite sum that overflows just costs the count).
+    if bool(mx.isfinite(mx.sum(w)).item()):
+        return
     n = int(mx.sum(mx.logical_not(mx.isfinite(w))).item())
     if n:
         nan = int(mx.sum(mx.isnan(w)).item())
@@ -177,11 +202,16 @@ def load_model(path: str | Path, dtype: str = "float32", progress: bool | None =
     show = progress if progress is not None else len(by_file) > 1
     weights: dict[str, mx.array] = {}
     nonfinite: dict[str, str] = {}
-    for file in tqdm(sorted(by_file), desc="loading shards", unit="shard", disable=not show):
-        for entry in sorted(by_file[file], key=lambda e: e.start):  # file order: sequential reads
-            w = _read_tensor(file, entry, target)
-            _check_finite(entry.name, w, nonfinite)
-            weights.update(_to_model(config, entry.name, w))
+    cache_limit = mx.set_cache_limit(0)  # a staging buffer freed after its cast is returned, not kept for reuse
+    try:
+        for file in tqdm(sorted(by_file), desc="loading shards", unit="shard", disable=not show):
+            lazy = _lazy_arrays(file, by_file[file])
+            for entry in sorted(by_file[file], key=lambda e: e.start):  # file order: sequential reads
+                w = _read_tensor(file, entry, target, lazy)
+                _check_finite(entry.name, w, nonfinite)
+                weights.update(_to_model(config, entry.name, w))
+    finally:
+        mx.set_cache_limit(cache_limit)
     if nonfinite:
         names = sorted(nonfinite)
         warnings.warn(f"checkpoint {folder}: {len(names)} tensors hold NaN/Inf values (loaded as stored): "
