@@ -32,6 +32,7 @@ from xlstm_viz.wiring.headers import (  # noqa: F401  (read_header, SUPPORTED_DT
     present,
     read_header,
     read_text,
+    regular_file,
     tensor_bytes,
 )
 
@@ -220,7 +221,8 @@ def load_model(path: str | Path, dtype: str = "float32", progress: bool | None =
     model.load_weights(list(weights.items()), strict=True)
     mx.eval(model.parameters())
     tokenizer_file = folder / "tokenizer.json"
-    if tokenizer_file.exists():
+    if present(tokenizer_file):
+        regular_file(tokenizer_file, "tokenizer.json")
         from tokenizers import Tokenizer
 
         model.tokenizer = Tokenizer.from_file(str(tokenizer_file))

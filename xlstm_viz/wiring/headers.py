@@ -114,8 +114,12 @@ def read_json_object(path, what: str = "file") -> dict:
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{what} {path} is not valid JSON: {err}") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{what} {path} must hold a JSON object, got a {type(data).__name__}")
+        raise CheckpointError(f"{what} {path} must hold a JSON object, got a JSON {_json_kind(data)}: {data!r:.60}")
     return data
+
+
+def _json_kind(value) -> str:
+    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), "null")
 
 
 def _no_duplicates(pairs):
@@ -155,7 +159,8 @@ def read_entries(path, data: bool = True) -> dict[str, TensorEntry]:
     except CheckpointError as err:
         raise CheckpointError(f"{path}: header has {err}") from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: header must be a JSON object of tensors, got a {type(header).__name__}")
+        raise CheckpointError(f"{path}: header must be a JSON object of tensors, got a JSON {_json_kind(header)}: "
+                              f"{header!r:.60}")
     meta = header.pop("__metadata__", None)
     if meta is not None and not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
         raise CheckpointError(f"{path}: '__metadata__' must be an object of strings, got {meta!r}")
