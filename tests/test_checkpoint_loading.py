@@ -453,3 +453,16 @@ def test_memory_mapped_reader_gives_the_same_bits_as_mx_load(tiny, golden_dir, m
         for name in lazy:
             assert lazy[name].dtype == mapped[name].dtype
             assert mx.array_equal(lazy[name], mapped[name], equal_nan=True).item(), (target, name)
+
+
+def test_one_f64_tensor_among_f32_loads_the_same_model(tiny, golden_dir):
+    """mx.load refuses a whole file for one F64 tensor; such a file is read memory-mapped, with the same result."""
+    from mlx.utils import tree_flatten
+
+    tensors = _tiny_tensors(golden_dir)
+    _write_tiny_raw(tiny, tensors, dtypes={"backbone.blocks.1.mlstm_layer.v.weight": "F64"})
+    mixed = dict(tree_flatten(xlstm_viz.load_model(tiny).parameters()))
+    reference = dict(tree_flatten(xlstm_viz.load_model(golden_dir / "tiny").parameters()))
+    assert mixed.keys() == reference.keys()
+    for name in reference:
+        assert mx.array_equal(mixed[name], reference[name]).item(), name
