@@ -32,6 +32,7 @@ _EXPORTS = {
     "Trace": "xlstm_viz.execution.trace",
     "Debugger": "xlstm_viz.execution.debugger",
     "CheckpointError": "xlstm_viz.checkpoint",
+    "NonFiniteWeightsWarning": "xlstm_viz.checkpoint",
     "load_demo": "xlstm_viz.demo",
     "dashboard": "xlstm_viz.dashboard.app",
     "WiringView": "xlstm_viz.dashboard.wiring_view",

@@ -30,7 +30,7 @@ import networkx as nx
 
 from . import checks, documents
 from .edits import Change, Editable
-from .headers import checkpoint_shapes
+from .headers import checkpoint_shapes, present, read_json_object
 from ..dims import mlstm_block_dims
 
 _FORMAT = "xlstm_viz.wiring.block/1"
@@ -135,7 +135,7 @@ class BlockWiring(Editable):
         """Read config.json (if present), the safetensors index and shard headers; never tensor data."""
         folder = Path(path)
         config_path = folder / "config.json"
-        config = json.loads(config_path.read_text()) if config_path.exists() else {}
+        config = read_json_object(config_path, "config.json") if present(config_path) else {}
         shapes = checkpoint_shapes(folder)
         per_block: dict[int, dict[str, tuple]] = {}
         model_params = {}
