@@ -30,6 +30,7 @@ from xlstm_viz.wiring.headers import (  # noqa: F401  (read_header, SUPPORTED_DT
     TensorEntry,
     checkpoint_entries,
     present,
+    read_json_object,
     read_header,
     read_text,
     regular_file,
@@ -78,18 +79,25 @@ def validate(expected: dict[str, tuple], found: dict[str, tuple], config: XLSTMC
 
 
 def _fused_parts(config: XLSTMConfig, name: str) -> list[tuple[str, int]] | None:
-    """For a fused tensor of weight_mode='fused': the single-mode tensors it concatenates along axis 0 (name, rows)."""
-    qk, v, NH, F = config.qk_dim, config.v_dim, config.num_heads, config.ffn_dim
-    if name.endswith("mlstm_layer.qkv_opreact.weight"):
-        p = name[: -len("qkv_opreact.weight")]
-        return [(p + "q.weight", qk), (p + "k.weight", qk), (p + "v.weight", v), (p + "ogate_preact.weight", v)]
-    if ".mlstm_layer.ifgate_preact." in name:
-        p, leaf = name.rsplit("ifgate_preact.", 1)
-        return [(p + "igate_preact." + leaf, NH), (p + "fgate_preact." + leaf, NH)]
-    if name.endswith("ffn.proj_up_gate_z.weight"):
-        p = name[: -len("proj_up_gate_z.weight")]
-        return [(p + "proj_up_gate.weight", F), (p + "proj_up.weight", F)]
+    """For a fused tensor of weight_mode='fused' (weight or bias): the single-mode tensors it concatenates along
+    axis 0 (name, rows), in the order of `FUSED_PARAMETERS`, the table `XLSTM.save` fuses by."""
+    from xlstm_viz.model.xlstm import FUSED_PARAMETERS
+
+    rows = {"q": config.qk_dim, "k": config.qk_dim, "v": config.v_dim, "ogate_preact": config.v_dim,
+            "igate_preact": config.num_heads, "fgate_preact": config.num_heads,
+            "proj_up_gate": config.ffn_dim, "proj_up": config.ffn_dim}
+    for fused, parts in FUSED_PARAMETERS.items():
+        for leaf in ("weight", "bias"):
+            if name.endswith(f".{fused}.{leaf}"):
+                prefix = name[: -len(f"{fused}.{leaf}")]
+                return [(f"{prefix}{part}.{leaf}", rows[part.rsplit(".", 1)[1]]) for part in parts]
     return None
+
+
+def _single_part_names() -> set[str]:
+    from xlstm_viz.model.xlstm import FUSED_PARAMETERS
+
+    return {f"{part}.{leaf}" for parts in FUSED_PARAMETERS.values() for part in parts for leaf in ("weight", "bias")}
 
 
 def _model_names(config: XLSTMConfig, found: dict[str, tuple]) -> tuple[dict[str, tuple], list[str]]:
@@ -97,9 +105,13 @@ def _model_names(config: XLSTMConfig, found: dict[str, tuple]) -> tuple[dict[str
     if config.weight_mode != "fused":
         return dict(found), []
     out, problems = {}, []
+    single = _single_part_names()
     for name, shape in found.items():
         parts = _fused_parts(config, name)
-        if parts is None:
+        if parts is None and name.split(".", 3)[-1] in single and name.startswith("backbone.blocks."):
+            problems.append(f"  single-mode tensor in a fused checkpoint: {name}  (config.json says "
+                            f"weight_mode 'fused', so it must be part of a fused tensor)")
+        elif parts is None:
             out[name] = shape
         elif not shape or shape[0] != sum(rows for _, rows in parts):
             problems.append(f"  mis-shaped: {name}  fused tensor of shape {list(shape)} must have "
@@ -183,7 +195,8 @@ def _is_original_xlstm(folder: Path) -> bool:
     from xlstm_viz.model.xlstm_original import is_original_config
 
     try:
-        return is_original_config(json.loads((folder / "config.json").read_text()))
+        # Through the same reader as _read_config, so a FIFO or a symlink loop is refused here too, never opened.
+        return is_original_config(read_json_object(folder / "config.json", "config.json"))
     except (OSError, ValueError):
         return False  # the xLSTM-Large path below reports a missing or malformed config.json
 
