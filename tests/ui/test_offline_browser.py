@@ -59,7 +59,9 @@ def served_dashboard(serve, tmp_path, monkeypatch):
         apps.append(app)
         return app.template()
 
-    return serve(factory), apps
+    yield serve(factory), apps
+    for app in apps:
+        app.session.close()
 
 
 @pytest.mark.parametrize("theme", ["default", "dark"])
