@@ -17,6 +17,11 @@ __version__ = "0.1.0"
 # for speed.
 os.environ.setdefault("MLX_ENABLE_TF32", "0")
 
+# Notebook outputs embed BokehJS and Panel instead of linking their CDNs, so that they render offline (read by Panel's
+# `pn.extension()`, which must therefore run after `import xlstm_viz`; see xlstm_viz/dashboard/offline.py).
+# Export PANEL_INLINE=0 first for small CDN-linked outputs.
+os.environ.setdefault("PANEL_INLINE", "1")
+
 # Bind OpenBLAS before anything imports MLX (a dlopen, no MLX import): `import xlstm_viz; import mlx.core` then gets
 # ~30x faster CPU matmuls on Linux. Without this line that common order silently kept MLX's reference BLAS.
 from xlstm_viz import blas as _blas  # noqa: E402,F401
