@@ -35,6 +35,19 @@ def _in_server() -> bool:
     return doc is not None and doc.session_context is not None
 
 
+def document_dispatcher(doc):
+    """dispatch(fn) for a ModelSession: run fn as a next-tick callback of `doc` (its thread, under its lock)."""
+    from panel.io.state import set_curdoc
+
+    def dispatch(fn):
+        if doc.session_context is None:  # the browser tab is gone: nothing left to update
+            return
+        with set_curdoc(doc):
+            pn.state.execute(fn, schedule=True)
+
+    return dispatch
+
+
 class DashboardApp(pn.viewable.Viewer):
     """Whole app for one browser session (or one notebook)."""
 
@@ -54,7 +67,8 @@ class DashboardApp(pn.viewable.Viewer):
 
         self.session = ModelSession(model=model, model_path=model_path,
                                     threaded=served if threaded is None else threaded,
-                                    on_error=on_error if served else None)
+                                    on_error=on_error if served else None,
+                                    dispatch=document_dispatcher(pn.state.curdoc) if served else None)
         if served:  # stop this session's model thread when the browser tab goes away
             pn.state.on_session_destroyed(lambda ctx: self.session.close())
         self.store = SessionStore(self._session_key(session_key))

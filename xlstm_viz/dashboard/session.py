@@ -58,10 +58,14 @@ class ModelSession(param.Parameterized):
     graph_version = param.Integer(default=0, doc="bumps after every wiring edit of the model")
     edits = param.List(default=[], doc="replayable wiring edits: (scope, block, src, dst, polarity)")
 
-    def __init__(self, model=None, model_path=None, threaded=False, on_error=None, **params):
+    def __init__(self, model=None, model_path=None, threaded=False, on_error=None, dispatch=None, **params):
         super().__init__(**params)
         self.threaded = threaded
         self.on_error = on_error
+        # dispatch(fn) runs fn on the thread that owns the browser document (the app passes a next-tick scheduler).
+        # Results are applied there, never on the model thread: param watchers update Panel widgets and Bokeh
+        # models, and doing that from the model thread raced with the document and lost updates in the browser.
+        self.dispatch = dispatch
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xlstm-viz-model")
         self._debugger = None
         # The model is built on the worker so its arrays belong to that thread.
@@ -72,30 +76,60 @@ class ModelSession(param.Parameterized):
 
     # -- worker plumbing --------------------------------------------------------------------------
     def submit(self, work, done=None) -> Future:
-        """Run `work()` on the model thread; then `done(result)`. Errors go to `on_error` (or raise)."""
+        """Run `work()` on the model thread, then `done(result)` on the document's thread (see `dispatch`).
+
+        The returned future resolves after `done` ran. Errors go to `on_error` (the session keeps working);
+        without `on_error` they are raised (unthreaded) or set on the future. Never wait on the future from
+        the document's own thread in a threaded session: `done` is queued behind that wait.
+        """
+        outer: Future = Future()
+
+        def fail(exc):
+            log.warning("model-thread task failed: %s", exc, exc_info=exc)
+            self.busy = False
+            self.status = f"error: {exc}"
+            if self.on_error is not None:
+                self.on_error(exc)
+                outer.set_result(None)
+            else:
+                outer.set_exception(exc)
+
+        def finish(result):
+            try:
+                if done is not None:
+                    done(result)
+            except Exception as exc:  # noqa: BLE001 - reported to the user, session keeps working
+                fail(exc)
+                return
+            outer.set_result(result)
+
+        if not self.threaded or _on_model_thread():
+            try:
+                result = self.on_worker(work)
+            except Exception as exc:  # noqa: BLE001
+                fail(exc)
+            else:
+                finish(result)
+            if outer.exception() is not None:
+                raise outer.exception()
+            return outer
+
         def task():
             try:
                 result = work()
-                if done is not None:
-                    done(result)
-                return result
-            except Exception as exc:  # noqa: BLE001 - reported to the user, session keeps working
-                log.warning("model-thread task failed: %s", exc, exc_info=True)
-                self.busy = False
-                self.status = f"error: {exc}"
-                if self.on_error is not None:
-                    self.on_error(exc)
-                    return None
-                raise
+            except Exception as exc:  # noqa: BLE001
+                self._deliver(lambda: fail(exc))
+                return
+            self._deliver(lambda: finish(result))
 
-        if _on_model_thread():  # chained from a done() callback: run now, waiting would deadlock
-            future = Future()
-            future.set_result(task())
-            return future
-        future = self._pool.submit(task)
-        if not self.threaded:
-            future.result()
-        return future
+        self._pool.submit(task)
+        return outer
+
+    def _deliver(self, fn) -> None:
+        if self.dispatch is None:
+            fn()
+        else:
+            self.dispatch(fn)
 
     def on_worker(self, fn):
         """Run `fn()` on the model thread and wait; runs inline when already there (no deadlock)."""

@@ -79,9 +79,14 @@ class TraceView(pn.viewable.Viewer):
         probes = list(tr.probes)
         nblocks = 1 + max([int(p.split(".")[1]) for p in probes if p.startswith("blocks.")], default=0)
         self.param.block.bounds = (0, nblocks - 1)
-        self.param.probe.objects = probes
-        if self.probe not in probes:
-            self.probe = next((p for p in probes if p.endswith("mlstm.h")), probes[0]) if probes else None
+        # Decide the probe before touching the options: new options make the linked select pick their first entry
+        # (`embedding`) and write it back, which used to replace the user's probe.
+        keep = self.probe if self.probe in probes else (
+            next((p for p in probes if p.endswith("mlstm.h")), probes[0]) if probes else None)
+        if list(self.param.probe.objects) != probes:
+            self.param.probe.objects = probes
+        if self.probe != keep:
+            self.probe = keep
         self.refresh()
 
     @param.depends("block", "probe", "stat", "top_k", watch=True)
