@@ -80,7 +80,9 @@ class DashboardApp(pn.viewable.Viewer):
         self.diff_view = DiffView(self.session)
         self.prompt_input = pn.widgets.TextAreaInput(name="prompt (task labels / text, or token ids)", height=110)
         self._status = pn.pane.Markdown("")
+        self._action = pn.pane.Markdown("")
         self.session.param.watch(self._on_status, ["status", "busy"])
+        self.session.param.watch(self._on_action, ["last_action"])
         self.session.param.watch(self._persist, ["edits", "prompt"])
         self.wiring_view.param.watch(self._persist, ["version"])
         if saved.get("edits"):
@@ -143,6 +145,12 @@ class DashboardApp(pn.viewable.Viewer):
         self._status.object = ("**running...**" if s.busy else s.status) + (
             f"  \nrecall accuracy {s.accuracy:.3f}" if s.accuracy is not None else "")
 
+    def _on_action(self, event):
+        # Every edit says what it did: in the sidebar and, in a served page, as a toast.
+        self._action.object = f"**last edit:** {event.new}" if event.new else ""
+        if event.new and self.served and pn.state.notifications is not None:
+            pn.state.notifications.info(event.new, duration=6000)
+
     # -- export / import --------------------------------------------------------------------------------
     def _trace_npz(self):
         if self.session.trace is None:
@@ -196,7 +204,7 @@ class DashboardApp(pn.viewable.Viewer):
             self.prompt_input, pn.Row(run, example),
             pn.widgets.IntInput.from_param(self.param.pairs, name="MQAR pairs"),
             pn.widgets.IntInput.from_param(self.param.example_seed, name="example seed"),
-            self._status,
+            self._status, self._action,
         )
 
     def tabs(self):

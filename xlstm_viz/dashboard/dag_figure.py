@@ -10,12 +10,17 @@ from xlstm_viz.dashboard import model_tables, source_updates, trace_tables
 
 
 class DagFigure:
-    """Nodes coloured/sized by a statistic, edges coloured by state; `on_edge_tap`/`on_node_tap` get names."""
+    """Nodes coloured/sized by a statistic, edges coloured by state.
+
+    A tap only selects: `on_node_tap(name)` / `on_edge_tap(src, dst)` get names, and no callback may edit the
+    model (an edge ends at a node's centre, so a tap on a node also hits the edges into it).
+    """
 
     def __init__(self, title: str, height: int = 360, on_node_tap=None, on_edge_tap=None):
         self.node_source = ColumnDataSource(self._empty_nodes())
         self.edge_source = ColumnDataSource(self._empty_edges())
         self.highlight_source = ColumnDataSource({"x": [], "y": [], "id": []})
+        self.edge_highlight_source = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": [], "id": []})
         self.on_node_tap, self.on_edge_tap = on_node_tap, on_edge_tap
         self.x_range, self.y_range = Range1d(-0.5, 1.5), Range1d(-0.1, 1.1)
         fig = figure(title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,reset,save",
@@ -24,6 +29,8 @@ class DagFigure:
         fig.grid.visible = False
         edges = fig.segment("x0", "y0", "x1", "y1", source=self.edge_source, line_color="color", line_width=2.5,
                             line_alpha="alpha", line_dash="dash", nonselection_line_alpha="alpha")
+        fig.segment("x0", "y0", "x1", "y1", source=self.edge_highlight_source, line_color="#e31a1c", line_width=9,
+                    line_alpha=0.45)
         fig.scatter("x", "y", source=self.highlight_source, size=44, fill_color=None, line_color="#e31a1c",
                     line_width=4)
         nodes = fig.scatter("x", "y", source=self.node_source, size="size", fill_color="fill", line_color="color",
@@ -82,6 +89,16 @@ class DagFigure:
             i = self.names.index(name)
             data = {"x": [float(self._nodes["x"][i])], "y": [float(self._nodes["y"][i])], "id": [name]}
         source_updates.replace_data(self.highlight_source, data)
+
+    def highlight_edge(self, src: str | None, dst: str | None = None) -> None:
+        """Mark the selected connection (a wide translucent band under it); None clears it."""
+        data = {"x0": [], "y0": [], "x1": [], "y1": [], "id": []}
+        if src is not None and src in self.names and dst in self.names:
+            i, j = self.names.index(src), self.names.index(dst)
+            x, y = self._nodes["x"], self._nodes["y"]
+            data = {"x0": [float(x[i])], "y0": [float(y[i])], "x1": [float(x[j])], "y1": [float(y[j])],
+                    "id": [f"{src} -> {dst}"]}
+        source_updates.replace_data(self.edge_highlight_source, data)
 
     def _node_tapped(self, attr, old, new):
         if new and self.on_node_tap is not None:

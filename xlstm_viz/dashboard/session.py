@@ -35,6 +35,16 @@ def load_default_model(model_path=None):
     return xlstm_viz.load_demo()
 
 
+STATE_NAMES = {1: "on", -1: "flipped", 0: "off"}
+
+
+def _accuracy_change(before, after) -> str:
+    if before is None and after is None:
+        return ""
+    fmt = lambda a: "n/a" if a is None else f"{a:.3f}"  # noqa: E731
+    return f"; recall accuracy {fmt(before)} -> {fmt(after)}"
+
+
 def _on_model_thread() -> bool:
     return threading.current_thread().name.startswith("xlstm-viz-model")
 
@@ -57,6 +67,7 @@ class ModelSession(param.Parameterized):
     last_run_ms = param.Number(default=0.0)
     graph_version = param.Integer(default=0, doc="bumps after every wiring edit of the model")
     edits = param.List(default=[], doc="replayable wiring edits: (scope, block, src, dst, polarity)")
+    last_action = param.String(default="", doc="what the latest edit did, in words (shown after its re-run)")
 
     def __init__(self, model=None, model_path=None, threaded=False, on_error=None, dispatch=None, **params):
         super().__init__(**params)
@@ -211,16 +222,22 @@ class ModelSession(param.Parameterized):
             acc = recall_accuracy(trace.logits, self.targets[None], self.loss_mask[None])
         return trace, acc, (time.perf_counter() - t0) * 1000
 
-    def run(self, new_baseline: bool = False) -> Future:
-        """Re-run the model on the prompt; the first run (or new_baseline) becomes the diff baseline."""
+    def run(self, new_baseline: bool = False, announce: str | None = None) -> Future:
+        """Re-run the model on the prompt; the first run (or new_baseline) becomes the diff baseline.
+
+        `announce` (what an edit did) becomes `last_action`, with the recall accuracy before -> after.
+        """
         if self.tokens is None:
             raise ValueError("no prompt yet: call set_prompt(...) or mqar_example() first")
         self.busy = True
+        acc_before = self.accuracy
 
         def done(result):
             trace, acc, ms = result
             updates = dict(trace=trace, accuracy=acc, last_run_ms=ms, busy=False,
                            status=f"ran {trace.tokens.shape[1]} tokens in {ms:.0f} ms")
+            if announce is not None:
+                updates["last_action"] = announce + _accuracy_change(acc_before, acc)
             if new_baseline or self.baseline is None or self.baseline.tokens.shape != trace.tokens.shape:
                 updates.update(baseline=trace, baseline_accuracy=acc)
             self.param.update(**updates)
@@ -236,14 +253,21 @@ class ModelSession(param.Parameterized):
     def edit_connection(self, scope: str, block: int | None, src: str, dst: str, polarity: int, rerun: bool = True):
         """Set a block/cell connection to +1 (on), -1 (flipped) or 0 (off) on the model thread, then re-run."""
         def work():
-            model_graph.set_connection(self._wiring(scope, block), src, dst, polarity)
+            wiring = self._wiring(scope, block)
+            old = model_graph.connection_state(wiring, src, dst)
+            model_graph.set_connection(wiring, src, dst, polarity)
+            return old
 
-        def done(_):
+        def done(old):
+            where = "block wiring" if scope == "block" else f"cell wiring of block {block}"
+            said = f"{where}: {src} -> {dst} {STATE_NAMES[old]} -> {STATE_NAMES[int(polarity)]}"
             self.edits = self.edits + [(scope, block, src, dst, int(polarity))]
             self._debugger = None
             self.graph_version += 1
             if rerun and self.tokens is not None:
-                self.run()
+                self.run(announce=said)
+            else:
+                self.last_action = said
 
         return self.submit(work, done)
 
@@ -253,10 +277,13 @@ class ModelSession(param.Parameterized):
             model_graph.set_sparsity(self.model.cell_wirings[block], level, seed)
 
         def done(_):
+            said = f"cell wiring of block {block}: weight masks regenerated at sparsity {level:g} (seed {seed})"
             self.edits = self.edits + [("sparsity", block, "", "", float(level), int(seed))]
             self.graph_version += 1
             if rerun and self.tokens is not None:
-                self.run()
+                self.run(announce=said)
+            else:
+                self.last_action = said
 
         return self.submit(work, done)
 
@@ -295,17 +322,23 @@ class ModelSession(param.Parameterized):
             self.model.interventions.add(probe, "zero")
 
         def done(_):
+            said = f"ablation: output of {probe} set to zero"
             self.graph_version += 1
             if rerun and self.tokens is not None:
-                self.run()
+                self.run(announce=said)
+            else:
+                self.last_action = said
 
         return self.submit(work, done)
 
     def clear_ablations(self, rerun: bool = True):
         def done(_):
+            said = "ablations cleared"
             self.graph_version += 1
             if rerun and self.tokens is not None:
-                self.run()
+                self.run(announce=said)
+            else:
+                self.last_action = said
 
         return self.submit(lambda: self.model.interventions.clear(), done)
 
