@@ -18,10 +18,11 @@ import param
 
 from xlstm_viz.dashboard.debugger_view import DebuggerView
 from xlstm_viz.dashboard.diff_view import DiffView
+from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_view import ModelView
 from xlstm_viz.dashboard.notifications import guarded, notify_error
-from xlstm_viz.dashboard.persistence import SessionStore, new_key
-from xlstm_viz.dashboard.session import ModelSession
+from xlstm_viz.dashboard.persistence import SessionStore, new_key, valid_key
+from xlstm_viz.dashboard.session import MAX_PROMPT_CHARS, ModelSession
 from xlstm_viz.dashboard.trace_view import TraceView
 from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring, wiring_from_json, wiring_to_json
 
@@ -78,7 +79,10 @@ class DashboardApp(pn.viewable.Viewer):
         self.trace_view = TraceView(session=self.session)
         self.debugger_view = DebuggerView(session=self.session)
         self.diff_view = DiffView(self.session)
-        self.prompt_input = pn.widgets.TextAreaInput(name="prompt (task labels / text, or token ids)", height=110)
+        # The browser cuts a textarea at max_length without a word, so allow one character more than the session
+        # accepts: a longer prompt then arrives over the limit and is refused with a message.
+        self.prompt_input = pn.widgets.TextAreaInput(label="prompt (task labels / text, or token ids)", height=110,
+                                                     max_length=MAX_PROMPT_CHARS + 1)
         self._status = pn.pane.Markdown("")
         self._action = pn.pane.Markdown("")
         self.session.param.watch(self._on_status, ["status", "busy"])
@@ -106,8 +110,15 @@ class DashboardApp(pn.viewable.Viewer):
             return new_key()
         args = pn.state.session_args or {}
         raw = args.get("session", [b""])[0]
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if not key:
+        key = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        if key and not valid_key(key):
+            bad, key = key, new_key()
+            # The page keeps working on a fresh session; the message names the refused value.
+            pn.state.onload(lambda: notify_error(ValueError(
+                f"session key {bad!r} in the URL is not valid (1-64 letters, digits, '-' or '_'): "
+                f"started a new session {key}")))
+            pn.state.onload(lambda: pn.state.location.update_query(session=key))
+        elif not key:
             key = new_key()
             # Put the key into the URL so that a reload (or a bookmark) finds the same saved state.
             # (onload: before the page has loaded, the browser's own URL would overwrite the change)
@@ -202,8 +213,8 @@ class DashboardApp(pn.viewable.Viewer):
             pn.pane.Markdown(f"**model** {c.num_blocks} blocks, {c.num_heads} heads, D={c.embedding_dim}, "
                              f"vocab {c.vocab_size}"),
             self.prompt_input, pn.Row(run, example),
-            pn.widgets.IntInput.from_param(self.param.pairs, name="MQAR pairs"),
-            pn.widgets.IntInput.from_param(self.param.example_seed, name="example seed"),
+            int_input(self, "pairs", "MQAR pairs"),
+            int_input(self, "example_seed", "example seed"),
             self._status, self._action,
         )
 

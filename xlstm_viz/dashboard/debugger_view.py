@@ -8,6 +8,7 @@ import param
 
 from xlstm_viz.dashboard import model_graph
 from xlstm_viz.dashboard.dag_figure import DagFigure
+from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 
 ACTIONS = ("step", "step_over", "step_token", "continue", "reset")
@@ -167,7 +168,7 @@ class DebuggerView(pn.viewable.Viewer):
             pn.pane.Markdown("#### Breakpoints"),
             pn.widgets.TextInput.from_param(self.param.bp_probe, name="probe (name or pattern, empty = any)"),
             pn.widgets.TextInput.from_param(self.param.bp_condition, name="condition (nonfinite, absmax>50, saturated)"),
-            pn.Row(add, pn.widgets.IntInput.from_param(self.param.bp_remove, name="", width=70), remove),
+            pn.Row(add, int_input(self, "bp_remove", "breakpoint #", width=90), remove),
             self._breaks, width=320,
         )
         return pn.Column(

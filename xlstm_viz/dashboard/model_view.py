@@ -19,6 +19,7 @@ from bokeh.plotting import figure
 from xlstm_viz.dashboard import source_updates, trace_tables, wiring_tables
 from xlstm_viz.dashboard.colors import POLARITY_COLORS
 from xlstm_viz.dashboard.dag_figure import DagFigure
+from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_tables import short_label
 from xlstm_viz.dashboard.notifications import guarded
 from xlstm_viz.dashboard.session import STATE_NAMES
@@ -249,9 +250,9 @@ class ModelView(pn.viewable.Viewer):
             pn.widgets.Select.from_param(self.param.stat, name="statistic", width=w), token,
             pn.widgets.Select.from_param(self.param.aggregate, name="aggregate", width=w),
             pn.widgets.RadioButtonGroup.from_param(self.param.overlay, width=w),
-            pn.widgets.IntInput.from_param(self.param.block, name="block", width=w),
+            int_input(self, "block", "block", width=w),
             pn.widgets.FloatSlider.from_param(self.param.sparsity, name="cell sparsity", width=w),
-            pn.widgets.IntInput.from_param(self.param.seed, name="sparsity seed", width=w), sparsify,
+            int_input(self, "seed", "sparsity seed", width=w), sparsify,
             width=250,
         )
 

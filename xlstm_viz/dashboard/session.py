@@ -19,6 +19,7 @@ import param
 from xlstm_viz.dashboard import model_graph
 
 DEFAULT_PROMPT_PAIRS = 8
+MAX_PROMPT_CHARS = 100_000  # a prompt box limit that is stated, not a silent cut
 log = logging.getLogger(__name__)
 
 
@@ -166,6 +167,9 @@ class ModelSession(param.Parameterized):
 
     def parse_prompt(self, text: str) -> np.ndarray:
         """Text -> ids: task labels (K3 V7 ?), tokenizer text, or integers; the error names the bad piece."""
+        if len(text) > MAX_PROMPT_CHARS:
+            raise ValueError(f"the prompt is longer than the limit of {MAX_PROMPT_CHARS:,} characters; nothing was "
+                             "cut or run: shorten it")
         text = text.strip()
         if not text:
             raise ValueError("the prompt is empty: type token ids, task labels, or click 'MQAR example'")
@@ -318,6 +322,7 @@ class ModelSession(param.Parameterized):
     # -- interventions (ablations) ------------------------------------------------------------------
     def ablate(self, probe: str, rerun: bool = True):
         """Zero a cell's output (model.interventions), then re-run; `clear_ablations` undoes it."""
+        self.check_probe(probe)
         def work():
             self.model.interventions.add(probe, "zero")
 
@@ -330,6 +335,29 @@ class ModelSession(param.Parameterized):
                 self.last_action = said
 
         return self.submit(work, done)
+
+    def check_probe(self, probe) -> str:
+        """`probe` if this model has such a cell, else ValueError naming it and what exists."""
+        names = self.probe_names()
+        if isinstance(probe, str) and probe in names:
+            return probe
+        text = "" if not isinstance(probe, str) else probe.strip()
+        if not text:
+            raise ValueError("no cell given: type a probe name such as blocks.0.mlstm.igate")
+        parts = text.split(".")
+        nb = self.config.num_blocks
+        if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) >= nb:
+            raise ValueError(f"no cell {probe!r}: block {parts[1]} does not exist, the model has blocks 0..{nb - 1}")
+        import difflib
+
+        near = difflib.get_close_matches(text, names, n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else f"; cells are named like {names[3]}"
+        raise ValueError(f"no cell {probe!r} in this model{hint}")
+
+    def probe_names(self) -> list[str]:
+        if not hasattr(self, "_probe_names"):
+            self._probe_names = self.on_worker(lambda: list(self.model.probe_names()))
+        return self._probe_names
 
     def clear_ablations(self, rerun: bool = True):
         def done(_):

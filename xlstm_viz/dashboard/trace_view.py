@@ -9,6 +9,7 @@ from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
+from xlstm_viz.dashboard.inputs import int_input
 
 PANEL_HEIGHT = 150
 
@@ -128,10 +129,10 @@ class TraceView(pn.viewable.Viewer):
 
     def __panel__(self):
         controls = pn.Row(
-            pn.widgets.IntInput.from_param(self.param.block, name="block", width=100),
+            int_input(self, "block", "block", width=100),
             pn.widgets.Select.from_param(self.param.probe, name="probe", width=260),
             pn.widgets.Select.from_param(self.param.stat, name="statistic", width=140),
-            pn.widgets.IntInput.from_param(self.param.top_k, name="top-k", width=80),
+            int_input(self, "top_k", "top-k", width=80),
         )
         figs = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for _, _, f, _ in self.panels]
         return pn.Column(controls, pn.pane.Bokeh(self.topk_figure, sizing_mode="stretch_width"), *figs,

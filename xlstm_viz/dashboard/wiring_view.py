@@ -17,6 +17,7 @@ from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, wiring_tables
 from xlstm_viz.dashboard.colors import POLARITY_COLORS, ROLE_COLORS
+from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 
 WIRING_KINDS = ("AutoNCP", "NCP", "Random", "FullyConnected")
@@ -260,7 +261,7 @@ class WiringView(pn.viewable.Viewer):
     # -- layout -----------------------------------------------------------------------------------
     def controls(self):
         sparsity = pn.widgets.FloatSlider.from_param(self.param.sparsity, name="sparsity")
-        seed = pn.widgets.IntInput.from_param(self.param.seed, name="mask seed")
+        seed = int_input(self, "seed", "mask seed")
         regen = pn.widgets.Button(name="Regenerate mask", button_type="primary")
         regen.on_click(self._guarded(self.apply_sparsity))
         undo = pn.widgets.Button(name="Undo", button_type="default")
