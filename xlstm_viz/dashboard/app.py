@@ -187,7 +187,7 @@ class DashboardApp(pn.viewable.Viewer):
 
     def export_panel(self):
         wiring = pn.widgets.FileDownload(callback=lambda: io.StringIO(wiring_to_json(self.wiring_view.wiring)),
-                                         filename="wiring.json", label="NCPS wiring JSON", button_type="primary")
+                                         filename="wiring.json", label="NCPS wiring JSON", color="primary")
         edits = pn.widgets.FileDownload(callback=lambda: io.StringIO(json.dumps([list(e) for e in self.session.edits])),
                                         filename="model_edits.json", label="model wiring edits JSON")
         trace = pn.widgets.FileDownload(callback=guarded(self._trace_npz), filename="trace.npz", label="trace .npz")
@@ -204,9 +204,9 @@ class DashboardApp(pn.viewable.Viewer):
 
     # -- layout ---------------------------------------------------------------------------------------
     def sidebar(self):
-        run = pn.widgets.Button(name="Run prompt", button_type="primary")
+        run = pn.widgets.Button(label="Run prompt", color="primary")
         run.on_click(guarded(self._run_prompt))
-        example = pn.widgets.Button(name="MQAR example", button_type="success")
+        example = pn.widgets.Button(label="MQAR example", color="success")
         example.on_click(guarded(self._example))
         c = self.session.config
         return pn.Column(

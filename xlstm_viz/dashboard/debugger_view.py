@@ -156,18 +156,18 @@ class DebuggerView(pn.viewable.Viewer):
     def __panel__(self):
         buttons = []
         for action, label in zip(ACTIONS, ("Step", "Step over", "Step token", "Continue", "Reset")):
-            b = pn.widgets.Button(name=label, button_type="primary" if action == "step" else "default", width=95)
+            b = pn.widgets.Button(label=label, color="primary" if action == "step" else "default", width=95)
             b.on_click(lambda e, a=action: self._safe(self.do, a))
             buttons.append(b)
-        add = pn.widgets.Button(name="Add breakpoint", width=120)
+        add = pn.widgets.Button(label="Add breakpoint", width=120)
         add.on_click(lambda e: self._safe(self.do, "add_breakpoint", probe=self.bp_probe or None,
                                           condition=self.bp_condition or None))
-        remove = pn.widgets.Button(name="Remove #", width=90)
+        remove = pn.widgets.Button(label="Remove #", width=90)
         remove.on_click(lambda e: self._safe(self.do, "remove_breakpoint", id=self.bp_remove))
         bp_form = pn.Column(
             pn.pane.Markdown("#### Breakpoints"),
-            pn.widgets.TextInput.from_param(self.param.bp_probe, name="probe (name or pattern, empty = any)"),
-            pn.widgets.TextInput.from_param(self.param.bp_condition, name="condition (nonfinite, absmax>50, saturated)"),
+            pn.widgets.TextInput.from_param(self.param.bp_probe, label="probe (name or pattern, empty = any)"),
+            pn.widgets.TextInput.from_param(self.param.bp_condition, label="condition (nonfinite, absmax>50, saturated)"),
             pn.Row(add, int_input(self, "bp_remove", "breakpoint #", width=90), remove),
             self._breaks, width=320,
         )

@@ -80,14 +80,14 @@ class DiffView(pn.viewable.Viewer):
         self._ablations.object = "ablations: " + (", ".join(s.ablations()) or "none")
 
     def __panel__(self):
-        ablate = pn.widgets.Button(name="Ablate (zero output)", button_type="danger")
+        ablate = pn.widgets.Button(label="Ablate (zero output)", color="danger")
         ablate.on_click(guarded(lambda e: self.session.ablate(self.ablate_probe)))
-        clear = pn.widgets.Button(name="Clear ablations")
+        clear = pn.widgets.Button(label="Clear ablations")
         clear.on_click(guarded(lambda e: self.session.clear_ablations()))
-        base = pn.widgets.Button(name="Use current run as baseline")
+        base = pn.widgets.Button(label="Use current run as baseline")
         base.on_click(guarded(lambda e: self.session.set_baseline()))
         return pn.Column(
-            pn.Row(pn.widgets.TextInput.from_param(self.param.ablate_probe, name="cell to ablate"), ablate, clear,
+            pn.Row(pn.widgets.TextInput.from_param(self.param.ablate_probe, label="cell to ablate"), ablate, clear,
                    base),
             pn.widgets.RadioButtonGroup.from_param(self.param.stat),
             self._summary, self._ablations,

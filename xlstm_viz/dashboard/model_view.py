@@ -235,7 +235,7 @@ class ModelView(pn.viewable.Viewer):
 
     # -- layout ---------------------------------------------------------------------------------------
     def controls(self):
-        token = pn.widgets.IntSlider.from_param(self.param.token, name="token (-1 = all)", end=64, width=230)
+        token = pn.widgets.IntSlider.from_param(self.param.token, label="token (-1 = all)", end=64, width=230)
 
         def sync_token(*_):
             if self.session.tokens is not None:
@@ -247,11 +247,11 @@ class ModelView(pn.viewable.Viewer):
         sparsify.on_click(guarded(lambda e: self.apply_sparsity()))
         w = 230
         return pn.Column(
-            pn.widgets.Select.from_param(self.param.stat, name="statistic", width=w), token,
-            pn.widgets.Select.from_param(self.param.aggregate, name="aggregate", width=w),
+            pn.widgets.Select.from_param(self.param.stat, label="statistic", width=w), token,
+            pn.widgets.Select.from_param(self.param.aggregate, label="aggregate", width=w),
             pn.widgets.RadioButtonGroup.from_param(self.param.overlay, width=w),
             int_input(self, "block", "block", width=w),
-            pn.widgets.FloatSlider.from_param(self.param.sparsity, name="cell sparsity", width=w),
+            pn.widgets.FloatSlider.from_param(self.param.sparsity, label="cell sparsity", width=w),
             int_input(self, "seed", "sparsity seed", width=w), sparsify,
             width=250,
         )

@@ -130,8 +130,8 @@ class TraceView(pn.viewable.Viewer):
     def __panel__(self):
         controls = pn.Row(
             int_input(self, "block", "block", width=100),
-            pn.widgets.Select.from_param(self.param.probe, name="probe", width=260),
-            pn.widgets.Select.from_param(self.param.stat, name="statistic", width=140),
+            pn.widgets.Select.from_param(self.param.probe, label="probe", width=260),
+            pn.widgets.Select.from_param(self.param.stat, label="statistic", width=140),
             int_input(self, "top_k", "top-k", width=80),
         )
         figs = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for _, _, f, _ in self.panels]

@@ -260,13 +260,13 @@ class WiringView(pn.viewable.Viewer):
 
     # -- layout -----------------------------------------------------------------------------------
     def controls(self):
-        sparsity = pn.widgets.FloatSlider.from_param(self.param.sparsity, name="sparsity")
+        sparsity = pn.widgets.FloatSlider.from_param(self.param.sparsity, label="sparsity")
         seed = int_input(self, "seed", "mask seed")
-        regen = pn.widgets.Button(name="Regenerate mask", button_type="primary")
+        regen = pn.widgets.Button(label="Regenerate mask", color="primary")
         regen.on_click(self._guarded(self.apply_sparsity))
-        undo = pn.widgets.Button(name="Undo", button_type="default")
+        undo = pn.widgets.Button(label="Undo", color="default")
         undo.on_click(self._guarded(self.undo))
-        build = pn.widgets.Button(name="Build wiring", button_type="primary")
+        build = pn.widgets.Button(label="Build wiring", color="primary")
         build.on_click(self._guarded(self.build_from_form))
         form = pn.Param(self.param, parameters=["kind", "units", "output_dim", "input_dim", "build_sparsity",
                                                   "build_seed"], show_name=False, width=260)
