@@ -7,6 +7,7 @@ from bokeh.models import ColumnDataSource, HoverTool, Range1d, TapTool
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import model_tables, source_updates, trace_tables
+from xlstm_viz.dashboard.colors import add_legend, graph_legend_items, update_color_bar, value_color_bar
 
 
 class DagFigure:
@@ -16,7 +17,7 @@ class DagFigure:
     model (an edge ends at a node's centre, so a tap on a node also hits the edges into it).
     """
 
-    def __init__(self, title: str, height: int = 360, on_node_tap=None, on_edge_tap=None):
+    def __init__(self, title: str, height: int = 360, on_node_tap=None, on_edge_tap=None, color_bar: bool = True):
         self.node_source = ColumnDataSource(self._empty_nodes())
         self.edge_source = ColumnDataSource(self._empty_edges())
         self.highlight_source = ColumnDataSource({"x": [], "y": [], "id": []})
@@ -44,6 +45,13 @@ class DagFigure:
         fig.add_tools(TapTool(renderers=[nodes, edges]))
         self.node_source.selected.on_change("indices", self._node_tapped)
         self.edge_source.selected.on_change("indices", self._edge_tapped)
+        # A legend (edge colour = connection state, node outline = cell kind; added with the first graph) and
+        # a colour bar for the node fill (the overlay value) whose range follows every set_values.
+        self._legend = None
+        self.mapper = self.color_bar = None
+        if color_bar:
+            self.mapper, self.color_bar = value_color_bar("node fill: no run yet", orientation="horizontal")
+            fig.add_layout(self.color_bar, "below")
         self.figure = fig
         self.names: list[str] = []
         self.connections: list[tuple[str, str]] = []
@@ -66,8 +74,11 @@ class DagFigure:
         edges["dash"] = np.array(["dashed" if p == 0 else "solid" for p in edges["polarity"]], dtype=object)
         self.names, self.connections = list(names), conns
         self._nodes = nodes
-        nodes.update(trace_tables.overlay_columns(np.full(len(names), np.nan) if values is None else values,
-                                                  symmetric=symmetric))
+        if self._legend is None:  # built before the figure is shown, so no document lock is needed
+            self._legend = add_legend(self.figure, graph_legend_items(nodes["kind"]), title="edge / outline")
+        values = np.full(len(names), np.nan) if values is None else values
+        nodes.update(trace_tables.overlay_columns(values, symmetric=symmetric))
+        self._update_bar(values, symmetric)
         source_updates.replace_data(self.node_source, nodes)
         source_updates.replace_data(self.edge_source, edges)
         xmax = float(nodes["x"].max()) if len(nodes["x"]) else 1.0
@@ -81,6 +92,16 @@ class DagFigure:
             raise ValueError(f"got {len(cols['value'])} overlay values for {n} nodes")
         patch = {k: [(slice(0, n), list(v))] for k, v in cols.items()}
         source_updates.apply(self.node_source, lambda: self.node_source.patch(patch))
+        self._update_bar(values, symmetric)
+
+    def _update_bar(self, values, symmetric: bool) -> None:
+        if self.mapper is not None:
+            source_updates.apply(self.mapper, lambda: update_color_bar(self.mapper, self.color_bar, values, symmetric))
+
+    def set_value_title(self, text: str) -> None:
+        """What the node fill shows, with its unit (the colour bar's title)."""
+        if self.color_bar is not None:
+            source_updates.set_props(self.color_bar, title=text)
 
     def highlight(self, name: str | None) -> None:
         if name is None or name not in self.names:

@@ -9,20 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xlstm_viz.dashboard.colors import POLARITY_COLORS
-
-# Cell kind -> colour (the model graph has no ncps roles; colour says what a cell computes).
-KIND_COLORS = {
-    "input": "#bcbd22",
-    "block": "#1f77b4",
-    "projection": "#9467bd",
-    "gate": "#17becf",
-    "memory": "#d62728",
-    "norm": "#8c564b",
-    "ffn": "#e377c2",
-    "residual": "#7f7f7f",
-    "output": "#ff7f0e",
-}
+from xlstm_viz.dashboard.colors import KIND_COLORS, POLARITY_COLORS
 
 # One mLSTM block as named in the common contract (suffixes after "blocks.i.").
 CELL_CONNECTIONS = (

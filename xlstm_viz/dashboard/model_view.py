@@ -13,17 +13,20 @@ import numpy as np
 import panel as pn
 import param
 from bokeh.events import Tap
-from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, Range1d
+from bokeh.models import ColumnDataSource, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables, wiring_tables
-from xlstm_viz.dashboard.colors import POLARITY_COLORS
+from xlstm_viz.dashboard.colors import state_color_bar
 from xlstm_viz.dashboard.dag_figure import DagFigure
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_tables import short_label
 from xlstm_viz.dashboard.notifications import guarded
 from xlstm_viz.dashboard.session import STATE_NAMES
 
+# Units of the node statistics: activations carry the model's own (unnamed) unit.
+STAT_UNITS = {"exp": "exp(i - m), no unit", "sigmoid": "sigma(f), 0..1", "m": "log scale (stabilizer)",
+              "C_norm": "Frobenius norm", "n_norm": "L2 norm", "l2": "L2 norm"}
 STATS = ("absmax", "mean", "std", "l2", "exp", "sigmoid", "value", "C_norm", "n_norm", "m")
 NO_CONNECTION = np.nan  # heatmap cells with no connection stay blank
 
@@ -52,6 +55,13 @@ def matrix_cell_center(mat: dict, src: str, dst: str) -> tuple[float, float]:
     return c + 0.5, mat["rows"] - 1 - r + 0.5
 
 
+def value_title(stat: str, where: str, diff: bool) -> str:
+    """Colour-bar title: what the node fill shows and in which unit."""
+    unit = STAT_UNITS.get(stat, "activation units")
+    what = f"{stat} after - before" if diff else stat
+    return f"{what} ({unit}), mean over heads, {where}"
+
+
 class ModelView(pn.viewable.Viewer):
     stat = param.Selector(default="absmax", objects=list(STATS), doc="statistic shown on the nodes")
     token = param.Integer(default=-1, bounds=(-1, None), doc="token position; -1 = aggregate over tokens")
@@ -66,8 +76,7 @@ class ModelView(pn.viewable.Viewer):
         super().__init__(**params)
         self.session = session
         self.param.block.bounds = (0, session.config.num_blocks - 1)
-        self.block_graph = DagFigure("blocks: embedding -> blocks -> head (click a block to show its cells, "
-                                     "an edge to select it)", height=240,
+        self.block_graph = DagFigure("blocks (click one to show its cells, an edge to select it)", height=240,
                                      on_node_tap=self._select_block_node, on_edge_tap=self._select_block_edge)
         self.cell_graph = DagFigure(self._cell_title(0), height=380, on_edge_tap=self._select_cell_edge)
         self.matrix_source = ColumnDataSource({"image": [], "dw": [], "dh": []})
@@ -93,8 +102,8 @@ class ModelView(pn.viewable.Viewer):
         fig = figure(title="connections of the block (rows: from, columns: to; click to select)", height=460,
                      width=560, tools="tap,reset,save", x_range=self.x_range, y_range=self.y_range,
                      toolbar_location="above", output_backend="webgl")
-        mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], "#bbbbbb", POLARITY_COLORS[1]], low=-1.5, high=1.5,
-                                   nan_color="#ffffff")
+        mapper, bar = state_color_bar("connection")
+        fig.add_layout(bar, "right")
         img = fig.image(image="image", x=0, y=0, dw="dw", dh="dh", source=self.matrix_source, color_mapper=mapper)
         fig.add_tools(HoverTool(renderers=[img], tooltips=[("to (col)", "$x{0}"), ("from (row)", "$y{0}"),
                                                            ("state", "@image")]))
@@ -153,6 +162,9 @@ class ModelView(pn.viewable.Viewer):
             acc += f" (baseline {s.baseline_accuracy:.3f})"
         tok = "aggregate " + self.aggregate if self.token < 0 else f"token {self.token}"
         self._info.object = f"overlay: **{self.stat}** at {tok} ({self.overlay}).{acc}"
+        title = value_title(self.stat, tok, diff=self.overlay != "run" and s.baseline is not None)
+        self.block_graph.set_value_title(title)
+        self.cell_graph.set_value_title(title)
 
     # -- callbacks ------------------------------------------------------------------------------------
     def _on_trace(self, *events):

@@ -12,11 +12,11 @@ import numpy as np
 import panel as pn
 import param
 from bokeh.events import Tap
-from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, Range1d, TapTool
+from bokeh.models import ColorBar, ColumnDataSource, FixedTicker, HoverTool, LinearColorMapper, Range1d, TapTool
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, wiring_tables
-from xlstm_viz.dashboard.colors import POLARITY_COLORS, ROLE_COLORS
+from xlstm_viz.dashboard.colors import POLARITY_COLORS, POLARITY_NAMES, ROLE_COLORS, add_legend
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 
@@ -161,6 +161,9 @@ class WiringView(pn.viewable.Viewer):
                                                                ("excitatory", "@excitatory"),
                                                                ("inhibitory", "@inhibitory")]))
         fig.add_tools(TapTool(renderers=[edges]))
+        add_legend(fig, [(r, "square", c) for r, c in ROLE_COLORS.items()]
+                   + [(f"{POLARITY_NAMES[p]} synapse", "line", POLARITY_COLORS[p]) for p in (1, -1)],
+                   title="neuron role / synapse")
         self.edge_source.selected.on_change("indices", self._on_edge_tap)
         self._edge_renderer = edges
         return fig
@@ -171,6 +174,9 @@ class WiringView(pn.viewable.Viewer):
                      output_backend="webgl", toolbar_location="above", match_aspect=True)
         fig.grid.visible = False
         mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], "#ffffff", POLARITY_COLORS[1]], low=-1.5, high=1.5)
+        fig.add_layout(ColorBar(color_mapper=mapper, title="synapse polarity", width=10,
+                                ticker=FixedTicker(ticks=[-1, 0, 1]), title_text_font_size="9pt",
+                                major_label_overrides={-1: "inhibitory", 0: "none", 1: "excitatory"}), "right")
         img = fig.image(image="image", x=0, y=0, dw="dw", dh="dh", source=self.image_source, color_mapper=mapper)
         fig.rect("x", "y", "width", "height", source=self.band_source, fill_color="color", line_color=None,
                  fill_alpha=0.9)
@@ -280,15 +286,9 @@ class WiringView(pn.viewable.Viewer):
     def _guarded(fn):
         return guarded(fn)
 
-    def legend(self):
-        items = " ".join(f"<span style='color:{c}'>&#9679;</span> {r}" for r, c in ROLE_COLORS.items())
-        pol = (f"<span style='color:{POLARITY_COLORS[1]}'>&#9644;</span> excitatory "
-               f"<span style='color:{POLARITY_COLORS[-1]}'>&#9644;</span> inhibitory")
-        return pn.pane.HTML(f"<div style='font-size:12px'>{items} &nbsp; {pol}</div>")
-
     def __panel__(self):
         return pn.Column(
-            pn.Row(self._counts, self.legend()), self._message,
+            self._counts, self._message,
             pn.Row(pn.pane.Bokeh(self.graph_figure, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.heatmap_figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             self.controls(), sizing_mode="stretch_width",
