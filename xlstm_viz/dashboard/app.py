@@ -87,19 +87,11 @@ class DashboardApp(pn.viewable.Viewer):
         self._action = pn.pane.Markdown("")
         self.session.param.watch(self._on_status, ["status", "busy"])
         self.session.param.watch(self._on_action, ["last_action"])
-        self.session.param.watch(self._persist, ["edits", "prompt"])
+        self.session.param.watch(self._persist, ["edits", "prompt", "example", "baseline_edits"])
         self.wiring_view.param.watch(self._persist, ["version"])
-        if saved.get("edits"):
-            self.session.replay_edits(saved["edits"])
-        if saved.get("prompt"):
-            try:
-                self.session.set_prompt(saved["prompt"])
-            except ValueError as exc:
-                if served:
-                    notify_error(exc)
-                self.session.mqar_example(self.pairs, self.example_seed)
-        else:
-            self._example()
+        self._restoring = True  # no saves while the saved state is replayed (a half-replayed save would lose edits)
+        self._restore(saved)
+        self.session.submit(lambda: None, lambda _: self._restored())  # queued after every restore step
         self.prompt_input.value = self.session.prompt
 
     # -- session key & persistence -------------------------------------------------------------------
@@ -136,11 +128,47 @@ class DashboardApp(pn.viewable.Viewer):
                 notify_error(exc)
             return {}
 
+    def _restore(self, saved: dict) -> None:
+        """Rebuild the saved session: the baseline run with the edits it had, then the later edits and a run.
+
+        The MQAR example comes back from its (pairs, seed), so the recall accuracy and the example seed
+        are restored too; a typed prompt comes back as text.
+        """
+        s = self.session
+        edits = [tuple(e) for e in saved.get("edits") or []]
+        k = min(max(int(saved.get("baseline_edits", 0) or 0), 0), len(edits))  # older saves: unedited baseline
+        if edits[:k]:
+            s.replay_edits(edits[:k])
+        example = saved.get("example")
+        try:
+            if example:
+                self.param.update(pairs=int(example[0]), example_seed=int(example[1]))
+                self._example()
+            elif saved.get("prompt"):
+                s.set_prompt(saved["prompt"])
+            else:
+                self._example()
+        except ValueError as exc:
+            if self.served:
+                pn.state.onload(lambda: notify_error(exc))
+            self.session.mqar_example(self.pairs, self.example_seed)
+        if edits[k:]:
+            s.replay_edits(edits[k:])
+            s.run()
+
+    def _restored(self) -> None:
+        self._restoring = False
+        self._persist()
+
     def state_dict(self) -> dict:
-        return {"ncps_wiring": wiring_to_json(self.wiring_view.wiring),
-                "edits": [list(e) for e in self.session.edits], "prompt": self.session.prompt}
+        s = self.session
+        return {"ncps_wiring": wiring_to_json(self.wiring_view.wiring), "edits": [list(e) for e in s.edits],
+                "prompt": s.prompt, "example": list(s.example) if s.example else None,
+                "baseline_edits": s.baseline_edits}
 
     def _persist(self, *events):
+        if getattr(self, "_restoring", False):
+            return
         self.store.save(self.state_dict())
 
     # -- prompt ---------------------------------------------------------------------------------------

@@ -144,6 +144,10 @@ class DebuggerView(pn.viewable.Viewer):
         if reason.startswith("nonfinite"):
             self._status.param.update(object=f"Stopped: first non-finite value {reason[len('nonfinite'):].strip()} "
                                              "(the cell ringed on the graph produced it)", alert_type="danger")
+        elif reason.startswith("restarted:"):
+            self._status.param.update(object=f"The model or prompt changed ({reason[len('restarted:'):].strip()}): the "
+                                             "debugger starts again before the first cell; breakpoints are kept",
+                                      alert_type="warning")
         elif st.get("finished"):
             self._status.param.update(object="finished: logits ready", alert_type="success")
         else:

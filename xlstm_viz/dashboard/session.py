@@ -69,6 +69,8 @@ class ModelSession(param.Parameterized):
     graph_version = param.Integer(default=0, doc="bumps after every wiring edit of the model")
     edits = param.List(default=[], doc="replayable wiring edits: (scope, block, src, dst, polarity)")
     last_action = param.String(default="", doc="what the latest edit did, in words (shown after its re-run)")
+    example = param.Parameter(default=None, doc="(pairs, seed) when the prompt is an MQAR example, else None")
+    baseline_edits = param.Integer(default=0, doc="how many of `edits` the baseline run had applied")
 
     def __init__(self, model=None, model_path=None, threaded=False, on_error=None, dispatch=None, **params):
         super().__init__(**params)
@@ -80,6 +82,7 @@ class ModelSession(param.Parameterized):
         self.dispatch = dispatch
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xlstm-viz-model")
         self._debugger = None
+        self._carried_breakpoints = []
         # The model is built on the worker so its arrays belong to that thread.
         self.model = self._pool.submit(lambda: model if model is not None else load_default_model(model_path)).result()
         self.config = self.model.config
@@ -188,10 +191,10 @@ class ModelSession(param.Parameterized):
             raise ValueError(f"token id {int(ids[bad[0]])} at position {int(bad[0])} is outside the vocabulary [0, {V})")
         return ids
 
-    def set_prompt(self, text: str, run: bool = True, targets=None, loss_mask=None) -> None:
+    def set_prompt(self, text: str, run: bool = True, targets=None, loss_mask=None, example=None) -> None:
         ids = self.parse_prompt(text)
-        self.param.update(prompt=text, tokens=ids, targets=targets, loss_mask=loss_mask)
-        self._debugger = None
+        self.param.update(prompt=text, tokens=ids, targets=targets, loss_mask=loss_mask, example=example)
+        self._restart_debugger("new prompt", new_input=True)
         if run:
             self.run(new_baseline=True)
 
@@ -211,7 +214,8 @@ class ModelSession(param.Parameterized):
         batch = task.sample(np.random.default_rng(seed), num_pairs)
         ids = batch.input_ids[0]
         text = " ".join(task.decode(ids)) if self.task is not None else " ".join(map(str, ids))
-        self.set_prompt(text, run=run, targets=batch.targets[0], loss_mask=batch.loss_mask[0])
+        self.set_prompt(text, run=run, targets=batch.targets[0], loss_mask=batch.loss_mask[0],
+                        example=(int(num_pairs), int(seed)))
 
     # -- runs -------------------------------------------------------------------------------------
     def _forward(self):
@@ -243,7 +247,7 @@ class ModelSession(param.Parameterized):
             if announce is not None:
                 updates["last_action"] = announce + _accuracy_change(acc_before, acc)
             if new_baseline or self.baseline is None or self.baseline.tokens.shape != trace.tokens.shape:
-                updates.update(baseline=trace, baseline_accuracy=acc)
+                updates.update(baseline=trace, baseline_accuracy=acc, baseline_edits=len(self.edits))
             self.param.update(**updates)
 
         return self.submit(self._forward, done)
@@ -251,7 +255,7 @@ class ModelSession(param.Parameterized):
     def set_baseline(self) -> None:
         """Make the latest run the baseline (the diff view then shows later toggles against it)."""
         if self.trace is not None:
-            self.param.update(baseline=self.trace, baseline_accuracy=self.accuracy)
+            self.param.update(baseline=self.trace, baseline_accuracy=self.accuracy, baseline_edits=len(self.edits))
 
     # -- wiring edits -----------------------------------------------------------------------------
     def edit_connection(self, scope: str, block: int | None, src: str, dst: str, polarity: int, rerun: bool = True):
@@ -266,7 +270,7 @@ class ModelSession(param.Parameterized):
             where = "block wiring" if scope == "block" else f"cell wiring of block {block}"
             said = f"{where}: {src} -> {dst} {STATE_NAMES[old]} -> {STATE_NAMES[int(polarity)]}"
             self.edits = self.edits + [(scope, block, src, dst, int(polarity))]
-            self._debugger = None
+            self._restart_debugger(said)
             self.graph_version += 1
             if rerun and self.tokens is not None:
                 self.run(announce=said)
@@ -283,6 +287,7 @@ class ModelSession(param.Parameterized):
         def done(_):
             said = f"cell wiring of block {block}: weight masks regenerated at sparsity {level:g} (seed {seed})"
             self.edits = self.edits + [("sparsity", block, "", "", float(level), int(seed))]
+            self._restart_debugger(said)
             self.graph_version += 1
             if rerun and self.tokens is not None:
                 self.run(announce=said)
@@ -291,8 +296,8 @@ class ModelSession(param.Parameterized):
 
         return self.submit(work, done)
 
-    def replay_edits(self, edits) -> None:
-        """Apply saved edits (from a previous page load) on the model thread, no re-run."""
+    def replay_edits(self, edits) -> Future:
+        """Apply saved edits (from a previous page load) on top of the current ones, on the model thread; no re-run."""
         def work():
             for e in edits:
                 if e[0] == "sparsity":
@@ -301,10 +306,11 @@ class ModelSession(param.Parameterized):
                     model_graph.set_connection(self._wiring(e[0], e[1]), e[2], e[3], e[4])
 
         def done(_):
-            self.edits = [tuple(e) for e in edits]
+            self.edits = self.edits + [tuple(e) for e in edits]
+            self._restart_debugger(f"{len(edits)} saved edits replayed")
             self.graph_version += 1
 
-        self.submit(work, done)
+        return self.submit(work, done)
 
     def _wiring(self, scope: str, block: int | None):
         if scope == "block":
@@ -328,6 +334,7 @@ class ModelSession(param.Parameterized):
 
         def done(_):
             said = f"ablation: output of {probe} set to zero"
+            self._restart_debugger(said)
             self.graph_version += 1
             if rerun and self.tokens is not None:
                 self.run(announce=said)
@@ -362,6 +369,7 @@ class ModelSession(param.Parameterized):
     def clear_ablations(self, rerun: bool = True):
         def done(_):
             said = "ablations cleared"
+            self._restart_debugger(said)
             self.graph_version += 1
             if rerun and self.tokens is not None:
                 self.run(announce=said)
@@ -381,7 +389,40 @@ class ModelSession(param.Parameterized):
             import mlx.core as mx
 
             self._debugger = Debugger(self.model, mx.array(self.tokens[None, :].astype(np.int32)), mode="recurrent")
+            for probe, condition, token in self._carried_breakpoints:  # breakpoints survive a new prompt
+                self._debugger.add_breakpoint(probe=probe, condition=condition, token=token)
+            self._carried_breakpoints = []
         return self._debugger
+
+    @staticmethod
+    def _debugger_summary(dbg, reason: str | None = None) -> dict:
+        return {"breakpoints": [(bp.id, bp.describe(), bp.hits) for bp in dbg.breakpoints] if dbg else [],
+                "stop_reason": reason if reason is not None else dbg.stop_reason,
+                "finished": False if reason is not None else dbg.finished,
+                "steps": 0 if reason is not None else len(dbg.history)}
+
+    def _restart_debugger(self, reason: str, new_input: bool = False) -> None:
+        """The model or the prompt changed: a stop point of the old run would be stale, so start again.
+
+        Breakpoints are kept; the debugger stands before the first cell and says why.
+        """
+        dbg = self._debugger
+        if dbg is None and self.step_event is None and not self.debugger_state:
+            return
+        if new_input:
+            if dbg is not None:
+                self._carried_breakpoints = [(bp.probe, bp.condition, bp.token) for bp in dbg.breakpoints]
+            self._debugger = None
+            state = self._debugger_summary(dbg, f"restarted: {reason}")
+            self.param.update(step_event=None, debugger_state=state)
+            return
+
+        def work():
+            if dbg is not None:
+                dbg.reset()  # the executor reads the edited wiring on its next step
+            return self._debugger_summary(dbg, f"restarted: {reason}")
+
+        self.submit(work, lambda state: self.param.update(step_event=None, debugger_state=state))
 
     def debug(self, action: str, **kwargs):
         """action: step | step_over | step_token | continue | reset | add_breakpoint | remove_breakpoint."""
@@ -409,13 +450,7 @@ class ModelSession(param.Parameterized):
                 ev = dbg.current
             else:
                 raise ValueError(f"unknown debugger action {action!r}")
-            state = {
-                "breakpoints": [(bp.id, bp.describe(), bp.hits) for bp in dbg.breakpoints],
-                "stop_reason": dbg.stop_reason,
-                "finished": dbg.finished,
-                "steps": len(dbg.history),
-            }
-            return ev, state
+            return ev, self._debugger_summary(dbg)
 
         def done(result):
             ev, state = result

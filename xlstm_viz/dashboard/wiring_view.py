@@ -125,6 +125,8 @@ class WiringView(pn.viewable.Viewer):
         if wiring is None:
             wiring = build_wiring("AutoNCP", 28, 4, 6)
         super().__init__(wiring=wiring, **params)
+        self._before_rebuild = []  # wirings replaced by a rebuild, for Undo
+        self._masked_from = None
         self.node_source = ColumnDataSource()
         self.edge_source = ColumnDataSource()
         self.bundle_source = ColumnDataSource()
@@ -204,7 +206,9 @@ class WiringView(pn.viewable.Viewer):
         source_updates.replace_data(self.band_source, band)
         c = wiring_tables.synapse_counts(self.wiring)
         bundled = " (edges bundled per role pair: too many to draw)" if len(bundles["count"]) else ""
-        self._counts.object = (f"**{type(self.wiring).__name__}**: {c['neurons']} neurons, {c['sensory']} sensory inputs, "
+        kind = self.wiring_kind()
+        was = f" (was {type(self.wiring).__name__}, re-masked)" if kind != type(self.wiring).__name__ else ""
+        self._counts.object = (f"**{kind}**{was}: {c['neurons']} neurons, {c['sensory']} sensory inputs, "
                                f"{c['synapses']} synapses + {c['sensory_synapses']} sensory "
                                f"({c['excitatory']} excitatory / {c['inhibitory']} inhibitory){bundled}")
 
@@ -237,18 +241,50 @@ class WiringView(pn.viewable.Viewer):
         self.cycle_synapse(kind, src, dst)
 
     def apply_sparsity(self, event=None) -> None:
-        """Regenerate the synapse mask at `sparsity` from `seed` (undoable on our wirings)."""
-        if hasattr(self.wiring, "set_sparsity"):
-            self.wiring.set_sparsity(self.sparsity, seed=self.seed)
-        else:  # ncps wirings cannot re-mask; rebuild the same kind with the new level
-            kind = type(self.wiring).__name__
-            if kind not in ("AutoNCP", "Random"):
-                raise ValueError(f"sparsity regeneration needs xlstm_viz.wiring or an AutoNCP/Random wiring, got {kind}")
-            self.wiring = build_wiring(kind, self.wiring.units, self.wiring.output_dim, self.wiring.input_dim,
-                                       self.sparsity, self.seed)
-        self._edited(f"sparsity {self.sparsity:.2f} regenerated from seed {self.seed}")
+        """Regenerate the synapses at `sparsity` from `seed`, keeping what the wiring's kind allows.
+
+        An NCP (AutoNCP included) is rebuilt with the same layer sizes, so synapses still only run
+        sensory -> inter -> command -> motor (a whole-matrix mask would create motor -> inter ones while
+        the header still said AutoNCP). Other wirings get a whole-matrix mask; a FullyConnected one is
+        then no longer fully connected, and the header says so.
+        """
+        w, kind = self.wiring, type(self.wiring).__name__
+        if self.wiring_kind() in ("AutoNCP", "NCP"):
+            self._before_rebuild.append(w)
+            if kind == "AutoNCP":
+                self.wiring = build_wiring("AutoNCP", w.units, w.output_dim, w.input_dim, self.sparsity, self.seed)
+            else:
+                inter, command = w._num_inter_neurons, w._num_command_neurons
+                self.wiring = build_wiring("NCP", w.units, w.output_dim, w.input_dim, self.sparsity, self.seed,
+                                           inter=inter, command=command)
+            self._edited(f"{kind} rebuilt at sparsity {self.sparsity:.2f} from seed {self.seed}: the NCP layering "
+                         "(sensory -> inter -> command -> motor) is kept; earlier synapse edits were replaced")
+            return
+        if hasattr(w, "set_sparsity"):
+            w.set_sparsity(self.sparsity, seed=self.seed)
+        elif kind == "Random":  # an ncps wiring cannot re-mask: rebuild the same kind with the new level
+            self._before_rebuild.append(w)
+            self.wiring = build_wiring(kind, w.units, w.output_dim, w.input_dim, self.sparsity, self.seed)
+        else:
+            raise ValueError(f"sparsity regeneration needs xlstm_viz.wiring or an AutoNCP/NCP/Random wiring, got {kind}")
+        note = ""
+        if self.wiring_kind() == "FullyConnected" and self.sparsity > 0:
+            self._masked_from = "FullyConnected"
+            note = "; the wiring is no longer fully connected: it is now a Random-style sparse wiring"
+        self._edited(f"sparsity {self.sparsity:.2f} regenerated from seed {self.seed}{note}")
+
+    def wiring_kind(self) -> str:
+        """What the wiring is now (a masked FullyConnected is shown as Random)."""
+        kind = type(self.wiring).__name__
+        if kind == "FullyConnected" and self._masked_from == "FullyConnected":
+            return "Random"
+        return kind
 
     def undo(self, event=None) -> None:
+        if not getattr(self.wiring, "history", ()) and self._before_rebuild:
+            self.wiring = self._before_rebuild.pop()
+            self._edited("undid the last rebuild")
+            return
         if not hasattr(self.wiring, "undo") or not getattr(self.wiring, "history", ()):
             self._message.object = "nothing to undo"
             return
@@ -256,11 +292,13 @@ class WiringView(pn.viewable.Viewer):
         self._edited("undid the last edit")
 
     def build_from_form(self, event=None) -> None:
+        self._masked_from = None
         self.wiring = build_wiring(self.kind, self.units, self.output_dim, self.input_dim, self.build_sparsity,
                                    self.build_seed)
         self._edited(f"built {self.kind}({self.units}, {self.output_dim}) on {self.input_dim} inputs")
 
     def set_wiring(self, wiring) -> None:
+        self._masked_from = None
         self.wiring = wiring
         self._edited(f"loaded {type(wiring).__name__}")
 
