@@ -161,7 +161,7 @@ def state_color_bar(title: str = "connection"):
 
 
 def add_legend(fig, items, title: str | None = None, glyph: str = "line", place: str = "right",
-               orientation: str = "vertical"):
+               orientation: str = "vertical", ncols: int | str = "auto"):
     """A legend of categories [(label, colour)], drawn with empty glyphs so it never depends on the data."""
     from bokeh.models import Legend, LegendItem
 
@@ -177,7 +177,7 @@ def add_legend(fig, items, title: str | None = None, glyph: str = "line", place:
         entries.append(LegendItem(label=label, renderers=[r]))
     legend = Legend(items=entries, title=title, label_text_font_size="8pt", title_text_font_size="9pt",
                     glyph_height=12, glyph_width=16, spacing=0, padding=4, margin=4,
-                    orientation=orientation, click_policy="none")
+                    orientation=orientation, click_policy="none", ncols=ncols)
     fig.add_layout(legend, place)
     return legend
 

@@ -17,7 +17,8 @@ class DagFigure:
     model (an edge ends at a node's centre, so a tap on a node also hits the edges into it).
     """
 
-    def __init__(self, title: str, height: int = 360, on_node_tap=None, on_edge_tap=None, color_bar: bool = True):
+    def __init__(self, title: str, height: int = 360, on_node_tap=None, on_edge_tap=None, color_bar: bool = True,
+                 legend_place: str = "right"):
         self.node_source = ColumnDataSource(self._empty_nodes())
         self.edge_source = ColumnDataSource(self._empty_edges())
         self.highlight_source = ColumnDataSource({"x": [], "y": [], "id": []})
@@ -48,6 +49,7 @@ class DagFigure:
         # A legend (edge colour = connection state, node outline = cell kind; added with the first graph) and
         # a colour bar for the node fill (the overlay value) whose range follows every set_values.
         self._legend = None
+        self._legend_place = legend_place
         self.mapper = self.color_bar = None
         if color_bar:
             self.mapper, self.color_bar = value_color_bar("node fill: no run yet", orientation="horizontal")
@@ -75,7 +77,10 @@ class DagFigure:
         self.names, self.connections = list(names), conns
         self._nodes = nodes
         if self._legend is None:  # built before the figure is shown, so no document lock is needed
-            self._legend = add_legend(self.figure, graph_legend_items(nodes["kind"]), title="edge / outline")
+            below = self._legend_place == "below"
+            self._legend = add_legend(self.figure, graph_legend_items(nodes["kind"]), title="edge / outline",
+                                      place=self._legend_place, orientation="vertical",
+                                      ncols=4 if below else "auto")
         values = np.full(len(names), np.nan) if values is None else values
         nodes.update(trace_tables.overlay_columns(values, symmetric=symmetric))
         self._update_bar(values, symmetric)

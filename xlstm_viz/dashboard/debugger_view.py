@@ -76,8 +76,8 @@ class DebuggerView(pn.viewable.Viewer):
         self.session = session
         self.driver = _DirectDriver(dbg) if dbg is not None else None
         self.num_blocks = (dbg.model.config if dbg is not None else session.config).num_blocks
-        self.block_graph = DagFigure("blocks (current one ringed)", height=200, color_bar=False)
-        self.cell_graph = DagFigure("cells (current one ringed)", height=360, color_bar=False)
+        self.block_graph = DagFigure("blocks (current one ringed)", height=200, color_bar=False, legend_place="below")
+        self.cell_graph = DagFigure("cells (current one ringed)", height=360, color_bar=False, legend_place="below")
         self._shown_block = None
         self._details = pn.pane.Markdown(event_markdown(None))
         self._status = pn.pane.Alert("ready", alert_type="secondary")
