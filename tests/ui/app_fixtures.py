@@ -57,3 +57,12 @@ def select_values(page) -> list[str]:
 def notifications(page) -> list[str]:
     """Texts of the toast notifications now shown."""
     return page.locator(".notyf__message").all_inner_texts()
+
+
+def script_errors(errors) -> list[str]:
+    """Console errors and page exceptions other than failed resource loads.
+
+    Failed loads of off-host resources (fonts, the notification library's CDN files) are the offline
+    work's to fail on, in its own test; these tests are about what the app's scripts do.
+    """
+    return [e for e in errors.real() if not e.startswith("Failed to load resource")]

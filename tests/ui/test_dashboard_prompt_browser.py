@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.app_fixtures import open_app, select_values, served_app  # noqa: F401 - served_app is a fixture
+from tests.ui.app_fixtures import open_app, select_values, script_errors, served_app  # noqa: F401 - served_app is a fixture
 from tests.ui.conftest import wait_until
 
 
@@ -28,4 +28,4 @@ def test_a_typed_prompt_finishes_in_the_browser_and_keeps_the_probe(page, served
     assert app.trace_view.probe == probe
     wait_until(lambda: probe in select_values(page), page=page)
     page.screenshot(path=str(artifacts / f"dashboard_prompt_{prompt.split()[0]}.png"))
-    assert not errors.real(), errors
+    assert not script_errors(errors), errors

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.ui.app_fixtures import notifications, open_app, served_app  # noqa: F401 - served_app is a fixture
+from tests.ui.app_fixtures import notifications, open_app, script_errors, served_app  # noqa: F401 - served_app is a fixture
 from tests.ui.conftest import bokeh_to_screen, wait_until
 from xlstm_viz.dashboard.model_view import matrix_cell_center
 
@@ -35,7 +35,7 @@ def test_clicking_a_block_node_selects_it_and_edits_nothing(page, served_app, ar
     assert app.session.accuracy == 1.0
     assert ("blocks.0", "blocks.1", 1) in app.session.graph("block")[1]
     assert app.session.last_action == ""
-    assert not errors.real(), errors
+    assert not script_errors(errors), errors
 
 
 def test_a_heatmap_click_selects_and_only_the_button_edits_and_says_what_it_did(page, served_app, artifacts):  # noqa: F811
@@ -56,4 +56,4 @@ def test_a_heatmap_click_selects_and_only_the_button_edits_and_says_what_it_did(
     wait_until(lambda: any(t.startswith(said) for t in notifications(page)), page=page)  # toast
     assert page.get_by_text("now flipped").count() == 1
     page.screenshot(path=str(artifacts / "dashboard_edit_message.png"))
-    assert not errors.real(), errors
+    assert not script_errors(errors), errors
