@@ -1,11 +1,10 @@
 """Pure-data layer of the dashboard: wiring/trace -> column tables, without Bokeh or a browser."""
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 from ncps import wirings as ncps_wirings
 
+from xlstm_viz.dashboard import model_graph
 from xlstm_viz.dashboard import model_tables as mt
 from xlstm_viz.dashboard import trace_tables as tt
 from xlstm_viz.dashboard import wiring_tables as wt
@@ -140,24 +139,53 @@ def test_palette_mapping_is_monotone_and_marks_nan_grey():
     assert list(sym) == ["neg", "mid", "pos"]
 
 
-# ---- model graphs -------------------------------------------------------------------------
+# ---- model graphs (the real BlockWiring / CellWiring of the demo model) --------------------------
 
 
-def test_block_graph_flows_from_embedding_to_head_in_columns():
-    names, conns = mt.block_graph(3)
-    nodes = mt.dag_node_table(names, conns)
-    assert list(nodes["x"]) == [0, 1, 2, 3, 4, 5]
+@pytest.fixture(scope="module")
+def demo():
+    import xlstm_viz.blas  # noqa: F401
+    import xlstm_viz as xv
+
+    return xv.load_demo()
+
+
+def test_block_graph_flows_from_embedding_to_head_in_columns(demo):
+    names, conns = model_graph.connections(demo.block_wiring)
+    nodes = mt.dag_node_table(names, [(a, b) for a, b, _ in conns])
+    assert list(nodes["id"]) == ["embedding"] + [f"blocks.{i}" for i in range(demo.config.num_blocks)] + [
+        "out_norm", "lm_head"]
+    assert list(nodes["x"]) == list(range(len(names)))
     assert nodes["kind"][0] == "input" and nodes["kind"][-1] == "output"
 
 
-def test_cell_graph_layers_respect_every_connection_and_residual_skips_columns():
-    names, conns = mt.cell_graph(1)
-    nodes = mt.dag_node_table(names, conns)
+def test_a_skip_edge_of_the_real_block_wiring_is_drawn_and_keeps_the_layering(demo):
+    import copy
+
+    bw = copy.deepcopy(demo.block_wiring)
+    bw.add_skip("embedding", "blocks.1")
+    names, conns = model_graph.connections(bw)
+    pairs = [(a, b) for a, b, _ in conns]
+    assert ("embedding", "blocks.1") in pairs
+    nodes = mt.dag_node_table(names, pairs)
     x = dict(zip(nodes["id"], nodes["x"]))
-    assert all(x[a] < x[b] for a, b in conns)
+    assert all(x[a] < x[b] for a, b in pairs)
+    edges = mt.dag_edge_table(nodes, pairs, {(a, b): s for a, b, s in conns})
+    assert len(edges["src_id"]) == len(pairs)
+
+
+def test_cell_graph_layers_respect_every_connection_and_residual_skips_columns(demo):
+    names, conns = model_graph.connections(demo.cell_wirings[1])
+    pairs = [(a, b) for a, b, _ in conns]
+    assert set(names) == {n for p in pairs for n in p}
+    nodes = mt.dag_node_table(names, pairs)
+    x = dict(zip(nodes["id"], nodes["x"]))
+    assert all(x[a] < x[b] for a, b in pairs)
     assert x["blocks.1.mlstm.memory"] > x["blocks.1.mlstm.igate"]
     assert x["blocks.1.mid"] - x["blocks.1.in"] > 1  # the residual jumps over the mLSTM cells
     assert set(mt.cell_kind(n) for n in names) >= {"gate", "memory", "projection", "ffn", "norm"}
+    # every node the executor runs is a probe of the model: the graph is the model's, not a copy
+    assert set(names) <= set(demo.probe_names())
 
 
 def test_cycles_and_unknown_nodes_are_refused():
@@ -167,51 +195,68 @@ def test_cycles_and_unknown_nodes_are_refused():
         mt.layer_of(["a", "b"], [("a", "c")])
 
 
-def test_disabled_and_flipped_edges_get_their_own_look():
-    names, conns = mt.cell_graph(0)
-    nodes = mt.dag_node_table(names, conns)
-    pol = {conns[0]: 0, conns[1]: -1}
-    edges = mt.dag_edge_table(nodes, conns, pol)
-    assert list(edges["state"][:3]) == ["off", "flipped", "on"]
-    assert edges["alpha"][0] < edges["alpha"][2]
+def test_disabled_and_flipped_edges_of_the_real_cell_wiring_get_their_own_look(demo):
+    import copy
+
+    cw = copy.deepcopy(demo.cell_wirings[0])
+    model_graph.set_connection(cw, "blocks.0.in", "blocks.0.mlstm.norm_in", 0)
+    model_graph.set_connection(cw, "blocks.0.mlstm.norm_in", "blocks.0.mlstm.q", -1)
+    names, conns = model_graph.connections(cw)
+    state = {(a, b): s for a, b, s in conns}
+    assert state[("blocks.0.in", "blocks.0.mlstm.norm_in")] == 0
+    assert state[("blocks.0.mlstm.norm_in", "blocks.0.mlstm.q")] == -1
+    pairs = [(a, b) for a, b, _ in conns]
+    nodes = mt.dag_node_table(names, pairs)
+    edges = mt.dag_edge_table(nodes, pairs, state)
+    look = dict(zip(zip(edges["src_id"], edges["dst_id"]), edges["state"]))
+    assert look[("blocks.0.in", "blocks.0.mlstm.norm_in")] == "off"
+    assert look[("blocks.0.mlstm.norm_in", "blocks.0.mlstm.q")] == "flipped"
+    assert look[("blocks.0.mlstm.norm_in", "blocks.0.mlstm.k")] == "on"
+    alpha = dict(zip(zip(edges["src_id"], edges["dst_id"]), edges["alpha"]))
+    assert alpha[("blocks.0.in", "blocks.0.mlstm.norm_in")] < alpha[("blocks.0.mlstm.norm_in", "blocks.0.mlstm.k")]
     with pytest.raises(ValueError, match="polarity"):
-        mt.dag_edge_table(nodes, conns, {conns[0]: 3})
+        mt.dag_edge_table(nodes, pairs, {pairs[0]: 3})
 
 
-# ---- traces -------------------------------------------------------------------------------
+# ---- traces (real small runs of the demo model) ------------------------------------------------
 
 
-def fake_trace(S=6, H=2, V=11, seed=0):
-    """A trace-shaped container of random numbers; the real Trace is exercised in test_dashboard_views."""
-    rng = np.random.default_rng(seed)
-    probes = ["embedding", "blocks.0.mlstm.igate", "blocks.0.mlstm.memory", "blocks.0.out", "out_norm", "logits"]
-    stats = {p: {"mean": rng.normal(size=(1, S, 1)), "absmax": rng.random((1, S, 1))} for p in probes}
-    stats["blocks.0.mlstm.igate"] = {"exp": rng.random((1, S, H)), "mean": rng.random((1, S, H))}
-    stats["blocks.0.mlstm.memory"] = {"C_norm": rng.random((1, S, H)), "m": rng.normal(size=(1, S, H))}
-    return SimpleNamespace(
-        tokens=rng.integers(0, V, size=(1, S)), logits=rng.normal(size=(1, S, V)), probes=probes, stats=stats
-    )
+@pytest.fixture(scope="module")
+def runs(demo):
+    """(before, after): stats traces of a 6-token prompt, after = block 0's v -> memory switched off."""
+    import mlx.core as mx
+
+    ids = mx.array([[5, 70, 8, 75, 2, 5]])
+    before = demo.run_with_trace(ids, mode="stats")
+    cw = demo.cell_wirings[0]
+    model_graph.set_connection(cw, "blocks.0.mlstm.v", "blocks.0.mlstm.memory", 0)
+    try:
+        after = demo.run_with_trace(ids, mode="stats")
+    finally:
+        model_graph.set_connection(cw, "blocks.0.mlstm.v", "blocks.0.mlstm.memory", 1)
+    return before, after
 
 
-def test_node_values_reduce_heads_then_pick_the_token_or_aggregate():
-    tr = fake_trace()
+def test_node_values_reduce_heads_then_pick_the_token_or_aggregate(runs):
+    tr = runs[0]
     names = ["embedding", "blocks.0", "blocks.0.mlstm.memory", "lm_head"]
     at2 = tt.node_values(tr, names, "C_norm", token=2)
-    assert np.isnan(at2[0]) and np.isnan(at2[1]) and np.isnan(at2[3])
+    assert np.isnan(at2[0]) and np.isnan(at2[1]) and np.isnan(at2[3])  # only the memory has C_norm
     assert at2[2] == pytest.approx(tr.stats["blocks.0.mlstm.memory"]["C_norm"][0, 2].mean())
-    mx = tt.node_values(tr, names, "absmax", agg="max")
-    assert mx[1] == pytest.approx(tr.stats["blocks.0.out"]["absmax"][0, :, 0].max())
-    assert mx[3] == pytest.approx(tr.stats["logits"]["absmax"][0, :, 0].max())
+    mx_ = tt.node_values(tr, names, "absmax", agg="max")
+    assert mx_[1] == pytest.approx(tr.stats["blocks.0.out"]["absmax"][0].mean(-1).max())
+    assert mx_[3] == pytest.approx(tr.stats["logits"]["absmax"][0].mean(-1).max())
     with pytest.raises(IndexError, match="token 99"):
         tt.node_values(tr, names, "absmax", token=99)
     with pytest.raises(ValueError, match="aggregate"):
         tt.node_values(tr, names, "absmax", agg="median")
 
 
-def test_head_time_table_covers_every_head_and_token():
-    tr = fake_trace(S=5, H=3)
+def test_head_time_table_covers_every_head_and_token(runs, demo):
+    tr = runs[0]
     tab = tt.head_time_table(tr, "blocks.0.mlstm.igate", "exp")
-    assert len(tab["pos"]) == 15
+    S, H = tr.tokens.shape[1], demo.config.num_heads
+    assert len(tab["pos"]) == S * H
     a = tr.stats["blocks.0.mlstm.igate"]["exp"][0]
     for p, h, v in zip(tab["pos"], tab["head"], tab["value"]):
         assert v == a[int(p), int(h)]
@@ -219,29 +264,34 @@ def test_head_time_table_covers_every_head_and_token():
         tt.head_time_table(tr, "blocks.0.mlstm.igate", "sigmoid")
 
 
-def test_top_k_is_sorted_by_probability_and_flags_the_actual_next_token():
-    tr = fake_trace()
+def test_top_k_is_sorted_by_probability_and_flags_the_actual_next_token(runs):
+    tr = runs[0]
     tab = tt.top_k_table(tr, k=3)
     probs = tab["prob"].reshape(-1, 3)
     assert np.all(np.diff(probs, axis=1) <= 0)
-    full = tt.softmax(tr.logits[0])
-    assert probs[:, 0] == pytest.approx(full.max(-1))
+    full = tt.softmax(np.asarray(tr.logits[0], dtype=np.float64))
+    assert probs[:, 0] == pytest.approx(full.max(-1), rel=1e-6)
     toks = tab["token"].reshape(-1, 3)
     for pos in range(tr.tokens.shape[1] - 1):
         nxt = tr.tokens[0, pos + 1]
         assert tab["is_next"].reshape(-1, 3)[pos].any() == (nxt in toks[pos])
 
 
-def test_diff_is_after_minus_before_and_rejects_mismatched_runs():
-    a, b = fake_trace(seed=1), fake_trace(seed=2)
+def test_diff_is_after_minus_before_and_rejects_mismatched_runs(runs, demo):
+    a, b = runs
     d = tt.diff_trace(b, a)
-    assert np.allclose(d.stats["blocks.0.out"]["mean"], b.stats["blocks.0.out"]["mean"] - a.stats["blocks.0.out"]["mean"])
+    want = b.stats["blocks.0.mlstm.memory"]["C_norm"] - a.stats["blocks.0.mlstm.memory"]["C_norm"]
+    assert np.abs(want).max() > 0  # switching v off changed the memory
+    np.testing.assert_array_equal(d.stats["blocks.0.mlstm.memory"]["C_norm"], want)
     vals = tt.node_values(d, ["blocks.0"], "mean", token=1)
-    assert vals[0] == pytest.approx(b.stats["blocks.0.out"]["mean"][0, 1, 0] - a.stats["blocks.0.out"]["mean"][0, 1, 0])
+    assert vals[0] == pytest.approx((b.stats["blocks.0.out"]["mean"][0, 1] - a.stats["blocks.0.out"]["mean"][0, 1]).mean())
+    import mlx.core as mx
+
+    longer = demo.run_with_trace(mx.array([[5, 70, 8, 75, 2, 5, 9]]), mode="stats")
     with pytest.raises(ValueError, match="same prompt"):
-        tt.diff_trace(fake_trace(S=7), a)
+        tt.diff_trace(longer, a)
     change = tt.logit_change_table(b, a)
-    assert change["kl"].shape == (6,) and np.all(change["kl"] >= -1e-9)
+    assert change["kl"].shape == (a.tokens.shape[1],) and np.all(change["kl"] >= -1e-12) and change["kl"].max() > 0
     same = tt.logit_change_table(a, a)
     assert not same["changed"].any() and np.allclose(same["kl"], 0)
 

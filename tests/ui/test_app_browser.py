@@ -66,7 +66,7 @@ def test_page_loads_with_no_console_errors(page, served_app, artifacts):
         shutil.copy(artifacts / "dashboard_model.png", ROOT / "assets" / "screenshots" / "dashboard.png")
 
 
-def test_clicking_a_connection_cell_flips_it_and_the_overlay_changes(page, served_app, artifacts):
+def test_selecting_a_connection_cell_and_setting_it_flipped_changes_the_overlay(page, served_app, artifacts):
     served, apps = served_app
     app, errors = open_app(page, served, apps)
     mv = app.model_view
@@ -75,17 +75,20 @@ def test_clicking_a_connection_cell_flips_it_and_the_overlay_changes(page, serve
     before = float(mv.cell_graph.node_source.data["value"][memory])
     fig_id = mv.matrix_figure.id
     x, y = matrix_cell_center(mv._matrix, src, dst)
-    # A click during the page's first layout passes can be lost; retry until exactly one edit lands.
+    # A click during the page's first layout passes can be lost; retry until the cell is selected.
     for _ in range(5):
         sx, sy = bokeh_to_screen(page, fig_id, x, y)
         page.mouse.move(sx, sy)
         page.wait_for_timeout(300)
         page.mouse.click(sx, sy)
         try:
-            wait_until(lambda: len(app.session.edits) > 0, timeout=3, page=page)
+            wait_until(lambda: mv.selected == ("cell", 0, src, dst), timeout=3, page=page)
             break
         except AssertionError:
             continue
+    assert mv.selected == ("cell", 0, src, dst) and app.session.edits == []
+    page.get_by_role("button", name="Set flipped").click()
+    wait_until(lambda: len(app.session.edits) > 0, page=page)
     assert len(app.session.edits) == 1 and app.session.edits[0][2:4] == (src, dst), app.session.edits
     assert app.session.edits[-1][4] == -1  # on -> flipped
     # flipping the input gate changes what the memory cell holds: its overlay value moves

@@ -18,11 +18,12 @@ import param
 
 from xlstm_viz.dashboard.debugger_view import DebuggerView
 from xlstm_viz.dashboard.diff_view import DiffView
+from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_view import ModelView
 from xlstm_viz.dashboard.notifications import guarded, notify_error
 from xlstm_viz.dashboard.offline import OfflineFast
-from xlstm_viz.dashboard.persistence import SessionStore, new_key
-from xlstm_viz.dashboard.session import ModelSession
+from xlstm_viz.dashboard.persistence import SessionStore, new_key, valid_key
+from xlstm_viz.dashboard.session import MAX_PROMPT_CHARS, ModelSession
 from xlstm_viz.dashboard.trace_view import TraceView
 from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring, wiring_from_json, wiring_to_json
 
@@ -34,6 +35,19 @@ PNG_NOTE = ("PNG: use the save tool (disk icon) in each figure's toolbar. Server
 def _in_server() -> bool:
     doc = pn.state.curdoc
     return doc is not None and doc.session_context is not None
+
+
+def document_dispatcher(doc):
+    """dispatch(fn) for a ModelSession: run fn as a next-tick callback of `doc` (its thread, under its lock)."""
+    from panel.io.state import set_curdoc
+
+    def dispatch(fn):
+        if doc.session_context is None:  # the browser tab is gone: nothing left to update
+            return
+        with set_curdoc(doc):
+            pn.state.execute(fn, schedule=True)
+
+    return dispatch
 
 
 class DashboardApp(pn.viewable.Viewer):
@@ -55,7 +69,8 @@ class DashboardApp(pn.viewable.Viewer):
 
         self.session = ModelSession(model=model, model_path=model_path,
                                     threaded=served if threaded is None else threaded,
-                                    on_error=on_error if served else None)
+                                    on_error=on_error if served else None,
+                                    dispatch=document_dispatcher(pn.state.curdoc) if served else None)
         if served:  # stop this session's model thread when the browser tab goes away
             pn.state.on_session_destroyed(lambda ctx: self.session.close())
         self.store = SessionStore(self._session_key(session_key))
@@ -65,22 +80,19 @@ class DashboardApp(pn.viewable.Viewer):
         self.trace_view = TraceView(session=self.session)
         self.debugger_view = DebuggerView(session=self.session)
         self.diff_view = DiffView(self.session)
-        self.prompt_input = pn.widgets.TextAreaInput(name="prompt (task labels / text, or token ids)", height=110)
+        # The browser cuts a textarea at max_length without a word, so allow one character more than the session
+        # accepts: a longer prompt then arrives over the limit and is refused with a message.
+        self.prompt_input = pn.widgets.TextAreaInput(label="prompt (task labels / text, or token ids)", height=110,
+                                                     max_length=MAX_PROMPT_CHARS + 1)
         self._status = pn.pane.Markdown("")
+        self._action = pn.pane.Markdown("")
         self.session.param.watch(self._on_status, ["status", "busy"])
-        self.session.param.watch(self._persist, ["edits", "prompt"])
+        self.session.param.watch(self._on_action, ["last_action"])
+        self.session.param.watch(self._persist, ["edits", "prompt", "example", "baseline_edits"])
         self.wiring_view.param.watch(self._persist, ["version"])
-        if saved.get("edits"):
-            self.session.replay_edits(saved["edits"])
-        if saved.get("prompt"):
-            try:
-                self.session.set_prompt(saved["prompt"])
-            except ValueError as exc:
-                if served:
-                    notify_error(exc)
-                self.session.mqar_example(self.pairs, self.example_seed)
-        else:
-            self._example()
+        self._restoring = True  # no saves while the saved state is replayed (a half-replayed save would lose edits)
+        self._restore(saved)
+        self.session.submit(lambda: None, lambda _: self._restored())  # queued after every restore step
         self.prompt_input.value = self.session.prompt
 
     # -- session key & persistence -------------------------------------------------------------------
@@ -91,8 +103,15 @@ class DashboardApp(pn.viewable.Viewer):
             return new_key()
         args = pn.state.session_args or {}
         raw = args.get("session", [b""])[0]
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if not key:
+        key = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+        if key and not valid_key(key):
+            bad, key = key, new_key()
+            # The page keeps working on a fresh session; the message names the refused value.
+            pn.state.onload(lambda: notify_error(ValueError(
+                f"session key {bad!r} in the URL is not valid (1-64 letters, digits, '-' or '_'): "
+                f"started a new session {key}")))
+            pn.state.onload(lambda: pn.state.location.update_query(session=key))
+        elif not key:
             key = new_key()
             # Put the key into the URL so that a reload (or a bookmark) finds the same saved state.
             # (onload: before the page has loaded, the browser's own URL would overwrite the change)
@@ -110,11 +129,47 @@ class DashboardApp(pn.viewable.Viewer):
                 notify_error(exc)
             return {}
 
+    def _restore(self, saved: dict) -> None:
+        """Rebuild the saved session: the baseline run with the edits it had, then the later edits and a run.
+
+        The MQAR example comes back from its (pairs, seed), so the recall accuracy and the example seed
+        are restored too; a typed prompt comes back as text.
+        """
+        s = self.session
+        edits = [tuple(e) for e in saved.get("edits") or []]
+        k = min(max(int(saved.get("baseline_edits", 0) or 0), 0), len(edits))  # older saves: unedited baseline
+        if edits[:k]:
+            s.replay_edits(edits[:k])
+        example = saved.get("example")
+        try:
+            if example:
+                self.param.update(pairs=int(example[0]), example_seed=int(example[1]))
+                self._example()
+            elif saved.get("prompt"):
+                s.set_prompt(saved["prompt"])
+            else:
+                self._example()
+        except ValueError as exc:
+            if self.served:
+                pn.state.onload(lambda: notify_error(exc))
+            self.session.mqar_example(self.pairs, self.example_seed)
+        if edits[k:]:
+            s.replay_edits(edits[k:])
+            s.run()
+
+    def _restored(self) -> None:
+        self._restoring = False
+        self._persist()
+
     def state_dict(self) -> dict:
-        return {"ncps_wiring": wiring_to_json(self.wiring_view.wiring),
-                "edits": [list(e) for e in self.session.edits], "prompt": self.session.prompt}
+        s = self.session
+        return {"ncps_wiring": wiring_to_json(self.wiring_view.wiring), "edits": [list(e) for e in s.edits],
+                "prompt": s.prompt, "example": list(s.example) if s.example else None,
+                "baseline_edits": s.baseline_edits}
 
     def _persist(self, *events):
+        if getattr(self, "_restoring", False):
+            return
         self.store.save(self.state_dict())
 
     # -- prompt ---------------------------------------------------------------------------------------
@@ -129,6 +184,12 @@ class DashboardApp(pn.viewable.Viewer):
         s = self.session
         self._status.object = ("**running...**" if s.busy else s.status) + (
             f"  \nrecall accuracy {s.accuracy:.3f}" if s.accuracy is not None else "")
+
+    def _on_action(self, event):
+        # Every edit says what it did: in the sidebar and, in a served page, as a toast.
+        self._action.object = f"**last edit:** {event.new}" if event.new else ""
+        if event.new and self.served and pn.state.notifications is not None:
+            pn.state.notifications.info(event.new, duration=6000)
 
     # -- export / import --------------------------------------------------------------------------------
     def _trace_npz(self):
@@ -155,7 +216,7 @@ class DashboardApp(pn.viewable.Viewer):
 
     def export_panel(self):
         wiring = pn.widgets.FileDownload(callback=lambda: io.StringIO(wiring_to_json(self.wiring_view.wiring)),
-                                         filename="wiring.json", label="NCPS wiring JSON", button_type="primary")
+                                         filename="wiring.json", label="NCPS wiring JSON", color="primary")
         edits = pn.widgets.FileDownload(callback=lambda: io.StringIO(json.dumps([list(e) for e in self.session.edits])),
                                         filename="model_edits.json", label="model wiring edits JSON")
         trace = pn.widgets.FileDownload(callback=guarded(self._trace_npz), filename="trace.npz", label="trace .npz")
@@ -172,18 +233,18 @@ class DashboardApp(pn.viewable.Viewer):
 
     # -- layout ---------------------------------------------------------------------------------------
     def sidebar(self):
-        run = pn.widgets.Button(name="Run prompt", button_type="primary")
+        run = pn.widgets.Button(label="Run prompt", color="primary")
         run.on_click(guarded(self._run_prompt))
-        example = pn.widgets.Button(name="MQAR example", button_type="success")
+        example = pn.widgets.Button(label="MQAR example", color="success")
         example.on_click(guarded(self._example))
         c = self.session.config
         return pn.Column(
             pn.pane.Markdown(f"**model** {c.num_blocks} blocks, {c.num_heads} heads, D={c.embedding_dim}, "
                              f"vocab {c.vocab_size}"),
             self.prompt_input, pn.Row(run, example),
-            pn.widgets.IntInput.from_param(self.param.pairs, name="MQAR pairs"),
-            pn.widgets.IntInput.from_param(self.param.example_seed, name="example seed"),
-            self._status,
+            int_input(self, "pairs", "MQAR pairs"),
+            int_input(self, "example_seed", "example seed"),
+            self._status, self._action,
         )
 
     def tabs(self):

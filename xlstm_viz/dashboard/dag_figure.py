@@ -7,15 +7,22 @@ from bokeh.models import ColumnDataSource, HoverTool, Range1d, TapTool
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import model_tables, source_updates, trace_tables
+from xlstm_viz.dashboard.colors import add_legend, graph_legend_items, update_color_bar, value_color_bar
 
 
 class DagFigure:
-    """Nodes coloured/sized by a statistic, edges coloured by state; `on_edge_tap`/`on_node_tap` get names."""
+    """Nodes coloured/sized by a statistic, edges coloured by state.
 
-    def __init__(self, title: str, height: int = 360, on_node_tap=None, on_edge_tap=None):
+    A tap only selects: `on_node_tap(name)` / `on_edge_tap(src, dst)` get names, and no callback may edit the
+    model (an edge ends at a node's centre, so a tap on a node also hits the edges into it).
+    """
+
+    def __init__(self, title: str, height: int = 360, on_node_tap=None, on_edge_tap=None, color_bar: bool = True,
+                 legend_place: str = "right"):
         self.node_source = ColumnDataSource(self._empty_nodes())
         self.edge_source = ColumnDataSource(self._empty_edges())
         self.highlight_source = ColumnDataSource({"x": [], "y": [], "id": []})
+        self.edge_highlight_source = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": [], "id": []})
         self.on_node_tap, self.on_edge_tap = on_node_tap, on_edge_tap
         self.x_range, self.y_range = Range1d(-0.5, 1.5), Range1d(-0.1, 1.1)
         fig = figure(title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,reset,save",
@@ -24,6 +31,8 @@ class DagFigure:
         fig.grid.visible = False
         edges = fig.segment("x0", "y0", "x1", "y1", source=self.edge_source, line_color="color", line_width=2.5,
                             line_alpha="alpha", line_dash="dash", nonselection_line_alpha="alpha")
+        fig.segment("x0", "y0", "x1", "y1", source=self.edge_highlight_source, line_color="#e31a1c", line_width=9,
+                    line_alpha=0.45)
         fig.scatter("x", "y", source=self.highlight_source, size=44, fill_color=None, line_color="#e31a1c",
                     line_width=4)
         nodes = fig.scatter("x", "y", source=self.node_source, size="size", fill_color="fill", line_color="color",
@@ -37,6 +46,14 @@ class DagFigure:
         fig.add_tools(TapTool(renderers=[nodes, edges]))
         self.node_source.selected.on_change("indices", self._node_tapped)
         self.edge_source.selected.on_change("indices", self._edge_tapped)
+        # A legend (edge colour = connection state, node outline = cell kind; added with the first graph) and
+        # a colour bar for the node fill (the overlay value) whose range follows every set_values.
+        self._legend = None
+        self._legend_place = legend_place
+        self.mapper = self.color_bar = None
+        if color_bar:
+            self.mapper, self.color_bar = value_color_bar("node fill: no run yet", orientation="horizontal")
+            fig.add_layout(self.color_bar, "below")
         self.figure = fig
         self.names: list[str] = []
         self.connections: list[tuple[str, str]] = []
@@ -59,8 +76,14 @@ class DagFigure:
         edges["dash"] = np.array(["dashed" if p == 0 else "solid" for p in edges["polarity"]], dtype=object)
         self.names, self.connections = list(names), conns
         self._nodes = nodes
-        nodes.update(trace_tables.overlay_columns(np.full(len(names), np.nan) if values is None else values,
-                                                  symmetric=symmetric))
+        if self._legend is None:  # built before the figure is shown, so no document lock is needed
+            below = self._legend_place == "below"
+            self._legend = add_legend(self.figure, graph_legend_items(nodes["kind"]), title="edge / outline",
+                                      place=self._legend_place, orientation="vertical",
+                                      ncols=4 if below else "auto")
+        values = np.full(len(names), np.nan) if values is None else values
+        nodes.update(trace_tables.overlay_columns(values, symmetric=symmetric))
+        self._update_bar(values, symmetric)
         source_updates.replace_data(self.node_source, nodes)
         source_updates.replace_data(self.edge_source, edges)
         xmax = float(nodes["x"].max()) if len(nodes["x"]) else 1.0
@@ -74,6 +97,16 @@ class DagFigure:
             raise ValueError(f"got {len(cols['value'])} overlay values for {n} nodes")
         patch = {k: [(slice(0, n), list(v))] for k, v in cols.items()}
         source_updates.apply(self.node_source, lambda: self.node_source.patch(patch))
+        self._update_bar(values, symmetric)
+
+    def _update_bar(self, values, symmetric: bool) -> None:
+        if self.mapper is not None:
+            source_updates.apply(self.mapper, lambda: update_color_bar(self.mapper, self.color_bar, values, symmetric))
+
+    def set_value_title(self, text: str) -> None:
+        """What the node fill shows, with its unit (the colour bar's title)."""
+        if self.color_bar is not None:
+            source_updates.set_props(self.color_bar, title=text)
 
     def highlight(self, name: str | None) -> None:
         if name is None or name not in self.names:
@@ -82,6 +115,16 @@ class DagFigure:
             i = self.names.index(name)
             data = {"x": [float(self._nodes["x"][i])], "y": [float(self._nodes["y"][i])], "id": [name]}
         source_updates.replace_data(self.highlight_source, data)
+
+    def highlight_edge(self, src: str | None, dst: str | None = None) -> None:
+        """Mark the selected connection (a wide translucent band under it); None clears it."""
+        data = {"x0": [], "y0": [], "x1": [], "y1": [], "id": []}
+        if src is not None and src in self.names and dst in self.names:
+            i, j = self.names.index(src), self.names.index(dst)
+            x, y = self._nodes["x"], self._nodes["y"]
+            data = {"x0": [float(x[i])], "y0": [float(y[i])], "x1": [float(x[j])], "y1": [float(y[j])],
+                    "id": [f"{src} -> {dst}"]}
+        source_updates.replace_data(self.edge_highlight_source, data)
 
     def _node_tapped(self, attr, old, new):
         if new and self.on_node_tap is not None:

@@ -8,6 +8,7 @@ import param
 
 from xlstm_viz.dashboard import model_graph
 from xlstm_viz.dashboard.dag_figure import DagFigure
+from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 
 ACTIONS = ("step", "step_over", "step_token", "continue", "reset")
@@ -75,8 +76,8 @@ class DebuggerView(pn.viewable.Viewer):
         self.session = session
         self.driver = _DirectDriver(dbg) if dbg is not None else None
         self.num_blocks = (dbg.model.config if dbg is not None else session.config).num_blocks
-        self.block_graph = DagFigure("blocks (current one ringed)", height=200)
-        self.cell_graph = DagFigure("cells (current one ringed)", height=360)
+        self.block_graph = DagFigure("blocks (current one ringed)", height=200, color_bar=False, legend_place="below")
+        self.cell_graph = DagFigure("cells (current one ringed)", height=360, color_bar=False, legend_place="below")
         self._shown_block = None
         self._details = pn.pane.Markdown(event_markdown(None))
         self._status = pn.pane.Alert("ready", alert_type="secondary")
@@ -143,6 +144,10 @@ class DebuggerView(pn.viewable.Viewer):
         if reason.startswith("nonfinite"):
             self._status.param.update(object=f"Stopped: first non-finite value {reason[len('nonfinite'):].strip()} "
                                              "(the cell ringed on the graph produced it)", alert_type="danger")
+        elif reason.startswith("restarted:"):
+            self._status.param.update(object=f"The model or prompt changed ({reason[len('restarted:'):].strip()}): the "
+                                             "debugger starts again before the first cell; breakpoints are kept",
+                                      alert_type="warning")
         elif st.get("finished"):
             self._status.param.update(object="finished: logits ready", alert_type="success")
         else:
@@ -155,19 +160,19 @@ class DebuggerView(pn.viewable.Viewer):
     def __panel__(self):
         buttons = []
         for action, label in zip(ACTIONS, ("Step", "Step over", "Step token", "Continue", "Reset")):
-            b = pn.widgets.Button(name=label, button_type="primary" if action == "step" else "default", width=95)
+            b = pn.widgets.Button(label=label, color="primary" if action == "step" else "default", width=95)
             b.on_click(lambda e, a=action: self._safe(self.do, a))
             buttons.append(b)
-        add = pn.widgets.Button(name="Add breakpoint", width=120)
+        add = pn.widgets.Button(label="Add breakpoint", width=120)
         add.on_click(lambda e: self._safe(self.do, "add_breakpoint", probe=self.bp_probe or None,
                                           condition=self.bp_condition or None))
-        remove = pn.widgets.Button(name="Remove #", width=90)
+        remove = pn.widgets.Button(label="Remove #", width=90)
         remove.on_click(lambda e: self._safe(self.do, "remove_breakpoint", id=self.bp_remove))
         bp_form = pn.Column(
             pn.pane.Markdown("#### Breakpoints"),
-            pn.widgets.TextInput.from_param(self.param.bp_probe, name="probe (name or pattern, empty = any)"),
-            pn.widgets.TextInput.from_param(self.param.bp_condition, name="condition (nonfinite, absmax>50, saturated)"),
-            pn.Row(add, pn.widgets.IntInput.from_param(self.param.bp_remove, name="", width=70), remove),
+            pn.widgets.TextInput.from_param(self.param.bp_probe, label="probe (name or pattern, empty = any)"),
+            pn.widgets.TextInput.from_param(self.param.bp_condition, label="condition (nonfinite, absmax>50, saturated)"),
+            pn.Row(add, int_input(self, "bp_remove", "breakpoint #", width=90), remove),
             self._breaks, width=320,
         )
         return pn.Column(

@@ -14,6 +14,7 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
+from xlstm_viz.dashboard.colors import BAR_COLOR, PREDICTION_COLORS, add_legend
 from xlstm_viz.dashboard.notifications import guarded
 
 
@@ -40,13 +41,19 @@ class DiffView(pn.viewable.Viewer):
         self.bar_figure = figure(title="largest change per probe (after - before)", height=300,
                                  sizing_mode="stretch_width", x_range=self.bar_range, tools="xwheel_zoom,reset,save",
                                  toolbar_location="above")
-        self.bar_figure.vbar(x="probe", top="change", width=0.8, source=self.bar_source, color="#d62728")
+        self.bar_figure.vbar(x="probe", top="change", width=0.8, source=self.bar_source, color=BAR_COLOR)
+        self.bar_figure.yaxis.axis_label = "max |after - before| (units of the statistic)"
+        add_legend(self.bar_figure, [("max |change| of the statistic", BAR_COLOR)], glyph="square", place="above")
         self.bar_figure.add_tools(HoverTool(tooltips=[("probe", "@probe"), ("max |change|", "@text")]))
         self.bar_figure.xaxis.major_label_orientation = 1.3
         self.kl_figure = figure(title="KL(before || after) of the next-token distribution per position",
                                 height=200, sizing_mode="stretch_width", x_range=Range1d(-0.5, 1.5),
                                 tools="xpan,xwheel_zoom,reset,save", toolbar_location="above")
         self.kl_figure.vbar(x="pos", top="kl", width=0.8, source=self.logit_source, color="color")
+        self.kl_figure.yaxis.axis_label = "KL (nats)"
+        self.kl_figure.xaxis.axis_label = "position"
+        add_legend(self.kl_figure, [("top-1 prediction changed", PREDICTION_COLORS["changed"]),
+                                    ("same top-1", PREDICTION_COLORS["same"])], glyph="square", place="right")
         self.kl_figure.add_tools(HoverTool(tooltips=[("pos", "@pos{0}"), ("before", "@before (@p_before{0.00})"),
                                                      ("after", "@after (@p_after{0.00})"), ("KL", "@kl{0.0000}")]))
         self._summary = pn.pane.Markdown("_run the model, then toggle something_")
@@ -66,7 +73,7 @@ class DiffView(pn.viewable.Viewer):
         source_updates.apply(self.bar_range, lambda: setattr(self.bar_range, "factors", list(bars["probe"]) or ["-"]))
         source_updates.replace_data(self.bar_source, bars)
         logit = trace_tables.logit_change_table(s.trace, s.baseline, decode=s.decode_one)
-        logit["color"] = np.where(logit["changed"], "#d62728", "#1f77b4").astype(object)
+        logit["color"] = np.where(logit["changed"], PREDICTION_COLORS["changed"], PREDICTION_COLORS["same"]).astype(object)
         source_updates.replace_data(self.logit_source, logit)
         S = len(logit["pos"])
         source_updates.set_props(self.kl_figure.x_range, start=-0.5, end=S - 0.5)
@@ -80,14 +87,14 @@ class DiffView(pn.viewable.Viewer):
         self._ablations.object = "ablations: " + (", ".join(s.ablations()) or "none")
 
     def __panel__(self):
-        ablate = pn.widgets.Button(name="Ablate (zero output)", button_type="danger")
+        ablate = pn.widgets.Button(label="Ablate (zero output)", color="danger")
         ablate.on_click(guarded(lambda e: self.session.ablate(self.ablate_probe)))
-        clear = pn.widgets.Button(name="Clear ablations")
+        clear = pn.widgets.Button(label="Clear ablations")
         clear.on_click(guarded(lambda e: self.session.clear_ablations()))
-        base = pn.widgets.Button(name="Use current run as baseline")
+        base = pn.widgets.Button(label="Use current run as baseline")
         base.on_click(guarded(lambda e: self.session.set_baseline()))
         return pn.Column(
-            pn.Row(pn.widgets.TextInput.from_param(self.param.ablate_probe, name="cell to ablate"), ablate, clear,
+            pn.Row(pn.widgets.TextInput.from_param(self.param.ablate_probe, label="cell to ablate"), ablate, clear,
                    base),
             pn.widgets.RadioButtonGroup.from_param(self.param.stat),
             self._summary, self._ablations,

@@ -9,51 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xlstm_viz.dashboard.colors import POLARITY_COLORS
-
-# Cell kind -> colour (the model graph has no ncps roles; colour says what a cell computes).
-KIND_COLORS = {
-    "input": "#bcbd22",
-    "block": "#1f77b4",
-    "projection": "#9467bd",
-    "gate": "#17becf",
-    "memory": "#d62728",
-    "norm": "#8c564b",
-    "ffn": "#e377c2",
-    "residual": "#7f7f7f",
-    "output": "#ff7f0e",
-}
-
-# One mLSTM block as named in the common contract (suffixes after "blocks.i.").
-CELL_CONNECTIONS = (
-    ("in", "mlstm.norm_in"),
-    ("mlstm.norm_in", "mlstm.q"),
-    ("mlstm.norm_in", "mlstm.k"),
-    ("mlstm.norm_in", "mlstm.v"),
-    ("mlstm.norm_in", "mlstm.igate"),
-    ("mlstm.norm_in", "mlstm.fgate"),
-    ("mlstm.norm_in", "mlstm.ogate"),
-    ("mlstm.q", "mlstm.memory"),
-    ("mlstm.k", "mlstm.memory"),
-    ("mlstm.v", "mlstm.memory"),
-    ("mlstm.igate", "mlstm.memory"),
-    ("mlstm.fgate", "mlstm.memory"),
-    ("mlstm.memory", "mlstm.norm"),
-    ("mlstm.norm", "mlstm.h"),
-    ("mlstm.ogate", "mlstm.h"),
-    ("mlstm.h", "mlstm.out"),
-    ("mlstm.out", "mid"),
-    ("in", "mid"),
-    ("mid", "ffn.norm_in"),
-    ("ffn.norm_in", "ffn.gate"),
-    ("ffn.norm_in", "ffn.up"),
-    ("ffn.gate", "ffn.h"),
-    ("ffn.up", "ffn.h"),
-    ("ffn.h", "ffn.out"),
-    ("ffn.out", "out"),
-    ("mid", "out"),
-)
-
+from xlstm_viz.dashboard.colors import KIND_COLORS, POLARITY_COLORS
 
 def cell_kind(name: str) -> str:
     """What a node computes, from its canonical name."""
@@ -75,25 +31,6 @@ def cell_kind(name: str) -> str:
     if ".ffn." in name:
         return "ffn"
     return "residual"  # mid, out, mlstm.h, mlstm.out
-
-
-def block_graph(num_blocks: int) -> tuple[list[str], list[tuple[str, str]]]:
-    """embedding -> blocks.0 -> ... -> out_norm -> lm_head."""
-    if num_blocks < 1:
-        raise ValueError(f"num_blocks must be >= 1, got {num_blocks}")
-    names = ["embedding"] + [f"blocks.{i}" for i in range(num_blocks)] + ["out_norm", "lm_head"]
-    return names, list(zip(names[:-1], names[1:]))
-
-
-def cell_graph(block: int) -> tuple[list[str], list[tuple[str, str]]]:
-    """The cells of one block and how data flows between them (names as in the probe contract)."""
-    p = f"blocks.{block}."
-    names: list[str] = []
-    for a, b in CELL_CONNECTIONS:
-        for n in (a, b):
-            if p + n not in names:
-                names.append(p + n)
-    return names, [(p + a, p + b) for a, b in CELL_CONNECTIONS]
 
 
 def layer_of(names: list[str], connections: list[tuple[str, str]]) -> dict[str, int]:

@@ -21,6 +21,10 @@ def cache_dir() -> Path:
     return base / "xlstm-viz" / "sessions"
 
 
+def valid_key(key) -> bool:
+    return isinstance(key, str) and bool(_KEY.match(key))
+
+
 def new_key() -> str:
     return uuid.uuid4().hex[:16]
 

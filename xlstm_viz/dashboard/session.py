@@ -22,6 +22,7 @@ import param
 from xlstm_viz.dashboard import model_graph
 
 DEFAULT_PROMPT_PAIRS = 8
+MAX_PROMPT_CHARS = 100_000  # a prompt box limit that is stated, not a silent cut
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +43,16 @@ def load_default_model(model_path=None):
             )
         return model
     return xlstm_viz.load_demo()
+
+
+STATE_NAMES = {1: "on", -1: "flipped", 0: "off"}
+
+
+def _accuracy_change(before, after) -> str:
+    if before is None and after is None:
+        return ""
+    fmt = lambda a: "n/a" if a is None else f"{a:.3f}"  # noqa: E731
+    return f"; recall accuracy {fmt(before)} -> {fmt(after)}"
 
 
 def _on_model_thread() -> bool:
@@ -103,16 +114,24 @@ class ModelSession(param.Parameterized):
     last_run_ms = param.Number(default=0.0)
     graph_version = param.Integer(default=0, doc="bumps after every wiring edit of the model")
     edits = param.List(default=[], doc="replayable wiring edits: (scope, block, src, dst, polarity)")
+    last_action = param.String(default="", doc="what the latest edit did, in words (shown after its re-run)")
+    example = param.Parameter(default=None, doc="(pairs, seed) when the prompt is an MQAR example, else None")
+    baseline_edits = param.Integer(default=0, doc="how many of `edits` the baseline run had applied")
 
-    def __init__(self, model=None, model_path=None, threaded=False, on_error=None, **params):
+    def __init__(self, model=None, model_path=None, threaded=False, on_error=None, dispatch=None, **params):
         super().__init__(**params)
         self.threaded = threaded
         self.on_error = on_error
+        # dispatch(fn) runs fn on the thread that owns the browser document (the app passes a next-tick scheduler).
+        # Results are applied there, never on the model thread: param watchers update Panel widgets and Bokeh
+        # models, and doing that from the model thread raced with the document and lost updates in the browser.
+        self.dispatch = dispatch
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xlstm-viz-model")
         _register_worker(self._pool.submit(threading.get_native_id).result(), self._pool)
         # a session dropped without close() still stops its thread (never waiting: GC may run on any thread)
         weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         self._debugger = None
+        self._carried_breakpoints = []
         # The model is built on the worker so its arrays belong to that thread.
         self.model = self._pool.submit(lambda: model if model is not None else load_default_model(model_path)).result()
         self.config = self.model.config
@@ -121,30 +140,60 @@ class ModelSession(param.Parameterized):
 
     # -- worker plumbing --------------------------------------------------------------------------
     def submit(self, work, done=None) -> Future:
-        """Run `work()` on the model thread; then `done(result)`. Errors go to `on_error` (or raise)."""
+        """Run `work()` on the model thread, then `done(result)` on the document's thread (see `dispatch`).
+
+        The returned future resolves after `done` ran. Errors go to `on_error` (the session keeps working);
+        without `on_error` they are raised (unthreaded) or set on the future. Never wait on the future from
+        the document's own thread in a threaded session: `done` is queued behind that wait.
+        """
+        outer: Future = Future()
+
+        def fail(exc):
+            log.warning("model-thread task failed: %s", exc, exc_info=exc)
+            self.busy = False
+            self.status = f"error: {exc}"
+            if self.on_error is not None:
+                self.on_error(exc)
+                outer.set_result(None)
+            else:
+                outer.set_exception(exc)
+
+        def finish(result):
+            try:
+                if done is not None:
+                    done(result)
+            except Exception as exc:  # noqa: BLE001 - reported to the user, session keeps working
+                fail(exc)
+                return
+            outer.set_result(result)
+
+        if not self.threaded or _on_model_thread():
+            try:
+                result = self.on_worker(work)
+            except Exception as exc:  # noqa: BLE001
+                fail(exc)
+            else:
+                finish(result)
+            if outer.exception() is not None:
+                raise outer.exception()
+            return outer
+
         def task():
             try:
                 result = work()
-                if done is not None:
-                    done(result)
-                return result
-            except Exception as exc:  # noqa: BLE001 - reported to the user, session keeps working
-                log.warning("model-thread task failed: %s", exc, exc_info=True)
-                self.busy = False
-                self.status = f"error: {exc}"
-                if self.on_error is not None:
-                    self.on_error(exc)
-                    return None
-                raise
+            except Exception as exc:  # noqa: BLE001
+                self._deliver(lambda: fail(exc))
+                return
+            self._deliver(lambda: finish(result))
 
-        if _on_model_thread():  # chained from a done() callback: run now, waiting would deadlock
-            future = Future()
-            future.set_result(task())
-            return future
-        future = self._pool.submit(task)
-        if not self.threaded:
-            future.result()
-        return future
+        self._pool.submit(task)
+        return outer
+
+    def _deliver(self, fn) -> None:
+        if self.dispatch is None:
+            fn()
+        else:
+            self.dispatch(fn)
 
     def on_worker(self, fn):
         """Run `fn()` on the model thread and wait; runs inline when already there (no deadlock)."""
@@ -171,6 +220,9 @@ class ModelSession(param.Parameterized):
 
     def parse_prompt(self, text: str) -> np.ndarray:
         """Text -> ids: task labels (K3 V7 ?), tokenizer text, or integers; the error names the bad piece."""
+        if len(text) > MAX_PROMPT_CHARS:
+            raise ValueError(f"the prompt is longer than the limit of {MAX_PROMPT_CHARS:,} characters; nothing was "
+                             "cut or run: shorten it")
         text = text.strip()
         if not text:
             raise ValueError("the prompt is empty: type token ids, task labels, or click 'MQAR example'")
@@ -189,10 +241,10 @@ class ModelSession(param.Parameterized):
             raise ValueError(f"token id {int(ids[bad[0]])} at position {int(bad[0])} is outside the vocabulary [0, {V})")
         return ids
 
-    def set_prompt(self, text: str, run: bool = True, targets=None, loss_mask=None) -> None:
+    def set_prompt(self, text: str, run: bool = True, targets=None, loss_mask=None, example=None) -> None:
         ids = self.parse_prompt(text)
-        self.param.update(prompt=text, tokens=ids, targets=targets, loss_mask=loss_mask)
-        self._debugger = None
+        self.param.update(prompt=text, tokens=ids, targets=targets, loss_mask=loss_mask, example=example)
+        self._restart_debugger("new prompt", new_input=True)
         if run:
             self.run(new_baseline=True)
 
@@ -212,7 +264,8 @@ class ModelSession(param.Parameterized):
         batch = task.sample(np.random.default_rng(seed), num_pairs)
         ids = batch.input_ids[0]
         text = " ".join(task.decode(ids)) if self.task is not None else " ".join(map(str, ids))
-        self.set_prompt(text, run=run, targets=batch.targets[0], loss_mask=batch.loss_mask[0])
+        self.set_prompt(text, run=run, targets=batch.targets[0], loss_mask=batch.loss_mask[0],
+                        example=(int(num_pairs), int(seed)))
 
     # -- runs -------------------------------------------------------------------------------------
     def _forward(self):
@@ -227,18 +280,24 @@ class ModelSession(param.Parameterized):
             acc = recall_accuracy(trace.logits, self.targets[None], self.loss_mask[None])
         return trace, acc, (time.perf_counter() - t0) * 1000
 
-    def run(self, new_baseline: bool = False) -> Future:
-        """Re-run the model on the prompt; the first run (or new_baseline) becomes the diff baseline."""
+    def run(self, new_baseline: bool = False, announce: str | None = None) -> Future:
+        """Re-run the model on the prompt; the first run (or new_baseline) becomes the diff baseline.
+
+        `announce` (what an edit did) becomes `last_action`, with the recall accuracy before -> after.
+        """
         if self.tokens is None:
             raise ValueError("no prompt yet: call set_prompt(...) or mqar_example() first")
         self.busy = True
+        acc_before = self.accuracy
 
         def done(result):
             trace, acc, ms = result
             updates = dict(trace=trace, accuracy=acc, last_run_ms=ms, busy=False,
                            status=f"ran {trace.tokens.shape[1]} tokens in {ms:.0f} ms")
+            if announce is not None:
+                updates["last_action"] = announce + _accuracy_change(acc_before, acc)
             if new_baseline or self.baseline is None or self.baseline.tokens.shape != trace.tokens.shape:
-                updates.update(baseline=trace, baseline_accuracy=acc)
+                updates.update(baseline=trace, baseline_accuracy=acc, baseline_edits=len(self.edits))
             self.param.update(**updates)
 
         return self.submit(self._forward, done)
@@ -246,20 +305,27 @@ class ModelSession(param.Parameterized):
     def set_baseline(self) -> None:
         """Make the latest run the baseline (the diff view then shows later toggles against it)."""
         if self.trace is not None:
-            self.param.update(baseline=self.trace, baseline_accuracy=self.accuracy)
+            self.param.update(baseline=self.trace, baseline_accuracy=self.accuracy, baseline_edits=len(self.edits))
 
     # -- wiring edits -----------------------------------------------------------------------------
     def edit_connection(self, scope: str, block: int | None, src: str, dst: str, polarity: int, rerun: bool = True):
         """Set a block/cell connection to +1 (on), -1 (flipped) or 0 (off) on the model thread, then re-run."""
         def work():
-            model_graph.set_connection(self._wiring(scope, block), src, dst, polarity)
+            wiring = self._wiring(scope, block)
+            old = model_graph.connection_state(wiring, src, dst)
+            model_graph.set_connection(wiring, src, dst, polarity)
+            return old
 
-        def done(_):
+        def done(old):
+            where = "block wiring" if scope == "block" else f"cell wiring of block {block}"
+            said = f"{where}: {src} -> {dst} {STATE_NAMES[old]} -> {STATE_NAMES[int(polarity)]}"
             self.edits = self.edits + [(scope, block, src, dst, int(polarity))]
-            self._debugger = None
+            self._restart_debugger(said)
             self.graph_version += 1
             if rerun and self.tokens is not None:
-                self.run()
+                self.run(announce=said)
+            else:
+                self.last_action = said
 
         return self.submit(work, done)
 
@@ -269,15 +335,19 @@ class ModelSession(param.Parameterized):
             model_graph.set_sparsity(self.model.cell_wirings[block], level, seed)
 
         def done(_):
+            said = f"cell wiring of block {block}: weight masks regenerated at sparsity {level:g} (seed {seed})"
             self.edits = self.edits + [("sparsity", block, "", "", float(level), int(seed))]
+            self._restart_debugger(said)
             self.graph_version += 1
             if rerun and self.tokens is not None:
-                self.run()
+                self.run(announce=said)
+            else:
+                self.last_action = said
 
         return self.submit(work, done)
 
-    def replay_edits(self, edits) -> None:
-        """Apply saved edits (from a previous page load) on the model thread, no re-run."""
+    def replay_edits(self, edits) -> Future:
+        """Apply saved edits (from a previous page load) on top of the current ones, on the model thread; no re-run."""
         def work():
             for e in edits:
                 if e[0] == "sparsity":
@@ -286,10 +356,11 @@ class ModelSession(param.Parameterized):
                     model_graph.set_connection(self._wiring(e[0], e[1]), e[2], e[3], e[4])
 
         def done(_):
-            self.edits = [tuple(e) for e in edits]
+            self.edits = self.edits + [tuple(e) for e in edits]
+            self._restart_debugger(f"{len(edits)} saved edits replayed")
             self.graph_version += 1
 
-        self.submit(work, done)
+        return self.submit(work, done)
 
     def _wiring(self, scope: str, block: int | None):
         if scope == "block":
@@ -307,21 +378,53 @@ class ModelSession(param.Parameterized):
     # -- interventions (ablations) ------------------------------------------------------------------
     def ablate(self, probe: str, rerun: bool = True):
         """Zero a cell's output (model.interventions), then re-run; `clear_ablations` undoes it."""
+        self.check_probe(probe)
         def work():
             self.model.interventions.add(probe, "zero")
 
         def done(_):
+            said = f"ablation: output of {probe} set to zero"
+            self._restart_debugger(said)
             self.graph_version += 1
             if rerun and self.tokens is not None:
-                self.run()
+                self.run(announce=said)
+            else:
+                self.last_action = said
 
         return self.submit(work, done)
 
+    def check_probe(self, probe) -> str:
+        """`probe` if this model has such a cell, else ValueError naming it and what exists."""
+        names = self.probe_names()
+        if isinstance(probe, str) and probe in names:
+            return probe
+        text = "" if not isinstance(probe, str) else probe.strip()
+        if not text:
+            raise ValueError("no cell given: type a probe name such as blocks.0.mlstm.igate")
+        parts = text.split(".")
+        nb = self.config.num_blocks
+        if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit() and int(parts[1]) >= nb:
+            raise ValueError(f"no cell {probe!r}: block {parts[1]} does not exist, the model has blocks 0..{nb - 1}")
+        import difflib
+
+        near = difflib.get_close_matches(text, names, n=3)
+        hint = f"; did you mean {', '.join(near)}?" if near else f"; cells are named like {names[3]}"
+        raise ValueError(f"no cell {probe!r} in this model{hint}")
+
+    def probe_names(self) -> list[str]:
+        if not hasattr(self, "_probe_names"):
+            self._probe_names = self.on_worker(lambda: list(self.model.probe_names()))
+        return self._probe_names
+
     def clear_ablations(self, rerun: bool = True):
         def done(_):
+            said = "ablations cleared"
+            self._restart_debugger(said)
             self.graph_version += 1
             if rerun and self.tokens is not None:
-                self.run()
+                self.run(announce=said)
+            else:
+                self.last_action = said
 
         return self.submit(lambda: self.model.interventions.clear(), done)
 
@@ -336,7 +439,40 @@ class ModelSession(param.Parameterized):
             import mlx.core as mx
 
             self._debugger = Debugger(self.model, mx.array(self.tokens[None, :].astype(np.int32)), mode="recurrent")
+            for probe, condition, token in self._carried_breakpoints:  # breakpoints survive a new prompt
+                self._debugger.add_breakpoint(probe=probe, condition=condition, token=token)
+            self._carried_breakpoints = []
         return self._debugger
+
+    @staticmethod
+    def _debugger_summary(dbg, reason: str | None = None) -> dict:
+        return {"breakpoints": [(bp.id, bp.describe(), bp.hits) for bp in dbg.breakpoints] if dbg else [],
+                "stop_reason": reason if reason is not None else dbg.stop_reason,
+                "finished": False if reason is not None else dbg.finished,
+                "steps": 0 if reason is not None else len(dbg.history)}
+
+    def _restart_debugger(self, reason: str, new_input: bool = False) -> None:
+        """The model or the prompt changed: a stop point of the old run would be stale, so start again.
+
+        Breakpoints are kept; the debugger stands before the first cell and says why.
+        """
+        dbg = self._debugger
+        if dbg is None and self.step_event is None and not self.debugger_state:
+            return
+        if new_input:
+            if dbg is not None:
+                self._carried_breakpoints = [(bp.probe, bp.condition, bp.token) for bp in dbg.breakpoints]
+            self._debugger = None
+            state = self._debugger_summary(dbg, f"restarted: {reason}")
+            self.param.update(step_event=None, debugger_state=state)
+            return
+
+        def work():
+            if dbg is not None:
+                dbg.reset()  # the executor reads the edited wiring on its next step
+            return self._debugger_summary(dbg, f"restarted: {reason}")
+
+        self.submit(work, lambda state: self.param.update(step_event=None, debugger_state=state))
 
     def debug(self, action: str, **kwargs):
         """action: step | step_over | step_token | continue | reset | add_breakpoint | remove_breakpoint."""
@@ -364,13 +500,7 @@ class ModelSession(param.Parameterized):
                 ev = dbg.current
             else:
                 raise ValueError(f"unknown debugger action {action!r}")
-            state = {
-                "breakpoints": [(bp.id, bp.describe(), bp.hits) for bp in dbg.breakpoints],
-                "stop_reason": dbg.stop_reason,
-                "finished": dbg.finished,
-                "steps": len(dbg.history),
-            }
-            return ev, state
+            return ev, self._debugger_summary(dbg)
 
         def done(result):
             ev, state = result

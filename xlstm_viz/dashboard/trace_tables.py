@@ -166,6 +166,11 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = logits - np.max(logits, axis=axis, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
 def top_k_table(trace, k: int = 5, batch: int = 0, decode=None) -> dict[str, np.ndarray]:
     """Top-k next-token predictions per position: columns pos, rank, token, prob, text, is_next.
 
@@ -239,10 +244,12 @@ def diff_trace(trace, baseline) -> StatsView:
 
 def logit_change_table(trace, baseline, batch: int = 0, decode=None) -> dict[str, np.ndarray]:
     """Per position: top-1 prediction and its probability before vs after, and the KL(before || after)."""
-    pa = softmax(np.asarray(baseline.logits, dtype=np.float64)[batch])
-    pb = softmax(np.asarray(trace.logits, dtype=np.float64)[batch])
+    la = log_softmax(np.asarray(baseline.logits, dtype=np.float64)[batch])
+    lb = log_softmax(np.asarray(trace.logits, dtype=np.float64)[batch])
+    pa, pb = np.exp(la), np.exp(lb)
     a1, b1 = pa.argmax(-1), pb.argmax(-1)
-    kl = np.sum(pa * (np.log(pa + 1e-12) - np.log(pb + 1e-12)), axis=-1)
+    # KL(before || after) = sum p_before (log p_before - log p_after), in nats; log-softmax keeps tiny p exact
+    kl = np.sum(pa * (la - lb), axis=-1)
     dec = safe_decode(decode) or (lambda t: str(int(t)))
     return {
         "pos": np.arange(len(a1)).astype(np.float64),

@@ -9,6 +9,8 @@ from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
+from xlstm_viz.dashboard.colors import prob_color, probability_palette, update_color_bar, value_color_bar
+from xlstm_viz.dashboard.inputs import int_input
 
 PANEL_HEIGHT = 150
 
@@ -30,6 +32,7 @@ class TraceView(pn.viewable.Viewer):
         super().__init__(**params)
         self.decode = decode
         self.x_range = Range1d(-0.5, 1.5)
+        self._bars = {}  # id(source) -> (colour mapper, colour bar) of that heatmap
         self.panels = []  # (title pane, figure, source)
         for suffix, stat, title in trace_tables.GATE_PANELS:
             src = ColumnDataSource(_empty_heat())
@@ -49,6 +52,9 @@ class TraceView(pn.viewable.Viewer):
     def _heat_figure(self, title, source):
         fig = figure(title=title, height=PANEL_HEIGHT, sizing_mode="stretch_width", x_range=self.x_range,
                      tools="xpan,xwheel_zoom,reset,save", toolbar_location="right", output_backend="webgl")
+        mapper, bar = value_color_bar("")
+        fig.add_layout(bar, "right")
+        self._bars[id(source)] = (mapper, bar)
         r = fig.rect("pos", "head", 1, 1, source=source, fill_color="color", line_color=None)
         fig.add_tools(HoverTool(renderers=[r], tooltips=[("token", "@pos{0}"), ("head", "@head{0}"),
                                                          ("value", "@value_text")]))
@@ -61,6 +67,8 @@ class TraceView(pn.viewable.Viewer):
                      height=140, sizing_mode="stretch_width", x_range=self.x_range, tools="xpan,xwheel_zoom,reset",
                      toolbar_location="right")
         fig.rect("pos", "rank", 0.95, 0.9, source=self.topk_source, fill_color="color", line_color=None)
+        mapper, bar = value_color_bar("p", palette=probability_palette(), low=0.0, high=1.0)
+        fig.add_layout(bar, "right")
         fig.text("pos", "rank", text="text", source=self.topk_source, text_align="center", text_baseline="middle",
                  text_font_size="8pt")
         fig.add_tools(HoverTool(tooltips=[("pos", "@pos{0}"), ("rank", "@rank{0}"), ("token", "@text"),
@@ -79,9 +87,14 @@ class TraceView(pn.viewable.Viewer):
         probes = list(tr.probes)
         nblocks = 1 + max([int(p.split(".")[1]) for p in probes if p.startswith("blocks.")], default=0)
         self.param.block.bounds = (0, nblocks - 1)
-        self.param.probe.objects = probes
-        if self.probe not in probes:
-            self.probe = next((p for p in probes if p.endswith("mlstm.h")), probes[0]) if probes else None
+        # Decide the probe before touching the options: new options make the linked select pick their first entry
+        # (`embedding`) and write it back, which used to replace the user's probe.
+        keep = self.probe if self.probe in probes else (
+            next((p for p in probes if p.endswith("mlstm.h")), probes[0]) if probes else None)
+        if list(self.param.probe.objects) != probes:
+            self.param.probe.objects = probes
+        if self.probe != keep:
+            self.probe = keep
         self.refresh()
 
     @param.depends("block", "probe", "stat", "top_k", watch=True)
@@ -106,6 +119,7 @@ class TraceView(pn.viewable.Viewer):
             use = stat if stat in stats else ("mean" if "mean" in stats and suffix != "mlstm.memory" else None)
             data = trace_tables.head_time_table(tr, probe, use) if use else _empty_heat()
             source_updates.replace_data(src, data)
+            self._match_bar(src, data["value"], use or "no data")
         if self.probe in tr.stats:
             names = sorted(tr.stats[self.probe])
             if self.param.stat.objects != names:
@@ -113,20 +127,25 @@ class TraceView(pn.viewable.Viewer):
             if self.stat not in names:
                 self.stat = "absmax" if "absmax" in names else names[0]
                 return  # the stat change re-enters refresh
-            source_updates.replace_data(self.probe_source, trace_tables.head_time_table(tr, self.probe, self.stat))
+            data = trace_tables.head_time_table(tr, self.probe, self.stat)
+            source_updates.replace_data(self.probe_source, data)
+            self._match_bar(self.probe_source, data["value"], self.stat)
             source_updates.set_props(self.probe_figure.title, text=f"{self.probe}: {self.stat}")
         topk = trace_tables.top_k_table(tr, self.top_k, decode=self.decode)
-        shade = (255 - np.clip(topk["prob"], 0, 1) * 180).astype(int)
-        topk["color"] = np.array([f"#{v:02x}{v:02x}ff" for v in shade], dtype=object)
+        topk["color"] = np.array([prob_color(p) for p in topk["prob"]], dtype=object)
         topk["text"] = np.array([f"*{t}*" if n else t for t, n in zip(topk["text"], topk["is_next"])], dtype=object)
         source_updates.replace_data(self.topk_source, topk)
 
+    def _match_bar(self, source, values, title) -> None:
+        mapper, bar = self._bars[id(source)]
+        source_updates.apply(mapper, lambda: update_color_bar(mapper, bar, values, title=title))
+
     def __panel__(self):
         controls = pn.Row(
-            pn.widgets.IntInput.from_param(self.param.block, name="block", width=100),
-            pn.widgets.Select.from_param(self.param.probe, name="probe", width=260),
-            pn.widgets.Select.from_param(self.param.stat, name="statistic", width=140),
-            pn.widgets.IntInput.from_param(self.param.top_k, name="top-k", width=80),
+            int_input(self, "block", "block", width=100),
+            pn.widgets.Select.from_param(self.param.probe, label="probe", width=260),
+            pn.widgets.Select.from_param(self.param.stat, label="statistic", width=140),
+            int_input(self, "top_k", "top-k", width=80),
         )
         figs = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for _, _, f, _ in self.panels]
         return pn.Column(controls, pn.pane.Bokeh(self.topk_figure, sizing_mode="stretch_width"), *figs,

@@ -12,11 +12,12 @@ import numpy as np
 import panel as pn
 import param
 from bokeh.events import Tap
-from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, Range1d, TapTool
+from bokeh.models import ColorBar, ColumnDataSource, FixedTicker, HoverTool, LinearColorMapper, Range1d, TapTool
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, wiring_tables
-from xlstm_viz.dashboard.colors import POLARITY_COLORS, ROLE_COLORS
+from xlstm_viz.dashboard.colors import POLARITY_COLORS, POLARITY_NAMES, ROLE_COLORS, add_legend
+from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 
 WIRING_KINDS = ("AutoNCP", "NCP", "Random", "FullyConnected")
@@ -124,6 +125,8 @@ class WiringView(pn.viewable.Viewer):
         if wiring is None:
             wiring = build_wiring("AutoNCP", 28, 4, 6)
         super().__init__(wiring=wiring, **params)
+        self._before_rebuild = []  # wirings replaced by a rebuild, for Undo
+        self._masked_from = None
         self.node_source = ColumnDataSource()
         self.edge_source = ColumnDataSource()
         self.bundle_source = ColumnDataSource()
@@ -160,6 +163,9 @@ class WiringView(pn.viewable.Viewer):
                                                                ("excitatory", "@excitatory"),
                                                                ("inhibitory", "@inhibitory")]))
         fig.add_tools(TapTool(renderers=[edges]))
+        add_legend(fig, [(r, "square", c) for r, c in ROLE_COLORS.items()]
+                   + [(f"{POLARITY_NAMES[p]} synapse", "line", POLARITY_COLORS[p]) for p in (1, -1)],
+                   title="neuron role / synapse")
         self.edge_source.selected.on_change("indices", self._on_edge_tap)
         self._edge_renderer = edges
         return fig
@@ -170,6 +176,9 @@ class WiringView(pn.viewable.Viewer):
                      output_backend="webgl", toolbar_location="above", match_aspect=True)
         fig.grid.visible = False
         mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], "#ffffff", POLARITY_COLORS[1]], low=-1.5, high=1.5)
+        fig.add_layout(ColorBar(color_mapper=mapper, title="synapse polarity", width=10,
+                                ticker=FixedTicker(ticks=[-1, 0, 1]), title_text_font_size="9pt",
+                                major_label_overrides={-1: "inhibitory", 0: "none", 1: "excitatory"}), "right")
         img = fig.image(image="image", x=0, y=0, dw="dw", dh="dh", source=self.image_source, color_mapper=mapper)
         fig.rect("x", "y", "width", "height", source=self.band_source, fill_color="color", line_color=None,
                  fill_alpha=0.9)
@@ -197,7 +206,9 @@ class WiringView(pn.viewable.Viewer):
         source_updates.replace_data(self.band_source, band)
         c = wiring_tables.synapse_counts(self.wiring)
         bundled = " (edges bundled per role pair: too many to draw)" if len(bundles["count"]) else ""
-        self._counts.object = (f"**{type(self.wiring).__name__}**: {c['neurons']} neurons, {c['sensory']} sensory inputs, "
+        kind = self.wiring_kind()
+        was = f" (was {type(self.wiring).__name__}, re-masked)" if kind != type(self.wiring).__name__ else ""
+        self._counts.object = (f"**{kind}**{was}: {c['neurons']} neurons, {c['sensory']} sensory inputs, "
                                f"{c['synapses']} synapses + {c['sensory_synapses']} sensory "
                                f"({c['excitatory']} excitatory / {c['inhibitory']} inhibitory){bundled}")
 
@@ -230,18 +241,50 @@ class WiringView(pn.viewable.Viewer):
         self.cycle_synapse(kind, src, dst)
 
     def apply_sparsity(self, event=None) -> None:
-        """Regenerate the synapse mask at `sparsity` from `seed` (undoable on our wirings)."""
-        if hasattr(self.wiring, "set_sparsity"):
-            self.wiring.set_sparsity(self.sparsity, seed=self.seed)
-        else:  # ncps wirings cannot re-mask; rebuild the same kind with the new level
-            kind = type(self.wiring).__name__
-            if kind not in ("AutoNCP", "Random"):
-                raise ValueError(f"sparsity regeneration needs xlstm_viz.wiring or an AutoNCP/Random wiring, got {kind}")
-            self.wiring = build_wiring(kind, self.wiring.units, self.wiring.output_dim, self.wiring.input_dim,
-                                       self.sparsity, self.seed)
-        self._edited(f"sparsity {self.sparsity:.2f} regenerated from seed {self.seed}")
+        """Regenerate the synapses at `sparsity` from `seed`, keeping what the wiring's kind allows.
+
+        An NCP (AutoNCP included) is rebuilt with the same layer sizes, so synapses still only run
+        sensory -> inter -> command -> motor (a whole-matrix mask would create motor -> inter ones while
+        the header still said AutoNCP). Other wirings get a whole-matrix mask; a FullyConnected one is
+        then no longer fully connected, and the header says so.
+        """
+        w, kind = self.wiring, type(self.wiring).__name__
+        if self.wiring_kind() in ("AutoNCP", "NCP"):
+            self._before_rebuild.append(w)
+            if kind == "AutoNCP":
+                self.wiring = build_wiring("AutoNCP", w.units, w.output_dim, w.input_dim, self.sparsity, self.seed)
+            else:
+                inter, command = w._num_inter_neurons, w._num_command_neurons
+                self.wiring = build_wiring("NCP", w.units, w.output_dim, w.input_dim, self.sparsity, self.seed,
+                                           inter=inter, command=command)
+            self._edited(f"{kind} rebuilt at sparsity {self.sparsity:.2f} from seed {self.seed}: the NCP layering "
+                         "(sensory -> inter -> command -> motor) is kept; earlier synapse edits were replaced")
+            return
+        if hasattr(w, "set_sparsity"):
+            w.set_sparsity(self.sparsity, seed=self.seed)
+        elif kind == "Random":  # an ncps wiring cannot re-mask: rebuild the same kind with the new level
+            self._before_rebuild.append(w)
+            self.wiring = build_wiring(kind, w.units, w.output_dim, w.input_dim, self.sparsity, self.seed)
+        else:
+            raise ValueError(f"sparsity regeneration needs xlstm_viz.wiring or an AutoNCP/NCP/Random wiring, got {kind}")
+        note = ""
+        if self.wiring_kind() == "FullyConnected" and self.sparsity > 0:
+            self._masked_from = "FullyConnected"
+            note = "; the wiring is no longer fully connected: it is now a Random-style sparse wiring"
+        self._edited(f"sparsity {self.sparsity:.2f} regenerated from seed {self.seed}{note}")
+
+    def wiring_kind(self) -> str:
+        """What the wiring is now (a masked FullyConnected is shown as Random)."""
+        kind = type(self.wiring).__name__
+        if kind == "FullyConnected" and self._masked_from == "FullyConnected":
+            return "Random"
+        return kind
 
     def undo(self, event=None) -> None:
+        if not getattr(self.wiring, "history", ()) and self._before_rebuild:
+            self.wiring = self._before_rebuild.pop()
+            self._edited("undid the last rebuild")
+            return
         if not hasattr(self.wiring, "undo") or not getattr(self.wiring, "history", ()):
             self._message.object = "nothing to undo"
             return
@@ -249,23 +292,25 @@ class WiringView(pn.viewable.Viewer):
         self._edited("undid the last edit")
 
     def build_from_form(self, event=None) -> None:
+        self._masked_from = None
         self.wiring = build_wiring(self.kind, self.units, self.output_dim, self.input_dim, self.build_sparsity,
                                    self.build_seed)
         self._edited(f"built {self.kind}({self.units}, {self.output_dim}) on {self.input_dim} inputs")
 
     def set_wiring(self, wiring) -> None:
+        self._masked_from = None
         self.wiring = wiring
         self._edited(f"loaded {type(wiring).__name__}")
 
     # -- layout -----------------------------------------------------------------------------------
     def controls(self):
-        sparsity = pn.widgets.FloatSlider.from_param(self.param.sparsity, name="sparsity")
-        seed = pn.widgets.IntInput.from_param(self.param.seed, name="mask seed")
-        regen = pn.widgets.Button(name="Regenerate mask", button_type="primary")
+        sparsity = pn.widgets.FloatSlider.from_param(self.param.sparsity, label="sparsity")
+        seed = int_input(self, "seed", "mask seed")
+        regen = pn.widgets.Button(label="Regenerate mask", color="primary")
         regen.on_click(self._guarded(self.apply_sparsity))
-        undo = pn.widgets.Button(name="Undo", button_type="default")
+        undo = pn.widgets.Button(label="Undo", color="default")
         undo.on_click(self._guarded(self.undo))
-        build = pn.widgets.Button(name="Build wiring", button_type="primary")
+        build = pn.widgets.Button(label="Build wiring", color="primary")
         build.on_click(self._guarded(self.build_from_form))
         form = pn.Param(self.param, parameters=["kind", "units", "output_dim", "input_dim", "build_sparsity",
                                                   "build_seed"], show_name=False, width=260)
@@ -279,15 +324,9 @@ class WiringView(pn.viewable.Viewer):
     def _guarded(fn):
         return guarded(fn)
 
-    def legend(self):
-        items = " ".join(f"<span style='color:{c}'>&#9679;</span> {r}" for r, c in ROLE_COLORS.items())
-        pol = (f"<span style='color:{POLARITY_COLORS[1]}'>&#9644;</span> excitatory "
-               f"<span style='color:{POLARITY_COLORS[-1]}'>&#9644;</span> inhibitory")
-        return pn.pane.HTML(f"<div style='font-size:12px'>{items} &nbsp; {pol}</div>")
-
     def __panel__(self):
         return pn.Column(
-            pn.Row(self._counts, self.legend()), self._message,
+            self._counts, self._message,
             pn.Row(pn.pane.Bokeh(self.graph_figure, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.heatmap_figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             self.controls(), sizing_mode="stretch_width",

@@ -1,0 +1,83 @@
+"""Bad input in the dashboard gets a message that names the value, and nothing is replaced or run silently."""
+
+from __future__ import annotations
+
+import pytest
+
+from xlstm_viz.dashboard.inputs import check_int, int_input
+from xlstm_viz.dashboard.session import MAX_PROMPT_CHARS
+
+
+@pytest.fixture(scope="module")
+def model():
+    import xlstm_viz.blas  # noqa: F401
+    import xlstm_viz as xv
+
+    return xv.load_demo()
+
+
+@pytest.fixture
+def app(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    from xlstm_viz.dashboard.app import DashboardApp
+
+    a = DashboardApp(model=model, threaded=False)
+    yield a
+    a.session.model.interventions.clear()
+    a.session.close()
+
+
+@pytest.mark.parametrize("cell, message", [
+    ("nonsense", "no cell 'nonsense' in this model"),
+    ("", "no cell given"),
+    ("   ", "no cell given"),
+    ("blocks.9.mlstm.memory", "block 9 does not exist, the model has blocks 0..1"),
+    ("blocks.0.mlstm.igat", "did you mean blocks.0.mlstm.igate"),
+])
+def test_ablating_a_nonexistent_cell_is_refused_and_not_listed(app, cell, message):
+    with pytest.raises(ValueError, match=message):
+        app.session.ablate(cell)
+    assert app.session.ablations() == []
+    app.session.ablate("blocks.0.mlstm.igate")  # the session keeps working
+    listed = app.session.ablations()
+    assert len(listed) == 1 and "blocks.0.mlstm.igate" in listed[0]
+
+
+def test_a_prompt_over_the_limit_is_refused_whole_not_cut(app):
+    prompt_before, tokens_before = app.session.prompt, app.session.tokens.copy()
+    with pytest.raises(ValueError, match=f"longer than the limit of {MAX_PROMPT_CHARS:,} characters"):
+        app.session.set_prompt("1 " * (MAX_PROMPT_CHARS // 2 + 1))
+    assert app.session.prompt == prompt_before and (app.session.tokens == tokens_before).all()
+    # the box lets one character more through, so the browser never cuts a prompt the session would accept
+    assert app.prompt_input.max_length == MAX_PROMPT_CHARS + 1
+    app.session.set_prompt("1 " * 1000)  # a long prompt under the limit runs in full
+    assert len(app.session.tokens) == 1000 and app.session.trace.tokens.shape[1] == 1000
+
+
+@pytest.mark.parametrize("owner, name, label, bad", [
+    ("trace_view", "top_k", "top-k", 50),
+    ("trace_view", "top_k", "top-k", 0),
+    ("model_view", "block", "block", 7),
+    ("model_view", "seed", "sparsity seed", -1),
+    ("app", "pairs", "MQAR pairs", 1000),
+    ("app", "example_seed", "example seed", -3),
+])
+def test_an_out_of_range_number_is_reported_and_the_field_keeps_the_value_in_use(app, owner, name, label, bad):
+    obj = app if owner == "app" else getattr(app, owner)
+    widget = int_input(obj, name, label)
+    before = getattr(obj, name)
+    with pytest.raises(ValueError, match=f"{label} {bad} is out of range: allowed"):
+        widget.value = bad
+    assert getattr(obj, name) == before and widget.value == before
+    lo, hi = obj.param[name].bounds
+    good = lo + 1 if hi is None or lo + 1 <= hi else lo
+    widget.value = good
+    assert getattr(obj, name) == good
+
+
+def test_check_int_names_value_and_range():
+    assert check_int("top-k", 3, (1, 10)) == 3
+    with pytest.raises(ValueError, match=r"top-k 11 is out of range: allowed 1\.\.10"):
+        check_int("top-k", 11, (1, 10))
+    with pytest.raises(ValueError, match=r"seed: None is not a whole number \(allowed >= 0\)"):
+        check_int("seed", None, (0, None))

@@ -1,0 +1,116 @@
+"""What a reload restores, what a model edit does to the debugger, and what 'Regenerate mask' keeps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xlstm_viz.dashboard import wiring_tables
+from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    import xlstm_viz.blas  # noqa: F401
+
+
+def new_app(key):
+    from xlstm_viz.dashboard.app import DashboardApp
+
+    return DashboardApp(session_key=key, threaded=False)  # its own demo model: edits never leak between apps
+
+
+def test_a_reload_restores_the_example_its_accuracy_and_the_unedited_baseline(cache):
+    a = new_app("reload1")
+    a.param.update(pairs=5, example_seed=3)
+    a._example()
+    assert a.session.accuracy == 1.0
+    base_logits = a.session.baseline.logits.copy()
+    a.session.edit_connection("block", None, "blocks.0", "blocks.1", 0)
+    a.session.edit_connection("cell", 1, "blocks.1.mlstm.v", "blocks.1.mlstm.memory", -1)
+    acc_edited = a.session.accuracy
+    assert acc_edited < 1.0
+    edited_logits = a.session.trace.logits.copy()
+    a.session.close()
+
+    b = new_app("reload1")
+    s = b.session
+    assert (b.pairs, b.example_seed) == (5, 3) and s.example == (5, 3)
+    assert s.edits == a.session.edits
+    assert s.accuracy == acc_edited  # it came back as None when the prompt was restored as text
+    assert s.baseline_accuracy == 1.0 and s.baseline_edits == 0
+    np.testing.assert_allclose(s.baseline.logits, base_logits, rtol=1e-5, atol=1e-5 * np.abs(base_logits).max())
+    np.testing.assert_allclose(s.trace.logits, edited_logits, rtol=1e-5, atol=1e-5 * np.abs(edited_logits).max())
+    b.session.close()
+
+
+def test_a_baseline_set_after_an_edit_comes_back_with_that_edit(cache):
+    a = new_app("reload2")
+    a.session.edit_connection("block", None, "blocks.0", "blocks.1", 0)
+    a.session.set_baseline()
+    acc = a.session.accuracy
+    a.session.edit_connection("block", None, "blocks.0", "blocks.1", 1)
+    a.session.close()
+    b = new_app("reload2")
+    assert b.session.baseline_edits == 1 and b.session.baseline_accuracy == acc
+    assert b.session.accuracy == 1.0
+    b.session.close()
+
+
+def test_a_model_edit_restarts_the_debugger_and_keeps_its_breakpoints(cache):
+    a = new_app("dbg")
+    s = a.session
+    s.debug("add_breakpoint", probe="blocks.1.mlstm.memory")
+    s.debug("continue")
+    assert s.step_event is not None and s.step_event.name == "blocks.1.mlstm.memory"
+    s.edit_connection("cell", 0, "blocks.0.mlstm.igate", "blocks.0.mlstm.memory", -1)
+    assert s.step_event is None  # the old stop point is stale
+    assert s.debugger_state["stop_reason"].startswith("restarted: cell wiring of block 0")
+    assert [d for _, d, _ in s.debugger_state["breakpoints"]] == ["#1 blocks.1.mlstm.memory"]
+    a.debugger_view._from_session()
+    assert a.debugger_view._status.alert_type == "warning" and "starts again" in a.debugger_view._status.object
+    s.debug("step")
+    assert s.step_event.index == 0  # from the first cell again, on the edited model
+    s.debug("continue")
+    assert s.step_event.name == "blocks.1.mlstm.memory"
+    s.set_prompt("K3 V7 ? K3")  # a new prompt: fresh debugger, same breakpoints
+    assert s.step_event is None
+    s.debug("continue")
+    assert s.step_event.name == "blocks.1.mlstm.memory"
+    s.close()
+
+
+ALLOWED = {("inter", "command"), ("command", "command"), ("command", "motor")}
+
+
+def layering_violations(w) -> list:
+    roles = wiring_tables.neuron_roles(w)
+    src, dst = np.nonzero(w.adjacency_matrix)
+    bad = [(int(a), int(b), roles[a], roles[b]) for a, b in zip(src, dst) if (roles[a], roles[b]) not in ALLOWED]
+    sensory_to = {roles[b] for b in np.nonzero(w.sensory_adjacency_matrix)[1]}
+    return bad + ([("sensory", sorted(sensory_to))] if sensory_to - {"inter"} else [])
+
+
+@pytest.mark.parametrize("kind", ["AutoNCP", "NCP"])
+def test_regenerating_an_ncp_mask_keeps_the_ncp_layering_and_says_so(kind):
+    view = WiringView(build_wiring(kind, 28, 4, 6, seed=1))
+    assert layering_violations(view.wiring) == []
+    for level, seed in ((0.3, 5), (0.7, 11)):
+        view.param.update(sparsity=level, seed=seed)
+        view.apply_sparsity()
+        assert layering_violations(view.wiring) == []
+        assert type(view.wiring).__name__ == kind and f"**{kind}**" in view._counts.object
+        assert "NCP layering" in view.last_edit
+    view.undo()
+    view.undo()
+    assert layering_violations(view.wiring) == [] and view.last_edit == "undid the last rebuild"
+
+
+def test_masking_a_fully_connected_wiring_says_it_is_no_longer_fully_connected():
+    view = WiringView(build_wiring("FullyConnected", 12, 3, 4, seed=1))
+    view.param.update(sparsity=0.5, seed=2)
+    view.apply_sparsity()
+    assert int((view.wiring.adjacency_matrix == 0).sum()) > 0
+    assert view._counts.object.startswith("**Random** (was FullyConnected, re-masked)")
+    assert "no longer fully connected" in view.last_edit

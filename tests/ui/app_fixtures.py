@@ -1,0 +1,68 @@
+"""Shared pieces of the dashboard browser tests: a served app on the demo model and a page opened on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.ui.conftest import console_errors, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_test_model():
+    import xlstm_viz.blas  # noqa: F401
+    import xlstm_viz as xv
+
+    return xv.load_demo()
+
+
+@pytest.fixture
+def served_app(serve, tmp_path, monkeypatch):
+    """(Served, apps): every page load builds one DashboardApp on its own demo model; apps[-1] is the newest."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    import panel as pn
+
+    from xlstm_viz.dashboard.app import DashboardApp
+
+    pn.extension(notifications=True)
+    apps = []
+
+    def factory():
+        app = DashboardApp(model=load_test_model())
+        apps.append(app)
+        return app.template()
+
+    return serve(factory), apps
+
+
+def open_app(page, served, apps, query="", count=None):
+    """Open the page and wait for its first run; returns (app, console errors)."""
+    errors = console_errors(page)
+    n = len(apps) if count is None else count
+    page.goto(served.url + query)
+    page.wait_for_selector(".bk-Canvas", timeout=30000)
+    wait_until(lambda: len(apps) > n and apps[-1].session.trace is not None and not apps[-1].session.busy,
+               timeout=30, page=page)
+    page.wait_for_timeout(800)
+    return apps[-1], errors
+
+
+def select_values(page) -> list[str]:
+    """Current values of every <select> on the page (Panel renders them in shadow roots; locators pierce them)."""
+    return page.locator("select").evaluate_all("els => els.map(e => e.value)")
+
+
+def notifications(page) -> list[str]:
+    """Texts of the toast notifications now shown."""
+    return page.locator(".notyf__message").all_inner_texts()
+
+
+def script_errors(errors) -> list[str]:
+    """Console errors and page exceptions other than failed resource loads.
+
+    Failed loads of off-host resources (fonts, the notification library's CDN files) are the offline
+    work's to fail on, in its own test; these tests are about what the app's scripts do.
+    """
+    return [e for e in errors.real() if not e.startswith("Failed to load resource")]

@@ -1,0 +1,31 @@
+"""Typed prompts in chromium: the run finishes in the browser too, and the probe selector keeps its probe."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.ui.app_fixtures import open_app, select_values, script_errors, served_app  # noqa: F401 - served_app is a fixture
+from tests.ui.conftest import wait_until
+
+
+@pytest.mark.parametrize("prompt", ["K3 V7 ? K3", "5 6 7 8"])
+def test_a_typed_prompt_finishes_in_the_browser_and_keeps_the_probe(page, served_app, prompt, artifacts):  # noqa: F811
+    served, apps = served_app
+    app, errors = open_app(page, served, apps)
+    probe = app.trace_view.probe
+    assert probe == "blocks.0.mlstm.h"
+    page.get_by_text("Over time", exact=True).click()
+    wait_until(lambda: probe in select_values(page), page=page)
+    page.locator("textarea").first.fill(prompt)
+    page.get_by_role("button", name="Run prompt").click()
+    wait_until(lambda: app.session.tokens is not None and len(app.session.tokens) == 4 and not app.session.busy,
+               page=page)
+    # the browser shows the finished run (it stayed at "running..." when results were applied off the doc thread)
+    wait_until(lambda: page.get_by_text("ran 4 tokens").count() == 1, page=page)
+    assert page.get_by_text("running...").count() == 0
+    # a typed prompt has no MQAR targets: no recall accuracy is claimed for it
+    assert page.get_by_text("recall accuracy").count() == 0
+    assert app.trace_view.probe == probe
+    wait_until(lambda: probe in select_values(page), page=page)
+    page.screenshot(path=str(artifacts / f"dashboard_prompt_{prompt.split()[0]}.png"))
+    assert not script_errors(errors), errors
