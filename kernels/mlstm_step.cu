@@ -63,6 +63,8 @@ float num = 0.0f;
 if (col < DV) {
   const float v_c = static_cast<float>(v[bh * DV + col]);
   const size_t base = static_cast<size_t>(bh) * DQK * DV + col;
+  // unrolled: several independent loads of C in flight per thread (the step is bound by one pass over C)
+  #pragma unroll 8
   for (int r = ty; r < DQK; r += SPLIT) {
     const float c = f_act * C[base + static_cast<size_t>(r) * DV] + i_act * k_s[r] * v_c;
     C_out[base + static_cast<size_t>(r) * DV] = c;

@@ -71,6 +71,7 @@ def launch_geometry(batch: int, num_heads: int, dqk: int, dv: int) -> dict:
 
 
 _KERNELS: dict[str, object] = {}
+_EPS: dict[float, mx.array] = {}  # one device scalar per eps: a new array per step would be a host copy per launch
 
 
 def _kernel(which: str):
@@ -82,6 +83,13 @@ def _kernel(which: str):
                       output_names=["h", "C_out", "n_out", "m_out"], source=source)
         _KERNELS[which] = kernel
     return kernel
+
+
+def _eps(eps: float) -> mx.array:
+    value = _EPS.get(eps)
+    if value is None:
+        value = _EPS[eps] = mx.array([eps], mx.float32)
+    return value
 
 
 def fused_step(q, k, v, i, f, state: MLSTMState, eps: float, which: str | None = None):
@@ -101,7 +109,7 @@ def fused_step(q, k, v, i, f, state: MLSTMState, eps: float, which: str | None =
     geometry = launch_geometry(B, NH, DQK, DV)
     f32 = [x if x.dtype == mx.float32 else x.astype(mx.float32) for x in (C, n, m)]
     h, C2, n2, m2 = _kernel(which)(
-        inputs=[q, k, v, i, f, *f32, mx.array([eps], mx.float32)], template=geometry["template"],
+        inputs=[q, k, v, i, f, *f32, _eps(eps)], template=geometry["template"],
         grid=geometry["grid"], threadgroup=geometry["threadgroup"],
         output_shapes=[(B, NH, DV), (B, NH, DQK, DV), (B, NH, DQK), (B, NH, 1)], output_dtypes=[mx.float32] * 4)
     return h, MLSTMState(C2, n2, m2)
