@@ -46,10 +46,15 @@ def backend() -> str | None:
 
 
 def kernel_source(which: str) -> str:
-    """The kernel body for 'cuda' or 'metal', from the checkout's kernels/ folder."""
+    """The kernel body for 'cuda' or 'metal', from the installed package (xlstm_viz/kernels) or a checkout."""
     if which not in SOURCES:
         raise ValueError(f"no mLSTM step kernel for backend {which!r}; there are {sorted(SOURCES)}")
-    return (Path(__file__).resolve().parents[2] / "kernels" / SOURCES[which]).read_text()
+    candidates = [Path(__file__).resolve().parents[1] / "kernels" / SOURCES[which],
+                  Path(__file__).resolve().parents[2] / "kernels" / SOURCES[which]]
+    for path in candidates:
+        if path.is_file():
+            return path.read_text()
+    raise FileNotFoundError(f"kernel source {SOURCES[which]} not found in {[str(c) for c in candidates]}")
 
 
 def kernel_name(which: str, source: str) -> str:
