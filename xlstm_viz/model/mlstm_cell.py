@@ -77,10 +77,15 @@ def recurrent(
     q: mx.array, k: mx.array, v: mx.array, i: mx.array, f: mx.array, state: MLSTMState, eps: float,
     with_trace: bool = False,
 ) -> tuple[mx.array, MLSTMState, MemoryTrace | None]:
-    """Token-by-token loop over a sequence. q, k [B, NH, S, DQK]; v [B, NH, S, DV]; i, f [B, NH, S]."""
+    """Token-by-token loop over a sequence. q, k [B, NH, S, DQK]; v [B, NH, S, DV]; i, f [B, NH, S]. Each step runs
+    the fused kernel where `mlstm_kernels.use_kernel` picks it (a GPU backend that passed its self-check), else
+    `recurrent_step`, the reference."""
+    from xlstm_viz.model import mlstm_kernels  # imports this module
+
+    step = mlstm_kernels.recurrent_step
     hs, cn, nn_, ms = [], [], [], []
     for t in range(q.shape[2]):
-        h, state = recurrent_step(q[:, :, t], k[:, :, t], v[:, :, t], i[:, :, t, None], f[:, :, t, None], state, eps)
+        h, state = step(q[:, :, t], k[:, :, t], v[:, :, t], i[:, :, t, None], f[:, :, t, None], state, eps)
         hs.append(h)
         if with_trace:
             cn.append(mx.sqrt(mx.sum(state.C * state.C, axis=(-2, -1))))

@@ -1,0 +1,200 @@
+"""Fused mLSTM recurrent step kernels (kernels/mlstm_step.cu for MLX's CUDA backend, kernels/mlstm_step.metal for
+Metal) and the dispatch between them and the pure-MLX reference `mlstm_cell.recurrent_step`.
+
+One decode step of the pure-MLX path is about ten launches per block, each reading or writing the state C; the kernel
+reads C once and writes it once, so a step is bound by the bandwidth of that one pass (benchmarks/kernel_speed.py).
+
+Dispatch (`recurrent_step`, the signature of `mlstm_cell.recurrent_step` plus `mode`): "auto" uses a kernel only where
+its backend runs and only after the kernel matched the pure-MLX path once in this process on a small random input (a
+mismatch warns and falls back for the rest of the process); "kernel" forces it (an error where no backend runs);
+"mlx" forces the reference. The mode comes from the argument, else from the environment variable
+XLSTM_VIZ_MLSTM_KERNEL, else "auto". The kernel widens bf16 inputs to float32 before any product (the reference
+multiplies k v^T in the input dtype), so it is compared with the reference on float32-widened inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import mlx.core as mx
+
+from xlstm_viz.model import mlstm_cell
+from xlstm_viz.model.mlstm_cell import MLSTMState
+
+ENV = "XLSTM_VIZ_MLSTM_KERNEL"
+MODES = ("auto", "kernel", "mlx")
+THREADS = 256  # threads per threadgroup
+COLS = 32  # columns of C per threadgroup: one warp's coalesced 128-byte row segment
+SOURCES = {"cuda": "mlstm_step.cu", "metal": "mlstm_step.metal"}
+CHECK_TOLERANCE = 1e-4  # max |kernel - reference| / max |reference|, per output, on the float32 self-check
+
+
+def backend() -> str | None:
+    """'cuda' or 'metal' where MLX runs that GPU backend as the default device and exposes its custom kernels."""
+    if mx.default_device() == mx.cpu:
+        return None
+    cuda = getattr(mx, "cuda", None)
+    if cuda is not None and cuda.is_available() and hasattr(mx.fast, "cuda_kernel"):
+        return "cuda"
+    if mx.metal.is_available() and hasattr(mx.fast, "metal_kernel"):
+        return "metal"
+    return None
+
+
+def kernel_source(which: str) -> str:
+    """The kernel body for 'cuda' or 'metal', from the installed package (xlstm_viz/kernels) or a checkout."""
+    if which not in SOURCES:
+        raise ValueError(f"no mLSTM step kernel for backend {which!r}; there are {sorted(SOURCES)}")
+    candidates = [Path(__file__).resolve().parents[1] / "kernels" / SOURCES[which],
+                  Path(__file__).resolve().parents[2] / "kernels" / SOURCES[which]]
+    for path in candidates:
+        if path.is_file():
+            return path.read_text()
+    raise FileNotFoundError(f"kernel source {SOURCES[which]} not found in {[str(c) for c in candidates]}")
+
+
+def kernel_name(which: str, source: str) -> str:
+    """A name with a digest of the source: MLX caches compiled kernels by name (and the CUDA JIT on disk)."""
+    return f"xlstm_viz_mlstm_step_{which}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+
+
+def launch_geometry(batch: int, num_heads: int, dqk: int, dv: int) -> dict:
+    """Grid and threadgroup of one step: a threadgroup per COLS columns of one (batch, head)'s C, its THREADS threads
+    split into SPLIT row groups. At 7B sizes (B=1, NH=8, DV=512) that is 128 threadgroups, about one per H200 SM."""
+    for name, value in (("batch", batch), ("num_heads", num_heads), ("dqk", dqk), ("dv", dv)):
+        if value < 1:
+            raise ValueError(f"mLSTM step kernel: {name} must be >= 1, got {value}")
+    if batch * num_heads > 65535:
+        raise ValueError(f"mLSTM step kernel: batch * num_heads = {batch * num_heads} exceeds the grid's y limit 65535")
+    blocks = -(-dv // COLS)
+    return {"grid": (blocks * THREADS, batch * num_heads, 1), "threadgroup": (THREADS, 1, 1),
+            "template": [("DQK", dqk), ("DV", dv), ("THREADS", THREADS), ("COLS", COLS), ("SPLIT", THREADS // COLS)]}
+
+
+_KERNELS: dict[str, object] = {}
+_EPS: dict[float, mx.array] = {}  # one device scalar per eps: a new array per step would be a host copy per launch
+
+
+def _kernel(which: str):
+    kernel = _KERNELS.get(which)
+    if kernel is None:
+        source = kernel_source(which)
+        make = mx.fast.cuda_kernel if which == "cuda" else mx.fast.metal_kernel
+        kernel = make(name=kernel_name(which, source), input_names=["q", "k", "v", "i", "f", "C", "n", "m", "eps"],
+                      output_names=["h", "C_out", "n_out", "m_out"], source=source)
+        _KERNELS[which] = kernel
+    return kernel
+
+
+def _eps(eps: float) -> mx.array:
+    value = _EPS.get(eps)
+    if value is None:
+        value = _EPS[eps] = mx.array([eps], mx.float32)
+    return value
+
+
+def fused_step(q, k, v, i, f, state: MLSTMState, eps: float, which: str | None = None):
+    """One token through the kernel. Shapes as in `mlstm_cell.recurrent_step`; h and the state are float32."""
+    which = which or backend()
+    if which is None:
+        raise RuntimeError("the fused mLSTM step needs MLX's CUDA or Metal backend as the default device; "
+                           f"set {ENV}=mlx (or mode='mlx') for the pure-MLX step")
+    B, NH, DQK = q.shape
+    DV = v.shape[-1]
+    C, n, m = state.arrays()
+    expect = {"k": (k, (B, NH, DQK)), "v": (v, (B, NH, DV)), "i": (i, (B, NH, 1)), "f": (f, (B, NH, 1)),
+              "C": (C, (B, NH, DQK, DV)), "n": (n, (B, NH, DQK)), "m": (m, (B, NH, 1))}
+    for name, (a, shape) in expect.items():
+        if tuple(a.shape) != shape:
+            raise ValueError(f"mLSTM step: {name} has shape {tuple(a.shape)}, expected {shape} from q {tuple(q.shape)}")
+    geometry = launch_geometry(B, NH, DQK, DV)
+    f32 = [x if x.dtype == mx.float32 else x.astype(mx.float32) for x in (C, n, m)]
+    h, C2, n2, m2 = _kernel(which)(
+        inputs=[q, k, v, i, f, *f32, _eps(eps)], template=geometry["template"],
+        grid=geometry["grid"], threadgroup=geometry["threadgroup"],
+        output_shapes=[(B, NH, DV), (B, NH, DQK, DV), (B, NH, DQK), (B, NH, 1)], output_dtypes=[mx.float32] * 4)
+    return h, MLSTMState(C2, n2, m2)
+
+
+def _widened(*arrays):
+    return [a.astype(mx.float32) for a in arrays]
+
+
+def mismatch(kernel: Callable, batch=2, num_heads=3, dqk=40, dv=72, steps=3, seed=0) -> dict[str, float]:
+    """Relative max errors (per output, over `steps` carried steps) of `kernel` against the pure-MLX step on random
+    float32 input with a non-zero starting state. DV = 72 leaves a partial column block."""
+    key = mx.random.key(seed)
+    ks = mx.random.split(key, 8)
+    state = MLSTMState(mx.random.normal((batch, num_heads, dqk, dv), key=ks[0]),
+                       mx.random.normal((batch, num_heads, dqk), key=ks[1]),
+                       mx.random.normal((batch, num_heads, 1), key=ks[2]))
+    ref_state, errors = state, {"h": 0.0, "C": 0.0, "n": 0.0, "m": 0.0}
+    for t in range(steps):
+        kt = mx.random.split(ks[3 + t % 5], 5)
+        q = mx.random.normal((batch, num_heads, dqk), key=kt[0])
+        k = mx.random.normal((batch, num_heads, dqk), key=kt[1])
+        v = mx.random.normal((batch, num_heads, dv), key=kt[2])
+        i = 3 * mx.random.normal((batch, num_heads, 1), key=kt[3])
+        f = 3 * mx.random.normal((batch, num_heads, 1), key=kt[4])
+        h, state = kernel(q, k, v, i, f, state, 1e-6)
+        h_ref, ref_state = mlstm_cell.recurrent_step(q, k, v, i, f, ref_state, 1e-6)
+        for name, a, b in (("h", h, h_ref), ("C", state.C, ref_state.C), ("n", state.n, ref_state.n),
+                           ("m", state.m, ref_state.m)):
+            scale = max(float(mx.max(mx.abs(b))), 1e-30)
+            errors[name] = max(errors[name], float(mx.max(mx.abs(a - b))) / scale)
+    return errors
+
+
+_CHECKED: dict[str, bool] = {}
+
+
+def self_check(which: str, kernel: Callable | None = None) -> bool:
+    """Once per process and backend: whether the kernel matches the reference (`mismatch`); warns when not."""
+    if which not in _CHECKED:
+        kernel = kernel or (lambda *a: fused_step(*a, which=which))
+        try:
+            errors = mismatch(kernel)
+            ok = all(e <= CHECK_TOLERANCE for e in errors.values())
+            why = f"relative errors {errors} exceed {CHECK_TOLERANCE}"
+        except Exception as error:  # a kernel that does not compile or launch falls back too
+            ok, why = False, f"it failed: {type(error).__name__}: {error}"
+        if not ok:
+            warnings.warn(f"the fused mLSTM step kernel ({which}) did not match the pure-MLX step: {why}; "
+                          f"using the pure-MLX step in this process", RuntimeWarning, stacklevel=3)
+        _CHECKED[which] = ok
+    return _CHECKED[which]
+
+
+def resolve_mode(mode: str | None = None) -> str:
+    """The argument, else $XLSTM_VIZ_MLSTM_KERNEL, else 'auto'."""
+    chosen = mode if mode is not None else os.environ.get(ENV, "auto")
+    if chosen not in MODES:
+        source = "mode" if mode is not None else ENV
+        raise ValueError(f"{source} = {chosen!r}; expected one of {MODES}")
+    return chosen
+
+
+def use_kernel(mode: str | None = None) -> str | None:
+    """The backend whose kernel this step would use, or None for the pure-MLX step."""
+    chosen = resolve_mode(mode)
+    if chosen == "mlx":
+        return None
+    which = backend()
+    if chosen == "kernel":
+        if which is None:
+            raise RuntimeError(f"{ENV}/mode 'kernel' forces the fused mLSTM step, but MLX runs no CUDA or Metal "
+                               f"backend here (default device {mx.default_device()})")
+        return which
+    return which if which is not None and self_check(which) else None
+
+
+def recurrent_step(q, k, v, i, f, state: MLSTMState, eps: float, mode: str | None = None):
+    """`mlstm_cell.recurrent_step` through the fused kernel where `use_kernel` picks it, else the reference."""
+    which = use_kernel(mode)
+    if which is None:
+        return mlstm_cell.recurrent_step(q, k, v, i, f, state, eps)
+    return fused_step(q, k, v, i, f, state, eps, which=which)
