@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from xlstm_viz.dashboard.colors import POLARITY_COLORS
+from xlstm_viz.wiring.block_types import MLSTM_BLOCK
 
 # Cell kind -> colour (the model graph has no ncps roles; colour says what a cell computes).
 KIND_COLORS = {
@@ -24,57 +25,25 @@ KIND_COLORS = {
     "output": "#ff7f0e",
 }
 
-# One mLSTM block as named in the common contract (suffixes after "blocks.i.").
-CELL_CONNECTIONS = (
-    ("in", "mlstm.norm_in"),
-    ("mlstm.norm_in", "mlstm.q"),
-    ("mlstm.norm_in", "mlstm.k"),
-    ("mlstm.norm_in", "mlstm.v"),
-    ("mlstm.norm_in", "mlstm.igate"),
-    ("mlstm.norm_in", "mlstm.fgate"),
-    ("mlstm.norm_in", "mlstm.ogate"),
-    ("mlstm.q", "mlstm.memory"),
-    ("mlstm.k", "mlstm.memory"),
-    ("mlstm.v", "mlstm.memory"),
-    ("mlstm.igate", "mlstm.memory"),
-    ("mlstm.fgate", "mlstm.memory"),
-    ("mlstm.memory", "mlstm.norm"),
-    ("mlstm.norm", "mlstm.h"),
-    ("mlstm.ogate", "mlstm.h"),
-    ("mlstm.h", "mlstm.out"),
-    ("mlstm.out", "mid"),
-    ("in", "mid"),
-    ("mid", "ffn.norm_in"),
-    ("ffn.norm_in", "ffn.gate"),
-    ("ffn.norm_in", "ffn.up"),
-    ("ffn.gate", "ffn.h"),
-    ("ffn.up", "ffn.h"),
-    ("ffn.h", "ffn.out"),
-    ("ffn.out", "out"),
-    ("mid", "out"),
-)
+# One mLSTM block as named in the common contract (suffixes after "blocks.i."), read from its block table.
+CELL_CONNECTIONS = MLSTM_BLOCK.connections
 
 
 def cell_kind(name: str) -> str:
-    """What a node computes, from its canonical name."""
-    leaf = name.split(".")[-1]
-    if name == "embedding" or leaf == "in":
+    """What a node computes: block cells by the kind their block table declares, model-level nodes by name."""
+    if name.startswith("blocks.") and name.count(".") == 1:
+        return "block"
+    if name.startswith("blocks."):
+        row = MLSTM_BLOCK.row(name.split(".", 2)[2])
+        if row is not None:
+            return row.node_kind()
+    if name == "embedding":
         return "input"
     if name in ("lm_head", "logits"):
         return "output"
-    if name == "out_norm" or leaf in ("norm_in", "norm"):
+    if name == "out_norm":
         return "norm"
-    if name.startswith("blocks.") and name.count(".") == 1:
-        return "block"
-    if leaf in ("igate", "fgate", "ogate"):
-        return "gate"
-    if leaf == "memory":
-        return "memory"
-    if leaf in ("q", "k", "v"):
-        return "projection"
-    if ".ffn." in name:
-        return "ffn"
-    return "residual"  # mid, out, mlstm.h, mlstm.out
+    return "residual"  # a cell added by a wiring edit: drawn like the stream cells
 
 
 def block_graph(num_blocks: int) -> tuple[list[str], list[tuple[str, str]]]:
