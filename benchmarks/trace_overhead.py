@@ -53,7 +53,7 @@ def direct_forward(model, ids):
             values[cell] = block.run_cell(cell, {k: values[k] for k in inputs}, block.param, ctx)
         x = values["out"]
     x = rms_norm(x, model.backbone.out_norm.weight, model.config.norm_eps)
-    return soft_cap(linear(x, model.lm_head.weight), model.config.output_logit_soft_cap)
+    return soft_cap(linear(x, model.head_weight), model.config.output_logit_soft_cap)
 
 
 def best_ms(fn, repeats):

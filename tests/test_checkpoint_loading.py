@@ -184,3 +184,285 @@ def test_generate_text_in_text_out_with_a_tokenizer(tmp_path, golden_dir):
     model = xlstm_viz.load_model(folder)
     pieces = list(xlstm_viz.generate(model, "w5 w17 w3", max_new_tokens=3))
     assert len(pieces) == 3 and all(isinstance(p, str) and p.strip().startswith("w") for p in pieces)
+
+
+# -- malformed files, crafted byte by byte: each is refused before any tensor is read, naming file and tensor --------
+
+import os
+import struct
+import warnings
+
+from safetensors import SafetensorError, safe_open
+
+from xlstm_viz.checkpoint import SUPPORTED_DTYPES, NonFiniteWeightsWarning
+from xlstm_viz.wiring.headers import read_entries
+
+
+def _write_raw(path, header, data=b"", raw=None):
+    """A safetensors file from a header object (or raw header bytes) and a data buffer, without the library."""
+    head = raw if raw is not None else json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(head)) + head + data)
+
+
+def _entry(dtype, shape, start, stop):
+    return {"dtype": dtype, "shape": shape, "data_offsets": [start, stop]}
+
+
+MALFORMED = {  # name: (header, data bytes, what the error must say)
+    "header_is_a_list": ([_entry("F32", [2], 0, 8)], b"\0" * 8, r"header must be a JSON object of tensors, got a JSON array: \[\{"),
+    "header_is_a_number": (3, b"", "header must be a JSON object of tensors, got a JSON number: 3"),
+    "string_data_offsets": ({"w": {"dtype": "F32", "shape": [2], "data_offsets": "08"}}, b"\0" * 8,
+                            r"w: data_offsets '08' is not a pair of integers"),
+    "overlapping_offsets": ({"a": _entry("F32", [4], 0, 16), "b": _entry("F32", [4], 8, 24)}, b"\0" * 24,
+                            r"b: bytes \[8, 24\) overlap a \[0, 16\): two tensors would share data"),
+    "span_not_dtype_times_shape": ({"w": _entry("F32", [3], 0, 16)}, b"\0" * 16,
+                                   r"w: data_offsets \[0, 16\] span 16 bytes but F32 \[3\] needs 12"),
+    "offsets_past_the_end": ({"w": _entry("F32", [4], 0, 16)}, b"\0" * 8,
+                             r"file is \d+ bytes but its tensors need .*: truncated; tensors past the end: w"),
+    "trailing_bytes": ({"w": _entry("F32", [2], 0, 8)}, b"\0" * 16, "8 trailing bytes"),
+    "hole_between_tensors": ({"a": _entry("F32", [2], 0, 8), "b": _entry("F32", [2], 16, 24)}, b"\0" * 24,
+                             "b: starts at 16 but the previous tensor ends at 8: 8 bytes belong to no tensor"),
+    "negative_shape": ({"w": _entry("F32", [-2], 0, 8)}, b"\0" * 8, r"w: shape \[-2\] is not a list of non-negative"),
+    "integer_dtype": ({"w": _entry("I32", [2], 0, 8)}, b"\0" * 8, r"w: dtype 'I32' is not supported \(supported: "),
+    "metadata_not_strings": ({"__metadata__": {"x": 1}, "w": _entry("F32", [2], 0, 8)}, b"\0" * 8,
+                             "'__metadata__' must be an object of strings"),
+}
+# What the reference parser refuses too; it accepts integer dtypes (valid safetensors, not model weights) and
+# duplicate names (the last one silently wins), which the loader refuses.
+LIBRARY_ACCEPTS = {"integer_dtype"}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_safetensors_file_is_refused_naming_file_and_tensor(tmp_path, case):
+    header, data, message = MALFORMED[case]
+    path = tmp_path / "model.safetensors"
+    _write_raw(path, header, data)
+    with pytest.raises(CheckpointError, match=message) as err:
+        read_entries(path)
+    assert str(path) in str(err.value)
+    if case not in LIBRARY_ACCEPTS:  # the checks agree with the reference implementation of the format
+        with pytest.raises(SafetensorError):
+            safe_open(str(path), framework="numpy")
+
+
+def test_duplicate_tensor_names_in_a_header_are_refused(tmp_path):
+    path = tmp_path / "model.safetensors"
+    one = json.dumps(_entry("F32", [2], 0, 8))
+    _write_raw(path, None, b"\0" * 8, raw=f'{{"w": {one}, "w": {one}}}'.encode())
+    with pytest.raises(CheckpointError, match=r"header has duplicate keys \['w'\]"):
+        read_entries(path)
+
+
+def _tiny_tensors(golden_dir):
+    return load_file(golden_dir / "tiny" / "model.safetensors")
+
+
+def _write_tiny_raw(folder, tensors, dtypes=None, edit_header=None):
+    """Write tensors (float32 numpy) as a safetensors file by hand, each in dtypes.get(name, 'F32')."""
+    header, chunks, offset = {}, [], 0
+    for name, w in tensors.items():
+        dtype = (dtypes or {}).get(name, "F32")
+        if dtype == "BF16":  # the top 16 bits of each float32 (truncation: exact for the test's expected values)
+            raw = (np.ascontiguousarray(w, np.float32).view(np.uint32) >> 16).astype("<u2").tobytes()
+        else:
+            raw = np.ascontiguousarray(w, {"F32": "<f4", "F16": "<f2", "F64": "<f8"}[dtype]).tobytes()
+        header[name] = _entry(dtype, list(w.shape), offset, offset + len(raw))
+        chunks.append(raw)
+        offset += len(raw)
+    if edit_header:
+        edit_header(header)
+    _write_raw(folder / "model.safetensors", header, b"".join(chunks))
+
+
+def test_overlapping_tensor_offsets_in_a_checkpoint_are_refused_not_loaded(tiny, golden_dir):
+    tensors = _tiny_tensors(golden_dir)
+    q, k = "backbone.blocks.0.mlstm_layer.q.weight", "backbone.blocks.0.mlstm_layer.k.weight"
+    _write_tiny_raw(tiny, tensors, edit_header=lambda h: h[k].__setitem__("data_offsets", h[q]["data_offsets"]))
+    # k's own bytes are now covered by nothing, which is named too
+    with pytest.raises(CheckpointError, match=rf"({q}|{k}): bytes \[(\d+), (\d+)\) overlap ({q}|{k}) \[\2, \3\): "
+                                              "two tensors would share data"):
+        xlstm_viz.load_model(tiny)
+
+
+def test_header_shape_that_contradicts_the_offsets_is_named(tiny, golden_dir):
+    name = "backbone.blocks.1.ffn.proj_down.weight"
+    _write_tiny_raw(tiny, _tiny_tensors(golden_dir), edit_header=lambda h: h[name].__setitem__("shape", [64, 100]))
+    with pytest.raises(CheckpointError, match=rf"{name}: data_offsets .* span \d+ bytes but F32 \[64, 100\] needs"):
+        xlstm_viz.load_model(tiny)
+
+
+@pytest.mark.parametrize("dtype", SUPPORTED_DTYPES)
+def test_every_supported_dtype_loads_to_the_stored_values(tiny, golden_dir, dtype):
+    tensors = _tiny_tensors(golden_dir)
+    _write_tiny_raw(tiny, tensors, dtypes=dict.fromkeys(tensors, dtype))
+    model = xlstm_viz.load_model(tiny)
+    from mlx.utils import tree_flatten
+
+    params = dict(tree_flatten(model.parameters()))
+    for name, w in tensors.items():
+        if dtype == "BF16":
+            expected = ((w.view(np.uint32) >> 16) << 16).view(np.float32)
+        else:  # F16 rounds once on the way in; F64 holds the float32 values exactly and narrows back to them
+            expected = w.astype({"F32": np.float32, "F16": np.float16, "F64": np.float64}[dtype]).astype(np.float32)
+        got = np.array(params[name])
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def test_unsupported_dtype_in_a_checkpoint_names_the_tensor(tiny, golden_dir):
+    tensors = _tiny_tensors(golden_dir)
+    name = "backbone.out_norm.weight"
+    _write_tiny_raw(tiny, tensors, edit_header=lambda h: h[name].__setitem__("dtype", "I32"))
+    with pytest.raises(CheckpointError, match=rf"{name}: dtype 'I32' is not supported \(supported: \['F32', "):
+        xlstm_viz.load_model(tiny)
+
+
+def test_nan_and_inf_weights_load_with_a_warning_naming_the_tensors(tiny, golden_dir):
+    tensors = _tiny_tensors(golden_dir)
+    tensors["backbone.blocks.0.ffn.proj_up.weight"][3, 5] = np.nan
+    tensors["lm_head.weight"][0, :2] = [np.inf, -np.inf]
+    save_file(tensors, tiny / "model.safetensors")
+    with pytest.warns(NonFiniteWeightsWarning) as record:
+        model = xlstm_viz.load_model(tiny)
+    text = str(record[0].message)
+    assert "2 tensors hold NaN/Inf" in text
+    assert "backbone.blocks.0.ffn.proj_up.weight (1 NaN, 0 Inf of" in text and "lm_head.weight (0 NaN, 2 Inf of" in text
+    assert np.isnan(np.array(model.blocks[0].ffn.proj_up.weight)[3, 5])  # loaded as stored, not replaced
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xlstm_viz.load_model(golden_dir / "tiny")  # a clean checkpoint loads silently
+
+
+@pytest.fixture
+def sharded(tmp_path, golden_dir):
+    folder = tmp_path / "sharded"
+    shutil.copytree(golden_dir / "tiny_sharded", folder)
+    return folder
+
+
+def _edit_index(folder, edit):
+    path = folder / "model.safetensors.index.json"
+    index = json.loads(path.read_text())
+    edit(index)
+    path.write_text(json.dumps(index))
+    return index
+
+
+def test_index_whose_weight_map_is_a_list_is_named(sharded):
+    _edit_index(sharded, lambda i: i.__setitem__("weight_map", sorted(i["weight_map"])))
+    with pytest.raises(CheckpointError, match=r"'weight_map' must be an object \{tensor name: shard file\}, got list"):
+        xlstm_viz.load_model(sharded)
+
+
+def test_index_mapping_a_tensor_to_a_shard_without_it_is_named(sharded):
+    index = _edit_index(sharded, lambda i: i["weight_map"].__setitem__("backbone.blocks.0.extra.weight",
+                                                                       i["weight_map"]["lm_head.weight"]))
+    shard = index["weight_map"]["lm_head.weight"]
+    with pytest.raises(CheckpointError, match=rf"'backbone.blocks.0.extra.weight' is mapped to {shard} by the index "
+                                              "but that shard has no such tensor"):
+        xlstm_viz.load_model(sharded)
+
+
+def test_index_shard_names_outside_the_folder_are_refused(sharded):
+    _edit_index(sharded, lambda i: i["weight_map"].__setitem__("lm_head.weight", "../elsewhere.safetensors"))
+    with pytest.raises(CheckpointError, match=r"must be file names in this folder; bad entries: "
+                                              r"\{'lm_head.weight': '../elsewhere.safetensors'\}"):
+        xlstm_viz.load_model(sharded)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "config.json", "tokenizer.json"])
+def test_fifo_in_place_of_a_checkpoint_file_is_refused_without_blocking(tiny, name):
+    """In a subprocess with a time limit: a reader blocked on a FIFO can hold the GIL (the tokenizers library does),
+    so a regression would hang a thread-based test instead of failing it."""
+    import subprocess
+    import sys
+
+    (tiny / name).unlink(missing_ok=True)
+    os.mkfifo(tiny / name)
+    code = ("import sys, xlstm_viz\n"
+            "try:\n    xlstm_viz.load_model(sys.argv[1])\n"
+            "except xlstm_viz.CheckpointError as err:\n    print(err); sys.exit(3)\n")
+    try:
+        done = subprocess.run([sys.executable, "-c", code, str(tiny)], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"load_model blocked on the FIFO {name} for 60 s")
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert f"{tiny / name} is a FIFO (named pipe), not a regular file" in done.stdout
+
+
+def test_symlink_loop_and_dangling_symlink_are_named_as_such(tiny):
+    weights = tiny / "model.safetensors"
+    weights.unlink()
+    weights.symlink_to(weights)
+    with pytest.raises(CheckpointError, match=rf"{weights} is a symlink loop"):
+        xlstm_viz.load_model(tiny)
+    weights.unlink()
+    weights.symlink_to(tiny / "gone.safetensors")
+    with pytest.raises(CheckpointError, match=rf"{weights} is a symlink to '.*gone.safetensors', which does not exist"):
+        xlstm_viz.load_model(tiny)
+
+
+def test_non_utf8_config_json_is_named_with_the_byte(tiny):
+    config = (tiny / "config.json").read_bytes()
+    (tiny / "config.json").write_bytes(config[:-1] + b', "note": "caf\xe9"}')
+    with pytest.raises(CheckpointError, match=r"config.json .*config.json is not UTF-8 text: byte 0xe9 at offset \d+"):
+        xlstm_viz.load_model(tiny)
+
+
+def test_block_wiring_reads_config_json_through_the_same_checks(tiny):
+    from xlstm_viz.wiring import BlockWiring
+
+    (tiny / "config.json").write_bytes(b'{"embedding_dim": 64, "note": "\xff"}')
+    with pytest.raises(CheckpointError, match=r"is not UTF-8 text: byte 0xff at offset 31"):
+        BlockWiring.from_checkpoint(tiny)
+
+
+# -- reading: one tensor at a time, about one copy of the weights in the target dtype --------------------------------
+
+
+def test_bf16_checkpoint_loads_to_float32_holding_one_copy_of_the_weights(tiny, golden_dir):
+    """MLX's allocator peak while loading a BF16 file as float32: the float32 weights plus one tensor in flight
+    (its BF16 read and its cast), not the whole BF16 file alongside the float32 copy (1.5x)."""
+    tensors = _tiny_tensors(golden_dir)
+    _write_tiny_raw(tiny, tensors, dtypes=dict.fromkeys(tensors, "BF16"))
+    target = sum(w.size * 4 for w in tensors.values())
+    largest = max(w.size for w in tensors.values()) * (2 + 4)
+    mx.eval(mx.zeros(1))
+    before = mx.get_active_memory()
+    mx.reset_peak_memory()
+    model = xlstm_viz.load_model(tiny)
+    peak = mx.get_peak_memory() - before
+    assert sum(p.nbytes for _, p in __import__("mlx.utils").utils.tree_flatten(model.parameters())) == target
+    assert peak <= target + largest, f"peak {peak} B for {target} B of float32 weights (largest tensor {largest} B)"
+
+
+@pytest.mark.parametrize("dtype", ["F32", "F16", "BF16"])
+def test_memory_mapped_reader_gives_the_same_bits_as_mx_load(tiny, golden_dir, monkeypatch, dtype):
+    from mlx.utils import tree_flatten
+
+    import xlstm_viz.checkpoint as checkpoint
+
+    tensors = _tiny_tensors(golden_dir)
+    _write_tiny_raw(tiny, tensors, dtypes=dict.fromkeys(tensors, dtype))
+    for target in ("float32", "bfloat16"):
+        lazy = dict(tree_flatten(xlstm_viz.load_model(tiny, dtype=target).parameters()))
+        with monkeypatch.context() as m:
+            m.setattr(checkpoint, "_lazy_arrays", lambda file, entries: None)  # the path F64 files take
+            mapped = dict(tree_flatten(xlstm_viz.load_model(tiny, dtype=target).parameters()))
+        assert lazy.keys() == mapped.keys()
+        for name in lazy:
+            assert lazy[name].dtype == mapped[name].dtype
+            assert mx.array_equal(lazy[name], mapped[name], equal_nan=True).item(), (target, name)
+
+
+def test_one_f64_tensor_among_f32_loads_the_same_model(tiny, golden_dir):
+    """mx.load refuses a whole file for one F64 tensor; such a file is read memory-mapped, with the same result."""
+    from mlx.utils import tree_flatten
+
+    tensors = _tiny_tensors(golden_dir)
+    _write_tiny_raw(tiny, tensors, dtypes={"backbone.blocks.1.mlstm_layer.v.weight": "F64"})
+    mixed = dict(tree_flatten(xlstm_viz.load_model(tiny).parameters()))
+    reference = dict(tree_flatten(xlstm_viz.load_model(golden_dir / "tiny").parameters()))
+    assert mixed.keys() == reference.keys()
+    for name in reference:
+        assert mx.array_equal(mixed[name], reference[name]).item(), name

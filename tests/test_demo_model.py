@@ -4,11 +4,14 @@ import json
 
 import mlx.core as mx
 import numpy as np
+import pytest
 
 import xlstm_viz
 from xlstm_viz.demo import DEMO_RECIPE, demo_path
 from xlstm_viz.tasks import recall_accuracy
 from xlstm_viz.training import Curriculum
+
+pytestmark = pytest.mark.numerical
 
 
 def test_demo_folder_ships_checkpoint_task_and_training_log_within_a_few_megabytes():

@@ -7,6 +7,10 @@ import pytest
 import xlstm_viz
 from xlstm_viz.execution import Debugger, Trace
 
+from tolerances import assert_close_to_scale
+
+pytestmark = pytest.mark.numerical
+
 
 @pytest.fixture
 def model(golden_dir):
@@ -177,13 +181,13 @@ def test_chunkwise_memory_reconstruction_matches_recurrent_states(model, ids, ba
     rec = _stats(model, ids, "blocks.*.mlstm.memory", "recurrent", backend)
     assert set(chunk) == {"blocks.0.mlstm.memory", "blocks.1.mlstm.memory"}
     for probe in chunk:
-        for stat, atol in (("m", 1e-4), ("n_norm", 1e-3), ("C_norm", 1e-3)):
-            a, b = chunk[probe][stat], rec[probe][stat]
-            assert np.abs(a - b).max() <= atol * max(1.0, np.abs(b).max()), (probe, stat)
-    # and the last token's norms equal the final state's
+        # ULPs of the largest value; measured at most 42 (m) and 24 (norms) on OpenBLAS and reference BLAS.
+        for stat, ulps in (("m", 400), ("n_norm", 2000), ("C_norm", 2000)):
+            assert_close_to_scale(chunk[probe][stat], rec[probe][stat], ulps, f"{probe} {stat}")
+    # and the last token's norms equal the final state's (measured 1 ULP)
     _, state = model(ids)
     last = {k: v[:, -1] for k, v in rec["blocks.0.mlstm.memory"].items()}
-    np.testing.assert_allclose(last["m"], np.array(state[0].m)[..., 0], atol=1e-5)
+    assert_close_to_scale(last["m"], np.array(state[0].m)[..., 0], 100, "last m")
     np.testing.assert_allclose(last["n_norm"], np.linalg.norm(np.array(state[0].n), axis=-1), rtol=1e-4)
     np.testing.assert_allclose(last["C_norm"], np.linalg.norm(np.array(state[0].C), axis=(-2, -1)), rtol=1e-4)
 

@@ -7,6 +7,8 @@ import pytest
 from xlstm_viz.execution import stats_gpu
 from xlstm_viz.execution.stats import kernel_stats, numpy_stats, stats_table, table_columns
 
+pytestmark = pytest.mark.numerical
+
 
 def _table_stats(arrays, layout):
     table = np.array(stats_table(layout)(*[mx.array(a) for a in arrays]))

@@ -9,13 +9,20 @@ Regenerate (deterministic: NumPy-seeded weights and inputs; the output is the sa
 up to float32 rounding of torch's CPU kernels):
 
     /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden
+    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only d96   # one group only
+
+tools/golden_model.py makes the dims, d96 and fused_save groups (its docstring lists their files);
+tools/golden_ncps.py makes the ncps group (CfC/LTC parity).
+tools/golden_original.py makes the original-xLSTM groups (`xlstm.xLSTMLMModel`, mLSTM + sLSTM blocks; orig_slstm
+also writes orig_slstm_cuda); its docstring lists their keys.
 
 What it writes, per model ("tiny", "small"), in <out>/<name>/:
   config.json          NX-AI/transformers format (all xLSTMLargeConfig fields + HF extras), native CPU kernels
   model.safetensors    7B checkpoint naming (backbone.embeddings.weight, backbone.blocks.N...., lm_head.weight)
   reference.npz        official outputs, all float32 (the _f64 ones are float64 runs rounded to float32)
 and <out>/tiny_sharded/: the tiny weights as model.safetensors.index.json + 2 shards (config.json as tiny's, except
-torch_dtype); no reference.npz: loaded as float32 it is the tiny model, so tiny/reference.npz applies.
+torch_dtype); no reference.npz: loaded as float32 it is the tiny model, so tiny/reference.npz applies;
+and <out>/ncps/: CfC/LTC references from ncps.torch 1.0.1 (tools/golden_ncps.py describes them).
 
 All weights are bfloat16-representable. "small" and "tiny_sharded" are stored as bfloat16 to stay inside the ~3 MB
 fixture budget: upcast to float32 they are exactly the float32 models the references were computed with.
@@ -52,6 +59,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.official_model import build_official, save_checkpoint  # noqa: E402
+from tools import golden_original  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import golden_model  # noqa: E402  (dims, d96 and fused_save fixtures: tools/golden_model.py)
 
 MODELS = {
     "tiny": dict(
@@ -70,6 +81,16 @@ STORAGE_DTYPE = {"tiny": "float32", "small": "bfloat16", "tiny_sharded": "bfloat
 # not test a 1e-3 tolerance. SELF_CONSISTENCY_LIMIT below makes a regeneration fail loudly if that ever changes.
 SEEDS = {"tiny": 1234, "small": 1}
 SELF_CONSISTENCY_LIMIT = 1e-3
+
+
+def _golden_ncps(out: Path) -> dict:
+    from tools.golden_ncps import make
+
+    return make(out)
+
+
+# Fixture folders made by other generators, selectable with --only (each writes only <out>/<name>/).
+EXTRA_GENERATORS = {"ncps": _golden_ncps}
 # Per-block intermediates of the chunkwise call: all of them for tiny; only the gate pre-activations for small
 # (the fixture budget is ~3 MB and small's weights alone are 1.4 MB in bfloat16).
 INTERMEDIATES = {"tiny": None, "small": ("igate_preact", "fgate_preact")}
@@ -405,11 +426,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--no-float64", action="store_true", help="skip the float64 run of the official code")
     ap.add_argument("--report-json", type=Path, default=None, help="also write the statistics as JSON")
+    ap.add_argument("--only", nargs="+", choices=[*MODELS, *golden_model.GENERATORS, *EXTRA_GENERATORS,
+                                                     *golden_original.NAMES],
+                    default=None,
+                    help="regenerate only these fixture groups (default: all but fused_save, which needs "
+                         "--project-python); tiny_sharded comes with tiny")
+    ap.add_argument("--project-python", default=None,
+                    help="the project venv's python (MLX), for fused_save: it runs XLSTM.save")
     args = ap.parse_args(argv)
     torch.manual_seed(0)  # nothing random should come from torch; this only guards against surprises
     args.out.mkdir(parents=True, exist_ok=True)
+    only = args.only or [*MODELS, *(g for g in golden_model.GENERATORS if g != "fused_save"), *EXTRA_GENERATORS,
+                         *golden_original.NAMES]
     reports = {}
-    for name in MODELS:
+    originals = [n for n in golden_original.NAMES if n in only]
+    if originals:
+        golden_original.main(args.out, originals)
+    for name in golden_model.GENERATORS:
+        if name in only:
+            extra = (args.project_python,) if name == "fused_save" else ()
+            if name == "fused_save" and not args.project_python:
+                ap.error("--only fused_save needs --project-python PATH (the project venv's python)")
+            reports[name] = golden_model.GENERATORS[name](args.out, *extra)
+            print(f"== {name}: {json.dumps(reports[name])}")
+    for name in (m for m in MODELS if m in only):
         rep, model = make_model(name, args.out, float64=not args.no_float64)
         if name == "tiny":
             rep["sharded_files"] = make_sharded(name, model, args.out)
@@ -425,6 +465,9 @@ def main(argv: list[str] | None = None) -> None:
             for k, v in rep.get(section, {}).items():
                 print(f"     {k:40s} {v:.3g}")
         print(f"  -- files {rep['files']}" + (f" sharded {rep['sharded_files']}" if "sharded_files" in rep else ""))
+    for name, generator in EXTRA_GENERATORS.items():
+        if name in only:
+            reports[name] = generator(args.out)
     total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"total fixture size {total / 1e6:.2f} MB")
     if args.report_json:

@@ -17,6 +17,11 @@ __version__ = "0.1.0"
 # for speed.
 os.environ.setdefault("MLX_ENABLE_TF32", "0")
 
+# Notebook outputs embed BokehJS and Panel instead of linking their CDNs, so that they render offline (read by Panel's
+# `pn.extension()`, which must therefore run after `import xlstm_viz`; see xlstm_viz/dashboard/offline.py).
+# Export PANEL_INLINE=0 first for small CDN-linked outputs.
+os.environ.setdefault("PANEL_INLINE", "1")
+
 # Bind OpenBLAS before anything imports MLX (a dlopen, no MLX import): `import xlstm_viz; import mlx.core` then gets
 # ~30x faster CPU matmuls on Linux. Without this line that common order silently kept MLX's reference BLAS.
 from xlstm_viz import blas as _blas  # noqa: E402,F401
@@ -26,11 +31,13 @@ _EXPORTS = {
     "load_model": "xlstm_viz.checkpoint",
     "XLSTMConfig": "xlstm_viz.config",
     "XLSTM": "xlstm_viz.model",
+    "OriginalXLSTM": "xlstm_viz.model.xlstm_original",
     "generate": "xlstm_viz.generation",
     "MLSTMState": "xlstm_viz.model",
     "Trace": "xlstm_viz.execution.trace",
     "Debugger": "xlstm_viz.execution.debugger",
     "CheckpointError": "xlstm_viz.checkpoint",
+    "NonFiniteWeightsWarning": "xlstm_viz.checkpoint",
     "load_demo": "xlstm_viz.demo",
     "dashboard": "xlstm_viz.dashboard.app",
     "WiringView": "xlstm_viz.dashboard.wiring_view",

@@ -1,95 +1,49 @@
 """Load NX-AI xLSTM checkpoint folders strictly: config.json + model.safetensors or an index with shards.
 
-Everything is checked against the safetensors headers before any tensor data is read, and all problems are reported
+Everything is checked against the safetensors headers before any tensor data is read (`xlstm_viz.wiring.headers`:
+header structure, dtypes, offsets that cover the file exactly once, the index), and all problems are reported
 together in one `CheckpointError`: missing, unexpected and mis-shaped tensors (expected vs found shape), truncated or
-corrupt files, unknown dtypes, and a config that contradicts the tensor shapes. Tensor data is then read by
-`mx.load`, shard by shard, with a tqdm bar over shards.
+corrupt files, unknown dtypes, and a config that contradicts the tensor shapes. Tensor data is then read one tensor
+at a time and cast to the target dtype before the next one is touched, so loading peaks at about one copy of the
+weights in the target dtype (benchmarks/load_memory.py measures it): by MLX's lazy `mx.load`, which reads each tensor
+straight into its buffer, or memory-mapped with numpy for the F64 files that `mx.load` cannot read. NaN/Inf weights
+load with a warning that names them.
+
+A checkpoint format is a naming: `_model_names` maps checkpoint tensor names and shapes to the model's, and
+`_to_model` maps one loaded tensor the same way. The NX-AI format has two weight modes ('single', and 'fused', whose
+concatenated projections are split); another format is one more branch in those two functions.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import struct
+import warnings
 from pathlib import Path
 
 import xlstm_viz.blas  # noqa: F401  (fast BLAS must be bound before MLX loads)
 import mlx.core as mx
 from tqdm.auto import tqdm
 
-from xlstm_viz.config import ConfigError, XLSTMConfig
+from xlstm_viz.config import ConfigError, XLSTMConfig  # noqa: F401  (ConfigError re-exported for callers)
+from xlstm_viz.wiring.headers import (  # noqa: F401  (read_header, SUPPORTED_DTYPES re-exported)
+    SUPPORTED_DTYPES,
+    CheckpointError,
+    TensorEntry,
+    checkpoint_entries,
+    present,
+    read_json_object,
+    read_header,
+    read_text,
+    regular_file,
+    tensor_bytes,
+)
 
-SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
 DTYPES = {"float32": mx.float32, "bfloat16": mx.bfloat16, "float16": mx.float16}
 # The `xlstm` package names the embedding `embedding.weight`; the 7B checkpoint and transformers use this name.
 PACKAGE_RENAMES = {"embedding.weight": "backbone.embeddings.weight"}
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that does not match the model its config.json describes (lists every offending key)."""
-
-
-def read_header(path: str | Path) -> dict[str, dict]:
-    """Tensor name -> {dtype, shape, data_offsets} from a safetensors file, reading only its header.
-
-    Raises CheckpointError for a file that is too short, has a corrupt header, or whose tensors extend past its end.
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path.name}: file is {size} bytes, too short to be safetensors (truncated?)")
-        (n,) = struct.unpack("<Q", head)
-        if n > size - 8 or n > 100 * 2**20:
-            raise CheckpointError(f"{path.name}: header length {n} exceeds the file size {size} (corrupt or truncated)")
-        raw = fh.read(n)
-    try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path.name}: header is not valid JSON ({err}): corrupt file") from None
-    header.pop("__metadata__", None)
-    problems, end = [], 0
-    for name, info in header.items():
-        try:
-            start, stop = info["data_offsets"]
-            dtype, shape = info["dtype"], info["shape"]
-        except (KeyError, TypeError, ValueError):
-            problems.append(f"  {name}: malformed header entry {info!r}")
-            continue
-        if dtype not in SAFETENSORS_DTYPES:
-            problems.append(f"  {name}: dtype {dtype} is not supported (supported: {sorted(SAFETENSORS_DTYPES)})")
-        end = max(end, stop)
-    if 8 + n + end > size:
-        beyond = [k for k, v in header.items() if 8 + n + v["data_offsets"][1] > size]
-        problems.append(
-            f"  file is {size} bytes but its tensors need {8 + n + end}: truncated; tensors past the end: "
-            + ", ".join(beyond[:10]) + (" ..." if len(beyond) > 10 else "")
-        )
-    if problems:
-        raise CheckpointError(f"{path.name} is not a valid safetensors file:\n" + "\n".join(problems))
-    return header
-
-
-def checkpoint_files(folder: Path) -> dict[str, Path]:
-    """Tensor name -> file holding it, from model.safetensors or model.safetensors.index.json."""
-    single = folder / "model.safetensors"
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise CheckpointError(f"{index.name}: cannot read 'weight_map' ({err!r})") from None
-        missing_files = sorted({f for f in weight_map.values() if not (folder / f).exists()})
-        if missing_files:
-            raise CheckpointError(f"{index.name} names shard files that do not exist: {missing_files}")
-        return {name: folder / f for name, f in weight_map.items()}
-    if single.exists():
-        return {name: single for name in read_header(single)}
-    present = sorted(p.name for p in folder.iterdir())
-    raise FileNotFoundError(
-        f"{folder} has neither model.safetensors nor model.safetensors.index.json (it holds: {present})"
-    )
+class NonFiniteWeightsWarning(UserWarning):
+    """A checkpoint loaded with NaN or Inf values in some tensors (the warning names them)."""
 
 
 def _config_hint(config: XLSTMConfig, found: dict[str, tuple]) -> str:
@@ -106,13 +60,14 @@ def _config_hint(config: XLSTMConfig, found: dict[str, tuple]) -> str:
     return ("\nthe config contradicts the tensors: " + "; ".join(hints)) if hints else ""
 
 
-def validate(expected: dict[str, tuple], found: dict[str, tuple], config: XLSTMConfig, folder: Path) -> None:
+def validate(expected: dict[str, tuple], found: dict[str, tuple], config: XLSTMConfig, folder: Path,
+             problems: list[str] = ()) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     mismatched = sorted(k for k in set(expected) & set(found) if tuple(expected[k]) != tuple(found[k]))
-    if not (missing or unexpected or mismatched):
+    if not (missing or unexpected or mismatched or problems):
         return
-    lines = [f"checkpoint {folder} does not match its config.json:"]
+    lines = [f"checkpoint {folder} does not match its config.json:", *problems]
     for k in missing:
         lines.append(f"  missing:    {k}  expected shape {list(expected[k])}")
     for k in unexpected:
@@ -123,94 +78,183 @@ def validate(expected: dict[str, tuple], found: dict[str, tuple], config: XLSTMC
     raise CheckpointError("\n".join(lines) + _config_hint(config, found))
 
 
-def _split_fused(config: XLSTMConfig, found: dict[str, tuple]) -> dict[str, tuple]:
-    """Shapes of the single-mode tensors that the fused ones (weight_mode='fused') split into."""
-    D, NH, qk, v, F = config.embedding_dim, config.num_heads, config.qk_dim, config.v_dim, config.ffn_dim
-    out = {}
+def _fused_parts(config: XLSTMConfig, name: str) -> list[tuple[str, int]] | None:
+    """For a fused tensor of weight_mode='fused' (weight or bias): the single-mode tensors it concatenates along
+    axis 0 (name, rows), in the order of `FUSED_PARAMETERS`, the table `XLSTM.save` fuses by."""
+    from xlstm_viz.model.xlstm import FUSED_PARAMETERS
+
+    rows = {"q": config.qk_dim, "k": config.qk_dim, "v": config.v_dim, "ogate_preact": config.v_dim,
+            "igate_preact": config.num_heads, "fgate_preact": config.num_heads,
+            "proj_up_gate": config.ffn_dim, "proj_up": config.ffn_dim}
+    for fused, parts in FUSED_PARAMETERS.items():
+        for leaf in ("weight", "bias"):
+            if name.endswith(f".{fused}.{leaf}"):
+                prefix = name[: -len(f"{fused}.{leaf}")]
+                return [(f"{prefix}{part}.{leaf}", rows[part.rsplit(".", 1)[1]]) for part in parts]
+    return None
+
+
+def _single_part_names() -> set[str]:
+    from xlstm_viz.model.xlstm import FUSED_PARAMETERS
+
+    return {f"{part}.{leaf}" for parts in FUSED_PARAMETERS.values() for part in parts for leaf in ("weight", "bias")}
+
+
+def _model_names(config: XLSTMConfig, found: dict[str, tuple]) -> tuple[dict[str, tuple], list[str]]:
+    """Checkpoint {name: shape} -> model {name: shape}, and problems that the mapping itself finds."""
+    if config.weight_mode != "fused":
+        return dict(found), []
+    out, problems = {}, []
+    single = _single_part_names()
     for name, shape in found.items():
-        if name.endswith("mlstm_layer.qkv_opreact.weight"):
-            p = name[: -len("qkv_opreact.weight")]
-            out.update({p + "q.weight": (qk, D), p + "k.weight": (qk, D), p + "v.weight": (v, D),
-                        p + "ogate_preact.weight": (v, D)})
-        elif ".mlstm_layer.ifgate_preact." in name:
-            p, leaf = name.rsplit("ifgate_preact.", 1)
-            out.update({p + "igate_preact." + leaf: (NH,) + tuple(shape[1:]), p + "fgate_preact." + leaf: (NH,) + tuple(shape[1:])})
-        elif name.endswith("ffn.proj_up_gate_z.weight"):
-            p = name[: -len("proj_up_gate_z.weight")]
-            out.update({p + "proj_up_gate.weight": (F, D), p + "proj_up.weight": (F, D)})
-        else:
+        parts = _fused_parts(config, name)
+        if parts is None and name.split(".", 3)[-1] in single and name.startswith("backbone.blocks."):
+            problems.append(f"  single-mode tensor in a fused checkpoint: {name}  (config.json says "
+                            f"weight_mode 'fused', so it must be part of a fused tensor)")
+        elif parts is None:
             out[name] = shape
-    return out
-
-
-def _unfuse(config: XLSTMConfig, weights: dict[str, mx.array]) -> dict[str, mx.array]:
-    qk, v, NH, F = config.qk_dim, config.v_dim, config.num_heads, config.ffn_dim
-    out = {}
-    for name, w in weights.items():
-        if name.endswith("mlstm_layer.qkv_opreact.weight"):
-            p = name[: -len("qkv_opreact.weight")]
-            q, k, vv, o = mx.split(w, [qk, 2 * qk, 2 * qk + v], axis=0)
-            out.update({p + "q.weight": q, p + "k.weight": k, p + "v.weight": vv, p + "ogate_preact.weight": o})
-        elif ".mlstm_layer.ifgate_preact." in name:
-            p, leaf = name.rsplit("ifgate_preact.", 1)
-            out[p + "igate_preact." + leaf], out[p + "fgate_preact." + leaf] = mx.split(w, [NH], axis=0)
-        elif name.endswith("ffn.proj_up_gate_z.weight"):
-            p = name[: -len("proj_up_gate_z.weight")]
-            out[p + "proj_up_gate.weight"], out[p + "proj_up.weight"] = mx.split(w, [F], axis=0)
+        elif not shape or shape[0] != sum(rows for _, rows in parts):
+            problems.append(f"  mis-shaped: {name}  fused tensor of shape {list(shape)} must have "
+                            f"{' + '.join(str(r) for _, r in parts)} = {sum(r for _, r in parts)} rows "
+                            f"({', '.join(n.rsplit('.', 2)[-2] for n, _ in parts)})")
         else:
-            out[name] = w
-    return out
+            out.update({part: (rows,) + tuple(shape[1:]) for part, rows in parts})
+    return out, problems
+
+
+def _to_model(config: XLSTMConfig, name: str, w: mx.array) -> list[tuple[str, mx.array]]:
+    """One loaded checkpoint tensor -> the model tensor(s) it holds (same mapping as `_model_names`)."""
+    parts = _fused_parts(config, name) if config.weight_mode == "fused" else None
+    if parts is None:
+        return [(name, w)]
+    bounds, total = [], 0
+    for _, rows in parts[:-1]:
+        total += rows
+        bounds.append(total)
+    return list(zip((n for n, _ in parts), mx.split(w, bounds, axis=0)))
+
+
+def _lazy_arrays(file: Path, entries: list[TensorEntry]) -> dict[str, mx.array] | None:
+    """MLX's own reader for a validated file: `mx.load` returns lazy arrays, each read from the file straight into
+    its buffer when evaluated. None for a file it cannot read (F64 tensors), which is then memory-mapped."""
+    if any(e.dtype not in ("F32", "F16", "BF16") for e in entries):
+        return None
+    try:
+        return mx.load(str(file))
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise CheckpointError(f"{file}: cannot be read by mx.load ({err})") from None
+
+
+def _read_tensor(file: Path, entry: TensorEntry, target: mx.Dtype, lazy: dict[str, mx.array] | None) -> mx.array:
+    """One tensor in the target dtype, evaluated; nothing else of it outlives this call.
+
+    From `lazy` (taken out of the dict, so that the stored-dtype array is freed once its cast is evaluated: keeping
+    the dict alive is what made float32 loading peak at three times a bf16 file), or else memory-mapped: only this
+    tensor's file pages are mapped, and only while they are copied."""
+    if lazy is not None:
+        w = lazy.pop(entry.name)
+        if tuple(w.shape) != entry.shape:  # two parsers of one validated header cannot disagree; if they do, say so
+            raise CheckpointError(f"{file}: {entry.name} has shape {entry.shape} in its header but mx.load read "
+                                  f"{tuple(w.shape)}")
+    else:
+        raw = tensor_bytes(file, entry)
+        if entry.dtype == "F64":  # MLX has no float64 on every device: narrowed (to nearest) as the data is copied
+            w = mx.array(raw, dtype=mx.float32)
+        else:
+            w = mx.array(raw)
+            if entry.dtype == "BF16":  # numpy has no bfloat16: the bytes were read as uint16 bit patterns
+                w = mx.view(w, mx.bfloat16)
+        del raw
+    if w.dtype != target:
+        w = w.astype(target)
+    mx.eval(w)
+    return w
+
+
+def _check_finite(name: str, w: mx.array, bad: dict[str, str]) -> None:
+    # A sum is non-finite whenever any term is (NaN, or Inf of either sign), and a reduction needs no temporary the
+    # size of the tensor; only then are the values counted (a finite sum that overflows just costs the count).
+    if bool(mx.isfinite(mx.sum(w)).item()):
+        return
+    n = int(mx.sum(mx.logical_not(mx.isfinite(w))).item())
+    if n:
+        nan = int(mx.sum(mx.isnan(w)).item())
+        bad[name] = f"{name} ({nan} NaN, {n - nan} Inf of {w.size})"
+
+
+def _read_config(folder: Path) -> XLSTMConfig:
+    path = folder / "config.json"
+    if not present(path):
+        raise FileNotFoundError(f"no config.json at {path}")
+    read_text(path, "config.json")  # a FIFO, a symlink loop or non-UTF-8 bytes are named here, before parsing
+    return XLSTMConfig.from_json(path)
+
+
+def _is_original_xlstm(folder: Path) -> bool:
+    """Whether config.json describes the original xLSTM (`xlstm.xLSTMLMModel`: mlstm_block/slstm_block fields)."""
+    from xlstm_viz.model.xlstm_original import is_original_config
+
+    try:
+        # Through the same reader as _read_config, so a FIFO or a symlink loop is refused here too, never opened.
+        return is_original_config(read_json_object(folder / "config.json", "config.json"))
+    except (OSError, ValueError):
+        return False  # the xLSTM-Large path below reports a missing or malformed config.json
 
 
 def load_model(path: str | Path, dtype: str = "float32", progress: bool | None = None):
-    """Load a checkpoint folder (config.json + model.safetensors, or an index + shards) into an XLSTM model."""
+    """Load a checkpoint folder (config.json + model.safetensors, or an index + shards) into an XLSTM model.
+
+    A folder of the original xLSTM (`xlstm.xLSTMLMModel`) loads into `OriginalXLSTM` instead
+    (xlstm_viz/model/xlstm_original.py), with the same strict checks."""
     from xlstm_viz.model import XLSTM
 
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist or is not a folder")
+    # --- original xLSTM (xLSTMLMModel): its own config, names and model; delegated whole ---
+    if _is_original_xlstm(folder):
+        from xlstm_viz.model.xlstm_original import load_original
+
+        return load_original(folder, dtype=dtype)
+    # --- xLSTM-Large / xLSTM-7B ---
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    config = XLSTMConfig.from_json(folder / "config.json")
-    files = checkpoint_files(folder)
+    config = _read_config(folder)
+    entries = checkpoint_entries(folder)  # every header validated against its file; no tensor data read yet
+    found = {name: entry.shape for name, (_, entry) in entries.items()}
 
-    headers = {f: read_header(f) for f in sorted(set(files.values()))}
-    found: dict[str, tuple] = {}
-    problems = []
-    for name, file in files.items():
-        info = headers[file].get(name)
-        if info is None:
-            problems.append(f"  {name}: listed in the index for {file.name} but not in that file")
-            continue
-        found[name] = tuple(info["shape"])
-    for file, header in headers.items():
-        for name in header:
-            if files.get(name) != file:
-                problems.append(f"  {name}: stored in {file.name} but the index does not map it there")
-    if problems:
-        raise CheckpointError(f"checkpoint {folder} index and shards disagree:\n" + "\n".join(problems))
-
-    model = XLSTM(config)
+    model = XLSTM(config)  # parameters are lazy: they are replaced before they are ever computed
     model.source = str(folder)
-    expected = model.checkpoint_shapes()
-    validate(expected, _split_fused(config, found) if config.weight_mode == "fused" else found, config, folder)
+    shapes, problems = _model_names(config, found)
+    validate(model.checkpoint_shapes(), shapes, config, folder, problems)
 
     target = DTYPES[dtype]
-    show = progress if progress is not None else len(headers) > 1
+    by_file: dict[Path, list[TensorEntry]] = {}
+    for file, entry in entries.values():
+        by_file.setdefault(file, []).append(entry)
+    show = progress if progress is not None else len(by_file) > 1
     weights: dict[str, mx.array] = {}
-    for file in tqdm(sorted(headers), desc="loading shards", unit="shard", disable=not show):
-        try:
-            loaded = mx.load(str(file))
-        except Exception as err:  # noqa: BLE001 - re-raised with the file named
-            raise CheckpointError(f"{file.name}: cannot be read by mx.load ({err})") from None
-        for name, array in loaded.items():
-            weights[name] = array.astype(target) if array.dtype != target else array
-    if config.weight_mode == "fused":
-        weights = _unfuse(config, weights)
+    nonfinite: dict[str, str] = {}
+    cache_limit = mx.set_cache_limit(0)  # a staging buffer freed after its cast is returned, not kept for reuse
+    try:
+        for file in tqdm(sorted(by_file), desc="loading shards", unit="shard", disable=not show):
+            lazy = _lazy_arrays(file, by_file[file])
+            for entry in sorted(by_file[file], key=lambda e: e.start):  # file order: sequential reads
+                w = _read_tensor(file, entry, target, lazy)
+                _check_finite(entry.name, w, nonfinite)
+                weights.update(_to_model(config, entry.name, w))
+    finally:
+        mx.set_cache_limit(cache_limit)
+    if nonfinite:
+        names = sorted(nonfinite)
+        warnings.warn(f"checkpoint {folder}: {len(names)} tensors hold NaN/Inf values (loaded as stored): "
+                      + "; ".join(nonfinite[n] for n in names[:20]) + (" ..." if len(names) > 20 else ""),
+                      NonFiniteWeightsWarning, stacklevel=2)
     model.load_weights(list(weights.items()), strict=True)
     mx.eval(model.parameters())
     tokenizer_file = folder / "tokenizer.json"
-    if tokenizer_file.exists():
+    if present(tokenizer_file):
+        regular_file(tokenizer_file, "tokenizer.json")
         from tokenizers import Tokenizer
 
         model.tokenizer = Tokenizer.from_file(str(tokenizer_file))

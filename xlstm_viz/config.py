@@ -4,94 +4,144 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from xlstm_viz.dims import MLSTMBlockDims, mlstm_block_dims
 
 
 class ConfigError(ValueError):
     """A config.json that cannot describe a model (names the field and the value)."""
 
 
+# Field types for the validation (pydantic, strict mode: "0.5" is not a number, 1 is not a bool, 2.0 is not an int;
+# an int is a valid float). The dataclass ignores the Annotated metadata, pydantic reads it.
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+TokenId = Optional[Annotated[int, Field(ge=0)]]
+StorageDtype = Literal["float32", "bfloat16", "float16"]
+
+
+class ValidatedConfig:
+    """Mixin for config dataclasses: every field is type- and range-checked from its annotation by pydantic when the
+    object is made (and again by `validate()`, e.g. before modules are built), then `check_consistency()` runs the
+    checks between fields. Errors are one ConfigError listing every bad field with its value. A new config format
+    (e.g. the original xLSTM's) declares its fields with these annotations and gets the same checks."""
+
+    _UNCHECKED = frozenset({"extra"})
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def _field_model(cls) -> type[BaseModel]:
+        model = cls.__dict__.get("_pydantic_fields")
+        if model is None:
+            hints = get_type_hints(cls, include_extras=True)
+            specs = {f.name: (hints[f.name], ...) for f in dataclasses.fields(cls) if f.name not in cls._UNCHECKED}
+            model = create_model(f"{cls.__name__}Fields", __config__=ConfigDict(strict=True, extra="forbid"), **specs)
+            cls._pydantic_fields = model
+        return model
+
+    def validate(self) -> None:
+        model = self._field_model()
+        try:
+            model(**{name: getattr(self, name) for name in model.model_fields})
+        except ValidationError as err:
+            lines = []
+            for e in err.errors():
+                field_name = str(e["loc"][0]) + "".join(f"[{i}]" for i in e["loc"][1:])
+                value = e["input"]
+                lines.append(f"config field {field_name!r} = {value!r} ({type(value).__name__}): "
+                             f"{e['msg'][0].lower()}{e['msg'][1:]}")
+            raise ConfigError("\n".join(lines)) from None
+        self.check_consistency()
+
+    def check_consistency(self) -> None:
+        """Checks between fields; the fields themselves are valid when this runs."""
+
+
 @dataclass
-class XLSTMConfig:
+class XLSTMConfig(ValidatedConfig):
     """Fields of `xLSTMLargeConfig` (xlstm 2.0.6) with the 7B's values as defaults where they are architecture.
 
     Kernel names are kept as given and never interpreted: MLX has its own kernels, so an unknown name is not an error.
+    Every field is validated when the config is made (see ValidatedConfig).
     """
 
-    embedding_dim: int = 4096
-    num_heads: int = 8
-    num_blocks: int = 32
-    vocab_size: int = 50304
+    embedding_dim: PositiveInt = 4096
+    num_heads: PositiveInt = 8
+    num_blocks: PositiveInt = 32
+    vocab_size: PositiveInt = 50304
     use_bias: bool = False
-    norm_eps: float = 1e-6
+    norm_eps: PositiveFloat = 1e-6
     norm_reduction_force_float32: bool = True
     add_out_norm: bool = True
-    qk_dim_factor: float = 0.5
-    v_dim_factor: float = 1.0
-    ffn_proj_factor: float = 2.667
-    ffn_round_up_to_multiple_of: int = 64
-    gate_soft_cap: float = 15.0
-    output_logit_soft_cap: float = 30.0
-    weight_mode: str = "single"
-    chunk_size: int = 64
-    eps: float = 1e-6
-    mode: str = "inference"
+    qk_dim_factor: PositiveFloat = 0.5
+    v_dim_factor: PositiveFloat = 1.0
+    ffn_proj_factor: PositiveFloat = 2.667
+    ffn_round_up_to_multiple_of: PositiveInt = 64
+    gate_soft_cap: PositiveFloat = 15.0
+    output_logit_soft_cap: PositiveFloat = 30.0
+    weight_mode: Literal["single", "fused"] = "single"
+    chunk_size: PositiveInt = 64
+    eps: PositiveFloat = 1e-6
+    mode: Literal["inference", "train", "train_with_padding"] = "inference"
     return_last_states: bool = True
     chunkwise_kernel: str = "chunkwise--triton_xl_chunk"
     sequence_kernel: str = "native_sequence__triton"
     step_kernel: str = "triton"
-    autocast_kernel_dtype: str = "bfloat16"
-    inference_state_dtype: str = "float32"
+    autocast_kernel_dtype: StorageDtype = "bfloat16"
+    inference_state_dtype: StorageDtype = "float32"
+    # True: lm_head is the embedding matrix (logits = out_norm(x) @ E^T); no lm_head.weight is loaded or saved.
     tie_word_embeddings: bool = False
-    bos_token_id: int | None = 0
-    eos_token_id: int | None = 2
-    pad_token_id: int | None = 1
+    bos_token_id: TokenId = 0
+    eos_token_id: TokenId = 2
+    pad_token_id: TokenId = 1
     # Per-block layer types for mixed stacks (roadmap: sLSTM, CfC). None means every block is "mlstm".
-    block_types: list[str] | None = None
+    block_types: Optional[list[Annotated[str, Field(min_length=1)]]] = None
     # Keys of config.json that are not fields here (HF extras); kept so that save() writes them back.
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    # -- derived sizes (the layers use int(D*factor); HF's rounded qk_dim/v_dim properties are cache-only) --
+    # -- derived sizes: one derivation (xlstm_viz.dims) shared with the block wiring and the loader --
+    @property
+    def dims(self) -> MLSTMBlockDims:
+        return mlstm_block_dims(self.embedding_dim, self.num_heads, self.qk_dim_factor, self.v_dim_factor,
+                                self.ffn_proj_factor, self.ffn_round_up_to_multiple_of)
+
     @property
     def qk_dim(self) -> int:
-        return int(self.embedding_dim * self.qk_dim_factor)
+        return self.dims.qk_dim
 
     @property
     def v_dim(self) -> int:
-        return int(self.embedding_dim * self.v_dim_factor)
+        return self.dims.v_dim
 
     @property
     def qk_head_dim(self) -> int:
-        return self.qk_dim // self.num_heads
+        return self.dims.qk_head_dim
 
     @property
     def v_head_dim(self) -> int:
-        return self.v_dim // self.num_heads
+        return self.dims.v_head_dim
 
     @property
     def ffn_dim(self) -> int:
-        m = self.ffn_round_up_to_multiple_of
-        return int(math.ceil(self.embedding_dim * self.ffn_proj_factor / m) * m)
+        return self.dims.ffn_dim
 
     def layer_types(self) -> list[str]:
         return list(self.block_types) if self.block_types else ["mlstm"] * self.num_blocks
 
-    def __post_init__(self) -> None:
-        for name in ("embedding_dim", "num_heads", "num_blocks", "vocab_size", "chunk_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"config field {name!r} must be a positive integer, got {value!r}")
+    def check_consistency(self) -> None:
         for name, dim in (("qk_dim", self.qk_dim), ("v_dim", self.v_dim)):
             if dim <= 0 or dim % self.num_heads:
                 raise ConfigError(
                     f"{name} = int(embedding_dim * {name}_factor) = {dim} must be a positive multiple of "
                     f"num_heads = {self.num_heads}"
                 )
-        if self.weight_mode not in ("single", "fused"):
-            raise ConfigError(f"config field 'weight_mode' must be 'single' or 'fused', got {self.weight_mode!r}")
         if self.block_types is not None and len(self.block_types) != self.num_blocks:
             raise ConfigError(
                 f"config field 'block_types' has {len(self.block_types)} entries but num_blocks = {self.num_blocks}"
@@ -121,9 +171,14 @@ class XLSTMConfig:
             raise FileNotFoundError(f"no config.json at {path}") from None
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path} is not valid JSON: {err}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path} is not UTF-8 text ({err})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a JSON object, got {type(data).__name__}")
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}:\n{err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.extra)

@@ -148,30 +148,17 @@ def browser_column(page, source_id: str, column: str) -> list | None:
     )
 
 
-# The Fast template asks Google Fonts for Open Sans; on an offline machine that one request fails and
-# the browser falls back to a system font. It is the only failure tolerated, and only by URL.
-OFFLINE_OK = ("https://fonts.googleapis.com/",)
-
-
 class ConsoleErrors(list):
-    """Console errors and page exceptions, minus failed loads of the offline-tolerated URLs."""
+    """Console errors and page exceptions. None is tolerated: every page works offline, so a failed load of any
+    resource is an error (xlstm_viz/dashboard/offline.py)."""
 
     def __init__(self, page):
         super().__init__()
-        self.failed_urls: list[str] = []
         page.on("console", lambda msg: self.append(msg.text) if msg.type == "error" else None)
         page.on("pageerror", lambda exc: self.append(str(exc)))
-        page.on("requestfailed", lambda req: self.failed_urls.append(req.url))
 
     def real(self) -> list[str]:
-        tolerated = sum(1 for u in self.failed_urls if u.startswith(OFFLINE_OK))
-        out = []
-        for e in self:
-            if e.startswith("Failed to load resource") and tolerated:
-                tolerated -= 1
-                continue
-            out.append(e)
-        return out
+        return list(self)
 
 
 def console_errors(page) -> ConsoleErrors:

@@ -38,7 +38,9 @@ def served_app(serve, tmp_path, monkeypatch):
         return app.template()
 
     served = serve(factory)
-    return served, apps
+    yield served, apps
+    for app in apps:
+        app.session.close()
 
 
 def open_app(page, served, apps, query=""):

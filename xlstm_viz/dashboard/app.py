@@ -20,6 +20,7 @@ from xlstm_viz.dashboard.debugger_view import DebuggerView
 from xlstm_viz.dashboard.diff_view import DiffView
 from xlstm_viz.dashboard.model_view import ModelView
 from xlstm_viz.dashboard.notifications import guarded, notify_error
+from xlstm_viz.dashboard.offline import OfflineFast
 from xlstm_viz.dashboard.persistence import SessionStore, new_key
 from xlstm_viz.dashboard.session import ModelSession
 from xlstm_viz.dashboard.trace_view import TraceView
@@ -192,7 +193,7 @@ class DashboardApp(pn.viewable.Viewer):
 
     def template(self):
         return pn.template.FastListTemplate(title=TITLE, sidebar=[self.sidebar()], main=[self.tabs()],
-                                            sidebar_width=330, accent="#1f77b4")
+                                            sidebar_width=330, accent="#1f77b4", design=OfflineFast)
 
     def __panel__(self):
         return pn.Row(pn.Column(self.sidebar(), width=330), self.tabs(), sizing_mode="stretch_width")

@@ -8,10 +8,13 @@ lock); in a notebook or a test `threaded=False` makes each call wait for its res
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import param
@@ -31,12 +34,55 @@ def load_default_model(model_path=None):
     import xlstm_viz
 
     if model_path is not None:
-        return xlstm_viz.load_model(model_path)
+        model = xlstm_viz.load_model(model_path)
+        if getattr(model, "block_kind", None) == "original":
+            raise ValueError(
+                f"{model_path} is an original xLSTM (xLSTMLMModel); the dashboard cannot show it yet. Use the Python "
+                "API: model(ids, mode=..., observer=...)"
+            )
+        return model
     return xlstm_viz.load_demo()
 
 
 def _on_model_thread() -> bool:
     return threading.current_thread().name.startswith("xlstm-viz-model")
+
+
+# Model threads that may still be running, by native thread id. MLX keeps thread-local state whose destructor takes
+# the GIL when the OS thread ends, which happens after `Thread.join` has returned. If the interpreter is finalizing by
+# then, taking the GIL ends the thread by a forced unwind through that destructor: "terminate called without an
+# active exception", exit code 134. So every model thread is stopped, and waited for until the OS has removed it,
+# while the interpreter is still whole (atexit), also for sessions a script left open.
+_TASKS = Path("/proc/self/task")
+_workers: dict[int, ThreadPoolExecutor] = {}
+_workers_lock = threading.Lock()
+
+
+def _os_thread_exists(native_id: int) -> bool:
+    """Whether the OS still runs this thread (Linux /proc; elsewhere unknown, and `join` has to do)."""
+    return _TASKS.is_dir() and (_TASKS / str(native_id)).exists()
+
+
+def _register_worker(native_id: int, pool: ThreadPoolExecutor) -> None:
+    with _workers_lock:
+        if _TASKS.is_dir():  # forget closed sessions whose threads are gone
+            for tid in [t for t in _workers if not _os_thread_exists(t)]:
+                del _workers[tid]
+        _workers[native_id] = pool
+
+
+@atexit.register
+def stop_model_threads(timeout: float = 10.0) -> None:
+    """Stop every session's model thread and wait until the OS thread is gone (runs at exit)."""
+    with _workers_lock:
+        workers = list(_workers.items())
+        _workers.clear()
+    for _, pool in workers:
+        pool.shutdown(wait=True, cancel_futures=True)
+    deadline = time.monotonic() + timeout
+    for tid, _ in workers:
+        while _os_thread_exists(tid) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
 
 class ModelSession(param.Parameterized):
@@ -63,6 +109,9 @@ class ModelSession(param.Parameterized):
         self.threaded = threaded
         self.on_error = on_error
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xlstm-viz-model")
+        _register_worker(self._pool.submit(threading.get_native_id).result(), self._pool)
+        # a session dropped without close() still stops its thread (never waiting: GC may run on any thread)
+        weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         self._debugger = None
         # The model is built on the worker so its arrays belong to that thread.
         self.model = self._pool.submit(lambda: model if model is not None else load_default_model(model_path)).result()
@@ -104,6 +153,7 @@ class ModelSession(param.Parameterized):
         return self._pool.submit(fn).result()
 
     def close(self) -> None:
+        """Stop the model thread after the task in progress (returns at once; the exit hook waits for it)."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- prompt -----------------------------------------------------------------------------------

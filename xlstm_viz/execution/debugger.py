@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,13 +57,37 @@ class Breakpoint:
         return f"#{self.id} " + " ".join(parts)
 
 
-_ABSMAX = re.compile(r"^absmax\s*>\s*([0-9.eE+-]+)$")
-_SATURATED = re.compile(r"^saturated(?:\s*>\s*([0-9.eE+-]+))?$")
+_ABSMAX = re.compile(r"^absmax\s*>\s*(\S+)$")
+_SATURATED = re.compile(r"^saturated(?:\s*>\s*(\S+))?$")
+# "saturated" without a fraction: a gate pre-activation above 95% of the soft cap (|x| > 0.95 * gate_soft_cap).
+SATURATED_FRACTION = 0.95
 
 
-def _parse_condition(condition: str | None) -> None:
-    if condition is None or condition == "nonfinite" or _ABSMAX.match(condition) or _SATURATED.match(condition):
-        return
+def _parse_condition(condition: str | None) -> tuple | None:
+    """("nonfinite",), ("absmax", X) or ("saturated", F); an error names the condition and the bad number."""
+    if condition is None:
+        return None
+    if not isinstance(condition, str):
+        raise TypeError(f"a breakpoint condition is a string, got {condition!r}")
+    condition = condition.strip()
+    if condition == "nonfinite":
+        return ("nonfinite",)
+    for pattern, kind in ((_ABSMAX, "absmax"), (_SATURATED, "saturated")):
+        match = pattern.match(condition)
+        if match is None:
+            continue
+        text = match.group(1)
+        if text is None:
+            return (kind, SATURATED_FRACTION)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"breakpoint condition {condition!r}: {text!r} is not a number") from None
+        if kind == "absmax" and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"breakpoint condition {condition!r}: the threshold must be a finite number >= 0")
+        if kind == "saturated" and not 0 < value <= 1:
+            raise ValueError(f"breakpoint condition {condition!r}: F is a fraction of the gate soft cap, in (0, 1]")
+        return (kind, value)
     raise ValueError(
         f"unknown breakpoint condition {condition!r}; use 'nonfinite', 'absmax>X' or 'saturated' / 'saturated>F'"
     )
@@ -99,6 +124,7 @@ class Debugger:
         self._initial_state = state
         self._executor = Executor(model)
         self.breakpoints: list[Breakpoint] = []
+        self._conditions: dict[str, tuple | None] = {}
         self._ids = itertools.count(1)
         self.reset()
 
@@ -123,15 +149,34 @@ class Debugger:
         if probe is None and condition is None:
             raise ValueError("a breakpoint needs a probe name/pattern, a condition, or both")
         if probe is not None:
-            names = probe_names(self.model)
-            if not any(n == probe or fnmatch.fnmatchcase(n, probe) for n in names):
-                import difflib
-
-                raise KeyError(f"no probe matches {probe!r}; close names: {difflib.get_close_matches(probe, names, 5)}")
-        _parse_condition(condition)
+            self._matching(probe)
+        self._conditions[condition] = _parse_condition(condition)
+        token = self._check_token(token, "breakpoint")
         bp = Breakpoint(next(self._ids), probe, condition, token)
         self.breakpoints.append(bp)
         return bp
+
+    def _matching(self, probe) -> list[int]:
+        """Positions (in one token's cell order) of the probes `probe` names; an unknown one is a KeyError."""
+        if not isinstance(probe, str):
+            raise TypeError(f"a probe is a name or pattern string, got {probe!r}")
+        names = probe_names(self.model)
+        hits = [k for k, n in enumerate(names) if n == probe or fnmatch.fnmatchcase(n, probe)]
+        if not hits:
+            import difflib
+
+            raise KeyError(f"no probe matches {probe!r}; close names: {difflib.get_close_matches(probe, names, 5)}")
+        return hits
+
+    def _check_token(self, token, what: str) -> int | None:
+        if token is None:
+            return None
+        S = int(self.input_ids.shape[1])
+        if isinstance(token, bool) or not isinstance(token, (int, np.integer)):
+            raise TypeError(f"{what} token must be an integer position, got {token!r}")
+        if not 0 <= int(token) < S:
+            raise ValueError(f"{what} token {token} is outside the sequence: positions are 0..{S - 1}")
+        return int(token)
 
     def remove_breakpoint(self, bp) -> None:
         key = bp.id if isinstance(bp, Breakpoint) else int(bp)
@@ -193,17 +238,17 @@ class Debugger:
         return None
 
     def _condition_holds(self, condition: str, ev) -> bool:
+        if condition not in self._conditions:  # a Breakpoint appended by hand
+            self._conditions[condition] = _parse_condition(condition)
+        parsed = self._conditions[condition]
         out = ev.output
-        if condition == "nonfinite":
+        if parsed[0] == "nonfinite":
             return not bool(mx.all(mx.isfinite(out)).item())
-        match = _ABSMAX.match(condition)
-        if match:
-            return float(mx.max(mx.abs(out.astype(mx.float32))).item()) > float(match.group(1))
-        match = _SATURATED.match(condition)
-        if match and local_name(ev.name) in GATE_CELLS:
-            frac = float(match.group(1) or 0.95)
+        if parsed[0] == "absmax":
+            return float(mx.max(mx.abs(out.astype(mx.float32))).item()) > parsed[1]
+        if local_name(ev.name) in GATE_CELLS:
             cap = self.model.config.gate_soft_cap
-            return bool(mx.any(mx.abs(out) > frac * cap).item())
+            return bool(mx.any(mx.abs(out) > parsed[1] * cap).item())
         return False
 
     def _stop(self, reason: str) -> StepEvent | None:
@@ -250,6 +295,22 @@ class Debugger:
         """Run until `probe` (name or pattern) runs at `token` (either may be None), or a breakpoint hits first."""
         if probe is None and token is None:
             raise ValueError("run_to needs a probe, a token, or both")
+        # Refused up front rather than silently running to the end: an unknown probe, a token outside the
+        # sequence, or a target that has already run (the cells run in the same order for every token).
+        hits = self._matching(probe) if probe is not None else None
+        token = self._check_token(token, "run_to")
+        if self.finished:
+            raise ValueError("run_to: the forward pass has finished; reset() to run it again")
+        names = probe_names(self.model)
+        per, done = len(names), len(self.history)
+        spans = int(self.input_ids.shape[1]) if self.mode == "recurrent" else 1
+        last = max(hits) if hits is not None else per - 1
+        tokens = [token] if token is not None and self.mode == "recurrent" else range(done // per, spans)
+        if not any(t * per + last >= done for t in tokens):
+            where = self.history[-1] if self.history else "the start"
+            at = "" if self.current is None or self.current.token is None else f", token {self.current.token}"
+            raise ValueError(f"run_to {probe or 'any cell'}{'' if token is None else f' @ token {token}'}: it has "
+                             f"already run (the debugger is at {where}{at}); reset() to run it again")
 
         def reached(ev) -> bool:
             if probe is not None and not (ev.name == probe or fnmatch.fnmatchcase(ev.name, probe)):

@@ -50,6 +50,8 @@ class _BlockPlan:
     steps: list[_CellStep]
     weight_masks: dict[str, mx.array]  # checkpoint-relative weight path -> mask (only sparsified weights)
     weight_source: dict[str, str]  # weight path -> weight path it shares (featurizer sharing)
+    weight_rows: dict[str, mx.array]  # weight path -> row index tying its feature groups (share_feature_groups)
+    feature_index: dict[str, mx.array]  # weightless cell (local name) -> index tying its output's feature groups
 
 
 def _plan_block(wiring, prefix: str) -> _BlockPlan:
@@ -71,10 +73,15 @@ def _plan_block(wiring, prefix: str) -> _BlockPlan:
                                spec.params))
     sources = {}  # featurizer sharing: a borrowing cell's weight path -> the owner's weight path
     for cell, owner in wiring.shared_weights().items():
-        src, dst = _weight_of(wiring, cell), _weight_of(wiring, owner)
-        if src and dst:
-            sources[src] = dst
-    return _BlockPlan(_plan_key(wiring), steps, masks, sources)
+        sources[_weight_of(wiring, cell)] = _weight_of(wiring, owner)
+    rows, features = {}, {}  # feature-group tying: a weighted cell's weight rows, else the cell's output features
+    for cell in wiring.feature_groups():
+        index = mx.array(wiring.feature_group_index(cell))
+        if "weight" in wiring.cells[cell].params:
+            rows[_weight_of(wiring, cell)] = index
+        else:
+            features[cell[cut:]] = index
+    return _BlockPlan(_plan_key(wiring), steps, masks, sources, rows, features)
 
 
 def _plan_key(wiring):
@@ -82,11 +89,9 @@ def _plan_key(wiring):
     return (wiring.version, len(wiring.cells), len(wiring.connections))
 
 
-def _weight_of(wiring, cell: str) -> str | None:
-    for conn in wiring.inputs_of(cell):
-        if conn.weight is not None and not conn.weight.startswith("norm"):
-            return conn.weight
-    return None
+def _weight_of(wiring, cell: str) -> str:
+    """The checkpoint-relative path of the weight a cell owns (the wiring refuses sharing for weightless cells)."""
+    return wiring.cells[cell].params["weight"]
 
 
 def _check_ids(input_ids, vocab_size: int) -> mx.array:
@@ -234,7 +239,7 @@ class Executor:
                     if stepping:
                         yield ev
                 elif node == "lm_head":
-                    logits = soft_cap(linear(x, model.lm_head.weight), config.output_logit_soft_cap)
+                    logits = soft_cap(linear(x, model.head_weight), config.output_logit_soft_cap)
                     out, ev = finish("logits", "lm_head", None, {"out_norm": x}, logits)
                     if stepping:
                         yield ev
@@ -248,10 +253,12 @@ class Executor:
     def _run_block(self, j, x, states, mode, observer, finish, stepping, zero_state=False):
         block = self.model.blocks[j]
         plan = self._plan(j)
-        masks, sources = plan.weight_masks, plan.weight_source
+        masks, sources, rows, features = plan.weight_masks, plan.weight_source, plan.weight_rows, plan.feature_index
 
         def weights(path: str) -> mx.array:
             w = block.param(sources.get(path, path))
+            if path in rows:  # tied feature groups: each group's rows are its part's first group's rows
+                w = mx.take(w, rows[path], axis=0)
             mask = masks.get(path)
             return w if mask is None else w * mask.astype(w.dtype)
 
@@ -278,6 +285,8 @@ class Executor:
                 out = block.run_cell(step.local, inputs, weights, ctx, step.cell_type, step.params)
                 if step.polarity < 0:
                     out = -out
+            if step.local in features:  # tied feature groups of a weightless cell: its activations
+                out = mx.take(out, features[step.local], axis=-1)
             extras = None
             if step.cell_type == "mlstm_memory":
                 states[j] = ctx.state

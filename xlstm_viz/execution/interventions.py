@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +34,13 @@ class Intervention:
 
 
 class Interventions:
-    def __init__(self):
+    """The model's interventions. `names`: a callable giving the model's probe names, so that an intervention on a
+    probe that does not exist is refused when it is added (without it, any name is accepted)."""
+
+    def __init__(self, names=None):
         self._items: dict[int, Intervention] = {}
         self._ids = itertools.count(1)
+        self._names = names
 
     def __len__(self) -> int:
         return len(self._items)
@@ -43,10 +48,28 @@ class Interventions:
     def add(self, probe: str, kind: str, value=None, tokens=None, source_trace=None) -> Intervention:
         if kind not in KINDS:
             raise ValueError(f"intervention kind must be one of {KINDS}, got {kind!r}")
-        if kind == "scale" and not isinstance(value, (int, float)):
-            raise ValueError(f"a 'scale' intervention needs a number as value, got {value!r}")
-        if kind == "replace" and value is None:
-            raise ValueError("a 'replace' intervention needs the replacement array as value")
+        if not isinstance(probe, str):
+            raise TypeError(f"an intervention's probe is a name or pattern string, got {probe!r}")
+        if self._names is not None:
+            names = self._names()
+            if probe not in names and not any(fnmatch.fnmatchcase(n, probe) for n in names):
+                import difflib
+
+                close = difflib.get_close_matches(probe, names, n=5)
+                raise KeyError(f"no probe matches {probe!r}, so the intervention would do nothing; close names: "
+                               f"{close or names[:8]}")
+        if kind == "scale" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                or not math.isfinite(value)):
+            raise ValueError(f"a 'scale' intervention needs a finite number as value, got {value!r}")
+        if kind in ("zero", "patch") and value is not None:
+            raise ValueError(f"a {kind!r} intervention takes no value, got {value!r}")
+        if kind == "replace":
+            if value is None:
+                raise ValueError("a 'replace' intervention needs the replacement array as value")
+            array = np.asarray(value)
+            if not np.issubdtype(array.dtype, np.number) or array.ndim < 2:
+                raise ValueError(f"a 'replace' value is a numeric [B, S, ...] array, got dtype {array.dtype} with "
+                                 f"shape {array.shape}")
         if kind == "patch":
             if source_trace is None:
                 raise ValueError("a 'patch' intervention needs source_trace= (a Trace recorded in full mode)")
@@ -55,7 +78,11 @@ class Interventions:
                     f"cannot patch {probe!r}: the source trace holds full tensors only for {sorted(source_trace.full)}"
                 )
         if tokens is not None:
-            tokens = tuple(int(t) for t in np.atleast_1d(tokens))
+            raw = np.atleast_1d(np.asarray(tokens, dtype=object)).ravel().tolist()
+            bad = [t for t in raw if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0]
+            if bad or not raw:
+                raise ValueError(f"tokens must be a non-empty list of positions >= 0, got {tokens!r}")
+            tokens = tuple(int(t) for t in raw)
         item = Intervention(next(self._ids), probe, kind, value, tokens, source_trace)
         self._items[item.id] = item
         return item

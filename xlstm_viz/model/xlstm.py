@@ -7,6 +7,7 @@ exactly the NX-AI computation; edits to `model.block_wiring` or `model.cell_wiri
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import mlx.core as mx
@@ -14,7 +15,8 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
-from xlstm_viz.config import XLSTMConfig
+from xlstm_viz.config import ConfigError, XLSTMConfig
+from xlstm_viz.dims import model_parameters
 from xlstm_viz.model.norms import RMSNorm
 from xlstm_viz.model.registry import CELL_WIRINGS, block_class
 
@@ -26,6 +28,66 @@ class Backbone(nn.Module):
         self.blocks = [block_class(kind)(config) for kind in config.layer_types()]
         if config.add_out_norm:
             self.out_norm = RMSNorm(config.embedding_dim, config.norm_eps, config.use_bias)
+
+
+# weight_mode="fused" (xlstm 2.0.6 `convert_single_weights_to_fused_weights`): fused name -> the single-mode
+# parameters it concatenates along the output axis, in this order, for every ".weight" / ".bias" present.
+FUSED_PARAMETERS = {
+    "mlstm_layer.qkv_opreact": ("mlstm_layer.q", "mlstm_layer.k", "mlstm_layer.v", "mlstm_layer.ogate_preact"),
+    "mlstm_layer.ifgate_preact": ("mlstm_layer.igate_preact", "mlstm_layer.fgate_preact"),
+    "ffn.proj_up_gate_z": ("ffn.proj_up_gate", "ffn.proj_up"),
+}
+
+
+def fuse_weights(weights: dict[str, mx.array]) -> dict[str, mx.array]:
+    """Single-mode tensors in the fused layout: what a `weight_mode: "fused"` config.json promises the official
+    xLSTMLarge. Each block's parts are concatenated in FUSED_PARAMETERS order; everything else passes through."""
+    out = dict(weights)
+    blocks = sorted({name.split(".")[2] for name in weights if name.startswith("backbone.blocks.")}, key=int)
+    for b in blocks:
+        prefix = f"backbone.blocks.{b}."
+        for fused, parts in FUSED_PARAMETERS.items():
+            for leaf in ("weight", "bias"):
+                names = [f"{prefix}{part}.{leaf}" for part in parts]
+                present = [n for n in names if n in out]
+                if not present:
+                    continue
+                if len(present) != len(names):
+                    raise ValueError(f"cannot fuse {prefix}{fused}.{leaf}: missing {sorted(set(names) - set(present))}")
+                out[f"{prefix}{fused}.{leaf}"] = mx.concatenate([out.pop(n) for n in names], axis=0)
+    return out
+
+
+def machine_memory_bytes() -> int | None:
+    """Memory the default device can hold: the GPU's (Metal, CUDA) where MLX reports it, else physical RAM."""
+    try:
+        size = mx.device_info().get("memory_size")
+    except Exception:  # noqa: BLE001 - older MLX without device_info
+        size = None
+    if size:
+        return int(size)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(config: XLSTMConfig) -> None:
+    """Refuse a config whose parameters cannot fit in the machine's memory in any dtype the loader supports, before
+    any module is built (a million-block config otherwise spends many seconds making modules and then aborts the
+    process). The bound is bfloat16 (2 bytes a parameter): MLX makes the initial weights lazily, so a bf16 checkpoint
+    of a model that fits only in bf16 still loads."""
+    if any(kind != "mlstm" for kind in config.layer_types()):
+        return  # the count below is the mLSTM block's; other block types bring their own modules
+    count = model_parameters(config.dims, config.num_blocks, config.vocab_size, config.use_bias,
+                             config.add_out_norm, config.tie_word_embeddings)
+    need, have = 2 * count, machine_memory_bytes()
+    if have is not None and need > have:
+        raise ConfigError(
+            f"the config describes {count:,} parameters ({need / 2**30:,.1f} GiB even in bfloat16) but this machine "
+            f"has {have / 2**30:,.1f} GiB of memory (embedding_dim={config.embedding_dim}, "
+            f"num_blocks={config.num_blocks}, vocab_size={config.vocab_size}, ffn_dim={config.ffn_dim})"
+        )
 
 
 class _Wirings:
@@ -42,14 +104,17 @@ class XLSTM(nn.Module):
         from xlstm_viz.execution.interventions import Interventions
         from xlstm_viz.wiring import BlockWiring
 
+        config.validate()  # a config edited after it was made is checked again before any module is built
+        check_fits_in_memory(config)
         self.config = config
         self.backbone = Backbone(config)
-        self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
+        if not config.tie_word_embeddings:  # tied: the embedding matrix is the head (head_weight)
+            self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
         self._wirings = _Wirings(
             BlockWiring.from_config(config),
             [CELL_WIRINGS[kind](j, config) for j, kind in enumerate(config.layer_types())],
         )
-        self.interventions = Interventions()
+        self.interventions = Interventions(self.probe_names)
         self.source: str | None = None  # checkpoint folder this model was loaded from
         self.tokenizer = None
         self.task = None
@@ -68,6 +133,11 @@ class XLSTM(nn.Module):
     @property
     def blocks(self) -> list:
         return self.backbone.blocks
+
+    @property
+    def head_weight(self) -> mx.array:
+        """The [vocab, D] matrix of the logits: lm_head's, or the embedding matrix with tie_word_embeddings."""
+        return self.backbone.embeddings.weight if self.config.tie_word_embeddings else self.lm_head.weight
 
     # -- forward --
     def __call__(self, input_ids: mx.array, state: list | None = None, mode: str = "chunkwise"):
@@ -136,11 +206,17 @@ class XLSTM(nn.Module):
         initialize(self, profile, seed)
 
     def save(self, path: str | Path, dtype: str | None = None) -> Path:
-        """Write config.json + model.safetensors in the NX-AI 7B naming (a folder `load_model` reads back)."""
+        """Write config.json + model.safetensors in the NX-AI 7B naming (a folder `load_model` reads back).
+
+        The tensors follow the config's weight_mode: a model loaded from a fused checkpoint is saved fused, so the
+        official xLSTMLarge loads the folder strictly (tools/golden_model.py checks it).
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
         weights = dict(tree_flatten(self.parameters()))
+        if self.config.weight_mode == "fused":
+            weights = fuse_weights(weights)
         if dtype is not None:
             weights = {k: v.astype(getattr(mx, dtype)) for k, v in weights.items()}
         mx.save_safetensors(str(path / "model.safetensors"), weights, metadata={"format": "mlx"})

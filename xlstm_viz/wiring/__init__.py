@@ -14,7 +14,7 @@ Three kinds share one edit mechanism (`edits.Editable`: undo, listeners, `versio
 * `CellWiring` (cell.py): the cells and connections inside one mLSTM block, built from the block's table
   (block_types.py: the registered cell types and one table of cells and connections per block type).
 
-`profiles` holds `HyperProfile`s: initialisation and training settings bundled as JSON.
+`profiles` holds `HyperProfile`s: initialisation settings bundled as JSON (validated with pydantic).
 """
 
 from .block import BlockSpec, BlockWiring, Edge

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,9 +28,10 @@ from typing import Any
 
 import networkx as nx
 
-from . import checks
+from . import checks, documents
 from .edits import Change, Editable
-from .headers import checkpoint_shapes
+from .headers import checkpoint_shapes, present, read_json_object
+from ..dims import mlstm_block_dims
 
 _FORMAT = "xlstm_viz.wiring.block/1"
 _BLOCK_KEY = re.compile(r"^backbone\.blocks\.(\d+)\.(.+)$")
@@ -135,7 +135,7 @@ class BlockWiring(Editable):
         """Read config.json (if present), the safetensors index and shard headers; never tensor data."""
         folder = Path(path)
         config_path = folder / "config.json"
-        config = json.loads(config_path.read_text()) if config_path.exists() else {}
+        config = read_json_object(config_path, "config.json") if present(config_path) else {}
         shapes = checkpoint_shapes(folder)
         per_block: dict[int, dict[str, tuple]] = {}
         model_params = {}
@@ -170,8 +170,8 @@ class BlockWiring(Editable):
     @classmethod
     def from_config(cls, config) -> "BlockWiring":
         """From an `XLSTMConfig`, any object with its attributes, or a plain dict (keys as in config.json).
-        Dimensions follow the xLSTM-Large rules: qk_dim = int(D * qk_dim_factor), v_dim = int(D * v_dim_factor),
-        ffn_dim = ceil(D * ffn_proj_factor / m) * m with m = ffn_round_up_to_multiple_of."""
+        Dimensions follow the official xLSTM-Large rules (`xlstm_viz.dims.mlstm_block_dims`, shared with the
+        config and the loader); explicit qk_dim / v_dim / ffn_dim entries of a plain dict take precedence."""
 
         def get(name, default=None):
             value = config.get(name, default) if isinstance(config, dict) else getattr(config, name, default)
@@ -185,13 +185,15 @@ class BlockWiring(Editable):
                 raise ValueError(f"config has no {field_name}: cannot build a block wiring without it")
         width = checks.count("embedding_dim", width, minimum=1)
         num_blocks = checks.count("num_blocks", num_blocks, minimum=1)
-        multiple = get("ffn_round_up_to_multiple_of", 64)
+        num_heads = checks.count("num_heads", num_heads, minimum=1)
+        derived = mlstm_block_dims(width, num_heads, get("qk_dim_factor", 0.5), get("v_dim_factor", 1.0),
+                                   get("ffn_proj_factor", 2.667), get("ffn_round_up_to_multiple_of", 64))
         dims = {
             "embedding_dim": width,
-            "qk_dim": get("qk_dim") or int(width * get("qk_dim_factor", 0.5)),
-            "v_dim": get("v_dim") or int(width * get("v_dim_factor", 1.0)),
-            "num_heads": checks.count("num_heads", num_heads, minimum=1),
-            "ffn_dim": get("ffn_dim") or math.ceil(width * get("ffn_proj_factor", 2.667) / multiple) * multiple,
+            "qk_dim": get("qk_dim") or derived.qk_dim,
+            "v_dim": get("v_dim") or derived.v_dim,
+            "num_heads": num_heads,
+            "ffn_dim": get("ffn_dim") or derived.ffn_dim,
         }
         types = list(get("block_types") or ["mlstm"] * num_blocks)
         if len(types) != num_blocks:
@@ -314,20 +316,66 @@ class BlockWiring(Editable):
 
     @classmethod
     def from_dict(cls, data: dict) -> "BlockWiring":
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"not a block wiring document: format is {data.get('format')!r}, expected {_FORMAT!r}")
-        blocks = [
-            BlockSpec(b["index"], b["block_type"], dict(b["dims"]), {k: tuple(v) for k, v in b["params"].items()})
-            for b in data["blocks"]
-        ]
-        wiring = cls(blocks, data["config"], data["source"], {k: tuple(v) for k, v in data["model_params"].items()})
+        """Rebuild from `to_dict()`, validated first (`documents`): types, edges between known nodes that point
+        forward, the residual chain intact, an edit history consistent with the edges; errors name the field."""
+        what = "BlockWiring document"
+        doc = documents.parse(documents.BlockDoc, data, what, _FORMAT)
+        blocks = [BlockSpec(b.index, b.block_type, dict(b.dims), {k: tuple(v) for k, v in b.params.items()})
+                  for b in doc.blocks]
+        wiring = cls(blocks, doc.config, doc.source, {k: tuple(v) for k, v in doc.model_params.items()})
+        residual = set(zip(wiring.nodes, wiring.nodes[1:]))
         wiring._edges = {}
-        for e in data["edges"]:
-            if e["kind"] not in EDGE_KINDS:
-                raise ValueError(f"edge {e['src']}->{e['dst']}: unknown kind {e['kind']!r}, expected one of {EDGE_KINDS}")
-            wiring._edges[(e["src"], e["dst"])] = Edge(**e)
+        for i, e in enumerate(doc.edges):
+            where = f"{what}: edges[{i}] {e.src}->{e.dst}"
+            wiring._check_edge_value((e.src, e.dst), e.model_dump(exclude={"src", "dst"}), where)
+            if (e.src, e.dst) in wiring._edges:
+                raise ValueError(f"{where}: the edge is listed twice")
+            wiring._edges[(e.src, e.dst)] = Edge(**e.model_dump())
+        missing = sorted(residual - set(wiring._edges), key=lambda k: wiring._position[k[0]])
+        if missing:
+            raise ValueError(f"{what}: residual edge {missing[0][0]}->{missing[0][1]} is missing (residual edges "
+                             "cannot be removed, only disabled)")
+        documents.check_history(doc.edits, what, wiring._read_target, wiring._check_edge_value)
         wiring._edits_from_json(data["edits"])
         return wiring
+
+    def _read_target(self, target: tuple):
+        if len(target) != 3 or target[0] != "edge":
+            raise ValueError("a block wiring target is ['edge', src, dst]")
+        _, src, dst = target
+        for node in (src, dst):
+            if node not in self._position:
+                raise ValueError(f"no node {node!r}; nodes: {list(self.nodes)}")
+        edge = self._edges.get((src, dst))
+        return None if edge is None else edge.state()
+
+    def _check_edge_value(self, target, value, where) -> None:
+        """`value` (an edge state, or None for absent) is valid for the edge `target` = (.., src, dst)."""
+        src, dst = target[-2:]
+        for node in (src, dst):
+            if node not in self._position:
+                raise ValueError(f"{where}: no node {node!r}; nodes: {list(self.nodes)}")
+        if value is None:
+            if (src, dst) in zip(self.nodes, self.nodes[1:]):
+                raise ValueError(f"{where}: the residual edge {src}->{dst} cannot be absent")
+            return
+        if not isinstance(value, dict) or set(value) != {"polarity", "enabled", "kind"}:
+            raise ValueError(f"{where}: an edge state is {{'polarity', 'enabled', 'kind'}}, got {value!r}")
+        if type(value["polarity"]) is not int or value["polarity"] not in (-1, 1):
+            raise ValueError(f"{where}: polarity must be -1 or +1, got {value['polarity']!r}")
+        if not isinstance(value["enabled"], bool):
+            raise ValueError(f"{where}: enabled must be true or false, got {value['enabled']!r}")
+        kind = value["kind"]
+        if kind not in EDGE_KINDS:
+            raise ValueError(f"{where}: unknown kind {kind!r}, expected one of {EDGE_KINDS}")
+        consecutive = self._position[dst] == self._position[src] + 1
+        if kind == "residual" and not consecutive:
+            raise ValueError(f"{where}: a residual edge joins consecutive nodes, {src}->{dst} does not")
+        if kind == "skip" and self._position[dst] <= self._position[src]:
+            raise ValueError(f"{where}: the skip {src}->{dst} points back (the stream flows "
+                             f"{' -> '.join(self.nodes)}), so it would form a cycle")
+        if kind == "skip" and consecutive:
+            raise ValueError(f"{where}: {src}->{dst} is the residual edge, not a skip")
 
     @classmethod
     def from_json(cls, text: str) -> "BlockWiring":

@@ -6,16 +6,19 @@ connection `src -> dst` is an input of `dst`. A connection that feeds a checkpoi
 `(features,)` of the activation it carries. Each connection has a polarity (+1/-1), an on/off switch and
 an NCPS-style sparsity: a seeded element mask over that weight (or activation) that multiplies it.
 
-Sharing declarations (the executor applies them; the wiring only validates and stores them):
+Sharing declarations (the wiring validates and stores them; the executor applies them at every forward):
 
 * `share_featurizer(cells)`: the first cell *owns* the weight; every other cell computes its features
   with the owner's weight tensor instead of its own (e.g. q and k share one projection). The weights
-  must have equal shapes. Each borrower's incoming connection keeps its own polarity and mask.
+  must have equal shapes. Each borrower's incoming connection keeps its own polarity and mask, and the
+  borrower its own bias (if it has one).
 * `share_feature_groups(cell, groups)`: the cell's features are split into G equal contiguous groups
   (for q/k/v with G = num_heads these are the heads). `groups` is G (all groups use group 0's
   features) or a partition of range(G) such as [[0, 1], [2, 3]] (each part uses its first group's
-  features). For a weighted cell that means tying that group's weight rows; for a weightless cell
-  its activations. G must divide the cell's feature count.
+  features). For a weighted cell that means tying that group's weight rows (row r of the weight is
+  feature r: for q/k/v/gates/projections the output features, for a norm its per-feature scale; a bias
+  stays per feature); for a weightless cell its activations (its output's last axis). G must divide
+  the cell's feature count. `feature_group_index(cell)` is the gather index the executor uses.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from . import checks
+from . import checks, documents
 from .block_types import CELL_TYPES, block_table
 from .edits import Change, Editable
 from .masks import element_mask, name_seed
@@ -70,6 +73,7 @@ class Connection:
     def __post_init__(self):
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
         checks.polarity(f"polarity of {self.name}", self.polarity, allow_zero=False)
+        checks.number(f"sparsity of {self.name}", self.sparsity)
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"sparsity of {self.name} must be in [0, 1), got {self.sparsity!r}")
         checks.count(f"seed of {self.name}", self.seed, minimum=0)
@@ -256,7 +260,7 @@ class CellWiring(Editable):
 
     def set_sparsity(self, src: str, dst: str, level: float, seed: int | None = None) -> None:
         """Mask round(level * size) elements of the connection's weight; `seed=None` keeps its seed."""
-        level = float(level)
+        level = checks.number(f"sparsity level of {src}->{dst}", level)
         if not 0.0 <= level < 1.0:
             raise ValueError(f"sparsity level of {src}->{dst} must be in [0, 1), got {level!r}")
         values = {"sparsity": level}
@@ -289,20 +293,29 @@ class CellWiring(Editable):
         if unweighted:
             raise ValueError(f"cells {unweighted} have no weight of their own, so they cannot share a featurizer")
         owner, borrowers = cells[0], cells[1:]
-        owner_shape = self.cells[owner].params["shape"]
         for name in borrowers:
-            shape = self.cells[name].params["shape"]
-            if list(shape) != list(owner_shape):
-                raise ValueError(f"cannot share the featurizer of {owner} {list(owner_shape)} with {name} {list(shape)}: weight shapes differ")
-        if owner in self._featurizers:
-            raise ValueError(f"{owner} already uses the weight of {self._featurizers[owner]}; it cannot own a shared weight")
-        for name in borrowers:
-            if name in self._featurizers:
-                raise ValueError(f"{name} already uses the weight of {self._featurizers[name]}")
-            lenders = sorted(b for b, o in self._featurizers.items() if o == name)
-            if lenders:
-                raise ValueError(f"{name} already lends its weight to {lenders}; it cannot borrow one")
+            self._check_featurizer(name, owner, self._featurizers, "cannot share the featurizer")
         self._commit("share_featurizer", [Change(("featurizer", n), None, owner) for n in borrowers])
+
+    def _check_featurizer(self, borrower: str, owner: str, current: dict, where: str) -> None:
+        """`borrower` may use `owner`'s weight given the sharing `current` (a chain or a shape mismatch is refused)."""
+        for name in (borrower, owner):
+            if name not in self.cells:
+                raise ValueError(f"{where}: no cell {name!r}")
+            if "weight" not in self.cells[name].params:
+                raise ValueError(f"{where}: cell {name} has no weight of its own, so it cannot share a featurizer")
+        if borrower == owner:
+            raise ValueError(f"{where}: a cell cannot borrow its own weight")
+        owner_shape, shape = self.cells[owner].params.get("shape"), self.cells[borrower].params.get("shape")
+        if list(shape or []) != list(owner_shape or []):
+            raise ValueError(f"{where}: {owner} {list(owner_shape or [])} with {borrower} {list(shape or [])}: weight shapes differ")
+        if owner in current:
+            raise ValueError(f"{where}: {owner} already uses the weight of {current[owner]}; it cannot own a shared weight")
+        if current.get(borrower) not in (None, owner):
+            raise ValueError(f"{where}: {borrower} already uses the weight of {current[borrower]}")
+        lenders = sorted(b for b, o in current.items() if o == borrower)
+        if lenders:
+            raise ValueError(f"{where}: {borrower} already lends its weight to {lenders}; it cannot borrow one")
 
     def unshare_featurizer(self, cell: str) -> None:
         """`cell` uses its own weight again."""
@@ -313,21 +326,43 @@ class CellWiring(Editable):
     def share_feature_groups(self, cell: str, groups) -> None:
         """Tie feature groups of `cell` (see module docstring). `groups`: G or a partition of range(G)."""
         self._require_cell(cell)
+        if isinstance(groups, (int, np.integer)) and not isinstance(groups, bool):
+            partition = [list(range(checks.count("groups", groups, minimum=2)))]
+        else:
+            partition = [[checks.count("group index", g) for g in part] for part in groups]
+        self._check_partition(cell, partition, f"groups for {cell}")
+        self._commit("share_feature_groups", [Change(("feature_groups", cell), self._feature_groups.get(cell), partition)])
+
+    def _check_partition(self, cell: str, partition, where: str) -> None:
+        if cell not in self.cells:
+            raise ValueError(f"{where}: no cell {cell!r}")
         features = self.cells[cell].features
         if features is None:
             raise ValueError(f"cell {cell} declares no 'features', so it has no feature groups")
-        if isinstance(groups, (int, np.integer)) and not isinstance(groups, bool):
-            count = checks.count("groups", groups, minimum=2)
-            partition = [list(range(count))]
-        else:
-            partition = [[checks.count("group index", g) for g in part] for part in groups]
-            flat = sorted(g for part in partition for g in part)
-            count = len(flat)
-            if flat != list(range(count)) or any(not part for part in partition):
-                raise ValueError(f"groups for {cell} must partition range(G) with non-empty parts, got {partition}")
+        if not isinstance(partition, list) or not all(isinstance(p, list) for p in partition):
+            raise ValueError(f"{where} must be a list of lists of group indices, got {partition!r}")
+        flat = sorted(g for part in partition for g in part)
+        count = len(flat)
+        if (any(type(g) is not int for g in flat) or flat != list(range(count)) or any(not part for part in partition)
+                or count < 2):
+            raise ValueError(f"{where} must partition range(G), G >= 2, with non-empty parts, got {partition}")
         if features % count:
             raise ValueError(f"cell {cell} has {features} features, which do not split into {count} equal groups")
-        self._commit("share_feature_groups", [Change(("feature_groups", cell), self._feature_groups.get(cell), partition)])
+
+    def feature_group_index(self, cell: str) -> np.ndarray | None:
+        """int32 index over the cell's features that applies its tied groups (None if it has none): feature f reads
+        feature index[f], so every group of a part reads its part's first group. The executor gathers a weighted
+        cell's weight rows with it (axis 0; a bias stays per feature), a weightless cell's output features."""
+        self._require_cell(cell)
+        parts = self._feature_groups.get(cell)
+        if parts is None:
+            return None
+        size = self.cells[cell].features // sum(len(part) for part in parts)
+        index = np.arange(self.cells[cell].features, dtype=np.int32)
+        for part in parts:
+            for group in part:
+                index[group * size:(group + 1) * size] = np.arange(part[0] * size, (part[0] + 1) * size)
+        return index
 
     def unshare_feature_groups(self, cell: str) -> None:
         if cell not in self._feature_groups:
@@ -374,17 +409,105 @@ class CellWiring(Editable):
 
     @classmethod
     def from_dict(cls, data: dict) -> "CellWiring":
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"not a cell wiring document: format is {data.get('format')!r}, expected {_FORMAT!r}")
-        wiring = cls(data["prefix"], data["seed"])
-        for c in data["cells"]:
-            wiring.add_cell(c["name"], c["cell_type"], c["params"], c["polarity"])
-        for c in data["connections"]:
-            wiring.connections[(c["src"], c["dst"])] = Connection(**{**c, "shape": tuple(c["shape"])})
-        wiring._featurizers = dict(data["featurizers"])
-        wiring._feature_groups = {k: [list(p) for p in v] for k, v in data["feature_groups"].items()}
+        """Rebuild from `to_dict()`, validated first (`documents`): types, cells named under the prefix,
+        connections between known cells with the shapes they mask, no cycle, valid sharing, and an edit history
+        consistent with the document; errors name the field and value."""
+        what = "CellWiring document"
+        doc = documents.parse(documents.CellWiringDoc, data, what, _FORMAT)
+        wiring = cls(doc.prefix, doc.seed)
+        for i, c in enumerate(doc.cells):
+            where = f"{what}: cells[{i}] {c.name!r}"
+            if doc.prefix and not c.name.startswith(doc.prefix + "."):
+                raise ValueError(f"{where}: cell names start with the prefix {doc.prefix + '.'!r}")
+            if c.name in wiring.cells:
+                raise ValueError(f"{where}: the cell is listed twice")
+            _check_cell_params(c.params, where)
+            wiring.add_cell(c.name, c.cell_type, c.params, c.polarity)
+        for i, c in enumerate(doc.connections):
+            where = f"{what}: connections[{i}] {c.src}->{c.dst}"
+            for end in (c.src, c.dst):
+                if end not in wiring.cells:
+                    near = difflib.get_close_matches(end, list(wiring.cells), n=3, cutoff=0.5)
+                    raise ValueError(f"{where}: unknown cell {end!r}; close: {near or list(wiring.cells)[:3]}")
+            if (c.src, c.dst) in wiring.connections:
+                raise ValueError(f"{where}: the connection is listed twice")
+            wiring._check_connection_shape(c, where)
+            wiring.connections[(c.src, c.dst)] = Connection(**{**c.model_dump(), "shape": tuple(c.shape)})
+        graph = wiring.graph()
+        if not nx.is_directed_acyclic_graph(graph):
+            cycle = nx.find_cycle(graph)
+            path = " -> ".join([cycle[0][0]] + [v for _, v in cycle])
+            raise ValueError(f"{what}: connections form the cycle {path} (the edge {cycle[-1][0]}->{cycle[-1][1]} points back)")
+        for borrower, owner in doc.featurizers.items():
+            rest = {b: o for b, o in doc.featurizers.items() if b != borrower}
+            wiring._check_featurizer(borrower, owner, rest, f"{what}: featurizers[{borrower!r}]")
+        for cell, partition in doc.feature_groups.items():
+            wiring._check_partition(cell, partition, f"{what}: feature_groups[{cell!r}]")
+        wiring._featurizers = dict(doc.featurizers)
+        wiring._feature_groups = {k: [list(p) for p in v] for k, v in doc.feature_groups.items()}
+        documents.check_history(doc.edits, what, wiring._read_target, wiring._check_value)
         wiring._edits_from_json(data["edits"])
         return wiring
+
+    def _check_connection_shape(self, c, where: str) -> None:
+        if c.weight is not None:
+            params = self.cells[c.dst].params
+            if params.get("weight") != c.weight:
+                raise ValueError(f"{where}: feeds weight {c.weight!r}, but cell {c.dst} owns {params.get('weight')!r}")
+            if list(c.shape) != list(params.get("shape", [])):
+                raise ValueError(f"{where}: shape {list(c.shape)} differs from the weight's shape {params.get('shape')}")
+        else:
+            features = self.cells[c.src].features
+            if features is not None and list(c.shape) != [features]:
+                raise ValueError(f"{where}: shape {list(c.shape)} differs from the {features} features of {c.src}")
+
+    def _read_target(self, target: tuple):
+        kind = target[0]
+        if kind == "connection" and len(target) == 4:
+            _, src, dst, name = target
+            if name not in _CONNECTION_FIELDS:
+                raise ValueError(f"connection field {name!r} is not editable; editable: {_CONNECTION_FIELDS}")
+            if (src, dst) not in self.connections:
+                raise ValueError(f"no connection {src}->{dst}")
+            return getattr(self.connections[(src, dst)], name)
+        if kind == "cell" and len(target) == 3 and target[2] == "polarity":
+            if target[1] not in self.cells:
+                raise ValueError(f"no cell {target[1]!r}")
+            return self.cells[target[1]].polarity
+        if kind in ("featurizer", "feature_groups") and len(target) == 2:
+            if target[1] not in self.cells:
+                raise ValueError(f"no cell {target[1]!r}")
+            store = self._featurizers if kind == "featurizer" else self._feature_groups
+            return store.get(target[1])
+        raise ValueError("a cell wiring target is ['connection', src, dst, field], ['cell', name, 'polarity'], "
+                         "['featurizer', cell] or ['feature_groups', cell]")
+
+    def _check_value(self, target, value, where: str) -> None:
+        kind = target[0]
+        try:
+            if kind == "connection":
+                name = target[3]
+                if name == "polarity" or kind == "cell":
+                    checks.polarity("polarity", value, allow_zero=False)
+                    if type(value) is not int:
+                        raise ValueError(f"polarity must be the integer -1 or +1, got {value!r}")
+                elif name == "sparsity":
+                    checks.number("sparsity", value, minimum=0.0, below=1.0)
+                elif name == "seed":
+                    checks.count("seed", value, minimum=0, maximum=2**32 - 1)
+                elif name == "enabled":
+                    checks.flag("enabled", value)
+            elif kind == "cell":
+                if type(value) is not int or value not in (-1, 1):
+                    raise ValueError(f"polarity must be the integer -1 or +1, got {value!r}")
+            elif kind == "featurizer" and value is not None:
+                if not isinstance(value, str) or value not in self.cells:
+                    raise ValueError(f"no cell {value!r} to borrow a weight from")
+                self._check_featurizer(target[1], value, {}, "featurizer")
+            elif kind == "feature_groups" and value is not None:
+                self._check_partition(target[1], value, "feature groups")
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where} = {value!r}: {err}") from None
 
     @classmethod
     def from_json(cls, text: str) -> "CellWiring":
@@ -399,3 +522,15 @@ class CellWiring(Editable):
 
     def __repr__(self) -> str:
         return f"CellWiring({self.prefix!r}, {len(self.cells)} cells, {len(self.connections)} connections, version={self.version})"
+
+
+def _check_cell_params(params: dict, where: str) -> None:
+    features = params.get("features")
+    if features is not None and (type(features) is not int or features < 1):
+        raise ValueError(f"{where}: params.features must be a positive integer, got {features!r}")
+    if "weight" in params:
+        if not isinstance(params["weight"], str):
+            raise ValueError(f"{where}: params.weight must be a parameter name, got {params['weight']!r}")
+        shape = params.get("shape")
+        if not isinstance(shape, list) or not shape or any(type(d) is not int or d < 1 for d in shape):
+            raise ValueError(f"{where}: params.shape must be a list of positive integers, got {shape!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import checks
 from .neurons import Wiring
 
 
@@ -15,8 +16,8 @@ class FullyConnected(Wiring):
     def __init__(self, units, output_dim=None, erev_init_seed=1111, self_connections=True):
         super().__init__(units)
         self.set_output_dim(self.units if output_dim is None else output_dim)
-        self.self_connections = bool(self_connections)
-        self._erev_init_seed = erev_init_seed
+        self.self_connections = checks.flag("self_connections", self_connections)
+        self._erev_init_seed = checks.count("erev_init_seed", erev_init_seed, minimum=0)
         self._rng = np.random.default_rng(erev_init_seed)
         off_diagonal = ~np.eye(self.units, dtype=bool)
         where = off_diagonal if not self.self_connections else np.ones_like(off_diagonal)
@@ -37,4 +38,4 @@ class FullyConnected(Wiring):
 
     @classmethod
     def _from_config(cls, config: dict):
-        return cls(**config)
+        return cls._construct(config)

@@ -41,7 +41,9 @@ class NCP(Wiring):
         self._num_inter_neurons, self._num_command_neurons, self._num_motor_neurons = inter, command, motor
         self._sensory_fanout = checks.count("sensory_fanout", sensory_fanout)
         self._inter_fanout = checks.count("inter_fanout", inter_fanout)
-        self._recurrent_command_synapses = checks.count("recurrent_command_synapses", recurrent_command_synapses)
+        # Bounded by the number of command pairs (more draws only overwrite), so a config cannot loop for minutes.
+        self._recurrent_command_synapses = checks.count("recurrent_command_synapses", recurrent_command_synapses,
+                                                        maximum=command * command)
         self._motor_fanin = checks.count("motor_fanin", motor_fanin)
         self._seed = checks.count("seed", seed, minimum=0, maximum=2**32 - 1)
         self._rng = np.random.RandomState(self._seed)
@@ -152,7 +154,7 @@ class NCP(Wiring):
                 "NCP config has seed None: ncps 1.0.1's NCP.get_config() re-seeds its RNG from OS entropy and "
                 "stores None, so this wiring cannot be reproduced from its config; rebuild it from the original seed"
             )
-        return cls(**config)
+        return cls._construct(config)
 
 
 class AutoNCP(NCP):
@@ -166,6 +168,7 @@ class AutoNCP(NCP):
         output_size = checks.count("output_size", output_size, minimum=1)
         if output_size >= units - 2:
             raise ValueError(f"output_size must be less than units - 2 (given units={units}, output_size={output_size})")
+        checks.number("sparsity_level", sparsity_level)
         if not 0.1 <= sparsity_level <= 1.0:
             raise ValueError(f"sparsity_level must be in [0.1, 1.0], got {sparsity_level!r}")
         self._output_size = output_size
@@ -196,4 +199,4 @@ class AutoNCP(NCP):
 
     @classmethod
     def _from_config(cls, config: dict):
-        return cls(**config)
+        return cls._construct(config)

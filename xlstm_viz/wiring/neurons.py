@@ -7,13 +7,14 @@ Behaviour and names follow ncps 1.0.1's `ncps.wirings.Wiring`, with its bugs fix
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import checks
+from . import checks, documents
 from .edits import Change, Editable
 from .masks import element_mask, name_seed
 
@@ -33,7 +34,8 @@ class Wiring(Editable):
         _WIRING_CLASSES[cls.__name__] = cls
 
     def __init__(self, units):
-        self.units = checks.count("units", units, minimum=1)
+        # Bounded before the dense matrices are allocated (checks.MAX_UNITS).
+        self.units = checks.count("units", units, minimum=1, maximum=checks.MAX_UNITS)
         self.adjacency_matrix = np.zeros([self.units, self.units], dtype=np.int32)
         self.sensory_adjacency_matrix = None
         self.input_dim = None
@@ -56,7 +58,7 @@ class Wiring(Editable):
     def build(self, input_dim) -> None:
         """Fix the input dimension and generate the sensory synapses. Building again with the same
         dimension changes nothing (ncps would draw a second set of synapses); another dimension raises."""
-        input_dim = checks.count("input_dim", input_dim, minimum=1)
+        input_dim = checks.count("input_dim", input_dim, minimum=1, maximum=checks.MAX_INPUTS)
         if self.input_dim is not None and self.input_dim != input_dim:
             raise ValueError(
                 f"Conflicting input dimensions provided: the wiring was built for input_dim={self.input_dim} "
@@ -72,7 +74,7 @@ class Wiring(Editable):
         """Subclasses draw their sensory synapses here (called once per wiring)."""
 
     def set_input_dim(self, input_dim) -> None:
-        self.input_dim = checks.count("input_dim", input_dim, minimum=1)
+        self.input_dim = checks.count("input_dim", input_dim, minimum=1, maximum=checks.MAX_INPUTS)
         self.sensory_adjacency_matrix = np.zeros([self.input_dim, self.units], dtype=np.int32)
         self._sensory_generated = False
 
@@ -141,6 +143,7 @@ class Wiring(Editable):
         without a synapse, chosen by a mask that depends only on (seed, shape, level). Synapses that
         survive keep their polarity; new ones get a seeded polarity (P(-1) = 1/3, as in ncps's
         FullyConnected/Random). One undoable edit."""
+        checks.number("sparsity level", level)
         if not 0.0 <= float(level) < 1.0:
             raise ValueError(f"sparsity level must be in [0, 1), got {level!r}")
         seed = checks.count("seed", seed, minimum=0)
@@ -234,6 +237,8 @@ class Wiring(Editable):
     def from_config(cls, config: dict):
         """Rebuild from `get_config()` (or an ncps config without `class_name`); never mutates `config`.
         With a `class_name` the matching subclass is built, which must be `cls` or a subclass of it."""
+        if not isinstance(config, dict):
+            raise ValueError(f"a wiring config must be a JSON object, got {type(config).__name__}")
         config = dict(config)
         name = config.pop("class_name", None)
         target = cls
@@ -243,25 +248,39 @@ class Wiring(Editable):
                 raise ValueError(f"unknown wiring class_name {name!r}; known: {sorted(_WIRING_CLASSES) + ['Wiring']}")
             if not issubclass(target, cls):
                 raise ValueError(f"config is for {name}, which is not a {cls.__name__}")
-        return target._from_config(config)
+        try:
+            return target._from_config(config)
+        except (TypeError, ValueError) as err:  # a wrong type is a document error like any other; name the config
+            prefix = f"{target.__name__} config: "
+            raise ValueError(str(err) if str(err).startswith(prefix) else prefix + str(err)) from None
 
     @classmethod
     def _from_config(cls, config: dict):
+        allowed = {"units", "adjacency_matrix", "sensory_adjacency_matrix", "input_dim", "output_dim"}
+        _check_keys(cls.__name__, config, allowed, required={"units"})
         wiring = cls(config["units"])
-        if config.get("adjacency_matrix") is not None:
-            wiring.adjacency_matrix = _matrix_from_list(config["adjacency_matrix"], (wiring.units, wiring.units), "adjacency_matrix")
         if config.get("input_dim") is not None:
             wiring.set_input_dim(config["input_dim"])
             wiring._sensory_generated = True
+        if config.get("adjacency_matrix") is not None:
+            wiring.adjacency_matrix = _matrix_from_list(config["adjacency_matrix"], (wiring.units, wiring.units), "config.adjacency_matrix")
         if config.get("sensory_adjacency_matrix") is not None:
             if wiring.input_dim is None:
                 raise ValueError("config has a sensory_adjacency_matrix but input_dim is None")
             wiring.sensory_adjacency_matrix = _matrix_from_list(
-                config["sensory_adjacency_matrix"], (wiring.input_dim, wiring.units), "sensory_adjacency_matrix"
+                config["sensory_adjacency_matrix"], (wiring.input_dim, wiring.units), "config.sensory_adjacency_matrix"
             )
         if config.get("output_dim") is not None:
             wiring.set_output_dim(config["output_dim"])
         return wiring
+
+    @classmethod
+    def _construct(cls, config: dict):
+        """`cls(**config)` after checking the keys against the constructor, so a bad key is named, not a TypeError."""
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        required = {p.name for p in params if p.default is inspect.Parameter.empty}
+        _check_keys(cls.__name__, config, {p.name for p in params}, required)
+        return cls(**config)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this wiring exactly: config, matrices, edit history, version."""
@@ -283,24 +302,47 @@ class Wiring(Editable):
 
     @classmethod
     def from_dict(cls, data: dict):
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"not a neuron wiring document: format is {data.get('format')!r}, expected {_FORMAT!r}")
-        wiring = cls.from_config(data["config"])
-        if data["input_dim"] is not None and wiring.input_dim is None:
+        """Rebuild from `to_dict()`. The document is validated first (`documents`): types, sizes, matrices,
+        ids in the edit history and its consistency with the matrices; errors name the field and value."""
+        what = f"{cls.__name__} document"
+        doc = documents.parse(documents.NeuronDoc, data, what, _FORMAT)
+        wiring = cls.from_config(doc.config)
+        if doc.input_dim is not None and wiring.input_dim is None:
             # Rebuilding from the seed leaves the random stream where the original's was.
-            if data["sensory_generated"]:
-                wiring.build(data["input_dim"])
+            if doc.sensory_generated:
+                wiring.build(doc.input_dim)
             else:
-                wiring.set_input_dim(data["input_dim"])
-        if data["output_dim"] is not None:
-            wiring.set_output_dim(data["output_dim"])
-        wiring.adjacency_matrix = _matrix_from_list(data["adjacency_matrix"], (wiring.units, wiring.units), "adjacency_matrix")
-        if data["sensory_adjacency_matrix"] is not None:
+                wiring.set_input_dim(doc.input_dim)
+        if doc.input_dim != wiring.input_dim:
+            raise ValueError(f"{what}: input_dim is {doc.input_dim!r} but its config gives {wiring.input_dim!r}")
+        if doc.output_dim is not None:
+            if wiring.output_dim is not None and wiring.output_dim != doc.output_dim:
+                raise ValueError(f"{what}: output_dim is {doc.output_dim} but its config gives {wiring.output_dim}")
+            wiring.set_output_dim(doc.output_dim)
+        wiring.adjacency_matrix = _matrix_from_list(doc.adjacency_matrix, (wiring.units, wiring.units), "adjacency_matrix")
+        if doc.sensory_adjacency_matrix is not None:
+            if wiring.input_dim is None:
+                raise ValueError(f"{what}: sensory_adjacency_matrix is given but input_dim is null")
             wiring.sensory_adjacency_matrix = _matrix_from_list(
-                data["sensory_adjacency_matrix"], (wiring.input_dim, wiring.units), "sensory_adjacency_matrix"
+                doc.sensory_adjacency_matrix, (wiring.input_dim, wiring.units), "sensory_adjacency_matrix"
             )
+        elif wiring.input_dim is not None:
+            raise ValueError(f"{what}: input_dim is {wiring.input_dim} but sensory_adjacency_matrix is null")
+        documents.check_history(doc.edits, what, wiring._read_target, _check_synapse_value)
         wiring._edits_from_json(data["edits"])
         return wiring
+
+    def _read_target(self, target: tuple):
+        if len(target) != 3 or target[0] not in ("synapse", "sensory"):
+            raise ValueError("a synapse target is ['synapse' | 'sensory', src, dest]")
+        which, src, dest = target
+        if which == "sensory" and self.sensory_adjacency_matrix is None:
+            raise ValueError("the wiring has no sensory matrix (input_dim is null)")
+        matrix = self._matrix(which)
+        for name, index, size in (("src", src, matrix.shape[0]), ("dest", dest, matrix.shape[1])):
+            if type(index) is not int or not 0 <= index < size:
+                raise ValueError(f"{name} {index!r} is out of range [0, {size})")
+        return int(matrix[src, dest])
 
     @classmethod
     def from_json(cls, text: str):
@@ -321,11 +363,20 @@ class Wiring(Editable):
 
 
 def _matrix_from_list(values, shape, what) -> np.ndarray:
-    matrix = np.asarray(values)
-    if matrix.shape != tuple(shape):
-        raise ValueError(f"{what} has shape {matrix.shape}, expected {tuple(shape)}")
-    bad = ~np.isin(matrix, (-1, 0, 1))
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise ValueError(f"{what}[{where}] = {matrix[where]!r}: entries must be -1, 0 or +1")
-    return matrix.astype(np.int32)
+    # Checked as lists first: numpy would turn a ragged or mixed list into an object array or a vague error.
+    documents.matrix_rows(values, shape[0], shape[1], what)
+    return np.array(values, dtype=np.int32).reshape(shape)
+
+
+def _check_synapse_value(target, value, where) -> None:
+    if type(value) is not int or value not in (-1, 0, 1):
+        raise ValueError(f"{where} = {value!r}: a synapse is -1, 0 or +1")
+
+
+def _check_keys(name: str, config: dict, allowed: set, required: set) -> None:
+    unknown = sorted(set(config) - allowed)
+    if unknown:
+        raise ValueError(f"{name} config: unknown key(s) {unknown}; expected {sorted(allowed)}")
+    missing = sorted(required - set(config))
+    if missing:
+        raise ValueError(f"{name} config: missing key(s) {missing}")

@@ -1,36 +1,31 @@
-"""HyperProfiles: named, validated bundles of initialisation, constraint and solver settings.
+"""HyperProfiles: named, validated bundles of initialisation settings.
 
-A profile is JSON (bundled ones live in `xlstm_viz/wiring/profiles/*.json`) with the fields of
-`HyperProfile`. `initializers` maps a parameter kind (see `parameter_kind`) to a distribution:
+A profile is JSON (bundled ones live in `xlstm_viz/wiring/profiles/*.json`) with the fields of `HyperProfile`,
+validated with pydantic (strict types, no unknown fields; an error names the field path and the value).
+`initializers` maps a parameter kind (see `parameter_kind`) to a distribution:
 
     {"dist": "constant", "value": v}
     {"dist": "normal", "std": s, "mean": m (default 0), "scale": "fan_in" (optional: std / sqrt(shape[-1]))}
     {"dist": "uniform", "low": a, "high": b}
     {"dist": "linspace", "low": a, "high": b}   # evenly spaced along the last axis, e.g. fgate bias over heads
 
-`constraints` maps a quantity to an allowed range {"min": a, "max": b} (either may be left out);
-`solver` holds training settings; `extras` anything else worth keeping with the profile.
-A model initialised from scratch calls `profile.init_parameter(name, shape, rng)` per parameter.
+`extras` is free-form metadata kept with the profile (it changes no computation). A model initialised from scratch
+calls `profile.init_parameter(name, shape, rng)` per parameter (`XLSTM(config, init_profile=...)`).
+Profiles once had `constraints` and `solver` fields; nothing read them, so they were removed and are refused.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Mapping, Union
 
 import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, ValidationError, model_validator
 
-_DISTRIBUTIONS = {
-    "constant": ({"value"}, set()),
-    "normal": ({"std"}, {"mean", "scale"}),
-    "uniform": ({"low", "high"}, set()),
-    "linspace": ({"low", "high"}, set()),
-}
 # Kinds used when no initializer of their own is given.
 _FALLBACK_KIND = {"lm_head": "linear"}
 
@@ -57,66 +52,77 @@ def parameter_kind(name: str) -> str:
     raise ValueError(f"no initializer kind for parameter {name!r}")
 
 
-def _freeze(value):
-    if isinstance(value, Mapping):
-        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
     return value
 
 
-def _thaw(value):
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
+Number = Annotated[float, Field(strict=True), AfterValidator(_finite)]
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-@dataclass(frozen=True)
-class HyperProfile:
-    name: str
-    description: str
-    source_backend: str
-    target_backend: str
-    initializers: Mapping[str, Mapping[str, Any]]
-    constraints: Mapping[str, Mapping[str, float]]
-    solver: Mapping[str, Any]
-    extras: Mapping[str, Any]
+class Constant(_Spec):
+    dist: Literal["constant"]
+    value: Number
 
-    def __post_init__(self):
-        for field_name in ("name", "description", "source_backend", "target_backend"):
-            value = getattr(self, field_name)
-            if not isinstance(value, str) or (field_name == "name" and not value):
-                raise ValueError(f"profile field {field_name!r} must be a non-empty string, got {value!r}")
-        for field_name in ("initializers", "constraints", "solver", "extras"):
-            value = getattr(self, field_name)
-            if not isinstance(value, Mapping):
-                raise ValueError(f"profile {self.name!r}: field {field_name!r} must be an object, got {type(value).__name__}")
-            object.__setattr__(self, field_name, _freeze(value))
-        for kind, spec in self.initializers.items():
-            _check_distribution(self.name, kind, spec)
-        for quantity, bounds in self.constraints.items():
-            _check_range(self.name, quantity, bounds)
+
+class Normal(_Spec):
+    dist: Literal["normal"]
+    std: Annotated[Number, Field(ge=0)]
+    mean: Number = 0.0
+    scale: Literal["fan_in"] | None = None
+
+
+class Uniform(_Spec):
+    dist: Literal["uniform"]
+    low: Number
+    high: Number
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.low > self.high:
+            raise ValueError(f"low {self.low!r} is above high {self.high!r}")
+        return self
+
+
+class Linspace(_Spec):
+    dist: Literal["linspace"]
+    low: Number
+    high: Number
+
+
+Initializer = Annotated[Union[Constant, Normal, Uniform, Linspace], Field(discriminator="dist")]
+
+
+def _read_only(mapping):
+    return MappingProxyType(dict(mapping))
+
+
+class HyperProfile(BaseModel):
+    """A validated, immutable profile (pydantic): name, description, backends, initializers, extras."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: Annotated[StrictStr, Field(min_length=1)]
+    description: StrictStr
+    source_backend: StrictStr
+    target_backend: StrictStr
+    initializers: Annotated[Mapping[str, Initializer], AfterValidator(_read_only)]
+    extras: Annotated[Mapping[str, Any], AfterValidator(_read_only)] = MappingProxyType({})
 
     # -- JSON ------------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping, origin: str = "profile") -> "HyperProfile":
         if not isinstance(data, Mapping):
             raise ValueError(f"{origin}: a profile must be a JSON object, got {type(data).__name__}")
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(names))
-        missing = [n for n in names if n not in data and n not in ("constraints", "solver", "extras")]
-        if unknown:
-            raise ValueError(f"{origin}: unknown profile field(s) {unknown}; expected {names}")
-        if missing:
-            raise ValueError(f"{origin}: missing profile field(s) {missing}")
-        defaults = {"constraints": {}, "solver": {}, "extras": {}}
-        return cls(**{**defaults, **data})
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as err:
+            raise ValueError(f"{origin}: " + "; ".join(_describe(e) for e in err.errors())) from None
 
     @classmethod
     def from_json(cls, text: str, origin: str = "profile") -> "HyperProfile":
@@ -127,7 +133,14 @@ class HyperProfile:
         return cls.from_dict(data, origin)
 
     def to_dict(self) -> dict:
-        return {f.name: _thaw(getattr(self, f.name)) for f in fields(self)}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source_backend": self.source_backend,
+            "target_backend": self.target_backend,
+            "initializers": {k: v.model_dump(exclude_defaults=True) | {"dist": v.dist} for k, v in self.initializers.items()},
+            "extras": json.loads(json.dumps(dict(self.extras))),
+        }
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -139,22 +152,21 @@ class HyperProfile:
             raise KeyError(f"profile {self.name!r} has no initializer for {kind!r}; it has {sorted(self.initializers)}")
         spec = self.initializers[kind]
         shape = tuple(int(d) for d in shape)
-        dist = spec["dist"]
-        if dist == "constant":
-            values = np.full(shape, spec["value"])
-        elif dist == "normal":
-            std = spec["std"]
-            if spec.get("scale") == "fan_in":
+        if isinstance(spec, Constant):
+            values = np.full(shape, spec.value)
+        elif isinstance(spec, Normal):
+            std = spec.std
+            if spec.scale == "fan_in":
                 if not shape:
                     raise ValueError(f"{kind}: fan_in scaling needs at least one dimension, got shape {shape}")
                 std = std / math.sqrt(shape[-1])
-            values = rng.normal(spec.get("mean", 0.0), std, size=shape)
-        elif dist == "uniform":
-            values = rng.uniform(spec["low"], spec["high"], size=shape)
-        else:  # linspace
+            values = rng.normal(spec.mean, std, size=shape)
+        elif isinstance(spec, Uniform):
+            values = rng.uniform(spec.low, spec.high, size=shape)
+        else:
             if not shape:
                 raise ValueError(f"{kind}: linspace needs at least one dimension, got shape {shape}")
-            values = np.broadcast_to(np.linspace(spec["low"], spec["high"], shape[-1]), shape)
+            values = np.broadcast_to(np.linspace(spec.low, spec.high, shape[-1]), shape)
         return np.ascontiguousarray(values, dtype=np.float32)
 
     def init_parameter(self, name: str, shape, rng: np.random.Generator) -> np.ndarray:
@@ -165,39 +177,19 @@ class HyperProfile:
         return self.init_array(kind, shape, rng)
 
 
-def _check_distribution(profile: str, kind: str, spec) -> None:
-    where = f"profile {profile!r}: initializer {kind!r}"
-    if not isinstance(spec, Mapping) or "dist" not in spec:
-        raise ValueError(f"{where} must be an object with a 'dist' field, got {_thaw(spec)!r}")
-    dist = spec["dist"]
-    if dist not in _DISTRIBUTIONS:
-        raise ValueError(f"{where}: unknown dist {dist!r}; expected one of {sorted(_DISTRIBUTIONS)}")
-    required, optional = _DISTRIBUTIONS[dist]
-    given = set(spec) - {"dist"}
-    if required - given:
-        raise ValueError(f"{where}: dist {dist!r} needs {sorted(required - given)}")
-    if given - required - optional:
-        raise ValueError(f"{where}: unknown field(s) {sorted(given - required - optional)} for dist {dist!r}")
-    for key in given - {"scale"}:
-        if not _is_number(spec[key]):
-            raise ValueError(f"{where}: {key} must be a finite number, got {spec[key]!r}")
-    if dist == "normal" and spec["std"] < 0:
-        raise ValueError(f"{where}: std must be >= 0, got {spec['std']!r}")
-    if "scale" in spec and spec["scale"] != "fan_in":
-        raise ValueError(f"{where}: scale must be 'fan_in', got {spec['scale']!r}")
-    if dist == "uniform" and spec["low"] > spec["high"]:
-        raise ValueError(f"{where}: low {spec['low']!r} is above high {spec['high']!r}")
-
-
-def _check_range(profile: str, quantity: str, bounds) -> None:
-    where = f"profile {profile!r}: constraint {quantity!r}"
-    if not isinstance(bounds, Mapping) or not bounds or set(bounds) - {"min", "max"}:
-        raise ValueError(f"{where} must be an object with 'min' and/or 'max', got {_thaw(bounds)!r}")
-    for key, value in bounds.items():
-        if not _is_number(value):
-            raise ValueError(f"{where}: {key} must be a finite number, got {value!r}")
-    if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
-        raise ValueError(f"{where}: min {bounds['min']!r} is above max {bounds['max']!r}")
+def _describe(error: dict) -> str:
+    # pydantic adds the union tag to the location (initializers.linear.normal.std); the tag is the dist, named already.
+    loc = [str(p) for p in error["loc"] if p not in ("constant", "normal", "uniform", "linspace")]
+    where = ".".join(loc) or "(profile)"
+    if error["type"] == "missing":
+        return f"{where}: missing"
+    if error["type"] == "extra_forbidden":
+        if where in ("constraints", "solver"):
+            return f"{where}: unknown field (profiles no longer have 'constraints' or 'solver': nothing read them)"
+        return f"{where}: unknown field"
+    shown = repr(error.get("input"))
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return f"{where}: {error['msg']} (got {shown})"
 
 
 def _bundled():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import checks
 from .neurons import Wiring
 
 
@@ -18,10 +19,11 @@ class Random(Wiring):
     def __init__(self, units, output_dim=None, sparsity_level=0.0, random_seed=1111):
         super().__init__(units)
         self.set_output_dim(self.units if output_dim is None else output_dim)
+        checks.number("sparsity_level", sparsity_level)
         if not 0.0 <= sparsity_level < 1.0:
             raise ValueError(f"Invalid sparsity_level {sparsity_level!r}, expected a value in [0, 1)")
         self.sparsity_level = sparsity_level
-        self._random_seed = random_seed
+        self._random_seed = checks.count("random_seed", random_seed, minimum=0)
         self._rng = np.random.default_rng(random_seed)
         count = int(np.round(self.units * self.units * (1 - sparsity_level)))
         # Picking from range(n) spends the same draws as ncps's list of (src, dest) tuples.
@@ -46,4 +48,4 @@ class Random(Wiring):
 
     @classmethod
     def _from_config(cls, config: dict):
-        return cls(**config)
+        return cls._construct(config)

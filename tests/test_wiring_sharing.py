@@ -1,0 +1,141 @@
+"""Sharing declarations of a CellWiring as the executor runs them (share_feature_groups, share_featurizer), observed
+through the public API (model(...), run_with_trace, model.interventions, CellWiring methods).
+
+The reference is a second checkpoint whose tensors were changed by hand (copied rows, a shared weight) and loaded
+with `load_model`: the sharing must give that model's logits."""
+
+import shutil
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+import xlstm_viz
+
+pytestmark = pytest.mark.numerical
+
+NH = 4  # heads of the tiny fixture (D=64, qk 32, v 64)
+
+
+@pytest.fixture
+def folder(golden_dir):
+    return golden_dir / "tiny"
+
+
+@pytest.fixture
+def model(folder):
+    return xlstm_viz.load_model(folder)
+
+
+@pytest.fixture
+def ids(folder):
+    return mx.array(np.load(folder / "reference.npz")["input_ids"])
+
+
+def edited_checkpoint(folder, tmp_path, edit):
+    """load_model of a copy of `folder` whose tensors `edit(dict)` changed (names as in the checkpoint)."""
+    out = tmp_path / "edited"
+    out.mkdir()
+    shutil.copy(folder / "config.json", out / "config.json")
+    tensors = load_file(folder / "model.safetensors")
+    edit(tensors)
+    save_file(tensors, out / "model.safetensors")
+    return xlstm_viz.load_model(out)
+
+
+def assert_close(got, want, rel=1e-5):
+    got, want = np.asarray(got), np.asarray(want)
+    np.testing.assert_allclose(got, want, rtol=rel, atol=rel * float(np.abs(want).max()))
+
+
+def logits(model, ids, mode="chunkwise"):
+    return np.array(model(ids, mode=mode)[0])
+
+
+def full(model, ids, probes, run_mode="chunkwise"):
+    return model.run_with_trace(ids, probes=probes, mode="full", run_mode=run_mode).full
+
+
+def block(i):
+    return f"backbone.blocks.{i}."
+
+
+# -- share_feature_groups --------------------------------------------------------------------------------------
+def test_tied_query_heads_equal_a_checkpoint_whose_query_rows_were_copied(model, folder, ids, tmp_path):
+    base = logits(model, ids)
+    model.cell_wirings[0].share_feature_groups("blocks.0.mlstm.q", [[0, 2], [1], [3]])  # head 2 reads head 0's rows
+
+    def copy_rows(t):
+        q = t[block(0) + "mlstm_layer.q.weight"]
+        size = q.shape[0] // NH
+        q[2 * size:3 * size] = q[0:size]
+
+    reference = edited_checkpoint(folder, tmp_path, copy_rows)
+    got = logits(model, ids)
+    assert not np.allclose(got, base, atol=1e-3)
+    assert_close(got, logits(reference, ids))
+    q = full(model, ids, ["blocks.0.mlstm.q"])["blocks.0.mlstm.q"]
+    assert_close(q[..., 16:24], q[..., 0:8])  # heads are 8 wide (equal weights; BLAS may order sums per row)
+    assert not np.array_equal(q[..., 8:16], q[..., 0:8])
+    model.cell_wirings[0].undo()
+    np.testing.assert_array_equal(logits(model, ids), base)
+
+
+def test_tied_norm_scale_groups_equal_a_checkpoint_with_the_scale_copied(model, folder, ids, tmp_path):
+    model.cell_wirings[1].share_feature_groups("blocks.1.ffn.norm_in", 2)  # the second half reads the first half
+
+    def copy_half(t):
+        w = t[block(1) + "norm_ffn.weight"]
+        w[32:] = w[:32]
+
+    assert_close(logits(model, ids), logits(edited_checkpoint(folder, tmp_path, copy_half), ids))
+
+
+def test_tied_gate_rows_tie_the_weight_and_keep_each_heads_bias(model, folder, ids, tmp_path):
+    model.cell_wirings[0].share_feature_groups("blocks.0.mlstm.fgate", NH)
+
+    def copy_rows(t):
+        w = t[block(0) + "mlstm_layer.fgate_preact.weight"]
+        w[1:] = w[0]
+
+    assert_close(logits(model, ids), logits(edited_checkpoint(folder, tmp_path, copy_rows), ids))
+
+
+@pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
+def test_tied_groups_of_a_weightless_cell_tie_its_activations(model, ids, run_mode):
+    h = full(model, ids, ["blocks.0.mlstm.h"], run_mode)["blocks.0.mlstm.h"]
+    wiring = model.cell_wirings[0]
+    wiring.share_feature_groups("blocks.0.mlstm.h", [[1, 0], [2, 3]])
+    index = wiring.feature_group_index("blocks.0.mlstm.h")
+    assert list(index[:16]) == list(range(16, 32)) * 1 and list(index[48:]) == list(range(32, 48))
+    got = full(model, ids, ["blocks.0.mlstm.h", "logits"], run_mode)
+    np.testing.assert_array_equal(got["blocks.0.mlstm.h"], h[..., index])
+    # The same activations put in by a replace intervention on the unedited wiring give the same logits.
+    wiring.undo()
+    model.interventions.add("blocks.0.mlstm.h", "replace", value=h[..., index])
+    assert_close(got["logits"], logits(model, ids, run_mode))
+
+
+# -- featurizer sharing ----------------------------------------------------------------------------------------
+def test_the_two_rmsnorm_weights_can_share_a_featurizer(model, folder, ids, tmp_path):
+    base = logits(model, ids)
+    model.cell_wirings[0].share_featurizer(["blocks.0.mlstm.norm_in", "blocks.0.ffn.norm_in"])
+
+    def share(t):
+        t[block(0) + "norm_ffn.weight"] = t[block(0) + "norm_mlstm.weight"].copy()
+
+    got = logits(model, ids)
+    assert not np.allclose(got, base, atol=1e-3)
+    assert_close(got, logits(edited_checkpoint(folder, tmp_path, share), ids))
+
+
+def test_query_and_key_sharing_a_featurizer_equal_a_checkpoint_with_k_set_to_q(model, folder, ids, tmp_path):
+    model.cell_wirings[1].share_featurizer(["blocks.1.mlstm.q", "blocks.1.mlstm.k"])
+    got = full(model, ids, ["blocks.1.mlstm.q", "blocks.1.mlstm.k", "logits"])
+    np.testing.assert_array_equal(got["blocks.1.mlstm.k"], got["blocks.1.mlstm.q"])
+
+    def share(t):
+        t[block(1) + "mlstm_layer.k.weight"] = t[block(1) + "mlstm_layer.q.weight"].copy()
+
+    assert_close(got["logits"], logits(edited_checkpoint(folder, tmp_path, share), ids))
