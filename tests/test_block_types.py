@@ -86,3 +86,17 @@ def test_a_linear_cell_added_to_a_live_wiring_runs_by_its_type(model, ids):
     fresh.interventions.add(f"{p}.mlstm.out", "scale", 2.0)
     expected = np.array(fresh(ids)[0])
     np.testing.assert_allclose(edited, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+
+def test_config_accepts_layer_types_as_lfm2_spells_them():
+    from xlstm_viz.config import ConfigError, XLSTMConfig
+
+    base = dict(embedding_dim=64, num_heads=4, num_blocks=2, vocab_size=32)
+    config = XLSTMConfig.from_dict({**base, "layer_types": ["mlstm", "mlstm"]})
+    assert config.layer_types() == ["mlstm", "mlstm"] and config.block_types == ["mlstm", "mlstm"]
+    assert "layer_types" not in config.extra
+    assert XLSTMConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="'block_types' has 3 entries but num_blocks = 2"):
+        XLSTMConfig.from_dict({**base, "layer_types": ["mlstm"] * 3})
+    with pytest.raises(ConfigError, match="'layer_types' .* and 'block_types' .* disagree"):
+        XLSTMConfig.from_dict({**base, "layer_types": ["mlstm", "mlstm"], "block_types": ["mlstm", "slstm"]})
