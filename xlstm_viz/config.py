@@ -155,6 +155,14 @@ class XLSTMConfig(ValidatedConfig):
         for name, alias in (("embedding_dim", "hidden_size"), ("num_blocks", "num_hidden_layers")):
             if name not in d and alias in d:
                 d[name] = d[alias]
+        # LFM2-style configs spell the per-block types `layer_types`; it is the same list as `block_types`.
+        if "layer_types" in d:
+            layer_types = d.pop("layer_types")
+            if d.get("block_types") is not None and d["block_types"] != layer_types:
+                raise ConfigError(
+                    f"config fields 'layer_types' {layer_types!r} and 'block_types' {d['block_types']!r} disagree; "
+                    "give one of them")
+            d["block_types"] = layer_types
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in d.items() if k in names}
         extra = {k: v for k, v in d.items() if k not in names}

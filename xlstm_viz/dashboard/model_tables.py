@@ -9,28 +9,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from xlstm_viz.dashboard.colors import KIND_COLORS, POLARITY_COLORS
+from xlstm_viz.dashboard.colors import KIND_COLORS, POLARITY_COLORS  # noqa: F401  (KIND_COLORS re-exported)
+from xlstm_viz.wiring.block_types import MLSTM_BLOCK
 
 def cell_kind(name: str) -> str:
-    """What a node computes, from its canonical name."""
-    leaf = name.split(".")[-1]
-    if name == "embedding" or leaf == "in":
+    """What a node computes: block cells by the kind their block table declares, model-level nodes by name."""
+    if name.startswith("blocks.") and name.count(".") == 1:
+        return "block"
+    if name.startswith("blocks."):
+        row = MLSTM_BLOCK.row(name.split(".", 2)[2])
+        if row is not None:
+            return row.node_kind()
+    if name == "embedding":
         return "input"
     if name in ("lm_head", "logits"):
         return "output"
-    if name == "out_norm" or leaf in ("norm_in", "norm"):
+    if name == "out_norm":
         return "norm"
-    if name.startswith("blocks.") and name.count(".") == 1:
-        return "block"
-    if leaf in ("igate", "fgate", "ogate"):
-        return "gate"
-    if leaf == "memory":
-        return "memory"
-    if leaf in ("q", "k", "v"):
-        return "projection"
-    if ".ffn." in name:
-        return "ffn"
-    return "residual"  # mid, out, mlstm.h, mlstm.out
+    return "residual"  # a cell added by a wiring edit: drawn like the stream cells
 
 
 def layer_of(names: list[str], connections: list[tuple[str, str]]) -> dict[str, int]:

@@ -41,6 +41,7 @@ class _CellStep:
     cell_type: str
     inputs: list[_Input]
     polarity: int = 1  # a cell's own polarity flips the sign of its output
+    params: dict | None = None  # the wiring's cell params (weight path, num_heads, ...)
 
 
 @dataclass
@@ -68,7 +69,8 @@ def _plan_block(wiring, prefix: str) -> _BlockPlan:
                 mask = None
             inputs.append(_Input(conn.src[cut:], int(conn.polarity), bool(conn.enabled),
                                  None if mask is None else mx.array(mask)))
-        steps.append(_CellStep(name, name[cut:], spec.cell_type, inputs, int(getattr(spec, "polarity", 1))))
+        steps.append(_CellStep(name, name[cut:], spec.cell_type, inputs, int(getattr(spec, "polarity", 1)),
+                               spec.params))
     sources = {}  # featurizer sharing: a borrowing cell's weight path -> the owner's weight path
     for cell, owner in wiring.shared_weights().items():
         sources[_weight_of(wiring, cell)] = _weight_of(wiring, owner)
@@ -79,7 +81,12 @@ def _plan_block(wiring, prefix: str) -> _BlockPlan:
             rows[_weight_of(wiring, cell)] = index
         else:
             features[cell[cut:]] = index
-    return _BlockPlan(wiring.version, steps, masks, sources, rows, features)
+    return _BlockPlan(_plan_key(wiring), steps, masks, sources, rows, features)
+
+
+def _plan_key(wiring):
+    # add_cell / connect are not edits (no version bump), but a cell added to a live wiring must run
+    return (wiring.version, len(wiring.cells), len(wiring.connections))
 
 
 def _weight_of(wiring, cell: str) -> str:
@@ -120,7 +127,7 @@ class Executor:
     def _plan(self, j: int) -> _BlockPlan:
         wiring = self.model.cell_wirings[j]
         plan = self._plans.get(j)
-        if plan is None or plan.version != wiring.version:
+        if plan is None or plan.version != _plan_key(wiring):
             plan = _plan_block(wiring, f"blocks.{j}")
             self._plans[j] = plan
         return plan
@@ -275,7 +282,7 @@ class Executor:
                         if inp.polarity < 0:
                             value = -value
                     inputs[inp.src] = value
-                out = block.run_cell(step.local, inputs, weights, ctx)
+                out = block.run_cell(step.local, inputs, weights, ctx, step.cell_type, step.params)
                 if step.polarity < 0:
                     out = -out
             if step.local in features:  # tied feature groups of a weightless cell: its activations

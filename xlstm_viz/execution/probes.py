@@ -36,9 +36,12 @@ from __future__ import annotations
 import difflib
 import fnmatch
 
-# Probes whose feature axis splits into heads: their stats are per head.
-PER_HEAD_CELLS = ("mlstm.q", "mlstm.k", "mlstm.v", "mlstm.ogate", "mlstm.memory", "mlstm.norm", "mlstm.h")
-GATE_CELLS = ("mlstm.igate", "mlstm.fgate")
+from xlstm_viz.wiring.block_types import MLSTM_BLOCK
+
+# Probes whose feature axis splits into heads (their stats are per head), and the scalar-per-head gates: read
+# from the block table (wiring.block_types), where each cell's head rule is declared.
+PER_HEAD_CELLS = MLSTM_BLOCK.locals_with_heads("heads")
+GATE_CELLS = MLSTM_BLOCK.locals_with_heads("features")
 
 
 def probe_names(model) -> list[str]:

@@ -139,8 +139,18 @@ class MLSTMBlock(nn.Module):
     def cell_names(self) -> list[str]:
         return list(self._cells)
 
-    def run_cell(self, local: str, x: dict[str, mx.array], w: Weights, ctx: CellContext) -> mx.array:
-        return self._cells[local](x, w, ctx)
+    def run_cell(self, local: str, x: dict[str, mx.array], w: Weights, ctx: CellContext,
+                 cell_type: str | None = None, params: dict | None = None) -> mx.array:
+        cell = self._cells.get(local)
+        if cell is not None:
+            return cell(x, w, ctx)
+        # A cell added by a wiring edit: computed by its registered type from the weight its params name.
+        fn = _TYPE_FUNCTIONS.get(cell_type)
+        if fn is None:
+            raise ValueError(
+                f"cell {local!r} of type {cell_type!r} cannot run as an added cell; types that can: "
+                f"{sorted(_TYPE_FUNCTIONS)}")
+        return fn(self, x, w, params or {})
 
     def new_state(self, batch: int) -> MLSTMState:
         layer = self.mlstm_layer
@@ -199,3 +209,48 @@ class MLSTMBlock(nn.Module):
             self.param("mlstm_layer.multihead_norm.bias"),
         )
         return out
+
+
+def _one(x: dict[str, mx.array], cell_type: str) -> mx.array:
+    if len(x) != 1:
+        raise ValueError(f"a {cell_type!r} cell takes one input, got {len(x)}: {sorted(x)}")
+    (value,) = x.values()
+    return value
+
+
+def _weighted(kind: str, post):
+    def fn(block: MLSTMBlock, x, w, params):
+        path = params.get("weight")
+        if path is None:
+            raise ValueError(f"an added {kind!r} cell needs params['weight'] (a checkpoint weight of its block)")
+        bias = block.param(path.rsplit(".", 1)[0] + ".bias")
+        return post(block, linear(_one(x, kind), w(path), bias))
+
+    return fn
+
+
+def _added_norm(kind: str):
+    def fn(block: MLSTMBlock, x, w, params):
+        path = params.get("weight")
+        bias = None if path is None else block.param(path.rsplit(".", 1)[0] + ".bias")
+        weight = None if path is None else w(path)
+        value = _one(x, kind)
+        if kind == "rmsnorm":
+            return rms_norm(value, weight, block._cfg[1], bias)
+        return multihead_layer_norm(value, weight, int(params.get("num_heads", block._cfg[0])), block._cfg[1], bias)
+
+    return fn
+
+
+# Cell types (wiring.block_types) that a cell added to a wiring runs by: the same arithmetic as the named cells.
+_TYPE_FUNCTIONS = {
+    "block_input": lambda block, x, w, params: _one(x, "block_input"),
+    "linear": _weighted("linear", lambda block, y: y),
+    "gate": _weighted("gate", lambda block, y: soft_cap(y, block._cfg[3])),
+    "output_gate": _weighted("output_gate", lambda block, y: mx.sigmoid(y)),
+    "linear_silu": _weighted("linear_silu", lambda block, y: nn.silu(y)),
+    "rmsnorm": _added_norm("rmsnorm"),
+    "multihead_norm": _added_norm("multihead_norm"),
+    "product": lambda block, x, w, params: _product(x),
+    "residual": lambda block, x, w, params: _sum(x),
+}

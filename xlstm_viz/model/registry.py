@@ -1,7 +1,8 @@
 """Block types by layer-type name, so mixed stacks (mLSTM, sLSTM, CfC ...) are one lookup away.
 
-A block type is an nn.Module class with `block_type`, `cell_names()`, `run_cell(local, x, w, ctx)`, `new_state(B)`,
-`param(path)` and a classmethod-free constructor `(config)`. Its cell wiring comes from `cell_wiring_for(...)`.
+A block type is an nn.Module class with `block_type`, `cell_names()`, `run_cell(local, x, w, ctx, cell_type, params)`,
+`new_state(B)`, `param(path)` and a constructor `(config)`. Its cells and connections are declared once, in its
+block table (`xlstm_viz.wiring.block_types`); its cell wiring is built from that table.
 """
 
 from __future__ import annotations

@@ -163,7 +163,7 @@ class XLSTM(nn.Module):
         n = len(self.blocks)
 
         def signature():
-            return (self.block_wiring.version, tuple(w.version for w in self.cell_wirings),
+            return (self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
                     tuple(i.id for i in self.interventions.list()))
 
         def raw(token, flat):

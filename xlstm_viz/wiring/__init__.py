@@ -11,7 +11,8 @@ Three kinds share one edit mechanism (`edits.Editable`: undo, listeners, `versio
   `Wiring.from_config` loses the subclass, `draw_graph` mutates its caller's colour dict and
   `get_graph` ignores `include_sensory_neurons`. Those are fixed here; the random streams are not.
 * `BlockWiring` (block.py): embedding -> blocks -> out_norm -> lm_head, read from a checkpoint's headers.
-* `CellWiring` (cell.py): the cells and connections inside one mLSTM block.
+* `CellWiring` (cell.py): the cells and connections inside one mLSTM block, built from the block's table
+  (block_types.py: the registered cell types and one table of cells and connections per block type).
 
 `profiles` holds `HyperProfile`s: initialisation settings bundled as JSON (validated with pydantic).
 """

@@ -33,6 +33,7 @@ import networkx as nx
 import numpy as np
 
 from . import checks, documents
+from .block_types import CELL_TYPES, block_table
 from .edits import Change, Editable
 from .masks import element_mask, name_seed
 
@@ -122,6 +123,9 @@ class CellWiring(Editable):
     def add_cell(self, name: str, cell_type: str, params: dict | None = None, polarity: int = 1) -> CellSpec:
         if name in self.cells:
             raise ValueError(f"cell {name!r} already exists")
+        if not isinstance(cell_type, str) or cell_type not in CELL_TYPES:  # refused here, not by the executor
+            raise ValueError(f"cell {name!r}: unknown cell type {cell_type!r}, so the model could not run it; "
+                             f"registered cell types: {sorted(CELL_TYPES)}")
         spec = CellSpec(name, cell_type, dict(params or {}), checks.polarity(f"polarity of {name}", polarity, allow_zero=False))
         self.cells[name] = spec
         return spec
@@ -164,62 +168,36 @@ class CellWiring(Editable):
         for name, dim in (("qk_dim", QK), ("v_dim", V)):
             if dim % NH:
                 raise ValueError(f"{name}={dim} is not divisible by num_heads={NH}")
+        return cls.from_table(block_table("mlstm"), index, {"D": D, "num_heads": NH, "QK": QK, "V": V, "F": F},
+                              seed=seed)
+
+    @classmethod
+    def from_table(cls, table, index: int, dims: dict, seed: int = 0) -> "CellWiring":
+        """The cells and connections of a block table (`block_types`) under `blocks.{index}`; a connection
+        into a cell with a weight feeds that weight."""
+        missing = [d for d in table.dims if d not in dims]
+        if missing:
+            raise ValueError(f"block type {table.name!r} needs the dimensions {missing}; got {sorted(dims)}")
         p = f"blocks.{index}"
         w = cls(prefix=p, seed=seed)
-
-        def weighted(name, kind, weight, shape, **extra):
-            w.add_cell(f"{p}.{name}", kind, {"weight": weight, "shape": list(shape), "features": shape[0], **extra})
-
-        def plain(name, kind, features, **extra):
-            w.add_cell(f"{p}.{name}", kind, {"features": features, **extra})
-
-        plain("in", "block_input", D)
-        weighted("mlstm.norm_in", "rmsnorm", "norm_mlstm.weight", [D])
-        weighted("mlstm.q", "linear", "mlstm_layer.q.weight", [QK, D])
-        weighted("mlstm.k", "linear", "mlstm_layer.k.weight", [QK, D])
-        weighted("mlstm.v", "linear", "mlstm_layer.v.weight", [V, D])
-        for gate in ("igate", "fgate"):
-            weighted(f"mlstm.{gate}", "gate", f"mlstm_layer.{gate}_preact.weight", [NH, D],
-                     bias=f"mlstm_layer.{gate}_preact.bias", bias_shape=[NH])
-        weighted("mlstm.ogate", "output_gate", "mlstm_layer.ogate_preact.weight", [V, D])
-        plain("mlstm.memory", "mlstm_memory", V, num_heads=NH, qk_head_dim=QK // NH, v_head_dim=V // NH)
-        weighted("mlstm.norm", "multihead_norm", "mlstm_layer.multihead_norm.weight", [V], num_heads=NH)
-        plain("mlstm.h", "product", V)
-        weighted("mlstm.out", "linear", "mlstm_layer.out_proj.weight", [D, V])
-        plain("mid", "residual", D)
-        weighted("ffn.norm_in", "rmsnorm", "norm_ffn.weight", [D])
-        weighted("ffn.gate", "linear_silu", "ffn.proj_up_gate.weight", [F, D])
-        weighted("ffn.up", "linear", "ffn.proj_up.weight", [F, D])
-        plain("ffn.h", "product", F)
-        weighted("ffn.out", "linear", "ffn.proj_down.weight", [D, F])
-        plain("out", "residual", D)
-
-        def feed(src, dst):  # the connection feeds dst's own weight
+        for row in table.cells:
+            params = {}
+            if row.weight is not None:
+                shape = [int(s) for s in row.shape(dims)]
+                params = {"weight": row.weight, "shape": shape, "features": shape[0]}
+                if row.bias is not None:
+                    params.update(bias=row.bias, bias_shape=shape[:1])
+            else:
+                params = {"features": int(row.features(dims))}
+            if row.extra is not None:
+                params.update(row.extra(dims))
+            w.add_cell(f"{p}.{row.local}", row.cell_type, params)
+        for src, dst in table.connections:
             spec = w.cells[f"{p}.{dst}"]
-            w.connect(f"{p}.{src}", spec.name, weight=spec.params["weight"], shape=spec.params["shape"])
-
-        def carry(src, dst, features):
-            w.connect(f"{p}.{src}", f"{p}.{dst}", shape=(features,))
-
-        feed("in", "mlstm.norm_in")
-        for cell in ("q", "k", "v", "igate", "fgate", "ogate"):
-            feed("mlstm.norm_in", f"mlstm.{cell}")
-        for cell, features in (("q", QK), ("k", QK), ("v", V), ("igate", NH), ("fgate", NH)):
-            carry(f"mlstm.{cell}", "mlstm.memory", features)
-        feed("mlstm.memory", "mlstm.norm")
-        carry("mlstm.norm", "mlstm.h", V)
-        carry("mlstm.ogate", "mlstm.h", V)
-        feed("mlstm.h", "mlstm.out")
-        carry("in", "mid", D)
-        carry("mlstm.out", "mid", D)
-        feed("mid", "ffn.norm_in")
-        feed("ffn.norm_in", "ffn.gate")
-        feed("ffn.norm_in", "ffn.up")
-        carry("ffn.gate", "ffn.h", F)
-        carry("ffn.up", "ffn.h", F)
-        feed("ffn.h", "ffn.out")
-        carry("mid", "out", D)
-        carry("ffn.out", "out", D)
+            if "weight" in spec.params:
+                w.connect(f"{p}.{src}", spec.name, weight=spec.params["weight"], shape=spec.params["shape"])
+            else:
+                w.connect(f"{p}.{src}", spec.name, shape=(w.cells[f"{p}.{src}"].features,))
         return w
 
     # -- reading ---------------------------------------------------------------------------------
