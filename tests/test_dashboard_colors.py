@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from bokeh.models import ColorBar, Legend
 
 from xlstm_viz.dashboard import colors, trace_tables
@@ -14,25 +13,7 @@ def rgb(hex_color: str) -> tuple[int, int, int]:
     return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
 
 
-@pytest.fixture(scope="module")
-def model():
-    import xlstm_viz.blas  # noqa: F401
-    import xlstm_viz as xv
-
-    return xv.load_demo()
-
-
-@pytest.fixture
-def app(model, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    from xlstm_viz.dashboard.app import DashboardApp
-
-    a = DashboardApp(model=model, threaded=False)
-    yield a
-    for scope, block, src, dst, *_ in a.session.edits:
-        if scope in ("cell", "block"):
-            a.session.edit_connection(scope, block, src, dst, 1, rerun=False)
-    a.session.close()
+from dashboard_fixtures import app, model  # noqa: F401 - fixtures
 
 
 def test_a_negative_change_is_purple_a_positive_one_orange_and_neither_is_the_flipped_red():

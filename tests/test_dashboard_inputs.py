@@ -8,23 +8,7 @@ from xlstm_viz.dashboard.inputs import check_int, int_input
 from xlstm_viz.dashboard.session import MAX_PROMPT_CHARS
 
 
-@pytest.fixture(scope="module")
-def model():
-    import xlstm_viz.blas  # noqa: F401
-    import xlstm_viz as xv
-
-    return xv.load_demo()
-
-
-@pytest.fixture
-def app(model, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    from xlstm_viz.dashboard.app import DashboardApp
-
-    a = DashboardApp(model=model, threaded=False)
-    yield a
-    a.session.model.interventions.clear()
-    a.session.close()
+from dashboard_fixtures import app, model  # noqa: F401 - fixtures
 
 
 @pytest.mark.parametrize("cell, message", [

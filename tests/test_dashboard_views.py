@@ -15,30 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_MIME = "application/vnd.holoviews_exec.v0+json"
 
 
-@pytest.fixture(scope="module")
-def model():
-    import xlstm_viz.blas  # noqa: F401
-    import xlstm_viz as xv
-
-    try:
-        return xv.load_demo()
-    except FileNotFoundError:
-        return xv.load_model(ROOT / "tests" / "fixtures" / "golden" / "tiny")
-
-
-@pytest.fixture
-def app(model, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    from xlstm_viz.dashboard.app import DashboardApp
-
-    a = DashboardApp(model=model, threaded=False)
-    yield a
-    a.session.model.interventions.clear()
-    # the module-scoped model is shared: put every edited connection back on
-    for scope, block, src, dst, *_ in a.session.edits:
-        if scope in ("cell", "block"):
-            a.session.edit_connection(scope, block, src, dst, 1, rerun=False)
-    a.session.close()
+from dashboard_fixtures import app, model  # noqa: F401 - fixtures
 
 
 def test_heatmap_click_edits_the_wiring_and_keeps_the_figures():
