@@ -7,14 +7,32 @@ it, so no `LD_PRELOAD` or re-exec is needed. `import xlstm_viz` imports this mod
 imported MLX already: then it warns).
 
 Set `XLSTM_VIZ_BLAS=/path/to/libopenblas.so` to choose a library, or `XLSTM_VIZ_BLAS=off` to keep MLX's own.
+
+MLX sends every float32 product to `cblas_sgemm`, also the matrix-vector products of decoding (one token: M = 1).
+OpenBLAS < 0.3.27 packs the whole weight matrix for those, so the 206 MB lm_head of the D=1024 benchmark took 36 ms
+through sgemm against 7 ms through `cblas_sgemv` (measured on the 2-core CI machine). Where a C compiler exists, a
+15-line shim (`_GEMV_SHIM`, compiled once into the user cache) is loaded ahead of OpenBLAS: it defines
+`cblas_sgemm`, hands M = 1 and N = 1 products to OpenBLAS's sgemv and everything else to OpenBLAS's sgemm.
+`XLSTM_VIZ_BLAS_GEMV=off` skips it.
+
+OpenBLAS before 0.3.22 does not know AMD Zen 4/5 and runs its AVX2 (Haswell) kernels there although the CPU has
+AVX-512: on the 2-core CI machine (AMD EPYC, Zen 4) a 512x1024 @ 1024x50304 sgemm reached ~160-200 GFLOP/s with them
+and ~290-335 GFLOP/s with the SkylakeX ones. On an AMD CPU with AVX-512 F/CD/BW/DQ/VL, OPENBLAS_CORETYPE=SkylakeX is
+set while OpenBLAS loads (never over a user's own OPENBLAS_CORETYPE, and removed again so that subprocesses do not
+inherit it).
 """
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import warnings
+from pathlib import Path
 
 # Debian/Ubuntu (libopenblas0-pthread), Fedora, Conda, Homebrew-on-Linux locations, in order of preference.
 _CANDIDATES = (
@@ -29,6 +47,95 @@ _CANDIDATES = (
 
 loaded: str | None = None
 """Path of the BLAS library this module loaded, or None (macOS, disabled, or none found)."""
+
+gemv_shim: ctypes.CDLL | None = None
+"""The loaded M = 1 / N = 1 forwarding shim (its `xlstm_viz_gemv_calls()` counts forwarded products), or None."""
+
+# CBLAS enums: CblasRowMajor 101, CblasColMajor 102, CblasNoTrans 111, CblasTrans 112 (ConjTrans 113 = Trans for real).
+_GEMV_SHIM = r"""
+#include <string.h>
+typedef void (*sgemm_t)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+typedef void (*sgemv_t)(int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+static sgemm_t real_sgemm;
+static sgemv_t real_sgemv;
+static long calls;
+void xlstm_viz_gemv_bind(void *gemm, void *gemv) { real_sgemm = (sgemm_t)gemm; real_sgemv = (sgemv_t)gemv; }
+long xlstm_viz_gemv_calls(void) { return calls; }
+static void gemv(int tr, int rows, int cols, float alpha, const float *a, int lda, const float *x, int incx,
+                 float beta, float *y, int incy, int n) {
+    if (beta == 0.0f) { for (int j = 0; j < n; j++) y[(long)j * incy] = 0.0f; }  /* y may hold NaN garbage */
+    calls++;
+    real_sgemv(101, tr, rows, cols, alpha, a, lda, x, incx, beta, y, incy);
+}
+void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc) {
+    if (order == 102) {  /* column-major C = op(A) op(B) is row-major C^T = op(B)^T op(A)^T */
+        int t = ta; ta = tb; tb = t; t = M; M = N; N = t;
+        const float *p = A; A = B; B = p; t = lda; lda = ldb; ldb = t;
+    }
+    int tra = ta != 111, trb = tb != 111;
+    if (K > 0 && M == 1) {  /* y[N] = op(B)^T x, x = row 0 of op(A) */
+        gemv(trb ? 111 : 112, trb ? N : K, trb ? K : N, alpha, B, ldb, A, tra ? lda : 1, beta, C, 1, N);
+    } else if (K > 0 && N == 1) {  /* y[M] = op(A) x, x = column 0 of op(B), y = column 0 of C */
+        gemv(tra ? 112 : 111, tra ? K : M, tra ? M : K, alpha, A, lda, B, trb ? 1 : ldb, beta, C, ldc, M);
+    } else {
+        real_sgemm(order == 102 ? 101 : order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+}
+"""
+
+
+_AVX512_SKYLAKEX = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
+
+
+def _avx512_amd() -> bool:
+    """An x86 AMD CPU with the AVX-512 subsets OpenBLAS's SkylakeX kernels use."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    vendor = next((line for line in head.splitlines() if line.startswith("vendor_id")), "")
+    flags = next((line for line in head.splitlines() if line.startswith("flags")), "").split()
+    return "AuthenticAMD" in vendor and _AVX512_SKYLAKEX <= set(flags)
+
+
+def _open_blas(path: str, mode: int) -> ctypes.CDLL:
+    """dlopen OpenBLAS; its first load (which picks the kernels) sees OPENBLAS_CORETYPE=SkylakeX on AVX-512 AMD."""
+    forced = "OPENBLAS_CORETYPE" not in os.environ and "openblas" in os.path.basename(path).lower() and _avx512_amd()
+    if forced:
+        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
+    try:
+        return ctypes.CDLL(path, mode=mode)
+    finally:
+        if forced:
+            del os.environ["OPENBLAS_CORETYPE"]
+
+
+def _load_gemv_shim(blas: ctypes.CDLL) -> ctypes.CDLL | None:
+    """Compile (once, into the user cache) and load the shim with RTLD_GLOBAL; None without a C compiler."""
+    if os.environ.get("XLSTM_VIZ_BLAS_GEMV", "").strip().lower() in {"off", "0", "none", "false"}:
+        return None
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xlstm_viz"
+    lib = cache / f"gemv_shim_{hashlib.sha256(_GEMV_SHIM.encode()).hexdigest()[:16]}.so"
+    try:
+        if not lib.exists():
+            if cc is None:
+                return None
+            cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                src, out = Path(tmp) / "shim.c", Path(tmp) / "shim.so"
+                src.write_text(_GEMV_SHIM)
+                subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(out), str(src)], check=True,
+                               capture_output=True, timeout=60)
+                os.replace(out, lib)  # atomic: a concurrent import sees the old state or a complete library
+        shim = ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    shim.xlstm_viz_gemv_bind(ctypes.cast(blas.cblas_sgemm, ctypes.c_void_p), ctypes.cast(blas.cblas_sgemv, ctypes.c_void_p))
+    shim.xlstm_viz_gemv_calls.restype = ctypes.c_long
+    return shim
 
 
 def _load() -> str | None:
@@ -47,9 +154,13 @@ def _load() -> str | None:
                 RuntimeWarning, stacklevel=3,
             )
         return None
+    global gemv_shim
     for path in candidates:
         if os.path.exists(path):
             try:
+                # RTLD_LOCAL first, so that the shim (global, loaded next) precedes OpenBLAS's own cblas_sgemm
+                blas = _open_blas(path, ctypes.RTLD_LOCAL)
+                gemv_shim = _load_gemv_shim(blas)
                 ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
             except OSError as err:
                 if choice:
@@ -64,10 +175,23 @@ def _load() -> str | None:
 loaded = _load()
 
 
+def corename() -> str | None:
+    """The kernel family OpenBLAS runs (e.g. "SkylakeX", "Haswell"), or None without OpenBLAS."""
+    if not loaded:
+        return None
+    try:
+        lib = ctypes.CDLL(loaded)
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        return lib.openblas_get_corename().decode()
+    except (OSError, AttributeError):
+        return None
+
+
 def describe() -> str:
     """One line for `xlstm-viz info` and benchmark headers."""
     if loaded:
-        return f"BLAS: {loaded}"
+        return f"BLAS: {loaded}" + (f" (kernels: {core})" if (core := corename()) else "") + (
+            "; M=1/N=1 products via sgemv" if gemv_shim is not None else "")
     if sys.platform.startswith("linux"):
         return "BLAS: MLX's bundled reference BLAS (slow; `apt-get install libopenblas0-pthread` gives ~30x faster matmuls)"
     return "BLAS: platform default"
