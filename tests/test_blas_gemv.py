@@ -62,17 +62,3 @@ def test_matrix_products_still_go_through_sgemm():
     assert blas.gemv_shim.xlstm_viz_gemv_calls() == before
     want = a.astype(np.float64) @ b
     assert np.max(np.abs(np.array(got, np.float64) - want)) <= 4 * K * F32_ULP * float(np.max(np.abs(want)))
-
-
-@pytest.mark.skipif(not (blas.loaded and blas._avx512_amd()), reason="needs OpenBLAS on an AMD CPU with AVX-512")
-def test_openblas_gets_its_avx512_kernels_on_amd_unless_the_user_chose_a_core_type():
-    import os
-    import subprocess
-    import sys
-
-    code = "import os, xlstm_viz.blas as b; print(b.corename(), os.environ.get('OPENBLAS_CORETYPE'))"
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "XLSTM_VIZ_BLAS")}
-    run = lambda env: subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                     check=True).stdout.split()
-    assert run(env) == ["SkylakeX", "None"]  # chosen for the load only: subprocesses do not inherit it
-    assert run({**env, "OPENBLAS_CORETYPE": "Haswell"}) == ["Haswell", "Haswell"]

@@ -14,12 +14,6 @@ through sgemm against 7 ms through `cblas_sgemv` (measured on the 2-core CI mach
 15-line shim (`_GEMV_SHIM`, compiled once into the user cache) is loaded ahead of OpenBLAS: it defines
 `cblas_sgemm`, hands M = 1 and N = 1 products to OpenBLAS's sgemv and everything else to OpenBLAS's sgemm.
 `XLSTM_VIZ_BLAS_GEMV=off` skips it.
-
-OpenBLAS before 0.3.22 does not know AMD Zen 4/5 and runs its AVX2 (Haswell) kernels there although the CPU has
-AVX-512: on the 2-core CI machine (AMD EPYC, Zen 4) a 512x1024 @ 1024x50304 sgemm reached ~160-200 GFLOP/s with them
-and ~290-335 GFLOP/s with the SkylakeX ones. On an AMD CPU with AVX-512 F/CD/BW/DQ/VL, OPENBLAS_CORETYPE=SkylakeX is
-set while OpenBLAS loads (never over a user's own OPENBLAS_CORETYPE, and removed again so that subprocesses do not
-inherit it).
 """
 
 from __future__ import annotations
@@ -85,33 +79,6 @@ void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, co
 """
 
 
-_AVX512_SKYLAKEX = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
-
-
-def _avx512_amd() -> bool:
-    """An x86 AMD CPU with the AVX-512 subsets OpenBLAS's SkylakeX kernels use."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            head = f.read(1 << 16)
-    except OSError:
-        return False
-    vendor = next((line for line in head.splitlines() if line.startswith("vendor_id")), "")
-    flags = next((line for line in head.splitlines() if line.startswith("flags")), "").split()
-    return "AuthenticAMD" in vendor and _AVX512_SKYLAKEX <= set(flags)
-
-
-def _open_blas(path: str, mode: int) -> ctypes.CDLL:
-    """dlopen OpenBLAS; its first load (which picks the kernels) sees OPENBLAS_CORETYPE=SkylakeX on AVX-512 AMD."""
-    forced = "OPENBLAS_CORETYPE" not in os.environ and "openblas" in os.path.basename(path).lower() and _avx512_amd()
-    if forced:
-        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
-    try:
-        return ctypes.CDLL(path, mode=mode)
-    finally:
-        if forced:
-            del os.environ["OPENBLAS_CORETYPE"]
-
-
 def _load_gemv_shim(blas: ctypes.CDLL) -> ctypes.CDLL | None:
     """Compile (once, into the user cache) and load the shim with RTLD_GLOBAL; None without a C compiler."""
     if os.environ.get("XLSTM_VIZ_BLAS_GEMV", "").strip().lower() in {"off", "0", "none", "false"}:
@@ -159,7 +126,7 @@ def _load() -> str | None:
         if os.path.exists(path):
             try:
                 # RTLD_LOCAL first, so that the shim (global, loaded next) precedes OpenBLAS's own cblas_sgemm
-                blas = _open_blas(path, ctypes.RTLD_LOCAL)
+                blas = ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)
                 gemv_shim = _load_gemv_shim(blas)
                 ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
             except OSError as err:
@@ -175,23 +142,10 @@ def _load() -> str | None:
 loaded = _load()
 
 
-def corename() -> str | None:
-    """The kernel family OpenBLAS runs (e.g. "SkylakeX", "Haswell"), or None without OpenBLAS."""
-    if not loaded:
-        return None
-    try:
-        lib = ctypes.CDLL(loaded)
-        lib.openblas_get_corename.restype = ctypes.c_char_p
-        return lib.openblas_get_corename().decode()
-    except (OSError, AttributeError):
-        return None
-
-
 def describe() -> str:
     """One line for `xlstm-viz info` and benchmark headers."""
     if loaded:
-        return f"BLAS: {loaded}" + (f" (kernels: {core})" if (core := corename()) else "") + (
-            "; M=1/N=1 products via sgemv" if gemv_shim is not None else "")
+        return f"BLAS: {loaded}" + ("; M=1/N=1 products via sgemv" if gemv_shim is not None else "")
     if sys.platform.startswith("linux"):
         return "BLAS: MLX's bundled reference BLAS (slow; `apt-get install libopenblas0-pthread` gives ~30x faster matmuls)"
     return "BLAS: platform default"
