@@ -26,7 +26,7 @@ def served_app(serve, tmp_path, monkeypatch):
 
     from xlstm_viz.dashboard.app import DashboardApp
 
-    pn.extension(notifications=True)
+    pn.extension()  # no notifications asked for: the app turns them on for its own sessions
     apps = []
 
     def factory():

@@ -61,6 +61,10 @@ class DashboardApp(pn.viewable.Viewer):
         super().__init__(**params)
         served = _in_server()
         self.served = served
+        if served:
+            # Errors and edits are reported as toasts: the app must not depend on its host having called
+            # pn.extension(notifications=True) (set inside a session, this is that session's own setting).
+            pn.config.notifications = True
         notifications = pn.state.notifications if served else None
 
         def on_error(exc):
