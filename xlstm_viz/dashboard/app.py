@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 
 import panel as pn
+
+from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 
 from xlstm_viz.dashboard.debugger_view import DebuggerView

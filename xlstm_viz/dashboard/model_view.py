@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import panel as pn
+
+from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 from bokeh.events import Tap
 from bokeh.models import ColumnDataSource, HoverTool, Range1d

@@ -10,10 +10,24 @@ anything (tests/ui/test_offline_browser.py fails on any request to a host other 
 - Notebooks: `import xlstm_viz` sets PANEL_INLINE=1 unless the user set it, so that `pn.extension()` embeds BokehJS,
   Panel and their stylesheets in the output (a few MB per notebook) instead of linking cdn.bokeh.org and
   cdn.holoviz.org. Export PANEL_INLINE=0 before the import to get the small CDN-linked outputs back.
+- Live notebook updates: Panel inlines the stylesheets of a notebook output when it first renders, but the updates
+  it sends over the Jupyter comm afterwards (a Markdown pane's new text, an alert, a new child) re-link
+  loading.css, markdown.css, alerts.css and the design's theme/default.css and theme/native.css on cdn.holoviz.org
+  (Panel 1.9: `Syncable._process_param_change` and `Design._patch_modifiers` build `ImportedStyleSheet`s on
+  CDN_DIST, and only a served document's `dist_url` rewrites them). `_inline_comm_stylesheets` turns those into
+  inline stylesheets read from Panel's own dist folder, for every document that is not a served session
+  (tests/ui/test_jupyterlab_offline.py runs the notebooks in a live JupyterLab with the network cut).
 """
 
 from __future__ import annotations
 
+import weakref
+
+from bokeh.models import ImportedStyleSheet, InlineStyleSheet
+from panel.config import config
+from panel.io.resources import CDN_DIST, DIST_DIR, LOCAL_DIST
+from panel.io.state import state
+from panel.reactive import Syncable
 from panel.theme.fast import Fast
 
 
@@ -29,3 +43,41 @@ class OfflineFast(Fast):
         if resource.startswith(prefix):
             resource = "fast/" + resource[len(prefix):]
         return super()._resolve_resource(resource_type, resource, cdn=cdn)
+
+
+# One inline copy per imported sheet: Panel shares an ImportedStyleSheet per document and URL, so sharing the inline
+# copy too keeps the models Panel compares by identity (Design._apply_params) equal and the comm messages small.
+_INLINED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _inline(sheet):
+    if not isinstance(sheet, ImportedStyleSheet):
+        return sheet
+    if sheet not in _INLINED:
+        url = str(sheet.url).split("?")[0]
+        # A sheet built outside Panel's notebook resource mode (a callback) gets the server's LOCAL_DIST path, which
+        # Panel later rewrites to CDN_DIST for a notebook document; both name a file of Panel's dist folder.
+        for prefix in (CDN_DIST, LOCAL_DIST):
+            path = DIST_DIR / url[len(prefix):] if url.startswith(prefix) else None
+            if path is not None and path.is_file():
+                _INLINED[sheet] = InlineStyleSheet(css=path.read_text(encoding="utf-8"))
+                break
+        else:
+            return sheet
+    return _INLINED[sheet]
+
+
+def _inline_comm_stylesheets(process_param_change):
+    def wrapped(self, params):
+        props = process_param_change(self, params)
+        served = state.curdoc is not None and state.curdoc.session_context is not None
+        if "stylesheets" in props and config.inline and not served:
+            props["stylesheets"] = [_inline(sheet) for sheet in props["stylesheets"]]
+        return props
+
+    wrapped._xlstm_viz_inline = True
+    return wrapped
+
+
+if not getattr(Syncable._process_param_change, "_xlstm_viz_inline", False):
+    Syncable._process_param_change = _inline_comm_stylesheets(Syncable._process_param_change)

@@ -10,6 +10,8 @@ import json
 
 import numpy as np
 import panel as pn
+
+from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 from bokeh.events import Tap
 from bokeh.models import ColorBar, ColumnDataSource, FixedTicker, HoverTool, LinearColorMapper, Range1d, TapTool
