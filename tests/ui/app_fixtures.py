@@ -34,7 +34,9 @@ def served_app(serve, tmp_path, monkeypatch):
         apps.append(app)
         return app.template()
 
-    return serve(factory), apps
+    yield serve(factory), apps
+    for app in apps:  # stop each page's model thread, as the server does when a tab closes
+        app.session.close()
 
 
 def open_app(page, served, apps, query="", count=None):

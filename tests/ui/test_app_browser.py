@@ -7,40 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
+from tests.ui.app_fixtures import served_app  # noqa: F401 - the served demo app, one model per page
 from tests.ui.conftest import bokeh_to_screen, browser_column, console_errors, wait_until
 from xlstm_viz.dashboard.model_view import matrix_cell_center
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_test_model():
-    import xlstm_viz.blas  # noqa: F401
-    import xlstm_viz as xv
-
-    try:
-        return xv.load_demo()
-    except FileNotFoundError:  # before the demo checkpoint ships, the golden fixture stands in
-        return xv.load_model(ROOT / "tests" / "fixtures" / "golden" / "tiny")
-
-
-@pytest.fixture
-def served_app(serve, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    from xlstm_viz.dashboard.app import DashboardApp
-
-    apps = []
-
-    def factory():
-        app = DashboardApp(model=load_test_model())
-        apps.append(app)
-        return app.template()
-
-    served = serve(factory)
-    yield served, apps
-    for app in apps:
-        app.session.close()
 
 
 def open_app(page, served, apps, query=""):

@@ -21,7 +21,7 @@ from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
 from tests.ui.conftest import console_errors, wait_until
-from tests.ui.test_app_browser import load_test_model
+from tests.ui.app_fixtures import served_app  # noqa: F401 - the served demo app, one model per page
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*_*.ipynb"))
@@ -47,26 +47,9 @@ def block_remote(page) -> list[str]:
     return remote
 
 
-@pytest.fixture
-def served_dashboard(serve, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    from xlstm_viz.dashboard.app import DashboardApp
-
-    apps = []
-
-    def factory():
-        app = DashboardApp(model=load_test_model())
-        apps.append(app)
-        return app.template()
-
-    yield serve(factory), apps
-    for app in apps:
-        app.session.close()
-
-
 @pytest.mark.parametrize("theme", ["default", "dark"])
-def test_the_served_app_requests_nothing_but_localhost_on_any_tab(page, served_dashboard, theme, artifacts):
-    served, apps = served_dashboard
+def test_the_served_app_requests_nothing_but_localhost_on_any_tab(page, served_app, theme, artifacts):
+    served, apps = served_app
     remote = block_remote(page)
     errors = console_errors(page)
     page.goto(served.url + ("?theme=dark" if theme == "dark" else ""))
