@@ -45,12 +45,8 @@ GATE_CELLS = MLSTM_BLOCK.locals_with_heads("features")
 
 
 def probe_names(model) -> list[str]:
-    """All probe names of a model, in execution order (for one token)."""
-    names = ["embedding"]
-    for wiring in model.cell_wirings:
-        names.extend(wiring.order())
-    names += ["out_norm", "logits"]
-    return names
+    """All probe names of a model, in execution order (for one token): `model.probe_names()`."""
+    return model.probe_names()
 
 
 def select_probes(model, probes) -> list[str]:

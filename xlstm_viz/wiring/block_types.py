@@ -1,15 +1,25 @@
-"""Cell types and block tables: what a block is made of, declared once (no MLX here).
+"""The cell registry and the block registry: what a block is made of, declared once (no MLX here).
 
-A *cell type* says what a cell computes in terms the rest of the package needs: how many inputs it takes
-("one" or "many"), how its features split for per-head statistics (`heads`: "none", "heads" = num_heads
-equal slices, "features" = one feature per head, as the scalar-per-head gates), whether it carries
-recurrent state, and the dashboard's node `kind` (colour). The pure function that computes it is attached
-by the model (`xlstm_viz.model.mlstm_block`), so this module stays importable without MLX.
+A *cell type* (`CELL_TYPES`) says what a cell computes in terms the rest of the package needs: how many inputs it
+takes ("one" or "many"), how its features split for per-head statistics (`heads`: "none", "heads" = num_heads equal
+slices, "features" = one feature per head, as the scalar-per-head gates), the names of its recurrent state (if
+any), the dashboard's node `kind` (colour), and `fn`, the pure function that computes it:
 
-A *block table* lists a block type's cells (block-local name, cell type, the checkpoint weight it reads and
-that weight's shape as a function of the block's dimensions) and its connections. `CellWiring.mlstm_block`,
-the probe names, the per-head rule (`execution.probes.probe_heads`) and the dashboard's node kinds are read
-from the table, so a block's cells are spelled in one place.
+    fn(x: dict[str, mx.array], w: Callable[[str], mx.array], state, p: CellParams) -> (output, new_state)
+
+x: the values flowing in along the cell's connections keyed by source cell (block-local names, connection order);
+w(path): the checkpoint weight at block-relative `path` as the wiring masks it; state: the cell's state (None:
+fresh); p: the wiring's cell params (`p.params`: weight / bias paths, num_heads, ...), the block's config and the
+run mode. State is returned, never written anywhere. The functions are attached by the model package
+(`xlstm_viz.model.cells.register`), so this module stays importable without MLX.
+
+A *block type* (`BLOCK_TYPES`, keyed by layer type as `config.layer_types` spells it) is a table of cells
+(block-local name, cell type, the checkpoint weight it reads and that weight's shape as a function of the block's
+dimensions) plus its connections, and, attached by the model package, the nn.Module that holds its parameters and
+the function from a model config to the table's dimensions (`attach_block`). `CellWiring.from_table`, the probe
+names, the per-head rule (`execution.probes.probe_heads`), the dashboard's node kinds and gate panels are read from
+the table, so a block's cells are spelled in one place. How to add a block type: /work/wt/_notes/core-interface.md
+(copied into README's "Adding a block type").
 """
 
 from __future__ import annotations
@@ -20,13 +30,17 @@ from typing import Callable
 HEAD_RULES = ("none", "heads", "features")
 
 
-@dataclass(frozen=True)
+@dataclass
 class CellType:
     name: str
     inputs: str = "one"  # "one": exactly one incoming value; "many": a sum/product/memory of several
     heads: str = "none"  # see HEAD_RULES
     state: tuple[str, ...] = ()  # names of the recurrent state a cell of this type carries (mLSTM: C, n, m)
     kind: str = "residual"  # dashboard node kind (colour), see dashboard.model_tables.KIND_COLORS
+    # The pure function (see the module docstring); None until the model package attaches it.
+    fn: Callable | None = field(default=None, compare=False, repr=False)
+    # True: `fn` can also report its per-token memory statistics (p.trace asks; it then returns (out, state, trace)).
+    traces: bool = False
 
     def __post_init__(self):
         if self.inputs not in ("one", "many"):
@@ -41,6 +55,13 @@ CELL_TYPES: dict[str, CellType] = {}
 def register_cell_type(cell_type: CellType) -> CellType:
     CELL_TYPES[cell_type.name] = cell_type
     return cell_type
+
+
+def attach_cell_function(name: str, fn: Callable, traces: bool = False) -> None:
+    """Give the registered cell type `name` its pure function (the model package does this for the built-in types)."""
+    ct = cell_type(name)
+    ct.fn = fn
+    ct.traces = traces or ct.traces
 
 
 def cell_type(name: str) -> CellType:
@@ -90,7 +111,7 @@ class CellRow:
         return self.kind or cell_type(self.cell_type).kind
 
 
-@dataclass(frozen=True)
+@dataclass
 class BlockTable:
     """A block type: its cells (in definition order) and connections (src, dst); a connection into a cell
     with a weight feeds that weight."""
@@ -99,6 +120,11 @@ class BlockTable:
     cells: tuple[CellRow, ...]
     connections: tuple[tuple[str, str], ...]
     dims: tuple[str, ...] = ()  # the dimensions its shapes read
+    # Attached by the model package (`attach_block`): the nn.Module class `(config) -> module` holding the block's
+    # parameters under their checkpoint names (it has `param(path)` and `new_state(batch)`), and `dims_of(config)`,
+    # the table's dimensions for a model config.
+    module: type | None = field(default=None, compare=False, repr=False)
+    dims_of: Callable | None = field(default=None, compare=False, repr=False)
     _rows: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -121,20 +147,42 @@ class BlockTable:
     def locals_with_heads(self, rule: str) -> tuple[str, ...]:
         return tuple(row.local for row in self.cells if row.head_rule() == rule)
 
+    def locals_of_kind(self, kind: str) -> tuple[str, ...]:
+        return tuple(row.local for row in self.cells if row.node_kind() == kind)
 
-BLOCK_TABLES: dict[str, BlockTable] = {}
+    def stateful(self) -> tuple[CellRow, ...]:
+        """The rows whose cell type carries recurrent state, in execution order."""
+        return tuple(row for row in self.cells if cell_type(row.cell_type).state)
+
+
+# The block registry, keyed by layer type.
+BLOCK_TYPES: dict[str, BlockTable] = {}
+BLOCK_TABLES = BLOCK_TYPES  # the name the wiring package used before the registries were merged
 
 
 def register_block_table(table: BlockTable) -> BlockTable:
-    BLOCK_TABLES[table.name] = table
+    BLOCK_TYPES[table.name] = table
+    return table
+
+
+def attach_block(name: str, module: type, dims_of: Callable) -> BlockTable:
+    """Give the registered block type `name` its nn.Module class and its config -> dimensions function."""
+    table = block_table(name)
+    table.module = module
+    table.dims_of = dims_of
     return table
 
 
 def block_table(name: str) -> BlockTable:
     try:
-        return BLOCK_TABLES[name]
+        return BLOCK_TYPES[name]
     except KeyError:
-        raise ValueError(f"unknown block type {name!r}; block types with a table: {sorted(BLOCK_TABLES)}") from None
+        raise ValueError(f"unknown block type {name!r}; registered block types: {sorted(BLOCK_TYPES)}") from None
+
+
+def per_head_locals(rule: str) -> frozenset[str]:
+    """Block-local cell names with head rule `rule` in any registered block type (the probe table's per-head rule)."""
+    return frozenset(row.local for t in BLOCK_TYPES.values() for row in t.cells if row.head_rule() == rule)
 
 
 def _gate(name: str) -> CellRow:
