@@ -120,6 +120,8 @@ class BlockTable:
     cells: tuple[CellRow, ...]
     connections: tuple[tuple[str, str], ...]
     dims: tuple[str, ...] = ()  # the dimensions its shapes read
+    # The dashboard's per-head panels over time: (cell local name, preferred stat, title).
+    panels: tuple[tuple[str, str, str], ...] = ()
     # Attached by the model package (`attach_block`): the nn.Module class `(config) -> module` holding the block's
     # parameters under their checkpoint names (it has `param(path)` and `new_state(batch)`), and `dims_of(config)`,
     # the table's dimensions for a model config.
@@ -180,9 +182,32 @@ def block_table(name: str) -> BlockTable:
         raise ValueError(f"unknown block type {name!r}; registered block types: {sorted(BLOCK_TYPES)}") from None
 
 
-def per_head_locals(rule: str) -> frozenset[str]:
-    """Block-local cell names with head rule `rule` in any registered block type (the probe table's per-head rule)."""
-    return frozenset(row.local for t in BLOCK_TYPES.values() for row in t.cells if row.head_rule() == rule)
+def find_row(local: str) -> CellRow | None:
+    """The row of block-local cell `local` in the first registered block type that has one (block types share the
+    stream cells "in", "mid", "out" and the FFN's names, with the same kinds and head rules)."""
+    for table in BLOCK_TYPES.values():
+        row = table.row(local)
+        if row is not None:
+            return row
+    return None
+
+
+class HeadRuleSet:
+    """The block-local names whose head rule is `rule` in any registered block type; read live, so a block type
+    registered later (sLSTM, CfC, ...) counts."""
+
+    def __init__(self, rule: str):
+        self.rule = rule
+
+    def __contains__(self, local) -> bool:
+        row = find_row(local)
+        return row is not None and row.head_rule() == self.rule
+
+    def __iter__(self):
+        seen = []
+        for table in BLOCK_TYPES.values():
+            seen += [r.local for r in table.cells if r.head_rule() == self.rule and r.local not in seen]
+        return iter(seen)
 
 
 def _gate(name: str) -> CellRow:
