@@ -83,6 +83,14 @@ for _t in (
     CellType("product", inputs="many", kind="residual"),
     CellType("residual", inputs="many", kind="residual"),
     CellType("linear_silu", kind="ffn"),
+    # the sLSTM block's (xlstm_viz/model/slstm_block.py)
+    CellType("layernorm", kind="norm"),  # LayerNorm, weight stored as an offset from 1 (the original xLSTM's)
+    CellType("causal_conv", state=("history",), kind="conv"),  # SiLU(depthwise causal Conv1d); state: last K-1 inputs
+    CellType("headwise", heads="heads", kind="gate"),  # block-diagonal W x, one block per head
+    CellType("slstm_memory", inputs="many", state=("c", "n", "m", "h"), kind="memory"),  # [c; n; m; h] per token
+    CellType("state_slice", heads="heads", kind="memory"),  # one of c, n, m, h out of the sLSTM memory's output
+    CellType("group_norm", heads="heads", kind="norm"),  # per-head LayerNorm, weight as an offset from 1
+    CellType("linear_gelu", kind="ffn"),
 ):
     register_cell_type(_t)
 
@@ -265,4 +273,83 @@ MLSTM_BLOCK = register_block_table(BlockTable(
         ("ffn.out", "out"),
     ),
     dims=("D", "num_heads", "QK", "V", "F"),
+    panels=(
+        ("mlstm.igate", "exp", "input gate exp(i - m)"),
+        ("mlstm.fgate", "sigmoid", "forget gate sigma(f)"),
+        ("mlstm.ogate", "mean", "output gate sigma(o)"),
+        ("mlstm.memory", "C_norm", "memory ||C||"),
+        ("mlstm.memory", "n_norm", "normalizer ||n||"),
+        ("mlstm.memory", "m", "stabilizer m"),
+    ),
+))
+
+
+# sLSTM block (the original xLSTM's sLSTM block, blocks/slstm/block.py, in this package's naming): pre-LayerNorm,
+# causal Conv1d, block-diagonal gates, the sLSTM memory with exponential gating and stabiliser, group norm, then a
+# gated GELU FFN. The equations are in xlstm_viz/model/slstm_block.py and slstm_cell.py. The input and forget gates
+# read the conv output, z and o the normed input (as officially). The memory's output is [c; n; m; h] per token; the
+# state_slice cells pick each one out, so c, n, m and h are probes with per-head stats like the gates.
+def _slstm_gate(name: str, source: str) -> tuple[CellRow, tuple[str, str]]:
+    return (CellRow(f"slstm.{name}", "headwise", f"slstm_layer.{name}.weight", lambda d: [d["num_heads"], d["DH"], d["DH"]],
+                    features=lambda d: d["D"]), (source, f"slstm.{name}"))
+
+
+def _slice(name: str, k: int) -> CellRow:
+    return CellRow(f"slstm.{name}", "state_slice", features=lambda d: d["D"],
+                   extra=lambda d: {"offset": k * d["D"], "width": d["D"]})
+
+
+_SLSTM_GATES = [_slstm_gate("igate", "slstm.conv"), _slstm_gate("fgate", "slstm.conv"),
+                _slstm_gate("zgate", "slstm.norm_in"), _slstm_gate("ogate", "slstm.norm_in")]
+
+SLSTM_BLOCK = register_block_table(BlockTable(
+    "slstm",
+    cells=(
+        CellRow("in", "block_input", features=lambda d: d["D"]),
+        CellRow("slstm.norm_in", "layernorm", "norm_slstm.weight", lambda d: [d["D"]]),
+        CellRow("slstm.conv", "causal_conv", "slstm_layer.conv1d.weight", lambda d: [d["D"], 1, d["K"]],
+                bias="slstm_layer.conv1d.bias", heads="heads"),
+        *(row for row, _ in _SLSTM_GATES),
+        # R and b are read by name (params), not fed by a connection: the gates' connections carry activations
+        CellRow("slstm.memory", "slstm_memory", features=lambda d: 4 * d["D"],
+                extra=lambda d: {"recurrent": "slstm_layer.recurrent_kernel", "recurrent_bias": "slstm_layer.bias",
+                                 "num_heads": d["num_heads"]}),
+        *(_slice(name, k) for k, name in enumerate(("c", "n", "m", "h"))),
+        CellRow("slstm.norm", "group_norm", "slstm_layer.group_norm.weight", lambda d: [d["D"]],
+                extra=lambda d: {"num_heads": d["num_heads"]}),
+        CellRow("mid", "residual", features=lambda d: d["D"]),
+        CellRow("ffn.norm_in", "layernorm", "norm_ffn.weight", lambda d: [d["D"]]),
+        CellRow("ffn.gate", "linear_gelu", "ffn.proj_up_gate.weight", lambda d: [d["F"], d["D"]]),
+        CellRow("ffn.up", "linear", "ffn.proj_up.weight", lambda d: [d["F"], d["D"]], kind="ffn"),
+        CellRow("ffn.h", "product", features=lambda d: d["F"], kind="ffn"),
+        CellRow("ffn.out", "linear", "ffn.proj_down.weight", lambda d: [d["D"], d["F"]], kind="ffn"),
+        CellRow("out", "residual", features=lambda d: d["D"]),
+    ),
+    connections=(
+        ("in", "slstm.norm_in"),
+        ("slstm.norm_in", "slstm.conv"),
+        *(conn for _, conn in _SLSTM_GATES),
+        *((f"slstm.{g}", "slstm.memory") for g in ("igate", "fgate", "zgate", "ogate")),
+        *(("slstm.memory", f"slstm.{name}") for name in ("c", "n", "m", "h")),
+        ("slstm.h", "slstm.norm"),
+        ("in", "mid"),
+        ("slstm.norm", "mid"),
+        ("mid", "ffn.norm_in"),
+        ("ffn.norm_in", "ffn.gate"),
+        ("ffn.norm_in", "ffn.up"),
+        ("ffn.gate", "ffn.h"),
+        ("ffn.up", "ffn.h"),
+        ("ffn.h", "ffn.out"),
+        ("mid", "out"),
+        ("ffn.out", "out"),
+    ),
+    dims=("D", "num_heads", "DH", "K", "F"),
+    panels=(
+        ("slstm.igate", "mean", "input gate W_i x"),
+        ("slstm.fgate", "mean", "forget gate W_f x"),
+        ("slstm.c", "mean", "cell state c"),
+        ("slstm.n", "mean", "normalizer n"),
+        ("slstm.m", "mean", "stabilizer m"),
+        ("slstm.h", "mean", "hidden h"),
+    ),
 ))
