@@ -25,10 +25,12 @@ CONNECTION_STATE_NAMES = {1: "on", -1: "flipped", 0: "off"}
 KIND_COLORS = {
     "input": "#bcbd22",
     "block": "#1f77b4",
+    "mlstm block": "#1f77b4",  # block nodes by layer type (block graph of a mixed stack)
+    "slstm block": "#e7ba52",  # not red: red marks flipped connections
     "projection": "#9467bd",
     "gate": "#17becf",
     "memory": "#000000",
-    "conv": "#2ca02c",
+    "conv": "#393b79",  # not the green of an "on" edge
     "norm": "#8c564b",
     "ffn": "#e377c2",
     "residual": "#7f7f7f",

@@ -67,11 +67,12 @@ class DagFigure:
         return {k: [] for k in ("src_id", "dst_id", "x0", "y0", "x1", "y1", "polarity", "state", "color", "alpha",
                                 "dash")}
 
-    def set_graph(self, names, conns_with_state, values=None, symmetric=False) -> None:
-        """Lay out `names` with [(src, dst, state)] and draw; keeps the figure, swaps the data."""
+    def set_graph(self, names, conns_with_state, values=None, symmetric=False, layer_types=None) -> None:
+        """Lay out `names` with [(src, dst, state)] and draw; keeps the figure, swaps the data. `layer_types`: the
+        model's, to colour block nodes by type."""
         conns = [(a, b) for a, b, _ in conns_with_state]
         pol = {(a, b): s for a, b, s in conns_with_state}
-        nodes = model_tables.dag_node_table(list(names), conns)
+        nodes = model_tables.dag_node_table(list(names), conns, layer_types)
         edges = model_tables.dag_edge_table(nodes, conns, pol)
         edges["dash"] = np.array(["dashed" if p == 0 else "solid" for p in edges["polarity"]], dtype=object)
         self.names, self.connections = list(names), conns

@@ -78,6 +78,7 @@ class DebuggerView(pn.viewable.Viewer):
         self.session = session
         self.driver = _DirectDriver(dbg) if dbg is not None else None
         self.num_blocks = (dbg.model.config if dbg is not None else session.config).num_blocks
+        self._layer_types = (dbg.model.config if dbg is not None else session.config).layer_types()
         self.block_graph = DagFigure("blocks (current one ringed)", height=200, color_bar=False, legend_place="below")
         self.cell_graph = DagFigure("cells (current one ringed)", height=360, color_bar=False, legend_place="below")
         self._shown_block = None
@@ -97,7 +98,7 @@ class DebuggerView(pn.viewable.Viewer):
         return self.driver.graph(scope, block)
 
     def _draw_block_graph(self):
-        self.block_graph.set_graph(*self._graph("block"))
+        self.block_graph.set_graph(*self._graph("block"), layer_types=self._layer_types)
 
     def _draw_cell_graph(self, block):
         self.cell_graph.set_graph(*self._graph("cell", block))

@@ -12,10 +12,12 @@ import numpy as np
 from xlstm_viz.dashboard.colors import KIND_COLORS, POLARITY_COLORS  # noqa: F401  (KIND_COLORS re-exported)
 from xlstm_viz.wiring.block_types import find_row
 
-def cell_kind(name: str) -> str:
-    """What a node computes: block cells by the kind their block table declares, model-level nodes by name."""
+def cell_kind(name: str, layer_types: list[str] | None = None) -> str:
+    """What a node computes: block cells by the kind their block table declares, model-level nodes by name; a block
+    node by its layer type ("slstm block") where `layer_types` is given and that type has a colour."""
     if name.startswith("blocks.") and name.count(".") == 1:
-        return "block"
+        kind = f"{layer_types[int(name.split('.')[1])]} block" if layer_types else "block"
+        return kind if kind in KIND_COLORS else "block"
     if name.startswith("blocks."):
         row = find_row(name.split(".", 2)[2])
         if row is not None:
@@ -70,7 +72,8 @@ def short_label(name: str) -> str:
     return name
 
 
-def dag_node_table(names: list[str], connections: list[tuple[str, str]]) -> dict[str, np.ndarray]:
+def dag_node_table(names: list[str], connections: list[tuple[str, str]],
+                   layer_types: list[str] | None = None) -> dict[str, np.ndarray]:
     depth = layer_of(names, connections)
     x = np.array([float(depth[n]) for n in names])
     y = np.zeros(len(names))
@@ -78,7 +81,7 @@ def dag_node_table(names: list[str], connections: list[tuple[str, str]]) -> dict
         members = [i for i, n in enumerate(names) if depth[n] == d]
         k = len(members)
         y[members] = 1.0 - (np.arange(k) + 0.5) / k if k > 1 else 0.5
-    kinds = [cell_kind(n) for n in names]
+    kinds = [cell_kind(n, layer_types) for n in names]
     return {
         "id": np.array(names, dtype=object),
         "label": np.array([short_label(n) for n in names], dtype=object),

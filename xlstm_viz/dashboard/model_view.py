@@ -118,7 +118,8 @@ class ModelView(pn.viewable.Viewer):
         names, conns = self.session.graph("block")
         self._block_graph = (names, conns)
         # Pass the current overlay in so a redraw never flashes uncoloured nodes.
-        self.block_graph.set_graph(names, conns, *self.overlay_values(names))
+        self.block_graph.set_graph(names, conns, *self.overlay_values(names),
+                                   layer_types=self.session.model.config.layer_types())
         cnames, cconns = self.session.graph("cell", self.block)
         self._cell_graph = (cnames, cconns)
         self.cell_graph.set_graph(cnames, cconns, *self.overlay_values(cnames))
