@@ -161,3 +161,40 @@ def test_the_slstm_table_wires_its_probes_and_panels():
     assert [p for p, _, _ in trace_tables.gate_panels(trace, 1)] == [f"blocks.1.{c}" for c, _, _ in SLSTM_BLOCK.panels]
     assert [p for p, _, _ in trace_tables.gate_panels(trace, 0)] == [
         "blocks.0.mlstm.igate", "blocks.0.mlstm.fgate", "blocks.0.mlstm.ogate", *["blocks.0.mlstm.memory"] * 3]
+
+
+def test_a_saved_mixed_checkpoint_loads_and_the_dashboard_draws_traces_and_steps_it(tmp_path, monkeypatch):
+    """A mixed stack saved in this package's format: load_model reads it back exactly; the dashboard opens it (not
+    refused), colours its block graph by type, draws the sLSTM cell graph and its panels, and steps into the sLSTM
+    memory."""
+    model, ids = _mixed()
+    folder = model.save(tmp_path / "mixed")
+    loaded = xlstm_viz.load_model(folder)
+    assert loaded.config.layer_types() == ["mlstm", "slstm", "mlstm"]
+    np.testing.assert_array_equal(np.array(loaded(ids)[0]), np.array(model(ids)[0]))
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    from xlstm_viz.dashboard import trace_tables
+    from xlstm_viz.dashboard.app import DashboardApp
+    from xlstm_viz.dashboard.session import load_default_model
+
+    app = DashboardApp(model=load_default_model(folder), threaded=False)
+    try:
+        app.session.set_prompt("1 2 3 4 5 6")
+        trace = app.session.trace
+        assert "blocks.1.slstm.c" in trace.stats
+        kinds = dict(zip(app.model_view.block_graph.node_source.data["id"],
+                         app.model_view.block_graph.node_source.data["kind"]))
+        assert kinds["blocks.0"] == kinds["blocks.2"] == "mlstm block" and kinds["blocks.1"] == "slstm block"
+        app.model_view.block = 1
+        cell_kinds = dict(zip(app.model_view.cell_graph.node_source.data["id"],
+                              app.model_view.cell_graph.node_source.data["kind"]))
+        assert cell_kinds["blocks.1.slstm.memory"] == "memory" and cell_kinds["blocks.1.slstm.conv"] == "conv"
+        assert [p for p, _, _ in trace_tables.gate_panels(trace, 1)][:2] == ["blocks.1.slstm.igate",
+                                                                            "blocks.1.slstm.fgate"]
+        app.session.debug("add_breakpoint", probe="blocks.1.slstm.memory")
+        app.session.debug("continue")
+        ev = app.session.step_event
+        assert ev.name == "blocks.1.slstm.memory" and set(ev.state) == {"c", "n", "m", "h"}
+    finally:
+        app.session.close()
