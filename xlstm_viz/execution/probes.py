@@ -18,6 +18,14 @@
 | `blocks.i.ffn.gate/up/h`  | SiLU(W_g x), W_u x, their product [B, S, F]     | mean, std, absmax, l2                           |
 | `blocks.i.ffn.out`        | proj_down [B, S, D]                             | mean, std, absmax, l2                           |
 | `blocks.i.out`            | stream leaving block i [B, S, D]                | mean, std, absmax, l2                           |
+| sLSTM blocks ("slstm"):   |                                                 |                                                 |
+| `blocks.i.slstm.norm_in`  | LN(stream) (1 + w) [B, S, D]                    | mean, std, absmax, l2                           |
+| `blocks.i.slstm.conv`     | SiLU(causal conv) [B, S, D]                     | per head                                        |
+| `blocks.i.slstm.igate/fgate/zgate/ogate` | block-diagonal W_g x [B, S, D]   | per head                                        |
+| `blocks.i.slstm.memory`   | [c; n; m; h] per token [B, S, 4D]               | mean, std, absmax, l2                           |
+| `blocks.i.slstm.c/n/m/h`  | the sLSTM memory's c, n, m, h [B, S, D]         | per head                                        |
+| `blocks.i.slstm.norm`     | GroupNorm(h) (1 + w) [B, S, D]                  | per head                                        |
+| `blocks.i.mid`, `ffn.*`, `out` | as in the mLSTM block, with LN (1 + w) and GELU(W_g x) | as above                              |
 | `out_norm`                | final RMSNorm [B, S, D]                         | mean, std, absmax, l2                           |
 | `logits`                  | cap_30(lm_head) [B, S, V]                       | mean, std, absmax, l2                           |
 

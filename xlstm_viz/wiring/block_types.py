@@ -18,8 +18,17 @@ A *block type* (`BLOCK_TYPES`, keyed by layer type as `config.layer_types` spell
 dimensions) plus its connections, and, attached by the model package, the nn.Module that holds its parameters and
 the function from a model config to the table's dimensions (`attach_block`). `CellWiring.from_table`, the probe
 names, the per-head rule (`execution.probes.probe_heads`), the dashboard's node kinds and gate panels are read from
-the table, so a block's cells are spelled in one place. How to add a block type: /work/wt/_notes/core-interface.md
-(copied into README's "Adding a block type").
+the table, so a block's cells are spelled in one place.
+
+Registered block types: "mlstm" (the xLSTM-7B block; equations in xlstm_viz/model/mlstm_block.py, the recurrence
+in mlstm_cell.py) and "slstm" (the original xLSTM's sLSTM block; equations in xlstm_viz/model/slstm_block.py, the
+recurrence in slstm_cell.py). To add a block type: register its cell types here (or reuse these), a BlockTable
+with `register_block_table`, then, in a model module imported by xlstm_viz/model/xlstm.py, attach each new type's
+function (`attach_cell_function`) and the block's nn.Module and dimensions (`attach_block`); slstm_block.py is a
+complete example. A newcomer looking for the sLSTM reads: its equations in model/slstm_block.py (module docstring)
+and model/slstm_cell.py; the table that wires them, `SLSTM_BLOCK` below; its probes in execution/probes.py; the
+views that show them: dashboard/model_view.py (block and cell graphs, kinds from this table) and
+dashboard/trace_view.py + trace_tables.gate_panels (its gates and states over time, `SLSTM_BLOCK.panels`).
 """
 
 from __future__ import annotations
