@@ -100,3 +100,52 @@ def test_config_accepts_layer_types_as_lfm2_spells_them():
         XLSTMConfig.from_dict({**base, "layer_types": ["mlstm"] * 3})
     with pytest.raises(ConfigError, match="'layer_types' .* and 'block_types' .* disagree"):
         XLSTMConfig.from_dict({**base, "layer_types": ["mlstm", "mlstm"], "block_types": ["mlstm", "slstm"]})
+
+
+def test_a_registered_cell_type_without_a_function_is_refused_by_name_when_the_model_runs(model, ids):
+    from xlstm_viz.wiring.block_types import CELL_TYPES, CellType, register_cell_type
+
+    register_cell_type(CellType("wavelet_nofn"))
+    try:
+        wiring = model.cell_wirings[0]
+        wiring.add_cell("blocks.0.extra", "wavelet_nofn", {"features": 64})
+        wiring.connect("blocks.0.mid", "blocks.0.extra")
+        with pytest.raises(ValueError, match=r"cell 'blocks\.0\.extra': cell type 'wavelet_nofn' is registered "
+                                             r"without a function"):
+            model(ids)
+    finally:
+        del CELL_TYPES["wavelet_nofn"]
+
+
+def test_traces_and_the_debugger_watch_the_forward_through_the_observer_protocol(model, ids):
+    """Both are Observers; the memory cell reports a StateEvent with the state it started from and returned (the
+    debugger's state view is that state), every other cell a plain CellEvent."""
+    from xlstm_viz.execution.debugger import Debugger, _Stepper
+    from xlstm_viz.execution.trace import Recorder
+    from xlstm_viz.model.forward import Executor
+    from xlstm_viz.model.observer import CellEvent, Observer, StateEvent
+
+    assert isinstance(Recorder(model, None, "stats"), Observer) and isinstance(_Stepper(), Observer)
+
+    class Collect:
+        stepping = False
+
+        def __init__(self):
+            self.events = []
+
+        def wants_memory_trace(self, block):
+            return block == 1
+
+        def on_cell(self, event):
+            self.events.append(event)
+
+    seen = Collect()
+    logits, state = Executor(model).forward_observed(ids, observer=seen)
+    memory = [e for e in seen.events if isinstance(e, StateEvent)]
+    assert [e.name for e in memory] == [f"blocks.{j}.mlstm.memory" for j in range(len(model.blocks))]
+    assert all(type(e) is CellEvent for e in seen.events if e not in memory)
+    assert memory[0].zero_state_in and memory[0].memory_trace is None and memory[1].memory_trace is not None
+    assert memory[-1].state is state[-1]  # the state the cell returned is the block's new state
+    np.testing.assert_allclose(np.array(memory[1].memory_trace.m[..., -1]), np.array(state[1].m[..., 0]), rtol=1e-5)
+    ev = Debugger(model, ids, mode="chunkwise").run_to("blocks.1.mlstm.memory")
+    np.testing.assert_array_equal(ev.state["C"], np.array(state[1].C))
