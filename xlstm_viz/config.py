@@ -103,6 +103,8 @@ class XLSTMConfig(ValidatedConfig):
     pad_token_id: TokenId = 1
     # Per-block layer types for mixed stacks (roadmap: sLSTM, CfC). None means every block is "mlstm".
     block_types: Optional[list[Annotated[str, Field(min_length=1)]]] = None
+    # Heads of the "slstm" blocks of a mixed stack (the official sLSTM layer has its own num_heads); None = num_heads.
+    slstm_num_heads: Optional[PositiveInt] = None
     # Keys of config.json that are not fields here (HF extras); kept so that save() writes them back.
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -191,8 +193,9 @@ class XLSTMConfig(ValidatedConfig):
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.extra)
         d.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"})
-        if d.get("block_types") is None:
-            d.pop("block_types")
+        for name in ("block_types", "slstm_num_heads"):  # unset: not written (7B configs stay as they were)
+            if d.get(name) is None:
+                d.pop(name)
         # Keep the HF aliases consistent so transformers reads small models correctly.
         d.update(hidden_size=self.embedding_dim, num_hidden_layers=self.num_blocks)
         d.setdefault("model_type", "xlstm")

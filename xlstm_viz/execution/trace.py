@@ -183,6 +183,12 @@ class Recorder:
         # block -> per span: k, v, i, f and the entering state (host, device), or C_norm, n_norm, m [B, S, NH] (trace)
         self._memory: dict[int, dict[str, list]] = {}
         self._fgates = [n for n in self.names if self._local.get(n) == "mlstm.fgate"]
+        # memory cells whose params scale k (orig_mlstm): name -> the key head width DH
+        self._scaled_k = {
+            name: spec.params["features"] // spec.params["num_heads"]
+            for wiring in model.cell_wirings for name, spec in wiring.cells.items()
+            if spec.cell_type == "mlstm_memory" and spec.params.get("scale_k")
+        }
 
     def wants_memory_trace(self, block: int) -> bool:
         return block in self._memory_blocks and self.memory_on == "trace"
@@ -200,6 +206,9 @@ class Recorder:
             record = self._memory.setdefault(event.block, {"state": state})
             for key, cell in (("k", "mlstm.k"), ("v", "mlstm.v"), ("i", "mlstm.igate"), ("f", "mlstm.fgate")):
                 record.setdefault(key, []).append(event.inputs[cell])
+            if event.name in self._scaled_k:  # the cell stores k / sqrt(DH) (the original mLSTM): so does the recurrence
+                k = record["k"][-1]
+                record["k"][-1] = k * (self._scaled_k[event.name] ** -0.5)
             return
         trace = event.memory_trace
         if trace is not None:

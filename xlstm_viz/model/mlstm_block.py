@@ -99,6 +99,11 @@ def mlstm_memory(x, w, state: MLSTMState | None, p: CellParams):
     f = x["mlstm.fgate"].astype(mx.float32).transpose(0, 2, 1)
     if state is None:
         state = MLSTMState.zeros(q.shape[0], num_heads, q.shape[-1], v.shape[-1])
+    if p.params.get("scale_k"):
+        # The original xLSTM's cell scales k by 1/sqrt(DH) where this one scales q: passing q*sqrt(DH) and
+        # k/sqrt(DH) makes q^T C and q^T n the official ones and C, n the official states.
+        scale = q.shape[-1] ** 0.5
+        q, k = q * scale, k / scale
     if p.mode == "recurrent":
         h, state, trace = mlstm_cell.recurrent(q, k, v, i, f, state, p.config.eps, p.trace)
     else:

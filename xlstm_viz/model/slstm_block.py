@@ -49,8 +49,8 @@ def conv(x, w, state, p: CellParams):  # x_c = SiLU(causal conv(x) + b); the sta
     return nn.silu(y), history
 
 
-def headwise_cell(x, w, state, p: CellParams):  # y_h = W_h x_h per head
-    return headwise(one(x, "headwise"), w(p.weight_path("headwise"))), None
+def headwise_cell(x, w, state, p: CellParams):  # y_h = W_h x_h per head (+ b)
+    return headwise(one(x, "headwise"), w(p.weight_path("headwise")), w(p.bias_path("headwise"))), None
 
 
 def slstm_memory(x, w, state: SLSTMState | None, p: CellParams):
@@ -78,7 +78,7 @@ def state_slice(x, w, state, p: CellParams):
 
 def group_norm_cell(x, w, state, p: CellParams):  # per-head LN(h) (1 + w)
     path = p.params.get("weight")
-    num_heads = int(p.params.get("num_heads", p.config.num_heads))
+    num_heads = int(p.params.get("num_heads", p.config.num_heads))  # the table's rows give it
     return group_norm(one(x, "group_norm"), None if path is None else w(path), num_heads, LN_EPS), None
 
 
@@ -122,9 +122,10 @@ class SLSTMBlock(nn.Module):
 
 
 def slstm_dims(config: XLSTMConfig) -> dict:
-    D, NH = config.embedding_dim, config.num_heads
+    D, NH = config.embedding_dim, config.slstm_num_heads or config.num_heads
     if D % NH:
-        raise ValueError(f"an sLSTM block needs num_heads ({NH}) to divide embedding_dim ({D})")
+        raise ValueError(f"an sLSTM block needs its heads (slstm_num_heads or num_heads = {NH}) to divide "
+                         f"embedding_dim ({D})")
     return {"D": D, "num_heads": NH, "DH": D // NH, "K": CONV_KERNEL, "F": config.ffn_dim}
 
 

@@ -100,6 +100,10 @@ for _t in (
     CellType("state_slice", heads="heads", kind="memory"),  # one of c, n, m, h out of the sLSTM memory's output
     CellType("group_norm", heads="heads", kind="norm"),  # per-head LayerNorm, weight as an offset from 1
     CellType("linear_gelu", kind="ffn"),
+    # the original mLSTM block's (xlstm_viz/model/orig_mlstm_block.py)
+    CellType("concat_linear", inputs="many", heads="features", kind="gate"),  # W [x_1; x_2; ...] + b
+    CellType("learnable_skip", inputs="many", heads="heads", kind="residual"),  # x_1 + s * x_2
+    CellType("silu_gated", inputs="many", kind="residual"),  # x_1 * SiLU(x_2)
 ):
     register_cell_type(_t)
 
@@ -360,5 +364,71 @@ SLSTM_BLOCK = register_block_table(BlockTable(
         ("slstm.n", "mean", "normalizer n"),
         ("slstm.m", "mean", "stabilizer m"),
         ("slstm.h", "mean", "hidden h"),
+    ),
+))
+
+
+# The original xLSTM's mLSTM block (blocks/mlstm/layer.py; layer type "orig_mlstm") in this package's naming:
+# pre-LayerNorm, up-projection to the inner width I into x_m and z, causal Conv1d, block-diagonal q/k/v
+# (qkv_proj_blocksize), gates from [q; k; v], the mLSTM memory (k scaled by 1/sqrt(DH), as officially), group norm,
+# learnable skip, SiLU(z) output gate, down-projection; no FFN. Equations: xlstm_viz/model/orig_mlstm_block.py.
+def _qkv(name: str, source: str) -> tuple[CellRow, tuple[str, str]]:
+    return (CellRow(f"mlstm.{name}", "headwise", f"mlstm_layer.{name}.weight",
+                    lambda d: [d["I"] // d["BS"], d["BS"], d["BS"]], features=lambda d: d["I"], kind="projection"),
+            (source, f"mlstm.{name}"))
+
+
+def _orig_gate(name: str) -> CellRow:
+    return CellRow(f"mlstm.{name}", "concat_linear", f"mlstm_layer.{name}.weight", lambda d: [d["num_heads"], 3 * d["I"]],
+                   bias=f"mlstm_layer.{name}.bias")
+
+
+_ORIG_QKV = [_qkv("q", "mlstm.conv"), _qkv("k", "mlstm.conv"), _qkv("v", "mlstm.up")]
+
+ORIG_MLSTM_BLOCK = register_block_table(BlockTable(
+    "orig_mlstm",
+    cells=(
+        CellRow("in", "block_input", features=lambda d: d["D"]),
+        CellRow("mlstm.norm_in", "layernorm", "norm_mlstm.weight", lambda d: [d["D"]]),
+        CellRow("mlstm.up", "linear", "mlstm_layer.proj_up.weight", lambda d: [d["I"], d["D"]]),
+        CellRow("mlstm.z", "linear", "mlstm_layer.proj_z.weight", lambda d: [d["I"], d["D"]]),
+        CellRow("mlstm.conv", "causal_conv", "mlstm_layer.conv1d.weight", lambda d: [d["I"], 1, d["K"]],
+                bias="mlstm_layer.conv1d.bias", heads="heads"),
+        *(row for row, _ in _ORIG_QKV),
+        _orig_gate("igate"),
+        _orig_gate("fgate"),
+        CellRow("mlstm.memory", "mlstm_memory", features=lambda d: d["I"], heads="heads",
+                extra=lambda d: {"num_heads": d["num_heads"], "scale_k": True}),
+        CellRow("mlstm.norm", "group_norm", "mlstm_layer.outnorm.weight", lambda d: [d["I"]],
+                extra=lambda d: {"num_heads": d["num_heads"]}),
+        CellRow("mlstm.skip", "learnable_skip", "mlstm_layer.learnable_skip", lambda d: [d["I"]]),
+        CellRow("mlstm.h", "silu_gated", features=lambda d: d["I"], heads="heads"),
+        CellRow("mlstm.out", "linear", "mlstm_layer.proj_down.weight", lambda d: [d["D"], d["I"]], kind="residual"),
+        CellRow("out", "residual", features=lambda d: d["D"]),
+    ),
+    connections=(
+        ("in", "mlstm.norm_in"),
+        ("mlstm.norm_in", "mlstm.up"),
+        ("mlstm.norm_in", "mlstm.z"),
+        ("mlstm.up", "mlstm.conv"),
+        *(conn for _, conn in _ORIG_QKV),
+        *((f"mlstm.{s}", f"mlstm.{g}") for g in ("igate", "fgate") for s in "qkv"),  # [q; k; v] in this order
+        *((f"mlstm.{c}", "mlstm.memory") for c in ("q", "k", "v", "igate", "fgate")),
+        ("mlstm.memory", "mlstm.norm"),
+        ("mlstm.norm", "mlstm.skip"),  # GN(h~) + s * x_c: the norm first, then the conv output
+        ("mlstm.conv", "mlstm.skip"),
+        ("mlstm.skip", "mlstm.h"),  # (...) * SiLU(z)
+        ("mlstm.z", "mlstm.h"),
+        ("mlstm.h", "mlstm.out"),
+        ("in", "out"),
+        ("mlstm.out", "out"),
+    ),
+    dims=("D", "I", "num_heads", "BS", "K"),
+    panels=(
+        ("mlstm.igate", "value", "input gate i~"),
+        ("mlstm.fgate", "value", "forget gate f~"),
+        ("mlstm.memory", "C_norm", "memory ||C||"),
+        ("mlstm.memory", "n_norm", "normalizer ||n||"),
+        ("mlstm.memory", "m", "stabilizer m"),
     ),
 ))
