@@ -243,3 +243,15 @@ def test_a_saved_mixed_checkpoint_loads_and_the_dashboard_draws_traces_and_steps
         assert ev.name == "blocks.1.slstm.memory" and set(ev.state) == {"c", "n", "m", "h"}
     finally:
         app.session.close()
+
+
+def test_slstm_heads_are_a_config_field_that_round_trips_and_is_checked_by_name():
+    base = dict(embedding_dim=32, num_heads=4, num_blocks=2, vocab_size=40, layer_types=["mlstm", "slstm"])
+    config = XLSTMConfig.from_dict({**base, "slstm_num_heads": 2})
+    assert XLSTMConfig.from_dict(config.to_dict()) == config
+    assert "slstm_num_heads" not in XLSTMConfig.from_dict(base).to_dict()  # unset: 7B configs are written as before
+    model = XLSTM(config)
+    assert model.blocks[1].new_state(1)["slstm.memory"].c.shape == (1, 2, 16)
+    assert model.cell_wirings[1].cells["blocks.1.slstm.memory"].params["num_heads"] == 2
+    with pytest.raises(ValueError, match=r"slstm_num_heads or num_heads = 3\) to divide embedding_dim \(32\)"):
+        XLSTM(XLSTMConfig.from_dict({**base, "slstm_num_heads": 3}))
