@@ -235,6 +235,10 @@ def test_a_saved_mixed_checkpoint_loads_and_the_dashboard_draws_traces_and_steps
         cell_kinds = dict(zip(app.model_view.cell_graph.node_source.data["id"],
                               app.model_view.cell_graph.node_source.data["kind"]))
         assert cell_kinds["blocks.1.slstm.memory"] == "memory" and cell_kinds["blocks.1.slstm.conv"] == "conv"
+        # every colour drawn is in a legend: the block graph's layer types, the sLSTM cell graph's conv kind
+        labels = lambda fig: [item.label["value"] for item in fig.figure.legend[0].items]  # noqa: E731
+        assert {"mlstm block", "slstm block"} <= set(labels(app.model_view.block_graph))
+        assert "conv" in labels(app.model_view.cell_graph) and "memory" in labels(app.model_view.cell_graph)
         assert [p for p, _, _ in trace_tables.gate_panels(trace, 1)][:2] == ["blocks.1.slstm.igate",
                                                                             "blocks.1.slstm.fgate"]
         app.session.debug("add_breakpoint", probe="blocks.1.slstm.memory")

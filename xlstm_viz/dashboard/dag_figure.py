@@ -7,7 +7,9 @@ from bokeh.models import ColumnDataSource, HoverTool, Range1d, TapTool
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import model_tables, source_updates, trace_tables
-from xlstm_viz.dashboard.colors import add_legend, graph_legend_items, update_color_bar, value_color_bar
+from xlstm_viz.dashboard.colors import (
+    add_legend, graph_legend_items, kind_legend_items, update_color_bar, value_color_bar,
+)
 
 
 class DagFigure:
@@ -49,6 +51,7 @@ class DagFigure:
         # A legend (edge colour = connection state, node outline = cell kind; added with the first graph) and
         # a colour bar for the node fill (the overlay value) whose range follows every set_values.
         self._legend = None
+        self._legend_kinds: set[str] = set()  # node kinds the legend lists
         self._legend_place = legend_place
         self.mapper = self.color_bar = None
         if color_bar:
@@ -82,6 +85,11 @@ class DagFigure:
             self._legend = add_legend(self.figure, graph_legend_items(nodes["kind"]), title="edge / outline",
                                       place=self._legend_place, orientation="vertical",
                                       ncols=4 if below else "auto")
+        else:  # a block of another type brings cell kinds the legend does not list yet (sLSTM: conv)
+            missing = [k for k in dict.fromkeys(nodes["kind"]) if k not in self._legend_kinds]
+            if missing:
+                source_updates.apply(self.figure, lambda: self._extend_legend(missing))
+        self._legend_kinds.update(nodes["kind"])
         values = np.full(len(names), np.nan) if values is None else values
         nodes.update(trace_tables.overlay_columns(values, symmetric=symmetric))
         self._update_bar(values, symmetric)
@@ -89,6 +97,13 @@ class DagFigure:
         source_updates.replace_data(self.edge_source, edges)
         xmax = float(nodes["x"].max()) if len(nodes["x"]) else 1.0
         source_updates.set_props(self.x_range, start=-0.5, end=xmax + 0.5)
+
+    def _extend_legend(self, kinds) -> None:
+        from bokeh.models import LegendItem
+
+        for label, color in kind_legend_items(kinds):
+            r = self.figure.scatter([np.nan], [np.nan], size=10, fill_color="#ffffff", line_color=color, line_width=3)
+            self._legend.items.append(LegendItem(label=label, renderers=[r]))
 
     def set_values(self, values, symmetric: bool = False) -> None:
         """Overlay only: patch fill/size/value columns (cheap; the layout stays)."""
