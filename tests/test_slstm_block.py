@@ -241,6 +241,13 @@ def test_a_saved_mixed_checkpoint_loads_and_the_dashboard_draws_traces_and_steps
         assert "conv" in labels(app.model_view.cell_graph) and "memory" in labels(app.model_view.cell_graph)
         assert [p for p, _, _ in trace_tables.gate_panels(trace, 1)][:2] == ["blocks.1.slstm.igate",
                                                                             "blocks.1.slstm.fgate"]
+        tv = app.trace_view  # the over-time panels follow the shown block's type
+        tv.block = 1
+        titles = [fig.title.text for _, _, fig, _ in tv.panels]
+        assert titles == [title for _, _, title in SLSTM_BLOCK.panels]
+        assert all(len(src.data["value"]) == 6 * 4 for _, _, _, src in tv.panels)  # tokens x heads
+        tv.block = 0
+        assert [fig.title.text for _, _, fig, _ in tv.panels][0] == "input gate exp(i - m)"
         app.session.debug("add_breakpoint", probe="blocks.1.slstm.memory")
         app.session.debug("continue")
         ev = app.session.step_event

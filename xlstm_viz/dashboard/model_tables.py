@@ -60,13 +60,14 @@ def layer_of(names: list[str], connections: list[tuple[str, str]]) -> dict[str, 
 
 
 def short_label(name: str) -> str:
-    """`blocks.1.mlstm.igate` -> `igate`, `blocks.1.ffn.out` -> `ffn.out`, `blocks.2` -> `block 2`."""
+    """`blocks.1.mlstm.igate` -> `igate`, `blocks.1.slstm.c` -> `c`, `blocks.1.ffn.out` -> `ffn.out`, `blocks.2` ->
+    `block 2`: a block's own layer prefix is dropped, the FFN's kept."""
     parts = name.split(".")
     if parts[0] == "blocks" and len(parts) == 2:
         return f"block {parts[1]}"
     if parts[0] == "blocks" and len(parts) > 2:
         rest = parts[2:]
-        if rest[0] == "mlstm":
+        if rest[0] in ("mlstm", "slstm") and len(rest) > 1:
             rest = rest[1:]
         return ".".join(rest)
     return name

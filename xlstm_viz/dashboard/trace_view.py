@@ -115,12 +115,14 @@ class TraceView(pn.viewable.Viewer):
                 fig.xaxis.major_label_orientation = 1.2 if S > 16 else 0.0
 
         source_updates.apply(self.x_range, axes)
-        for suffix, stat, fig, src in self.panels:
-            probe = f"blocks.{self.block}.{suffix}"
-            stats = tr.stats.get(probe, {})
-            use = stat if stat in stats else ("mean" if "mean" in stats and suffix != "mlstm.memory" else None)
+        # The panels of the shown block's type (its table's `panels`: the mLSTM gates and memory, or the sLSTM's);
+        # slots this block type does not use stay empty.
+        shown = trace_tables.gate_panels(tr, self.block)
+        for k, (_, _, fig, src) in enumerate(self.panels):
+            probe, use, title = shown[k] if k < len(shown) else (None, None, "")
             data = trace_tables.head_time_table(tr, probe, use) if use else _empty_heat()
             source_updates.replace_data(src, data)
+            source_updates.set_props(fig.title, text=title)
             self._match_bar(src, data["value"], use or "no data")
         if self.probe in tr.stats:
             names = sorted(tr.stats[self.probe])
