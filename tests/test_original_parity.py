@@ -407,11 +407,13 @@ def test_cli_info_summarises_an_original_model(golden_dir, capsys):
     assert "blocks.0.mlstm.norm_in" in out
 
 
-def test_dashboard_refuses_an_original_model_by_name(golden_dir):
+def test_dashboard_opens_an_original_model_and_refuses_one_it_cannot_show_by_name(golden_dir):
     from xlstm_viz.dashboard.session import load_default_model
 
-    with pytest.raises(ValueError, match=r"orig_slstm is an original xLSTM \(xLSTMLMModel\); the dashboard cannot"):
-        load_default_model(golden_dir / "orig_slstm")
+    assert load_default_model(golden_dir / "orig_mixed").config.layer_types() == ["orig_mlstm", "slstm", "orig_mlstm"]
+    with pytest.raises(ValueError, match=r"orig_plain is an original xLSTM \(xLSTMLMModel\) the dashboard cannot show: "
+                                         r"config field 'slstm_block.slstm.conv1d_kernel_size' = 0"):
+        load_default_model(golden_dir / "orig_plain")
 
 
 def test_up_projection_widths_equal_the_official_for_every_width(golden_dir):

@@ -266,3 +266,55 @@ def test_slstm_heads_are_a_config_field_that_round_trips_and_is_checked_by_name(
     assert model.cell_wirings[1].cells["blocks.1.slstm.memory"].params["num_heads"] == 2
     with pytest.raises(ValueError, match=r"slstm_num_heads or num_heads = 3\) to divide embedding_dim \(32\)"):
         XLSTM(XLSTMConfig.from_dict({**base, "slstm_num_heads": 3}))
+
+
+
+@pytest.mark.parametrize("name", ["orig_slstm", "orig_mixed"])
+@pytest.mark.parametrize("mode", ["chunkwise", "recurrent"])
+def test_an_original_checkpoint_converts_to_the_registry_model_with_the_official_logits_and_states(golden_dir, name,
+                                                                                                   mode):
+    from xlstm_viz.model.convert import registry_model
+
+    original = xlstm_viz.load_model(golden_dir / name)
+    ref = np.load(golden_dir / name / "reference.npz")
+    ids = mx.array(ref["input_ids"])
+    model = registry_model(original)
+    logits, state = model(ids, mode=mode)
+    np.testing.assert_allclose(np.array(logits), ref["logits_step"], atol=1e-3)  # the parity bar of the original
+    theirs, their_state = original(ids, mode=mode)
+    np.testing.assert_allclose(np.array(logits), np.array(theirs), atol=1e-5 * np.abs(np.array(theirs)).max())
+    for b, (ours, official) in enumerate(zip(state, their_state)):
+        for cell in official:
+            for k, (x, y) in enumerate(zip(*(s.arrays() if hasattr(s, "arrays") else (s,) for s in (ours[cell],
+                                                                                                  official[cell])))):
+                assert_close_to_scale(np.array(x), np.array(y), ULPS, f"block {b} {cell} [{k}]")
+
+
+def test_a_cuda_layout_checkpoint_converts_to_the_same_registry_model(golden_dir):
+    from xlstm_viz.model.convert import registry_model
+
+    ids = mx.array(np.load(golden_dir / "orig_slstm" / "reference.npz")["input_ids"])
+    vanilla = registry_model(xlstm_viz.load_model(golden_dir / "orig_slstm"))(ids)[0]
+    cuda = registry_model(xlstm_viz.load_model(golden_dir / "orig_slstm_cuda"))(ids)[0]
+    np.testing.assert_array_equal(np.array(cuda), np.array(vanilla))
+
+
+def test_an_original_checkpoint_traces_and_steps_in_the_dashboard(golden_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    from xlstm_viz.dashboard.app import DashboardApp
+    from xlstm_viz.dashboard.session import load_default_model
+
+    app = DashboardApp(model=load_default_model(golden_dir / "orig_mixed"), threaded=False)
+    try:
+        app.session.set_prompt("1 2 3 4 5")
+        trace = app.session.trace
+        assert {"blocks.0.mlstm.conv", "blocks.1.slstm.h", "blocks.2.mlstm.memory"} <= set(trace.stats)
+        assert "C_norm" in trace.stats["blocks.0.mlstm.memory"]
+        kinds = dict(zip(app.model_view.block_graph.node_source.data["id"],
+                         app.model_view.block_graph.node_source.data["kind"]))
+        assert kinds["blocks.1"] == "slstm block"
+        app.session.debug("add_breakpoint", probe="blocks.1.slstm.memory")
+        app.session.debug("continue")
+        assert set(app.session.step_event.state) == {"c", "n", "m", "h"}
+    finally:
+        app.session.close()

@@ -85,7 +85,10 @@ class XLSTMConfig(ValidatedConfig):
     ffn_proj_factor: PositiveFloat = 2.667
     ffn_round_up_to_multiple_of: PositiveInt = 64
     gate_soft_cap: PositiveFloat = 15.0
-    output_logit_soft_cap: PositiveFloat = 30.0
+    output_logit_soft_cap: Optional[PositiveFloat] = 30.0  # None: no cap (the original xLSTM's head)
+    # The final norm: the 7B's RMSNorm, or the original xLSTM's LayerNorm with its weight stored as an offset from 1
+    # (a model converted from an xLSTMLMModel checkpoint, xlstm_viz.model.convert).
+    out_norm_type: Literal["rmsnorm", "layernorm_offset"] = "rmsnorm"
     weight_mode: Literal["single", "fused"] = "single"
     chunk_size: PositiveInt = 64
     eps: PositiveFloat = 1e-6
@@ -196,6 +199,8 @@ class XLSTMConfig(ValidatedConfig):
         for name in ("block_types", "slstm_num_heads"):  # unset: not written (7B configs stay as they were)
             if d.get(name) is None:
                 d.pop(name)
+        if d.get("out_norm_type") == "rmsnorm":  # the default is not written: the official xLSTMLarge has no such field
+            d.pop("out_norm_type")
         # Keep the HF aliases consistent so transformers reads small models correctly.
         d.update(hidden_size=self.embedding_dim, num_hidden_layers=self.num_blocks)
         d.setdefault("model_type", "xlstm")

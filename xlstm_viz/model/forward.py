@@ -24,6 +24,7 @@ import numpy as np
 from xlstm_viz.model.activations import soft_cap
 from xlstm_viz.model.cells import CellParams, linear
 from xlstm_viz.model.norms import rms_norm
+from xlstm_viz.model.xlstm_original import LN_EPS, layer_norm
 from xlstm_viz.model.observer import CellEvent, StateEvent
 from xlstm_viz.wiring.block_types import CELL_TYPES, block_table
 
@@ -307,7 +308,12 @@ class Executor:
                                                      zero_state and token in (None, 0))
                 elif node == "out_norm":
                     norm = model.backbone.get("out_norm")
-                    out = rms_norm(x, norm.weight, config.norm_eps, norm.get("bias")) if norm is not None else x
+                    if norm is None:
+                        out = x
+                    elif config.out_norm_type == "layernorm_offset":  # the original xLSTM's post-blocks norm
+                        out = layer_norm(x, norm.weight, LN_EPS)
+                    else:
+                        out = rms_norm(x, norm.weight, config.norm_eps, norm.get("bias"))
                     out, ev = finish("out_norm", "rmsnorm", None, {"stream": x}, out)
                     if stepping:
                         yield ev

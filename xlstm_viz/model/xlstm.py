@@ -50,6 +50,8 @@ class Backbone(nn.Module):
         self.blocks = [block_module(kind)(config) for kind in config.layer_types()]
         if config.add_out_norm:
             self.out_norm = RMSNorm(config.embedding_dim, config.norm_eps, config.use_bias)
+            if config.out_norm_type == "layernorm_offset":
+                self.out_norm.weight = mx.zeros((config.embedding_dim,))  # an offset from 1: zeros = identity scale
 
 
 # weight_mode="fused" (xlstm 2.0.6 `convert_single_weights_to_fused_weights`): fused name -> the single-mode
