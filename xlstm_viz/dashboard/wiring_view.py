@@ -14,7 +14,7 @@ import panel as pn
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 from bokeh.events import Tap
-from bokeh.models import ColorBar, ColumnDataSource, FixedTicker, HoverTool, LinearColorMapper, Range1d, TapTool
+from bokeh.models import ColorBar, ColumnDataSource, CustomJSHover, FixedTicker, HoverTool, LinearColorMapper, Range1d, TapTool
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, wiring_tables
@@ -23,6 +23,29 @@ from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 
 WIRING_KINDS = ("AutoNCP", "NCP", "Random", "FullyConnected")
+# inhibitory red -> grey (half and half) -> excitatory green, the polarity colours of the single synapses
+BUNDLE_PALETTE = tuple(
+    "#%02x%02x%02x" % tuple(int(round(a + (b - a) * t)) for a, b in zip(lo, hi))
+    for lo, hi, steps in (((0xd6, 0x27, 0x28), (0xb0, 0xb0, 0xb0), 32), ((0xb0, 0xb0, 0xb0), (0x2c, 0xa0, 0x2c), 32))
+    for t in np.linspace(0, 1, steps)
+)
+# Bounds of what the NCPS view draws (builder form, JSON import, a model's wiring), checked before any matrix is
+# made. Building an ncps-exact NCP draws its synapses one by one (the ncps random stream), and the view's tables
+# are dense: measured on the 2-core machine under load, AutoNCP(1000, 16) on 128 inputs takes 3.7 s to build and
+# 1.1 s to draw (157k synapses); at 2048 neurons on 256 inputs 16 s + 5 s, and the issue 17 report had
+# units=12000 freeze the server. The wiring classes themselves allow up to checks.MAX_UNITS (4096).
+MAX_VIEW_UNITS = 1024
+MAX_VIEW_INPUTS = 256
+
+
+def check_view_size(units, input_dim, what: str = "wiring") -> None:
+    """Refuse a wiring too large for the NCPS view, naming the value and the bound."""
+    if units is not None and units > MAX_VIEW_UNITS:
+        raise ValueError(f"{what}: units={units} is above the NCPS view's bound of {MAX_VIEW_UNITS} neurons "
+                         "(xlstm_viz.dashboard.wiring_view.MAX_VIEW_UNITS); build it in Python instead")
+    if input_dim is not None and input_dim > MAX_VIEW_INPUTS:
+        raise ValueError(f"{what}: input_dim={input_dim} is above the NCPS view's bound of {MAX_VIEW_INPUTS} "
+                         "sensory inputs (xlstm_viz.dashboard.wiring_view.MAX_VIEW_INPUTS)")
 
 
 def wiring_module():
@@ -44,6 +67,7 @@ def build_wiring(kind: str, units: int, output_dim: int, input_dim: int, sparsit
     mod = wiring_module()
     if input_dim < 1:
         raise ValueError(f"input_dim must be >= 1, got {input_dim}")
+    check_view_size(units, input_dim, f"{kind} builder")
     if kind == "AutoNCP":
         w = mod.AutoNCP(units, output_dim, sparsity_level=sparsity, seed=seed)
     elif kind == "NCP":
@@ -96,6 +120,16 @@ def wiring_from_json(text: str):
         raise ValueError(f"wiring JSON is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError("wiring JSON must be an object")
+    # sizes are checked before the wiring (and its dense matrices) is made
+    config = data.get("config") if isinstance(data.get("config"), dict) else data
+    sizes = [config.get(k) for k in ("units", "input_dim")]
+    if "inter_neurons" in config:  # an NCP config counts its layers
+        layers = [config.get(k) for k in ("inter_neurons", "command_neurons", "motor_neurons")]
+        if all(isinstance(v, int) for v in layers):
+            sizes[0] = sum(layers)
+    sizes[1] = data.get("input_dim", sizes[1])
+    if all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in sizes):
+        check_view_size(*sizes, what="wiring JSON")
     mod = wiring_module()
     if "format" in data and hasattr(mod.Wiring, "from_dict"):
         return mod.Wiring.from_dict(data)
@@ -117,15 +151,16 @@ class WiringView(pn.viewable.Viewer):
 
     # builder form
     kind = param.Selector(default="AutoNCP", objects=list(WIRING_KINDS))
-    units = param.Integer(default=28, bounds=(2, 5000))
-    output_dim = param.Integer(default=4, bounds=(1, 5000))
-    input_dim = param.Integer(default=6, bounds=(1, 5000))
+    units = param.Integer(default=28, bounds=(3, MAX_VIEW_UNITS))
+    output_dim = param.Integer(default=4, bounds=(1, MAX_VIEW_UNITS))
+    input_dim = param.Integer(default=6, bounds=(1, MAX_VIEW_INPUTS))
     build_sparsity = param.Number(default=0.5, bounds=(0.0, 0.95), step=0.05)
     build_seed = param.Integer(default=22222, bounds=(0, None))
 
     def __init__(self, wiring=None, **params):
         if wiring is None:
             wiring = build_wiring("AutoNCP", 28, 4, 6)
+        check_view_size(wiring.units, wiring.input_dim, type(wiring).__name__)
         super().__init__(wiring=wiring, **params)
         self._before_rebuild = []  # wirings replaced by a rebuild, for Undo
         self._masked_from = None
@@ -147,14 +182,22 @@ class WiringView(pn.viewable.Viewer):
                      x_range=Range1d(-0.4, 3.4), y_range=Range1d(-0.05, 1.05), toolbar_location="above")
         fig.axis.visible = False
         fig.grid.visible = False
-        bundles = fig.segment("x0", "y0", "x1", "y1", source=self.bundle_source, line_color="color",
-                              line_width="width", line_alpha=0.6)
+        share = LinearColorMapper(palette=BUNDLE_PALETTE, low=0.0, high=1.0)
+        bundles = fig.patches("xs", "ys", source=self.bundle_source,
+                              fill_color={"field": "excitatory_share", "transform": share}, fill_alpha="alpha",
+                              line_color={"field": "excitatory_share", "transform": share}, line_alpha=0.6,
+                              line_width=1)
+        self._bundle_bar = ColorBar(color_mapper=share, title="bundle: excitatory share", width=8,
+                                    ticker=FixedTicker(ticks=[0, 0.5, 1]), title_text_font_size="8pt",
+                                    major_label_text_font_size="8pt", visible=False)
+        fig.add_layout(self._bundle_bar, "right")
         edges = fig.segment("x0", "y0", "x1", "y1", source=self.edge_source, line_color="color", line_width=1.2,
                             line_alpha=0.55, selection_line_color="color", selection_line_width=3,
                             nonselection_line_alpha=0.55)
         fig.scatter("head_x", "head_y", source=self.edge_source, marker="triangle", angle="angle", size=7,
                     fill_color="color", line_color=None, fill_alpha=0.8)
-        nodes = fig.scatter("x", "y", source=self.node_source, size=12, fill_color="color", line_color="#333333")
+        nodes = fig.scatter("x", "y", source=self.node_source, size="size", fill_color="color", line_color="#333333",
+                            line_width=0.5)
         fig.add_tools(HoverTool(renderers=[nodes], tooltips=[("node", "@id"), ("role", "@role"),
                                                              ("in/out", "@in_degree / @out_degree")]))
         fig.add_tools(HoverTool(renderers=[edges], tooltips=[("synapse", "@src_id -> @dst_id"),
@@ -162,6 +205,7 @@ class WiringView(pn.viewable.Viewer):
                                                              ("polarity", "@polarity_name (@polarity)")],
                                 line_policy="interp"))
         fig.add_tools(HoverTool(renderers=[bundles], tooltips=[("bundle", "@src_role -> @dst_role"),
+                                                               ("neurons", "@sources -> @targets"),
                                                                ("excitatory", "@excitatory"),
                                                                ("inhibitory", "@inhibitory")]))
         fig.add_tools(TapTool(renderers=[edges]))
@@ -175,7 +219,9 @@ class WiringView(pn.viewable.Viewer):
     def _make_heatmap_figure(self):
         fig = figure(title="adjacency (rows: source, sensory on top; columns: target; click a cell to cycle)",
                      height=430, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset,save,tap",
-                     output_backend="webgl", toolbar_location="above", match_aspect=True)
+                     output_backend="webgl", toolbar_location="above",
+                     # explicit ranges, set to the matrix on every refresh: the matrix fills the plot at any size
+                     x_range=Range1d(-2, 1), y_range=Range1d(-2, 1))
         fig.grid.visible = False
         mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], "#ffffff", POLARITY_COLORS[1]], low=-1.5, high=1.5)
         fig.add_layout(ColorBar(color_mapper=mapper, title="synapse polarity", width=10,
@@ -184,8 +230,17 @@ class WiringView(pn.viewable.Viewer):
         img = fig.image(image="image", x=0, y=0, dw="dw", dh="dh", source=self.image_source, color_mapper=mapper)
         fig.rect("x", "y", "width", "height", source=self.band_source, fill_color="color", line_color=None,
                  fill_alpha=0.9)
-        fig.add_tools(HoverTool(renderers=[img], tooltips=[("column (target)", "$x{0}"), ("row (source)", "$y{0}"),
-                                                           ("polarity", "@image")]))
+        # The image glyph's hover only knows pixel values: the neuron under the cursor is looked up in the
+        # browser from the displayed row/column (labels sources updated with the matrix).
+        self.col_labels = ColumnDataSource({"label": []})
+        self.row_labels = ColumnDataSource({"label": []})
+        lookup = """const l = src.data.label; const i = %s;
+                    return (i >= 0 && i < l.length) ? l[i] : "";"""
+        target = CustomJSHover(args={"src": self.col_labels}, code=lookup % "Math.floor(value)")
+        source = CustomJSHover(args={"src": self.row_labels}, code=lookup % "l.length - 1 - Math.floor(value)")
+        fig.add_tools(HoverTool(renderers=[img], tooltips=[("source", "$y{custom}"), ("target", "$x{custom}"),
+                                                           ("polarity", "@image")],
+                                formatters={"$x": target, "$y": source}))
         fig.on_event(Tap, self._on_heatmap_tap)
         fig.xaxis.axis_label = "target neuron (display order)"
         fig.yaxis.axis_label = "source"
@@ -206,8 +261,16 @@ class WiringView(pn.viewable.Viewer):
         source_updates.replace_data(self.bundle_source, bundles)
         source_updates.replace_data(self.image_source, {"image": [im["image"]], "dw": [im["cols"]], "dh": [im["rows"]]})
         source_updates.replace_data(self.band_source, band)
+        source_updates.replace_data(self.col_labels, {"label": im["col_label"]})
+        source_updates.replace_data(self.row_labels, {"label": im["row_label"]})
+        # the role strips sit in [-1.75, -0.25]; the matrix in [0, cols] x [0, rows]
+        fig = self.heatmap_figure
+        if (fig.x_range.end, fig.y_range.end) != (im["cols"], im["rows"]):
+            source_updates.set_props(fig.x_range, start=-1.8, end=im["cols"])
+            source_updates.set_props(fig.y_range, start=-1.8, end=im["rows"])
         c = wiring_tables.synapse_counts(self.wiring)
         bundled = " (edges bundled per role pair: too many to draw)" if len(bundles["count"]) else ""
+        source_updates.set_props(self._bundle_bar, visible=bool(len(bundles["count"])))
         kind = self.wiring_kind()
         was = f" (was {type(self.wiring).__name__}, re-masked)" if kind != type(self.wiring).__name__ else ""
         self._counts.object = (f"**{kind}**{was}: {c['neurons']} neurons, {c['sensory']} sensory inputs, "
@@ -300,6 +363,7 @@ class WiringView(pn.viewable.Viewer):
         self._edited(f"built {self.kind}({self.units}, {self.output_dim}) on {self.input_dim} inputs")
 
     def set_wiring(self, wiring) -> None:
+        check_view_size(wiring.units, wiring.input_dim, type(wiring).__name__)
         self._masked_from = None
         self.wiring = wiring
         self._edited(f"loaded {type(wiring).__name__}")
@@ -314,8 +378,16 @@ class WiringView(pn.viewable.Viewer):
         undo.on_click(self._guarded(self.undo))
         build = pn.widgets.Button(label="Build wiring", color="primary")
         build.on_click(self._guarded(self.build_from_form))
-        form = pn.Param(self.param, parameters=["kind", "units", "output_dim", "input_dim", "build_sparsity",
-                                                  "build_seed"], show_name=False, width=260)
+        # Number fields, not sliders: sizes run from 3 to thousands, and a slider over that range cannot hit a
+        # value (int_input reports an out-of-range entry instead of clamping it).
+        form = pn.Column(
+            pn.widgets.Select.from_param(self.param.kind, name="kind", width=250),
+            int_input(self, "units", f"units (3..{MAX_VIEW_UNITS})", width=250),
+            int_input(self, "output_dim", "output_dim (motor neurons)", width=250),
+            int_input(self, "input_dim", f"input_dim (sensory, 1..{MAX_VIEW_INPUTS})", width=250),
+            pn.widgets.FloatSlider.from_param(self.param.build_sparsity, name="sparsity", width=250),
+            int_input(self, "build_seed", "seed", width=250),
+        )
         return pn.Column(
             pn.pane.Markdown("#### Edit"), sparsity, seed, pn.Row(regen, undo),
             pn.pane.Markdown("#### New wiring"), form, build,
