@@ -31,8 +31,9 @@ import numpy as np  # noqa: E402
 
 import xlstm_viz  # noqa: E402
 from xlstm_viz.model.activations import soft_cap  # noqa: E402
-from xlstm_viz.model.mlstm_block import CellContext, linear  # noqa: E402
+from xlstm_viz.model.cells import CellParams, linear  # noqa: E402
 from xlstm_viz.model.norms import rms_norm  # noqa: E402
+from xlstm_viz.wiring.block_types import CELL_TYPES  # noqa: E402
 
 ORDER_INPUTS = {  # cell -> its inputs in the default wiring, for the executor-free baseline
     "mlstm.norm_in": ["in"], "mlstm.q": ["mlstm.norm_in"], "mlstm.k": ["mlstm.norm_in"], "mlstm.v": ["mlstm.norm_in"],
@@ -46,11 +47,13 @@ ORDER_INPUTS = {  # cell -> its inputs in the default wiring, for the executor-f
 
 def direct_forward(model, ids):
     x = model.backbone.embeddings(ids).astype(mx.float32)
-    for block in model.blocks:
+    for j, block in enumerate(model.blocks):
         values = {"in": x}
-        ctx = CellContext("chunkwise", None)
-        for cell, inputs in ORDER_INPUTS.items():
-            values[cell] = block.run_cell(cell, {k: values[k] for k in inputs}, block.param, ctx)
+        cells = model.cell_wirings[j].cells
+        for cell, inputs in ORDER_INPUTS.items():  # each cell by its registered type's pure function
+            spec = cells[f"blocks.{j}.{cell}"]
+            values[cell] = CELL_TYPES[spec.cell_type].fn({k: values[k] for k in inputs}, block.param, None,
+                                                         CellParams(spec.params, model.config))[0]
         x = values["out"]
     x = rms_norm(x, model.backbone.out_norm.weight, model.config.norm_eps)
     return soft_cap(linear(x, model.head_weight), model.config.output_logit_soft_cap)

@@ -28,6 +28,7 @@ KIND_COLORS = {
     "projection": "#9467bd",
     "gate": "#17becf",
     "memory": "#000000",
+    "conv": "#2ca02c",
     "norm": "#8c564b",
     "ffn": "#e377c2",
     "residual": "#7f7f7f",

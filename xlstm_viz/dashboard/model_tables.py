@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 
 from xlstm_viz.dashboard.colors import KIND_COLORS, POLARITY_COLORS  # noqa: F401  (KIND_COLORS re-exported)
-from xlstm_viz.wiring.block_types import MLSTM_BLOCK
+from xlstm_viz.wiring.block_types import find_row
 
 def cell_kind(name: str) -> str:
     """What a node computes: block cells by the kind their block table declares, model-level nodes by name."""
     if name.startswith("blocks.") and name.count(".") == 1:
         return "block"
     if name.startswith("blocks."):
-        row = MLSTM_BLOCK.row(name.split(".", 2)[2])
+        row = find_row(name.split(".", 2)[2])
         if row is not None:
             return row.node_kind()
     if name == "embedding":

@@ -12,19 +12,14 @@ import fnmatch
 import numpy as np
 
 from xlstm_viz.dashboard.colors import diverging, map_to_palette, viridis
+from xlstm_viz.wiring.block_types import BLOCK_TYPES, MLSTM_BLOCK, cell_type
 
 # How a graph node reads its value from a trace: block-level nodes use the residual stream they emit.
 BLOCK_NODE_PROBES = {"embedding": "embedding", "out_norm": "out_norm", "lm_head": "logits"}
 AGGREGATES = ("mean", "max", "min", "last")
-# The per-head gate/memory panels of the over-time view: (probe suffix, preferred stat, readable title).
-GATE_PANELS = (
-    ("mlstm.igate", "exp", "input gate exp(i - m)"),
-    ("mlstm.fgate", "sigmoid", "forget gate sigma(f)"),
-    ("mlstm.ogate", "mean", "output gate sigma(o)"),
-    ("mlstm.memory", "C_norm", "memory ||C||"),
-    ("mlstm.memory", "n_norm", "normalizer ||n||"),
-    ("mlstm.memory", "m", "stabilizer m"),
-)
+# The per-head gate/memory panels of the over-time view: (probe suffix, preferred stat, readable title), declared by
+# each block type's table (wiring.block_types); the view's fixed panels are the mLSTM block's.
+GATE_PANELS = MLSTM_BLOCK.panels
 
 
 def probe_for_node(name: str) -> str:
@@ -148,16 +143,22 @@ def head_time_table(trace, probe: str, stat: str, batch: int = 0, symmetric: boo
 
 
 def gate_panels(trace, block: int) -> list[tuple[str, str, str]]:
-    """(probe, stat, title) of the gate/memory panels that this trace can draw for a block."""
+    """(probe, stat, title) of the gate/memory panels that this trace can draw for a block: the panels of the block
+    table whose cells the trace recorded for that block. A memory cell's panel shows only its own statistics (its
+    mean over features is not what the panel means)."""
     panels = []
-    for suffix, stat, title in GATE_PANELS:
-        probe = f"blocks.{block}.{suffix}"
-        stats = trace.stats.get(probe, {})
-        if stat in stats:
-            panels.append((probe, stat, title))
-        elif stats and suffix != "mlstm.memory" and "mean" in stats:
-            panels.append((probe, "mean", title))
+    for table in BLOCK_TYPES.values():
+        for suffix, stat, title in table.panels:
+            probe = f"blocks.{block}.{suffix}"
+            stats = trace.stats.get(probe, {})
+            if stat in stats:
+                panels.append((probe, stat, title))
+            elif stats and not cell_type(table.row(suffix).cell_type).state and "mean" in stats:
+                panels.append((probe, "mean", title))
+        if panels:
+            return panels
     return panels
+
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -18,6 +18,7 @@ import mlx.core as mx
 import numpy as np
 
 from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_names
+from xlstm_viz.model.forward import Executor, _check_ids, named_state, state_arrays
 
 
 @dataclass
@@ -116,8 +117,6 @@ class _Stepper:
 
 class Debugger:
     def __init__(self, model, input_ids, mode: str = "recurrent", state=None):
-        from xlstm_viz.execution.executor import Executor, _check_ids
-
         self.model = model
         self.input_ids = _check_ids(input_ids, model.config.vocab_size)
         self.mode = mode
@@ -194,7 +193,7 @@ class Debugger:
             self._raw = next(self._gen)
         except StopIteration as stop:
             logits, state = stop.value
-            mx.eval(logits, [s.arrays() for s in state])
+            mx.eval(logits, [state_arrays(s) for s in state])
             self.logits = np.array(logits)
             self.state = state
             self.finished = True
@@ -207,14 +206,14 @@ class Debugger:
     def _materialize(self) -> StepEvent:
         ev = self._raw
         state = None
-        extras_state = ev.extras.get("state")
+        extras_state = getattr(ev, "state", None)  # a StateEvent carries the state its cell returned
         arrays = [ev.output, *ev.inputs.values()]
-        if extras_state is not None:
-            arrays += list(extras_state.arrays())
+        named = named_state(extras_state)
+        arrays += list(named.values())
         mx.eval(arrays)
         to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
         if extras_state is not None:
-            state = {k: to_np(v) for k, v in zip("Cnm", extras_state.arrays())}
+            state = {k: to_np(v) for k, v in named.items()}
         output = to_np(ev.output)
         self.current = StepEvent(
             ev.name, ev.cell_type, ev.block, ev.token, len(self.history) - 1,

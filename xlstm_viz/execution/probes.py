@@ -36,21 +36,18 @@ from __future__ import annotations
 import difflib
 import fnmatch
 
-from xlstm_viz.wiring.block_types import MLSTM_BLOCK
+from xlstm_viz.wiring.block_types import HeadRuleSet
 
 # Probes whose feature axis splits into heads (their stats are per head), and the scalar-per-head gates: read
-# from the block table (wiring.block_types), where each cell's head rule is declared.
-PER_HEAD_CELLS = MLSTM_BLOCK.locals_with_heads("heads")
-GATE_CELLS = MLSTM_BLOCK.locals_with_heads("features")
+# from the block tables (wiring.block_types), where each cell's head rule is declared; live, so every registered
+# block type counts.
+PER_HEAD_CELLS = HeadRuleSet("heads")
+GATE_CELLS = HeadRuleSet("features")
 
 
 def probe_names(model) -> list[str]:
-    """All probe names of a model, in execution order (for one token)."""
-    names = ["embedding"]
-    for wiring in model.cell_wirings:
-        names.extend(wiring.order())
-    names += ["out_norm", "logits"]
-    return names
+    """All probe names of a model, in execution order (for one token): `model.probe_names()`."""
+    return model.probe_names()
 
 
 def select_probes(model, probes) -> list[str]:

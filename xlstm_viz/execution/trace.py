@@ -17,6 +17,7 @@ import numpy as np
 
 from xlstm_viz.execution import stats_gpu
 from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_heads, probe_names, select_probes
+from xlstm_viz.model.forward import Executor
 from xlstm_viz.execution.stats import (
     kernel_stats, kernels_available, memory_stats, numpy_stats, stats_table, table_slices,
 )
@@ -195,12 +196,12 @@ class Recorder:
 
     def _record_memory(self, event) -> None:
         if self.memory_on != "trace":
-            state = None if event.extras.get("zero_state_in") else list(event.extras["state_in"].arrays())
+            state = None if event.zero_state_in else list(event.state_in.arrays())
             record = self._memory.setdefault(event.block, {"state": state})
             for key, cell in (("k", "mlstm.k"), ("v", "mlstm.v"), ("i", "mlstm.igate"), ("f", "mlstm.fgate")):
                 record.setdefault(key, []).append(event.inputs[cell])
             return
-        trace = event.extras.get("memory_trace")
+        trace = event.memory_trace
         if trace is not None:
             record = self._memory.setdefault(event.block, {})
             for key in ("C_norm", "n_norm", "m"):
@@ -310,8 +311,6 @@ class Recorder:
 
 
 def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode: str = "chunkwise", state=None) -> Trace:
-    from xlstm_viz.execution.executor import Executor
-
     recorder = Recorder(model, probes, mode, tokens_shape=tuple(np.shape(input_ids)))
     logits, _ = Executor(model).forward_observed(input_ids, state=state, mode=run_mode, observer=recorder)
     stats, full = recorder.finish(logits)

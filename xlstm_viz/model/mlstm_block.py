@@ -1,15 +1,24 @@
 """The xLSTM-7B block: pre-norm residual around the mLSTM layer, then around a SwiGLU feed-forward.
 
-Parameters carry the checkpoint's names (`norm_mlstm`, `mlstm_layer.q`, ..., `ffn.proj_down`) so that loading is a
-rename-free match. The computation is written as *cells*, one small function each, named like the cell wiring
-(`mlstm.q`, `mlstm.memory`, `ffn.out`, ...). The executor (xlstm_viz.execution) runs them in the wiring's order and
-hands each cell the values that flow along its incoming connections (`x`, keyed by source cell) and the weights as
-the wiring masks them (`w(path)`), so wiring edits change the computation without touching the parameters.
+    x~     = RMSNorm(x) w_in                                            mlstm.norm_in
+    q, k, v = W_q x~, W_k x~, W_v x~                                     mlstm.q / .k / .v
+    i~, f~ = cap_15(W_i x~ + b_i), cap_15(W_f x~ + b_f)  (one per head)  mlstm.igate / .fgate
+    o      = sigma(W_o x~)                                               mlstm.ogate
+    h~     = mLSTM(q, k, v, i~, f~; C, n, m)   (mlstm_cell.py)           mlstm.memory
+    h      = o * MultiHeadLayerNorm(h~) w                                mlstm.norm, mlstm.h
+    y      = x + W_out h                                                 mlstm.out, mid
+    out    = y + W_down(SiLU(W_g RMSNorm(y)) * W_u RMSNorm(y))            ffn.norm_in, ffn.gate/up/h/out, out
+
+The topology (cells, connections, checkpoint names = probe names) is the "mlstm" block table in
+`xlstm_viz.wiring.block_types`; this file holds the equations, as one pure function per cell type, and the
+nn.Module whose parameters carry the checkpoint's names (`norm_mlstm`, `mlstm_layer.q`, ..., `ffn.proj_down`), so
+loading is a rename-free match. The model's forward (`xlstm_viz.model.forward`) runs the cells in the wiring's order
+and hands each one the values along its incoming connections and the weights as the wiring masks them (`w(path)`), so
+wiring edits change the computation without touching the parameters. A cell added to a wiring runs by its type's
+function, from the weight its params name: the same arithmetic as the table's cells.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -17,54 +26,55 @@ import mlx.nn as nn
 from xlstm_viz.config import XLSTMConfig
 from xlstm_viz.model import mlstm_cell
 from xlstm_viz.model.activations import soft_cap
-from xlstm_viz.model.mlstm_cell import MemoryTrace, MLSTMState
+from xlstm_viz.model.cells import CellParams, Weights, one, product, total, weighted
+from xlstm_viz.model.mlstm_cell import MLSTMState
 from xlstm_viz.model.norms import MultiHeadLayerNorm, RMSNorm, multihead_layer_norm, rms_norm
-
-Weights = Callable[[str], mx.array]
-
-
-class CellContext:
-    """What a cell may need besides its inputs: evaluation mode, the block's recurrent state, trace requests."""
-
-    __slots__ = ("mode", "state", "want_memory_trace", "memory_trace")
-
-    def __init__(self, mode: str, state: MLSTMState | None, want_memory_trace: bool = False):
-        self.mode = mode
-        self.state = state
-        self.want_memory_trace = want_memory_trace
-        self.memory_trace: MemoryTrace | None = None
+from xlstm_viz.wiring.block_types import attach_block, attach_cell_function
 
 
-def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.array:
-    """y = x W^T (+ b); weights are stored [out, in] as in PyTorch.
+# -- cell functions: (x, w, state, p) -> (output, new_state) --
 
-    Activations stay float32 whatever the weight dtype: bfloat16 weights are widened inside the product, so a bf16
-    checkpoint halves memory without rounding every activation to 8 mantissa bits (which moved saturated-gate logits
-    by up to ~8 on the parity fixtures).
-    """
-    if weight.dtype != x.dtype:
-        weight = weight.astype(x.dtype)
-        bias = None if bias is None else bias.astype(x.dtype)
-    if bias is not None:
-        return mx.addmm(bias, x, weight.T)
-    return x @ weight.T
+def block_input(x, w: Weights, state, p: CellParams):
+    return one(x, "block_input"), None
 
 
-def _sum(x: dict[str, mx.array]) -> mx.array:
-    """Residual sums in connection order, so the default wiring adds exactly like the official code."""
-    values = iter(x.values())
-    total = next(values)
-    for value in values:
-        total = total + value
-    return total
+def rmsnorm(x, w, state, p):  # x / rms(x) * w (+ b)
+    path = p.params.get("weight")
+    weight = None if path is None else w(path)
+    bias = None if path is None else w(p.bias_path("rmsnorm"))
+    return rms_norm(one(x, "rmsnorm"), weight, p.config.norm_eps, bias), None
 
 
-def _product(x: dict[str, mx.array]) -> mx.array:
-    values = iter(x.values())
-    total = next(values)
-    for value in values:
-        total = total * value
-    return total
+def linear_cell(x, w, state, p):  # W x (+ b)
+    return weighted(x, w, p, "linear"), None
+
+
+def gate(x, w, state, p):  # i~, f~ = cap_15(W x + b), one per head
+    return soft_cap(weighted(x, w, p, "gate"), p.config.gate_soft_cap), None
+
+
+def output_gate(x, w, state, p):  # o = sigma(W_o x)
+    return mx.sigmoid(weighted(x, w, p, "output_gate")), None
+
+
+def linear_silu(x, w, state, p):  # SwiGLU: the gate branch goes through SiLU
+    return nn.silu(weighted(x, w, p, "linear_silu")), None
+
+
+def multihead_norm(x, w, state, p):  # per-head LayerNorm(h) * w (+ b)
+    path = p.params.get("weight")
+    weight = None if path is None else w(path)
+    bias = None if path is None else w(p.bias_path("multihead_norm"))
+    num_heads = int(p.params.get("num_heads", p.config.num_heads))
+    return multihead_layer_norm(one(x, "multihead_norm"), weight, num_heads, p.config.norm_eps, bias), None
+
+
+def product_cell(x, w, state, p):
+    return product(x), None
+
+
+def residual(x, w, state, p):
+    return total(x), None
 
 
 def _heads(x: mx.array, num_heads: int) -> mx.array:
@@ -72,6 +82,40 @@ def _heads(x: mx.array, num_heads: int) -> mx.array:
     B, S, F = x.shape
     return x.reshape(B, S, num_heads, F // num_heads).transpose(0, 2, 1, 3)
 
+
+# The memory cell's inputs by role: the cells of the table that feed it.
+MEMORY_INPUTS = ("mlstm.q", "mlstm.k", "mlstm.v", "mlstm.igate", "mlstm.fgate")
+
+
+def mlstm_memory(x, w, state: MLSTMState | None, p: CellParams):
+    """h~ = mLSTM(q, k, v, i~, f~) from the state (C, n, m); returns (h~ [B, S, NH*DV], new state), and the
+    per-token MemoryTrace as a third item when p.trace (chunkwise: reconstructed in closed form)."""
+    missing = [name for name in MEMORY_INPUTS if name not in x]
+    if missing:
+        raise ValueError(f"the mLSTM memory cell needs inputs from {list(MEMORY_INPUTS)}; missing {missing}")
+    num_heads = int(p.params.get("num_heads", p.config.num_heads))
+    q, k, v = (_heads(x[name], num_heads).astype(mx.float32) for name in MEMORY_INPUTS[:3])
+    i = x["mlstm.igate"].astype(mx.float32).transpose(0, 2, 1)  # [B, NH, S]
+    f = x["mlstm.fgate"].astype(mx.float32).transpose(0, 2, 1)
+    if state is None:
+        state = MLSTMState.zeros(q.shape[0], num_heads, q.shape[-1], v.shape[-1])
+    if p.mode == "recurrent":
+        h, state, trace = mlstm_cell.recurrent(q, k, v, i, f, state, p.config.eps, p.trace)
+    else:
+        h, state, trace = mlstm_cell.chunkwise(q, k, v, i, f, state, p.config.eps, p.config.chunk_size, p.trace)
+    B, NH, S, DV = h.shape
+    h = h.transpose(0, 2, 1, 3).reshape(B, S, NH * DV)  # heads concatenated, as the norm expects
+    return (h, state, trace) if p.trace else (h, state)
+
+
+for _name, _fn in (("block_input", block_input), ("rmsnorm", rmsnorm), ("linear", linear_cell), ("gate", gate),
+                   ("output_gate", output_gate), ("linear_silu", linear_silu), ("multihead_norm", multihead_norm),
+                   ("product", product_cell), ("residual", residual)):
+    attach_cell_function(_name, _fn)
+attach_cell_function("mlstm_memory", mlstm_memory, traces=True)
+
+
+# -- the module: parameters under the checkpoint's names --
 
 class MLSTMLayer(nn.Module):
     def __init__(self, config: XLSTMConfig):
@@ -96,6 +140,16 @@ class FeedForward(nn.Module):
         self.proj_down = nn.Linear(F, D, bias=bias)
 
 
+def param(module: nn.Module, path: str) -> mx.array | None:
+    """The parameter at checkpoint-relative `path` (e.g. "mlstm_layer.q.weight"), None where there is none."""
+    node = module
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            return None
+    return node
+
+
 class MLSTMBlock(nn.Module):
     block_type = "mlstm"
 
@@ -105,152 +159,19 @@ class MLSTMBlock(nn.Module):
         self.mlstm_layer = MLSTMLayer(config)
         self.norm_ffn = RMSNorm(config.embedding_dim, config.norm_eps, config.use_bias)
         self.ffn = FeedForward(config)
-        self._cfg = (config.num_heads, config.norm_eps, config.eps, config.gate_soft_cap, config.chunk_size)
-        self._cells = {
-            "mlstm.norm_in": self._norm_in,
-            "mlstm.q": self._projection("mlstm_layer.q"),
-            "mlstm.k": self._projection("mlstm_layer.k"),
-            "mlstm.v": self._projection("mlstm_layer.v"),
-            "mlstm.igate": self._gate("mlstm_layer.igate_preact"),
-            "mlstm.fgate": self._gate("mlstm_layer.fgate_preact"),
-            "mlstm.ogate": self._ogate,
-            "mlstm.memory": self._memory,
-            "mlstm.norm": self._multihead_norm,
-            "mlstm.h": lambda x, w, ctx: _product(x),
-            "mlstm.out": self._projection("mlstm_layer.out_proj"),
-            "mid": lambda x, w, ctx: _sum(x),
-            "ffn.norm_in": self._ffn_norm_in,
-            "ffn.gate": self._ffn_gate,
-            "ffn.up": self._projection("ffn.proj_up"),
-            "ffn.h": lambda x, w, ctx: _product(x),
-            "ffn.out": self._projection("ffn.proj_down"),
-            "out": lambda x, w, ctx: _sum(x),
-        }
+        self._num_heads = config.num_heads
 
-    # -- parameter access by checkpoint-relative path, e.g. "mlstm_layer.q.weight" --
     def param(self, path: str) -> mx.array | None:
-        node = self
-        for part in path.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-            if node is None:
-                return None
-        return node
-
-    def cell_names(self) -> list[str]:
-        return list(self._cells)
-
-    def run_cell(self, local: str, x: dict[str, mx.array], w: Weights, ctx: CellContext,
-                 cell_type: str | None = None, params: dict | None = None) -> mx.array:
-        cell = self._cells.get(local)
-        if cell is not None:
-            return cell(x, w, ctx)
-        # A cell added by a wiring edit: computed by its registered type from the weight its params name.
-        fn = _TYPE_FUNCTIONS.get(cell_type)
-        if fn is None:
-            raise ValueError(
-                f"cell {local!r} of type {cell_type!r} cannot run as an added cell; types that can: "
-                f"{sorted(_TYPE_FUNCTIONS)}")
-        return fn(self, x, w, params or {})
+        return param(self, path)
 
     def new_state(self, batch: int) -> MLSTMState:
-        layer = self.mlstm_layer
-        nh = self._cfg[0]
+        layer, nh = self.mlstm_layer, self._num_heads
         return MLSTMState.zeros(batch, nh, layer.q.weight.shape[0] // nh, layer.v.weight.shape[0] // nh)
 
-    # -- cells --
-    def _norm_in(self, x, w, ctx):
-        (value,) = x.values()
-        return rms_norm(value, w("norm_mlstm.weight"), self._cfg[1], self.param("norm_mlstm.bias"))
 
-    def _ffn_norm_in(self, x, w, ctx):
-        (value,) = x.values()
-        return rms_norm(value, w("norm_ffn.weight"), self._cfg[1], self.param("norm_ffn.bias"))
-
-    def _projection(self, module: str):
-        def cell(x, w, ctx):
-            (value,) = x.values()
-            return linear(value, w(f"{module}.weight"), self.param(f"{module}.bias"))
-
-        return cell
-
-    def _gate(self, module: str):
-        def cell(x, w, ctx):  # i~, f~ = cap_15(W x + b), one per head
-            (value,) = x.values()
-            return soft_cap(linear(value, w(f"{module}.weight"), self.param(f"{module}.bias")), self._cfg[3])
-
-        return cell
-
-    def _ogate(self, x, w, ctx):  # o = sigma(W_o x)
-        (value,) = x.values()
-        return mx.sigmoid(linear(value, w("mlstm_layer.ogate_preact.weight"), self.param("mlstm_layer.ogate_preact.bias")))
-
-    def _ffn_gate(self, x, w, ctx):  # SwiGLU: the gate branch goes through SiLU
-        (value,) = x.values()
-        return nn.silu(linear(value, w("ffn.proj_up_gate.weight"), self.param("ffn.proj_up_gate.bias")))
-
-    def _memory(self, x, w, ctx: CellContext):
-        num_heads, _, eps, _, chunk = self._cfg
-        q, k, v = (_heads(x[f"mlstm.{name}"], num_heads).astype(mx.float32) for name in "qkv")
-        i = x["mlstm.igate"].astype(mx.float32).transpose(0, 2, 1)  # [B, NH, S]
-        f = x["mlstm.fgate"].astype(mx.float32).transpose(0, 2, 1)
-        state = ctx.state if ctx.state is not None else self.new_state(q.shape[0])
-        if ctx.mode == "recurrent":
-            h, ctx.state, trace = mlstm_cell.recurrent(q, k, v, i, f, state, eps, ctx.want_memory_trace)
-        else:
-            h, ctx.state, trace = mlstm_cell.chunkwise(q, k, v, i, f, state, eps, chunk, ctx.want_memory_trace)
-        ctx.memory_trace = trace
-        B, NH, S, DV = h.shape
-        return h.transpose(0, 2, 1, 3).reshape(B, S, NH * DV)  # heads concatenated, as the norm expects
-
-    def _multihead_norm(self, x, w, ctx):
-        (value,) = x.values()
-        out = multihead_layer_norm(
-            value, w("mlstm_layer.multihead_norm.weight"), self._cfg[0], self._cfg[1],
-            self.param("mlstm_layer.multihead_norm.bias"),
-        )
-        return out
+def mlstm_dims(config: XLSTMConfig) -> dict:
+    return {"D": config.embedding_dim, "num_heads": config.num_heads, "QK": config.qk_dim, "V": config.v_dim,
+            "F": config.ffn_dim}
 
 
-def _one(x: dict[str, mx.array], cell_type: str) -> mx.array:
-    if len(x) != 1:
-        raise ValueError(f"a {cell_type!r} cell takes one input, got {len(x)}: {sorted(x)}")
-    (value,) = x.values()
-    return value
-
-
-def _weighted(kind: str, post):
-    def fn(block: MLSTMBlock, x, w, params):
-        path = params.get("weight")
-        if path is None:
-            raise ValueError(f"an added {kind!r} cell needs params['weight'] (a checkpoint weight of its block)")
-        bias = block.param(path.rsplit(".", 1)[0] + ".bias")
-        return post(block, linear(_one(x, kind), w(path), bias))
-
-    return fn
-
-
-def _added_norm(kind: str):
-    def fn(block: MLSTMBlock, x, w, params):
-        path = params.get("weight")
-        bias = None if path is None else block.param(path.rsplit(".", 1)[0] + ".bias")
-        weight = None if path is None else w(path)
-        value = _one(x, kind)
-        if kind == "rmsnorm":
-            return rms_norm(value, weight, block._cfg[1], bias)
-        return multihead_layer_norm(value, weight, int(params.get("num_heads", block._cfg[0])), block._cfg[1], bias)
-
-    return fn
-
-
-# Cell types (wiring.block_types) that a cell added to a wiring runs by: the same arithmetic as the named cells.
-_TYPE_FUNCTIONS = {
-    "block_input": lambda block, x, w, params: _one(x, "block_input"),
-    "linear": _weighted("linear", lambda block, y: y),
-    "gate": _weighted("gate", lambda block, y: soft_cap(y, block._cfg[3])),
-    "output_gate": _weighted("output_gate", lambda block, y: mx.sigmoid(y)),
-    "linear_silu": _weighted("linear_silu", lambda block, y: nn.silu(y)),
-    "rmsnorm": _added_norm("rmsnorm"),
-    "multihead_norm": _added_norm("multihead_norm"),
-    "product": lambda block, x, w, params: _product(x),
-    "residual": lambda block, x, w, params: _sum(x),
-}
+attach_block("mlstm", MLSTMBlock, mlstm_dims)

@@ -1,7 +1,9 @@
 """The xLSTM-7B ("xLSTM Large") language model: embeddings, a stack of blocks, out_norm, lm_head with logit soft cap.
 
-The forward pass is executed by the model's wirings (xlstm_viz.execution.Executor): with the default wirings it is
-exactly the NX-AI computation; edits to `model.block_wiring` or `model.cell_wirings` take effect on the next call.
+The forward pass runs the model's wirings (`xlstm_viz.model.forward`): with the default wirings it is exactly the
+NX-AI computation; edits to `model.block_wiring` or `model.cell_wirings` take effect on the next call. Each block is
+built from its layer type's entry in the block registry (`xlstm_viz.wiring.block_types.BLOCK_TYPES`): the table
+gives the cell wiring (and so the probe names), the attached module holds the parameters.
 """
 
 from __future__ import annotations
@@ -17,15 +19,35 @@ from mlx.utils import tree_flatten
 
 from xlstm_viz.config import ConfigError, XLSTMConfig
 from xlstm_viz.dims import model_parameters
+# Block modules attach their cell functions and nn.Module to the registries when imported.
+from xlstm_viz.model import mlstm_block, slstm_block  # noqa: F401
+from xlstm_viz.model.forward import Executor, _check_ids, state_arrays, state_like
+from xlstm_viz.model.interventions import Interventions
 from xlstm_viz.model.norms import RMSNorm
-from xlstm_viz.model.registry import CELL_WIRINGS, block_class
+from xlstm_viz.wiring import BlockWiring, CellWiring
+from xlstm_viz.wiring.block_types import block_table
+
+
+def block_module(kind: str) -> type:
+    """The nn.Module class of a registered block type; an unknown or module-less type is an error naming it."""
+    table = block_table(kind)
+    if table.module is None:
+        raise ValueError(f"block type {kind!r} has a table but no module attached (xlstm_viz.wiring.block_types."
+                         f"attach_block), so a model cannot be built with it")
+    return table.module
+
+
+def block_wiring(kind: str, index: int, config) -> CellWiring:
+    """The default cell wiring of block `index`, from its block type's table."""
+    table = block_table(kind)
+    return CellWiring.from_table(table, index, table.dims_of(config))
 
 
 class Backbone(nn.Module):
     def __init__(self, config: XLSTMConfig):
         super().__init__()
         self.embeddings = nn.Embedding(config.vocab_size, config.embedding_dim)
-        self.blocks = [block_class(kind)(config) for kind in config.layer_types()]
+        self.blocks = [block_module(kind)(config) for kind in config.layer_types()]
         if config.add_out_norm:
             self.out_norm = RMSNorm(config.embedding_dim, config.norm_eps, config.use_bias)
 
@@ -101,9 +123,6 @@ class _Wirings:
 class XLSTM(nn.Module):
     def __init__(self, config: XLSTMConfig, init_profile: str | None = None, seed: int = 0):
         super().__init__()
-        from xlstm_viz.execution.interventions import Interventions
-        from xlstm_viz.wiring import BlockWiring
-
         config.validate()  # a config edited after it was made is checked again before any module is built
         check_fits_in_memory(config)
         self.config = config
@@ -112,7 +131,7 @@ class XLSTM(nn.Module):
             self.lm_head = nn.Linear(config.embedding_dim, config.vocab_size, bias=False)
         self._wirings = _Wirings(
             BlockWiring.from_config(config),
-            [CELL_WIRINGS[kind](j, config) for j, kind in enumerate(config.layer_types())],
+            [block_wiring(kind, j, config) for j, kind in enumerate(config.layer_types())],
         )
         self.interventions = Interventions(self.probe_names)
         self.source: str | None = None  # checkpoint folder this model was loaded from
@@ -142,8 +161,6 @@ class XLSTM(nn.Module):
     # -- forward --
     def __call__(self, input_ids: mx.array, state: list | None = None, mode: str = "chunkwise"):
         """logits [B, S, V] (float32) and the new state (one entry per block)."""
-        from xlstm_viz.execution.executor import Executor
-
         return Executor(self).forward(input_ids, state=state, mode=mode)
 
     def compiled_step(self):
@@ -156,20 +173,23 @@ class XLSTM(nn.Module):
         The compiled graph bakes in the wiring and interventions, so it is re-traced when a wiring version or the
         intervention list changes (measured by benchmarks/trace_overhead.py); tracing and stepping stay eager.
         """
-        from xlstm_viz.execution.executor import Executor, _check_ids
-        from xlstm_viz.model.mlstm_cell import MLSTMState
-
         cache: dict = {}
-        n = len(self.blocks)
+        template = [block.new_state(1) for block in self.blocks]  # the state's structure, for the flat inputs
 
         def signature():
             return (self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
                     tuple(i.id for i in self.interventions.list()))
 
+        def flatten(state):
+            return [a for s in state for a in state_arrays(s)]
+
+        def unflatten(flat):
+            flat = list(flat)
+            return [state_like(t, flat) for t in template]
+
         def raw(token, flat):
-            state = [MLSTMState(*flat[3 * j: 3 * j + 3]) for j in range(n)]
-            logits, state = Executor(self).forward(token, state=state, mode=mode, check=False)
-            return logits, [a for s in state for a in s.arrays()]
+            logits, state = Executor(self).forward(token, state=unflatten(flat), mode=mode, check=False)
+            return logits, flatten(state)
 
         def step(token, state):
             token = _check_ids(token, self.config.vocab_size)
@@ -179,8 +199,8 @@ class XLSTM(nn.Module):
                 cache.clear()
                 fn = cache[key] = mx.compile(raw, inputs=self.state)
             state = Executor(self).check_state(state, token.shape[0])
-            logits, flat = fn(token, [a for s in state for a in s.arrays()])
-            return logits, [MLSTMState(*flat[3 * j: 3 * j + 3]) for j in range(n)]
+            logits, flat = fn(token, flatten(state))
+            return logits, unflatten(flat)
 
         return step
 
@@ -190,9 +210,11 @@ class XLSTM(nn.Module):
         return run_with_trace(self, input_ids, probes=probes, mode=mode, run_mode=run_mode, state=state)
 
     def probe_names(self) -> list[str]:
-        from xlstm_viz.execution.probes import probe_names
-
-        return probe_names(self)
+        """All probe names, in execution order (for one token): every cell of every wiring, named like the cell."""
+        names = ["embedding"]
+        for wiring in self.cell_wirings:
+            names.extend(wiring.order())
+        return names + ["out_norm", "logits"]
 
     # -- parameters --
     def checkpoint_shapes(self) -> dict[str, tuple[int, ...]]:

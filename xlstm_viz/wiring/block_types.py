@@ -1,15 +1,25 @@
-"""Cell types and block tables: what a block is made of, declared once (no MLX here).
+"""The cell registry and the block registry: what a block is made of, declared once (no MLX here).
 
-A *cell type* says what a cell computes in terms the rest of the package needs: how many inputs it takes
-("one" or "many"), how its features split for per-head statistics (`heads`: "none", "heads" = num_heads
-equal slices, "features" = one feature per head, as the scalar-per-head gates), whether it carries
-recurrent state, and the dashboard's node `kind` (colour). The pure function that computes it is attached
-by the model (`xlstm_viz.model.mlstm_block`), so this module stays importable without MLX.
+A *cell type* (`CELL_TYPES`) says what a cell computes in terms the rest of the package needs: how many inputs it
+takes ("one" or "many"), how its features split for per-head statistics (`heads`: "none", "heads" = num_heads equal
+slices, "features" = one feature per head, as the scalar-per-head gates), the names of its recurrent state (if
+any), the dashboard's node `kind` (colour), and `fn`, the pure function that computes it:
 
-A *block table* lists a block type's cells (block-local name, cell type, the checkpoint weight it reads and
-that weight's shape as a function of the block's dimensions) and its connections. `CellWiring.mlstm_block`,
-the probe names, the per-head rule (`execution.probes.probe_heads`) and the dashboard's node kinds are read
-from the table, so a block's cells are spelled in one place.
+    fn(x: dict[str, mx.array], w: Callable[[str], mx.array], state, p: CellParams) -> (output, new_state)
+
+x: the values flowing in along the cell's connections keyed by source cell (block-local names, connection order);
+w(path): the checkpoint weight at block-relative `path` as the wiring masks it; state: the cell's state (None:
+fresh); p: the wiring's cell params (`p.params`: weight / bias paths, num_heads, ...), the block's config and the
+run mode. State is returned, never written anywhere. The functions are attached by the model package
+(`xlstm_viz.model.cells.register`), so this module stays importable without MLX.
+
+A *block type* (`BLOCK_TYPES`, keyed by layer type as `config.layer_types` spells it) is a table of cells
+(block-local name, cell type, the checkpoint weight it reads and that weight's shape as a function of the block's
+dimensions) plus its connections, and, attached by the model package, the nn.Module that holds its parameters and
+the function from a model config to the table's dimensions (`attach_block`). `CellWiring.from_table`, the probe
+names, the per-head rule (`execution.probes.probe_heads`), the dashboard's node kinds and gate panels are read from
+the table, so a block's cells are spelled in one place. How to add a block type: /work/wt/_notes/core-interface.md
+(copied into README's "Adding a block type").
 """
 
 from __future__ import annotations
@@ -20,13 +30,17 @@ from typing import Callable
 HEAD_RULES = ("none", "heads", "features")
 
 
-@dataclass(frozen=True)
+@dataclass
 class CellType:
     name: str
     inputs: str = "one"  # "one": exactly one incoming value; "many": a sum/product/memory of several
     heads: str = "none"  # see HEAD_RULES
     state: tuple[str, ...] = ()  # names of the recurrent state a cell of this type carries (mLSTM: C, n, m)
     kind: str = "residual"  # dashboard node kind (colour), see dashboard.model_tables.KIND_COLORS
+    # The pure function (see the module docstring); None until the model package attaches it.
+    fn: Callable | None = field(default=None, compare=False, repr=False)
+    # True: `fn` can also report its per-token memory statistics (p.trace asks; it then returns (out, state, trace)).
+    traces: bool = False
 
     def __post_init__(self):
         if self.inputs not in ("one", "many"):
@@ -41,6 +55,13 @@ CELL_TYPES: dict[str, CellType] = {}
 def register_cell_type(cell_type: CellType) -> CellType:
     CELL_TYPES[cell_type.name] = cell_type
     return cell_type
+
+
+def attach_cell_function(name: str, fn: Callable, traces: bool = False) -> None:
+    """Give the registered cell type `name` its pure function (the model package does this for the built-in types)."""
+    ct = cell_type(name)
+    ct.fn = fn
+    ct.traces = traces or ct.traces
 
 
 def cell_type(name: str) -> CellType:
@@ -62,6 +83,14 @@ for _t in (
     CellType("product", inputs="many", kind="residual"),
     CellType("residual", inputs="many", kind="residual"),
     CellType("linear_silu", kind="ffn"),
+    # the sLSTM block's (xlstm_viz/model/slstm_block.py)
+    CellType("layernorm", kind="norm"),  # LayerNorm, weight stored as an offset from 1 (the original xLSTM's)
+    CellType("causal_conv", state=("history",), kind="conv"),  # SiLU(depthwise causal Conv1d); state: last K-1 inputs
+    CellType("headwise", heads="heads", kind="gate"),  # block-diagonal W x, one block per head
+    CellType("slstm_memory", inputs="many", state=("c", "n", "m", "h"), kind="memory"),  # [c; n; m; h] per token
+    CellType("state_slice", heads="heads", kind="memory"),  # one of c, n, m, h out of the sLSTM memory's output
+    CellType("group_norm", heads="heads", kind="norm"),  # per-head LayerNorm, weight as an offset from 1
+    CellType("linear_gelu", kind="ffn"),
 ):
     register_cell_type(_t)
 
@@ -90,7 +119,7 @@ class CellRow:
         return self.kind or cell_type(self.cell_type).kind
 
 
-@dataclass(frozen=True)
+@dataclass
 class BlockTable:
     """A block type: its cells (in definition order) and connections (src, dst); a connection into a cell
     with a weight feeds that weight."""
@@ -99,6 +128,13 @@ class BlockTable:
     cells: tuple[CellRow, ...]
     connections: tuple[tuple[str, str], ...]
     dims: tuple[str, ...] = ()  # the dimensions its shapes read
+    # The dashboard's per-head panels over time: (cell local name, preferred stat, title).
+    panels: tuple[tuple[str, str, str], ...] = ()
+    # Attached by the model package (`attach_block`): the nn.Module class `(config) -> module` holding the block's
+    # parameters under their checkpoint names (it has `param(path)` and `new_state(batch)`), and `dims_of(config)`,
+    # the table's dimensions for a model config.
+    module: type | None = field(default=None, compare=False, repr=False)
+    dims_of: Callable | None = field(default=None, compare=False, repr=False)
     _rows: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -121,20 +157,65 @@ class BlockTable:
     def locals_with_heads(self, rule: str) -> tuple[str, ...]:
         return tuple(row.local for row in self.cells if row.head_rule() == rule)
 
+    def locals_of_kind(self, kind: str) -> tuple[str, ...]:
+        return tuple(row.local for row in self.cells if row.node_kind() == kind)
 
-BLOCK_TABLES: dict[str, BlockTable] = {}
+    def stateful(self) -> tuple[CellRow, ...]:
+        """The rows whose cell type carries recurrent state, in execution order."""
+        return tuple(row for row in self.cells if cell_type(row.cell_type).state)
+
+
+# The block registry, keyed by layer type.
+BLOCK_TYPES: dict[str, BlockTable] = {}
+BLOCK_TABLES = BLOCK_TYPES  # the name the wiring package used before the registries were merged
 
 
 def register_block_table(table: BlockTable) -> BlockTable:
-    BLOCK_TABLES[table.name] = table
+    BLOCK_TYPES[table.name] = table
+    return table
+
+
+def attach_block(name: str, module: type, dims_of: Callable) -> BlockTable:
+    """Give the registered block type `name` its nn.Module class and its config -> dimensions function."""
+    table = block_table(name)
+    table.module = module
+    table.dims_of = dims_of
     return table
 
 
 def block_table(name: str) -> BlockTable:
     try:
-        return BLOCK_TABLES[name]
+        return BLOCK_TYPES[name]
     except KeyError:
-        raise ValueError(f"unknown block type {name!r}; block types with a table: {sorted(BLOCK_TABLES)}") from None
+        raise ValueError(f"unknown block type {name!r}; registered block types: {sorted(BLOCK_TYPES)}") from None
+
+
+def find_row(local: str) -> CellRow | None:
+    """The row of block-local cell `local` in the first registered block type that has one (block types share the
+    stream cells "in", "mid", "out" and the FFN's names, with the same kinds and head rules)."""
+    for table in BLOCK_TYPES.values():
+        row = table.row(local)
+        if row is not None:
+            return row
+    return None
+
+
+class HeadRuleSet:
+    """The block-local names whose head rule is `rule` in any registered block type; read live, so a block type
+    registered later (sLSTM, CfC, ...) counts."""
+
+    def __init__(self, rule: str):
+        self.rule = rule
+
+    def __contains__(self, local) -> bool:
+        row = find_row(local)
+        return row is not None and row.head_rule() == self.rule
+
+    def __iter__(self):
+        seen = []
+        for table in BLOCK_TYPES.values():
+            seen += [r.local for r in table.cells if r.head_rule() == self.rule and r.local not in seen]
+        return iter(seen)
 
 
 def _gate(name: str) -> CellRow:
@@ -192,4 +273,83 @@ MLSTM_BLOCK = register_block_table(BlockTable(
         ("ffn.out", "out"),
     ),
     dims=("D", "num_heads", "QK", "V", "F"),
+    panels=(
+        ("mlstm.igate", "exp", "input gate exp(i - m)"),
+        ("mlstm.fgate", "sigmoid", "forget gate sigma(f)"),
+        ("mlstm.ogate", "mean", "output gate sigma(o)"),
+        ("mlstm.memory", "C_norm", "memory ||C||"),
+        ("mlstm.memory", "n_norm", "normalizer ||n||"),
+        ("mlstm.memory", "m", "stabilizer m"),
+    ),
+))
+
+
+# sLSTM block (the original xLSTM's sLSTM block, blocks/slstm/block.py, in this package's naming): pre-LayerNorm,
+# causal Conv1d, block-diagonal gates, the sLSTM memory with exponential gating and stabiliser, group norm, then a
+# gated GELU FFN. The equations are in xlstm_viz/model/slstm_block.py and slstm_cell.py. The input and forget gates
+# read the conv output, z and o the normed input (as officially). The memory's output is [c; n; m; h] per token; the
+# state_slice cells pick each one out, so c, n, m and h are probes with per-head stats like the gates.
+def _slstm_gate(name: str, source: str) -> tuple[CellRow, tuple[str, str]]:
+    return (CellRow(f"slstm.{name}", "headwise", f"slstm_layer.{name}.weight", lambda d: [d["num_heads"], d["DH"], d["DH"]],
+                    features=lambda d: d["D"]), (source, f"slstm.{name}"))
+
+
+def _slice(name: str, k: int) -> CellRow:
+    return CellRow(f"slstm.{name}", "state_slice", features=lambda d: d["D"],
+                   extra=lambda d: {"offset": k * d["D"], "width": d["D"]})
+
+
+_SLSTM_GATES = [_slstm_gate("igate", "slstm.conv"), _slstm_gate("fgate", "slstm.conv"),
+                _slstm_gate("zgate", "slstm.norm_in"), _slstm_gate("ogate", "slstm.norm_in")]
+
+SLSTM_BLOCK = register_block_table(BlockTable(
+    "slstm",
+    cells=(
+        CellRow("in", "block_input", features=lambda d: d["D"]),
+        CellRow("slstm.norm_in", "layernorm", "norm_slstm.weight", lambda d: [d["D"]]),
+        CellRow("slstm.conv", "causal_conv", "slstm_layer.conv1d.weight", lambda d: [d["D"], 1, d["K"]],
+                bias="slstm_layer.conv1d.bias", heads="heads"),
+        *(row for row, _ in _SLSTM_GATES),
+        # R and b are read by name (params), not fed by a connection: the gates' connections carry activations
+        CellRow("slstm.memory", "slstm_memory", features=lambda d: 4 * d["D"],
+                extra=lambda d: {"recurrent": "slstm_layer.recurrent_kernel", "recurrent_bias": "slstm_layer.bias",
+                                 "num_heads": d["num_heads"]}),
+        *(_slice(name, k) for k, name in enumerate(("c", "n", "m", "h"))),
+        CellRow("slstm.norm", "group_norm", "slstm_layer.group_norm.weight", lambda d: [d["D"]],
+                extra=lambda d: {"num_heads": d["num_heads"]}),
+        CellRow("mid", "residual", features=lambda d: d["D"]),
+        CellRow("ffn.norm_in", "layernorm", "norm_ffn.weight", lambda d: [d["D"]]),
+        CellRow("ffn.gate", "linear_gelu", "ffn.proj_up_gate.weight", lambda d: [d["F"], d["D"]]),
+        CellRow("ffn.up", "linear", "ffn.proj_up.weight", lambda d: [d["F"], d["D"]], kind="ffn"),
+        CellRow("ffn.h", "product", features=lambda d: d["F"], kind="ffn"),
+        CellRow("ffn.out", "linear", "ffn.proj_down.weight", lambda d: [d["D"], d["F"]], kind="ffn"),
+        CellRow("out", "residual", features=lambda d: d["D"]),
+    ),
+    connections=(
+        ("in", "slstm.norm_in"),
+        ("slstm.norm_in", "slstm.conv"),
+        *(conn for _, conn in _SLSTM_GATES),
+        *((f"slstm.{g}", "slstm.memory") for g in ("igate", "fgate", "zgate", "ogate")),
+        *(("slstm.memory", f"slstm.{name}") for name in ("c", "n", "m", "h")),
+        ("slstm.h", "slstm.norm"),
+        ("in", "mid"),
+        ("slstm.norm", "mid"),
+        ("mid", "ffn.norm_in"),
+        ("ffn.norm_in", "ffn.gate"),
+        ("ffn.norm_in", "ffn.up"),
+        ("ffn.gate", "ffn.h"),
+        ("ffn.up", "ffn.h"),
+        ("ffn.h", "ffn.out"),
+        ("mid", "out"),
+        ("ffn.out", "out"),
+    ),
+    dims=("D", "num_heads", "DH", "K", "F"),
+    panels=(
+        ("slstm.igate", "mean", "input gate W_i x"),
+        ("slstm.fgate", "mean", "forget gate W_f x"),
+        ("slstm.c", "mean", "cell state c"),
+        ("slstm.n", "mean", "normalizer n"),
+        ("slstm.m", "mean", "stabilizer m"),
+        ("slstm.h", "mean", "hidden h"),
+    ),
 ))

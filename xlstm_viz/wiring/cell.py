@@ -184,7 +184,9 @@ class CellWiring(Editable):
             params = {}
             if row.weight is not None:
                 shape = [int(s) for s in row.shape(dims)]
-                params = {"weight": row.weight, "shape": shape, "features": shape[0]}
+                # features: the first entry of the weight's shape, unless the row says (block-diagonal weights)
+                features = int(row.features(dims)) if row.features is not None else shape[0]
+                params = {"weight": row.weight, "shape": shape, "features": features}
                 if row.bias is not None:
                     params.update(bias=row.bias, bias_shape=shape[:1])
             else:

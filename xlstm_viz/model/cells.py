@@ -1,0 +1,87 @@
+"""What every cell function shares: the `CellParams` it is called with, the weighted product, sums and products.
+
+A cell function is pure (see `xlstm_viz.wiring.block_types`):
+
+    fn(x: dict[str, mx.array], w: Weights, state, p: CellParams) -> (output, new_state)
+
+The built-in functions are attached to the cell registry by the block modules that use them
+(`xlstm_viz.model.mlstm_block` for the 7B block's types).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import mlx.core as mx
+
+Weights = Callable[[str], "mx.array | None"]
+
+
+@dataclass(frozen=True)
+class CellParams:
+    """What a cell function reads besides its inputs, weights and state.
+
+    params: the wiring's cell params (checkpoint-relative `weight` / `bias` paths, `num_heads`, ...); config: the
+    model config of the block; mode: "chunkwise" or "recurrent"; trace: the observer asked this (memory) cell for
+    its per-token statistics, returned as a third item."""
+
+    params: dict
+    config: Any
+    mode: str = "chunkwise"
+    trace: bool = False
+
+    def weight_path(self, kind: str) -> str:
+        path = self.params.get("weight")
+        if path is None:
+            raise ValueError(f"a {kind!r} cell needs params['weight'] (a checkpoint weight of its block)")
+        return path
+
+    def bias_path(self, kind: str) -> str:
+        """The bias the row names, else the one next to the weight (`x.weight` -> `x.bias`; absent -> no bias)."""
+        return self.params.get("bias") or self.weight_path(kind).rsplit(".", 1)[0] + ".bias"
+
+
+def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.array:
+    """y = x W^T (+ b); weights are stored [out, in] as in PyTorch.
+
+    Activations stay float32 whatever the weight dtype: bfloat16 weights are widened inside the product, so a bf16
+    checkpoint halves memory without rounding every activation to 8 mantissa bits (which moved saturated-gate logits
+    by up to ~8 on the parity fixtures).
+    """
+    if weight.dtype != x.dtype:
+        weight = weight.astype(x.dtype)
+        bias = None if bias is None else bias.astype(x.dtype)
+    if bias is not None:
+        return mx.addmm(bias, x, weight.T)
+    return x @ weight.T
+
+
+def one(x: dict[str, mx.array], kind: str) -> mx.array:
+    """The single input of a one-input cell; any other count is an error naming the inputs."""
+    if len(x) != 1:
+        raise ValueError(f"a {kind!r} cell takes one input, got {len(x)}: {sorted(x)}")
+    (value,) = x.values()
+    return value
+
+
+def weighted(x: dict[str, mx.array], w: Weights, p: CellParams, kind: str) -> mx.array:
+    """W x + b for a cell whose params name its weight (and, optionally, its bias)."""
+    return linear(one(x, kind), w(p.weight_path(kind)), w(p.bias_path(kind)))
+
+
+def total(x: dict[str, mx.array]) -> mx.array:
+    """Residual sums in connection order, so the default wiring adds exactly like the official code."""
+    values = iter(x.values())
+    out = next(values)
+    for value in values:
+        out = out + value
+    return out
+
+
+def product(x: dict[str, mx.array]) -> mx.array:
+    values = iter(x.values())
+    out = next(values)
+    for value in values:
+        out = out * value
+    return out
