@@ -20,7 +20,7 @@ from mlx.utils import tree_flatten
 from xlstm_viz.config import ConfigError, XLSTMConfig
 from xlstm_viz.dims import model_parameters
 # Block modules attach their cell functions and nn.Module to the registries when imported.
-from xlstm_viz.model import mlstm_block, slstm_block  # noqa: F401
+from xlstm_viz.model import mlstm_block, neuron_block, slstm_block  # noqa: F401
 from xlstm_viz.model.forward import Executor, _check_ids, state_arrays, state_like
 from xlstm_viz.model.interventions import Interventions
 from xlstm_viz.model.norms import RMSNorm
@@ -178,7 +178,9 @@ class XLSTM(nn.Module):
 
         def signature():
             return (self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
-                    tuple(i.id for i in self.interventions.list()))
+                    tuple(i.id for i in self.interventions.list()),
+                    # neuron blocks' synapse masks are read from their wirings, not parameters: an edit re-traces
+                    tuple(getattr(getattr(b, "wiring", None), "version", None) for b in self.blocks))
 
         def flatten(state):
             return [a for s in state for a in state_arrays(s)]

@@ -91,6 +91,8 @@ for _t in (
     CellType("state_slice", heads="heads", kind="memory"),  # one of c, n, m, h out of the sLSTM memory's output
     CellType("group_norm", heads="heads", kind="norm"),  # per-head LayerNorm, weight as an offset from 1
     CellType("linear_gelu", kind="ffn"),
+    # NCP neurons (model/neuron_block.py): every neuron's activity per token, by neuron id; state: the same, last token
+    CellType("cfc_neurons", heads="features", state=("h",), kind="memory"),
 ):
     register_cell_type(_t)
 
@@ -351,5 +353,36 @@ SLSTM_BLOCK = register_block_table(BlockTable(
         ("slstm.n", "mean", "normalizer n"),
         ("slstm.m", "mean", "stabilizer m"),
         ("slstm.h", "mean", "hidden h"),
+    ),
+))
+
+
+# NCP-wired CfC block (xlstm_viz/model/neuron_block.py has the equations): sensory neurons = the normed block input,
+# inter -> command -> motor CfC neurons wired by the block's AutoNCP (its masks are read live from the wiring),
+# motor neurons -> W_out -> residual. `ncp.neurons` is per neuron ("features": one statistic per neuron).
+CFC_BLOCK = register_block_table(BlockTable(
+    "cfc",
+    cells=(
+        CellRow("in", "block_input", features=lambda d: d["D"]),
+        CellRow("ncp.norm_in", "rmsnorm", "norm_ncp.weight", lambda d: [d["D"]]),
+        CellRow("ncp.neurons", "cfc_neurons", features=lambda d: d["U"],
+                extra=lambda d: {"prefix": "neurons.rnn_cell", "inter": d["I"], "command": d["C"], "motor": d["M"]}),
+        CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
+                extra=lambda d: {"offset": 0, "width": d["M"]}),  # motor neurons are ids 0..M-1 (ncps numbering)
+        CellRow("ncp.out", "linear", "out_proj.weight", lambda d: [d["D"], d["M"]], kind="residual"),
+        CellRow("out", "residual", features=lambda d: d["D"]),
+    ),
+    connections=(
+        ("in", "ncp.norm_in"),
+        ("ncp.norm_in", "ncp.neurons"),
+        ("ncp.neurons", "ncp.motor"),
+        ("ncp.motor", "ncp.out"),
+        ("in", "out"),
+        ("ncp.out", "out"),
+    ),
+    dims=("D", "U", "I", "C", "M"),
+    panels=(
+        ("ncp.neurons", "mean", "neuron activity (per neuron)"),
+        ("ncp.motor", "mean", "motor neurons"),
     ),
 ))
