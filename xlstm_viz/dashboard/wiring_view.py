@@ -23,6 +23,10 @@ from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 
 WIRING_KINDS = ("AutoNCP", "NCP", "Random", "FullyConnected")
+# neuron activity (and its change): diverging, 0 white, as the dashboard's diff colours
+from bokeh.palettes import PuOr11 as _PUOR  # noqa: E402
+
+ACTIVITY_PALETTE = tuple(reversed(_PUOR))
 # inhibitory red -> grey (half and half) -> excitatory green, the polarity colours of the single synapses
 BUNDLE_PALETTE = tuple(
     "#%02x%02x%02x" % tuple(int(round(a + (b - a) * t)) for a, b in zip(lo, hi))
@@ -157,12 +161,19 @@ class WiringView(pn.viewable.Viewer):
     build_sparsity = param.Number(default=0.5, bounds=(0.0, 0.95), step=0.05)
     build_seed = param.Integer(default=22222, bounds=(0, None))
 
-    def __init__(self, wiring=None, **params):
+    def __init__(self, wiring=None, apply_synapse=None, title: str | None = None, polarity_cycle=None, **params):
         if wiring is None:
             wiring = build_wiring("AutoNCP", 28, 4, 6)
         check_view_size(wiring.units, wiring.input_dim, type(wiring).__name__)
         super().__init__(wiring=wiring, **params)
         self._before_rebuild = []  # wirings replaced by a rebuild, for Undo
+        self.apply_synapse = apply_synapse
+        # what a click does to a synapse's polarity (+1 -> -1 -> 0 -> +1 by default)
+        self.polarity_cycle = polarity_cycle or wiring_tables.next_polarity
+        self._title = title
+        self._overlay = None
+        self.strip_source = ColumnDataSource({"x": [], "y": [], "value": [], "label": []})
+        self._activity_mapper = LinearColorMapper(palette=ACTIVITY_PALETTE, low=-1.0, high=1.0)
         self._masked_from = None
         self.node_source = ColumnDataSource()
         self.edge_source = ColumnDataSource()
@@ -198,8 +209,14 @@ class WiringView(pn.viewable.Viewer):
                     fill_color="color", line_color=None, fill_alpha=0.8)
         nodes = fig.scatter("x", "y", source=self.node_source, size="size", fill_color="color", line_color="#333333",
                             line_width=0.5)
-        fig.add_tools(HoverTool(renderers=[nodes], tooltips=[("node", "@id"), ("role", "@role"),
-                                                             ("in/out", "@in_degree / @out_degree")]))
+        # the live model's activity: the same nodes filled by value, outlined in their role colour
+        self._activity_nodes = fig.scatter("x", "y", source=self.node_source, size="size", line_color="color",
+                                           line_width=2, fill_color={"field": "value",
+                                                                     "transform": self._activity_mapper},
+                                           visible=False)
+        fig.add_tools(HoverTool(renderers=[nodes, self._activity_nodes],
+                                tooltips=[("node", "@id"), ("role", "@role"), ("in/out", "@in_degree / @out_degree"),
+                                          ("activity", "@value{0.000}")]))
         fig.add_tools(HoverTool(renderers=[edges], tooltips=[("synapse", "@src_id -> @dst_id"),
                                                              ("roles", "@src_role -> @dst_role"),
                                                              ("polarity", "@polarity_name (@polarity)")],
@@ -209,6 +226,10 @@ class WiringView(pn.viewable.Viewer):
                                                                ("excitatory", "@excitatory"),
                                                                ("inhibitory", "@inhibitory")]))
         fig.add_tools(TapTool(renderers=[edges]))
+        graph_bar = ColorBar(color_mapper=self._activity_mapper, title="activity", width=8, visible=False,
+                             title_text_font_size="8pt", major_label_text_font_size="8pt")
+        fig.add_layout(graph_bar, "right")
+        self._activity_bars = [graph_bar]
         add_legend(fig, [(r, "square", c) for r, c in ROLE_COLORS.items()]
                    + [(f"{POLARITY_NAMES[p]} synapse", "line", POLARITY_COLORS[p]) for p in (1, -1)],
                    title="neuron role / synapse")
@@ -241,6 +262,14 @@ class WiringView(pn.viewable.Viewer):
         fig.add_tools(HoverTool(renderers=[img], tooltips=[("source", "$y{custom}"), ("target", "$x{custom}"),
                                                            ("polarity", "@image")],
                                 formatters={"$x": target, "$y": source}))
+        # activity strip above the columns: each target neuron's activity at the overlay's token
+        strip = fig.rect("x", "y", 1.0, 1.5, source=self.strip_source, line_color=None,
+                         fill_color={"field": "value", "transform": self._activity_mapper})
+        fig.add_tools(HoverTool(renderers=[strip], tooltips=[("neuron", "@label"), ("activity", "@value{0.000}")]))
+        strip_bar = ColorBar(color_mapper=self._activity_mapper, title="activity", width=8, visible=False,
+                             title_text_font_size="8pt", major_label_text_font_size="8pt")
+        fig.add_layout(strip_bar, "right")
+        self._activity_bars.append(strip_bar)
         fig.on_event(Tap, self._on_heatmap_tap)
         fig.xaxis.axis_label = "target neuron (display order)"
         fig.yaxis.axis_label = "source"
@@ -256,6 +285,7 @@ class WiringView(pn.viewable.Viewer):
                  wiring_tables.role_bands(im["row_role"], "rows", im["rows"])]
         band = {k: np.concatenate([b[k] for b in bands]) for k in bands[0]}
         self._edges = edges
+        nodes["value"] = np.full(len(nodes["id"]), np.nan)
         source_updates.replace_data(self.node_source, nodes)
         source_updates.replace_data(self.edge_source, edges)
         source_updates.replace_data(self.bundle_source, bundles)
@@ -268,6 +298,8 @@ class WiringView(pn.viewable.Viewer):
         if (fig.x_range.end, fig.y_range.end) != (im["cols"], im["rows"]):
             source_updates.set_props(fig.x_range, start=-1.8, end=im["cols"])
             source_updates.set_props(fig.y_range, start=-1.8, end=im["rows"])
+        if self._overlay is not None and len(self._overlay[0]) == self.wiring.units:
+            self._apply_overlay()
         c = wiring_tables.synapse_counts(self.wiring)
         bundled = " (edges bundled per role pair: too many to draw)" if len(bundles["count"]) else ""
         source_updates.set_props(self._bundle_bar, visible=bool(len(bundles["count"])))
@@ -285,11 +317,65 @@ class WiringView(pn.viewable.Viewer):
 
     # -- edits ------------------------------------------------------------------------------------
     def cycle_synapse(self, kind: str, src: int, dest: int) -> int:
-        """Cycle one synapse +1 -> -1 -> 0 -> +1 and return its new polarity."""
-        new = wiring_tables.next_polarity(synapse_polarity(self.wiring, kind, src, dest))
+        """Cycle one synapse +1 -> -1 -> 0 -> +1 and return its new polarity.
+
+        With `apply_synapse` set (the live model's view), the edit is handed to it (a message to the model thread,
+        which edits the wiring and re-runs) and the view refreshes when that calls `edited(...)`.
+        """
+        new = self.polarity_cycle(synapse_polarity(self.wiring, kind, src, dest))
+        text = f"{kind} synapse {'s' if kind == 'sensory' else 'n'}{src} -> n{dest}: polarity now {new:+d}"
+        if self.apply_synapse is not None:
+            self.apply_synapse(kind, src, dest, new, text)
+            return new
         set_synapse(self.wiring, kind, src, dest, new)
-        self._edited(f"{kind} synapse {src} -> {dest}: polarity now {new:+d}")
+        self._edited(text)
         return new
+
+    def edited(self, text: str) -> None:
+        """Refresh after an edit made elsewhere (the model thread) and announce it."""
+        self._edited(text)
+
+    # -- activity overlay (the live model's neurons) ------------------------------------------------
+    def set_overlay(self, values, label: str = "activity", symmetric: bool = True) -> None:
+        """Colour each neuron by `values` [units] (by neuron id; sensory nodes stay grey) on the graph and in the
+        strip above the heatmap's columns; None removes the overlay."""
+        if values is None:
+            self._overlay = None
+        else:
+            values = np.asarray(values, dtype=float)
+            if values.shape != (self.wiring.units,):
+                raise ValueError(f"overlay values have shape {values.shape}, the wiring has {self.wiring.units} neurons")
+            self._overlay = (values, label, symmetric)
+        self._apply_overlay()
+
+    def _apply_overlay(self) -> None:
+        nodes = dict(self.node_source.data)
+        strip = {"x": [], "y": [], "value": [], "label": []}
+        if self._overlay is None:
+            nodes["value"] = np.full(len(nodes["id"]), np.nan)
+            visible = False
+        else:
+            values, label, symmetric = self._overlay
+            neuron = np.asarray(nodes["kind"]) == "neuron"
+            v = np.full(len(nodes["id"]), np.nan)
+            v[neuron] = values[np.asarray(nodes["neuron"])[neuron]]
+            nodes["value"] = v
+            cols = self._image["col_id"]
+            strip = {"x": np.arange(len(cols)) + 0.5, "y": np.full(len(cols), self._image["rows"] + 1.0),
+                     "value": values[cols], "label": self._image["col_label"]}
+            top = float(np.nanmax(np.abs(values))) if len(values) else 1.0
+            top = top if top > 0 else 1.0
+            lo, hi = (-top, top) if symmetric else (float(np.nanmin(values)), float(np.nanmax(values)) or 1.0)
+            source_updates.set_props(self._activity_mapper, low=lo, high=hi if hi > lo else lo + 1.0)
+            for bar in self._activity_bars:
+                source_updates.set_props(bar, title=label)
+            visible = True
+        source_updates.replace_data(self.node_source, nodes)
+        source_updates.replace_data(self.strip_source, strip)
+        for r in (self._activity_nodes, *self._activity_bars):
+            source_updates.set_props(r, visible=visible)
+        rows = self._image["rows"] + (2.6 if visible else 0)
+        source_updates.set_props(self.heatmap_figure.y_range, end=rows)
 
     def _on_heatmap_tap(self, event) -> None:
         cell = wiring_tables.cell_at(self._image, event.x, event.y)
@@ -400,9 +486,11 @@ class WiringView(pn.viewable.Viewer):
 
     def __panel__(self):
         return pn.Column(
+            *([pn.pane.Markdown(self._title)] if self._title else []),
             self._counts, self._message,
             pn.Row(pn.pane.Bokeh(self.graph_figure, sizing_mode="stretch_width"),
                    pn.pane.Bokeh(self.heatmap_figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
-            self.controls(), sizing_mode="stretch_width",
+            # a live model's wiring is edited by clicks only (the builder would replace it by a detached one)
+            *([] if self.apply_synapse is not None else [self.controls()]), sizing_mode="stretch_width",
         )
 
