@@ -60,7 +60,7 @@ def test_a_synapse_click_in_the_live_ncps_tab_changes_overlays_and_task_score(pa
                and not apps[-1].session.busy, timeout=60, page=page)
     app = apps[-1]
     live = app.ncps_live
-    page.get_by_text("NCPS (live model)").click()
+    page.locator(".bk-tab", has_text="NCPS (live model)").first.click()
     page.wait_for_timeout(1500)
     view = live.wiring_view
     nodes_before = browser_column(page, view.node_source.id, "value")
