@@ -259,11 +259,12 @@ class DashboardApp(pn.viewable.Viewer):
         c = self.session.config
         from xlstm_viz.demo import DEMOS
 
-        choose = pn.widgets.Select(name="bundled model", options=sorted(DEMOS),
-                                   value=self.model_name if self.model_name in DEMOS else None, width=300)
+        other = [] if self.model_name in DEMOS else ["(the model this app was given)"]
+        choose = pn.widgets.Select(name="bundled model", options=other + sorted(DEMOS),
+                                   value=self.model_name if self.model_name in DEMOS else other[0], width=300)
 
         def pick(event):  # a model is per page: open the page again on the chosen one (a fresh session)
-            if event.new and event.new != self.model_name and pn.state.location is not None:
+            if event.new in DEMOS and event.new != self.model_name and pn.state.location is not None:
                 pn.state.location.param.update(reload=True)
                 pn.state.location.search = f"?model={event.new}"
 

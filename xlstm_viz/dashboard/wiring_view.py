@@ -238,7 +238,7 @@ class WiringView(pn.viewable.Viewer):
         return fig
 
     def _make_heatmap_figure(self):
-        fig = figure(title="adjacency (rows: source, sensory on top; columns: target; click a cell to cycle)",
+        fig = figure(title="adjacency (rows: source, sensory on top; columns: target; click a cell to edit)",
                      height=430, sizing_mode="stretch_width", tools="pan,wheel_zoom,box_zoom,reset,save,tap",
                      output_backend="webgl", toolbar_location="above",
                      # explicit ranges, set to the matrix on every refresh: the matrix fills the plot at any size
@@ -266,9 +266,10 @@ class WiringView(pn.viewable.Viewer):
         strip = fig.rect("x", "y", 1.0, 1.5, source=self.strip_source, line_color=None,
                          fill_color={"field": "value", "transform": self._activity_mapper})
         fig.add_tools(HoverTool(renderers=[strip], tooltips=[("neuron", "@label"), ("activity", "@value{0.000}")]))
-        strip_bar = ColorBar(color_mapper=self._activity_mapper, title="activity", width=8, visible=False,
-                             title_text_font_size="8pt", major_label_text_font_size="8pt")
-        fig.add_layout(strip_bar, "right")
+        strip_bar = ColorBar(color_mapper=self._activity_mapper, title="activity (strip above the columns)",
+                             height=8, orientation="horizontal", visible=False, title_text_font_size="8pt",
+                             major_label_text_font_size="8pt")
+        fig.add_layout(strip_bar, "below")
         self._activity_bars.append(strip_bar)
         fig.on_event(Tap, self._on_heatmap_tap)
         fig.xaxis.axis_label = "target neuron (display order)"
