@@ -300,3 +300,56 @@ def test_overlay_colours_nan_nodes_grey_and_sizes_grow_with_value():
     cols = tt.overlay_columns(np.array([0.0, 1.0, np.nan, 2.0]))
     assert cols["fill"][2] == "#7f7f7f" and cols["value_text"][2] == "n/a"
     assert cols["size"][0] < cols["size"][1] < cols["size"][3]
+
+
+def test_bundles_at_500_neurons_leave_and_enter_the_columns_of_their_own_neurons():
+    """Above the edge limit each role pair is a ribbon from the span of its source neurons to the span of its
+    targets (not a line between column centres, where every bundle of a big wiring fell onto y = 0.5)."""
+    from xlstm_viz.dashboard.wiring_view import build_wiring
+
+    w = build_wiring("AutoNCP", 500, 16, 64, seed=3)
+    nodes, edges, bundles = wt.graph_tables(w, edge_limit=1000)
+    assert len(edges["src"]) == 0
+    pairs = list(zip(bundles["src_role"], bundles["dst_role"]))
+    assert pairs == [("sensory", "inter"), ("inter", "command"), ("command", "command"), ("command", "motor")]
+    full = wt.edge_table(w, nodes)
+    y = dict(zip(nodes["id"], nodes["y"]))
+    for (a, b), xs, ys in zip(pairs, bundles["xs"], bundles["ys"]):
+        m = (full["src_role"] == a) & (full["dst_role"] == b)
+        src_y = [y[i] for i in full["src_id"][m]]
+        dst_y = [y[i] for i in full["dst_id"][m]]
+        xa, xb = wt.ROLE_ORDER.index(a), wt.ROLE_ORDER.index(b)
+        at_src = ys[np.isclose(xs, xa)]
+        # the ribbon covers its source neurons' span (within half a row), not more
+        span = src_y + (dst_y if xa == xb else [])
+        assert at_src.min() <= min(src_y) and at_src.max() >= max(src_y)
+        assert at_src.max() - at_src.min() <= max(span) - min(span) + 0.01
+        if xa != xb:
+            at_dst = ys[np.isclose(xs, xb)]
+            assert at_dst.min() <= min(dst_y) and at_dst.max() >= max(dst_y)
+        else:  # the recurrent command bundle loops out to the right of its column
+            assert xs.max() > xa + 0.1 and xs.min() >= xa - 1e-9
+    # a balanced bundle reads neutral: its colour is the excitatory share, not the majority
+    share = bundles["excitatory"] / bundles["count"]
+    assert np.allclose(bundles["excitatory_share"], share)
+    assert len({round(float(v), 3) for v in bundles["ys"][0]}) > 2  # a band, not a segment
+
+
+def test_node_markers_shrink_so_a_tall_column_stays_readable():
+    from xlstm_viz.dashboard.wiring_view import build_wiring
+
+    small = wt.node_table(build_wiring("AutoNCP", 20, 4, 5))
+    big = wt.node_table(build_wiring("AutoNCP", 500, 16, 64))
+    assert small["size"][0] == 12.0
+    assert 3.0 <= big["size"][0] < 4.0  # 291 inter neurons in a ~400 px column
+
+
+def test_heatmap_labels_name_each_row_and_column_by_neuron_id_and_role(wiring):
+    im = wt.adjacency_image(wiring)
+    roles = wt.neuron_roles(wiring)
+    assert list(im["row_label"][: wiring.input_dim]) == [f"s{i} (sensory)" for i in range(wiring.input_dim)]
+    for col, nid in enumerate(im["col_id"]):
+        assert im["col_label"][col] == f"n{nid} ({roles[nid]})"
+    for row in range(wiring.input_dim, im["rows"]):
+        nid = im["row_id"][row]
+        assert im["row_label"][row] == f"n{nid} ({roles[nid]})"

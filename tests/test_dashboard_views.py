@@ -118,3 +118,44 @@ def test_trace_view_shows_every_head_and_token_of_the_gates(model):
     for suffix, stat, fig, src in view.panels:
         assert len(src.data["pos"]) == 10 * H, suffix
     assert len(view.topk_source.data["pos"]) == 10 * view.top_k
+
+
+def test_ncps_view_refuses_sizes_above_its_bound_naming_the_value_before_building():
+    import time
+
+    from xlstm_viz.dashboard import wiring_view as wv
+
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=r"units=12000 is above the NCPS view's bound of 1024"):
+        build_wiring("AutoNCP", 12000, 4, 6)
+    with pytest.raises(ValueError, match=r"input_dim=5000 is above"):
+        build_wiring("AutoNCP", 28, 4, 5000)
+    # the issue 17 import: a small JSON document asking for 12000 neurons is refused before any matrix exists
+    with pytest.raises(ValueError, match=r"wiring JSON: units=12000"):
+        wiring_from_json('{"class_name": "Wiring", "units": 12000, "adjacency_matrix": [[0]]}')
+    with pytest.raises(ValueError, match=r"wiring JSON: units=12000"):
+        wiring_from_json('{"class_name": "NCP", "inter_neurons": 10000, "command_neurons": 1996, '
+                         '"motor_neurons": 4, "sensory_fanout": 1, "inter_fanout": 1, '
+                         '"recurrent_command_synapses": 1, "motor_fanin": 1}')
+    assert time.perf_counter() - t < 2.0
+    view = WiringView()
+    big = wv.wiring_module().AutoNCP(1100, 4)
+    big.build(6)
+    with pytest.raises(ValueError, match="units=1100"):
+        view.set_wiring(big)
+    assert view.wiring.units == 28  # the view kept its wiring
+
+
+def test_builder_sizes_are_number_fields_checked_against_the_bounds():
+    pn.extension()
+    view = WiringView()
+    controls = view.controls()
+    fields = {w.name: w for w in controls.select(pn.widgets.IntInput)}
+    assert any(n.startswith("units") for n in fields), sorted(fields)
+    assert not [w for w in controls.select(pn.widgets.IntSlider)]  # no slider over 3..1024
+    units = next(w for n, w in fields.items() if n.startswith("units"))
+    units.value = 600
+    assert view.units == 600
+    with pytest.raises(ValueError, match=r"units \(3..1024\) 5000 is out of range"):
+        units.value = 5000  # out of range: refused (a toast in a served page), the field goes back
+    assert view.units == 600 and units.value == 600

@@ -12,9 +12,17 @@ def _info(args) -> int:
 
     import xlstm_viz
 
-    model = xlstm_viz.load_model(args.model) if args.model else xlstm_viz.load_demo()
+    from xlstm_viz.demo import DEMOS
+
+    if args.model in DEMOS:
+        model = xlstm_viz.load_demo(name=args.model)
+    else:
+        model = xlstm_viz.load_model(args.model) if args.model else xlstm_viz.load_demo()
     print(model.summary())
     print(f"source: {model.source or demo_path()}")
+    for j, block in enumerate(model.blocks):
+        if getattr(block, "wiring", None) is not None:
+            print(f"blocks.{j} ({block.block_type}) neuron wiring: {block.wiring!r}")
     print(blas.describe())
     from xlstm_viz.execution import stats
 
@@ -37,14 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve the dashboard (default: the bundled demo model)")
-    serve.add_argument("--model", default=None, help="checkpoint folder (config.json + safetensors)")
+    serve.add_argument("--model", default=None,
+                       help="a bundled model (demo, hybrid) or a checkpoint folder (config.json + safetensors)")
     serve.add_argument("--port", type=int, default=5006)
     serve.add_argument("--address", default="localhost", help="interface to bind (default: localhost only)")
     serve.add_argument("--show", action=argparse.BooleanOptionalAction, default=False, help="open a browser tab")
     serve.set_defaults(func=_serve)
 
     info = sub.add_parser("info", help="print the model summary, BLAS in use and probe names")
-    info.add_argument("--model", default=None, help="checkpoint folder (default: the bundled demo model)")
+    info.add_argument("--model", default=None,
+                      help="a bundled model (demo, hybrid) or a checkpoint folder (default: the demo model)")
     info.set_defaults(func=_info)
 
     from xlstm_viz.training import add_train_demo_parser

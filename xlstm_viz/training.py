@@ -347,11 +347,14 @@ def add_train_demo_parser(subparsers):
         description="Reproduce the shipped demo checkpoint: seeded MQAR training with MLX. Writes config.json, "
         "model.safetensors, task.json, training_log.csv and training.json to --out.",
     )
+    p.add_argument("--model", choices=sorted(demo.RECIPES), default="demo",
+                   help="which bundled model to reproduce: demo (2 mLSTM blocks) or hybrid (an AutoNCP-wired CfC "
+                        "block + an mLSTM block); default %(default)s")
     p.add_argument("--out", required=True, help="output folder for the checkpoint and the training log")
-    p.add_argument("--steps", type=int, default=recipe["steps"], help="optimizer steps (default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=recipe["batch_size"], help="default %(default)s")
-    p.add_argument("--lr", type=float, default=recipe["lr"], help="peak learning rate (default %(default)s)")
-    p.add_argument("--seed", type=int, default=recipe["seed"], help="default %(default)s")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the recipe's)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=None, help="default: the recipe's")
     p.add_argument("--no-compile", action="store_true", help="run the training step eagerly")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train_demo)
@@ -361,10 +364,15 @@ def add_train_demo_parser(subparsers):
 def run_train_demo(args) -> int:
     from xlstm_viz import demo
 
-    recipe = demo.DEMO_RECIPE
+    recipe = demo.RECIPES[getattr(args, "model", "demo")]
+
+    def pick(name):
+        value = getattr(args, name)
+        return recipe[name] if value is None else value
+
     result = train(
         recipe["config"], MQARTask(**recipe["task"]),
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        steps=pick("steps"), batch_size=pick("batch_size"), lr=pick("lr"), seed=pick("seed"),
         curriculum=Curriculum(**recipe["curriculum"]), out_dir=args.out, progress=not args.quiet,
         compile=not args.no_compile, eval_pairs=tuple(recipe["eval_pairs"]),
         **recipe.get("train_options", {}),

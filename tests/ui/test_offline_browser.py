@@ -26,7 +26,7 @@ from tests.ui.app_fixtures import served_app  # noqa: F401 - the served demo app
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*_*.ipynb"))
 LOCAL_HOSTS = {"localhost", "127.0.0.1"}
-TABS = ["Model", "Over time", "Debugger", "Diff", "NCPS wiring", "Export"]
+TABS = ["Model", "Over time", "Debugger", "Diff", "NCPS builder (detached)", "Export"]
 CDN_MARKERS = ("cdn.bokeh.org", "cdn.holoviz.org", "cdn.jsdelivr.net", "unpkg.com", "fonts.googleapis.com",
                "cdnjs.cloudflare.com", "use.fontawesome.com")
 

@@ -68,6 +68,16 @@ class DashboardApp(pn.viewable.Viewer):
             # pn.extension(notifications=True) (set inside a session, this is that session's own setting).
             pn.config.notifications = True
         notifications = pn.state.notifications if served else None
+        if served and model is None and model_path is None:  # ?model=hybrid picks a bundled model
+            raw = (pn.state.session_args or {}).get("model", [b""])[0]
+            name = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+            if name:
+                from xlstm_viz.demo import DEMOS
+
+                if name not in DEMOS:
+                    raise ValueError(f"?model={name!r} in the URL: bundled models are {sorted(DEMOS)}")
+                model_path = name
+        self.model_name = model_path if model_path is not None else ("demo" if model is None else None)
 
         def on_error(exc):
             if notifications is not None:
@@ -86,6 +96,9 @@ class DashboardApp(pn.viewable.Viewer):
         self.trace_view = TraceView(session=self.session)
         self.debugger_view = DebuggerView(session=self.session)
         self.diff_view = DiffView(self.session)
+        from xlstm_viz.dashboard.ncps_live import LiveNCPSView, neuron_blocks
+
+        self.ncps_live = LiveNCPSView(self.session) if neuron_blocks(self.session.model) else None
         # The browser cuts a textarea at max_length without a word, so allow one character more than the session
         # accepts: a longer prompt then arrives over the limit and is refused with a message.
         self.prompt_input = pn.widgets.TextAreaInput(label="prompt (task labels / text, or token ids)", height=110,
@@ -244,7 +257,20 @@ class DashboardApp(pn.viewable.Viewer):
         example = pn.widgets.Button(label="MQAR example", color="success")
         example.on_click(guarded(self._example))
         c = self.session.config
+        from xlstm_viz.demo import DEMOS
+
+        other = [] if self.model_name in DEMOS else ["(the model this app was given)"]
+        choose = pn.widgets.Select(name="bundled model", options=other + sorted(DEMOS),
+                                   value=self.model_name if self.model_name in DEMOS else other[0], width=300)
+
+        def pick(event):  # a model is per page: open the page again on the chosen one (a fresh session)
+            if event.new in DEMOS and event.new != self.model_name and pn.state.location is not None:
+                pn.state.location.param.update(reload=True)
+                pn.state.location.search = f"?model={event.new}"
+
+        choose.param.watch(pick, "value")
         return pn.Column(
+            choose,
             pn.pane.Markdown(f"**model** {c.num_blocks} blocks, {c.num_heads} heads, D={c.embedding_dim}, "
                              f"vocab {c.vocab_size}"),
             self.prompt_input, pn.Row(run, example),
@@ -254,9 +280,13 @@ class DashboardApp(pn.viewable.Viewer):
         )
 
     def tabs(self):
+        live = [("NCPS (live model)", self.ncps_live)] if self.ncps_live is not None else []
+        builder = pn.Column(pn.pane.Markdown("#### Detached NCPS wiring builder: not connected to the loaded model "
+                                             "(build, edit and export ncps wirings here)"), self.wiring_view,
+                            sizing_mode="stretch_width")
         return pn.Tabs(("Model", self.model_view), ("Over time", self.trace_view), ("Debugger", self.debugger_view),
-                       ("Diff", self.diff_view), ("NCPS wiring", self.wiring_view), ("Export", self.export_panel()),
-                       dynamic=False, sizing_mode="stretch_width")
+                       ("Diff", self.diff_view), *live, ("NCPS builder (detached)", builder),
+                       ("Export", self.export_panel()), dynamic=False, sizing_mode="stretch_width")
 
     def template(self):
         return pn.template.FastListTemplate(title=TITLE, sidebar=[self.sidebar()], main=[self.tabs()],

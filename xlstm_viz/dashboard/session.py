@@ -34,6 +34,10 @@ def load_default_model(model_path=None):
         pass
     import xlstm_viz
 
+    from xlstm_viz.demo import DEMOS
+
+    if model_path in DEMOS:  # a bundled model by name ("demo", "hybrid")
+        return xlstm_viz.load_demo(name=model_path)
     if model_path is not None:
         model = xlstm_viz.load_model(model_path)
         if getattr(model, "block_kind", None) == "original":
@@ -332,6 +336,43 @@ class ModelSession(param.Parameterized):
                 self.last_action = said
 
         return self.submit(work, done)
+
+    def neuron_wiring(self, block: int):
+        """The NCP wiring of neuron block `block` (a `cfc` block); other blocks are refused by name."""
+        blocks = self.model.blocks
+        if not 0 <= int(block) < len(blocks):
+            raise ValueError(f"block {block} does not exist: the model has {len(blocks)} blocks")
+        wiring = getattr(blocks[block], "wiring", None)
+        if wiring is None:
+            raise ValueError(f"block {block} is a {getattr(blocks[block], 'block_type', '?')!r} block, which has no "
+                             "neuron wiring (neuron blocks: " + ", ".join(
+                                 str(j) for j, b in enumerate(blocks) if getattr(b, "wiring", None) is not None) + ")")
+        return wiring
+
+    def edit_synapse(self, block: int, kind: str, src: int, dst: int, polarity: int, rerun: bool = True,
+                     announce: str | None = None, done=None):
+        """Set one synapse of a neuron block's NCP wiring on the model thread (undoable in the wiring's history),
+        then re-run; `done()` runs on the document's thread after the edit (before the re-run's result)."""
+        def work():
+            wiring = self.neuron_wiring(block)
+            m = wiring.sensory_adjacency_matrix if kind == "sensory" else wiring.adjacency_matrix
+            old = int(m[src, dst])
+            wiring.set_polarity(src, dst, polarity, sensory=(kind == "sensory"))
+            return old
+
+        def finish(old):
+            said = announce or f"block {block} {kind} synapse {src} -> {dst}: {old:+d} -> {int(polarity):+d}"
+            said = f"blocks.{block}: {said}"
+            self._restart_debugger(said)
+            self.graph_version += 1
+            if done is not None:
+                done(said)
+            if rerun and self.tokens is not None:
+                self.run(announce=said)
+            else:
+                self.last_action = said
+
+        return self.submit(work, finish)
 
     def sparsify(self, block: int, level: float, seed: int = 0, rerun: bool = True):
         """Regenerate the weight masks of one block's cell wiring at `level` (when the wiring supports it)."""

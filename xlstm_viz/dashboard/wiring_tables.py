@@ -63,6 +63,11 @@ def node_table(wiring) -> dict[str, np.ndarray]:
         if k:
             y[members] = 1.0 - (np.arange(k) + 0.5) / k
 
+    # Marker size: 12 px for small wirings, shrinking so the tallest column's markers do not merge into a bar
+    # at hundreds of neurons (the figure is ~400 px high); 3 px at the smallest, where hover still finds them.
+    tallest = max(int(np.sum(roles == r)) for r in ROLE_ORDER)
+    size = float(np.clip(320.0 / max(tallest, 1), 3.0, 12.0))
+
     S = np.asarray(wiring.sensory_adjacency_matrix)
     A = np.asarray(wiring.adjacency_matrix)
     out_deg = np.concatenate([np.count_nonzero(S, axis=1), np.count_nonzero(A, axis=1)])
@@ -75,6 +80,7 @@ def node_table(wiring) -> dict[str, np.ndarray]:
         "x": x,
         "y": y,
         "color": np.array([ROLE_COLORS[r] for r in roles], dtype=object),
+        "size": np.full(len(ids), size),
         "in_degree": in_deg.astype(np.int64),
         "out_degree": out_deg.astype(np.int64),
     }
@@ -122,14 +128,44 @@ def edge_table(wiring, nodes: dict[str, np.ndarray] | None = None) -> dict[str, 
     }
 
 
-def aggregate_edges(edges: dict[str, np.ndarray], nodes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """One row per (source role, target role) pair with excitatory/inhibitory counts.
+def _ribbon(x0, lo0, hi0, x1, lo1, hi1, steps: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """Polygon of a band from the span [lo0, hi0] of column x0 to [lo1, hi1] of column x1.
 
-    Used instead of `edge_table` rows when there are too many synapses to read: the bundle runs
-    between role-column centres and its width grows with the log of the count.
+    Between two columns the edges are smooth-step curves, so a band reads as a bundle of synapses. A band
+    that starts and ends in the same column (recurrent command -> command synapses) is drawn as a loop
+    bulging to the right of that column, so it never hides behind the column's own nodes.
+    """
+    t = np.linspace(0.0, 1.0, steps)
+    if x0 == x1:
+        # loop: out along the top half of an ellipse from the source span to the right, back to the target span
+        angle = np.pi * t
+        reach = 0.32
+        mid_hi, mid_lo = max(hi0, hi1), min(lo0, lo1)
+        centre, half = (mid_hi + mid_lo) / 2, max((mid_hi - mid_lo) / 2, 0.02)
+        outer_x = x0 + reach * np.sin(angle)
+        outer_y = centre + half * np.cos(angle)
+        inner_x = x0 + 0.6 * reach * np.sin(angle[::-1])
+        inner_y = centre + 0.6 * half * np.cos(angle[::-1])
+        return np.concatenate([outer_x, inner_x]), np.concatenate([outer_y, inner_y])
+    s = t * t * (3 - 2 * t)  # smooth step: leaves and reaches each column horizontally
+    xs = x0 + (x1 - x0) * t
+    top = hi0 + (hi1 - hi0) * s
+    bottom = lo0 + (lo1 - lo0) * s
+    return np.concatenate([xs, xs[::-1]]), np.concatenate([top, bottom[::-1]])
+
+
+def aggregate_edges(edges: dict[str, np.ndarray], nodes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One row per (source role, target role) pair with excitatory/inhibitory counts, drawn as a ribbon.
+
+    Used instead of `edge_table` rows when there are too many synapses to read. The ribbon (`xs`, `ys`
+    polygon) runs from the vertical span of the source neurons that have a synapse in this pair to the
+    span of the target neurons that receive one, so a 500-neuron wiring keeps its layers: each bundle
+    leaves and enters its own column where its neurons are, instead of every bundle running between
+    column centres on one line. `alpha` grows with the log of the count; `color` is the majority polarity.
     """
     roles_present = [r for r in ROLE_ORDER if np.any(nodes["role"] == r)]
-    centre = {r: (float(ROLE_ORDER.index(r)), float(np.mean(nodes["y"][nodes["role"] == r]))) for r in roles_present}
+    pos = dict(zip(nodes["id"], nodes["y"]))
+    half = 0.5 / max(1, max(int(np.sum(nodes["role"] == r)) for r in roles_present)) if roles_present else 0.0
     rows = []
     for a in roles_present:
         for b in roles_present:
@@ -138,25 +174,27 @@ def aggregate_edges(edges: dict[str, np.ndarray], nodes: dict[str, np.ndarray]) 
                 continue
             exc = int(np.sum(edges["polarity"][m] > 0))
             inh = int(np.sum(edges["polarity"][m] < 0))
-            rows.append((a, b, exc, inh))
-    n = len(rows)
+            ys = np.array([pos[i] for i in np.unique(edges["src_id"][m])])
+            yd = np.array([pos[i] for i in np.unique(edges["dst_id"][m])])
+            xs, yy = _ribbon(float(ROLE_ORDER.index(a)), ys.min() - half, ys.max() + half,
+                             float(ROLE_ORDER.index(b)), yd.min() - half, yd.max() + half)
+            rows.append((a, b, exc, inh, xs, yy, len(ys), len(yd)))
     out = {
         "src_role": np.array([r[0] for r in rows], dtype=object),
         "dst_role": np.array([r[1] for r in rows], dtype=object),
         "excitatory": np.array([r[2] for r in rows], dtype=np.int64),
         "inhibitory": np.array([r[3] for r in rows], dtype=np.int64),
+        "sources": np.array([r[6] for r in rows], dtype=np.int64),
+        "targets": np.array([r[7] for r in rows], dtype=np.int64),
     }
     out["count"] = out["excitatory"] + out["inhibitory"]
-    # Colour by the majority polarity; a pair that is mostly inhibitory reads red.
-    out["color"] = np.array(
-        [POLARITY_COLORS[int(np.sign(e - i))] for e, i in zip(out["excitatory"], out["inhibitory"])],
-        dtype=object,
-    )
-    out["width"] = 1.0 + 2.0 * np.log10(np.maximum(out["count"], 1))
-    out["x0"] = np.array([centre[a][0] for a in out["src_role"]], dtype=float).reshape(n)
-    out["y0"] = np.array([centre[a][1] for a in out["src_role"]], dtype=float).reshape(n)
-    out["x1"] = np.array([centre[b][0] for b in out["dst_role"]], dtype=float).reshape(n)
-    out["y1"] = np.array([centre[b][1] for b in out["dst_role"]], dtype=float).reshape(n)
+    # Colour = share of excitatory synapses (the view maps it on the polarity colour bar): a bundle of half
+    # excitatory and half inhibitory synapses reads neutral, not as the majority's colour.
+    out["excitatory_share"] = out["excitatory"] / np.maximum(out["count"], 1)
+    top = np.log10(max(2, int(out["count"].max()) if len(rows) else 2))
+    out["alpha"] = 0.08 + 0.22 * np.log10(np.maximum(out["count"], 1)) / top
+    out["xs"] = [r[4] for r in rows]
+    out["ys"] = [r[5] for r in rows]
     return out
 
 
@@ -206,6 +244,10 @@ def adjacency_image(wiring) -> dict:
         "row_role": row_role,
         "col_id": order.astype(np.int64),
         "col_role": roles,
+        # hover text per displayed row / column: the node id and its role, as the graph names them
+        "row_label": np.array([f"{'s' if k == 'sensory' else 'n'}{i} ({r})" for k, i, r in zip(row_kind, row_id, row_role)],
+                              dtype=object),
+        "col_label": np.array([f"n{i} ({r})" for i, r in zip(order, roles)], dtype=object),
     }
 
 

@@ -105,6 +105,8 @@ for _t in (
     CellType("concat_linear", inputs="many", heads="features", kind="gate"),  # W [x_1; x_2; ...] + b
     CellType("learnable_skip", inputs="many", heads="heads", kind="residual"),  # x_1 + s * x_2
     CellType("silu_gated", inputs="many", kind="residual"),  # x_1 * SiLU(x_2)
+    # NCP neurons (model/neuron_block.py): every neuron's activity per token, by neuron id; state: the same, last token
+    CellType("cfc_neurons", heads="features", state=("h",), kind="memory"),
 ):
     register_cell_type(_t)
 
@@ -431,5 +433,36 @@ ORIG_MLSTM_BLOCK = register_block_table(BlockTable(
         ("mlstm.memory", "C_norm", "memory ||C||"),
         ("mlstm.memory", "n_norm", "normalizer ||n||"),
         ("mlstm.memory", "m", "stabilizer m"),
+    ),
+))
+
+
+# NCP-wired CfC block (xlstm_viz/model/neuron_block.py has the equations): sensory neurons = the normed block input,
+# inter -> command -> motor CfC neurons wired by the block's AutoNCP (its masks are read live from the wiring),
+# motor neurons -> W_out -> residual. `ncp.neurons` is per neuron ("features": one statistic per neuron).
+CFC_BLOCK = register_block_table(BlockTable(
+    "cfc",
+    cells=(
+        CellRow("in", "block_input", features=lambda d: d["D"]),
+        CellRow("ncp.norm_in", "rmsnorm", "norm_ncp.weight", lambda d: [d["D"]]),
+        CellRow("ncp.neurons", "cfc_neurons", features=lambda d: d["U"],
+                extra=lambda d: {"prefix": "neurons.rnn_cell", "inter": d["I"], "command": d["C"], "motor": d["M"]}),
+        CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
+                extra=lambda d: {"offset": 0, "width": d["M"]}),  # motor neurons are ids 0..M-1 (ncps numbering)
+        CellRow("ncp.out", "linear", "out_proj.weight", lambda d: [d["D"], d["M"]], kind="residual"),
+        CellRow("out", "residual", features=lambda d: d["D"]),
+    ),
+    connections=(
+        ("in", "ncp.norm_in"),
+        ("ncp.norm_in", "ncp.neurons"),
+        ("ncp.neurons", "ncp.motor"),
+        ("ncp.motor", "ncp.out"),
+        ("in", "out"),
+        ("ncp.out", "out"),
+    ),
+    dims=("D", "U", "I", "C", "M"),
+    panels=(
+        ("ncp.neurons", "mean", "neuron activity (per neuron)"),
+        ("ncp.motor", "mean", "motor neurons"),
     ),
 ))
