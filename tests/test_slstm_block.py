@@ -318,3 +318,20 @@ def test_an_original_checkpoint_traces_and_steps_in_the_dashboard(golden_dir, tm
         assert set(app.session.step_event.state) == {"c", "n", "m", "h"}
     finally:
         app.session.close()
+
+
+def test_original_mlstm_memory_norms_agree_between_the_host_recurrence_and_the_cells_trace(golden_dir):
+    from xlstm_viz.execution.trace import Recorder
+    from xlstm_viz.model.convert import registry_model
+    from xlstm_viz.model.forward import Executor
+
+    model = registry_model(xlstm_viz.load_model(golden_dir / "orig_mixed"))
+    ids = mx.array(np.load(golden_dir / "orig_mixed" / "reference.npz")["input_ids"])
+    norms = {}
+    for memory_on in ("host", "trace"):
+        recorder = Recorder(model, "blocks.*.mlstm.memory", "stats", memory_on=memory_on)
+        Executor(model).forward_observed(ids, observer=recorder)
+        norms[memory_on] = recorder.finish()[0]
+    for probe, stats in norms["trace"].items():
+        for key in ("C_norm", "n_norm", "m"):
+            assert_close_to_scale(norms["host"][probe][key], stats[key], ULPS, f"{probe} {key}")

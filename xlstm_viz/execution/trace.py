@@ -153,7 +153,15 @@ class Recorder:
             stats_on = "kernel" if mx.default_device() == mx.cpu else "fused" if stats_gpu.available() else "mlx"
         self.stats_on = stats_on
         config = model.config
-        fits = stats_gpu.memory_fits(config.qk_head_dim, config.v_head_dim)
+        # memory cells whose params scale k (orig_mlstm): name -> the key head width DH
+        self._scaled_k = {
+            name: spec.params["features"] // spec.params["num_heads"]
+            for wiring in model.cell_wirings for name, spec in wiring.cells.items()
+            if spec.cell_type == "mlstm_memory" and spec.params.get("scale_k")
+        }
+        # The fused launch's memory jobs take the 7B config's head dims; orig_mlstm memories have their own (I / NH),
+        # so their norms come from the host recurrence or the cell's trace (not measured on a GPU).
+        fits = stats_gpu.memory_fits(config.qk_head_dim, config.v_head_dim) and not self._scaled_k
         if memory_on is None:
             macs = None if tokens_shape is None else (
                 tokens_shape[0] * tokens_shape[1] * config.num_heads * config.qk_head_dim * config.v_head_dim)
@@ -166,7 +174,8 @@ class Recorder:
             raise ValueError(
                 "memory_on='device' needs stats_on='fused' and a value head of at most "
                 f"{stats_gpu.THREADS * stats_gpu.MAX_ENTRIES_PER_THREAD} features; got stats_on={stats_on!r} and "
-                f"DQK x DV = {config.qk_head_dim} x {config.v_head_dim}")
+                f"DQK x DV = {config.qk_head_dim} x {config.v_head_dim}"
+                + (" (and no orig_mlstm blocks, whose heads are their own)" if self._scaled_k else ""))
         elif memory_on == "host" and not kernels_available():
             raise ValueError("memory_on='host' needs the numba kernels, which could not be imported")
         self.memory_on = memory_on
@@ -183,12 +192,6 @@ class Recorder:
         # block -> per span: k, v, i, f and the entering state (host, device), or C_norm, n_norm, m [B, S, NH] (trace)
         self._memory: dict[int, dict[str, list]] = {}
         self._fgates = [n for n in self.names if self._local.get(n) == "mlstm.fgate"]
-        # memory cells whose params scale k (orig_mlstm): name -> the key head width DH
-        self._scaled_k = {
-            name: spec.params["features"] // spec.params["num_heads"]
-            for wiring in model.cell_wirings for name, spec in wiring.cells.items()
-            if spec.cell_type == "mlstm_memory" and spec.params.get("scale_k")
-        }
 
     def wants_memory_trace(self, block: int) -> bool:
         return block in self._memory_blocks and self.memory_on == "trace"
