@@ -38,9 +38,10 @@ class CellContext:
 def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.array:
     """y = x W^T (+ b); weights are stored [out, in] as in PyTorch.
 
-    Activations stay float32 whatever the weight dtype: bfloat16 weights are widened inside the product, so a bf16
-    checkpoint halves memory without rounding every activation to 8 mantissa bits (which moved saturated-gate logits
-    by up to ~8 on the parity fixtures).
+    The product runs in the activations' dtype, which the model's compute_dtype sets: with float32 activations
+    (compute_dtype="float32", the default) bfloat16 weights are widened inside the product, so a bf16 checkpoint
+    halves memory without rounding every activation to 8 mantissa bits (which moved saturated-gate logits by up to ~8
+    on the parity fixtures); with bf16 activations ("bfloat16"/"auto") it is a bf16 matmul, as the official autocast.
     """
     if weight.dtype != x.dtype:
         weight = weight.astype(x.dtype)
@@ -190,7 +191,10 @@ class MLSTMBlock(nn.Module):
 
     def _memory(self, x, w, ctx: CellContext):
         num_heads, _, eps, _, chunk = self._cfg
-        q, k, v = (_heads(x[f"mlstm.{name}"], num_heads).astype(mx.float32) for name in "qkv")
+        # q, k, v stay in the activation dtype (bf16 under compute_dtype="bfloat16", as the official autocast hands
+        # them to its kernel); the cell widens them where it multiplies, and its states and gates are float32.
+        q, k, v = (_heads(x[f"mlstm.{name}"], num_heads) for name in "qkv")
+        act_dtype = q.dtype
         i = x["mlstm.igate"].astype(mx.float32).transpose(0, 2, 1)  # [B, NH, S]
         f = x["mlstm.fgate"].astype(mx.float32).transpose(0, 2, 1)
         state = ctx.state if ctx.state is not None else self.new_state(q.shape[0])
@@ -200,6 +204,7 @@ class MLSTMBlock(nn.Module):
             h, ctx.state, trace = mlstm_cell.chunkwise(q, k, v, i, f, state, eps, chunk, ctx.want_memory_trace)
         ctx.memory_trace = trace
         B, NH, S, DV = h.shape
+        h = h.astype(act_dtype)  # the official kernel returns h in its input dtype
         return h.transpose(0, 2, 1, 3).reshape(B, S, NH * DV)  # heads concatenated, as the norm expects
 
     def _multihead_norm(self, x, w, ctx):
