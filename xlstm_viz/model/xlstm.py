@@ -101,7 +101,7 @@ def resolve_compute_dtype(compute_dtype: str, weight_dtype) -> mx.Dtype:
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
     if compute_dtype == "auto":
-        return mx.bfloat16 if weight_dtype == mx.bfloat16 else mx.float32
+        return mx.bfloat16 if weight_dtype is not None and weight_dtype == mx.bfloat16 else mx.float32
     return getattr(mx, compute_dtype)
 
 
