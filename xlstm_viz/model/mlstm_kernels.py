@@ -295,7 +295,7 @@ def use_kernel(mode: str | None = None, kind: str = "step") -> str | None:
     which = backend()
     if chosen == "kernel":
         if which is None:
-            raise RuntimeError(f"{ENV}/mode 'kernel' forces the fused mLSTM step, but MLX runs no CUDA or Metal "
+            raise RuntimeError(f"{ENV}/mode 'kernel' forces the fused mLSTM {kind}, but MLX runs no CUDA or Metal "
                                f"backend here (default device {mx.default_device()})")
         return which
     return which if which is not None and self_check(which, kind=kind) else None
