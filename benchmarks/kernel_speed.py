@@ -136,6 +136,79 @@ def copy_bandwidth_gbs(sync=mx.eval) -> float:
     return 2 * x.nbytes / t / 1e9
 
 
+def torch_copy_gbs() -> float | None:
+    """The same copy through PyTorch (bytes read + written per second), where torch sees a CUDA GPU."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    x = torch.empty(2**31, dtype=torch.uint8, device="cuda")  # 2 GiB
+    y = torch.empty_like(x)
+    for _ in range(3):
+        y.copy_(x)
+    torch.cuda.synchronize()
+    t = _median_time(lambda: y.copy_(x), 10, torch.cuda.synchronize)
+    del x, y
+    torch.cuda.empty_cache()
+    return 2 * 2**31 / t / 1e9
+
+
+def block_matmuls(fused: bool, D=4096, qk=2048, v=4096, ffn=10944, nh=8):
+    """(in, out) of one block's projections, as the model runs them (fused: q|k|v|o, i|f and up_gate|up as one
+    matmul each, what the official weight_mode='fused' does)."""
+    if fused:
+        return [(D, 2 * qk + 2 * v), (D, 2 * nh), (v, D), (D, 2 * ffn), (ffn, D)]
+    return [(D, qk), (D, qk), (D, v), (D, v), (D, nh), (D, nh), (v, D), (D, ffn), (D, ffn), (ffn, D)]
+
+
+def matmul_floor_s(tokens: int, fused: bool, blocks: int, vocab: int = 50304, D: int = 4096) -> float:
+    """Seconds for just the model's matmuls (every block's projections and lm_head) on `tokens` bf16 rows: what
+    prefill (tokens = S) or a decode step (tokens = 1) would take if nothing else ran. One block's weights serve
+    every block (403 MB, far over the 60 MB L2, so a decode step still streams them)."""
+    shapes = block_matmuls(fused)
+    ws = [mx.random.normal((o, i)).astype(mx.bfloat16) * 0.01 for i, o in shapes]
+    head = mx.random.normal((vocab, D)).astype(mx.bfloat16) * 0.01
+    xs = {i: mx.random.normal((tokens, i)).astype(mx.bfloat16) for i in {i for i, _ in shapes}}
+    mx.eval(ws, head, xs)
+
+    def run():
+        outs = [xs[w.shape[1]] @ w.T for _ in range(blocks) for w in ws]
+        outs.append(xs[D] @ head.T)
+        mx.eval(outs)
+    for _ in range(2):
+        run()
+    t = _median_time(run, 5, lambda: None)
+    del ws, head, xs
+    mx.clear_cache()
+    return t
+
+
+def chunk_cell_times(S: int, L: int = 64, B: int = 1, NH: int = 8, DQK: int = 256, DV: int = 512) -> dict:
+    """One block's memory cell at 7B sizes over S tokens (chunkwise, bf16 q, k, v): the chunk-state kernel vs the
+    pure-MLX loop over chunks, for the inter-chunk part alone and for the whole chunkwise form."""
+    import os
+
+    ks = mx.random.split(mx.random.key(1), 5)
+    q, k = (mx.random.normal((B, NH, S, DQK), key=x).astype(mx.bfloat16) for x in ks[:2])
+    v = mx.random.normal((B, NH, S, DV), key=ks[2]).astype(mx.bfloat16)
+    i, f = (3 * mx.random.normal((B, NH, S), key=x) for x in ks[3:])
+    state = MLSTMState.zeros(B, NH, DQK, DV)
+    args = mlstm_kernels.chunk_inputs(B, NH, S // L, L, DQK, DV, dtype=mx.bfloat16)
+    out = {}
+    for mode in ("kernel", "mlx"):
+        os.environ[mlstm_kernels.ENV] = mode
+        whole = lambda: mx.eval(mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, L)[:2])
+        inter = lambda: mx.eval(mlstm_kernels.chunk_states(*args))
+        for fn in (whole, inter):
+            fn()
+        out[mode] = {"chunkwise_ms": 1e3 * _median_time(whole, 5, lambda: None),
+                     "chunk_states_ms": 1e3 * _median_time(inter, 5, lambda: None)}
+    del os.environ[mlstm_kernels.ENV]
+    return out
+
+
 def mlx_matmul_tflops(m, k, n, dtype=mx.bfloat16) -> float:
     a = mx.random.normal((m, k)).astype(dtype)
     b = mx.random.normal((k, n)).astype(dtype)
@@ -253,13 +326,23 @@ def model_main(a):
 
     lengths = [int(x) for x in a.lengths.split(",")]
     res = {"device": str(mx.default_device()), "blocks": a.blocks, "compute_dtype": a.compute_dtype}
-    res["copy_gbs"] = copy_bandwidth_gbs()
-    sizes = ((8192, 8192, 8192), (2048, 4096, 4096), (2048, 4096, 10944), (8192, 4096, 50304))
+    res["copy_gbs_mlx"] = copy_bandwidth_gbs()
+    res["copy_gbs_torch"] = torch_copy_gbs()
+    res["copy_gbs"] = res["copy_gbs_torch"] or res["copy_gbs_mlx"]
+    print(f"d2d copy (read + write): MLX {res['copy_gbs_mlx']:.0f} GB/s, torch {res['copy_gbs_torch']} GB/s", flush=True)
+    sizes = ((8192, 8192, 8192), (2048, 4096, 4096), (2048, 4096, 10944), (2048, 4096, 12288), (2048, 4096, 21888),
+             (2048, 10944, 4096), (8192, 4096, 50304))
     if mx.default_device() == mx.cpu:  # a smoke run: the GPU's matmul sizes would take minutes
         sizes = ((256, 256, 256),)
     res["matmul_tflops"] = {f"{m}x{k}x{n}": mlx_matmul_tflops(m, k, n) for m, k, n in sizes}
     print(f"MLX d2d copy {res['copy_gbs']:.0f} GB/s (read + write); bf16 matmul TFLOP/s {res['matmul_tflops']}",
           flush=True)
+    if mx.default_device() != mx.cpu:
+        res["matmul_floor_s"] = {f"{'fused' if fused else 'single'}_{n}": matmul_floor_s(n, fused, a.blocks)
+                                 for n in (*lengths, 1) for fused in (False, True)}
+        print(f"matmuls alone (s): {res['matmul_floor_s']}", flush=True)
+        res["cell"] = {S: chunk_cell_times(S) for S in lengths}
+        print(f"one block's memory cell (ms): {res['cell']}", flush=True)
     res["ours"] = ours_7b(lengths, a.decode_tokens, a.trace_len, a.compute_dtype, a.blocks)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
@@ -269,7 +352,8 @@ def model_main(a):
         except Exception as error:  # noqa: BLE001
             print(f"official: not run ({type(error).__name__}: {error})", flush=True)
     ours, off = res["ours"], res.get("official")
-    limit = res["copy_gbs"] / 2 * 1e9 / ours["weight_bytes_per_token"]  # the copy's read rate over bytes read
+    # the issue's definition: weight bytes per token over the copy bandwidth (bytes read + written per second)
+    limit = res["copy_gbs"] * 1e9 / ours["weight_bytes_per_token"]
     res["decode_bandwidth_limit_tok_s"] = limit
     print(f"\n7B shapes, {a.blocks} blocks, B=1, bf16 weights, ours compute_dtype={a.compute_dtype}")
     print(f"{'':28s} {'official':>12s} {'ours':>12s} {'ours/official':>14s}")
@@ -279,14 +363,21 @@ def model_main(a):
         print(f"{'prefill ' + str(S) + ' tok/s':28s} {o:12,.0f} {w:12,.0f} {w / o:13.2f}x")
         flops = 2 * ours["matmul_params"] * S / ours[f"prefill_{S}"]["s"] / 1e12
         print(f"{'  ours projections TFLOP/s':28s} {'':12s} {flops:12.0f}")
+        if "matmul_floor_s" in res:
+            single, fused = res["matmul_floor_s"][f"single_{S}"], res["matmul_floor_s"][f"fused_{S}"]
+            print(f"{'  matmuls alone ms':28s} {'':12s} {single * 1e3:12.1f}   (fused projections {fused * 1e3:.1f}; "
+                  f"ours total {ours[f'prefill_{S}']['s'] * 1e3:.1f}, official {off[f'prefill_{S}']['s'] * 1e3 if off else float('nan'):.1f})")
     o = off["decode"]["tok_s"] if off else float("nan")
     w = ours["decode"]["tok_s"]
     print(f"{'decode B=1 tok/s':28s} {o:12.1f} {w:12.1f} {w / o:13.2f}x   bandwidth limit {limit:.0f} tok/s "
-          f"({ours['weight_bytes_per_token'] / 1e9:.2f} GB at {res['copy_gbs'] / 2:.0f} GB/s read): "
+          f"({ours['weight_bytes_per_token'] / 1e9:.2f} GB at {res['copy_gbs']:.0f} GB/s): "
           f"ours {w / limit:.0%} of it")
     print(f"{'first call (compile) s':28s} {'':12s} " + ", ".join(
         f"prefill {S}: {ours[f'prefill_{S}']['first_call_s']:.1f}" for S in lengths)
         + f", decode: {ours['decode_first_call_s']:.1f}")
+    if "matmul_floor_s" in res:
+        print(f"{'  decode matmuls alone ms':28s} {'':12s} {res['matmul_floor_s']['single_1'] * 1e3:12.2f}   "
+              f"(ours step {ours['decode']['s_per_token'] * 1e3:.2f})")
     if "trace" in ours:
         tr = ours["trace"]
         print(f"stats trace {tr['tokens']} tokens: {tr['traced_s'] * 1e3:.0f} ms vs untraced eager "
