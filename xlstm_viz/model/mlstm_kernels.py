@@ -35,6 +35,7 @@ COLS = 32  # columns of C per threadgroup: one warp's coalesced 128-byte row seg
 SOURCES = {"cuda": "mlstm_step.cu", "metal": "mlstm_step.metal"}
 CHUNK_SOURCES = {"cuda": "mlstm_chunk.cu", "metal": "mlstm_chunk.metal"}
 CHUNK_COLS = 32  # columns of C per threadgroup of the chunk-state kernel (coalesced v loads and C writes)
+CHUNK_ROWS = 64  # rows of C per threadgroup of the chunk-state kernel for chunks up to 64 tokens (32 beyond)
 CHUNK_MAX = 128  # longest chunk the chunk-state kernel stages in shared memory (xLSTM-7B uses 64)
 SHARED_LIMIT = 48 * 1024  # static shared / threadgroup memory a kernel may use on CUDA and Metal
 CHECK_TOLERANCE = 1e-4  # max |kernel - reference| / max |reference|, per output, on the float32 self-check
@@ -98,7 +99,7 @@ def chunk_launch_geometry(batch: int, num_heads: int, dqk: int, dv: int, chunk: 
                          f"memory); the pure-MLX chunkwise form takes any chunk size")
     if batch * num_heads > 65535:
         raise ValueError(f"mLSTM chunk kernel: batch * num_heads = {batch * num_heads} exceeds the grid's z limit 65535")
-    rows = 64 if chunk <= 64 else 32  # keeps the staged k tile, v tile, weights and reduction within SHARED_LIMIT
+    rows = CHUNK_ROWS if chunk <= 64 else 32  # the staged k tile, v tile, weights and reduction: SHARED_LIMIT
     split = THREADS // CHUNK_COLS
     shared = 4 * (chunk * rows + chunk * CHUNK_COLS + chunk + THREADS)
     assert shared <= SHARED_LIMIT, shared
