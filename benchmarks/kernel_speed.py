@@ -2,6 +2,12 @@
 triton step kernel (mlstm_kernels, PyTorch) where it imports and a CUDA GPU runs, in the same run.
 
     python benchmarks/kernel_speed.py [--blocks 32] [--tokens 200] [--batch 1] [--peak-gbs 4800]
+    python benchmarks/kernel_speed.py --model [--lengths 2048,8192] [--compute-dtype bfloat16] [--json out.json]
+
+--model: the whole xLSTM-7B (D=4096, 8 heads, 32 blocks, vocab 50304, random bf16 weights, B=1), ours (MLX,
+compiled, `compute_dtype`) then the official xLSTMLarge (torch, triton_limit_chunk + triton step kernels) in the same
+process: prefill tok/s, decode B=1 tok/s against the bandwidth limit (weight bytes per token over the read rate of a
+measured device-to-device copy), the first-call compile time and a stats trace against the untraced forward.
 
 One token = the cell's recurrent step in each of --blocks blocks (NH=8, DQK=256, DV=512, float32 states; q, k, v
 bf16). The floor is the bytes each step must move: C read and written (float32), n read and written, q, k, v read,
@@ -27,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import xlstm_viz.blas  # noqa: E402,F401  (before MLX: it picks the BLAS)
 import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
 
 from xlstm_viz.model import mlstm_cell, mlstm_kernels  # noqa: E402
 from xlstm_viz.model.mlstm_cell import MLSTMState  # noqa: E402
@@ -96,13 +103,330 @@ def time_triton(blocks, tokens, batch, repeats=5):
     return statistics.median(times), "ok"
 
 
+# --- the whole 7B model (--model): ours (MLX, compiled) vs the official xLSTMLarge (torch + triton), one process ---
+
+SEVEN_B = dict(embedding_dim=4096, num_heads=8, num_blocks=32, vocab_size=50304, chunk_size=64)
+OFFICIAL_KERNELS = dict(chunkwise_kernel="chunkwise--triton_limit_chunk",  # triton_xl_chunk: LLVM assert, triton 3.6
+                        sequence_kernel="native_sequence__triton", step_kernel="triton")
+
+
+def _median_time(fn, repeats, sync):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def copy_bandwidth_gbs(sync=mx.eval) -> float:
+    """Device-to-device copy through MLX, bytes read + written per second (as the issue's ~4.3 TB/s counts them)."""
+    x = mx.random.normal((2**28 if mx.default_device() != mx.cpu else 2**20,)).astype(mx.bfloat16)  # 512 MiB
+    mx.eval(x)
+    y = None
+
+    def once():
+        nonlocal y
+        y = mx.array(x, dtype=mx.float16)  # a dtype change: a real read + write (a same-dtype copy may alias)
+        mx.eval(y)
+    for _ in range(3):
+        once()
+    t = _median_time(once, 10, lambda: None)
+    return 2 * x.nbytes / t / 1e9
+
+
+def torch_copy_gbs() -> float | None:
+    """The same copy through PyTorch (bytes read + written per second), where torch sees a CUDA GPU."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    x = torch.empty(2**31, dtype=torch.uint8, device="cuda")  # 2 GiB
+    y = torch.empty_like(x)
+    for _ in range(3):
+        y.copy_(x)
+    torch.cuda.synchronize()
+    t = _median_time(lambda: y.copy_(x), 10, torch.cuda.synchronize)
+    del x, y
+    torch.cuda.empty_cache()
+    return 2 * 2**31 / t / 1e9
+
+
+def block_matmuls(fused: bool, D=4096, qk=2048, v=4096, ffn=10944, nh=8):
+    """(in, out) of one block's projections, as the model runs them (fused: q|k|v|o, i|f and up_gate|up as one
+    matmul each, what the official weight_mode='fused' does)."""
+    if fused:
+        return [(D, 2 * qk + 2 * v), (D, 2 * nh), (v, D), (D, 2 * ffn), (ffn, D)]
+    return [(D, qk), (D, qk), (D, v), (D, v), (D, nh), (D, nh), (v, D), (D, ffn), (D, ffn), (ffn, D)]
+
+
+def matmul_floor_s(tokens: int, fused: bool, blocks: int, vocab: int = 50304, D: int = 4096) -> float:
+    """Seconds for just the model's matmuls (every block's projections and lm_head) on `tokens` bf16 rows: what
+    prefill (tokens = S) or a decode step (tokens = 1) would take if nothing else ran. One block's weights serve
+    every block (403 MB, far over the 60 MB L2, so a decode step still streams them)."""
+    shapes = block_matmuls(fused)
+    ws = [mx.random.normal((o, i)).astype(mx.bfloat16) * 0.01 for i, o in shapes]
+    head = mx.random.normal((vocab, D)).astype(mx.bfloat16) * 0.01
+    xs = {i: mx.random.normal((tokens, i)).astype(mx.bfloat16) for i in {i for i, _ in shapes}}
+    mx.eval(ws, head, xs)
+
+    def run():
+        outs = [xs[w.shape[1]] @ w.T for _ in range(blocks) for w in ws]
+        outs.append(xs[D] @ head.T)
+        mx.eval(outs)
+    for _ in range(2):
+        run()
+    t = _median_time(run, 5, lambda: None)
+    del ws, head, xs
+    mx.clear_cache()
+    return t
+
+
+def chunk_cell_times(S: int, L: int = 64, B: int = 1, NH: int = 8, DQK: int = 256, DV: int = 512) -> dict:
+    """One block's memory cell at 7B sizes over S tokens (chunkwise, bf16 q, k, v): the chunk-state kernel vs the
+    pure-MLX loop over chunks, for the inter-chunk part alone and for the whole chunkwise form."""
+    import os
+
+    ks = mx.random.split(mx.random.key(1), 5)
+    q, k = (mx.random.normal((B, NH, S, DQK), key=x).astype(mx.bfloat16) for x in ks[:2])
+    v = mx.random.normal((B, NH, S, DV), key=ks[2]).astype(mx.bfloat16)
+    i, f = (3 * mx.random.normal((B, NH, S), key=x) for x in ks[3:])
+    state = MLSTMState.zeros(B, NH, DQK, DV)
+    args = mlstm_kernels.chunk_inputs(B, NH, S // L, L, DQK, DV, dtype=mx.bfloat16)
+    out = {}
+    for mode in ("kernel", "mlx"):
+        os.environ[mlstm_kernels.ENV] = mode
+        whole = lambda: mx.eval(mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, L)[:2])
+        inter = lambda: mx.eval(mlstm_kernels.chunk_states(*args))
+        for fn in (whole, inter):
+            fn()
+        out[mode] = {"chunkwise_ms": 1e3 * _median_time(whole, 5, lambda: None),
+                     "chunk_states_ms": 1e3 * _median_time(inter, 5, lambda: None)}
+    del os.environ[mlstm_kernels.ENV]
+    return out
+
+
+def chunk_rows_sweep(lengths, rows=(32, 64, 128), L=64) -> dict:
+    """The chunk-state kernel at 7B sizes with each number of C rows per threadgroup (ROWS; 512 threadgroups at 64,
+    256 at 128): median ms and relative error against the pure-MLX loop."""
+    out, default = {}, mlstm_kernels.CHUNK_ROWS
+    refs = {S: mlstm_kernels.chunk_inputs(1, 8, S // L, L, 256, 512, dtype=mx.bfloat16) for S in lengths}
+    want = {S: mlstm_cell.chunk_states(*args) for S, args in refs.items()}
+    for r in rows:
+        mlstm_kernels.CHUNK_ROWS = r
+        out[r] = {}
+        for S, args in refs.items():
+            got = mlstm_kernels.fused_chunk_states(*args)
+            err = max(float(mx.max(mx.abs(x - y)) / mx.max(mx.abs(y))) for x, y in zip(got[:3], want[S][:3]))
+            t = _median_time(lambda: mx.eval(mlstm_kernels.fused_chunk_states(*args)), 5, lambda: None)
+            out[r][str(S)] = (1e3 * t, err)
+    mlstm_kernels.CHUNK_ROWS = default
+    return out
+
+
+def mlx_matmul_tflops(m, k, n, dtype=mx.bfloat16) -> float:
+    a = mx.random.normal((m, k)).astype(dtype)
+    b = mx.random.normal((k, n)).astype(dtype)
+    mx.eval(a, b)
+    for _ in range(3):
+        mx.eval(a @ b)
+    t = _median_time(lambda: mx.eval(a @ b), 10, lambda: None)
+    return 2 * m * k * n / t / 1e12
+
+
+def ours_7b(lengths, decode_tokens, trace_len, compute_dtype, blocks):
+    import xlstm_viz  # noqa: F401  (MLX_ENABLE_TF32=0 and the BLAS before the model)
+    from mlx.utils import tree_flatten, tree_map
+
+    from xlstm_viz.config import XLSTMConfig
+    from xlstm_viz.model import XLSTM
+
+    out = {}
+    config = XLSTMConfig.from_dict({**SEVEN_B, "num_blocks": blocks})
+    model = XLSTM(config, compute_dtype=compute_dtype)
+    model.update(tree_map(lambda p: p.astype(mx.bfloat16), model.parameters()))  # random weights, bf16
+    mx.eval(model.parameters())
+    params = dict(tree_flatten(model.parameters()))
+    weight_bytes = sum(v.nbytes for k, v in params.items() if "embeddings" not in k)  # a token reads one embedding row
+    out["weight_bytes_per_token"] = weight_bytes
+    out["matmul_params"] = sum(v.size for k, v in params.items() if "embeddings" not in k)
+    out["kernels"] = mlstm_kernels.warm_up()
+    print(f"ours: compute {model.activation_dtype_name()}, kernels {out['kernels']}, "
+          f"{weight_bytes / 1e9:.2f} GB of weights per token", flush=True)
+    prefill = model.compiled("chunkwise")
+    rng = np.random.default_rng(0)
+    for S in lengths:
+        ids = mx.array(rng.integers(0, config.vocab_size, (1, S)), mx.int32)
+        t0 = time.perf_counter()
+        logits, state = prefill(ids, None)
+        mx.eval(logits, [s.arrays() for s in state])
+        first = time.perf_counter() - t0
+        t = _median_time(lambda: mx.eval(prefill(ids, None)), 3, lambda: None)
+        out[f"prefill_{S}"] = {"first_call_s": first, "s": t, "tok_s": S / t}
+        print(f"ours prefill {S}: first call {first:.1f} s, then {t * 1e3:.1f} ms = {S / t:,.0f} tok/s", flush=True)
+    # decode B=1 from the last prefill's state
+    step = model.compiled_step()
+    token = mx.array([[1]], mx.int32)
+    t0 = time.perf_counter()
+    logits, state = step(token, state)
+    mx.eval(logits, [s.arrays() for s in state])
+    out["decode_first_call_s"] = time.perf_counter() - t0
+
+    def decode():
+        nonlocal state
+        for _ in range(decode_tokens):
+            lg, state = step(token, state)
+            mx.eval(lg, [s.arrays() for s in state])
+    decode()
+    t = _median_time(decode, 3, lambda: None) / decode_tokens
+    out["decode"] = {"s_per_token": t, "tok_s": 1 / t}
+    print(f"ours decode B=1: first call {out['decode_first_call_s']:.1f} s, {t * 1e3:.2f} ms/token = {1 / t:.1f} tok/s",
+          flush=True)
+    if trace_len:
+        ids = mx.array(rng.integers(0, config.vocab_size, (1, trace_len)), mx.int32)
+        model.run_with_trace(ids, mode="stats")  # warm (stats kernel compile)
+        mx.eval(model(ids)[0])
+        traced = _median_time(lambda: model.run_with_trace(ids, mode="stats"), 3, lambda: None)
+        eager = _median_time(lambda: mx.eval(model(ids)[0]), 3, lambda: None)
+        compiled = _median_time(lambda: mx.eval(prefill(ids, None)), 3, lambda: None)
+        out["trace"] = {"tokens": trace_len, "traced_s": traced, "eager_s": eager, "compiled_s": compiled}
+        print(f"ours stats trace {trace_len}: {traced * 1e3:.1f} ms; untraced eager {eager * 1e3:.1f} ms "
+              f"(+{100 * (traced / eager - 1):.0f}%), compiled {compiled * 1e3:.1f} ms "
+              f"(+{100 * (traced / compiled - 1):.0f}%)", flush=True)
+    del model, prefill, step, state
+    mx.clear_cache()
+    return out
+
+
+def official_7b(lengths, decode_tokens, blocks):
+    import torch
+    from xlstm.xlstm_large.model import xLSTMLarge, xLSTMLargeConfig
+
+    out = {}
+    cfg = xLSTMLargeConfig(**{**SEVEN_B, "num_blocks": blocks}, **OFFICIAL_KERNELS, mode="inference",
+                           return_last_states=True, autocast_kernel_dtype="bfloat16", inference_state_dtype="float32")
+    with torch.device("cuda"):
+        model = xLSTMLarge(cfg).to(torch.bfloat16).eval()
+    sync = torch.cuda.synchronize
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for S in lengths:
+            ids = torch.randint(0, cfg.vocab_size, (1, S), generator=g).cuda()
+            t0 = time.perf_counter()
+            logits, state = model(ids)
+            sync()
+            first = time.perf_counter() - t0
+            t = _median_time(lambda: model(ids), 3, sync)
+            out[f"prefill_{S}"] = {"first_call_s": first, "s": t, "tok_s": S / t}
+            print(f"official prefill {S}: first call {first:.1f} s, then {t * 1e3:.1f} ms = {S / t:,.0f} tok/s",
+                  flush=True)
+        token = torch.ones((1, 1), dtype=torch.long, device="cuda")
+
+        def decode():
+            nonlocal state
+            for _ in range(decode_tokens):
+                lg, state = model(token, state)
+            sync()
+        decode()
+        t = _median_time(decode, 3, sync) / decode_tokens
+        out["decode"] = {"s_per_token": t, "tok_s": 1 / t}
+        print(f"official decode B=1: {t * 1e3:.2f} ms/token = {1 / t:.1f} tok/s", flush=True)
+    del model
+    torch.cuda.empty_cache()
+    return out
+
+
+def model_main(a):
+    import json
+
+    lengths = [int(x) for x in a.lengths.split(",")]
+    res = {"device": str(mx.default_device()), "blocks": a.blocks, "compute_dtype": a.compute_dtype}
+    res["copy_gbs_mlx"] = copy_bandwidth_gbs()
+    res["copy_gbs_torch"] = torch_copy_gbs()
+    res["copy_gbs"] = res["copy_gbs_torch"] or res["copy_gbs_mlx"]
+    print(f"d2d copy (read + write): MLX {res['copy_gbs_mlx']:.0f} GB/s, torch {res['copy_gbs_torch']} GB/s", flush=True)
+    sizes = ((8192, 8192, 8192), (2048, 4096, 4096), (2048, 4096, 10944), (2048, 4096, 12288), (2048, 4096, 21888),
+             (2048, 10944, 4096), (8192, 4096, 50304))
+    if mx.default_device() == mx.cpu:  # a smoke run: the GPU's matmul sizes would take minutes
+        sizes = ((256, 256, 256),)
+    res["matmul_tflops"] = {f"{m}x{k}x{n}": mlx_matmul_tflops(m, k, n) for m, k, n in sizes}
+    print(f"MLX d2d copy {res['copy_gbs']:.0f} GB/s (read + write); bf16 matmul TFLOP/s {res['matmul_tflops']}",
+          flush=True)
+    if mx.default_device() != mx.cpu:
+        res["matmul_floor_s"] = {f"{'fused' if fused else 'single'}_{n}": matmul_floor_s(n, fused, a.blocks)
+                                 for n in (*lengths, 1) for fused in (False, True)}
+        print(f"matmuls alone (s): {res['matmul_floor_s']}", flush=True)
+        res["cell"] = {S: chunk_cell_times(S) for S in lengths}
+        print(f"one block's memory cell (ms): {res['cell']}", flush=True)
+        res["chunk_rows"] = chunk_rows_sweep(lengths)
+        print(f"chunk-state kernel by rows per threadgroup (ms, rel. error): {res['chunk_rows']}", flush=True)
+        best = min(res["chunk_rows"], key=lambda r: res["chunk_rows"][r][str(lengths[-1])][0])
+        if max(e for t in res["chunk_rows"][best].values() for e in [t[1]]) < 1e-4:
+            mlstm_kernels.CHUNK_ROWS = best
+        print(f"chunk-state kernel rows for the model run: {mlstm_kernels.CHUNK_ROWS}", flush=True)
+    res["ours"] = ours_7b(lengths, a.decode_tokens, a.trace_len, a.compute_dtype, a.blocks)
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2))
+    if not a.no_official:
+        try:
+            res["official"] = official_7b(lengths, a.decode_tokens, a.blocks)
+        except Exception as error:  # noqa: BLE001
+            print(f"official: not run ({type(error).__name__}: {error})", flush=True)
+    ours, off = res["ours"], res.get("official")
+    # the issue's definition: weight bytes per token over the copy bandwidth (bytes read + written per second)
+    limit = res["copy_gbs"] * 1e9 / ours["weight_bytes_per_token"]
+    res["decode_bandwidth_limit_tok_s"] = limit
+    print(f"\n7B shapes, {a.blocks} blocks, B=1, bf16 weights, ours compute_dtype={a.compute_dtype}")
+    print(f"{'':28s} {'official':>12s} {'ours':>12s} {'ours/official':>14s}")
+    for S in lengths:
+        o = off[f"prefill_{S}"]["tok_s"] if off else float("nan")
+        w = ours[f"prefill_{S}"]["tok_s"]
+        print(f"{'prefill ' + str(S) + ' tok/s':28s} {o:12,.0f} {w:12,.0f} {w / o:13.2f}x")
+        flops = 2 * ours["matmul_params"] * S / ours[f"prefill_{S}"]["s"] / 1e12
+        print(f"{'  ours projections TFLOP/s':28s} {'':12s} {flops:12.0f}")
+        if "matmul_floor_s" in res:
+            single, fused = res["matmul_floor_s"][f"single_{S}"], res["matmul_floor_s"][f"fused_{S}"]
+            print(f"{'  matmuls alone ms':28s} {'':12s} {single * 1e3:12.1f}   (fused projections {fused * 1e3:.1f}; "
+                  f"ours total {ours[f'prefill_{S}']['s'] * 1e3:.1f}, official {off[f'prefill_{S}']['s'] * 1e3 if off else float('nan'):.1f})")
+    o = off["decode"]["tok_s"] if off else float("nan")
+    w = ours["decode"]["tok_s"]
+    print(f"{'decode B=1 tok/s':28s} {o:12.1f} {w:12.1f} {w / o:13.2f}x   bandwidth limit {limit:.0f} tok/s "
+          f"({ours['weight_bytes_per_token'] / 1e9:.2f} GB at {res['copy_gbs']:.0f} GB/s): "
+          f"ours {w / limit:.0%} of it")
+    print(f"{'first call (compile) s':28s} {'':12s} " + ", ".join(
+        f"prefill {S}: {ours[f'prefill_{S}']['first_call_s']:.1f}" for S in lengths)
+        + f", decode: {ours['decode_first_call_s']:.1f}")
+    if "matmul_floor_s" in res:
+        print(f"{'  decode matmuls alone ms':28s} {'':12s} {res['matmul_floor_s']['single_1'] * 1e3:12.2f}   "
+              f"(ours step {ours['decode']['s_per_token'] * 1e3:.2f})")
+    if "trace" in ours:
+        tr = ours["trace"]
+        print(f"stats trace {tr['tokens']} tokens: {tr['traced_s'] * 1e3:.0f} ms vs untraced eager "
+              f"{tr['eager_s'] * 1e3:.0f} ms (+{100 * (tr['traced_s'] / tr['eager_s'] - 1):.0f}%), compiled "
+              f"{tr['compiled_s'] * 1e3:.0f} ms (+{100 * (tr['traced_s'] / tr['compiled_s'] - 1):.0f}%)")
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2))
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--model", action="store_true", help="the whole 7B model, ours vs official (see model_main)")
+    ap.add_argument("--lengths", default="2048,8192", help="--model: prefill lengths")
+    ap.add_argument("--decode-tokens", type=int, default=32, help="--model: tokens per timed decode run")
+    ap.add_argument("--trace-len", type=int, default=2048, help="--model: stats trace length (0: none)")
+    ap.add_argument("--compute-dtype", default="bfloat16", help="--model: ours compute_dtype")
+    ap.add_argument("--no-official", action="store_true")
+    ap.add_argument("--json", default=None, help="--model: write the figures as JSON")
     ap.add_argument("--blocks", type=int, default=32)
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--peak-gbs", type=float, default=4800.0)
     a = ap.parse_args()
+    if a.model:
+        return model_main(a)
     which = mlstm_kernels.backend()
     print(f"device {mx.default_device()}, kernel backend {which}, B={a.batch} NH={NH} DQK={DQK} DV={DV} "
           f"blocks={a.blocks} tokens={a.tokens}")

@@ -22,7 +22,8 @@ What it writes, per model ("tiny", "small"), in <out>/<name>/:
   reference.npz        official outputs, all float32 (the _f64 ones are float64 runs rounded to float32)
 and <out>/tiny_sharded/: the tiny weights as model.safetensors.index.json + 2 shards (config.json as tiny's, except
 torch_dtype); no reference.npz: loaded as float32 it is the tiny model, so tiny/reference.npz applies;
-and <out>/ncps/: CfC/LTC references from ncps.torch 1.0.1 (tools/golden_ncps.py describes them).
+and <out>/ncps/: CfC/LTC references from ncps.torch 1.0.1 (tools/golden_ncps.py describes them);
+and <out>/bf16/: the official bf16 run of small (tools/golden_bf16.py describes it).
 
 All weights are bfloat16-representable. "small" and "tiny_sharded" are stored as bfloat16 to stay inside the ~3 MB
 fixture budget: upcast to float32 they are exactly the float32 models the references were computed with.
@@ -89,8 +90,14 @@ def _golden_ncps(out: Path) -> dict:
     return make(out)
 
 
+def _golden_bf16(out: Path) -> dict:
+    from tools.golden_bf16 import make
+
+    return make(out)
+
+
 # Fixture folders made by other generators, selectable with --only (each writes only <out>/<name>/).
-EXTRA_GENERATORS = {"ncps": _golden_ncps}
+EXTRA_GENERATORS = {"ncps": _golden_ncps, "bf16": _golden_bf16}
 # Per-block intermediates of the chunkwise call: all of them for tiny; only the gate pre-activations for small
 # (the fixture budget is ~3 MB and small's weights alone are 1.4 MB in bfloat16).
 INTERMEDIATES = {"tiny": None, "small": ("igate_preact", "fgate_preact")}

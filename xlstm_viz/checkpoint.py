@@ -201,8 +201,13 @@ def _is_original_xlstm(folder: Path) -> bool:
         return False  # the xLSTM-Large path below reports a missing or malformed config.json
 
 
-def load_model(path: str | Path, dtype: str = "float32", progress: bool | None = None):
+def load_model(path: str | Path, dtype: str = "float32", progress: bool | None = None, compute_dtype: str = "float32"):
     """Load a checkpoint folder (config.json + model.safetensors, or an index + shards) into an XLSTM model.
+
+    dtype: the weights' dtype in memory. compute_dtype: the dtype of activations and matmuls (states, gate arithmetic
+    and norm reductions are float32 in every case): "float32" (default; the exact path the parity tests use),
+    "bfloat16", or "auto" (bf16 when the weights are bf16, as the official autocast). README "Compute dtype" gives
+    what each costs in accuracy.
 
     A folder of the original xLSTM (`xlstm.xLSTMLMModel`) loads into `OriginalXLSTM` instead
     (xlstm_viz/model/xlstm_original.py), with the same strict checks."""
@@ -215,6 +220,9 @@ def load_model(path: str | Path, dtype: str = "float32", progress: bool | None =
     if _is_original_xlstm(folder):
         from xlstm_viz.model.xlstm_original import load_original
 
+        if compute_dtype != "float32":
+            raise ValueError(f"the original xLSTM (xLSTMLMModel) computes in float32 only; got compute_dtype="
+                             f"{compute_dtype!r}")
         return load_original(folder, dtype=dtype)
     # --- xLSTM-Large / xLSTM-7B ---
     if dtype not in DTYPES:
@@ -223,7 +231,7 @@ def load_model(path: str | Path, dtype: str = "float32", progress: bool | None =
     entries = checkpoint_entries(folder)  # every header validated against its file; no tensor data read yet
     found = {name: entry.shape for name, (_, entry) in entries.items()}
 
-    model = XLSTM(config)  # parameters are lazy: they are replaced before they are ever computed
+    model = XLSTM(config, compute_dtype=compute_dtype)  # lazy parameters: replaced before they are ever computed
     model.source = str(folder)
     shapes, problems = _model_names(config, found)
     validate(model.checkpoint_shapes(), shapes, config, folder, problems)

@@ -295,7 +295,7 @@ class Recorder:
                 stats[probe][extra] = columns[i]["raw"]
         norms = {j: {k: columns[i]["raw"] for k, i in inputs.items()} for j, inputs in in_table.items()}
         for j, (kvif, state) in host_memory.items():
-            kvif = [norms[j][k] for k in "kvif"] if kvif is None else [np.array(a, copy=False) for a in kvif]
+            kvif = [norms[j][k] for k in "kvif"] if kvif is None else [np.array(a if a.dtype == mx.float32 else a.astype(mx.float32), copy=False) for a in kvif]  # bf16 compute_dtype
             norms[j] = self._host_norms(kvif, state)
         norms.update(device_norms)
         self._gate_and_memory_stats(stats, norms)

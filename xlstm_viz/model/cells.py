@@ -45,9 +45,10 @@ class CellParams:
 def linear(x: mx.array, weight: mx.array, bias: mx.array | None = None) -> mx.array:
     """y = x W^T (+ b); weights are stored [out, in] as in PyTorch.
 
-    Activations stay float32 whatever the weight dtype: bfloat16 weights are widened inside the product, so a bf16
-    checkpoint halves memory without rounding every activation to 8 mantissa bits (which moved saturated-gate logits
-    by up to ~8 on the parity fixtures).
+    The product runs in the activations' dtype, which the model's compute_dtype sets: with float32 activations
+    (compute_dtype="float32", the default) bfloat16 weights are widened inside the product, so a bf16 checkpoint
+    halves memory without rounding every activation to 8 mantissa bits (which moved saturated-gate logits by up to ~8
+    on the parity fixtures); with bf16 activations ("bfloat16"/"auto") it is a bf16 matmul, as the official autocast.
     """
     if weight.dtype != x.dtype:
         weight = weight.astype(x.dtype)

@@ -269,6 +269,7 @@ class Executor:
         stepping = emit and observer.stepping
         order, incoming = self._stream_plan()
         logits_parts = []
+        act_dtype = model.activation_dtype  # compute_dtype: activations and matmuls (float32 or the weights' bf16)
 
         for token, span in spans:
 
@@ -285,7 +286,7 @@ class Executor:
                 return out, event
 
             ids = input_ids[:, span]
-            x, ev = finish("embedding", "embedding", None, {}, model.backbone.embeddings(ids).astype(mx.float32))
+            x, ev = finish("embedding", "embedding", None, {}, model.backbone.embeddings(ids).astype(act_dtype))
             if stepping:
                 yield ev
             stream_in = {order[0]: 0.0}
@@ -327,7 +328,7 @@ class Executor:
                     raise ValueError(f"block wiring node {node!r} has no executor (known: embedding, blocks.N, out_norm, lm_head)")
                 stream_out[node] = out
         logits = logits_parts[0] if len(logits_parts) == 1 else mx.concatenate(logits_parts, axis=1)
-        return logits, states
+        return logits.astype(mx.float32), states  # bf16 logits (compute_dtype) are widened after the soft cap
 
     def _run_block(self, j, x, states, mode, observer, finish, stepping, zero_state=False):
         block = self.model.blocks[j]

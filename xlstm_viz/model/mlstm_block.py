@@ -94,7 +94,10 @@ def mlstm_memory(x, w, state: MLSTMState | None, p: CellParams):
     if missing:
         raise ValueError(f"the mLSTM memory cell needs inputs from {list(MEMORY_INPUTS)}; missing {missing}")
     num_heads = int(p.params.get("num_heads", p.config.num_heads))
-    q, k, v = (_heads(x[name], num_heads).astype(mx.float32) for name in MEMORY_INPUTS[:3])
+    # q, k, v stay in the activation dtype (bf16 under compute_dtype="bfloat16", as the official autocast hands
+    # them to its kernel); the cell widens them where it multiplies, and its states and gates are float32.
+    q, k, v = (_heads(x[name], num_heads) for name in MEMORY_INPUTS[:3])
+    act_dtype = q.dtype
     i = x["mlstm.igate"].astype(mx.float32).transpose(0, 2, 1)  # [B, NH, S]
     f = x["mlstm.fgate"].astype(mx.float32).transpose(0, 2, 1)
     if state is None:
@@ -109,6 +112,7 @@ def mlstm_memory(x, w, state: MLSTMState | None, p: CellParams):
     else:
         h, state, trace = mlstm_cell.chunkwise(q, k, v, i, f, state, p.config.eps, p.config.chunk_size, p.trace)
     B, NH, S, DV = h.shape
+    h = h.astype(act_dtype)  # the official kernel returns h in its input dtype
     h = h.transpose(0, 2, 1, 3).reshape(B, S, NH * DV)  # heads concatenated, as the norm expects
     return (h, state, trace) if p.trace else (h, state)
 

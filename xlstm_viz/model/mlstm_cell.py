@@ -60,6 +60,7 @@ def recurrent_step(
 ) -> tuple[mx.array, MLSTMState]:
     """One token. q, k [B, NH, DQK]; v [B, NH, DV]; i, f [B, NH, 1]. Returns h [B, NH, DV] and the new state."""
     C, n, m = state.arrays()
+    q, k, v = (x.astype(mx.float32) for x in (q, k, v))  # bf16 activations (compute_dtype) widen here
     logf = log_sigmoid(f)
     m_new = mx.maximum(logf + m, i)  # stabiliser
     f_act = mx.exp(logf + m - m_new)
@@ -101,6 +102,8 @@ def chunkwise(
 ) -> tuple[mx.array, MLSTMState, MemoryTrace | None]:
     """Chunkwise-parallel form. Shapes as in `recurrent`. Returns h [B, NH, S, DV], the final state, and if asked
     the per-token memory statistics, reconstructed exactly from the chunk-boundary states (no recurrent re-run)."""
+    from xlstm_viz.model import mlstm_kernels  # imports this module
+
     B, NH, S, DQK = q.shape
     DV = v.shape[-1]
     L = chunk_size
@@ -112,6 +115,8 @@ def chunkwise(
         i = mx.pad(i, [(0, 0), (0, 0), (0, pad)], constant_values=PAD_IGATE)
         f = mx.pad(f, [(0, 0), (0, 0), (0, pad)], constant_values=PAD_FGATE)
     nc = (S + pad) // L
+    k_in, v_in = k.reshape(B, NH, nc, L, DQK), v.reshape(B, NH, nc, L, DV)  # the kernel reads bf16 as it is
+    q, k, v = (x.astype(mx.float32) for x in (q, k, v))  # bf16 activations (compute_dtype) widen here
     q = q.reshape(B, NH, nc, L, DQK) * (DQK**-0.5)
     k = k.reshape(B, NH, nc, L, DQK)
     v = v.reshape(B, NH, nc, L, DV)
@@ -120,24 +125,9 @@ def chunkwise(
     b_last = b[..., -1:]
     a = b_last - b + i  # log weight of token s in the chunk-end state
 
-    # Inter-chunk recurrence over chunk boundaries: the states entering each chunk.
-    C, n, m = state.arrays()
-    C_in, n_in, m_in = [], [], []
-    for c in range(nc):
-        C_in.append(C)
-        n_in.append(n)
-        m_in.append(m)
-        m_new = mx.maximum(b_last[:, :, c] + m, mx.max(a[:, :, c], axis=-1, keepdims=True))
-        decay = mx.exp(b_last[:, :, c] + m - m_new)  # [B, NH, 1]
-        w = mx.exp(a[:, :, c] - m_new)  # [B, NH, L]
-        kw = k[:, :, c] * w[..., None]
-        C = decay[..., None] * C + kw.swapaxes(-1, -2) @ v[:, :, c]
-        n = decay * n + mx.sum(kw, axis=-2)
-        m = m_new
-    final = MLSTMState(C, n, m)
-    C_in = mx.stack(C_in, axis=2)  # [B, NH, nc, DQK, DV]
-    n_in = mx.stack(n_in, axis=2)  # [B, NH, nc, DQK]
-    m_in = mx.stack(m_in, axis=2)  # [B, NH, nc, 1]
+    # Inter-chunk recurrence over chunk boundaries: the states entering each chunk (one kernel launch where
+    # mlstm_kernels picks the chunk-state kernel, else the reference loop `chunk_states`).
+    C_in, n_in, m_in, final = mlstm_kernels.chunk_states(k_in, v_in, a, b_last, state)
 
     # Intra-chunk, all chunks at once: log D_ts = b_t - b_s + i_s for s <= t.
     log_d = b[..., :, None] - b[..., None, :] + i[..., None, :]
@@ -162,6 +152,32 @@ def chunkwise(
             m=m_t.reshape(B, NH, nc * L)[:, :, :S],
         )
     return h, final, trace
+
+
+def chunk_states(k, v, a, b_last, state: MLSTMState):
+    """The inter-chunk recurrence of `chunkwise`, the reference: k [B, NH, nc, L, DQK], v [B, NH, nc, L, DV], a = the
+    log weight of each token in its chunk-end state [B, NH, nc, L], b_last = the chunk's summed log forget gates
+    [B, NH, nc, 1]. Returns the states entering each chunk, C_in [B, NH, nc, DQK, DV], n_in [B, NH, nc, DQK],
+    m_in [B, NH, nc, 1], and the state after the last chunk. With M_c = max_s a_cs:
+        m_c = max(b_last_c + m_{c-1}, M_c)                                   (stabiliser at chunk ends)
+        C_c = exp(b_last_c + m_{c-1} - m_c) C_{c-1} + sum_s exp(a_cs - m_c) k_s v_s^T
+        n_c = exp(b_last_c + m_{c-1} - m_c) n_{c-1} + sum_s exp(a_cs - m_c) k_s
+    """
+    k, v = k.astype(mx.float32), v.astype(mx.float32)
+    C, n, m = state.arrays()
+    C_in, n_in, m_in = [], [], []
+    for c in range(k.shape[2]):
+        C_in.append(C)
+        n_in.append(n)
+        m_in.append(m)
+        m_new = mx.maximum(b_last[:, :, c] + m, mx.max(a[:, :, c], axis=-1, keepdims=True))
+        decay = mx.exp(b_last[:, :, c] + m - m_new)  # [B, NH, 1]
+        w = mx.exp(a[:, :, c] - m_new)  # [B, NH, L]
+        kw = k[:, :, c] * w[..., None]
+        C = decay[..., None] * C + kw.swapaxes(-1, -2) @ v[:, :, c]
+        n = decay * n + mx.sum(kw, axis=-2)
+        m = m_new
+    return mx.stack(C_in, axis=2), mx.stack(n_in, axis=2), mx.stack(m_in, axis=2), MLSTMState(C, n, m)
 
 
 @mx.compile

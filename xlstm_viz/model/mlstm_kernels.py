@@ -1,5 +1,8 @@
-"""Fused mLSTM recurrent step kernels (kernels/mlstm_step.cu for MLX's CUDA backend, kernels/mlstm_step.metal for
-Metal) and the dispatch between them and the pure-MLX reference `mlstm_cell.recurrent_step`.
+"""Fused mLSTM kernels and the dispatch between them and the pure-MLX reference: the recurrent step
+(kernels/mlstm_step.cu for MLX's CUDA backend, kernels/mlstm_step.metal for Metal; reference
+`mlstm_cell.recurrent_step`) and the inter-chunk state recurrence of the chunkwise form (kernels/mlstm_chunk.cu,
+.metal; reference `mlstm_cell.chunk_states`, used by `mlstm_cell.chunkwise`). The chunk kernel replaces a Python loop
+of ~8 launches per chunk by one launch per block; the intra-chunk part stays MLX matmuls.
 
 One decode step of the pure-MLX path is about ten launches per block, each reading or writing the state C; the kernel
 reads C once and writes it once, so a step is bound by the bandwidth of that one pass (benchmarks/kernel_speed.py).
@@ -30,6 +33,11 @@ MODES = ("auto", "kernel", "mlx")
 THREADS = 256  # threads per threadgroup
 COLS = 32  # columns of C per threadgroup: one warp's coalesced 128-byte row segment
 SOURCES = {"cuda": "mlstm_step.cu", "metal": "mlstm_step.metal"}
+CHUNK_SOURCES = {"cuda": "mlstm_chunk.cu", "metal": "mlstm_chunk.metal"}
+CHUNK_COLS = 32  # columns of C per threadgroup of the chunk-state kernel (coalesced v loads and C writes)
+CHUNK_ROWS = 128  # rows of C per threadgroup for chunks up to 64 tokens (32 beyond): one wave of 256 at 7B sizes
+CHUNK_MAX = 128  # longest chunk the chunk-state kernel stages in shared memory (xLSTM-7B uses 64)
+SHARED_LIMIT = 48 * 1024  # static shared / threadgroup memory a kernel may use on CUDA and Metal
 CHECK_TOLERANCE = 1e-4  # max |kernel - reference| / max |reference|, per output, on the float32 self-check
 
 
@@ -45,21 +53,25 @@ def backend() -> str | None:
     return None
 
 
-def kernel_source(which: str) -> str:
-    """The kernel body for 'cuda' or 'metal', from the installed package (xlstm_viz/kernels) or a checkout."""
-    if which not in SOURCES:
-        raise ValueError(f"no mLSTM step kernel for backend {which!r}; there are {sorted(SOURCES)}")
-    candidates = [Path(__file__).resolve().parents[1] / "kernels" / SOURCES[which],
-                  Path(__file__).resolve().parents[2] / "kernels" / SOURCES[which]]
+def kernel_source(which: str, kernel: str = "step") -> str:
+    """The body of the 'step' or 'chunk' kernel for 'cuda' or 'metal', from the installed package (xlstm_viz/kernels)
+    or a checkout."""
+    sources = {"step": SOURCES, "chunk": CHUNK_SOURCES}.get(kernel)
+    if sources is None:
+        raise ValueError(f"no mLSTM kernel {kernel!r}; there are 'step' and 'chunk'")
+    if which not in sources:
+        raise ValueError(f"no mLSTM {kernel} kernel for backend {which!r}; there are {sorted(sources)}")
+    candidates = [Path(__file__).resolve().parents[1] / "kernels" / sources[which],
+                  Path(__file__).resolve().parents[2] / "kernels" / sources[which]]
     for path in candidates:
         if path.is_file():
             return path.read_text()
-    raise FileNotFoundError(f"kernel source {SOURCES[which]} not found in {[str(c) for c in candidates]}")
+    raise FileNotFoundError(f"kernel source {sources[which]} not found in {[str(c) for c in candidates]}")
 
 
-def kernel_name(which: str, source: str) -> str:
+def kernel_name(which: str, source: str, kernel: str = "step") -> str:
     """A name with a digest of the source: MLX caches compiled kernels by name (and the CUDA JIT on disk)."""
-    return f"xlstm_viz_mlstm_step_{which}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+    return f"xlstm_viz_mlstm_{kernel}_{which}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
 
 
 def launch_geometry(batch: int, num_heads: int, dqk: int, dv: int) -> dict:
@@ -75,6 +87,30 @@ def launch_geometry(batch: int, num_heads: int, dqk: int, dv: int) -> dict:
             "template": [("DQK", dqk), ("DV", dv), ("THREADS", THREADS), ("COLS", COLS), ("SPLIT", THREADS // COLS)]}
 
 
+def chunk_launch_geometry(batch: int, num_heads: int, dqk: int, dv: int, chunk: int) -> dict:
+    """Grid and threadgroup of the chunk-state kernel: a threadgroup per ROWS x CHUNK_COLS tile of one (batch, head)'s
+    C, walking all chunks in order with PER entries of the tile in each of its THREADS threads' registers. At 7B sizes
+    (B=1, NH=8, DQK=256, DV=512, L=64) that is 16 x 2 x 8 = 256 threadgroups of 256 threads at 100 registers a
+    thread: two per H200 SM, one wave. Measured on an H200 (benchmarks/kernel_speed.py --model, chunk_rows_sweep):
+    ROWS 32 / 64 / 128 took 0.86 / 1.05 / 0.76 ms at 2,048 tokens and 2.73 / 2.69 / 2.33 ms at 8,192."""
+    for name, value in (("batch", batch), ("num_heads", num_heads), ("dqk", dqk), ("dv", dv), ("chunk", chunk)):
+        if value < 1:
+            raise ValueError(f"mLSTM chunk kernel: {name} must be >= 1, got {value}")
+    if chunk > CHUNK_MAX:
+        raise ValueError(f"mLSTM chunk kernel: chunk = {chunk} exceeds {CHUNK_MAX} (its tokens are staged in shared "
+                         f"memory); the pure-MLX chunkwise form takes any chunk size")
+    if batch * num_heads > 65535:
+        raise ValueError(f"mLSTM chunk kernel: batch * num_heads = {batch * num_heads} exceeds the grid's z limit 65535")
+    rows = CHUNK_ROWS if chunk <= 64 else 32  # the staged k tile, v tile, weights and reduction: SHARED_LIMIT
+    split = THREADS // CHUNK_COLS
+    shared = 4 * (chunk * rows + chunk * CHUNK_COLS + chunk + THREADS)
+    assert shared <= SHARED_LIMIT, shared
+    return {"grid": (-(-dv // CHUNK_COLS) * THREADS, -(-dqk // rows), batch * num_heads), "threadgroup": (THREADS, 1, 1),
+            "shared_bytes": shared,
+            "template": [("DQK", dqk), ("DV", dv), ("CHUNK", chunk), ("THREADS", THREADS), ("COLS", CHUNK_COLS),
+                         ("ROWS", rows), ("SPLIT", split), ("PER", rows // split)]}
+
+
 _KERNELS: dict[str, object] = {}
 _EPS: dict[float, mx.array] = {}  # one device scalar per eps: a new array per step would be a host copy per launch
 
@@ -87,6 +123,19 @@ def _kernel(which: str):
         kernel = make(name=kernel_name(which, source), input_names=["q", "k", "v", "i", "f", "C", "n", "m", "eps"],
                       output_names=["h", "C_out", "n_out", "m_out"], source=source)
         _KERNELS[which] = kernel
+    return kernel
+
+
+def _chunk_kernel(which: str):
+    key = f"chunk-{which}"
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        source = kernel_source(which, "chunk")
+        make = mx.fast.cuda_kernel if which == "cuda" else mx.fast.metal_kernel
+        kernel = make(name=kernel_name(which, source, "chunk"),
+                      input_names=["k", "v", "a", "b_last", "C0", "n0", "m0", "dims"],
+                      output_names=["C_in", "n_in", "m_in", "C_out", "n_out", "m_out"], source=source)
+        _KERNELS[key] = kernel
     return kernel
 
 
@@ -118,6 +167,62 @@ def fused_step(q, k, v, i, f, state: MLSTMState, eps: float, which: str | None =
         grid=geometry["grid"], threadgroup=geometry["threadgroup"],
         output_shapes=[(B, NH, DV), (B, NH, DQK, DV), (B, NH, DQK), (B, NH, 1)], output_dtypes=[mx.float32] * 4)
     return h, MLSTMState(C2, n2, m2)
+
+
+def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = None):
+    """`mlstm_cell.chunk_states` in one launch: the states entering each chunk and the final state (float32)."""
+    which = which or backend()
+    if which is None:
+        raise RuntimeError("the mLSTM chunk-state kernel needs MLX's CUDA or Metal backend as the default device; "
+                           f"set {ENV}=mlx (or mode='mlx') for the pure-MLX chunkwise form")
+    B, NH, nc, L, DQK = k.shape
+    DV = v.shape[-1]
+    C, n, m = state.arrays()
+    expect = {"v": (v, (B, NH, nc, L, DV)), "a": (a, (B, NH, nc, L)), "b_last": (b_last, (B, NH, nc, 1)),
+              "C": (C, (B, NH, DQK, DV)), "n": (n, (B, NH, DQK)), "m": (m, (B, NH, 1))}
+    for name, (x, shape) in expect.items():
+        if tuple(x.shape) != shape:
+            raise ValueError(f"mLSTM chunk states: {name} has shape {tuple(x.shape)}, expected {shape} from k "
+                             f"{tuple(k.shape)}")
+    geometry = chunk_launch_geometry(B, NH, DQK, DV, L)
+    f32 = [x if x.dtype == mx.float32 else x.astype(mx.float32) for x in (a, b_last, C, n, m)]
+    C_in, n_in, m_in, C2, n2, m2 = _chunk_kernel(which)(
+        inputs=[k, v, *f32, mx.array([nc], mx.int32)], template=geometry["template"],
+        grid=geometry["grid"], threadgroup=geometry["threadgroup"],
+        output_shapes=[(B, NH, nc, DQK, DV), (B, NH, nc, DQK), (B, NH, nc, 1), (B, NH, DQK, DV), (B, NH, DQK),
+                       (B, NH, 1)],
+        output_dtypes=[mx.float32] * 6)
+    return C_in, n_in, m_in, MLSTMState(C2, n2, m2)
+
+
+def chunk_inputs(batch=2, num_heads=3, chunks=3, chunk=16, dqk=40, dv=72, seed=0, dtype=mx.float32):
+    """Random inputs of `chunk_states` as `chunkwise` makes them (a and b_last from random gates), and a non-zero
+    starting state. DQK = 40 and DV = 72 leave partial row and column tiles."""
+    ks = mx.random.split(mx.random.key(seed), 8)
+    k = mx.random.normal((batch, num_heads, chunks, chunk, dqk), key=ks[0]).astype(dtype)
+    v = mx.random.normal((batch, num_heads, chunks, chunk, dv), key=ks[1]).astype(dtype)
+    i = 3 * mx.random.normal((batch, num_heads, chunks, chunk), key=ks[2])
+    f = 3 * mx.random.normal((batch, num_heads, chunks, chunk), key=ks[3])
+    b = mx.cumsum(mlstm_cell.log_sigmoid(f), axis=-1)
+    b_last = b[..., -1:]
+    state = MLSTMState(mx.random.normal((batch, num_heads, dqk, dv), key=ks[4]),
+                       mx.random.normal((batch, num_heads, dqk), key=ks[5]),
+                       mx.random.normal((batch, num_heads, 1), key=ks[6]))
+    return k, v, b_last - b + i, b_last, state
+
+
+def chunk_mismatch(kernel: Callable, **shape) -> dict[str, float]:
+    """Relative max errors of a chunk-state `kernel` against `mlstm_cell.chunk_states` on `chunk_inputs`."""
+    args = chunk_inputs(**shape)
+    got, ref = kernel(*args), mlstm_cell.chunk_states(*args)
+    errors = {}
+    for name, x, y in (("C_in", got[0], ref[0]), ("n_in", got[1], ref[1]), ("m_in", got[2], ref[2]),
+                       ("C", got[3].C, ref[3].C), ("n", got[3].n, ref[3].n), ("m", got[3].m, ref[3].m)):
+        if tuple(x.shape) != tuple(y.shape):
+            raise ValueError(f"chunk states: {name} has shape {tuple(x.shape)}, the reference {tuple(y.shape)}")
+        scale = max(float(mx.max(mx.abs(y))), 1e-30)
+        errors[name] = float(mx.max(mx.abs(x - y))) / scale
+    return errors
 
 
 def _widened(*arrays):
@@ -152,21 +257,28 @@ def mismatch(kernel: Callable, batch=2, num_heads=3, dqk=40, dv=72, steps=3, see
 _CHECKED: dict[str, bool] = {}
 
 
-def self_check(which: str, kernel: Callable | None = None) -> bool:
-    """Once per process and backend: whether the kernel matches the reference (`mismatch`); warns when not."""
-    if which not in _CHECKED:
-        kernel = kernel or (lambda *a: fused_step(*a, which=which))
+def self_check(which: str, kernel: Callable | None = None, kind: str = "step") -> bool:
+    """Once per process, backend and kind ('step' or 'chunk'): whether the kernel matches the reference (`mismatch`,
+    `chunk_mismatch`); warns when not. Key in _CHECKED: the backend for the step kernel, 'chunk-<backend>' else."""
+    key = which if kind == "step" else f"{kind}-{which}"
+    if key not in _CHECKED:
+        if kind == "step":
+            kernel = kernel or (lambda *a: fused_step(*a, which=which))
+            measure = mismatch
+        else:
+            kernel = kernel or (lambda *a: fused_chunk_states(*a, which=which))
+            measure = chunk_mismatch
         try:
-            errors = mismatch(kernel)
+            errors = measure(kernel)
             ok = all(e <= CHECK_TOLERANCE for e in errors.values())
             why = f"relative errors {errors} exceed {CHECK_TOLERANCE}"
         except Exception as error:  # a kernel that does not compile or launch falls back too
             ok, why = False, f"it failed: {type(error).__name__}: {error}"
         if not ok:
-            warnings.warn(f"the fused mLSTM step kernel ({which}) did not match the pure-MLX step: {why}; "
-                          f"using the pure-MLX step in this process", RuntimeWarning, stacklevel=3)
-        _CHECKED[which] = ok
-    return _CHECKED[which]
+            warnings.warn(f"the fused mLSTM {kind} kernel ({which}) did not match the pure-MLX {kind}: {why}; "
+                          f"using the pure-MLX {kind} in this process", RuntimeWarning, stacklevel=3)
+        _CHECKED[key] = ok
+    return _CHECKED[key]
 
 
 def resolve_mode(mode: str | None = None) -> str:
@@ -178,18 +290,33 @@ def resolve_mode(mode: str | None = None) -> str:
     return chosen
 
 
-def use_kernel(mode: str | None = None) -> str | None:
-    """The backend whose kernel this step would use, or None for the pure-MLX step."""
+def use_kernel(mode: str | None = None, kind: str = "step") -> str | None:
+    """The backend whose `kind` kernel ('step' or 'chunk') would run, or None for the pure-MLX path."""
     chosen = resolve_mode(mode)
     if chosen == "mlx":
         return None
     which = backend()
     if chosen == "kernel":
         if which is None:
-            raise RuntimeError(f"{ENV}/mode 'kernel' forces the fused mLSTM step, but MLX runs no CUDA or Metal "
+            raise RuntimeError(f"{ENV}/mode 'kernel' forces the fused mLSTM {kind}, but MLX runs no CUDA or Metal "
                                f"backend here (default device {mx.default_device()})")
         return which
-    return which if which is not None and self_check(which) else None
+    return which if which is not None and self_check(which, kind=kind) else None
+
+
+def warm_up(mode: str | None = None) -> dict[str, str | None]:
+    """Run the self-checks now (they read values, which mx.compile does not allow while it traces): the backend each
+    kernel will use, or None. XLSTM.compiled calls it before tracing."""
+    return {kind: use_kernel(mode, kind) for kind in ("step", "chunk")}
+
+
+def chunk_states(k, v, a, b_last, state: MLSTMState, mode: str | None = None):
+    """`mlstm_cell.chunk_states` through the chunk-state kernel where `use_kernel(kind='chunk')` picks it (and the
+    chunk fits its shared memory), else the reference loop."""
+    which = use_kernel(mode, "chunk") if k.shape[3] <= CHUNK_MAX else None
+    if which is None:
+        return mlstm_cell.chunk_states(k, v, a, b_last, state)
+    return fused_chunk_states(k, v, a, b_last, state, which=which)
 
 
 def recurrent_step(q, k, v, i, f, state: MLSTMState, eps: float, mode: str | None = None):

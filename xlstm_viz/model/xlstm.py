@@ -21,6 +21,7 @@ from xlstm_viz.config import ConfigError, XLSTMConfig
 from xlstm_viz.dims import model_parameters
 # Block modules attach their cell functions and nn.Module to the registries when imported.
 from xlstm_viz.model import mlstm_block, neuron_block, orig_mlstm_block, slstm_block  # noqa: F401
+from xlstm_viz.model import mlstm_kernels
 from xlstm_viz.model.forward import Executor, _check_ids, state_arrays, state_like
 from xlstm_viz.model.interventions import Interventions
 from xlstm_viz.model.norms import RMSNorm
@@ -114,6 +115,21 @@ def check_fits_in_memory(config: XLSTMConfig) -> None:
         )
 
 
+# compute_dtype of XLSTM / load_model: the dtype of activations and matmuls. States, gate arithmetic (the memory
+# cell) and norm reductions are float32 whatever it is, as in the official xLSTMLarge with autocast.
+COMPUTE_DTYPES = ("float32", "bfloat16", "auto")
+
+
+def resolve_compute_dtype(compute_dtype: str, weight_dtype) -> mx.Dtype:
+    """"float32" (the exact path, what parity tests use), "bfloat16", or "auto": the embedding weights' dtype (bf16
+    weights -> bf16 activations, the official autocast; float32 or float16 weights -> float32)."""
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
+    if compute_dtype == "auto":
+        return mx.bfloat16 if weight_dtype is not None and weight_dtype == mx.bfloat16 else mx.float32
+    return getattr(mx, compute_dtype)
+
+
 class _Wirings:
     """Holds the wirings outside MLX's parameter tree (nn.Module treats list/dict attributes as parameters)."""
 
@@ -123,8 +139,10 @@ class _Wirings:
 
 
 class XLSTM(nn.Module):
-    def __init__(self, config: XLSTMConfig, init_profile: str | None = None, seed: int = 0):
+    def __init__(self, config: XLSTMConfig, init_profile: str | None = None, seed: int = 0,
+                 compute_dtype: str = "float32"):
         super().__init__()
+        resolve_compute_dtype(compute_dtype, None)  # a bad name fails here, before any module is built
         config.validate()  # a config edited after it was made is checked again before any module is built
         check_fits_in_memory(config)
         self.config = config
@@ -136,6 +154,7 @@ class XLSTM(nn.Module):
             [block_wiring(kind, j, config) for j, kind in enumerate(config.layer_types())],
         )
         self.interventions = Interventions(self.probe_names)
+        self.compute_dtype = compute_dtype  # see COMPUTE_DTYPES; read on every forward (activation_dtype)
         self.source: str | None = None  # checkpoint folder this model was loaded from
         self.tokenizer = None
         self.task = None
@@ -150,6 +169,11 @@ class XLSTM(nn.Module):
     @property
     def cell_wirings(self) -> list:
         return self._wirings.cells
+
+    @property
+    def activation_dtype(self) -> mx.Dtype:
+        """The dtype activations and matmuls run in: `compute_dtype` resolved against the embedding weights."""
+        return resolve_compute_dtype(self.compute_dtype, self.backbone.embeddings.weight.dtype)
 
     @property
     def blocks(self) -> list:
@@ -198,6 +222,7 @@ class XLSTM(nn.Module):
             key = signature()
             fn = cache.get(key)
             if fn is None:
+                mlstm_kernels.warm_up()  # the kernels' self-checks read values: not while mx.compile traces
                 cache.clear()
                 fn = cache[key] = mx.compile(raw, inputs=self.state)
             state = Executor(self).check_state(state, token.shape[0])
@@ -249,6 +274,9 @@ class XLSTM(nn.Module):
     def num_parameters(self) -> int:
         return int(sum(int(np.prod(v.shape)) for _, v in tree_flatten(self.parameters())))
 
+    def activation_dtype_name(self) -> str:
+        return str(self.activation_dtype).removeprefix("mlx.core.")
+
     def summary(self) -> str:
         c = self.config
         lines = [
@@ -256,5 +284,8 @@ class XLSTM(nn.Module):
             f"qk_dim={c.qk_dim}  v_dim={c.v_dim}  ffn_dim={c.ffn_dim}  chunk={c.chunk_size}",
             f"parameters: {self.num_parameters():,}" + (f"  source: {self.source}" if self.source else ""),
             f"block types: {', '.join(c.layer_types())}",
+            f"compute dtype: {self.activation_dtype_name()} (compute_dtype={self.compute_dtype!r}; weights "
+            f"{str(self.backbone.embeddings.weight.dtype).removeprefix('mlx.core.')}; states, gates and norm "
+            f"reductions float32)",
         ]
         return "\n".join(lines)

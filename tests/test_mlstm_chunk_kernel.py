@@ -1,0 +1,185 @@
+"""The chunk-state kernels (kernels/mlstm_chunk.cu, .metal: the inter-chunk recurrence of the chunkwise mLSTM)
+against the pure-MLX `mlstm_cell.chunk_states`, and their dispatch from `mlstm_cell.chunkwise`."""
+
+from __future__ import annotations
+
+import warnings
+
+import mlx.core as mx
+import pytest
+
+from xlstm_viz.model import mlstm_cell, mlstm_kernels
+from xlstm_viz.model.mlstm_cell import MLSTMState
+
+BACKEND = mlstm_kernels.backend()
+needs_gpu = pytest.mark.skipif(BACKEND is None, reason="no MLX CUDA or Metal backend on this machine: the mLSTM "
+                               "chunk-state kernel cannot run (CPU-only CI runs the source, geometry and dispatch "
+                               "tests below)")
+
+
+@pytest.fixture(autouse=True)
+def fresh_dispatch(monkeypatch):
+    monkeypatch.delenv(mlstm_kernels.ENV, raising=False)
+    monkeypatch.setattr(mlstm_kernels, "_CHECKED", {})
+
+
+def _rel(a, b):
+    return float(mx.max(mx.abs(a - b))) / max(float(mx.max(mx.abs(b))), 1e-30)
+
+
+def _sequence(B, NH, S, DQK, DV, dtype, seed):
+    ks = mx.random.split(mx.random.key(seed), 5)
+    q, k = (mx.random.normal((B, NH, S, DQK), key=x).astype(dtype) for x in ks[:2])
+    v = mx.random.normal((B, NH, S, DV), key=ks[2]).astype(dtype)
+    i, f = (3 * mx.random.normal((B, NH, S), key=x) for x in ks[3:])
+    return q, k, v, i, f
+
+
+# --- without a GPU: sources, geometry, dispatch ---
+
+def test_cuda_and_metal_chunk_sources_share_the_algorithm_below_the_backend_prelude():
+    cuda, metal = (mlstm_kernels.kernel_source(w, "chunk") for w in ("cuda", "metal"))
+    marker = "// --- common ---"
+    assert cuda.split(marker)[1] == metal.split(marker)[1]
+    assert "__syncthreads" in cuda.split(marker)[0] and "threadgroup_barrier" in metal.split(marker)[0]
+    for equation in ("m_c = max(b_last_c + m_{c-1}, M_c)", "decay = exp(b_last_c + m_{c-1} - m_c)",
+                     "C_c = decay C_{c-1} + sum_s (w_s k_s) v_s^T", "n_c = decay n_{c-1} + sum_s w_s k_s"):
+        assert equation in cuda
+    assert mlstm_kernels.kernel_name("cuda", cuda, "chunk").startswith("xlstm_viz_mlstm_chunk_cuda_")
+    with pytest.raises(ValueError, match="no mLSTM kernel 'scan'"):
+        mlstm_kernels.kernel_source("cuda", "scan")
+
+
+@pytest.mark.parametrize("B,NH,DQK,DV,L", [(1, 8, 256, 512, 64), (2, 3, 40, 72, 16), (3, 1, 17, 33, 7),
+                                           (1, 2, 64, 96, 128), (4, 4, 512, 1024, 64)])
+def test_chunk_launch_geometry_covers_every_entry_of_every_head(B, NH, DQK, DV, L):
+    g = mlstm_kernels.chunk_launch_geometry(B, NH, DQK, DV, L)
+    t = dict(g["template"])
+    threads = g["threadgroup"][0]
+    assert threads == t["THREADS"] == t["COLS"] * t["SPLIT"] and threads & (threads - 1) == 0  # tree reduction
+    assert t["ROWS"] == t["SPLIT"] * t["PER"]  # each thread's PER rows tile the ROWS rows
+    col_blocks = g["grid"][0] // threads
+    assert g["grid"][0] % threads == 0 and col_blocks * t["COLS"] >= DV > (col_blocks - 1) * t["COLS"]
+    assert g["grid"][1] * t["ROWS"] >= DQK > (g["grid"][1] - 1) * t["ROWS"]
+    assert g["grid"][2] == B * NH and (t["DQK"], t["DV"], t["CHUNK"]) == (DQK, DV, L)
+    assert g["shared_bytes"] == 4 * (L * t["ROWS"] + L * t["COLS"] + L + threads) <= mlstm_kernels.SHARED_LIMIT
+
+
+def test_chunk_launch_geometry_at_7b_sizes_fills_an_h200():
+    g = mlstm_kernels.chunk_launch_geometry(1, 8, 256, 512, 64)
+    # 256 threadgroups of 256 threads at ~100 registers: two per SM of 132, one wave
+    assert (g["grid"][0] // g["threadgroup"][0]) * g["grid"][1] * g["grid"][2] == 256
+
+
+def test_chunk_launch_geometry_names_a_bad_size_and_a_chunk_too_long():
+    with pytest.raises(ValueError, match="chunk must be >= 1, got 0"):
+        mlstm_kernels.chunk_launch_geometry(1, 8, 256, 512, 0)
+    with pytest.raises(ValueError, match="chunk = 256 exceeds 128"):
+        mlstm_kernels.chunk_launch_geometry(1, 8, 256, 512, 256)
+
+
+def _counting(kernel, calls):
+    def run(*a, which=None):
+        calls.append(which)
+        return kernel(*a)
+    return run
+
+
+def test_chunkwise_takes_its_chunk_states_from_the_dispatch(monkeypatch):
+    calls = []
+    monkeypatch.setattr(mlstm_kernels, "backend", lambda: "cuda")
+    monkeypatch.setattr(mlstm_kernels, "fused_chunk_states", _counting(mlstm_cell.chunk_states, calls))
+    args = _sequence(2, 3, 21, 8, 6, mx.float32, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h, s, _ = mlstm_cell.chunkwise(*args, MLSTMState.zeros(2, 3, 8, 6), 1e-6, chunk_size=8)
+    assert mlstm_kernels._CHECKED == {"chunk-cuda": True} and calls[-1] == "cuda"
+    calls.clear()
+    monkeypatch.setenv(mlstm_kernels.ENV, "mlx")
+    h_ref, s_ref, _ = mlstm_cell.chunkwise(*args, MLSTMState.zeros(2, 3, 8, 6), 1e-6, chunk_size=8)
+    assert calls == [] and mx.array_equal(h, h_ref) and mx.array_equal(s.C, s_ref.C)  # forced reference
+
+
+def test_a_chunk_kernel_that_disagrees_warns_once_and_the_reference_runs(monkeypatch):
+    calls = []
+
+    def wrong(k, v, a, b_last, state):  # drops the carried-in stabiliser m
+        return mlstm_cell.chunk_states(k, v, a, b_last, MLSTMState(state.C, state.n, mx.zeros_like(state.m)))
+
+    monkeypatch.setattr(mlstm_kernels, "backend", lambda: "cuda")
+    monkeypatch.setattr(mlstm_kernels, "fused_chunk_states", _counting(wrong, calls))
+    args = mlstm_kernels.chunk_inputs(seed=3)
+    with pytest.warns(RuntimeWarning, match=r"chunk kernel \(cuda\) did not match the pure-MLX chunk: relative"):
+        got = mlstm_kernels.chunk_states(*args)
+    checked = len(calls)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mlstm_kernels.chunk_states(*args)  # checked once per process
+    assert len(calls) == checked
+    assert mx.array_equal(got[0], mlstm_cell.chunk_states(*args)[0])
+
+
+def test_a_chunk_kernel_that_raises_falls_back_and_a_chunk_too_long_never_reaches_it(monkeypatch):
+    def broken(*a, which=None):
+        raise RuntimeError("nvrtc: too much shared memory")
+
+    monkeypatch.setattr(mlstm_kernels, "backend", lambda: "cuda")
+    monkeypatch.setattr(mlstm_kernels, "fused_chunk_states", broken)
+    args = mlstm_kernels.chunk_inputs(chunk=mlstm_kernels.CHUNK_MAX + 1, chunks=1)
+    mlstm_kernels.chunk_states(*args, mode="kernel")  # longer than the kernel stages: the reference, no error
+    with pytest.warns(RuntimeWarning, match="it failed: RuntimeError: nvrtc: too much shared memory"):
+        assert mlstm_kernels.use_kernel(kind="chunk") is None
+
+
+@pytest.mark.skipif(BACKEND is not None, reason="a GPU backend runs here: the kernel cannot be refused")
+def test_forced_chunk_kernel_without_a_gpu_backend_is_refused_by_name():
+    with pytest.raises(RuntimeError, match="forces the fused mLSTM chunk, but MLX runs no CUDA or Metal"):
+        mlstm_kernels.chunk_states(*mlstm_kernels.chunk_inputs(), mode="kernel")
+
+
+# --- with a GPU: the real kernel ---
+
+SHAPES = [dict(batch=1, num_heads=8, chunks=4, chunk=64, dqk=256, dv=512),  # xLSTM-7B heads
+          dict(batch=2, num_heads=3, chunks=3, chunk=16, dqk=40, dv=72),  # partial row and column tiles
+          dict(batch=3, num_heads=1, chunks=5, chunk=7, dqk=17, dv=33),
+          dict(batch=1, num_heads=2, chunks=2, chunk=128, dqk=64, dv=96),  # the longest chunk staged
+          dict(batch=2, num_heads=4, chunks=1, chunk=64, dqk=64, dv=1)]
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "-".join(map(str, s.values())))
+def test_chunk_kernel_matches_the_reference(shape, dtype):
+    args = mlstm_kernels.chunk_inputs(**shape, seed=11, dtype=dtype)
+    got = mlstm_kernels.fused_chunk_states(*args)
+    ref = mlstm_cell.chunk_states(*args)  # widens bf16 k, v first, as the kernel does
+    for name, a, b in (("C_in", got[0], ref[0]), ("n_in", got[1], ref[1]), ("m_in", got[2], ref[2]),
+                       ("C", got[3].C, ref[3].C), ("n", got[3].n, ref[3].n), ("m", got[3].m, ref[3].m)):
+        assert a.dtype == mx.float32 and a.shape == b.shape, name
+        assert _rel(a, b) <= 2e-5, (name, _rel(a, b))
+
+
+@needs_gpu
+def test_chunk_self_check_passes_on_this_backend():
+    assert mlstm_kernels.self_check(BACKEND, kind="chunk")
+    errors = mlstm_kernels.chunk_mismatch(lambda *a: mlstm_kernels.fused_chunk_states(*a, which=BACKEND))
+    assert max(errors.values()) <= 1e-5, errors
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16], ids=["float32", "bfloat16"])
+def test_chunkwise_with_the_kernel_matches_the_reference_over_odd_lengths_and_carried_states(monkeypatch, dtype):
+    B, NH, DQK, DV, L = 2, 3, 24, 40, 16
+    parts = [_sequence(B, NH, S, DQK, DV, dtype, 20 + S) for S in (37, 5, 50)]  # 37, 50: not chunk multiples
+    out = {}
+    for mode in ("kernel", "mlx"):
+        monkeypatch.setenv(mlstm_kernels.ENV, mode)
+        state, hs = MLSTMState.zeros(B, NH, DQK, DV), []
+        for part in parts:  # each call starts from the state the previous call left
+            h, state, trace = mlstm_cell.chunkwise(*part, state, 1e-6, chunk_size=L, with_trace=True)
+            hs.append((h, trace.C_norm))
+        out[mode] = hs, state
+    (hs, s), (hs_ref, s_ref) = out["kernel"], out["mlx"]
+    for (h, cn), (h_ref, cn_ref) in zip(hs, hs_ref):
+        assert _rel(h, h_ref) <= 2e-5 and _rel(cn, cn_ref) <= 2e-5
+    assert _rel(s.C, s_ref.C) <= 2e-5 and _rel(s.n, s_ref.n) <= 2e-5 and _rel(s.m, s_ref.m) <= 2e-5
