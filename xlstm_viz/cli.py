@@ -20,7 +20,7 @@ def _info(args) -> int:
         model = xlstm_viz.load_model(args.model) if args.model else xlstm_viz.load_demo()
     print(model.summary())
     print(f"source: {model.source or demo_path()}")
-    for j, block in enumerate(model.blocks):
+    for j, block in enumerate(getattr(model, "blocks", ())):  # OriginalXLSTM has no block modules
         if getattr(block, "wiring", None) is not None:
             print(f"blocks.{j} ({block.block_type}) neuron wiring: {block.wiring!r}")
     print(blas.describe())
