@@ -16,7 +16,7 @@ import mlx.nn as nn
 
 from xlstm_viz.config import XLSTMConfig
 from xlstm_viz.model import mlstm_cell
-from xlstm_viz.model.activations import soft_cap
+from xlstm_viz.model.activations import sigmoid, silu, soft_cap
 from xlstm_viz.model.mlstm_cell import MemoryTrace, MLSTMState
 from xlstm_viz.model.norms import MultiHeadLayerNorm, RMSNorm, multihead_layer_norm, rms_norm
 
@@ -182,11 +182,11 @@ class MLSTMBlock(nn.Module):
 
     def _ogate(self, x, w, ctx):  # o = sigma(W_o x)
         (value,) = x.values()
-        return mx.sigmoid(linear(value, w("mlstm_layer.ogate_preact.weight"), self.param("mlstm_layer.ogate_preact.bias")))
+        return sigmoid(linear(value, w("mlstm_layer.ogate_preact.weight"), self.param("mlstm_layer.ogate_preact.bias")))
 
     def _ffn_gate(self, x, w, ctx):  # SwiGLU: the gate branch goes through SiLU
         (value,) = x.values()
-        return nn.silu(linear(value, w("ffn.proj_up_gate.weight"), self.param("ffn.proj_up_gate.bias")))
+        return silu(linear(value, w("ffn.proj_up_gate.weight"), self.param("ffn.proj_up_gate.bias")))
 
     def _memory(self, x, w, ctx: CellContext):
         num_heads, _, eps, _, chunk = self._cfg
@@ -247,8 +247,8 @@ _TYPE_FUNCTIONS = {
     "block_input": lambda block, x, w, params: _one(x, "block_input"),
     "linear": _weighted("linear", lambda block, y: y),
     "gate": _weighted("gate", lambda block, y: soft_cap(y, block._cfg[3])),
-    "output_gate": _weighted("output_gate", lambda block, y: mx.sigmoid(y)),
-    "linear_silu": _weighted("linear_silu", lambda block, y: nn.silu(y)),
+    "output_gate": _weighted("output_gate", lambda block, y: sigmoid(y)),
+    "linear_silu": _weighted("linear_silu", lambda block, y: silu(y)),
     "rmsnorm": _added_norm("rmsnorm"),
     "multihead_norm": _added_norm("multihead_norm"),
     "product": lambda block, x, w, params: _product(x),

@@ -157,13 +157,14 @@ class XLSTM(nn.Module):
         intervention list changes (measured by benchmarks/trace_overhead.py); tracing and stepping stay eager.
         """
         from xlstm_viz.execution.executor import Executor, _check_ids
+        from xlstm_viz.model import activations
         from xlstm_viz.model.mlstm_cell import MLSTMState
 
         cache: dict = {}
         n = len(self.blocks)
 
-        def signature():
-            return (self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
+        def signature():  # activations.FAST_CPU_MATH picks the exp/tanh/sigmoid the graph is traced with
+            return (activations.FAST_CPU_MATH, self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
                     tuple(i.id for i in self.interventions.list()))
 
         def raw(token, flat):
