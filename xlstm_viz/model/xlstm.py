@@ -172,6 +172,19 @@ class XLSTM(nn.Module):
             logits, state = Executor(self).forward(token, state=state, mode=mode, check=False)
             return logits, [a for s in state for a in s.arrays()]
 
+        # The state the previous call returned, so that feeding it back (a decode loop) skips check_state, which
+        # builds a zero state per block to compare shapes with (~0.2 ms a step at D=256, ~7% of a decode step).
+        last: dict = {}
+
+        def returned_last(state, batch) -> list | None:
+            if state is None or state is not last.get("list") or batch != last["batch"]:
+                return None
+            if not all(type(s) is MLSTMState for s in state):
+                return None
+            flat = [a for s in state for a in s.arrays()]
+            same = len(flat) == len(last["flat"]) and all(a is b for a, b in zip(flat, last["flat"]))
+            return flat if same else None
+
         def step(token, state):
             token = _check_ids(token, self.config.vocab_size)
             key = signature()
@@ -179,9 +192,15 @@ class XLSTM(nn.Module):
             if fn is None:
                 cache.clear()
                 fn = cache[key] = mx.compile(raw, inputs=self.state)
-            state = Executor(self).check_state(state, token.shape[0])
-            logits, flat = fn(token, [a for s in state for a in s.arrays()])
-            return logits, [MLSTMState(*flat[3 * j: 3 * j + 3]) for j in range(n)]
+            batch = token.shape[0]
+            flat_in = returned_last(state, batch)
+            if flat_in is None:
+                state = Executor(self).check_state(state, batch)
+                flat_in = [a for s in state for a in s.arrays()]
+            logits, flat = fn(token, flat_in)
+            out = [MLSTMState(*flat[3 * j: 3 * j + 3]) for j in range(n)]
+            last.update(list=out, flat=list(flat), batch=batch)
+            return logits, out
 
         return step
 
