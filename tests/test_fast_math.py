@@ -105,3 +105,14 @@ def test_small_or_non_float32_arrays_use_mlx_functions(fast_on):
                                   np.array(mx.sigmoid(big16).astype(mx.float32)))
     big = mx.array(np.linspace(-5, 5, A.FAST_MIN_SIZE, dtype=np.float32))
     assert A.fast_math_applies(big) and not A.fast_math_applies(small)
+
+
+@pytest.mark.parametrize("name", ["exp", "tanh", "sigmoid", "silu"])
+def test_gradients_of_fast_functions_match_mlx_functions(name, fast_on):
+    # Training differentiates through these: the bit-level exp has no derivative of its own.
+    reference = {"exp": mx.exp, "tanh": mx.tanh, "sigmoid": mx.sigmoid, "silu": lambda v: v * mx.sigmoid(v)}[name]
+    x = mx.array(np.linspace(-6, 6, 2 * A.FAST_MIN_SIZE, dtype=np.float32))
+    assert A.fast_math_applies(x)
+    got = np.array(mx.grad(lambda v: mx.sum(getattr(A, name)(v) * v))(x))
+    want = np.array(mx.grad(lambda v: mx.sum(reference(v) * v))(x))
+    np.testing.assert_allclose(got, want, rtol=0, atol=32 * np.finfo(np.float32).eps * np.abs(want).max())

@@ -57,7 +57,7 @@ _TANH_CLAMP = 7.90531110763549805  # tanh = +-1 in float32 beyond
 
 
 @mx.compile
-def _exp_f32(x: mx.array) -> mx.array:
+def _exp_values(x: mx.array) -> mx.array:
     x = mx.clip(x, -104.0, 89.0)  # exp(-104) < 2^-149 rounds to 0, exp(89) > float max: inf through the product
     t = x * _LOG2E + _ROUND
     n = t - _ROUND  # round(x log2 e), exact as a float
@@ -74,7 +74,7 @@ def _exp_f32(x: mx.array) -> mx.array:
 
 
 @mx.compile
-def _tanh_f32(x: mx.array) -> mx.array:
+def _tanh_values(x: mx.array) -> mx.array:
     y = mx.clip(x, -_TANH_CLAMP, _TANH_CLAMP)
     z = y * y
     p = _TANH_P[0]
@@ -87,8 +87,40 @@ def _tanh_f32(x: mx.array) -> mx.array:
 
 
 @mx.compile
+def _sigmoid_values(x: mx.array) -> mx.array:
+    return 1.0 / (1.0 + _exp_values(-x))
+
+
+# Gradients by the calculus, not by differentiating the approximation (the bit reinterpretation has no derivative
+# and the rounding step n would otherwise be differentiated as if it were x log2 e): training runs through these.
+@mx.custom_function
+def _exp_f32(x: mx.array) -> mx.array:
+    return _exp_values(x)
+
+
+@_exp_f32.vjp
+def _exp_vjp(primals, cotangent, output):
+    return cotangent * output  # d e^x = e^x dx
+
+
+@mx.custom_function
+def _tanh_f32(x: mx.array) -> mx.array:
+    return _tanh_values(x)
+
+
+@_tanh_f32.vjp
+def _tanh_vjp(primals, cotangent, output):
+    return cotangent * (1.0 - output * output)  # d tanh x = (1 - tanh^2 x) dx
+
+
+@mx.custom_function
 def _sigmoid_f32(x: mx.array) -> mx.array:
-    return 1.0 / (1.0 + _exp_f32(-x))
+    return _sigmoid_values(x)
+
+
+@_sigmoid_f32.vjp
+def _sigmoid_vjp(primals, cotangent, output):
+    return cotangent * output * (1.0 - output)  # d sigma = sigma (1 - sigma) dx
 
 
 def exp(x: mx.array) -> mx.array:
