@@ -1,12 +1,13 @@
 """Prefill and decode speed of our MLX model vs the official xLSTM-Large (PyTorch CPU), same machine, same run.
 
-    python benchmarks/model_speed.py [--size d256|d1024|both] [--decode-steps 32] [--official-python PATH]
+    python benchmarks/model_speed.py [--size d256|d1024|both] [--decode-steps 32] [--rounds 3] [--official-python PATH]
 
 Sizes (issue 3): d256 = D=256 / 4 heads / 4 blocks / vocab 1024; d1024 = D=1024 / 8 heads / 8 blocks / vocab 50304,
 chunk 64, batch 1. Prefill = one chunkwise call over 512 tokens; decode = one recurrent step per token from a state.
-The official model runs in-process when torch + xlstm import, else through `--official-python` (a venv that has
-them, e.g. /work/venv-ref/bin/python) as a subprocess of benchmarks/official_model.py on the same CPU.
-Prints tokens/s and the ratio ours/official (target >= 1.5x).
+The official model runs in `--official-python` (a venv with torch + xlstm, default /work/venv-ref/bin/python) as
+`benchmarks/official_model.py --worker`, on the same CPU. Rounds alternate: ours once, the official once, so that
+both see the same load on a shared machine; each round's ratio is printed, then the best rates of each side and
+the median of the per-round ratios (target >= 1.5x). XLSTM_VIZ_FAST_MATH=off measures with MLX's own exp/tanh.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -26,7 +28,7 @@ import xlstm_viz.blas as blas  # noqa: E402  (before MLX)
 import mlx.core as mx  # noqa: E402
 
 from xlstm_viz.config import XLSTMConfig  # noqa: E402
-from xlstm_viz.model import XLSTM  # noqa: E402
+from xlstm_viz.model import XLSTM, activations  # noqa: E402
 
 SIZES = {  # names as in benchmarks/official_model.py
     "d256": dict(embedding_dim=256, num_heads=4, num_blocks=4, vocab_size=1024),
@@ -34,22 +36,13 @@ SIZES = {  # names as in benchmarks/official_model.py
 }
 
 
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def time_ours(size: str, prefill_len: int, decode_steps: int, repeats: int, compiled: bool) -> dict:
+def prepare_ours(size: str, prefill_len: int, decode_steps: int, compiled: bool):
+    """Our model, warmed up (and compiled); returns `round() -> {prefill_tok_s, decode_steps_s}` timing each once."""
     config = XLSTMConfig(**SIZES[size], chunk_size=64)
     model = XLSTM(config)
     mx.eval(model.parameters())
     ids = mx.random.randint(0, config.vocab_size, (1, prefill_len))
     step = model.compiled_step() if compiled else (lambda tok, st: model(tok, state=st, mode="recurrent"))
-
     forward = model.compiled("chunkwise") if compiled else (lambda x, st: model(x, state=st, mode="chunkwise"))
 
     def prefill():
@@ -57,8 +50,7 @@ def time_ours(size: str, prefill_len: int, decode_steps: int, repeats: int, comp
         mx.eval(logits, [s.arrays() for s in state])
         return state
 
-    state = prefill()  # warm-up
-    prefill_s = best_of(prefill, repeats)
+    state = prefill()  # warm-up (and compile)
     token = ids[:, -1:]
 
     def decode():
@@ -68,28 +60,46 @@ def time_ours(size: str, prefill_len: int, decode_steps: int, repeats: int, comp
             mx.eval(logits, [s.arrays() for s in st])
 
     decode()  # warm-up (and compile)
-    decode_s = best_of(decode, repeats)
-    return {"prefill_tok_s": prefill_len / prefill_s, "decode_steps_s": decode_steps / decode_s}
+
+    def one_round() -> dict:
+        t = time.perf_counter()
+        prefill()
+        t_prefill = time.perf_counter() - t
+        t = time.perf_counter()
+        decode()
+        t_decode = time.perf_counter() - t
+        return {"prefill_tok_s": prefill_len / t_prefill, "decode_steps_s": decode_steps / t_decode}
+
+    return one_round
 
 
-def time_official(size: str, prefill_len: int, decode_steps: int, python: str | None) -> dict | None:
-    try:
-        import torch  # noqa: F401
-        import xlstm  # noqa: F401
+class OfficialWorker:
+    """benchmarks/official_model.py --worker in the reference venv (torch is not in ours), or None if absent."""
 
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        import official_model as om
+    def __init__(self, python: str | None):
+        self.proc = None
+        if python and Path(python).exists():
+            self.proc = subprocess.Popen([python, str(ROOT / "benchmarks" / "official_model.py"), "--worker"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-        model = om.build_official(om.BENCHMARK_SIZES[size], seed=0)
-        return om.time_official(model, batch=1, prefill_len=prefill_len, decode_steps=decode_steps)
-    except ImportError:
-        pass
-    if not python or not Path(python).exists():
-        return None
-    cmd = [python, str(ROOT / "benchmarks" / "official_model.py"), "--size", size, "--json",
-           "--prefill-len", str(prefill_len), "--decode-steps", str(decode_steps)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])[size]
+    def time(self, size: str, prefill_len: int, decode_steps: int) -> dict | None:
+        if self.proc is None:
+            return None
+        self.proc.stdin.write(json.dumps({"size": size, "prefill_len": prefill_len, "decode_steps": decode_steps,
+                                          "repeats": 1}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the official worker exited (code {self.proc.wait()})")
+        return json.loads(line)
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait()
+
+
+KEYS = (("prefill_tok_s", "prefill tokens/s"), ("decode_steps_s", "decode steps/s"))
 
 
 def main() -> None:
@@ -97,23 +107,44 @@ def main() -> None:
     parser.add_argument("--size", choices=["d256", "d1024", "both"], default="both")
     parser.add_argument("--prefill-len", type=int, default=512)
     parser.add_argument("--decode-steps", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating ours/official rounds (--repeats: alias)")
+    parser.add_argument("--repeats", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--official-python", default=os.environ.get("XLSTM_OFFICIAL_PYTHON", "/work/venv-ref/bin/python"))
     parser.add_argument("--eager", action="store_true", help="prefill and decode without mx.compile (the eager path traces/debugger use)")
     args = parser.parse_args()
-    print(f"{blas.describe()}; mlx {mx.__version__}; device {mx.default_device()}; load {os.getloadavg()[0]:.2f}")
+    rounds = args.repeats or args.rounds
+    print(f"{blas.describe()}; mlx {mx.__version__}; device {mx.default_device()}; "
+          f"fast CPU math {'on' if activations.FAST_CPU_MATH else 'off'}; load {os.getloadavg()[0]:.2f}")
     sizes = ["d256", "d1024"] if args.size == "both" else [args.size]
-    for size in sizes:
-        ours = time_ours(size, args.prefill_len, args.decode_steps, args.repeats, compiled=not args.eager)
-        official = time_official(size, args.prefill_len, args.decode_steps, args.official_python)
-        print(f"[{size}] {SIZES[size]}")
-        for key, label in (("prefill_tok_s", "prefill tokens/s"), ("decode_steps_s", "decode steps/s")):
-            line = f"  {label:18s} ours {ours[key]:10.1f}"
-            if official:
-                line += f"   official {official[key]:10.1f}   ratio {ours[key] / official[key]:5.2f}x"
-            else:
-                line += "   official: not importable (pass --official-python)"
-            print(line)
+    official = OfficialWorker(args.official_python)
+    try:
+        for size in sizes:
+            one_round = prepare_ours(size, args.prefill_len, args.decode_steps, compiled=not args.eager)
+            ours_rounds, official_rounds = [], []
+            for r in range(rounds):  # alternating, so that both sides see the same (changing) machine load
+                ours_rounds.append(one_round())
+                theirs = official.time(size, args.prefill_len, args.decode_steps)
+                if theirs is not None:
+                    official_rounds.append(theirs)
+                line = f"  round {r + 1}: load {os.getloadavg()[0]:.2f}"
+                for key, label in KEYS:
+                    line += f"  {label.split()[0]} ours {ours_rounds[-1][key]:.1f}"
+                    if theirs is not None:
+                        line += f" official {theirs[key]:.1f} ({ours_rounds[-1][key] / theirs[key]:.2f}x)"
+                print(line, flush=True)
+            print(f"[{size}] {SIZES[size]}: best of {rounds} rounds; ratio = median of the per-round ratios")
+            for key, label in KEYS:
+                best = max(o[key] for o in ours_rounds)
+                line = f"  {label:18s} ours {best:10.1f}"
+                if official_rounds:
+                    ratios = sorted(o[key] / t[key] for o, t in zip(ours_rounds, official_rounds))
+                    line += (f"   official {max(t[key] for t in official_rounds):10.1f}   ratio "
+                             f"{statistics.median(ratios):5.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}x)")
+                else:
+                    line += "   official: not found (pass --official-python)"
+                print(line, flush=True)
+    finally:
+        official.close()
 
 
 if __name__ == "__main__":

@@ -262,6 +262,24 @@ def time_official(
     }
 
 
+def serve() -> None:
+    """`--worker`: one JSON request per stdin line {"size", "prefill_len", "decode_steps", "repeats"}, one JSON answer
+    per stdout line (time_official's result). The model of a size is built once, so a benchmark can interleave its
+    own timings with the official ones round by round (on a shared machine the load changes between rounds)."""
+    import sys
+
+    models = {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        size = req["size"]
+        if size not in models:
+            cfg = dict(BENCHMARK_SIZES[size], ffn_proj_factor=2.667, ffn_round_up_to_multiple_of=64)
+            models = {size: build_official(cfg, seed=0)}  # one model at a time: the D=1024 one is 0.6 GB
+        r = time_official(models[size], prefill_len=req["prefill_len"], decode_steps=req["decode_steps"],
+                          repeats=req.get("repeats", 1))
+        print(json.dumps(dict(r, loadavg=os.getloadavg())), flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Time the official xLSTM-Large on the torch CPU.")
     ap.add_argument("--size", choices=[*BENCHMARK_SIZES, "both"], default="both")
@@ -270,9 +288,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     ap.add_argument("--json", action="store_true", help="print one JSON object {size: time_official result} instead")
+    ap.add_argument("--worker", action="store_true", help="answer timing requests on stdin (see serve())")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.worker:
+        return serve()
     sizes = list(BENCHMARK_SIZES) if args.size == "both" else [args.size]
     results = {}
     for name in sizes:

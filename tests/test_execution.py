@@ -110,6 +110,26 @@ def test_compiled_step_follows_wiring_edits(model, ids):
     np.testing.assert_allclose(np.array(compiled2), np.array(eager2), atol=1e-5)
 
 
+def test_compiled_step_fed_its_own_state_decodes_like_eager_and_a_changed_state_is_still_checked(model, ids):
+    step = model.compiled_step()
+    eager_state, compiled_state = None, None
+    for t in range(3):  # the second and third calls get back the list the previous call returned
+        token = ids[:, t : t + 1]
+        eager, eager_state = model(token, state=eager_state, mode="recurrent")
+        compiled, compiled_state = step(token, compiled_state)
+        np.testing.assert_allclose(np.array(compiled), np.array(eager), atol=1e-5)
+    from xlstm_viz.model.mlstm_cell import MLSTMState
+
+    good = compiled_state[0]
+    compiled_state[0] = MLSTMState(good.C[:, :1], good.n, good.m)  # same list object, one entry replaced
+    with pytest.raises(ValueError, match=r"state\[0\]\.C has shape"):
+        step(ids[:, :1], compiled_state)
+    compiled_state[0] = good
+    good.n = good.n[..., :1]  # same entry object, one array replaced
+    with pytest.raises(ValueError, match=r"state\[0\]\.n has shape"):
+        step(ids[:, :1], compiled_state)
+
+
 # -- traces ----------------------------------------------------------------------------------------------------
 def test_stats_trace_records_per_head_gate_and_memory_statistics(model, ids):
     trace = model.run_with_trace(ids)

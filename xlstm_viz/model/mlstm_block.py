@@ -25,7 +25,7 @@ import mlx.nn as nn
 
 from xlstm_viz.config import XLSTMConfig
 from xlstm_viz.model import mlstm_cell
-from xlstm_viz.model.activations import soft_cap
+from xlstm_viz.model.activations import sigmoid, silu, soft_cap
 from xlstm_viz.model.cells import CellParams, Weights, one, product, total, weighted
 from xlstm_viz.model.mlstm_cell import MLSTMState
 from xlstm_viz.model.norms import MultiHeadLayerNorm, RMSNorm, multihead_layer_norm, rms_norm
@@ -54,11 +54,11 @@ def gate(x, w, state, p):  # i~, f~ = cap_15(W x + b), one per head
 
 
 def output_gate(x, w, state, p):  # o = sigma(W_o x)
-    return mx.sigmoid(weighted(x, w, p, "output_gate")), None
+    return sigmoid(weighted(x, w, p, "output_gate")), None
 
 
 def linear_silu(x, w, state, p):  # SwiGLU: the gate branch goes through SiLU
-    return nn.silu(weighted(x, w, p, "linear_silu")), None
+    return silu(weighted(x, w, p, "linear_silu")), None
 
 
 def multihead_norm(x, w, state, p):  # per-head LayerNorm(h) * w (+ b)

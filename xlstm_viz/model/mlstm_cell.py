@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
-from xlstm_viz.model.activations import log_sigmoid
+from xlstm_viz.model.activations import exp, log_sigmoid
 
 # The official inference path pads a ragged last chunk with q = k = v = 0, i = -25, f = +25 (the pad tokens then
 # leave the state as it is up to ~1e-11); we pad the same way so that final states match it bit for bit in spirit.
@@ -63,14 +63,14 @@ def recurrent_step(
     q, k, v = (x.astype(mx.float32) for x in (q, k, v))  # bf16 activations (compute_dtype) widen here
     logf = log_sigmoid(f)
     m_new = mx.maximum(logf + m, i)  # stabiliser
-    f_act = mx.exp(logf + m - m_new)
-    i_act = mx.exp(i - m_new)
+    f_act = exp(logf + m - m_new)
+    i_act = exp(i - m_new)
     C = f_act[..., None] * C + i_act[..., None] * (k[..., :, None] * v[..., None, :])
     n = f_act * n + i_act * k
     q_scaled = q * (q.shape[-1] ** -0.5)
     numerator = (q_scaled[..., None, :] @ C).squeeze(-2)
     qn = mx.sum(q_scaled * n, axis=-1, keepdims=True)
-    denominator = mx.maximum(mx.abs(qn), mx.exp(-m_new)) + eps
+    denominator = mx.maximum(mx.abs(qn), exp(-m_new)) + eps
     return numerator / denominator, MLSTMState(C, n, m_new)
 
 
@@ -135,12 +135,12 @@ def chunkwise(
     log_d = mx.where(causal, log_d, -mx.inf)
     m_inter = b + m_in  # carried-in memory, [B, NH, nc, L]
     m_t = mx.maximum(m_inter, mx.max(log_d, axis=-1))  # equals the recurrent m_t
-    d = mx.exp(log_d - m_t[..., None])
-    alpha = mx.exp(m_inter - m_t)
+    d = exp(log_d - m_t[..., None])
+    alpha = exp(m_inter - m_t)
     scores = (q @ k.swapaxes(-1, -2)) * d
     numerator = alpha[..., None] * (q @ C_in) + scores @ v
     qn = alpha * (q @ n_in[..., None])[..., 0] + mx.sum(scores, axis=-1)
-    denominator = mx.maximum(mx.abs(qn), mx.exp(-m_t)) + eps
+    denominator = mx.maximum(mx.abs(qn), exp(-m_t)) + eps
     h = (numerator / denominator[..., None]).reshape(B, NH, nc * L, DV)[:, :, :S]
 
     trace = None
@@ -171,8 +171,8 @@ def chunk_states(k, v, a, b_last, state: MLSTMState):
         n_in.append(n)
         m_in.append(m)
         m_new = mx.maximum(b_last[:, :, c] + m, mx.max(a[:, :, c], axis=-1, keepdims=True))
-        decay = mx.exp(b_last[:, :, c] + m - m_new)  # [B, NH, 1]
-        w = mx.exp(a[:, :, c] - m_new)  # [B, NH, L]
+        decay = exp(b_last[:, :, c] + m - m_new)  # [B, NH, 1]
+        w = exp(a[:, :, c] - m_new)  # [B, NH, L]
         kw = k[:, :, c] * w[..., None]
         C = decay[..., None] * C + kw.swapaxes(-1, -2) @ v[:, :, c]
         n = decay * n + mx.sum(kw, axis=-2)
