@@ -19,8 +19,7 @@ def _info(args) -> int:
     from xlstm_viz.execution import stats
 
     print(stats.describe())
-    if hasattr(model, "block_wiring"):  # the original xLSTM (OriginalXLSTM) has no wirings yet
-        print(f"block wiring: {model.block_wiring!r}")
+    print(f"block wiring: {model.block_wiring!r}")
     print(f"probes per token: {len(model.probe_names())} (e.g. {', '.join(model.probe_names()[:6])}, ...)")
     return 0
 
