@@ -15,17 +15,14 @@ from __future__ import annotations
 import mlx.core as mx
 from mlx.utils import tree_unflatten
 
-from typing import TYPE_CHECKING
-
 from xlstm_viz.config import XLSTMConfig
 from xlstm_viz.model import slstm_cell
 from xlstm_viz.model.xlstm import XLSTM
 
-if TYPE_CHECKING:
-    from xlstm_viz.model.xlstm_original import OriginalConfig
+# `oc` below is an xlstm_viz.model.xlstm_original.OriginalConfig (not imported: that module imports this one)
 
 
-def registry_config(oc: "OriginalConfig", chunk_size: int = 64) -> XLSTMConfig:
+def registry_config(oc, chunk_size: int = 64) -> XLSTMConfig:
     """The XLSTMConfig of the registry model: block types, heads and every official size the blocks read."""
     kinds = ["slstm" if k == "slstm" else "orig_mlstm" for k in oc.block_types]
     has_m, has_s = "orig_mlstm" in kinds, "slstm" in kinds
@@ -48,7 +45,7 @@ def registry_config(oc: "OriginalConfig", chunk_size: int = 64) -> XLSTMConfig:
     )
 
 
-def registry_model(oc: "OriginalConfig", W: dict, chunk_size: int = 64) -> XLSTM:
+def registry_model(oc, W: dict, chunk_size: int = 64) -> XLSTM:
     """The original model (config, official tensors by name, shapes already validated) as an `XLSTM` of registry
     block types (same logits and states); see the module doc."""
     config = registry_config(oc, chunk_size)

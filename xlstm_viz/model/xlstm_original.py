@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import xlstm_viz.blas  # noqa: F401  (fast BLAS must be bound before MLX loads)
 import mlx.core as mx
@@ -39,9 +39,7 @@ from xlstm_viz.config import ConfigError
 from xlstm_viz.dims import up_proj_dim as round_up_dim  # UpProjConfigMixin's rule
 from xlstm_viz.model.activations import FFN_ACTIVATIONS as ACTIVATIONS
 from xlstm_viz.model.convert import registry_model
-
-if TYPE_CHECKING:
-    from xlstm_viz.model.xlstm import XLSTM
+from xlstm_viz.model.xlstm import XLSTM
 
 
 class OriginalConfigError(ConfigError):
@@ -389,7 +387,7 @@ def validate_shapes(expected: dict[str, tuple], found: dict[str, tuple], folder:
     raise OriginalCheckpointError("\n".join(lines))
 
 
-def load_original(path: str | Path, dtype: str = "float32", chunk_size: int = 64) -> "XLSTM":
+def load_original(path: str | Path, dtype: str = "float32", chunk_size: int = 64) -> XLSTM:
     """Load a folder with config.json (xLSTMLMModelConfig fields) and model.safetensors (official names), strictly,
     into the block-registry `XLSTM` (xlstm_viz.model.convert). `chunk_size`: the mLSTM's chunk length in
     mode="chunkwise" (the config's `chunk_size`)."""
