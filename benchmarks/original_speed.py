@@ -1,4 +1,4 @@
-"""Speed of the original xLSTM (OriginalXLSTM) on a random mixed stack: chunkwise vs recurrent, traced vs not.
+"""Speed of the original xLSTM (an xLSTMLMModel config, loaded as the registry XLSTM) on a random mixed stack: chunkwise vs recurrent, traced vs not.
 
     python benchmarks/original_speed.py [--dim 256] [--blocks 4] [--tokens 256]
 
@@ -14,10 +14,25 @@ import xlstm_viz  # noqa: F401  (binds the fast BLAS before MLX loads)
 import mlx.core as mx
 import numpy as np
 
-from xlstm_viz.model.xlstm_original import OriginalConfig, OriginalXLSTM
+from xlstm_viz.model.convert import registry_model
+from xlstm_viz.model.forward import Executor
+from xlstm_viz.model.xlstm_original import OriginalConfig
 
 
-def random_model(dim: int, blocks: int, vocab: int = 512) -> OriginalXLSTM:
+class _Collect:  # an observer that keeps every cell's output
+    stepping = False
+
+    def __init__(self):
+        self.seen = []
+
+    def wants_memory_trace(self, block):
+        return False
+
+    def on_cell(self, event):
+        self.seen.append(event.output)
+
+
+def random_model(dim: int, blocks: int, vocab: int = 512):
     config = OriginalConfig.from_dict({
         "vocab_size": vocab, "embedding_dim": dim, "num_blocks": blocks, "slstm_at": list(range(1, blocks, 2)),
         "mlstm_block": {"mlstm": {"num_heads": 4}},
@@ -26,7 +41,7 @@ def random_model(dim: int, blocks: int, vocab: int = 512) -> OriginalXLSTM:
     rng = np.random.default_rng(0)
     weights = {k: mx.array(rng.normal(0, 1 / np.sqrt(s[-1]), s).astype(np.float32))
                for k, s in config.checkpoint_shapes().items()}
-    return OriginalXLSTM(config, weights)
+    return registry_model(config, weights)
 
 
 def timed(fn, repeat: int = 3) -> float:
@@ -49,9 +64,9 @@ def main() -> None:
     ids = mx.array(np.random.default_rng(1).integers(0, model.config.vocab_size, (1, args.tokens)))
 
     def run(mode, observe=False):
-        seen = []
-        logits, state = model(ids, mode=mode, observer=(lambda n, v: seen.append(v)) if observe else None)
-        mx.eval(logits, seen)
+        collect = _Collect() if observe else None
+        logits, state = Executor(model).forward_observed(ids, mode=mode, observer=collect)
+        mx.eval(logits, collect.seen if observe else [])
 
     base = timed(lambda: run("chunkwise"))
     print(f"{model.summary()}, {args.tokens} tokens")

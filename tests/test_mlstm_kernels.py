@@ -194,6 +194,7 @@ def test_recurrent_sequence_with_the_kernel_matches_the_reference_sequence(monke
     out = {}
     for mode in ("kernel", "mlx"):
         monkeypatch.setenv(mlstm_kernels.ENV, mode)
-        out[mode] = mlstm_cell.recurrent(q, k, v, i, f, MLSTMState.zeros(B, NH, DQK, DV), 1e-6, with_trace=True)
+        out[mode] = mlstm_cell.recurrent(q, k, v, i, f, MLSTMState.zeros(B, NH, DQK, DV), 1e-6, with_trace=True,
+                                         step=mlstm_kernels.recurrent_step)
     (h, s, tr), (h_ref, s_ref, tr_ref) = out["kernel"], out["mlx"]
     assert _rel(h, h_ref) <= 2e-5 and _rel(s.C, s_ref.C) <= 2e-5 and _rel(tr.C_norm, tr_ref.C_norm) <= 2e-5

@@ -4,9 +4,8 @@ and `orig_mixed` fixtures (tools/golden_original.py: per-block intermediates and
 backend), and mixed stacks trace, take interventions, step in the debugger, compile, save, load and open in the
 dashboard.
 
-The 7B-format model ends in RMSNorm and a soft-capped head where the original ends in LayerNorm(1 + w) without a
-cap, so the official logits are not comparable here; every block's output and state is (the stream entering block
-1 is block 0's output, so the whole stack is checked)."""
+The official logits are compared in test_original_parity.py (the same loaded model); here every block's output and
+state is (the stream entering block 1 is block 0's output, so the whole stack is checked)."""
 
 import mlx.core as mx
 import numpy as np
@@ -28,63 +27,9 @@ ULPS_MLSTM_H = 1700
 
 
 def _official_as_registry_model(folder):
-    """A 7B-format model of "slstm" / "orig_mlstm" blocks holding the official checkpoint's block weights."""
-    original = xlstm_viz.load_model(folder)
-    oc = original.config
-    kinds = ["slstm" if k == "slstm" else "orig_mlstm" for k in oc.block_types]
-    heads = oc.mlstm.num_heads if oc.mlstm is not None else oc.slstm.num_heads
-    config = XLSTMConfig(embedding_dim=oc.embedding_dim, num_heads=heads, slstm_num_heads=oc.slstm.num_heads,
-                         num_blocks=oc.num_blocks,
-                         vocab_size=oc.vocab_size, block_types=kinds, use_bias=True,
-                         ffn_proj_factor=oc.feedforward.proj_factor,
-                         ffn_round_up_to_multiple_of=oc.feedforward.round_proj_up_to_multiple_of)
-    assert config.ffn_dim == oc.ffn_dim
-    if "orig_mlstm" in kinds:
-        assert oc.mlstm.qkv_proj_blocksize == 4
-    model = XLSTM(config)
-    W, F = original.weights, oc.ffn_dim
-    new = {"backbone.embeddings.weight": W["token_embedding.weight"]}
-    for b, kind in enumerate(kinds):
-        o, p = f"xlstm_block_stack.blocks.{b}.", f"backbone.blocks.{b}."
-        if kind == "orig_mlstm":
-            I, L, q = oc.inner_dim, p + "mlstm_layer.", o + "xlstm."
-            new.update({
-                p + "norm_mlstm.weight": W[o + "xlstm_norm.weight"],
-                L + "proj_up.weight": W[q + "proj_up.weight"][:I], L + "proj_z.weight": W[q + "proj_up.weight"][I:],
-                L + "proj_up.bias": W[q + "proj_up.bias"][:I], L + "proj_z.bias": W[q + "proj_up.bias"][I:],
-                L + "conv1d.weight": W[q + "conv1d.conv.weight"], L + "conv1d.bias": W[q + "conv1d.conv.bias"],
-                **{L + f"{g}.{leaf}": W[q + f"{g}_proj.{leaf}"] for g in "qkv" for leaf in ("weight", "bias")},
-                **{L + f"{g}.{leaf}": W[q + f"mlstm_cell.{g}.{leaf}"] for g in ("igate", "fgate")
-                   for leaf in ("weight", "bias")},
-                L + "outnorm.weight": W[q + "mlstm_cell.outnorm.weight"], L + "learnable_skip": W[q + "learnable_skip"],
-                L + "proj_down.weight": W[q + "proj_down.weight"], L + "proj_down.bias": W[q + "proj_down.bias"],
-            })
-            continue
-        up = W[o + "ffn.proj_up.weight"]
-        # use_bias gives the sLSTM FFN biases; where the official FFN has none (orig_mixed), they are zero
-        up_b = W.get(o + "ffn.proj_up.bias", mx.zeros((2 * F,)))
-        new.update({
-            p + "norm_slstm.weight": W[o + "xlstm_norm.weight"],
-            p + "slstm_layer.conv1d.weight": W[o + "xlstm.conv1d.conv.weight"],
-            p + "slstm_layer.conv1d.bias": W[o + "xlstm.conv1d.conv.bias"],
-            # the official layer's quirk: the parameter named fgate computes the input gate, igate the forget gate
-            p + "slstm_layer.igate.weight": W[o + "xlstm.fgate.weight"],
-            p + "slstm_layer.fgate.weight": W[o + "xlstm.igate.weight"],
-            p + "slstm_layer.zgate.weight": W[o + "xlstm.zgate.weight"],
-            p + "slstm_layer.ogate.weight": W[o + "xlstm.ogate.weight"],
-            p + "slstm_layer.recurrent_kernel": W[o + "xlstm.slstm_cell._recurrent_kernel_"],
-            p + "slstm_layer.bias": W[o + "xlstm.slstm_cell._bias_"],
-            p + "slstm_layer.group_norm.weight": W[o + "xlstm.group_norm.weight"],
-            p + "norm_ffn.weight": W[o + "ffn_norm.weight"],
-            p + "ffn.proj_up_gate.weight": up[:F], p + "ffn.proj_up_gate.bias": up_b[:F],
-            p + "ffn.proj_up.weight": up[F:], p + "ffn.proj_up.bias": up_b[F:],
-            p + "ffn.proj_down.weight": W[o + "ffn.proj_down.weight"],
-            p + "ffn.proj_down.bias": W.get(o + "ffn.proj_down.bias", mx.zeros((oc.embedding_dim,))),
-        })
-    shapes = model.checkpoint_shapes()
-    assert set(new) == {k for k in shapes if not k.startswith(("lm_head.", "backbone.out_norm."))}
-    assert all(tuple(new[k].shape) == shapes[k] for k in new)
-    model.update(tree_unflatten(list(new.items())))
+    """The official checkpoint as the registry model of "slstm" / "orig_mlstm" blocks (load_model converts it)."""
+    model = xlstm_viz.load_model(folder)
+    assert isinstance(model, XLSTM)
     return model
 
 
@@ -269,33 +214,10 @@ def test_slstm_heads_are_a_config_field_that_round_trips_and_is_checked_by_name(
 
 
 
-@pytest.mark.parametrize("name", ["orig_slstm", "orig_mixed"])
-@pytest.mark.parametrize("mode", ["chunkwise", "recurrent"])
-def test_an_original_checkpoint_converts_to_the_registry_model_with_the_official_logits_and_states(golden_dir, name,
-                                                                                                   mode):
-    from xlstm_viz.model.convert import registry_model
-
-    original = xlstm_viz.load_model(golden_dir / name)
-    ref = np.load(golden_dir / name / "reference.npz")
-    ids = mx.array(ref["input_ids"])
-    model = registry_model(original)
-    logits, state = model(ids, mode=mode)
-    np.testing.assert_allclose(np.array(logits), ref["logits_step"], atol=1e-3)  # the parity bar of the original
-    theirs, their_state = original(ids, mode=mode)
-    np.testing.assert_allclose(np.array(logits), np.array(theirs), atol=1e-5 * np.abs(np.array(theirs)).max())
-    for b, (ours, official) in enumerate(zip(state, their_state)):
-        for cell in official:
-            for k, (x, y) in enumerate(zip(*(s.arrays() if hasattr(s, "arrays") else (s,) for s in (ours[cell],
-                                                                                                  official[cell])))):
-                assert_close_to_scale(np.array(x), np.array(y), ULPS, f"block {b} {cell} [{k}]")
-
-
-def test_a_cuda_layout_checkpoint_converts_to_the_same_registry_model(golden_dir):
-    from xlstm_viz.model.convert import registry_model
-
+def test_a_cuda_layout_checkpoint_loads_to_the_same_registry_model(golden_dir):
     ids = mx.array(np.load(golden_dir / "orig_slstm" / "reference.npz")["input_ids"])
-    vanilla = registry_model(xlstm_viz.load_model(golden_dir / "orig_slstm"))(ids)[0]
-    cuda = registry_model(xlstm_viz.load_model(golden_dir / "orig_slstm_cuda"))(ids)[0]
+    vanilla = xlstm_viz.load_model(golden_dir / "orig_slstm")(ids)[0]
+    cuda = xlstm_viz.load_model(golden_dir / "orig_slstm_cuda")(ids)[0]
     np.testing.assert_array_equal(np.array(cuda), np.array(vanilla))
 
 
@@ -322,10 +244,9 @@ def test_an_original_checkpoint_traces_and_steps_in_the_dashboard(golden_dir, tm
 
 def test_original_mlstm_memory_norms_agree_between_the_host_recurrence_and_the_cells_trace(golden_dir):
     from xlstm_viz.execution.trace import Recorder
-    from xlstm_viz.model.convert import registry_model
     from xlstm_viz.model.forward import Executor
 
-    model = registry_model(xlstm_viz.load_model(golden_dir / "orig_mixed"))
+    model = xlstm_viz.load_model(golden_dir / "orig_mixed")
     ids = mx.array(np.load(golden_dir / "orig_mixed" / "reference.npz")["input_ids"])
     norms = {}
     for memory_on in ("host", "trace"):
@@ -335,3 +256,42 @@ def test_original_mlstm_memory_norms_agree_between_the_host_recurrence_and_the_c
     for probe, stats in norms["trace"].items():
         for key in ("C_norm", "n_norm", "m"):
             assert_close_to_scale(norms["host"][probe][key], stats[key], ULPS, f"{probe} {key}")
+
+def test_original_block_sizes_are_config_fields_that_set_shapes_state_and_computation():
+    from xlstm_viz.config import ConfigError
+
+    base = dict(embedding_dim=32, num_heads=4, num_blocks=2, vocab_size=40, chunk_size=4,
+                layer_types=["orig_mlstm", "slstm"], output_logit_soft_cap=None)
+    sizes = dict(orig_mlstm_inner_dim=96, orig_mlstm_qkv_blocksize=8, orig_mlstm_conv_kernel=2, slstm_conv_kernel=3,
+                 slstm_ffn_dim=48, slstm_ffn_act="relu")
+    config = XLSTMConfig.from_dict({**base, **sizes})
+    assert XLSTMConfig.from_dict(config.to_dict()) == config
+    assert not set(sizes) & set(XLSTMConfig.from_dict(base).to_dict())  # defaults are not written
+    model = XLSTM(config)
+    shapes = model.checkpoint_shapes()
+    assert shapes["backbone.blocks.0.mlstm_layer.q.weight"] == (12, 8, 8)  # 96 / 8 blocks of 8
+    assert shapes["backbone.blocks.0.mlstm_layer.conv1d.weight"] == (96, 1, 2)
+    assert shapes["backbone.blocks.1.slstm_layer.conv1d.weight"] == (32, 1, 3)
+    assert shapes["backbone.blocks.1.ffn.proj_down.weight"] == (32, 48)
+    state = [block.new_state(2) for block in model.blocks]
+    assert state[0]["mlstm.conv"].shape == (2, 1, 96) and state[1]["slstm.conv"].shape == (2, 2, 32)
+    rng = np.random.default_rng(0)
+    model.update(tree_unflatten([(k, mx.array(rng.normal(0, 0.3, v.shape).astype(np.float32)))
+                                 for k, v in tree_flatten(model.parameters())]))
+    ids = mx.array(rng.integers(0, 40, (2, 7)))
+    a, sa = model(ids, mode="chunkwise")
+    b, sb = model(ids, mode="recurrent")
+    np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-4 * np.abs(np.array(b)).max())
+    # the FFN activation is used: gelu instead of relu changes the logits
+    gelu = XLSTM(XLSTMConfig.from_dict({**base, **sizes, "slstm_ffn_act": "gelu"}))
+    gelu.update(model.parameters())
+    assert np.abs(np.array(gelu(ids)[0]) - np.array(a)).max() > 1e-3
+    # no conv and no FFN: those cells and parameters are gone, the block state keeps only the memory
+    bare = XLSTM(XLSTMConfig.from_dict({**base, "slstm_conv_kernel": 0, "slstm_ffn_act": None}))
+    assert not any(".slstm_layer.conv1d." in k or ".ffn." in k or "norm_ffn" in k for k in bare.checkpoint_shapes())
+    assert set(bare.blocks[1].new_state(1)) == {"slstm.memory"}
+    bare(ids)
+    with pytest.raises(ConfigError, match=r"'orig_mlstm_qkv_blocksize' = 5 must divide the orig_mlstm inner width 64"):
+        XLSTMConfig.from_dict({**base, "orig_mlstm_qkv_blocksize": 5})
+    with pytest.raises(ConfigError, match=r"slstm_ffn_act"):
+        XLSTMConfig.from_dict({**base, "slstm_ffn_act": "tanh"})

@@ -31,7 +31,6 @@ _EXPORTS = {
     "load_model": "xlstm_viz.checkpoint",
     "XLSTMConfig": "xlstm_viz.config",
     "XLSTM": "xlstm_viz.model",
-    "OriginalXLSTM": "xlstm_viz.model.xlstm_original",
     "generate": "xlstm_viz.generation",
     "MLSTMState": "xlstm_viz.model",
     "Trace": "xlstm_viz.execution.trace",

@@ -209,14 +209,14 @@ def load_model(path: str | Path, dtype: str = "float32", progress: bool | None =
     "bfloat16", or "auto" (bf16 when the weights are bf16, as the official autocast). README "Compute dtype" gives
     what each costs in accuracy.
 
-    A folder of the original xLSTM (`xlstm.xLSTMLMModel`) loads into `OriginalXLSTM` instead
-    (xlstm_viz/model/xlstm_original.py), with the same strict checks."""
+    A folder of the original xLSTM (`xlstm.xLSTMLMModel`) is read by its own config and tensor checks
+    (xlstm_viz/model/xlstm_original.py) into the same XLSTM class, of "orig_mlstm" / "slstm" blocks."""
     from xlstm_viz.model import XLSTM
 
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist or is not a folder")
-    # --- original xLSTM (xLSTMLMModel): its own config, names and model; delegated whole ---
+    # --- original xLSTM (xLSTMLMModel): its own config and names, converted to registry blocks ---
     if _is_original_xlstm(folder):
         from xlstm_viz.model.xlstm_original import load_original
 

@@ -20,15 +20,14 @@ def _info(args) -> int:
         model = xlstm_viz.load_model(args.model) if args.model else xlstm_viz.load_demo()
     print(model.summary())
     print(f"source: {model.source or demo_path()}")
-    for j, block in enumerate(getattr(model, "blocks", ())):  # OriginalXLSTM has no block modules
+    for j, block in enumerate(model.blocks):
         if getattr(block, "wiring", None) is not None:
             print(f"blocks.{j} ({block.block_type}) neuron wiring: {block.wiring!r}")
     print(blas.describe())
     from xlstm_viz.execution import stats
 
     print(stats.describe())
-    if hasattr(model, "block_wiring"):  # the original xLSTM (OriginalXLSTM) has no wirings yet
-        print(f"block wiring: {model.block_wiring!r}")
+    print(f"block wiring: {model.block_wiring!r}")
     print(f"probes per token: {len(model.probe_names())} (e.g. {', '.join(model.probe_names()[:6])}, ...)")
     return 0
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal, Optional, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from xlstm_viz.dims import MLSTMBlockDims, mlstm_block_dims
+from xlstm_viz.dims import MLSTMBlockDims, mlstm_block_dims, up_proj_dim
 
 
 class ConfigError(ValueError):
@@ -20,6 +20,7 @@ class ConfigError(ValueError):
 # Field types for the validation (pydantic, strict mode: "0.5" is not a number, 1 is not a bool, 2.0 is not an int;
 # an int is a valid float). The dataclass ignores the Annotated metadata, pydantic reads it.
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 TokenId = Optional[Annotated[int, Field(ge=0)]]
 StorageDtype = Literal["float32", "bfloat16", "float16"]
@@ -108,6 +109,14 @@ class XLSTMConfig(ValidatedConfig):
     block_types: Optional[list[Annotated[str, Field(min_length=1)]]] = None
     # Heads of the "slstm" blocks of a mixed stack (the official sLSTM layer has its own num_heads); None = num_heads.
     slstm_num_heads: Optional[PositiveInt] = None
+    # Sizes of the original xLSTM's blocks (layer types "orig_mlstm" and "slstm"), as an xLSTMLMModel config sets them
+    # (xlstm_viz.model.convert); the defaults are xlstm 2.0.6's. Unused by "mlstm" blocks; not written when default.
+    orig_mlstm_inner_dim: Optional[PositiveInt] = None  # None: proj_factor 2 x embedding_dim rounded up to 64
+    orig_mlstm_qkv_blocksize: PositiveInt = 4  # block size of the block-diagonal q, k, v
+    orig_mlstm_conv_kernel: PositiveInt = 4
+    slstm_conv_kernel: NonNegativeInt = 4  # 0: no conv (the sLSTM's input and forget gates read the normed input)
+    slstm_ffn_dim: Optional[PositiveInt] = None  # the sLSTM FFN's width; None: ffn_dim (ffn_proj_factor's rule)
+    slstm_ffn_act: Optional[Literal["gelu", "relu", "relu^2", "sigmoid", "swish", "selu"]] = "gelu"  # None: no FFN
     # Keys of config.json that are not fields here (HF extras); kept so that save() writes them back.
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -137,6 +146,17 @@ class XLSTMConfig(ValidatedConfig):
     def ffn_dim(self) -> int:
         return self.dims.ffn_dim
 
+    @property
+    def orig_mlstm_dim(self) -> int:
+        """The inner width of an "orig_mlstm" block (the official mLSTM layer's proj_up output per half)."""
+        if self.orig_mlstm_inner_dim is not None:
+            return self.orig_mlstm_inner_dim
+        return up_proj_dim(2.0, self.embedding_dim, 64, True)
+
+    @property
+    def slstm_ffn_width(self) -> int:
+        return self.slstm_ffn_dim if self.slstm_ffn_dim is not None else self.ffn_dim
+
     def layer_types(self) -> list[str]:
         return list(self.block_types) if self.block_types else ["mlstm"] * self.num_blocks
 
@@ -147,6 +167,12 @@ class XLSTMConfig(ValidatedConfig):
                     f"{name} = int(embedding_dim * {name}_factor) = {dim} must be a positive multiple of "
                     f"num_heads = {self.num_heads}"
                 )
+        if "orig_mlstm" in self.layer_types():
+            inner = self.orig_mlstm_dim
+            for name, value in (("num_heads", self.num_heads), ("orig_mlstm_qkv_blocksize", self.orig_mlstm_qkv_blocksize)):
+                if inner % value:
+                    raise ConfigError(f"config field {name!r} = {value} must divide the orig_mlstm inner width {inner} "
+                                      f"(orig_mlstm_inner_dim)")
         if self.block_types is not None and len(self.block_types) != self.num_blocks:
             raise ConfigError(
                 f"config field 'block_types' has {len(self.block_types)} entries but num_blocks = {self.num_blocks}"
@@ -199,6 +225,9 @@ class XLSTMConfig(ValidatedConfig):
         for name in ("block_types", "slstm_num_heads"):  # unset: not written (7B configs stay as they were)
             if d.get(name) is None:
                 d.pop(name)
+        for f in dataclasses.fields(self):  # the original blocks' sizes: written only when not the default
+            if f.name.startswith(("orig_mlstm_", "slstm_conv", "slstm_ffn")) and d[f.name] == f.default:
+                d.pop(f.name)
         if d.get("out_norm_type") == "rmsnorm":  # the default is not written: the official xLSTMLarge has no such field
             d.pop("out_norm_type")
         # Keep the HF aliases consistent so transformers reads small models correctly.

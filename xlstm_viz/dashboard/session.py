@@ -39,17 +39,7 @@ def load_default_model(model_path=None):
     if model_path in DEMOS:  # a bundled model by name ("demo", "hybrid")
         return xlstm_viz.load_demo(name=model_path)
     if model_path is not None:
-        model = xlstm_viz.load_model(model_path)
-        if getattr(model, "block_kind", None) == "original":
-            # shown as the same computation in registry block types (orig_mlstm, slstm), which the views read
-            from xlstm_viz.model.convert import NotConvertible, registry_model
-
-            try:
-                return registry_model(model)
-            except NotConvertible as err:
-                raise ValueError(f"{model_path} is an original xLSTM (xLSTMLMModel) the dashboard cannot show: {err}. "
-                                 "Use the Python API: model(ids, mode=..., observer=...)") from None
-        return model
+        return xlstm_viz.load_model(model_path)  # an original xLSTM folder loads as registry blocks too
     return xlstm_viz.load_demo()
 
 

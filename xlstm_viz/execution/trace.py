@@ -18,6 +18,7 @@ import numpy as np
 from xlstm_viz.execution import stats_gpu
 from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_heads, probe_names, select_probes
 from xlstm_viz.model.forward import Executor
+from xlstm_viz.model.xlstm import XLSTM
 from xlstm_viz.execution.stats import (
     kernel_stats, kernels_available, memory_stats, numpy_stats, stats_table, table_slices,
 )
@@ -335,3 +336,6 @@ def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode:
     }
     probes_recorded = [p for p in recorder.names if p in stats]
     return Trace(np.array(input_ids), np.ascontiguousarray(recorder.host_logits), probes_recorded, stats, full, meta)
+
+
+XLSTM.run_with_trace = run_with_trace  # model.run_with_trace(ids, ...): the model does not import execution

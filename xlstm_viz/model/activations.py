@@ -150,3 +150,14 @@ def soft_cap(x: mx.array, cap: float | None) -> mx.array:
 def log_sigmoid(x: mx.array) -> mx.array:
     """log(sigmoid(x)) = -softplus(-x), stable for large |x|."""
     return -mx.logaddexp(mx.zeros_like(x), -x)
+
+
+# The original xLSTM's feed-forward activations (components/feedforward.py `act_fn`), by their official names.
+FFN_ACTIVATIONS = {
+    "gelu": nn.gelu,  # exact (erf) GELU, as torch.nn.functional.gelu
+    "relu": nn.relu,
+    "relu^2": lambda x: mx.square(nn.relu(x)),
+    "sigmoid": mx.sigmoid,
+    "swish": nn.silu,
+    "selu": nn.selu,
+}

@@ -86,3 +86,22 @@ def product(x: dict[str, mx.array]) -> mx.array:
     for value in values:
         out = out * value
     return out
+
+
+def headwise(x: mx.array, w: mx.array, b: mx.array | None = None) -> mx.array:
+    """LinearHeadwiseExpand: block-diagonal y_h = W_h x_h, W [NB, out, in] over NB consecutive feature blocks."""
+    nb, _, din = w.shape
+    y = mx.einsum("...hd,hod->...ho", x.reshape(*x.shape[:-1], nb, din), w)
+    y = y.reshape(*x.shape[:-1], -1)
+    return y if b is None else y + b
+
+
+def causal_conv(x: mx.array, w: mx.array, b: mx.array, history: mx.array) -> tuple[mx.array, mx.array]:
+    """Depthwise causal Conv1d (CausalConv1d): y_t = b + sum_j w[:, 0, j] x_{t-KS+1+j}, x [B, S, F], w [F, 1, KS].
+
+    `history` holds the KS-1 inputs before x ([B, KS-1, F], zeros at the start); returns y and the new history."""
+    ks = w.shape[-1]
+    xp = mx.concatenate([history, x], axis=1)
+    S = x.shape[1]
+    y = b + sum(w[:, 0, j] * xp[:, j : j + S] for j in range(ks))
+    return y, xp[:, xp.shape[1] - (ks - 1) :]

@@ -1,9 +1,8 @@
-"""An original xLSTM (`OriginalXLSTM`, an xLSTMLMModel checkpoint) as a block-registry model (`XLSTM`) with the
-same computation: its mLSTM blocks become "orig_mlstm" blocks, its sLSTM blocks "slstm" blocks, its post-blocks
-norm a `layernorm_offset` out_norm, its head uncapped. That model runs through the shared forward, so traces,
-interventions, the debugger and the dashboard work on it; `registry_model` refuses, naming the field, a config whose
-parts the registry's block types do not cover (their sizes are the official defaults: conv1d_kernel_size 4,
-qkv_proj_blocksize 4, mLSTM proj_factor 2 rounded up to a multiple of 64; the sLSTM block has its FFN).
+"""An original xLSTM (an xLSTMLMModel checkpoint: `OriginalConfig` + its official tensors) as a block-registry model
+(`XLSTM`) with the same computation: its mLSTM blocks become "orig_mlstm" blocks, its sLSTM blocks "slstm" blocks
+(with or without conv and FFN), its post-blocks norm a `layernorm_offset` out_norm, its head uncapped; the official
+sizes go into the config (`registry_config`). That model runs through the shared forward, so traces, interventions,
+the debugger and the dashboard work on it. `xlstm_viz.load_model` on an original folder returns it.
 
 Weights are renamed (not copied): the official proj_up [2I, D] is split into proj_up / proj_z (and the sLSTM FFN's
 into proj_up_gate / proj_up), the official `fgate`/`igate` naming swap of the sLSTM layer is undone, a cuda-layout
@@ -18,53 +17,38 @@ from mlx.utils import tree_unflatten
 
 from xlstm_viz.config import XLSTMConfig
 from xlstm_viz.model import slstm_cell
-from xlstm_viz.model.orig_mlstm_block import CONV_KERNEL as MLSTM_CONV, PROJ_FACTOR, QKV_BLOCKSIZE, ROUND_TO
-from xlstm_viz.model.slstm_block import CONV_KERNEL as SLSTM_CONV
 from xlstm_viz.model.xlstm import XLSTM
-from xlstm_viz.model.xlstm_original import OriginalXLSTM
+
+# `oc` below is an xlstm_viz.model.xlstm_original.OriginalConfig (not imported: that module imports this one)
 
 
-class NotConvertible(ValueError):
-    """The original config has a part the block registry's types do not cover (names the field and value)."""
-
-
-def _require(ok: bool, field: str, value, need) -> None:
-    if not ok:
-        raise NotConvertible(f"config field {field!r} = {value!r}: the registry's block type needs {need}")
-
-
-def registry_config(original: OriginalXLSTM) -> XLSTMConfig:
-    oc = original.config
+def registry_config(oc, chunk_size: int = 64) -> XLSTMConfig:
+    """The XLSTMConfig of the registry model: block types, heads and every official size the blocks read."""
     kinds = ["slstm" if k == "slstm" else "orig_mlstm" for k in oc.block_types]
-    if "orig_mlstm" in kinds:
+    has_m, has_s = "orig_mlstm" in kinds, "slstm" in kinds
+    ffn = oc.feedforward if has_s else None
+    sizes = {}
+    if has_m:
         m = oc.mlstm
-        _require(m.conv1d_kernel_size == MLSTM_CONV, "mlstm_block.mlstm.conv1d_kernel_size", m.conv1d_kernel_size, MLSTM_CONV)
-        _require(m.qkv_proj_blocksize == QKV_BLOCKSIZE, "mlstm_block.mlstm.qkv_proj_blocksize", m.qkv_proj_blocksize,
-                 QKV_BLOCKSIZE)
-        _require(m.proj_factor == PROJ_FACTOR and m.round_proj_up_to_multiple_of == ROUND_TO and m.round_proj_up_dim_up,
-                 "mlstm_block.mlstm.proj_factor", m.proj_factor, f"{PROJ_FACTOR} rounded up to a multiple of {ROUND_TO}")
-    if "slstm" in kinds:
-        s = oc.slstm
-        _require(s.conv1d_kernel_size == SLSTM_CONV, "slstm_block.slstm.conv1d_kernel_size", s.conv1d_kernel_size,
-                 SLSTM_CONV)
-        _require(oc.feedforward is not None, "slstm_block.feedforward", None, "a feed-forward")
-    heads = oc.mlstm.num_heads if "orig_mlstm" in kinds else oc.slstm.num_heads
-    ffn = oc.feedforward
+        sizes.update(orig_mlstm_inner_dim=oc.inner_dim, orig_mlstm_qkv_blocksize=m.qkv_proj_blocksize,
+                     orig_mlstm_conv_kernel=m.conv1d_kernel_size)
+    if has_s:
+        sizes.update(slstm_num_heads=oc.slstm.num_heads, slstm_conv_kernel=oc.slstm.conv1d_kernel_size,
+                     slstm_ffn_act=None if ffn is None else ffn.act_fn,
+                     **({} if ffn is None else {"slstm_ffn_dim": oc.ffn_dim}))
     return XLSTMConfig(
-        embedding_dim=oc.embedding_dim, num_heads=heads, num_blocks=oc.num_blocks, vocab_size=oc.vocab_size,
-        block_types=kinds, slstm_num_heads=oc.slstm.num_heads if "slstm" in kinds else None,
+        embedding_dim=oc.embedding_dim, num_heads=oc.mlstm.num_heads if has_m else oc.slstm.num_heads,
+        num_blocks=oc.num_blocks, vocab_size=oc.vocab_size, block_types=kinds,
         use_bias=bool(oc.bias or (ffn is not None and ffn.bias)), add_out_norm=oc.add_post_blocks_norm,
         out_norm_type="layernorm_offset", output_logit_soft_cap=None, tie_word_embeddings=oc.tie_weights,
-        chunk_size=original.chunk_size,
-        **({} if ffn is None else dict(ffn_proj_factor=ffn.proj_factor,
-                                       ffn_round_up_to_multiple_of=ffn.round_proj_up_to_multiple_of)),
+        chunk_size=chunk_size, **sizes,
     )
 
 
-def registry_model(original: OriginalXLSTM) -> XLSTM:
-    """The original model as an `XLSTM` of registry block types (same logits and states); see the module doc."""
-    config = registry_config(original)
-    oc, W = original.config, original.weights
+def registry_model(oc, W: dict, chunk_size: int = 64) -> XLSTM:
+    """The original model (config, official tensors by name, shapes already validated) as an `XLSTM` of registry
+    block types (same logits and states); see the module doc."""
+    config = registry_config(oc, chunk_size)
     model = XLSTM(config)
     shapes = model.checkpoint_shapes()
     zeros = lambda name: mx.zeros(shapes[name])  # noqa: E731  (an absent bias or GN weight: the same arithmetic)
@@ -96,19 +80,25 @@ def registry_model(original: OriginalXLSTM) -> XLSTM:
                             L + "proj_down.bias": get(q + "proj_down.bias", L + "proj_down.bias"),
                             **{L + f"{g}.bias": get(q + f"{g}_proj.bias", L + f"{g}.bias") for g in "qkv"}})
             continue
-        s, F, L, q = oc.slstm, oc.ffn_dim, p + "slstm_layer.", "xlstm."
+        s, L, q = oc.slstm, p + "slstm_layer.", "xlstm."
         R, bias = slstm_cell.vanilla_layout(W[o + q + "slstm_cell._recurrent_kernel_"], W[o + q + "slstm_cell._bias_"],
                                             s.num_heads, s.backend)
-        up = W[o + "ffn.proj_up.weight"]
+        if s.conv1d_kernel_size > 0:
+            new.update({L + "conv1d.weight": W[o + q + "conv1d.conv.weight"],
+                        L + "conv1d.bias": W[o + q + "conv1d.conv.bias"]})
         new.update({
             p + "norm_slstm.weight": W[o + "xlstm_norm.weight"],
-            L + "conv1d.weight": W[o + q + "conv1d.conv.weight"], L + "conv1d.bias": W[o + q + "conv1d.conv.bias"],
             # the official layer's naming swap: its `fgate` computes the input gate, its `igate` the forget gate
             L + "igate.weight": W[o + q + "fgate.weight"], L + "fgate.weight": W[o + q + "igate.weight"],
             L + "zgate.weight": W[o + q + "zgate.weight"], L + "ogate.weight": W[o + q + "ogate.weight"],
             L + "recurrent_kernel": R.reshape(shapes[L + "recurrent_kernel"]),
             L + "bias": bias.reshape(shapes[L + "bias"]),
             L + "group_norm.weight": get(q + "group_norm.weight", L + "group_norm.weight"),
+        })
+        if oc.feedforward is None:
+            continue
+        F, up = oc.ffn_dim, W[o + "ffn.proj_up.weight"]
+        new.update({
             p + "norm_ffn.weight": W[o + "ffn_norm.weight"],
             p + "ffn.proj_up_gate.weight": up[:F], p + "ffn.proj_up.weight": up[F:],
             p + "ffn.proj_down.weight": W[o + "ffn.proj_down.weight"],
@@ -128,5 +118,4 @@ def registry_model(original: OriginalXLSTM) -> XLSTM:
     # Evaluated here: the slices are lazy, and MLX evaluates an array on the thread that built it (the dashboard's
     # model thread is another one).
     mx.eval(model.parameters())
-    model.source = original.source
     return model

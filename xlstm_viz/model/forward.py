@@ -23,8 +23,7 @@ import numpy as np
 
 from xlstm_viz.model.activations import soft_cap
 from xlstm_viz.model.cells import CellParams, linear
-from xlstm_viz.model.norms import rms_norm
-from xlstm_viz.model.xlstm_original import LN_EPS, layer_norm
+from xlstm_viz.model.norms import LN_EPS, layer_norm, rms_norm
 from xlstm_viz.model.observer import CellEvent, StateEvent
 from xlstm_viz.wiring.block_types import CELL_TYPES, block_table
 
@@ -104,11 +103,6 @@ def _plan_key(wiring):
 def _weight_of(wiring, cell: str) -> str:
     """The checkpoint-relative path of the weight a cell owns (the wiring refuses sharing for weightless cells)."""
     return wiring.cells[cell].params["weight"]
-
-
-def block_state_keys(model, j: int) -> tuple[str, ...]:
-    """The stateful cells of block j (local names), from its block table."""
-    return tuple(row.local for row in block_table(model.config.layer_types()[j]).stateful())
 
 
 def state_arrays(state) -> list:

@@ -11,10 +11,10 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
+from xlstm_viz.wiring.profiles import HyperProfile, load_profile
+
 
 def initialize(model, profile, seed: int = 0) -> None:
-    from xlstm_viz.wiring.profiles import HyperProfile, load_profile
-
     if not isinstance(profile, HyperProfile):
         profile = load_profile(profile)
     rng = np.random.default_rng(seed)

@@ -24,7 +24,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from xlstm_viz.config import XLSTMConfig
-from xlstm_viz.model import mlstm_cell
+from xlstm_viz.model import mlstm_cell, mlstm_kernels
 from xlstm_viz.model.activations import sigmoid, silu, soft_cap
 from xlstm_viz.model.cells import CellParams, Weights, one, product, total, weighted
 from xlstm_viz.model.mlstm_cell import MLSTMState
@@ -108,7 +108,7 @@ def mlstm_memory(x, w, state: MLSTMState | None, p: CellParams):
         scale = q.shape[-1] ** 0.5
         q, k = q * scale, k / scale
     if p.mode == "recurrent":
-        h, state, trace = mlstm_cell.recurrent(q, k, v, i, f, state, p.config.eps, p.trace)
+        h, state, trace = mlstm_cell.recurrent(q, k, v, i, f, state, p.config.eps, p.trace, mlstm_kernels.recurrent_step)
     else:
         h, state, trace = mlstm_cell.chunkwise(q, k, v, i, f, state, p.config.eps, p.config.chunk_size, p.trace)
     B, NH, S, DV = h.shape

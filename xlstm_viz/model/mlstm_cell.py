@@ -76,14 +76,13 @@ def recurrent_step(
 
 def recurrent(
     q: mx.array, k: mx.array, v: mx.array, i: mx.array, f: mx.array, state: MLSTMState, eps: float,
-    with_trace: bool = False,
+    with_trace: bool = False, step=None,
 ) -> tuple[mx.array, MLSTMState, MemoryTrace | None]:
     """Token-by-token loop over a sequence. q, k [B, NH, S, DQK]; v [B, NH, S, DV]; i, f [B, NH, S]. Each step runs
-    the fused kernel where `mlstm_kernels.use_kernel` picks it (a GPU backend that passed its self-check), else
-    `recurrent_step`, the reference."""
-    from xlstm_viz.model import mlstm_kernels  # imports this module
-
-    step = mlstm_kernels.recurrent_step
+    `step` (same arguments and results as `recurrent_step`, the reference and the default): the mLSTM block passes
+    `mlstm_kernels.recurrent_step`, which runs the fused kernel where `mlstm_kernels.use_kernel` picks it (a GPU
+    backend that passed its self-check). Passed in, because mlstm_kernels imports this module."""
+    step = recurrent_step if step is None else step
     hs, cn, nn_, ms = [], [], [], []
     for t in range(q.shape[2]):
         h, state = step(q[:, :, t], k[:, :, t], v[:, :, t], i[:, :, t, None], f[:, :, t, None], state, eps)

@@ -59,3 +59,22 @@ class MultiHeadLayerNorm(nn.Module):
 
     def __call__(self, h: mx.array) -> mx.array:
         return multihead_layer_norm(h, self.weight, self.num_heads, self.eps, self.get("bias"))
+
+
+# The original xLSTM's norms (xlstm 2.0.6 components/ln.py): eps 1e-5, no bias, the weight stored as an offset from 1.
+LN_EPS = 1e-5
+
+
+def layer_norm(x: mx.array, w: mx.array | None, eps: float = LN_EPS) -> mx.array:
+    """LayerNorm with biased variance and no bias; scale = 1 + w (the checkpoint stores the offset w)."""
+    mean = mx.mean(x, axis=-1, keepdims=True)
+    var = mx.mean(mx.square(x - mean), axis=-1, keepdims=True)
+    y = (x - mean) * mx.rsqrt(var + eps)
+    return y if w is None else y * (1.0 + w)
+
+
+def group_norm(x: mx.array, w: mx.array | None, num_heads: int, eps: float = LN_EPS) -> mx.array:
+    """MultiHeadLayerNorm: a LayerNorm per head over its DH features of x [..., NH*DH], then the flat 1 + w."""
+    shape = x.shape
+    y = layer_norm(x.reshape(*shape[:-1], num_heads, shape[-1] // num_heads), None, eps).reshape(shape)
+    return y if w is None else y * (1.0 + w)

@@ -9,9 +9,9 @@
     out      = x + W_down((GN(h~) (1 + w) + s * x_c) * SiLU(z))             mlstm.norm, .skip, .h, .out, out
 
 The table is `ORIG_MLSTM_BLOCK` in `xlstm_viz.wiring.block_types`; the memory is the 7B block's `mlstm_memory`
-cell with `scale_k` (the recurrence is written once, in mlstm_cell.py). Sizes not in XLSTMConfig take the official
-defaults (proj_factor 2 rounded up to a multiple of 64, qkv_proj_blocksize 4, conv1d_kernel_size 4); `num_heads` is
-the config's. Parameter names follow this package's style: `norm_mlstm`, `mlstm_layer.{proj_up, proj_z, conv1d, q,
+cell with `scale_k` (the recurrence is written once, in mlstm_cell.py). Sizes come from the config: the inner width
+I `orig_mlstm_inner_dim` (default: proj_factor 2 x D rounded up to a multiple of 64), `orig_mlstm_qkv_blocksize`,
+`orig_mlstm_conv_kernel` (official defaults 4 and 4) and `num_heads`. Parameter names follow this package's style: `norm_mlstm`, `mlstm_layer.{proj_up, proj_z, conv1d, q,
 k, v, igate, fgate, outnorm, learnable_skip, proj_down}` (proj_up/proj_z are the official proj_up's two halves).
 """
 
@@ -21,13 +21,10 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from xlstm_viz.config import XLSTMConfig
-from xlstm_viz.dims import up_proj_dim
 from xlstm_viz.model.cells import CellParams, linear
 from xlstm_viz.model.mlstm_block import param
 from xlstm_viz.model.mlstm_cell import MLSTMState
 from xlstm_viz.wiring.block_types import attach_block, attach_cell_function
-
-PROJ_FACTOR, ROUND_TO, QKV_BLOCKSIZE, CONV_KERNEL = 2.0, 64, 4, 4  # the official MLSTMLayerConfig defaults
 
 
 def concat_linear(x, w, state, p: CellParams):  # W [x_1; x_2; ...] + b (the gates read [q; k; v])
@@ -56,12 +53,9 @@ for _name, _fn in (("concat_linear", concat_linear), ("learnable_skip", learnabl
 
 
 def orig_mlstm_dims(config: XLSTMConfig) -> dict:
-    D, NH = config.embedding_dim, config.num_heads
-    I = up_proj_dim(PROJ_FACTOR, D, ROUND_TO, True)
-    if I % NH or I % QKV_BLOCKSIZE:
-        raise ValueError(f"an orig_mlstm block needs num_heads ({NH}) and {QKV_BLOCKSIZE} to divide its inner "
-                         f"width {I}")
-    return {"D": D, "I": I, "num_heads": NH, "BS": QKV_BLOCKSIZE, "K": CONV_KERNEL}
+    # the config checks that num_heads and the q/k/v block size divide I (XLSTMConfig.check_consistency)
+    return {"D": config.embedding_dim, "I": config.orig_mlstm_dim, "num_heads": config.num_heads,
+            "BS": config.orig_mlstm_qkv_blocksize, "K": config.orig_mlstm_conv_kernel}
 
 
 class OrigMLSTMBlock(nn.Module):

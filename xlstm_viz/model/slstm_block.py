@@ -8,10 +8,13 @@
     c_t   = f' c_{t-1} + i' tanh(raw_z),  n_t = f' n_{t-1} + i'         i' = exp(raw_i - m_t), f' = exp(log sigma f + m_{t-1} - m_t)
     h_t   = sigma(raw_o) c_t / n_t                                        slstm.memory -> slstm.c / n / m / h
     y     = x + GN(h) (1 + w)                                            slstm.norm, mid
-    out   = y + W_down(GELU(W_g LN(y)) * W_u LN(y))                        ffn.norm_in, ffn.gate/up/h/out, out
+    out   = y + W_down(act(W_g LN(y)) * W_u LN(y))  (act: GELU)            ffn.norm_in, ffn.gate/up/h/out, out
 
-The recurrence itself is `xlstm_viz.model.slstm_cell` (shared with OriginalXLSTM, parity-tested against xlstm 2.0.6
-`backend="vanilla"`); the table that wires these cells, and so their probe names, is `SLSTM_BLOCK` in
+Sizes come from the config: conv1d_kernel_size `slstm_conv_kernel` (0: no conv, the i and f gates read x~), the
+FFN width `slstm_ffn_dim` and its activation `slstm_ffn_act` (None: no FFN, out = y); the table drops the absent
+cells (`CellRow.when`).
+
+The recurrence itself is `xlstm_viz.model.slstm_cell` (parity-tested against xlstm 2.0.6 `backend="vanilla"`); the table that wires these cells, and so their probe names, is `SLSTM_BLOCK` in
 `xlstm_viz.wiring.block_types`; the dashboard's sLSTM panels are that table's `panels`. Parameter names follow this
 package's 7B naming (`norm_slstm`, `slstm_layer.*`, `norm_ffn`, `ffn.proj_up_gate` / `proj_up` / `proj_down`); the
 recurrent kernel is stored in the official vanilla layout [NH, 4*DH, DH] (gates i, f, z, o) with bias [4*D].
@@ -25,13 +28,13 @@ import mlx.nn as nn
 
 from xlstm_viz.config import XLSTMConfig
 from xlstm_viz.model import slstm_cell
-from xlstm_viz.model.cells import CellParams, one, weighted
+from xlstm_viz.model.activations import FFN_ACTIVATIONS
+from xlstm_viz.model.cells import CellParams, causal_conv, headwise, one, weighted
 from xlstm_viz.model.mlstm_block import param
+from xlstm_viz.model.norms import LN_EPS, group_norm, layer_norm
 from xlstm_viz.model.slstm_cell import SLSTMState
-from xlstm_viz.model.xlstm_original import LN_EPS, causal_conv, group_norm, headwise, layer_norm
 from xlstm_viz.wiring.block_types import attach_block, attach_cell_function
 
-CONV_KERNEL = 4  # the official sLSTM layer's conv1d_kernel_size default
 GATES = ("igate", "fgate", "zgate", "ogate")
 
 
@@ -82,13 +85,16 @@ def group_norm_cell(x, w, state, p: CellParams):  # per-head LN(h) (1 + w)
     return group_norm(one(x, "group_norm"), None if path is None else w(path), num_heads, LN_EPS), None
 
 
-def linear_gelu(x, w, state, p: CellParams):  # the FFN's gate branch: GELU(W_g y) (exact, erf GELU)
-    return nn.gelu(weighted(x, w, p, "linear_gelu")), None
+def linear_act(x, w, state, p: CellParams):  # the FFN's gate branch: act(W_g y) (official default: exact GELU)
+    act = p.params.get("act", "gelu")
+    if act not in FFN_ACTIVATIONS:
+        raise ValueError(f"a 'linear_act' cell's params['act'] must be one of {sorted(FFN_ACTIVATIONS)}, got {act!r}")
+    return FFN_ACTIVATIONS[act](weighted(x, w, p, "linear_act")), None
 
 
 for _name, _fn in (("layernorm", layernorm), ("causal_conv", conv), ("headwise", headwise_cell),
                    ("slstm_memory", slstm_memory), ("state_slice", state_slice), ("group_norm", group_norm_cell),
-                   ("linear_gelu", linear_gelu)):
+                   ("linear_act", linear_act)):
     attach_cell_function(_name, _fn)
 
 
@@ -101,16 +107,17 @@ class SLSTMBlock(nn.Module):
         D, NH, DH, K, F = d["D"], d["num_heads"], d["DH"], d["K"], d["F"]
         self.norm_slstm = {"weight": mx.zeros((D,))}  # offsets from 1: zeros = the identity scale
         self.slstm_layer = {
-            "conv1d": {"weight": mx.zeros((D, 1, K)), "bias": mx.zeros((D,))},
+            **({"conv1d": {"weight": mx.zeros((D, 1, K)), "bias": mx.zeros((D,))}} if K > 0 else {}),
             **{g: {"weight": mx.zeros((NH, DH, DH))} for g in GATES},
             "recurrent_kernel": mx.zeros((NH, 4 * DH, DH)),
             "bias": mx.zeros((4 * D,)),
             "group_norm": {"weight": mx.zeros((D,))},
         }
-        self.norm_ffn = {"weight": mx.zeros((D,))}
-        bias = config.use_bias  # the FFN's linears have biases with use_bias (the official `feedforward.bias`)
-        self.ffn = {"proj_up_gate": nn.Linear(D, F, bias=bias), "proj_up": nn.Linear(D, F, bias=bias),
-                    "proj_down": nn.Linear(F, D, bias=bias)}
+        if d["act"] is not None:  # the block's feed-forward (an official sLSTM block may have none)
+            self.norm_ffn = {"weight": mx.zeros((D,))}
+            bias = config.use_bias  # the FFN's linears have biases with use_bias (the official `feedforward.bias`)
+            self.ffn = {"proj_up_gate": nn.Linear(D, F, bias=bias), "proj_up": nn.Linear(D, F, bias=bias),
+                        "proj_down": nn.Linear(F, D, bias=bias)}
         self._dims = (D, NH, DH, K)
 
     def param(self, path: str) -> mx.array | None:
@@ -118,7 +125,8 @@ class SLSTMBlock(nn.Module):
 
     def new_state(self, batch: int) -> dict:
         D, NH, DH, K = self._dims
-        return {"slstm.conv": mx.zeros((batch, K - 1, D)), "slstm.memory": SLSTMState.zeros(batch, NH, DH)}
+        conv = {"slstm.conv": mx.zeros((batch, K - 1, D))} if K > 0 else {}
+        return {**conv, "slstm.memory": SLSTMState.zeros(batch, NH, DH)}
 
 
 def slstm_dims(config: XLSTMConfig) -> dict:
@@ -126,7 +134,8 @@ def slstm_dims(config: XLSTMConfig) -> dict:
     if D % NH:
         raise ValueError(f"an sLSTM block needs its heads (slstm_num_heads or num_heads = {NH}) to divide "
                          f"embedding_dim ({D})")
-    return {"D": D, "num_heads": NH, "DH": D // NH, "K": CONV_KERNEL, "F": config.ffn_dim}
+    return {"D": D, "num_heads": NH, "DH": D // NH, "K": config.slstm_conv_kernel, "F": config.slstm_ffn_width,
+            "act": config.slstm_ffn_act}
 
 
 attach_block("slstm", SLSTMBlock, slstm_dims)

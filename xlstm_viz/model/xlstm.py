@@ -23,6 +23,7 @@ from xlstm_viz.dims import model_parameters
 from xlstm_viz.model import mlstm_block, neuron_block, orig_mlstm_block, slstm_block  # noqa: F401
 from xlstm_viz.model import activations, mlstm_kernels
 from xlstm_viz.model.forward import Executor, _check_ids, state_arrays, state_like
+from xlstm_viz.model.initialization import initialize
 from xlstm_viz.model.interventions import Interventions
 from xlstm_viz.model.norms import RMSNorm
 from xlstm_viz.wiring import BlockWiring, CellWiring
@@ -248,10 +249,9 @@ class XLSTM(nn.Module):
 
         return step
 
-    def run_with_trace(self, input_ids, probes=None, mode: str = "stats", run_mode: str = "chunkwise", state=None):
-        from xlstm_viz.execution.trace import run_with_trace
-
-        return run_with_trace(self, input_ids, probes=probes, mode=mode, run_mode=run_mode, state=state)
+    # `run_with_trace(ids, probes=None, mode="stats"|"full", run_mode=..., state=None) -> Trace` is a method that
+    # xlstm_viz.execution.trace attaches (execution reads the model, never the other way round); the model package's
+    # __init__ loads it after every model module, so every XLSTM has it.
 
     def probe_names(self) -> list[str]:
         """All probe names, in execution order (for one token): every cell of every wiring, named like the cell."""
@@ -267,8 +267,6 @@ class XLSTM(nn.Module):
 
     def init_from_profile(self, profile, seed: int = 0) -> None:
         """Initialise every parameter from a HyperProfile (xlstm_viz.wiring.profiles), e.g. gate bias ranges."""
-        from xlstm_viz.model.initialization import initialize
-
         initialize(self, profile, seed)
 
     def save(self, path: str | Path, dtype: str | None = None) -> Path:

@@ -34,7 +34,7 @@ dashboard/trace_view.py + trace_tables.gate_panels (its gates and states over ti
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 HEAD_RULES = ("none", "heads", "features")
@@ -100,7 +100,7 @@ for _t in (
     CellType("slstm_memory", inputs="many", state=("c", "n", "m", "h"), kind="memory"),  # [c; n; m; h] per token
     CellType("state_slice", heads="heads", kind="memory"),  # one of c, n, m, h out of the sLSTM memory's output
     CellType("group_norm", heads="heads", kind="norm"),  # per-head LayerNorm, weight as an offset from 1
-    CellType("linear_gelu", kind="ffn"),
+    CellType("linear_act", kind="ffn"),  # act(W x + b), the act named by the cell's params (the sLSTM FFN's gate)
     # the original mLSTM block's (xlstm_viz/model/orig_mlstm_block.py)
     CellType("concat_linear", inputs="many", heads="features", kind="gate"),  # W [x_1; x_2; ...] + b
     CellType("learnable_skip", inputs="many", heads="heads", kind="residual"),  # x_1 + s * x_2
@@ -127,6 +127,12 @@ class CellRow:
     heads: str | None = None
     kind: str | None = None
     extra: Callable[[dict], dict] | None = None
+    # A row the block has only for some sizes (the sLSTM's conv when conv1d_kernel_size > 0, its FFN when it has
+    # one): `when(dims)` False drops the cell and every connection that touches it.
+    when: Callable[[dict], bool] | None = None
+
+    def present(self, dims: dict) -> bool:
+        return self.when is None or bool(self.when(dims))
 
     def head_rule(self) -> str:
         return self.heads or cell_type(self.cell_type).heads
@@ -138,7 +144,8 @@ class CellRow:
 @dataclass
 class BlockTable:
     """A block type: its cells (in definition order) and connections (src, dst); a connection into a cell
-    with a weight feeds that weight."""
+    with a weight feeds that weight. A connection (src, dst, when) exists only where `when(dims)` holds (the
+    sLSTM gates read the normed input directly when there is no conv)."""
 
     name: str
     cells: tuple[CellRow, ...]
@@ -161,11 +168,22 @@ class BlockTable:
             cell_type(row.cell_type)  # every cell's type is registered
             if row.heads is not None and row.heads not in HEAD_RULES:
                 raise ValueError(f"block table {self.name!r}, cell {row.local!r}: heads {row.heads!r}")
-        for src, dst in self.connections:
+        for conn in self.connections:
+            src, dst = conn[:2]
             for end in (src, dst):
                 if end not in rows:
                     raise ValueError(f"block table {self.name!r}: connection {src}->{dst} names no cell {end!r}")
         self._rows.update(rows)
+
+    def rows_for(self, dims: dict) -> tuple[CellRow, ...]:
+        """The cells a block of these dimensions has."""
+        return tuple(row for row in self.cells if row.present(dims))
+
+    def connections_for(self, dims: dict) -> tuple[tuple[str, str], ...]:
+        """The connections (src, dst) a block of these dimensions has, in table order."""
+        present = {row.local for row in self.rows_for(dims)}
+        return tuple(conn[:2] for conn in self.connections
+                     if conn[0] in present and conn[1] in present and (len(conn) < 3 or conn[2](dims)))
 
     def row(self, local: str) -> CellRow | None:
         return self._rows.get(local)
@@ -318,13 +336,25 @@ def _slice(name: str, k: int) -> CellRow:
 _SLSTM_GATES = [_slstm_gate("igate", "slstm.conv"), _slstm_gate("fgate", "slstm.conv"),
                 _slstm_gate("zgate", "slstm.norm_in"), _slstm_gate("ogate", "slstm.norm_in")]
 
+
+def _has_conv(d: dict) -> bool:  # conv1d_kernel_size 0: no conv, the input and forget gates read the normed input
+    return d["K"] > 0
+
+
+def _has_ffn(d: dict) -> bool:  # an sLSTM block without a feed-forward: out = mid = x + GN(sLSTM(LN(x)))
+    return d["act"] is not None
+
+
+def _ffn(row: CellRow) -> CellRow:
+    return replace(row, when=_has_ffn)
+
 SLSTM_BLOCK = register_block_table(BlockTable(
     "slstm",
     cells=(
         CellRow("in", "block_input", features=lambda d: d["D"]),
         CellRow("slstm.norm_in", "layernorm", "norm_slstm.weight", lambda d: [d["D"]]),
         CellRow("slstm.conv", "causal_conv", "slstm_layer.conv1d.weight", lambda d: [d["D"], 1, d["K"]],
-                bias="slstm_layer.conv1d.bias", heads="heads"),
+                bias="slstm_layer.conv1d.bias", heads="heads", when=_has_conv),
         *(row for row, _ in _SLSTM_GATES),
         # R and b are read by name (params), not fed by a connection: the gates' connections carry activations
         CellRow("slstm.memory", "slstm_memory", features=lambda d: 4 * d["D"],
@@ -334,17 +364,21 @@ SLSTM_BLOCK = register_block_table(BlockTable(
         CellRow("slstm.norm", "group_norm", "slstm_layer.group_norm.weight", lambda d: [d["D"]],
                 extra=lambda d: {"num_heads": d["num_heads"]}),
         CellRow("mid", "residual", features=lambda d: d["D"]),
-        CellRow("ffn.norm_in", "layernorm", "norm_ffn.weight", lambda d: [d["D"]]),
-        CellRow("ffn.gate", "linear_gelu", "ffn.proj_up_gate.weight", lambda d: [d["F"], d["D"]]),
-        CellRow("ffn.up", "linear", "ffn.proj_up.weight", lambda d: [d["F"], d["D"]], kind="ffn"),
-        CellRow("ffn.h", "product", features=lambda d: d["F"], kind="ffn"),
-        CellRow("ffn.out", "linear", "ffn.proj_down.weight", lambda d: [d["D"], d["F"]], kind="ffn"),
+        *map(_ffn, (
+            CellRow("ffn.norm_in", "layernorm", "norm_ffn.weight", lambda d: [d["D"]]),
+            CellRow("ffn.gate", "linear_act", "ffn.proj_up_gate.weight", lambda d: [d["F"], d["D"]],
+                    extra=lambda d: {"act": d["act"]}),
+            CellRow("ffn.up", "linear", "ffn.proj_up.weight", lambda d: [d["F"], d["D"]], kind="ffn"),
+            CellRow("ffn.h", "product", features=lambda d: d["F"], kind="ffn"),
+            CellRow("ffn.out", "linear", "ffn.proj_down.weight", lambda d: [d["D"], d["F"]], kind="ffn"),
+        )),
         CellRow("out", "residual", features=lambda d: d["D"]),
     ),
     connections=(
         ("in", "slstm.norm_in"),
         ("slstm.norm_in", "slstm.conv"),
         *(conn for _, conn in _SLSTM_GATES),
+        *(("slstm.norm_in", f"slstm.{g}", lambda d: not _has_conv(d)) for g in ("igate", "fgate")),
         *((f"slstm.{g}", "slstm.memory") for g in ("igate", "fgate", "zgate", "ogate")),
         *(("slstm.memory", f"slstm.{name}") for name in ("c", "n", "m", "h")),
         ("slstm.h", "slstm.norm"),
@@ -359,7 +393,7 @@ SLSTM_BLOCK = register_block_table(BlockTable(
         ("mid", "out"),
         ("ffn.out", "out"),
     ),
-    dims=("D", "num_heads", "DH", "K", "F"),
+    dims=("D", "num_heads", "DH", "K", "F", "act"),
     panels=(
         ("slstm.igate", "mean", "input gate W_i x"),
         ("slstm.fgate", "mean", "forget gate W_f x"),

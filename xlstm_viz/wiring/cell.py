@@ -180,7 +180,7 @@ class CellWiring(Editable):
             raise ValueError(f"block type {table.name!r} needs the dimensions {missing}; got {sorted(dims)}")
         p = f"blocks.{index}"
         w = cls(prefix=p, seed=seed)
-        for row in table.cells:
+        for row in table.rows_for(dims):
             params = {}
             if row.weight is not None:
                 shape = [int(s) for s in row.shape(dims)]
@@ -194,7 +194,7 @@ class CellWiring(Editable):
             if row.extra is not None:
                 params.update(row.extra(dims))
             w.add_cell(f"{p}.{row.local}", row.cell_type, params)
-        for src, dst in table.connections:
+        for src, dst in table.connections_for(dims):
             spec = w.cells[f"{p}.{dst}"]
             if "weight" in spec.params:
                 w.connect(f"{p}.{src}", spec.name, weight=spec.params["weight"], shape=spec.params["shape"])
