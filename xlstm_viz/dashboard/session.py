@@ -704,7 +704,7 @@ class ModelSession(param.Parameterized):
 
         return self._command(work)
 
-    def restore(self, saved: dict, fallback_example=(DEFAULT_PROMPT_PAIRS, 0)) -> Future:
+    def restore(self, saved: dict, fallback_example=(DEFAULT_PROMPT_PAIRS, 0), extra: dict | None = None) -> Future:
         """Rebuild a saved session on the model thread in one command: ablations, the baseline run with the edits it
         had, the later edits and a run, breakpoints. What cannot be applied is refused item by item (named in
         `result.refused`); the rest comes back."""
@@ -729,6 +729,7 @@ class ModelSession(param.Parameterized):
         edits = list(saved.get("edits") or [])
 
         def work(st):
+            st.extra.update(extra or {})
             for i, a in enumerate(saved.get("ablations") or []):
                 try:
                     self.check_probe(a.get("probe"))
