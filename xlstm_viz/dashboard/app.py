@@ -87,7 +87,6 @@ class DashboardApp(pn.viewable.Viewer):
         super().__init__(**params)
         served = _in_server()
         self.served = served
-        self.closed = False
         if served:
             # Errors and edits are reported as toasts: the app must not depend on its host having called
             # pn.extension(notifications=True) (set inside a session, this is that session's own setting).
@@ -135,9 +134,13 @@ class DashboardApp(pn.viewable.Viewer):
             self._notify_later(text)
 
     def close(self) -> None:
-        """Stop the model thread and free the session key (the browser tab went away)."""
-        self.closed = True
+        """Give the model thread back and free the session key (the browser tab went away)."""
         self.session.close()
+
+    @property
+    def closed(self) -> bool:
+        session = getattr(self, "session", None)
+        return session is not None and session.closed
 
     # -- session key & persistence -------------------------------------------------------------------
     def _notify_later(self, text: str) -> None:

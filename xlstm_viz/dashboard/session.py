@@ -14,12 +14,13 @@ them (`XLSTM.shared_view`: own wirings and interventions, same parameter arrays)
 from __future__ import annotations
 
 import atexit
-import dataclasses
+import itertools
 import logging
+import queue
 import threading
 import time
 import weakref
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,14 +94,22 @@ def _on_model_thread() -> bool:
     return threading.current_thread().name.startswith("xlstm-viz-model")
 
 
-# Model threads that may still be running, by native thread id. MLX keeps thread-local state whose destructor takes
-# the GIL when the OS thread ends, which happens after `Thread.join` has returned. If the interpreter is finalizing by
-# then, taking the GIL ends the thread by a forced unwind through that destructor: "terminate called without an
-# active exception", exit code 134. So every model thread is stopped, and waited for until the OS has removed it,
-# while the interpreter is still whole (atexit), also for sessions a script left open.
+# Model threads are reused, not ended: MLX keeps a native thread per Python thread that used it (its stream), and it
+# outlives the Python thread, so one thread per session leaked one OS thread per session (13 -> 33 after 20
+# sessions). A closed session hands its thread back to an idle pool; the next session takes it. Threads then number
+# the most sessions open at once, and every open session still has its own thread (a long run in one never queues
+# another session's click).
+#
+# At exit: MLX's thread-local destructor takes the GIL when the OS thread ends, which happens after `Thread.join`
+# has returned. If the interpreter is finalizing by then, taking the GIL ends the thread by a forced unwind through
+# that destructor: "terminate called without an active exception", exit code 134. So every model thread is stopped,
+# and waited for until the OS has removed it, while the interpreter is still whole (atexit), also for sessions a
+# script left open.
 _TASKS = Path("/proc/self/task")
-_workers: dict[int, ThreadPoolExecutor] = {}
-_workers_lock = threading.Lock()
+_threads: list["_ModelThread"] = []
+_idle: list["_ModelThread"] = []
+_threads_lock = threading.Lock()
+_thread_ids = itertools.count()
 
 
 def _os_thread_exists(native_id: int) -> bool:
@@ -108,25 +117,86 @@ def _os_thread_exists(native_id: int) -> bool:
     return _TASKS.is_dir() and (_TASKS / str(native_id)).exists()
 
 
-def _register_worker(native_id: int, pool: ThreadPoolExecutor) -> None:
-    with _workers_lock:
-        if _TASKS.is_dir():  # forget closed sessions whose threads are gone
-            for tid in [t for t in _workers if not _os_thread_exists(t)]:
-                del _workers[tid]
-        _workers[native_id] = pool
+class _ModelThread:
+    """A long-lived thread that runs queued calls in order; lent to one session at a time (`_Lease`)."""
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._loop, name=f"xlstm-viz-model-{next(_thread_ids)}", daemon=True)
+        self.thread.start()
+        self.native_id = self.call(threading.get_native_id)
+
+    def call(self, fn):
+        fut: Future = Future()
+        self._queue.put((fut, fn, None))
+        return fut.result()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fut, fn, lease = item
+            if fut is None:  # the lease ended: back to the idle pool, for the next session
+                with _threads_lock:
+                    if self in _threads:
+                        _idle.append(self)
+                continue
+            if (lease is not None and lease.released) or not fut.set_running_or_notify_cancel():
+                fut.cancel()
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiter
+                fut.set_exception(exc)
+
+
+class _Lease:
+    """One session's use of a model thread: `submit` queues a call, `shutdown` skips what is still queued."""
+
+    def __init__(self):
+        with _threads_lock:
+            thread = _idle.pop() if _idle else None
+        if thread is None:
+            thread = _ModelThread()
+            with _threads_lock:
+                _threads.append(thread)
+        self.thread = thread
+        self.released = False
+
+    def submit(self, fn) -> Future:
+        if self.released:
+            raise RuntimeError("this session is closed: its model thread takes no more work")
+        fut: Future = Future()
+        self.thread._queue.put((fut, fn, self))
+        return fut
+
+    def shutdown(self, wait: bool = False, cancel_futures: bool = True) -> None:
+        if self.released:
+            return
+        self.released = True
+        self.thread._queue.put((None, None, self))
+
+
+def model_thread_count() -> int:
+    """Model threads this process has started (open sessions plus idle ones)."""
+    with _threads_lock:
+        return len(_threads)
 
 
 @atexit.register
 def stop_model_threads(timeout: float = 10.0) -> None:
-    """Stop every session's model thread and wait until the OS thread is gone (runs at exit)."""
-    with _workers_lock:
-        workers = list(_workers.items())
-        _workers.clear()
-    for _, pool in workers:
-        pool.shutdown(wait=True, cancel_futures=True)
+    """Stop every model thread and wait until the OS thread is gone (runs at exit)."""
+    with _threads_lock:
+        threads = list(_threads)
+        _threads.clear()
+        _idle.clear()
+    for t in threads:
+        t._queue.put(None)
     deadline = time.monotonic() + timeout
-    for tid, _ in workers:
-        while _os_thread_exists(tid) and time.monotonic() < deadline:
+    for t in threads:
+        t.thread.join(max(0.0, deadline - time.monotonic()))
+        while _os_thread_exists(t.native_id) and time.monotonic() < deadline:
             time.sleep(0.005)
 
 
@@ -227,8 +297,7 @@ class ModelSession(param.Parameterized):
         self.dispatch = dispatch
         self.store = store  # SessionStore written by the model thread after each command (None: not saved)
         self._pending = 0
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xlstm-viz-model")
-        _register_worker(self._pool.submit(threading.get_native_id).result(), self._pool)
+        self._pool = _Lease()  # a model thread of its own while open (reused after close: see _ModelThread)
         # a session dropped without close() still stops its thread (never waiting: GC may run on any thread)
         weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         # The model (a view of the shared weights) is built on the worker so its arrays belong to that thread.
@@ -344,8 +413,12 @@ class ModelSession(param.Parameterized):
         return self._pool.submit(fn).result()
 
     def close(self) -> None:
-        """Stop the model thread after the task in progress (returns at once; the exit hook waits for it)."""
+        """Give the model thread back after the task in progress (returns at once); queued commands are dropped."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._pool.released
 
     def _apply(self, r: RunResult) -> None:
         """Show a result: one batch of param changes (a served app holds the document around it)."""
