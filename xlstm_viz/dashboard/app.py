@@ -67,11 +67,18 @@ _open_keys_lock = threading.Lock()
 
 
 def _claim_key(key: str, app) -> bool:
-    """True if `key` was free (now held by `app`); False if a live session holds it."""
+    """True if `key` was free (now held by `app`); False if a live tab holds it.
+
+    A reloaded tab's old session lingers on the server for a while after its websocket closed (Bokeh destroys
+    unused sessions about 15 s later); it no longer counts, and it stops saving so that it cannot overwrite the
+    file the new tab restores from.
+    """
     with _open_keys_lock:
         other = _open_keys.get(key)
-        if other is not None and other is not app and not other.closed:
+        if other is not None and other is not app and other.live():
             return False
+        if other is not None and other is not app:
+            other.session.store = None  # superseded: the new tab owns the file now
         _open_keys[key] = app
         return True
 
@@ -87,6 +94,10 @@ class DashboardApp(pn.viewable.Viewer):
         super().__init__(**params)
         served = _in_server()
         self.served = served
+        self._doc = pn.state.curdoc if served else None
+        self._loaded = False
+        if served:
+            pn.state.onload(lambda: setattr(self, "_loaded", True))
         if served:
             # Errors and edits are reported as toasts: the app must not depend on its host having called
             # pn.extension(notifications=True) (set inside a session, this is that session's own setting).
@@ -141,6 +152,16 @@ class DashboardApp(pn.viewable.Viewer):
     def closed(self) -> bool:
         session = getattr(self, "session", None)
         return session is not None and session.closed
+
+    def live(self) -> bool:
+        """Open, and (served) its page still connected or still connecting."""
+        if self.closed:
+            return False
+        doc = getattr(self, "_doc", None)
+        if doc is None or not self._loaded:
+            return True
+        server_session = getattr(doc.session_context, "_session", None) if doc.session_context else None
+        return server_session is not None and server_session.connection_count > 0
 
     # -- session key & persistence -------------------------------------------------------------------
     def _notify_later(self, text: str) -> None:
