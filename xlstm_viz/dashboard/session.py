@@ -307,7 +307,8 @@ class ModelSession(param.Parameterized):
         self.tokenizer = getattr(self.model, "tokenizer", None)
         self._probe_names = None
         self._w = self._pool.submit(lambda: _State(self.model)).result()
-        self._command(lambda st: None, "")  # the first result: graph tables, no run yet
+        # the first result (graph tables, no run yet) is there before any view is built, also in a served session
+        self._apply(self._pool.submit(lambda: self._build_result(self._w, "")).result())
 
     # -- worker plumbing --------------------------------------------------------------------------
     def _command(self, work, said: str | None = None, rerun: bool = False) -> Future:
