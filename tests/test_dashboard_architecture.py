@@ -118,3 +118,24 @@ def test_each_further_session_costs_less_than_50_mb(cache):
     assert per < 50, f"{per:.1f} MB per session"
     for a in apps:
         a.close()
+
+
+def test_the_sidebar_undo_redo_and_reset_buttons_act_on_the_model_edits(cache):
+    import panel as pn
+
+    app = new_app()
+    buttons = {b.label: b for b in app.sidebar().select(pn.widgets.Button)}
+    undo, redo, reset = buttons["Undo edit"], buttons["Redo edit"], buttons["Reset edits"]
+    assert undo.disabled and redo.disabled and reset.disabled
+    ref = app.session.trace.logits.copy()
+    app.session.edit_connection("block", None, "blocks.0", "blocks.1", 0)
+    assert not undo.disabled and redo.disabled
+    undo.clicks += 1
+    np.testing.assert_array_equal(app.session.trace.logits, ref)
+    assert undo.disabled and not redo.disabled
+    redo.clicks += 1
+    assert app.session.edits == [("block", None, "blocks.0", "blocks.1", 0)]
+    reset.clicks += 1
+    assert app.session.edits == [] and reset.disabled
+    np.testing.assert_array_equal(app.session.trace.logits, ref)
+    app.close()

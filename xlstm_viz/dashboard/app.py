@@ -316,8 +316,26 @@ class DashboardApp(pn.viewable.Viewer):
             self.prompt_input, pn.Row(run, example),
             int_input(self, "pairs", "MQAR pairs"),
             int_input(self, "example_seed", "example seed"),
-            self._status, self._action,
+            self.edit_buttons(), self._status, self._action,
         )
+
+    def edit_buttons(self):
+        """Undo / Redo / Reset of the model's wiring edits, in the sidebar so that every tab has them."""
+        buttons = {}
+        for label, fn in (("Undo edit", self.session.undo), ("Redo edit", self.session.redo),
+                          ("Reset edits", self.session.reset_edits)):
+            b = pn.widgets.Button(label=label, width=100, disabled=True)
+            b.on_click(guarded(lambda e, fn=fn: fn()))
+            buttons[label] = b
+
+        def sync(*_):
+            r = self.session.result
+            buttons["Undo edit"].disabled = buttons["Reset edits"].disabled = not (r and r.undoable)
+            buttons["Redo edit"].disabled = not (r and r.redoable)
+
+        self.session.param.watch(sync, ["result"])
+        sync()
+        return pn.Row(*buttons.values())
 
     def tabs(self):
         return pn.Tabs(("Model", self.model_view), ("Over time", self.trace_view), ("Debugger", self.debugger_view),
