@@ -20,7 +20,5 @@ def app(model, tmp_path, monkeypatch):
     a = DashboardApp(model=model, threaded=False)
     yield a
     a.session.model.interventions.clear()
-    for scope, block, src, dst, *_ in a.session.edits:  # put every edited connection back on
-        if scope in ("cell", "block"):
-            a.session.edit_connection(scope, block, src, dst, 1, rerun=False)
+    a.session.reset_edits(rerun=False)  # undo every edit action through the wirings' own histories
     a.session.close()

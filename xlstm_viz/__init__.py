@@ -38,6 +38,7 @@ _EXPORTS = {
     "CheckpointError": "xlstm_viz.checkpoint",
     "NonFiniteWeightsWarning": "xlstm_viz.checkpoint",
     "load_demo": "xlstm_viz.demo",
+    "apply_edits": "xlstm_viz.model_edits",
     "dashboard": "xlstm_viz.dashboard.app",
     "WiringView": "xlstm_viz.dashboard.wiring_view",
     "ModelView": "xlstm_viz.dashboard.model_view",

@@ -11,6 +11,8 @@ import io
 import json
 import os
 import tempfile
+import threading
+import weakref
 from pathlib import Path
 
 import panel as pn
@@ -24,7 +26,7 @@ from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_view import ModelView
 from xlstm_viz.dashboard.notifications import guarded, notify_error
 from xlstm_viz.dashboard.offline import OfflineFast
-from xlstm_viz.dashboard.persistence import SessionStore, new_key, valid_key
+from xlstm_viz.dashboard.persistence import SessionFileError, SessionStore, new_key, valid_key
 from xlstm_viz.dashboard.session import MAX_PROMPT_CHARS, ModelSession
 from xlstm_viz.dashboard.trace_view import TraceView
 from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring, wiring_from_json, wiring_to_json
@@ -40,16 +42,45 @@ def _in_server() -> bool:
 
 
 def document_dispatcher(doc):
-    """dispatch(fn) for a ModelSession: run fn as a next-tick callback of `doc` (its thread, under its lock)."""
+    """dispatch(fn) for a ModelSession: run fn as one next-tick callback of `doc` (its thread, under its lock),
+    holding the document so that all the view updates of one result go to the browser as one message."""
     from panel.io.state import set_curdoc
 
     def dispatch(fn):
         if doc.session_context is None:  # the browser tab is gone: nothing left to update
             return
+
+        def held():
+            with pn.io.hold(doc):
+                fn()
+
         with set_curdoc(doc):
-            pn.state.execute(fn, schedule=True)
+            pn.state.execute(held, schedule=True)
 
     return dispatch
+
+
+# Session keys open in this process -> the app using it: a second tab on the same key works on a copy under a new
+# key, so that the two tabs never overwrite each other's saved edits.
+_open_keys: "weakref.WeakValueDictionary[str, DashboardApp]" = weakref.WeakValueDictionary()
+_open_keys_lock = threading.Lock()
+
+
+def _claim_key(key: str, app) -> bool:
+    """True if `key` was free (now held by `app`); False if a live tab holds it.
+
+    A reloaded tab's old session lingers on the server for a while after its websocket closed (Bokeh destroys
+    unused sessions about 15 s later); it no longer counts, and it stops saving so that it cannot overwrite the
+    file the new tab restores from.
+    """
+    with _open_keys_lock:
+        other = _open_keys.get(key)
+        if other is not None and other is not app and other.live():
+            return False
+        if other is not None and other is not app:
+            other.session.store = None  # superseded: the new tab owns the file now
+        _open_keys[key] = app
+        return True
 
 
 class DashboardApp(pn.viewable.Viewer):
@@ -63,6 +94,10 @@ class DashboardApp(pn.viewable.Viewer):
         super().__init__(**params)
         served = _in_server()
         self.served = served
+        self._doc = pn.state.curdoc if served else None
+        self._loaded = False
+        if served:
+            pn.state.onload(lambda: setattr(self, "_loaded", True))
         if served:
             # Errors and edits are reported as toasts: the app must not depend on its host having called
             # pn.extension(notifications=True) (set inside a session, this is that session's own setting).
@@ -83,14 +118,15 @@ class DashboardApp(pn.viewable.Viewer):
             if notifications is not None:
                 notifications.error(f"{type(exc).__name__}: {exc}", duration=8000)
 
+        self._notices: list[str] = []  # said once, when the page has loaded (or kept for a notebook to read)
+        self.store = self._open_store(self._session_key(session_key))
+        saved = self._load_saved()
         self.session = ModelSession(model=model, model_path=model_path,
                                     threaded=served if threaded is None else threaded,
                                     on_error=on_error if served else None,
                                     dispatch=document_dispatcher(pn.state.curdoc) if served else None)
         if served:  # stop this session's model thread when the browser tab goes away
-            pn.state.on_session_destroyed(lambda ctx: self.session.close())
-        self.store = SessionStore(self._session_key(session_key))
-        saved = self._load_saved()
+            pn.state.on_session_destroyed(lambda ctx: self.close())
         self.wiring_view = WiringView(saved.get("ncps_wiring") or build_wiring("AutoNCP", 28, 4, 6))
         self.model_view = ModelView(self.session)
         self.trace_view = TraceView(session=self.session)
@@ -107,14 +143,45 @@ class DashboardApp(pn.viewable.Viewer):
         self._action = pn.pane.Markdown("")
         self.session.param.watch(self._on_status, ["status", "busy"])
         self.session.param.watch(self._on_action, ["last_action"])
-        self.session.param.watch(self._persist, ["edits", "prompt", "example", "baseline_edits"])
-        self.wiring_view.param.watch(self._persist, ["version"])
-        self._restoring = True  # no saves while the saved state is replayed (a half-replayed save would lose edits)
-        self._restore(saved)
-        self.session.submit(lambda: None, lambda _: self._restored())  # queued after every restore step
+        self.session.param.watch(self._on_result, ["result"])
+        self.session.param.watch(self._on_prompt, ["prompt"])
+        self.wiring_view.param.watch(self._persist_ncps, ["version"])
+        # From here on the model thread writes the session file after every command, in command order.
+        self.session.store = self.store
+        if saved.get("example"):
+            self.param.update(pairs=int(saved["example"][0]), example_seed=int(saved["example"][1]))
+        extra = {"ncps_wiring": saved["_ncps_json"]} if saved.get("ncps_wiring") is not None else {}
+        self.session.restore({k: v for k, v in saved.items() if k not in ("ncps_wiring", "_ncps_json")},
+                             fallback_example=(self.pairs, self.example_seed), extra=extra)
         self.prompt_input.value = self.session.prompt
+        for text in self._notices:
+            self._notify_later(text)
+
+    def close(self) -> None:
+        """Give the model thread back and free the session key (the browser tab went away)."""
+        self.session.close()
+
+    @property
+    def closed(self) -> bool:
+        session = getattr(self, "session", None)
+        return session is not None and session.closed
+
+    def live(self) -> bool:
+        """Open, and (served) its page still connected or still connecting."""
+        if self.closed:
+            return False
+        doc = getattr(self, "_doc", None)
+        if doc is None or not self._loaded:
+            return True
+        server_session = getattr(doc.session_context, "_session", None) if doc.session_context else None
+        return server_session is not None and server_session.connection_count > 0
 
     # -- session key & persistence -------------------------------------------------------------------
+    def _notify_later(self, text: str) -> None:
+        if self.served:
+            pn.state.onload(lambda: pn.state.notifications.warning(text, duration=12000)
+                            if pn.state.notifications is not None else None)
+
     def _session_key(self, key):
         if key is not None:
             return key
@@ -137,64 +204,62 @@ class DashboardApp(pn.viewable.Viewer):
             pn.state.onload(lambda: pn.state.location.update_query(session=key))
         return key
 
+    def _open_store(self, key: str) -> SessionStore:
+        """The store for `key`, or, if another live tab has that key, a copy of its saved file under a new key."""
+        if _claim_key(key, self):
+            return SessionStore(key)
+        original = SessionStore(key, clean=False)
+        copy_key = new_key()
+        _claim_key(copy_key, self)
+        store = SessionStore(copy_key, clean=False)
+        if original.path.is_file():
+            try:
+                store.path.parent.mkdir(parents=True, exist_ok=True)
+                store.path.write_bytes(original.path.read_bytes())
+            except OSError:
+                pass
+        self._notices.append(f"session {key} is open in another tab: this tab works on a copy, saved as session "
+                             f"{copy_key} (neither tab overwrites the other)")
+        if self.served:
+            pn.state.onload(lambda: pn.state.location.update_query(session=copy_key))
+        return store
+
     def _load_saved(self) -> dict:
         try:
             data = self.store.load()
-            if data.get("ncps_wiring"):
-                data["ncps_wiring"] = wiring_from_json(data["ncps_wiring"])
-            return data
-        except ValueError as exc:
-            if self.served:
-                notify_error(exc)
+        except SessionFileError as exc:
+            self._notices.append(str(exc))
             return {}
+        if data.get("ncps_wiring"):
+            try:
+                text = data["ncps_wiring"]
+                data["ncps_wiring"], data["_ncps_json"] = wiring_from_json(text), text
+            except (ValueError, TypeError, KeyError) as exc:
+                self._notices.append(f"saved NCPS wiring refused ({exc}); the default wiring is shown, the other "
+                                     "saved state comes back")
+                data.pop("ncps_wiring")
+        return data
 
-    def _restore(self, saved: dict) -> None:
-        """Rebuild the saved session: the baseline run with the edits it had, then the later edits and a run.
+    def _on_result(self, event):
+        r = event.new
+        if r is not None and r.refused:
+            text = "not restored: " + "; ".join(r.refused)
+            if self.served and pn.state.notifications is not None:
+                pn.state.notifications.warning(text[:2000], duration=15000)
+            self._notices.append(text)
 
-        The MQAR example comes back from its (pairs, seed), so the recall accuracy and the example seed
-        are restored too; a typed prompt comes back as text.
-        """
-        s = self.session
-        edits = [tuple(e) for e in saved.get("edits") or []]
-        k = min(max(int(saved.get("baseline_edits", 0) or 0), 0), len(edits))  # older saves: unedited baseline
-        if edits[:k]:
-            s.replay_edits(edits[:k])
-        example = saved.get("example")
-        try:
-            if example:
-                self.param.update(pairs=int(example[0]), example_seed=int(example[1]))
-                self._example()
-            elif saved.get("prompt"):
-                s.set_prompt(saved["prompt"])
-            else:
-                self._example()
-        except ValueError as exc:
-            if self.served:
-                pn.state.onload(lambda: notify_error(exc))
-            self.session.mqar_example(self.pairs, self.example_seed)
-        if edits[k:]:
-            s.replay_edits(edits[k:])
-            s.run()
-
-    def _restored(self) -> None:
-        self._restoring = False
-        self._persist()
+    def _on_prompt(self, event):
+        self.prompt_input.value = event.new
 
     def state_dict(self) -> dict:
-        s = self.session
-        return {"ncps_wiring": wiring_to_json(self.wiring_view.wiring), "edits": [list(e) for e in s.edits],
-                "prompt": s.prompt, "example": list(s.example) if s.example else None,
-                "baseline_edits": s.baseline_edits}
+        return self.session.on_worker(lambda: self.session.state_dict())
 
-    def _persist(self, *events):
-        if getattr(self, "_restoring", False):
-            return
-        self.store.save(self.state_dict())
+    def _persist_ncps(self, *events):
+        self.session.set_extra(ncps_wiring=wiring_to_json(self.wiring_view.wiring))
 
     # -- prompt ---------------------------------------------------------------------------------------
     def _example(self, *_):
         self.session.mqar_example(self.pairs, self.example_seed)
-        self.prompt_input.value = self.session.prompt
 
     def _run_prompt(self, *_):
         self.session.set_prompt(self.prompt_input.value)
@@ -225,18 +290,18 @@ class DashboardApp(pn.viewable.Viewer):
     def _import_edits(self, event):
         if event.new:
             try:
-                edits = json.loads(event.new.decode("utf-8", errors="replace"))
+                doc = json.loads(event.new.decode("utf-8", errors="replace"))
             except json.JSONDecodeError as exc:
                 raise ValueError(f"edits file is not JSON: {exc}") from None
-            if not isinstance(edits, list):
-                raise ValueError("edits file must be a JSON list of [scope, block, src, dst, state] entries")
-            self.session.replay_edits(edits)
-            self.session.run()
+            from xlstm_viz.model_edits import check_doc
+
+            check_doc(doc)  # a file that is not an edits file is refused here, with the reason
+            self.session.import_edits(doc)
 
     def export_panel(self):
         wiring = pn.widgets.FileDownload(callback=lambda: io.StringIO(wiring_to_json(self.wiring_view.wiring)),
                                          filename="wiring.json", label="NCPS wiring JSON", color="primary")
-        edits = pn.widgets.FileDownload(callback=lambda: io.StringIO(json.dumps([list(e) for e in self.session.edits])),
+        edits = pn.widgets.FileDownload(callback=lambda: io.StringIO(json.dumps(self.session.edits_doc(), indent=1)),
                                         filename="model_edits.json", label="model wiring edits JSON")
         trace = pn.widgets.FileDownload(callback=guarded(self._trace_npz), filename="trace.npz", label="trace .npz")
         up_wiring = pn.widgets.FileInput(accept=".json")
@@ -246,7 +311,8 @@ class DashboardApp(pn.viewable.Viewer):
         return pn.Column(
             pn.pane.Markdown("#### Export"), wiring, edits, trace, pn.pane.Markdown(PNG_NOTE),
             pn.pane.Markdown("#### Import"), pn.pane.Markdown("NCPS wiring JSON"), up_wiring,
-            pn.pane.Markdown("model wiring edits JSON"), up_edits,
+            pn.pane.Markdown("model wiring edits JSON (`xlstm_viz.apply_edits(model, path)` applies it in Python)"),
+            up_edits,
             pn.pane.Markdown(f"session key `{self.store.key}`: edits are saved to `{self.store.path}`"),
         )
 
@@ -276,8 +342,26 @@ class DashboardApp(pn.viewable.Viewer):
             self.prompt_input, pn.Row(run, example),
             int_input(self, "pairs", "MQAR pairs"),
             int_input(self, "example_seed", "example seed"),
-            self._status, self._action,
+            self.edit_buttons(), self._status, self._action,
         )
+
+    def edit_buttons(self):
+        """Undo / Redo / Reset of the model's wiring edits, in the sidebar so that every tab has them."""
+        buttons = {}
+        for label, fn in (("Undo edit", self.session.undo), ("Redo edit", self.session.redo),
+                          ("Reset edits", self.session.reset_edits)):
+            b = pn.widgets.Button(label=label, width=100, disabled=True)
+            b.on_click(guarded(lambda e, fn=fn: fn()))
+            buttons[label] = b
+
+        def sync(*_):
+            r = self.session.result
+            buttons["Undo edit"].disabled = buttons["Reset edits"].disabled = not (r and r.undoable)
+            buttons["Redo edit"].disabled = not (r and r.redoable)
+
+        self.session.param.watch(sync, ["result"])
+        sync()
+        return pn.Row(*buttons.values())
 
     def tabs(self):
         live = [("NCPS (live model)", self.ncps_live)] if self.ncps_live is not None else []

@@ -8,7 +8,7 @@ import panel as pn
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 
-from xlstm_viz.dashboard import model_graph
+from xlstm_viz.dashboard import debug_commands, model_graph
 from xlstm_viz.dashboard.dag_figure import DagFigure
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
@@ -51,15 +51,8 @@ class _DirectDriver:
         return model_graph.connections(w)
 
     def act(self, action, **kw):
-        d = self.dbg
-        fn = {"step": d.step, "step_over": d.step_over, "step_token": d.step_token, "continue": d.continue_,
-              "reset": d.reset, "add_breakpoint": lambda: d.add_breakpoint(**kw),
-              "remove_breakpoint": lambda: d.remove_breakpoint(kw["id"])}[action]
-        ev = fn()
-        if action in ("reset", "add_breakpoint", "remove_breakpoint"):
-            ev = d.current
-        return ev, {"breakpoints": [(bp.id, bp.describe(), bp.hits) for bp in d.breakpoints],
-                    "stop_reason": d.stop_reason, "finished": d.finished, "steps": len(d.history)}
+        ev = debug_commands.run_command(self.dbg, action, **kw)  # the same dispatch as the app's model thread
+        return ev, debug_commands.summary(self.dbg)
 
 
 class DebuggerView(pn.viewable.Viewer):
@@ -94,7 +87,7 @@ class DebuggerView(pn.viewable.Viewer):
     # -- graph --------------------------------------------------------------------------------------------
     def _graph(self, scope, block=None):
         if self.session is not None:
-            return self.session.graph(scope, block)
+            return self.session.result.graphs.of(scope, block)  # tables of the latest result, no worker call
         return self.driver.graph(scope, block)
 
     def _draw_block_graph(self):

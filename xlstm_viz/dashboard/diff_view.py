@@ -20,10 +20,10 @@ from xlstm_viz.dashboard.colors import BAR_COLOR, PREDICTION_COLORS, add_legend
 from xlstm_viz.dashboard.notifications import guarded
 
 
-def probe_change_table(trace, baseline, stat: str = "mean") -> dict[str, np.ndarray]:
-    """max |after - before| of `stat` per probe, in execution order."""
-    diff = trace_tables.stats_diff(trace, baseline)
-    probes = [p for p in trace.probes if p in diff and stat in diff[p]]
+def probe_change_table(diff, stat: str = "mean") -> dict[str, np.ndarray]:
+    """max |after - before| of `stat` per probe, in execution order (`diff`: trace_tables.diff_trace)."""
+    probes = [p for p in diff.probes if p in diff.stats and stat in diff.stats[p]]
+    diff = diff.stats
     change = np.array([float(np.max(np.abs(diff[p][stat]))) if diff[p][stat].size else 0.0 for p in probes])
     return {"probe": np.array(probes, dtype=object), "change": change,
             "text": np.array([f"{c:.3g}" for c in change], dtype=object)}
@@ -60,33 +60,34 @@ class DiffView(pn.viewable.Viewer):
                                                      ("after", "@after (@p_after{0.00})"), ("KL", "@kl{0.0000}")]))
         self._summary = pn.pane.Markdown("_run the model, then toggle something_")
         self._ablations = pn.pane.Markdown("")
-        session.param.watch(lambda *e: self.refresh(), ["trace", "baseline"])
+        session.param.watch(lambda *e: self.refresh(), ["result"])
         self.param.watch(lambda e: self.refresh(), ["stat"])
         self.refresh()
 
     def refresh(self):
         s = self.session
-        if s.trace is None or s.baseline is None:
+        r = s.result
+        if r is None or r.trace is None or r.baseline is None:
             return
-        if s.trace.tokens.shape != s.baseline.tokens.shape:
+        if r.diff is None:
             self._summary.object = "_the prompt changed: the baseline was reset to the new run_"
             return
-        bars = probe_change_table(s.trace, s.baseline, self.stat)
+        bars = probe_change_table(r.diff, self.stat)
         source_updates.apply(self.bar_range, lambda: setattr(self.bar_range, "factors", list(bars["probe"]) or ["-"]))
         source_updates.replace_data(self.bar_source, bars)
-        logit = trace_tables.logit_change_table(s.trace, s.baseline, decode=s.decode_one)
+        logit = dict(r.logit_change)  # the result's table is shared: add the colour column to a copy
         logit["color"] = np.where(logit["changed"], PREDICTION_COLORS["changed"], PREDICTION_COLORS["same"]).astype(object)
         source_updates.replace_data(self.logit_source, logit)
         S = len(logit["pos"])
         source_updates.set_props(self.kl_figure.x_range, start=-0.5, end=S - 0.5)
         changed = int(logit["changed"].sum())
         acc = ""
-        if s.accuracy is not None and s.baseline_accuracy is not None:
-            acc = f"recall accuracy **{s.baseline_accuracy:.3f} -> {s.accuracy:.3f}**; "
+        if r.accuracy is not None and r.baseline_accuracy is not None:
+            acc = f"recall accuracy **{r.baseline_accuracy:.3f} -> {r.accuracy:.3f}**; "
         total = float(bars["change"].max()) if len(bars["change"]) else 0.0
         self._summary.object = (f"{acc}top-1 prediction changed at **{changed} / {S}** positions; "
                                 f"largest statistic change {total:.4g}; mean KL {float(np.mean(logit['kl'])):.4g}")
-        self._ablations.object = "ablations: " + (", ".join(s.ablations()) or "none")
+        self._ablations.object = "ablations: " + (", ".join(r.ablations) or "none")
 
     def __panel__(self):
         ablate = pn.widgets.Button(label="Ablate (zero output)", color="danger")

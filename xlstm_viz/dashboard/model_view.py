@@ -92,8 +92,7 @@ class ModelView(pn.viewable.Viewer):
                                   color="danger" if state != 1 else "primary")
             b.on_click(guarded(lambda e, st=state: self.set_selected(st)))
             self._set_buttons[state] = b
-        session.param.watch(self._on_trace, ["trace", "baseline"])
-        session.param.watch(self._on_graph, ["graph_version"])
+        session.param.watch(self._on_result, ["result"])
         self.param.watch(self._on_overlay_params, ["stat", "token", "aggregate", "overlay"])
         self.param.watch(self._on_block, ["block"])
         self.refresh_graphs()
@@ -115,12 +114,13 @@ class ModelView(pn.viewable.Viewer):
 
     # -- data ---------------------------------------------------------------------------------------
     def refresh_graphs(self) -> None:
-        names, conns = self.session.graph("block")
+        graphs = self.session.result.graphs  # the latest result's tables: views never call into the model thread
+        names, conns = graphs.block
         self._block_graph = (names, conns)
         # Pass the current overlay in so a redraw never flashes uncoloured nodes.
         self.block_graph.set_graph(names, conns, *self.overlay_values(names),
                                    layer_types=self.session.model.config.layer_types())
-        cnames, cconns = self.session.graph("cell", self.block)
+        cnames, cconns = graphs.of("cell", self.block)
         self._cell_graph = (cnames, cconns)
         self.cell_graph.set_graph(cnames, cconns, *self.overlay_values(cnames))
         source_updates.set_props(self.cell_graph.figure.title, text=self._cell_title(self.block))
@@ -129,6 +129,10 @@ class ModelView(pn.viewable.Viewer):
         source_updates.replace_data(self.matrix_source, {"image": [mat["image"]], "dw": [mat["cols"]],
                                                          "dh": [mat["rows"]]})
         labels = {i: short_label(n) for i, n in enumerate(cnames)}
+        if getattr(self, "_axis_names", None) == list(cnames):
+            self._show_selection()
+            return  # same cells: new tickers would make Bokeh re-walk the document for nothing
+        self._axis_names = list(cnames)
 
         def axes():
             self.x_range.update(start=0, end=mat["cols"])
@@ -152,7 +156,9 @@ class ModelView(pn.viewable.Viewer):
         token = None if self.token < 0 else min(self.token, s.trace.tokens.shape[1] - 1)
         if self.overlay == "run" or s.baseline is None:
             return trace_tables.node_values(s.trace, names, self.stat, token, self.aggregate), False
-        diff = trace_tables.diff_trace(s.trace, s.baseline)
+        diff = s.result.diff  # computed once per run on the model thread
+        if diff is None:
+            return np.full(len(names), np.nan), True
         return trace_tables.node_values(diff, names, self.stat, token, self.aggregate), True
 
     def refresh_overlay(self) -> None:
@@ -170,11 +176,11 @@ class ModelView(pn.viewable.Viewer):
         self.cell_graph.set_value_title(title)
 
     # -- callbacks ------------------------------------------------------------------------------------
-    def _on_trace(self, *events):
-        self.refresh_overlay()
-
-    def _on_graph(self, *events):
-        self.refresh_graphs()
+    def _on_result(self, event):
+        # the view is a function of the result: the graphs are redrawn only when their tables changed
+        old = event.old
+        if old is None or old.graphs is not event.new.graphs:
+            self.refresh_graphs()
         self.refresh_overlay()
 
     def _on_overlay_params(self, *events):

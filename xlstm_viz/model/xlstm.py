@@ -171,6 +171,21 @@ class XLSTM(nn.Module):
     def cell_wirings(self) -> list:
         return self._wirings.cells
 
+    def shared_view(self) -> "XLSTM":
+        """A model that shares this one's parameter arrays (read-only) but has its own wirings and interventions.
+
+        One loaded checkpoint then serves many dashboard sessions: edits, masks and ablations of one view never
+        reach another, and the weights are in memory once.
+        """
+        import copy
+
+        from xlstm_viz.execution.interventions import Interventions
+
+        view = copy.copy(self)  # nn.Module is a dict: the children (and their arrays) are shared, not copied
+        view._wirings = _Wirings(copy.deepcopy(self.block_wiring), copy.deepcopy(self.cell_wirings))
+        view.interventions = Interventions(view.probe_names)
+        return view
+
     @property
     def activation_dtype(self) -> mx.Dtype:
         """The dtype activations and matmuls run in: `compute_dtype` resolved against the embedding weights."""

@@ -377,6 +377,10 @@ class BlockWiring(Editable):
         if kind == "skip" and consecutive:
             raise ValueError(f"{where}: {src}->{dst} is the residual edge, not a skip")
 
+    def _check_change_value(self, target, value, where) -> None:  # Editable.apply_edit
+        self._read_target(target)
+        self._check_edge_value(target, value, where)
+
     @classmethod
     def from_json(cls, text: str) -> "BlockWiring":
         return cls.from_dict(json.loads(text))

@@ -511,6 +511,9 @@ class CellWiring(Editable):
         except (TypeError, ValueError) as err:
             raise ValueError(f"{where} = {value!r}: {err}") from None
 
+    def _check_change_value(self, target, value, where) -> None:  # Editable.apply_edit
+        self._check_value(target, value, where)
+
     @classmethod
     def from_json(cls, text: str) -> "CellWiring":
         return cls.from_dict(json.loads(text))

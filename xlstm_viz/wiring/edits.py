@@ -74,11 +74,20 @@ class Editable:
 
     def _init_edits(self) -> None:
         self._history: list[EditEvent] = []
+        self._redo: list[EditEvent] = []  # undone edits, newest last; a new edit clears them
         self._listeners: list[Listener] = []
         self._version = 0
 
     # -- what subclasses provide -------------------------------------------------------------
     def _apply_change(self, target: tuple, value: Any) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _read_target(self, target: tuple) -> Any:  # pragma: no cover - abstract
+        """The value `target` holds now (ValueError naming it if there is no such place)."""
+        raise NotImplementedError
+
+    def _check_change_value(self, target: tuple, value: Any, where: str) -> None:  # pragma: no cover - abstract
+        """ValueError (starting with `where`) unless `value` may be written at `target`."""
         raise NotImplementedError
 
     # -- public ------------------------------------------------------------------------------
@@ -118,10 +127,56 @@ class Editable:
             for change in reverting:
                 self._apply_change(change.target, change.after)
             self._version += 1
+            self._redos().append(edit)
             event = EditEvent("undo", reverting, self._version, undoes=edit.kind)
             self._notify(event)
             events.append(event)
         return events
+
+    @property
+    def redoable(self) -> int:
+        """How many undone edits `redo()` can apply again (a new edit clears them)."""
+        return len(self._redos())
+
+    def redo(self, steps: int = 1) -> list[EditEvent]:
+        """Apply the last `steps` undone edits again, oldest first; each goes back into the history."""
+        if steps < 0:
+            raise ValueError(f"redo steps must be >= 0, got {steps}")
+        redos = self._redos()
+        if steps > len(redos):
+            raise ValueError(f"cannot redo {steps} edits: only {len(redos)} were undone")
+        events = []
+        for _ in range(steps):
+            edit = redos.pop()
+            for change in edit.changes:
+                self._apply_change(change.target, change.after)
+            self._version += 1
+            event = EditEvent(edit.kind, edit.changes, self._version, detail={**edit.detail, "redo": True})
+            self._history.append(event)
+            self._notify(event)
+            events.append(event)
+        return events
+
+    def apply_edit(self, kind: str, changes, detail: dict | None = None, where: str = "edit") -> EditEvent | None:
+        """Apply an exported edit (`EditEvent.to_json` form) as a new undoable edit.
+
+        Refused, with nothing changed, unless every change's `before` is what the wiring holds now and its `after`
+        is a valid value there: an edit recorded on another wiring state is not silently re-targeted.
+        """
+        import json
+
+        changes = tuple(c if isinstance(c, Change) else Change.from_json(c) for c in changes)
+        for i, c in enumerate(changes):
+            here = f"{where}: changes[{i}] {list(c.target)}"
+            try:
+                now = self._read_target(c.target)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ValueError(f"{here}: {exc}") from None
+            # compare in JSON form: a saved tuple comes back as a list
+            if json.loads(json.dumps(now)) != json.loads(json.dumps(c.before)):
+                raise ValueError(f"{here}: expected {c.before!r} before the edit, the wiring holds {now!r}")
+            self._check_change_value(c.target, c.after, here)
+        return self._commit(kind, changes, **(detail or {}))
 
     # -- for subclasses ----------------------------------------------------------------------
     def _commit(self, kind: str, changes, **detail) -> EditEvent | None:
@@ -130,6 +185,7 @@ class Editable:
         changes = tuple(c for c in changes if c.before != c.after)
         if not changes:
             return None
+        self._redos().clear()
         for change in changes:
             self._apply_change(change.target, change.after)
         self._version += 1
@@ -155,3 +211,9 @@ class Editable:
     def _edits_from_json(self, data: dict) -> None:
         self._version = int(data.get("version", 0))
         self._history = [EditEvent.from_json(e) for e in data.get("history", [])]
+        self._redo = []
+
+    def _redos(self) -> list[EditEvent]:
+        if not hasattr(self, "_redo"):  # a wiring unpickled or copied from before redo existed
+            self._redo = []
+        return self._redo
