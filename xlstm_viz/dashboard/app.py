@@ -326,7 +326,7 @@ class DashboardApp(pn.viewable.Viewer):
         from xlstm_viz.demo import DEMOS
 
         other = [] if self.model_name in DEMOS else ["(the model this app was given)"]
-        choose = pn.widgets.Select(name="bundled model", options=other + sorted(DEMOS),
+        choose = pn.widgets.Select(label="bundled model", options=other + sorted(DEMOS),
                                    value=self.model_name if self.model_name in DEMOS else other[0], width=300)
 
         def pick(event):  # a model is per page: open the page again on the chosen one (a fresh session)
