@@ -114,7 +114,7 @@ class XLSTM(nn.Module):
             BlockWiring.from_config(config),
             [CELL_WIRINGS[kind](j, config) for j, kind in enumerate(config.layer_types())],
         )
-        self.interventions = Interventions(self.probe_names)
+        self.interventions = Interventions(self.probe_names, num_heads=config.num_heads)
         self.source: str | None = None  # checkpoint folder this model was loaded from
         self.tokenizer = None
         self.task = None
