@@ -24,6 +24,7 @@ from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_view import ModelView
 from xlstm_viz.dashboard.notifications import guarded, notify_error
 from xlstm_viz.dashboard.offline import OfflineFast
+from xlstm_viz.dashboard.patching_view import PatchingView
 from xlstm_viz.dashboard.persistence import SessionStore, new_key, valid_key
 from xlstm_viz.dashboard.session import MAX_PROMPT_CHARS, ModelSession
 from xlstm_viz.dashboard.trace_view import TraceView
@@ -86,6 +87,7 @@ class DashboardApp(pn.viewable.Viewer):
         self.trace_view = TraceView(session=self.session)
         self.debugger_view = DebuggerView(session=self.session)
         self.diff_view = DiffView(self.session)
+        self.patching_view = PatchingView(self.session)
         # The browser cuts a textarea at max_length without a word, so allow one character more than the session
         # accepts: a longer prompt then arrives over the limit and is refused with a message.
         self.prompt_input = pn.widgets.TextAreaInput(label="prompt (task labels / text, or token ids)", height=110,
@@ -220,6 +222,17 @@ class DashboardApp(pn.viewable.Viewer):
             self.session.replay_edits(edits)
             self.session.run()
 
+    def python_snippet(self) -> str:
+        """"Copy as Python": a script that rebuilds the model as edited here and runs the current prompt."""
+        from xlstm_viz.dashboard.snippet import python_snippet
+
+        s = self.session
+        items = s.on_worker(lambda: list(s.model.interventions.list()))
+        return python_snippet(s.edits, items, s.model.source, s.tokens)
+
+    def _show_snippet(self, *_):
+        self._snippet.object = f"```python\n{self.python_snippet()}```"
+
     def export_panel(self):
         wiring = pn.widgets.FileDownload(callback=lambda: io.StringIO(wiring_to_json(self.wiring_view.wiring)),
                                          filename="wiring.json", label="NCPS wiring JSON", color="primary")
@@ -230,8 +243,16 @@ class DashboardApp(pn.viewable.Viewer):
         up_wiring.param.watch(guarded(self._import_wiring), "value")
         up_edits = pn.widgets.FileInput(accept=".json")
         up_edits.param.watch(guarded(self._import_edits), "value")
+        diff_csv = pn.widgets.FileDownload(callback=guarded(lambda: io.StringIO(self.diff_view.diff_csv())),
+                                           filename="diff.csv", label="diff tables CSV")
+        snippet = pn.widgets.FileDownload(callback=guarded(lambda: io.StringIO(self.python_snippet())),
+                                          filename="reproduce_edits.py", label="edits as Python (.py)")
+        self._snippet = pn.pane.Markdown("", sizing_mode="stretch_width")
+        show = pn.widgets.Button(label="Show as Python (to copy)")
+        show.on_click(guarded(self._show_snippet))
         return pn.Column(
-            pn.pane.Markdown("#### Export"), wiring, edits, trace, pn.pane.Markdown(PNG_NOTE),
+            pn.pane.Markdown("#### Export"), wiring, edits, trace, diff_csv, snippet, show, self._snippet,
+            pn.pane.Markdown(PNG_NOTE),
             pn.pane.Markdown("#### Import"), pn.pane.Markdown("NCPS wiring JSON"), up_wiring,
             pn.pane.Markdown("model wiring edits JSON"), up_edits,
             pn.pane.Markdown(f"session key `{self.store.key}`: edits are saved to `{self.store.path}`"),
@@ -255,7 +276,7 @@ class DashboardApp(pn.viewable.Viewer):
 
     def tabs(self):
         return pn.Tabs(("Model", self.model_view), ("Over time", self.trace_view), ("Debugger", self.debugger_view),
-                       ("Diff", self.diff_view), ("NCPS wiring", self.wiring_view), ("Export", self.export_panel()),
+                       ("Diff", self.diff_view), ("Patching", self.patching_view), ("NCPS wiring", self.wiring_view), ("Export", self.export_panel()),
                        dynamic=False, sizing_mode="stretch_width")
 
     def template(self):

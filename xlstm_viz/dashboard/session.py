@@ -376,14 +376,21 @@ class ModelSession(param.Parameterized):
         return self.on_worker(lambda: model_graph.connections(self._wiring(scope, block)))
 
     # -- interventions (ablations) ------------------------------------------------------------------
-    def ablate(self, probe: str, rerun: bool = True):
-        """Zero a cell's output (model.interventions), then re-run; `clear_ablations` undoes it."""
+    def ablate(self, probe: str, rerun: bool = True, heads=None, tokens=None):
+        """Zero a cell's output (model.interventions), optionally only some heads / token positions, then re-run;
+        `clear_ablations` undoes it. Bad heads or positions are refused by name (interventions.add, the run)."""
         self.check_probe(probe)
-        def work():
-            self.model.interventions.add(probe, "zero")
+        if tokens is not None and self.tokens is not None:
+            bad = [t for t in tokens if not 0 <= int(t) < len(self.tokens)]
+            if bad:
+                raise ValueError(f"ablation position {bad[0]} is outside the prompt: positions are "
+                                 f"0..{len(self.tokens) - 1}")
 
-        def done(_):
-            said = f"ablation: output of {probe} set to zero"
+        def work():
+            return self.model.interventions.add(probe, "zero", heads=heads, tokens=tokens).describe()
+
+        def done(described):
+            said = f"ablation {described}: set to zero"
             self._restart_debugger(said)
             self.graph_version += 1
             if rerun and self.tokens is not None:
