@@ -54,7 +54,9 @@ def test_the_inspector_shows_c_per_head_at_a_breakpoint_and_the_shared_scale_swi
     C = insp.panels["C"]
     wait_until(lambda: len(browser_column(page, C["source"].id, "image") or []) == 1, page=page)
     label = app.session.decode_one(int(app.session.tokens[0]))
-    wait_until(lambda: page.get_by_text(f'at token 0 ("{label}")').count() > 0, page=page)
+    # the figure title (drawn on the canvas) and the details (page text) name the stop's token
+    wait_until(lambda: f'at token 0 ("{label}")' in model_value(page, C["figure"].title.id, "text"), page=page)
+    wait_until(lambda: page.get_by_text(f"token 0 {label}").count() > 0, page=page)
     own = model_value(page, C["mapper"].id, "high")
     page.get_by_text("one colour scale for all heatmaps").click()
     wait_until(lambda: app.debugger_view.shared_scale, page=page)
@@ -75,11 +77,16 @@ def deep_app(serve, tmp_path, monkeypatch):
     from xlstm_viz.config import XLSTMConfig
     from xlstm_viz.dashboard.app import DashboardApp
 
+    import mlx.core as mx
+
     pn.extension()
     apps = []
+    # built and evaluated before serving (materialised arrays cross threads): the server's first answer then only
+    # runs the model, within the serve fixture's time limit on a loaded machine
+    deep = xv.XLSTM(XLSTMConfig(embedding_dim=32, num_heads=2, num_blocks=32, vocab_size=130))
+    mx.eval(deep.parameters())
 
     def factory():
-        deep = xv.XLSTM(XLSTMConfig(embedding_dim=32, num_heads=2, num_blocks=32, vocab_size=130))
         app = DashboardApp(model=deep)
         apps.append(app)
         return app.template()

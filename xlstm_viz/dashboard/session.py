@@ -182,7 +182,7 @@ class ModelSession(param.Parameterized):
             try:
                 result = work()
             except Exception as exc:  # noqa: BLE001
-                self._deliver(lambda: fail(exc))
+                self._deliver(lambda exc=exc: fail(exc))  # `exc` is unbound after the except block
                 return
             self._deliver(lambda: finish(result))
 
