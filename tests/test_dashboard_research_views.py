@@ -211,3 +211,15 @@ def test_the_python_snippet_rebuilds_the_edited_model(app):
     unedited = np.array(scope["xv"].load_demo()(mx.array(s.tokens[None]))[0])
     assert np.abs(unedited - want).max() > 1e-3  # the snippet carries the edits
     s.sparsify(0, 0.0, seed=0)
+
+
+def test_every_coloured_figure_of_the_new_views_has_a_colour_bar_or_legend(app):
+    from bokeh.models import ColorBar, Legend
+
+    figs = (list(app.debugger_view.inspector.figures) + [app.trace_view.token_text.figure]
+            + [app.patching_view.ld_figure, app.patching_view.kl_figure, app.patching_view.sweep_figure])
+    for fig in figs:
+        annotations = fig.right + fig.left + fig.above + fig.below + fig.center
+        assert any(isinstance(a, (ColorBar, Legend)) for a in annotations), fig.title.text
+    bars = [a for f in app.debugger_view.inspector.figures for a in f.right if isinstance(a, ColorBar)]
+    assert [b.title for b in bars] == ["C_t entry", "n_t entry", "gate value", "output value"]
