@@ -79,15 +79,17 @@ def serve():
         port = free_port()
         server = pn.serve(factory, port=port, address="localhost", show=False, threaded=True, start=True,
                           websocket_origin=[f"localhost:{port}"], **kwargs)
-        deadline = time.time() + 20
+        deadline = time.time() + 60
         while time.time() < deadline:
             try:
-                urllib.request.urlopen(f"http://localhost:{port}/", timeout=10).read()
+                # One request that may take long: each GET builds a whole app, so a retry after a short timeout
+                # adds another session's work to the one still running (on a loaded 2-core machine, 10 s was hit)
+                urllib.request.urlopen(f"http://localhost:{port}/", timeout=60).read()
                 break
             except OSError:
                 time.sleep(0.2)
         else:
-            pytest.fail(f"the Panel server on port {port} did not answer within 20 s")
+            pytest.fail(f"the Panel server on port {port} did not answer within 60 s")
         servers.append(server)
         return Served(server, port)
 

@@ -26,6 +26,7 @@ from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_view import ModelView
 from xlstm_viz.dashboard.notifications import guarded, notify_error
 from xlstm_viz.dashboard.offline import OfflineFast
+from xlstm_viz.dashboard.patching_view import PatchingView
 from xlstm_viz.dashboard.persistence import SessionFileError, SessionStore, new_key, valid_key
 from xlstm_viz.dashboard.session import MAX_PROMPT_CHARS, ModelSession
 from xlstm_viz.dashboard.trace_view import TraceView
@@ -135,6 +136,7 @@ class DashboardApp(pn.viewable.Viewer):
         from xlstm_viz.dashboard.ncps_live import LiveNCPSView, neuron_blocks
 
         self.ncps_live = LiveNCPSView(self.session) if neuron_blocks(self.session.model) else None
+        self.patching_view = PatchingView(self.session)
         # The browser cuts a textarea at max_length without a word, so allow one character more than the session
         # accepts: a longer prompt then arrives over the limit and is refused with a message.
         self.prompt_input = pn.widgets.TextAreaInput(label="prompt (task labels / text, or token ids)", height=110,
@@ -298,6 +300,17 @@ class DashboardApp(pn.viewable.Viewer):
             check_doc(doc)  # a file that is not an edits file is refused here, with the reason
             self.session.import_edits(doc)
 
+    def python_snippet(self) -> str:
+        """"Copy as Python": a script that rebuilds the model as edited here and runs the current prompt."""
+        from xlstm_viz.dashboard.snippet import python_snippet
+
+        s = self.session
+        items = s.on_worker(lambda: list(s.model.interventions.list()))
+        return python_snippet(s.edits_doc(), items, s.model.source, s.tokens)
+
+    def _show_snippet(self, *_):
+        self._snippet.object = f"```python\n{self.python_snippet()}```"
+
     def export_panel(self):
         wiring = pn.widgets.FileDownload(callback=lambda: io.StringIO(wiring_to_json(self.wiring_view.wiring)),
                                          filename="wiring.json", label="NCPS wiring JSON", color="primary")
@@ -308,8 +321,16 @@ class DashboardApp(pn.viewable.Viewer):
         up_wiring.param.watch(guarded(self._import_wiring), "value")
         up_edits = pn.widgets.FileInput(accept=".json")
         up_edits.param.watch(guarded(self._import_edits), "value")
+        diff_csv = pn.widgets.FileDownload(callback=guarded(lambda: io.StringIO(self.diff_view.diff_csv())),
+                                           filename="diff.csv", label="diff tables CSV")
+        snippet = pn.widgets.FileDownload(callback=guarded(lambda: io.StringIO(self.python_snippet())),
+                                          filename="reproduce_edits.py", label="edits as Python (.py)")
+        self._snippet = pn.pane.Markdown("", sizing_mode="stretch_width")
+        show = pn.widgets.Button(label="Show as Python (to copy)")
+        show.on_click(guarded(self._show_snippet))
         return pn.Column(
-            pn.pane.Markdown("#### Export"), wiring, edits, trace, pn.pane.Markdown(PNG_NOTE),
+            pn.pane.Markdown("#### Export"), wiring, edits, trace, diff_csv, snippet, show, self._snippet,
+            pn.pane.Markdown(PNG_NOTE),
             pn.pane.Markdown("#### Import"), pn.pane.Markdown("NCPS wiring JSON"), up_wiring,
             pn.pane.Markdown("model wiring edits JSON (`xlstm_viz.apply_edits(model, path)` applies it in Python)"),
             up_edits,
@@ -368,9 +389,21 @@ class DashboardApp(pn.viewable.Viewer):
         builder = pn.Column(pn.pane.Markdown("#### Detached NCPS wiring builder: not connected to the loaded model "
                                              "(build, edit and export ncps wirings here)"), self.wiring_view,
                             sizing_mode="stretch_width")
-        return pn.Tabs(("Model", self.model_view), ("Over time", self.trace_view), ("Debugger", self.debugger_view),
-                       ("Diff", self.diff_view), *live, ("NCPS builder (detached)", builder),
+        # The Patching tab's widgets are built when it is first opened: with them the page's first render took
+        # ~1 s more of server CPU (measured), which every session pays even if it never patches.
+        patching = pn.Column(pn.pane.Markdown("_loading the patching view..._"), sizing_mode="stretch_width")
+        tabs = pn.Tabs(("Model", self.model_view), ("Over time", self.trace_view), ("Debugger", self.debugger_view),
+                       ("Diff", self.diff_view), ("Patching", patching), *live, ("NCPS builder (detached)", builder),
                        ("Export", self.export_panel()), dynamic=False, sizing_mode="stretch_width")
+        index, built = 4, []
+
+        def opened(event):
+            if event.new == index and not built:
+                built.append(True)
+                patching[:] = [self.patching_view]
+
+        tabs.param.watch(opened, "active")
+        return tabs
 
     def template(self):
         return pn.template.FastListTemplate(title=TITLE, sidebar=[self.sidebar()], main=[self.tabs()],

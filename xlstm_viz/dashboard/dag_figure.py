@@ -11,6 +11,10 @@ from xlstm_viz.dashboard.colors import (
     add_legend, graph_legend_items, kind_legend_items, update_color_bar, value_color_bar,
 )
 
+# Columns shown at once: a deeper graph (32 blocks = 35 columns) is a strip that pans sideways (drag, or the
+# debugger's stop moves it), so labels keep their size instead of overlapping.
+MAX_COLUMNS = 14
+
 
 class DagFigure:
     """Nodes coloured/sized by a statistic, edges coloured by state.
@@ -96,7 +100,8 @@ class DagFigure:
         source_updates.replace_data(self.node_source, nodes)
         source_updates.replace_data(self.edge_source, edges)
         xmax = float(nodes["x"].max()) if len(nodes["x"]) else 1.0
-        source_updates.set_props(self.x_range, start=-0.5, end=xmax + 0.5)
+        self._xmax = xmax
+        source_updates.set_props(self.x_range, start=-0.5, end=min(xmax, MAX_COLUMNS - 1) + 0.5)
 
     def _extend_legend(self, kinds) -> None:
         from bokeh.models import LegendItem
@@ -130,7 +135,19 @@ class DagFigure:
         else:
             i = self.names.index(name)
             data = {"x": [float(self._nodes["x"][i])], "y": [float(self._nodes["y"][i])], "id": [name]}
+            self.scroll_to(float(self._nodes["x"][i]))
         source_updates.replace_data(self.highlight_source, data)
+
+    def scroll_to(self, x: float) -> None:
+        """Pan a strip (more than MAX_COLUMNS columns) so that column `x` is in view; a shorter graph stays put."""
+        xmax = getattr(self, "_xmax", 0.0)
+        if xmax < MAX_COLUMNS:
+            return
+        start, end = self.x_range.start, self.x_range.end
+        if start is not None and end is not None and start + 0.5 <= x <= end - 0.5:
+            return
+        first = min(max(x - MAX_COLUMNS // 2, 0.0), xmax - MAX_COLUMNS + 1)
+        source_updates.set_props(self.x_range, start=first - 0.5, end=first + MAX_COLUMNS - 0.5)
 
     def highlight_edge(self, src: str | None, dst: str | None = None) -> None:
         """Mark the selected connection (a wide translucent band under it); None clears it."""

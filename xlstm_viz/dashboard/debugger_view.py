@@ -12,6 +12,8 @@ from xlstm_viz.dashboard import debug_commands, model_graph
 from xlstm_viz.dashboard.dag_figure import DagFigure
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
+from xlstm_viz.dashboard.tensor_inspector import TensorInspector
+from xlstm_viz.dashboard.tensor_tables import stop_tables, stop_title, token_label
 
 ACTIONS = ("step", "step_over", "step_token", "continue", "reset")
 
@@ -26,10 +28,10 @@ def summarize(name: str, a: np.ndarray) -> str:
             f"{int(a.size - finite.sum())} |")
 
 
-def event_markdown(ev) -> str:
+def event_markdown(ev, label: str | None = None) -> str:
     if ev is None:
         return "_not started: press Step_"
-    tok = "" if ev.token is None else f", token **{ev.token}**"
+    tok = "" if ev.token is None else f", token **{ev.token}**" + (f" `{label}`" if label else "")
     lines = [f"**{ev.name}** ({ev.cell_type}{tok}, step #{ev.index})", "",
              "| tensor | shape | mean | std | absmax | non-finite |", "|---|---|---|---|---|---|"]
     for src, a in ev.inputs.items():
@@ -63,6 +65,7 @@ class DebuggerView(pn.viewable.Viewer):
     bp_probe = param.String(default="blocks.0.mlstm.memory", doc="probe name or pattern")
     bp_condition = param.String(default="", doc="'', 'nonfinite', 'absmax>50', 'saturated'")
     bp_remove = param.Integer(default=1, bounds=(1, None))
+    shared_scale = param.Boolean(default=False, doc="one colour scale for all heatmaps of the stop")
 
     def __init__(self, dbg=None, session=None, **params):
         super().__init__(**params)
@@ -70,8 +73,10 @@ class DebuggerView(pn.viewable.Viewer):
             raise ValueError("give exactly one of dbg (an xlstm_viz.execution.Debugger) or session")
         self.session = session
         self.driver = _DirectDriver(dbg) if dbg is not None else None
-        self.num_blocks = (dbg.model.config if dbg is not None else session.config).num_blocks
-        self._layer_types = (dbg.model.config if dbg is not None else session.config).layer_types()
+        config = dbg.model.config if dbg is not None else session.config
+        self.num_blocks, self.num_heads = config.num_blocks, config.num_heads
+        self._layer_types = config.layer_types()
+        self.inspector = TensorInspector()
         self.block_graph = DagFigure("blocks (current one ringed)", height=200, color_bar=False, legend_place="below")
         self.cell_graph = DagFigure("cells (current one ringed)", height=360, color_bar=False, legend_place="below")
         self._shown_block = None
@@ -121,8 +126,25 @@ class DebuggerView(pn.viewable.Viewer):
     def _on_event(self):
         self._show(self.event)
 
+    def _token_label(self, ev):
+        """(decode, tokens) of the prompt being stepped, for the stop's token label."""
+        if self.session is not None:
+            return self.session.decode_one, self.session.tokens
+        model = self.driver.dbg.model
+        task = getattr(model, "task", None)
+        decode = (lambda i: task.decode([i])[0]) if task is not None else str
+        return decode, np.asarray(self.driver.dbg.input_ids)[0]
+
+    @param.depends("shared_scale", watch=True)
+    def _on_shared(self):
+        self.inspector.set_shared(self.shared_scale)
+
     def _show(self, ev):
-        self._details.object = event_markdown(ev)
+        decode, tokens = self._token_label(ev)
+        title = stop_title(ev, decode, tokens)
+        self._details.object = event_markdown(ev, token_label(ev, decode, tokens))
+        self.inspector.shared = self.shared_scale
+        self.inspector.show(stop_tables(ev, self.num_heads), title if ev is not None else None)
         if ev is not None:
             node = f"blocks.{ev.block}" if ev.block is not None else ("lm_head" if ev.name == "logits" else ev.name)
             self.block_graph.highlight(node)
@@ -177,6 +199,10 @@ class DebuggerView(pn.viewable.Viewer):
                              pn.pane.Bokeh(self.cell_graph.figure, sizing_mode="stretch_width"),
                              sizing_mode="stretch_width"),
                    pn.Column(bp_form, self._details, width=520), sizing_mode="stretch_width"),
+            pn.pane.Markdown("#### Tensors at the stop (batch 0, the stop's token; diverging colours around 0)"),
+            pn.widgets.Checkbox.from_param(self.param.shared_scale, name="one colour scale for all heatmaps"),
+            pn.GridBox(*[pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self.inspector.figures], ncols=2,
+                       sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
 

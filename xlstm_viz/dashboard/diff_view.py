@@ -7,6 +7,8 @@ MQAR example. The model view's "diff vs baseline" overlay paints the same change
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import panel as pn
 
@@ -32,6 +34,8 @@ def probe_change_table(diff, stat: str = "mean") -> dict[str, np.ndarray]:
 class DiffView(pn.viewable.Viewer):
     stat = param.Selector(default="mean", objects=["mean", "absmax", "std", "l2"])
     ablate_probe = param.String(default="blocks.0.mlstm.igate", doc="cell whose output is zeroed")
+    ablate_heads = param.String(default="all", doc="heads to zero: 'all' or e.g. '0, 2'")
+    ablate_positions = param.String(default="all", doc="token positions to zero: 'all' or e.g. '5, 9'")
 
     def __init__(self, session, **params):
         super().__init__(**params)
@@ -89,18 +93,42 @@ class DiffView(pn.viewable.Viewer):
                                 f"largest statistic change {total:.4g}; mean KL {float(np.mean(logit['kl'])):.4g}")
         self._ablations.object = "ablations: " + (", ".join(r.ablations) or "none")
 
+    def ablate(self):
+        """Zero the chosen cell (its heads / positions when given) and re-run."""
+        from xlstm_viz.dashboard.patching_view import parse_indices
+
+        return self.session.ablate(self.ablate_probe.strip(), heads=parse_indices(self.ablate_heads, "heads"),
+                                   tokens=parse_indices(self.ablate_positions, "positions"))
+
+    def diff_csv(self) -> str:
+        """The per-position and per-probe change tables as one CSV (table, key, columns...)."""
+        import pandas as pd
+
+        s = self.session
+        if s.trace is None or s.baseline is None or s.trace.tokens.shape != s.baseline.tokens.shape:
+            raise ValueError("no diff yet: run the model, edit something, and the diff against the baseline appears")
+        logit = trace_tables.logit_change_table(s.trace, s.baseline, decode=s.decode_one)
+        bars = probe_change_table(s.trace, s.baseline, self.stat)
+        a = pd.DataFrame({k: list(v) for k, v in logit.items()}).assign(table="per position")
+        b = pd.DataFrame({"probe": list(bars["probe"]), f"max_abs_change_{self.stat}": list(bars["change"])}).assign(
+            table="per probe")
+        return pd.concat([a, b], ignore_index=True).to_csv(index=False)
+
     def __panel__(self):
         ablate = pn.widgets.Button(label="Ablate (zero output)", color="danger")
-        ablate.on_click(guarded(lambda e: self.session.ablate(self.ablate_probe)))
+        ablate.on_click(guarded(lambda e: self.ablate()))
         clear = pn.widgets.Button(label="Clear ablations")
         clear.on_click(guarded(lambda e: self.session.clear_ablations()))
         base = pn.widgets.Button(label="Use current run as baseline")
         base.on_click(guarded(lambda e: self.session.set_baseline()))
         return pn.Column(
-            pn.Row(pn.widgets.TextInput.from_param(self.param.ablate_probe, label="cell to ablate"), ablate, clear,
-                   base),
+            pn.Row(pn.widgets.TextInput.from_param(self.param.ablate_probe, label="cell to ablate"),
+                   pn.widgets.TextInput.from_param(self.param.ablate_heads, label="heads", width=100),
+                   pn.widgets.TextInput.from_param(self.param.ablate_positions, label="positions", width=100),
+                   ablate, clear, base),
             pn.widgets.RadioButtonGroup.from_param(self.param.stat),
-            self._summary, self._ablations,
+            pn.Row(pn.widgets.FileDownload(callback=guarded(lambda: io.StringIO(self.diff_csv())), filename="diff.csv",
+                                           label="diff tables CSV"), self._summary), self._ablations,
             pn.pane.Bokeh(self.bar_figure, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.kl_figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",

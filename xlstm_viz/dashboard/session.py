@@ -367,7 +367,7 @@ class ModelSession(param.Parameterized):
             try:
                 result = task()
             except Exception as exc:  # noqa: BLE001
-                self._deliver(lambda: fail(exc))
+                self._deliver(lambda exc=exc: fail(exc))  # `exc` is unbound after the except block
                 return
             self._deliver(lambda: finish(result))
 
@@ -490,7 +490,8 @@ class ModelSession(param.Parameterized):
         return {**st.extra, "prompt": st.prompt, "example": list(st.example) if st.example else None,
                 "edits": st.log.to_doc()["actions"], "baseline_edits": st.baseline_edits,
                 "ablations": [{"probe": i.probe, "kind": i.kind, "value": i.value,
-                               "tokens": None if i.tokens is None else list(i.tokens)} for i in saveable],
+                               "tokens": None if i.tokens is None else list(i.tokens),
+                               "heads": None if i.heads is None else list(i.heads)} for i in saveable],
                 "breakpoints": self._breakpoints(st)}
 
     def _save(self, st: _State) -> None:
@@ -708,13 +709,19 @@ class ModelSession(param.Parameterized):
         return self.result.graphs.of(scope, block)
 
     # -- interventions (ablations) ------------------------------------------------------------------
-    def ablate(self, probe: str, rerun: bool = True):
-        """Zero a cell's output (model.interventions), then re-run; `clear_ablations` undoes it."""
+    def ablate(self, probe: str, rerun: bool = True, heads=None, tokens=None):
+        """Zero a cell's output (model.interventions), optionally only some heads / token positions, then re-run;
+        `clear_ablations` undoes it. Bad heads or positions are refused by name (interventions.add, the run)."""
         self.check_probe(probe)
+        if tokens is not None and self.tokens is not None:
+            bad = [t for t in tokens if not 0 <= int(t) < len(self.tokens)]
+            if bad:
+                raise ValueError(f"ablation position {bad[0]} is outside the prompt: positions are "
+                                 f"0..{len(self.tokens) - 1}")
 
         def work(st):
-            self.model.interventions.add(probe, "zero")
-            said = f"ablation: output of {probe} set to zero"
+            described = self.model.interventions.add(probe, "zero", heads=heads, tokens=tokens).describe()
+            said = f"ablation {described}: set to zero"
             self._restart_debugger(st, said)
             return said
 
@@ -843,7 +850,7 @@ class ModelSession(param.Parameterized):
                 try:
                     self.check_probe(a.get("probe"))
                     self.model.interventions.add(a["probe"], a.get("kind", "zero"), value=a.get("value"),
-                                                 tokens=a.get("tokens"))
+                                                 tokens=a.get("tokens"), heads=a.get("heads"))
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     refused.append(f"ablation {i}: {exc}")
             doc = self._saved_edits_doc(edits, refused)

@@ -7,14 +7,19 @@ import panel as pn
 
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
-from bokeh.models import ColumnDataSource, FixedTicker, HoverTool, Range1d
+from bokeh.models import BasicTicker, ColumnDataSource, CustomJSTickFormatter, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
 from xlstm_viz.dashboard.colors import prob_color, probability_palette, update_color_bar, value_color_bar
 from xlstm_viz.dashboard.inputs import int_input
+from xlstm_viz.dashboard.token_text import TokenText
 
 PANEL_HEIGHT = 150
+WINDOW = 256  # tokens shown at once by default; longer traces page (and pan/zoom) instead of squeezing
+# The x axis labels tokens through one ticker and one formatter shared by every panel, made once: a run changes
+# only the formatter's labels, and the ticker picks a readable number of ticks at every zoom level.
+TICK_CODE = "const i = Math.round(tick); return (Math.abs(tick - i) < 1e-6 && i >= 0 && i < labels.length) ? labels[i] : '';"
 
 
 def _empty_heat():
@@ -29,11 +34,16 @@ class TraceView(pn.viewable.Viewer):
     probe = param.Selector(default=None, objects=[], doc="any recorded probe")
     stat = param.Selector(default="absmax", objects=["absmax"])
     top_k = param.Integer(default=3, bounds=(1, 10))
+    first_token = param.Integer(default=0, bounds=(0, None), doc="first token position shown")
+    window = param.Integer(default=WINDOW, bounds=(8, 4096), doc="how many tokens are shown at once")
 
     def __init__(self, trace=None, decode=None, session=None, **params):
         super().__init__(**params)
         self.decode = decode
         self.x_range = Range1d(-0.5, 1.5)
+        self.ticker = BasicTicker(desired_num_ticks=24, min_interval=1)
+        self.formatter = CustomJSTickFormatter(args={"labels": []}, code=TICK_CODE)
+        self.token_text = TokenText()
         self._bars = {}  # id(source) -> (colour mapper, colour bar) of that heatmap
         self.panels = []  # (title pane, figure, source)
         for suffix, stat, title in trace_tables.GATE_PANELS:
@@ -61,6 +71,8 @@ class TraceView(pn.viewable.Viewer):
         fig.add_tools(HoverTool(renderers=[r], tooltips=[("token", "@pos{0}"), ("head", "@head{0}"),
                                                          ("value", "@value_text")]))
         fig.yaxis.axis_label = "head"
+        fig.xaxis.ticker, fig.xaxis.formatter = self.ticker, self.formatter
+        fig.xaxis.major_label_orientation = 1.0
         fig.grid.visible = False
         return fig
 
@@ -76,6 +88,7 @@ class TraceView(pn.viewable.Viewer):
         fig.add_tools(HoverTool(tooltips=[("pos", "@pos{0}"), ("rank", "@rank{0}"), ("token", "@text"),
                                           ("p", "@prob{0.000}")]))
         fig.y_range.flipped = True
+        fig.xaxis.ticker, fig.xaxis.formatter = self.ticker, self.formatter
         fig.yaxis.axis_label = "rank"
         fig.grid.visible = False
         return fig
@@ -107,14 +120,10 @@ class TraceView(pn.viewable.Viewer):
         S = tr.tokens.shape[1]
         labels = trace_tables.token_labels(tr.tokens[0], self.decode)
 
-        def axes():
-            self.x_range.update(start=-0.5, end=S - 0.5)
-            for _, _, fig, _ in self.panels:
-                fig.xaxis.ticker = FixedTicker(ticks=list(range(S)))
-                fig.xaxis.major_label_overrides = {i: labels[i].split(":", 1)[1] for i in range(S)}
-                fig.xaxis.major_label_orientation = 1.2 if S > 16 else 0.0
-
-        source_updates.apply(self.x_range, axes)
+        short = [lab.split(":", 1)[1] for lab in labels]
+        if list(self.formatter.args.get("labels", [])) != short:
+            source_updates.apply(self.formatter, lambda: setattr(self.formatter, "args", {"labels": short}))
+        self._set_window(S)
         # The panels of the shown block's type (its table's `panels`: the mLSTM gates and memory, or the sLSTM's);
         # slots this block type does not use stay empty.
         shown = trace_tables.gate_panels(tr, self.block)
@@ -135,10 +144,24 @@ class TraceView(pn.viewable.Viewer):
             source_updates.replace_data(self.probe_source, data)
             self._match_bar(self.probe_source, data["value"], self.stat)
             source_updates.set_props(self.probe_figure.title, text=f"{self.probe}: {self.stat}")
+            per_token = np.asarray(tr.stats[self.probe][self.stat][0], dtype=np.float64)
+            per_token = per_token.mean(-1) if per_token.ndim == 2 else per_token
+            self.token_text.show(short, per_token, f"{self.probe}: {self.stat}, mean over heads")
         topk = trace_tables.top_k_table(tr, self.top_k, decode=self.decode)
         topk["color"] = np.array([prob_color(p) for p in topk["prob"]], dtype=object)
         topk["text"] = np.array([f"*{t}*" if n else t for t, n in zip(topk["text"], topk["is_next"])], dtype=object)
         source_updates.replace_data(self.topk_source, topk)
+
+    @param.depends("first_token", "window", watch=True)
+    def _page(self):
+        if self.trace is not None:
+            self._set_window(self.trace.tokens.shape[1])
+
+    def _set_window(self, S: int) -> None:
+        """Show tokens [first_token, first_token + window) (all of them when they fit)."""
+        start = min(self.first_token, max(S - self.window, 0))
+        end = min(start + self.window, S)
+        source_updates.set_props(self.x_range, start=start - 0.5, end=end - 0.5)
 
     def _match_bar(self, source, values, title) -> None:
         mapper, bar = self._bars[id(source)]
@@ -150,7 +173,10 @@ class TraceView(pn.viewable.Viewer):
             pn.widgets.Select.from_param(self.param.probe, label="probe", width=260),
             pn.widgets.Select.from_param(self.param.stat, label="statistic", width=140),
             int_input(self, "top_k", "top-k", width=80),
+            int_input(self, "first_token", "first token shown", width=120),
+            int_input(self, "window", "tokens shown", width=100),
         )
         figs = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for _, _, f, _ in self.panels]
-        return pn.Column(controls, pn.pane.Bokeh(self.topk_figure, sizing_mode="stretch_width"), *figs,
+        return pn.Column(controls, pn.pane.Bokeh(self.token_text.figure, sizing_mode="stretch_width"),
+                         pn.pane.Bokeh(self.topk_figure, sizing_mode="stretch_width"), *figs,
                          pn.pane.Bokeh(self.probe_figure, sizing_mode="stretch_width"), sizing_mode="stretch_width")

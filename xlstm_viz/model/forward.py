@@ -259,6 +259,9 @@ class Executor:
         states = self.check_state(state, B)
         spans = [(None, slice(0, S))] if mode == "chunkwise" else [(t, slice(t, t + 1)) for t in range(S)]
         interventions = model.interventions if len(model.interventions) else None
+        if interventions is not None and check and state is None:
+            # a run from the start: a position past its end would silently change nothing
+            interventions.check_positions(S)
         emit = observer is not None
         stepping = emit and observer.stepping
         order, incoming = self._stream_plan()

@@ -1,5 +1,8 @@
 """Hooks that change a cell's output during the forward: zero, scale, replace, or patch from another trace.
 
+Each can be limited to token positions (`tokens=`) and, on cells whose features split into heads, to heads
+(`heads=`): a per-head or per-position ablation is a "zero" limited that way.
+
 They live on the model (`model.interventions`), compose with wiring edits (the wiring decides what flows into a cell,
 an intervention changes what flows out), and are listed and removed by handle.
 """
@@ -15,6 +18,8 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
+from xlstm_viz.wiring.block_types import HeadRuleSet
+
 KINDS = ("zero", "scale", "replace", "patch")
 
 
@@ -26,9 +31,12 @@ class Intervention:
     value: Any = None  # scale factor or replacement array
     tokens: tuple[int, ...] | None = None  # limit to these token positions (None = all)
     source: Any = field(default=None, repr=False)  # Trace to patch from
+    heads: tuple[int, ...] | None = None  # limit to these heads (None = all features)
+    num_heads: int | None = None  # the model's heads (how a per-head cell's features split)
 
     def describe(self) -> str:
-        where = "" if self.tokens is None else f" at tokens {list(self.tokens)}"
+        where = "" if self.heads is None else f" heads {list(self.heads)}"
+        where += "" if self.tokens is None else f" at tokens {list(self.tokens)}"
         what = {"scale": f"scale by {self.value}", "replace": "replace", "zero": "zero", "patch": "patch from trace"}
         return f"#{self.id} {what[self.kind]} {self.probe}{where}"
 
@@ -37,15 +45,16 @@ class Interventions:
     """The model's interventions. `names`: a callable giving the model's probe names, so that an intervention on a
     probe that does not exist is refused when it is added (without it, any name is accepted)."""
 
-    def __init__(self, names=None):
+    def __init__(self, names=None, num_heads: int | None = None):
         self._items: dict[int, Intervention] = {}
         self._ids = itertools.count(1)
         self._names = names
+        self.num_heads = num_heads  # the model's heads: `heads=` indices are checked against it when added
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, probe: str, kind: str, value=None, tokens=None, source_trace=None) -> Intervention:
+    def add(self, probe: str, kind: str, value=None, tokens=None, source_trace=None, heads=None) -> Intervention:
         if kind not in KINDS:
             raise ValueError(f"intervention kind must be one of {KINDS}, got {kind!r}")
         if not isinstance(probe, str):
@@ -83,9 +92,35 @@ class Interventions:
             if bad or not raw:
                 raise ValueError(f"tokens must be a non-empty list of positions >= 0, got {tokens!r}")
             tokens = tuple(int(t) for t in raw)
-        item = Intervention(next(self._ids), probe, kind, value, tokens, source_trace)
+        if heads is not None:
+            heads = self._check_heads(probe, heads)
+        item = Intervention(next(self._ids), probe, kind, value, tokens, source_trace, heads, self.num_heads)
         self._items[item.id] = item
         return item
+
+    def _check_heads(self, probe: str, heads) -> tuple[int, ...]:
+        raw = np.atleast_1d(np.asarray(heads, dtype=object)).ravel().tolist()
+        bad = [h for h in raw if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 0]
+        if bad or not raw:
+            raise ValueError(f"heads must be a non-empty list of head indices >= 0, got {heads!r}")
+        names = self._names() if self._names is not None else [probe]
+        hits = [n for n in names if n == probe or fnmatch.fnmatchcase(n, probe)] or [probe]
+        flat = [n for n in hits if not has_heads(n)]
+        if flat:
+            raise ValueError(f"{flat[0]!r} has no heads (its features are not split by head), so heads={list(raw)} "
+                             f"cannot select any; per-head cells: q, k, v, igate, fgate, ogate, memory, norm, h")
+        if self.num_heads is None:
+            raise ValueError("heads= needs the model's head count: these interventions were made without num_heads")
+        if max(raw) >= self.num_heads:
+            raise ValueError(f"head {max(raw)} does not exist in {probe!r}: the model has heads 0..{self.num_heads - 1}")
+        return tuple(sorted({int(h) for h in raw}))
+
+    def check_positions(self, seq_len: int) -> None:
+        """Refuse, before a run of `seq_len` tokens, an intervention whose token positions lie outside it."""
+        for item in self._items.values():
+            if item.tokens is not None and max(item.tokens) >= seq_len:
+                raise ValueError(f"intervention {item.describe()}: token {max(item.tokens)} is outside the sequence "
+                                 f"(positions 0..{seq_len - 1})")
 
     def list(self) -> list[Intervention]:
         return list(self._items.values())
@@ -124,6 +159,8 @@ def _apply_one(item: Intervention, name: str, out: mx.array, token: int | None) 
                 f"shape {tuple(out.shape)}"
             )
         new = full
+    if item.heads is not None:
+        new = mx.where(_head_mask(item, name, out.shape[-1]), new, out)
     if item.tokens is None:
         return new
     # Restrict to token positions (axis 1 of [B, S, ...]).
@@ -136,3 +173,32 @@ def _apply_one(item: Intervention, name: str, out: mx.array, token: int | None) 
     shape[1] = S
     sel = mx.array(keep.reshape(shape))
     return mx.where(sel, new, out)
+
+
+# Which cells split into heads, read live from every registered block table (as execution.probes does).
+_PER_HEAD_CELLS = HeadRuleSet("heads")
+_GATE_CELLS = HeadRuleSet("features")
+
+
+def _local_name(name: str) -> str:
+    return name.split(".", 2)[2] if name.startswith("blocks.") else name
+
+
+def has_heads(name: str) -> bool:
+    """Whether a probe's features split into heads (per-head cells, and the gates: one feature per head)."""
+    local = _local_name(name)
+    return local in _PER_HEAD_CELLS or local in _GATE_CELLS
+
+
+def _head_mask(item: Intervention, name: str, width: int) -> mx.array:
+    """[width] bool: the features of the chosen heads. Heads are contiguous blocks of features (as in the stats);
+    a gate has one feature per head."""
+    heads = width if _local_name(name) in _GATE_CELLS else item.num_heads
+    if max(item.heads) >= heads or width % heads:
+        raise ValueError(f"intervention #{item.id} on {name}: head {max(item.heads)} does not exist (the cell has "
+                         f"{heads} heads over {width} features)")
+    per = width // heads
+    mask = np.zeros(width, dtype=bool)
+    for h in item.heads:
+        mask[h * per:(h + 1) * per] = True
+    return mx.array(mask)

@@ -8,6 +8,7 @@ gives the cell wiring (and so the probe names), the attached module holds the pa
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -154,7 +155,7 @@ class XLSTM(nn.Module):
             BlockWiring.from_config(config),
             [block_wiring(kind, j, config) for j, kind in enumerate(config.layer_types())],
         )
-        self.interventions = Interventions(self.probe_names)
+        self.interventions = Interventions(self.probe_names, num_heads=config.num_heads)
         self.compute_dtype = compute_dtype  # see COMPUTE_DTYPES; read on every forward (activation_dtype)
         self.source: str | None = None  # checkpoint folder this model was loaded from
         self.tokenizer = None
@@ -177,13 +178,9 @@ class XLSTM(nn.Module):
         One loaded checkpoint then serves many dashboard sessions: edits, masks and ablations of one view never
         reach another, and the weights are in memory once.
         """
-        import copy
-
-        from xlstm_viz.execution.interventions import Interventions
-
         view = copy.copy(self)  # nn.Module is a dict: the children (and their arrays) are shared, not copied
         view._wirings = _Wirings(copy.deepcopy(self.block_wiring), copy.deepcopy(self.cell_wirings))
-        view.interventions = Interventions(view.probe_names)
+        view.interventions = Interventions(view.probe_names, num_heads=self.config.num_heads)
         return view
 
     @property
