@@ -104,11 +104,11 @@ class DiffView(pn.viewable.Viewer):
         """The per-position and per-probe change tables as one CSV (table, key, columns...)."""
         import pandas as pd
 
-        s = self.session
-        if s.trace is None or s.baseline is None or s.trace.tokens.shape != s.baseline.tokens.shape:
+        r = self.session.result  # the result's diff and logit table: computed once on the model thread
+        if r is None or r.diff is None or r.logit_change is None:
             raise ValueError("no diff yet: run the model, edit something, and the diff against the baseline appears")
-        logit = trace_tables.logit_change_table(s.trace, s.baseline, decode=s.decode_one)
-        bars = probe_change_table(s.trace, s.baseline, self.stat)
+        logit = {k: v for k, v in r.logit_change.items() if k != "color"}
+        bars = probe_change_table(r.diff, self.stat)
         a = pd.DataFrame({k: list(v) for k, v in logit.items()}).assign(table="per position")
         b = pd.DataFrame({"probe": list(bars["probe"]), f"max_abs_change_{self.stat}": list(bars["change"])}).assign(
             table="per probe")
