@@ -162,3 +162,30 @@ def test_live_ncps_view_toggle_reruns_the_model_and_updates_overlays_and_diff():
     assert "synapse" in session.last_action
     view.undo()
     assert np.array_equal(session.trace.logits, baseline.logits)
+
+
+def test_a_synapse_edit_is_an_edit_log_action_that_exports_applies_and_undoes():
+    """The live tab's synapse toggles go through the one edit path: the session's edits document carries them (as
+    "neuron" wiring edits), `xlstm_viz.apply_edits` reproduces them on a fresh model, and Undo reverts them."""
+    from xlstm_viz.dashboard.session import ModelSession
+    from xlstm_viz.tasks import MQARTask
+
+    model = hybrid()
+    model.task = MQARTask(num_keys=9, num_values=9)
+    session = ModelSession(model=model)
+    session.mqar_example(4, seed=1)
+    ids = mx.array(session.tokens[None])
+    before = np.array(model(ids)[0])
+    wiring = model.blocks[0].wiring
+    src, dst = map(int, np.argwhere(wiring.adjacency_matrix[:, :MOTOR] != 0)[0])
+    session.edit_synapse(0, "neuron", src, dst, 0)
+    edited = np.array(model(ids)[0])
+    assert np.abs(edited - before).max() > 0
+    doc = session.edits_doc()
+    assert [e["wiring"] for a in doc["actions"] for e in a["edits"]] == ["neuron"]
+    fresh = hybrid()
+    report = xlstm_viz.apply_edits(fresh, doc)
+    assert not report.refused and int(fresh.blocks[0].wiring.adjacency_matrix[src, dst]) == 0
+    np.testing.assert_array_equal(np.array(fresh(ids)[0]), edited)
+    session.undo()
+    np.testing.assert_array_equal(np.array(model(ids)[0]), before)

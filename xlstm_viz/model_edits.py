@@ -10,6 +10,8 @@ those history entries. The same document is what the dashboard saves, replays, e
      "actions": [{"said": "...", "edits": [{"wiring": "block" | "cell", "block": null | 3,
                                             "kind": "set_enabled", "changes": [{target, before, after}], ...}]}]}
 
+"neuron" names the NCP wiring of a neuron block (`model.blocks[block].wiring`, a `cfc` / `ltc` block).
+
 Each change must find the value it says it was changed from (`Editable.apply_edit`); an action that does not is
 refused as a whole and the others still apply (`ApplyReport.refused` names it and why).
 """
@@ -33,11 +35,17 @@ def wiring_of(model, wiring: str, block=None):
         if type(block) is not int or not 0 <= block < n:
             raise ValueError(f"block {block!r} is not a block of this model (blocks 0..{n - 1})")
         return model.cell_wirings[block]
-    raise ValueError(f"wiring must be 'block' or 'cell', got {wiring!r}")
+    if wiring == "neuron":
+        neuron = [j for j, b in enumerate(model.blocks) if getattr(b, "wiring", None) is not None]
+        if type(block) is not int or block not in neuron:
+            raise ValueError(f"block {block!r} is not a neuron block of this model (neuron blocks: {neuron})")
+        return model.blocks[block].wiring
+    raise ValueError(f"wiring must be 'block', 'cell' or 'neuron', got {wiring!r}")
 
 
 def _wirings(model) -> list[tuple[str, int | None, object]]:
-    return [("block", None, model.block_wiring)] + [("cell", j, w) for j, w in enumerate(model.cell_wirings)]
+    return ([("block", None, model.block_wiring)] + [("cell", j, w) for j, w in enumerate(model.cell_wirings)]
+            + [("neuron", j, b.wiring) for j, b in enumerate(model.blocks) if getattr(b, "wiring", None) is not None])
 
 
 @dataclass(frozen=True)

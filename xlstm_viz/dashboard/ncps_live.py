@@ -104,19 +104,9 @@ class LiveNCPSView(pn.viewable.Viewer):
                                   done=lambda said: self.wiring_view.edited(said))
 
     def undo(self, event=None):
-        """Undo the wiring's last edit on the model thread and re-run."""
-        def work():
-            wiring = self.session.neuron_wiring(self.block)
-            if not wiring.history:
-                raise ValueError(f"blocks.{self.block}: nothing to undo in the neuron wiring")
-            wiring.undo()
-
-        def done(_):
-            self.wiring_view.edited("undid the last synapse edit")
-            self.session.graph_version += 1
-            self.session.run(announce=f"blocks.{self.block}: undid the last synapse edit")
-
-        self.session.submit(work, done)
+        """Undo the latest edit action (the session's edit log, the same as the sidebar's Undo) and re-run."""
+        self.wiring_view.edited("undid the last edit")
+        return self.session.undo()
 
     # -- results -> views --------------------------------------------------------------------------
     def _on_run(self, *_):
@@ -175,7 +165,7 @@ class LiveNCPSView(pn.viewable.Viewer):
 
     # -- layout ------------------------------------------------------------------------------------
     def __panel__(self):
-        undo = pn.widgets.Button(label="Undo synapse edit", color="default")
+        undo = pn.widgets.Button(label="Undo last edit", color="default")
         undo.on_click(guarded(self.undo))
         controls = pn.Row(
             pn.widgets.Select.from_param(self.param.overlay, name="overlay", width=260),

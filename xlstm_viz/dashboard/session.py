@@ -623,26 +623,20 @@ class ModelSession(param.Parameterized):
                      announce: str | None = None, done=None):
         """Set one synapse of a neuron block's NCP wiring on the model thread (undoable in the wiring's history),
         then re-run; `done()` runs on the document's thread after the edit (before the re-run's result)."""
-        def work():
+        def work(st):
             wiring = self.neuron_wiring(block)
             m = wiring.sensory_adjacency_matrix if kind == "sensory" else wiring.adjacency_matrix
             old = int(m[src, dst])
-            wiring.set_polarity(src, dst, polarity, sensory=(kind == "sensory"))
-            return old
-
-        def finish(old):
             said = announce or f"block {block} {kind} synapse {src} -> {dst}: {old:+d} -> {int(polarity):+d}"
             said = f"blocks.{block}: {said}"
-            self._restart_debugger(said)
-            self.graph_version += 1
+            # one action of the edit log: undo/redo/reset, saves and exports carry it like every other edit
+            self._edit(st, said, ("neuron", block, kind, int(src), int(dst), int(polarity)),
+                       lambda: wiring.set_polarity(src, dst, polarity, sensory=(kind == "sensory")))
             if done is not None:
-                done(said)
-            if rerun and self.tokens is not None:
-                self.run(announce=said)
-            else:
-                self.last_action = said
+                self._deliver(lambda: done(said))
+            return said
 
-        return self.submit(work, finish)
+        return self._command(work, rerun=rerun)
 
     def sparsify(self, block: int, level: float, seed: int = 0, rerun: bool = True):
         """Regenerate the weight masks of one block's cell wiring at `level` (when the wiring supports it)."""

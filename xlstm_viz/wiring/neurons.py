@@ -332,6 +332,9 @@ class Wiring(Editable):
         wiring._edits_from_json(data["edits"])
         return wiring
 
+    def _check_change_value(self, target, value, where) -> None:  # Editable.apply_edit
+        _check_synapse_value(target, value, where)
+
     def _read_target(self, target: tuple):
         if len(target) != 3 or target[0] not in ("synapse", "sensory"):
             raise ValueError("a synapse target is ['synapse' | 'sensory', src, dest]")
