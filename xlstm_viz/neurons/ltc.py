@@ -42,20 +42,15 @@ INIT_RANGES = {
 
 def effective_erev(erev: mx.array, trained_polarity: np.ndarray, polarity: np.ndarray) -> mx.array:
     """Reversal potentials under the current polarity (see the module docstring)."""
-    return _apply_erev_rule(_erev_constants(trained_polarity, polarity), erev)
+    return _erev_rule(trained_polarity, polarity)(erev)
 
 
-def _erev_constants(trained_polarity: np.ndarray, polarity: np.ndarray) -> tuple[mx.array, mx.array, mx.array]:
-    """The constants of erev -> effective erev for one pair of polarity matrices (built once per wiring version)."""
+def _erev_rule(trained_polarity: np.ndarray, polarity: np.ndarray):
+    """erev -> effective erev for one pair of polarity matrices (the constants built once per wiring version)."""
     relative = mx.array((polarity * trained_polarity).astype(np.float32))  # +1 kept, -1 flipped, 0 added/removed
     trained = mx.array(trained_polarity != 0)
     fresh = mx.array(polarity.astype(np.float32))
-    return relative, trained, fresh
-
-
-def _apply_erev_rule(rule, erev: mx.array) -> mx.array:
-    relative, trained, fresh = rule
-    return mx.where(trained, erev * relative, fresh)
+    return lambda erev: mx.where(trained, erev * relative, fresh)
 
 
 class LTCCell(nn.Module):
@@ -106,10 +101,8 @@ class LTCCell(nn.Module):
             self._cache = {
                 "sparsity_mask": mx.array(np.abs(A).astype(np.float32)),
                 "sensory_sparsity_mask": mx.array(np.abs(S).astype(np.float32)),
-                # the rules' constants are arrays of the module's state (not closure constants), so a compiled
-                # forward (mx.compile with the model state as inputs) sees a polarity flip
-                "erev": _erev_constants(self._trained[0], A),
-                "sensory_erev": _erev_constants(self._trained[1], S),
+                "erev": _erev_rule(self._trained[0], A),
+                "sensory_erev": _erev_rule(self._trained[1], S),
                 "synapse_index": synapse_index(A != 0),
                 "sensory_synapse_index": synapse_index(S != 0),
             }
@@ -122,8 +115,8 @@ class LTCCell(nn.Module):
         return {
             "sparsity_mask": cache["sparsity_mask"],
             "sensory_sparsity_mask": cache["sensory_sparsity_mask"],
-            "erev": _apply_erev_rule(cache["erev"], self.erev),
-            "sensory_erev": _apply_erev_rule(cache["sensory_erev"], self.sensory_erev),
+            "erev": cache["erev"](self.erev),
+            "sensory_erev": cache["sensory_erev"](self.sensory_erev),
         }
 
     def weights(self) -> dict:
