@@ -1,4 +1,5 @@
-"""The `cfc` block type: NCP-wired CfC neurons in an xLSTM stack, live synapse edits, probes, debugger, live view."""
+"""The `cfc` and `ltc` block types: NCP-wired CfC / LTC neurons in an xLSTM stack, live synapse edits (presence for
+both, polarity for the LTC), probes, debugger, live view."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from xlstm_viz.config import XLSTMConfig
 from xlstm_viz.model import XLSTM
 
 UNITS, MOTOR = 16, 4
+NEURON_BLOCKS = ["cfc", "ltc"]
 
 
 def hybrid(seed: int = 0, blocks=("cfc", "mlstm")) -> XLSTM:
@@ -30,6 +32,10 @@ def hybrid(seed: int = 0, blocks=("cfc", "mlstm")) -> XLSTM:
     model = XLSTM(cfg)
     block = model.blocks[0]
     block.out_proj.weight = mx.random.normal(block.out_proj.weight.shape)  # a fresh block's readout is zero
+    if blocks[0] == "ltc":  # ncps starts the LTC's mappings at the identity; random ones show each is applied
+        cell = block.neurons.rnn_cell
+        for name in ("input_w", "input_b", "output_w", "output_b"):
+            setattr(cell, name, mx.random.normal(getattr(cell, name).shape))
     mx.eval(model.parameters())  # evaluated here: a session runs the model on its own thread
     return model
 
@@ -43,8 +49,9 @@ def first_synapse(wiring, kind="neuron"):
     return tuple(map(int, np.argwhere(m != 0)[0]))
 
 
-def test_chunkwise_and_recurrent_runs_agree_and_state_carries_across_calls():
-    model, x = hybrid(), ids(12)
+@pytest.mark.parametrize("kind", NEURON_BLOCKS)
+def test_chunkwise_and_recurrent_runs_agree_and_state_carries_across_calls(kind):
+    model, x = hybrid(blocks=(kind, "mlstm")), ids(12)
     full, state = model(x)
     step, _ = model(x, mode="recurrent")
     assert_close(np.array(step), np.array(full), what="recurrent vs chunkwise logits")
@@ -55,10 +62,12 @@ def test_chunkwise_and_recurrent_runs_agree_and_state_carries_across_calls():
     assert state[0].shape == (2, UNITS)
 
 
-def test_block_neurons_are_the_ncps_cfc_module_on_the_normed_input():
-    """The block's cell is the parity-tested `neurons.CfC` (tests/test_neurons_parity.py vs ncps.torch): its motor
-    output is exactly that module's output on the normed block input."""
-    model, x = hybrid(), ids(10)
+@pytest.mark.parametrize("kind", NEURON_BLOCKS)
+def test_block_neurons_are_the_ncps_module_on_the_normed_input(kind):
+    """The block's cell is the parity-tested `neurons.CfC` / `neurons.LTC` (tests/test_neurons_parity.py vs
+    ncps.torch): its motor output is exactly that module's output on the normed block input (the LTC's through its
+    affine output mapping)."""
+    model, x = hybrid(blocks=(kind, "mlstm")), ids(10)
     tr = model.run_with_trace(x, mode="full", probes=["blocks.0.ncp.norm_in", "blocks.0.ncp.motor",
                                                        "blocks.0.ncp.neurons"])
     block = model.blocks[0]
@@ -71,9 +80,10 @@ def test_block_neurons_are_the_ncps_cfc_module_on_the_normed_input():
     assert_close(tr.full["blocks.0.ncp.neurons"][:, -1], last, what="neuron activity at the last token")
 
 
+@pytest.mark.parametrize("block", NEURON_BLOCKS)
 @pytest.mark.parametrize("kind", ["neuron", "sensory"])
-def test_a_synapse_edit_changes_the_next_forward_and_undo_restores_it(kind):
-    model, x = hybrid(), ids()
+def test_a_synapse_edit_changes_the_next_forward_and_undo_restores_it(kind, block):
+    model, x = hybrid(blocks=(block, "mlstm")), ids()
     before, _ = model(x)
     wiring = model.blocks[0].wiring
     src, dst = first_synapse(wiring, kind)
@@ -85,8 +95,9 @@ def test_a_synapse_edit_changes_the_next_forward_and_undo_restores_it(kind):
     assert np.array_equal(np.array(again), np.array(before))
 
 
-def test_compiled_forward_follows_neuron_wiring_edits():
-    model, x = hybrid(), ids()
+@pytest.mark.parametrize("kind", NEURON_BLOCKS)
+def test_compiled_forward_follows_neuron_wiring_edits(kind):
+    model, x = hybrid(blocks=(kind, "mlstm")), ids()
     fn = model.compiled("chunkwise")
     base, _ = fn(x, None)
     wiring = model.blocks[0].wiring
@@ -95,10 +106,49 @@ def test_compiled_forward_follows_neuron_wiring_edits():
     compiled, _ = fn(x, None)
     assert_close(np.array(compiled), np.array(eager), what="compiled after a synapse edit")
     assert float(mx.abs(compiled - base).max()) > 1e-4
+    wiring.undo()  # a second edit: the graph traced after the first one must not be reused
+    again, _ = fn(x, None)
+    assert np.array_equal(np.array(again), np.array(base))
 
 
-def test_per_neuron_probes_stats_interventions_and_debugger_stepping():
-    model, x = hybrid(), ids(8)
+@pytest.mark.parametrize("kind", ["neuron", "sensory"])
+def test_an_ltc_polarity_flip_changes_the_next_forward_compiled_too_and_undo_restores_it(kind):
+    """The LTC's reversal potentials follow the synapse polarity: flipping a synapse's sign (presence unchanged)
+    changes the next forward, eager and compiled alike (a CfC, like ncps, sees only presence)."""
+    model, x = hybrid(blocks=("ltc", "mlstm")), ids()
+    fn = model.compiled("chunkwise")
+    before, _ = fn(x, None)
+    wiring = model.blocks[0].wiring
+    sensory = kind == "sensory"
+    src, dst = first_synapse(wiring, kind)
+    matrix = wiring.sensory_adjacency_matrix if sensory else wiring.adjacency_matrix
+    wiring.set_polarity(src, dst, -int(matrix[src, dst]), sensory=sensory)
+    eager, _ = model(x)
+    compiled, _ = fn(x, None)
+    assert float(mx.abs(eager - before).max()) > 1e-4
+    assert_close(np.array(compiled), np.array(eager), what="compiled after a polarity flip")
+    # the block reads the module's effective reversal potentials: the flipped synapse's erev changed sign
+    name = "sensory_erev" if sensory else "erev"
+    cell = model.blocks[0].neurons.rnn_cell
+    assert float(model.blocks[0].param(f"neurons.rnn_cell.{name}")[src, dst]) == -float(getattr(cell, name)[src, dst])
+    wiring.undo()
+    again, _ = fn(x, None)
+    assert np.array_equal(np.array(again), np.array(before))
+
+
+def test_a_cfc_polarity_flip_changes_nothing():
+    model, x = hybrid(), ids()
+    before, _ = model(x)
+    wiring = model.blocks[0].wiring
+    src, dst = first_synapse(wiring)
+    wiring.set_polarity(src, dst, -int(wiring.adjacency_matrix[src, dst]))
+    after, _ = model(x)
+    assert np.array_equal(np.array(after), np.array(before))
+
+
+@pytest.mark.parametrize("kind", NEURON_BLOCKS)
+def test_per_neuron_probes_stats_interventions_and_debugger_stepping(kind):
+    model, x = hybrid(blocks=(kind, "mlstm")), ids(8)
     names = model.probe_names()
     assert {"blocks.0.ncp.neurons", "blocks.0.ncp.motor", "blocks.0.ncp.out"} <= set(names)
     tr = model.run_with_trace(x)

@@ -40,7 +40,7 @@ def neuron_activity(trace, block: int) -> np.ndarray:
     """[S, units]: every neuron's activity per token in `trace` (batch 0), by neuron id."""
     probe = f"blocks.{block}.ncp.neurons"
     if trace is None or probe not in trace.stats:
-        raise ValueError(f"the trace has no probe {probe!r} (is block {block} a cfc block?)")
+        raise ValueError(f"the trace has no probe {probe!r} (is block {block} a neuron (cfc / ltc) block?)")
     return np.asarray(trace.stats[probe]["value"][0], dtype=float)
 
 
@@ -55,7 +55,7 @@ def task_score(model, task, num_pairs: int, samples: int = SCORE_SAMPLES, seed: 
 class LiveNCPSView(pn.viewable.Viewer):
     """Layered graph + adjacency of the loaded model's neuron block, activity overlaid, clicks re-run the model."""
 
-    block = param.Integer(default=0, doc="the cfc block shown")
+    block = param.Integer(default=0, doc="the neuron (cfc / ltc) block shown")
     token = param.Integer(default=-1, bounds=(-1, None), doc="token of the overlay (-1: the last)")
     overlay = param.Selector(default=OVERLAYS[0], objects=list(OVERLAYS))
     score = param.Number(default=None, allow_None=True, doc="task score after the latest run")
@@ -65,16 +65,20 @@ class LiveNCPSView(pn.viewable.Viewer):
     def __init__(self, session, **params):
         blocks = neuron_blocks(session.model)
         if not blocks:
-            raise ValueError("the model has no neuron (cfc) block: the live NCPS view needs one")
+            raise ValueError("the model has no neuron (cfc / ltc) block: the live NCPS view needs one")
         super().__init__(block=blocks[0], **params)
         self.session = session
         self._blocks = blocks
         wiring = session.neuron_wiring(self.block)
+        cfc = getattr(session.model.blocks[self.block], "block_type", "") == "cfc"
+        rule = ("A CfC uses whether a synapse exists, not its sign (as ncps): a click removes a synapse, or restores "
+                "a removed one as excitatory." if cfc else
+                "An LTC uses the sign too (its reversal potentials follow the polarity): a click cycles "
+                "+1 -> -1 -> 0 -> +1.")
         self.wiring_view = WiringView(
-            wiring, apply_synapse=self._apply_synapse, polarity_cycle=cfc_click,
+            wiring, apply_synapse=self._apply_synapse, polarity_cycle=cfc_click if cfc else None,
             title=f"#### blocks.{self.block}: the loaded model's NCP wiring (live: a click edits the model and "
-                  "re-runs it). A CfC uses whether a synapse exists, not its sign (as ncps): a click removes a "
-                  "synapse, or restores a removed one as excitatory.")
+                  f"re-runs it). {rule}")
         self.diff_source = ColumnDataSource({"x": [], "change": [], "label": [], "color": []})
         self.diff_figure = self._make_diff_figure()
         self._score_pane = pn.pane.Markdown("", margin=(0, 10))

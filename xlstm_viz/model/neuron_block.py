@@ -1,21 +1,29 @@
-"""The NCP-wired CfC block (layer type "cfc"): a Neural Circuit Policy inside the xLSTM residual stream.
+"""The NCP-wired neuron blocks (layer types "cfc" and "ltc"): a Neural Circuit Policy inside the xLSTM residual stream.
 
     n_t = RMSNorm(x_t)                                     ncp.norm_in
-    h_t = WiredCfC(n_t, h_{t-1})                           ncp.neurons: sensory neurons = the D features of n_t;
+    h_t = WiredCfC(n_t, h_{t-1})          (cfc)            ncp.neurons: sensory neurons = the D features of n_t;
                                                            inter -> command -> motor CfC neurons (Hasani et al.
                                                            2022 eq. 10, ncps.torch 1.0.1 `WiredCfCCell`)
-    m_t = h_t[motor]                                       ncp.motor (ids 0..M-1, ncps numbering)
+    v_t = LTC(n_t, v_{t-1})               (ltc)            ncp.neurons: the same NCP, liquid time-constant neurons
+                                                           (Hasani et al. 2021 eq. 1 by ncps's semi-implicit Euler
+                                                           steps, ncps.torch 1.0.1 `LTCCell`); v = potentials
+    m_t = h_t[motor]                      (cfc)            ncp.motor (ids 0..M-1, ncps numbering)
+    m_t = output_w * v_t[motor] + output_b  (ltc)          ncp.motor (ncps's affine output mapping)
     y_t = x_t + W_out m_t                                  ncp.out, out
 
 The neuron-level wiring is the block's AutoNCP (`block.wiring`, settings from `config.extra["ncps"]`). It lives
-outside the parameters: `block.param("neurons.rnn_cell.layer_L.sparsity_mask")` is read from the wiring as it is
-now (cached per wiring version), so a synapse edit changes the next forward, live, like every other wiring edit.
-As in ncps, a CfC uses the synapses' presence (masks over ff1/ff2), not their polarity.
+outside the parameters: the masks are read from the wiring as it is now (cached per wiring version), so a synapse
+edit changes the next forward, live, like every other wiring edit. A CfC uses the synapses' presence (masks over
+ff1/ff2, `block.param("neurons.rnn_cell.layer_L.sparsity_mask")`), not their polarity. An LTC uses both: |adjacency|
+masks the synapse activations (`neurons.rnn_cell.sparsity_mask`, `...sensory_sparsity_mask`) and the reversal
+potentials follow the polarity (`block.param("neurons.rnn_cell.erev")` is the effective erev of
+`xlstm_viz.neurons.LTC`: a flipped synapse uses -erev, the ncps state_dict's value).
 
-The cell table is `CFC_BLOCK` in `xlstm_viz.wiring.block_types`; `ncp.neurons` outputs every neuron's activity per
-token, [B, S, units] in neuron-id order (motor, command, inter), which is what probes, per-neuron stats, traces,
-interventions and the NCPS tab's overlays read. Parameters: `norm_ncp.weight`, `neurons.*` (an ncps-named
-`xlstm_viz.neurons.CfC`, so `block.neurons.load_state_dict` opens an ncps.torch state_dict), `out_proj.weight`.
+The cell tables are `CFC_BLOCK` / `LTC_BLOCK` in `xlstm_viz.wiring.block_types` (one builder, `ncp_block_table`);
+`ncp.neurons` outputs every neuron's activity (CfC) or potential (LTC) per token, [B, S, units] in neuron-id order
+(motor, command, inter), which is what probes, per-neuron stats, traces, interventions and the NCPS tab's overlays
+read. Parameters: `norm_ncp.weight`, `neurons.*` (an ncps-named `xlstm_viz.neurons.CfC` / `LTC`, so
+`block.neurons.load_state_dict` opens an ncps.torch state_dict), `out_proj.weight`.
 """
 
 from __future__ import annotations
@@ -28,12 +36,18 @@ from xlstm_viz.config import XLSTMConfig
 from xlstm_viz.model.cells import CellParams, one
 from xlstm_viz.model.mlstm_block import param
 from xlstm_viz.model.norms import RMSNorm
-from xlstm_viz.neurons import CfC, CfCCellConfig, wired_cfc_cell
+from xlstm_viz.neurons import LTC, CfC, CfCCellConfig, LTCCellConfig, ltc_cell, wired_cfc_cell
 from xlstm_viz.wiring import AutoNCP
 from xlstm_viz.wiring.block_types import attach_block, attach_cell_function
 
+# "mode" is the CfC's (default | pure | no_gate); LTC blocks run ncps's LTC defaults (affine input and output
+# mappings, 6 ODE unfolds, epsilon 1e-8, softplus constraints), so ncps.torch LTC state_dicts load as they are.
 NCPS_DEFAULTS = {"units": 24, "output_size": 8, "sparsity_level": 0.5, "seed": 22222, "mode": "default"}
 _CFC_PARTS = ("ff1", "ff2", "time_a", "time_b")
+# the LTC cell's tensors by ncps name (rnn_cell.<name>); masks and erev come from the wiring as it is now
+_LTC_TENSORS = ("gleak", "vleak", "cm", "sigma", "mu", "w", "erev", "sparsity_mask", "sensory_sigma", "sensory_mu",
+                "sensory_w", "sensory_erev", "sensory_sparsity_mask", "input_w", "input_b", "output_w", "output_b",
+                "synapse_index", "sensory_synapse_index")
 
 
 def ncps_settings(config: XLSTMConfig) -> dict:
@@ -45,6 +59,18 @@ def ncps_settings(config: XLSTMConfig) -> dict:
     if unknown:
         raise ValueError(f"config field 'ncps' has unknown key(s) {unknown}; known: {sorted(NCPS_DEFAULTS)}")
     return {**NCPS_DEFAULTS, **given}
+
+
+def ncp_wiring(config: XLSTMConfig) -> AutoNCP:
+    """The AutoNCP every neuron block of this config is built with (sensory inputs: the embedding features)."""
+    s = ncps_settings(config)
+    return AutoNCP(int(s["units"]), int(s["output_size"]), sparsity_level=float(s["sparsity_level"]),
+                   seed=int(s["seed"]))
+
+
+def ltc_config(motor: int) -> LTCCellConfig:
+    """The LTC block's cell settings: ncps.torch `LTC`'s defaults."""
+    return LTCCellConfig(int(motor), "affine", "affine", 6, 1e-8, True)
 
 
 def state_order(inter: int, command: int, motor: int) -> np.ndarray:
@@ -78,23 +104,55 @@ def cfc_neurons(x, w, state, p: CellParams):
     return out, out[:, -1]
 
 
+def ltc_neurons(x, w, state, p: CellParams):
+    """The LTC over the tokens (unit elapsed time per token, as ncps without timespans). Input [B, S, D] (the
+    sensory neurons); output every neuron's potential v per token [B, S, units]; state: v at the last token. The
+    LTC's state is already in neuron-id order."""
+    value = one(x, "ltc_neurons").astype(mx.float32)
+    U, M = int(p.params["units"]), int(p.params["motor"])
+    prefix = p.params["prefix"]
+    weights = {name: w(f"{prefix}.{name}") for name in _LTC_TENSORS}
+    weights = {k: v for k, v in weights.items() if v is not None}  # synapse lists exist only for sparse masks
+    config = ltc_config(M)
+    B, S, _ = value.shape
+    v = mx.zeros((B, U)) if state is None else state
+    seq = []
+    for t in range(S):
+        _, v = ltc_cell(value[:, t], weights, v, 1.0, config)
+        seq.append(v)
+    out = mx.stack(seq, axis=1)
+    return out, out[:, -1]
+
+
+def ltc_readout(x, w, state, p: CellParams):
+    """The LTC's motor neurons through ncps's affine output mapping: output_w * v[:M] + output_b."""
+    v = one(x, "ltc_readout")
+    prefix, M = p.params["prefix"], int(p.params["motor"])
+    return v[..., :M] * w(f"{prefix}.output_w") + w(f"{prefix}.output_b"), None
+
+
 attach_cell_function("cfc_neurons", cfc_neurons)
+attach_cell_function("ltc_neurons", ltc_neurons)
+attach_cell_function("ltc_readout", ltc_readout)
 
 
-class CfCBlock(nn.Module):
-    block_type = "cfc"
+class NeuronBlock(nn.Module):
+    """What the cfc and ltc blocks share: RMSNorm -> NCP-wired neurons (`self.neurons`) -> motor -> W_out."""
+
+    block_type = ""
 
     def __init__(self, config: XLSTMConfig):
         super().__init__()
-        s = ncps_settings(config)
         D = config.embedding_dim
         self.norm_ncp = RMSNorm(D, config.norm_eps, config.use_bias)
-        wiring = AutoNCP(int(s["units"]), int(s["output_size"]), sparsity_level=float(s["sparsity_level"]),
-                         seed=int(s["seed"]))
-        self.neurons = CfC(D, wiring, mode=str(s["mode"]))
+        wiring = ncp_wiring(config)
+        self.neurons = self.make_neurons(D, wiring, ncps_settings(config))
         self.out_proj = nn.Linear(wiring.output_dim, D, bias=False)
         # zero readout, like the last projection of a residual branch: a fresh block starts as the identity
         self.out_proj.weight = mx.zeros_like(self.out_proj.weight)
+
+    def make_neurons(self, input_size: int, wiring, settings: dict) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     @property
     def wiring(self):
@@ -102,21 +160,49 @@ class CfCBlock(nn.Module):
         return self.neurons.wiring
 
     def param(self, path: str) -> mx.array | None:
-        head, _, leaf = path.rpartition(".")
-        if leaf == "sparsity_mask" and head.startswith("neurons.rnn_cell.layer_"):
-            return self.neurons.rnn_cell.masks()[int(head.rsplit("_", 1)[1])]
         return param(self, path)
 
     def new_state(self, batch: int) -> mx.array:
         return mx.zeros((batch, self.wiring.units))
 
 
-def cfc_dims(config: XLSTMConfig) -> dict:
-    s = ncps_settings(config)
-    wiring = AutoNCP(int(s["units"]), int(s["output_size"]), sparsity_level=float(s["sparsity_level"]),
-                     seed=int(s["seed"]))
+class CfCBlock(NeuronBlock):
+    block_type = "cfc"
+
+    def make_neurons(self, input_size, wiring, settings):
+        return CfC(input_size, wiring, mode=str(settings["mode"]))
+
+    def param(self, path: str) -> mx.array | None:
+        head, _, leaf = path.rpartition(".")
+        if leaf == "sparsity_mask" and head.startswith("neurons.rnn_cell.layer_"):
+            return self.neurons.rnn_cell.masks()[int(head.rsplit("_", 1)[1])]
+        return param(self, path)
+
+
+class LTCBlock(NeuronBlock):
+    block_type = "ltc"
+
+    def make_neurons(self, input_size, wiring, settings):
+        c = ltc_config(wiring.output_dim)
+        return LTC(input_size, wiring, input_mapping=c.input_mapping, output_mapping=c.output_mapping,
+                   ode_unfolds=c.ode_unfolds, epsilon=c.epsilon, implicit_param_constraints=c.implicit_param_constraints)
+
+    def param(self, path: str) -> mx.array | None:
+        head, _, leaf = path.rpartition(".")
+        if head == "neurons.rnn_cell":  # from the wiring now (erev: under its current polarity)
+            cell = self.neurons.rnn_cell
+            if leaf in ("synapse_index", "sensory_synapse_index"):
+                return cell._wiring_tensors()[leaf]
+            if leaf in ("sparsity_mask", "sensory_sparsity_mask", "erev", "sensory_erev"):
+                return cell.wiring_tensors()[leaf]
+        return param(self, path)
+
+
+def neuron_dims(config: XLSTMConfig) -> dict:
+    wiring = ncp_wiring(config)
     return {"D": config.embedding_dim, "U": wiring.units, "I": wiring._num_inter_neurons,
             "C": wiring._num_command_neurons, "M": wiring.output_dim}
 
 
-attach_block("cfc", CfCBlock, cfc_dims)
+attach_block("cfc", CfCBlock, neuron_dims)
+attach_block("ltc", LTCBlock, neuron_dims)

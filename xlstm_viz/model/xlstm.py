@@ -216,8 +216,11 @@ class XLSTM(nn.Module):
         template = [block.new_state(1) for block in self.blocks]  # the state's structure, for the flat inputs
 
         def signature():  # activations.FAST_CPU_MATH picks the exp/tanh/sigmoid the graph is traced with
+            # Neuron blocks' wirings count too: their masks / reversal potentials are built from the wiring inside
+            # the traced forward, so mx.compile bakes them in and a graph must not outlive its wiring version.
+            neurons = tuple(b.wiring.version for b in self.blocks if getattr(b, "wiring", None) is not None)
             return (activations.FAST_CPU_MATH, self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
-                    tuple(i.id for i in self.interventions.list()))
+                    tuple(i.id for i in self.interventions.list()), neurons)
 
         def flatten(state):
             return [a for s in state for a in state_arrays(s)]

@@ -107,6 +107,8 @@ for _t in (
     CellType("silu_gated", inputs="many", kind="residual"),  # x_1 * SiLU(x_2)
     # NCP neurons (model/neuron_block.py): every neuron's activity per token, by neuron id; state: the same, last token
     CellType("cfc_neurons", heads="features", state=("h",), kind="memory"),
+    CellType("ltc_neurons", heads="features", state=("v",), kind="memory"),  # the LTC's potentials v, by neuron id
+    CellType("ltc_readout", heads="features", kind="memory"),  # ncps's affine output mapping of the motor neurons
 ):
     register_cell_type(_t)
 
@@ -471,32 +473,47 @@ ORIG_MLSTM_BLOCK = register_block_table(BlockTable(
 ))
 
 
-# NCP-wired CfC block (xlstm_viz/model/neuron_block.py has the equations): sensory neurons = the normed block input,
-# inter -> command -> motor CfC neurons wired by the block's AutoNCP (its masks are read live from the wiring),
-# motor neurons -> W_out -> residual. `ncp.neurons` is per neuron ("features": one statistic per neuron).
-CFC_BLOCK = register_block_table(BlockTable(
-    "cfc",
-    cells=(
-        CellRow("in", "block_input", features=lambda d: d["D"]),
-        CellRow("ncp.norm_in", "rmsnorm", "norm_ncp.weight", lambda d: [d["D"]]),
-        CellRow("ncp.neurons", "cfc_neurons", features=lambda d: d["U"],
-                extra=lambda d: {"prefix": "neurons.rnn_cell", "inter": d["I"], "command": d["C"], "motor": d["M"]}),
-        CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
-                extra=lambda d: {"offset": 0, "width": d["M"]}),  # motor neurons are ids 0..M-1 (ncps numbering)
-        CellRow("ncp.out", "linear", "out_proj.weight", lambda d: [d["D"], d["M"]], kind="residual"),
-        CellRow("out", "residual", features=lambda d: d["D"]),
-    ),
-    connections=(
-        ("in", "ncp.norm_in"),
-        ("ncp.norm_in", "ncp.neurons"),
-        ("ncp.neurons", "ncp.motor"),
-        ("ncp.motor", "ncp.out"),
-        ("in", "out"),
-        ("ncp.out", "out"),
-    ),
-    dims=("D", "U", "I", "C", "M"),
-    panels=(
-        ("ncp.neurons", "mean", "neuron activity (per neuron)"),
-        ("ncp.motor", "mean", "motor neurons"),
-    ),
-))
+# NCP-wired neuron blocks (xlstm_viz/model/neuron_block.py has the equations): sensory neurons = the normed block
+# input, inter -> command -> motor neurons wired by the block's AutoNCP (masks, and for the LTC the reversal
+# potentials' polarity, are read live from the wiring), motor neurons -> W_out -> residual. `ncp.neurons` is per
+# neuron ("features": one statistic per neuron). The cfc and ltc tables differ only in the neuron cell and the
+# motor readout (the CfC's motor neurons are its output; the LTC's go through ncps's affine output mapping).
+def ncp_block_table(name: str, neurons: str, motor: CellRow, activity: str) -> BlockTable:
+    return BlockTable(
+        name,
+        cells=(
+            CellRow("in", "block_input", features=lambda d: d["D"]),
+            CellRow("ncp.norm_in", "rmsnorm", "norm_ncp.weight", lambda d: [d["D"]]),
+            CellRow("ncp.neurons", neurons, features=lambda d: d["U"],
+                    extra=lambda d: {"prefix": "neurons.rnn_cell", "units": d["U"], "inter": d["I"],
+                                     "command": d["C"], "motor": d["M"]}),
+            motor,
+            CellRow("ncp.out", "linear", "out_proj.weight", lambda d: [d["D"], d["M"]], kind="residual"),
+            CellRow("out", "residual", features=lambda d: d["D"]),
+        ),
+        connections=(
+            ("in", "ncp.norm_in"),
+            ("ncp.norm_in", "ncp.neurons"),
+            ("ncp.neurons", "ncp.motor"),
+            ("ncp.motor", "ncp.out"),
+            ("in", "out"),
+            ("ncp.out", "out"),
+        ),
+        dims=("D", "U", "I", "C", "M"),
+        panels=(
+            ("ncp.neurons", "mean", f"neuron {activity} (per neuron)"),
+            ("ncp.motor", "mean", "motor neurons"),
+        ),
+    )
+
+
+CFC_BLOCK = register_block_table(ncp_block_table(
+    "cfc", "cfc_neurons",
+    CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
+            extra=lambda d: {"offset": 0, "width": d["M"]}),  # motor neurons are ids 0..M-1 (ncps numbering)
+    "activity"))
+LTC_BLOCK = register_block_table(ncp_block_table(
+    "ltc", "ltc_neurons",
+    CellRow("ncp.motor", "ltc_readout", features=lambda d: d["M"], heads="features",
+            extra=lambda d: {"prefix": "neurons.rnn_cell", "motor": d["M"]}),  # output_w * v[:M] + output_b
+    "potential"))
