@@ -374,6 +374,24 @@ def test_bfloat16_weights_trace_alike_on_every_backend(model, ids):
                                        err_msg=f"{probe}.{stat}")
 
 
+def test_host_memory_stats_follow_edits_of_what_the_memory_cell_receives(model, ids):
+    # The host recurrence reads the memory cell's inputs as the wiring delivered them: a flipped k and a disabled
+    # forget gate change C and n, and the kernel path must agree with the cell's own MLX trace.
+    probes = ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate"]
+    before = _stats(model, ids, probes, "chunkwise", "kernel")
+    wiring = model.cell_wirings[1]
+    wiring.set_polarity("blocks.1.mlstm.k", "blocks.1.mlstm.memory", -1)
+    wiring.set_enabled("blocks.1.mlstm.fgate", "blocks.1.mlstm.memory", False)
+    model.interventions.add("blocks.1.mlstm.v", "scale", value=2.0)
+    host = _stats(model, ids, probes, "chunkwise", "kernel")
+    device = _stats(model, ids, probes, "chunkwise", "mlx")
+    memory = "blocks.1.mlstm.memory"
+    assert not np.allclose(host[memory]["C_norm"], before[memory]["C_norm"])
+    for stat in ("m", "n_norm", "C_norm"):
+        np.testing.assert_allclose(host[memory][stat], device[memory][stat], rtol=1e-4, atol=1e-5, err_msg=stat)
+    np.testing.assert_allclose(host["blocks.1.mlstm.igate"]["exp"], device["blocks.1.mlstm.igate"]["exp"], rtol=1e-4)
+
+
 @pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
 def test_memory_norms_follow_edits_of_what_the_memory_cell_receives(model, ids, run_mode):
     # The norms come from the memory cell's own trace, so they see the wiring's edits: a flipped k, a disabled
@@ -405,10 +423,11 @@ def test_a_trace_asks_the_memory_cell_only_for_the_norms_its_probes_need(model, 
     from xlstm_viz.execution.trace import Recorder
     from xlstm_viz.model.mlstm_cell import MemoryTrace
 
-    gate_only = Recorder(model, "blocks.*.mlstm.igate", "stats")
+    gate_only = Recorder(model, "blocks.*.mlstm.igate", "stats", stats_on="mlx", memory_on="trace")
     assert gate_only.wants_memory_trace(0) == ("m",)
-    assert Recorder(model, "blocks.*.mlstm.memory", "stats").wants_memory_trace(1) == MemoryTrace.FIELDS
-    assert not Recorder(model, "blocks.*.mlstm.q", "stats").wants_memory_trace(0)
+    assert Recorder(model, "blocks.*.mlstm.memory", "stats", memory_on="trace").wants_memory_trace(1) == MemoryTrace.FIELDS
+    assert not Recorder(model, "blocks.*.mlstm.q", "stats", memory_on="trace").wants_memory_trace(0)
+    assert not Recorder(model, "blocks.*.mlstm.memory", "stats", memory_on="host").wants_memory_trace(0)
     seen = []
     on_cell = gate_only.on_cell
     gate_only.on_cell = lambda event: (seen.append(event.memory_trace) if getattr(event, "memory_trace", None) else None,
@@ -417,7 +436,62 @@ def test_a_trace_asks_the_memory_cell_only_for_the_norms_its_probes_need(model, 
     gate = gate_only.finish()[0]
     assert len(seen) >= model.config.num_blocks  # recurrent mode: one event per block and token
     assert all(t.C_norm is None and t.n_norm is None and t.m is not None for t in seen)
-    both = _stats(model, ids, ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate"], run_mode, "kernel")
+    both = Recorder(model, ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate"], "stats", stats_on="mlx", memory_on="trace")
+    Executor(model).forward_observed(ids, mode=run_mode, observer=both)
+    both = both.finish()[0]
     for j in range(model.config.num_blocks):
         probe = f"blocks.{j}.mlstm.igate"
         np.testing.assert_array_equal(gate[probe]["exp"], both[probe]["exp"])
+
+
+@pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
+@pytest.mark.parametrize("table, path", [("mlx", "host"), ("fused", "host"), ("fused", "device")])
+def test_every_gpu_memory_path_gives_the_norms_of_the_cells_mlx_trace(model, ids, run_mode, table, path):
+    # GPUs get memory norms three ways: the cell's MLX trace (the reference here), the host recurrence with k, v,
+    # i, f riding in the stats copy, and (CUDA) the recurrence inside the fused launch. A given state is read back,
+    # the executor's zero state is not.
+    from xlstm_viz.execution import stats_gpu
+    from xlstm_viz.execution.executor import Executor
+    from xlstm_viz.execution.trace import Recorder
+
+    if table == "fused" and not stats_gpu.available():
+        pytest.skip("the fused kernel is CUDA source: run on a CUDA machine")
+    _, state = model(ids[:, :3])
+    probes = ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate", "blocks.*.mlstm.fgate"]
+    for given in (None, state):
+        results = {}
+        for memory_on in (path, "trace"):
+            recorder = Recorder(model, probes, "stats", stats_on=table, memory_on=memory_on)
+            assert bool(recorder.wants_memory_trace(0)) == (memory_on == "trace")
+            Executor(model).forward_observed(ids, state=given, mode=run_mode, observer=recorder)
+            results[memory_on] = recorder.finish()[0]
+        for probe, stats in results["trace"].items():
+            assert stats.keys() == results[path][probe].keys()
+            for stat, value in stats.items():
+                np.testing.assert_allclose(results[path][probe][stat], value, rtol=1e-4, atol=1e-5,
+                                           err_msg=f"{probe}.{stat}")
+
+
+def test_memory_path_defaults_follow_the_backend_and_the_memory_size(model):
+    # The host recurrence pays on the CPU device, and on a GPU only for small memories (HOST_MEMORY_MAX_MACS, known
+    # from the tokens' shape); the fused CUDA launch runs the recurrence itself up to DEVICE_MEMORY_MAX_MACS.
+    from xlstm_viz.execution import stats_gpu
+    from xlstm_viz.execution.trace import DEVICE_MEMORY_MAX_MACS, HOST_MEMORY_MAX_MACS, Recorder
+
+    small, big = (1, 8), (1, HOST_MEMORY_MAX_MACS)  # big: B * S alone reaches the limit
+    assert Recorder(model, None, "stats", stats_on="kernel").memory_on == "host"
+    assert Recorder(model, None, "stats", stats_on="numpy").memory_on == "trace"
+    assert Recorder(model, None, "stats", stats_on="mlx", tokens_shape=small).memory_on == "host"
+    assert Recorder(model, None, "stats", stats_on="mlx", tokens_shape=big).memory_on == "trace"
+    assert Recorder(model, None, "stats", stats_on="mlx").memory_on == "trace"  # size unknown
+    if stats_gpu.available():
+        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=small).memory_on == "device"
+        assert Recorder(model, None, "stats", stats_on="fused").memory_on == "device"
+        huge = (1, DEVICE_MEMORY_MAX_MACS)
+        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=huge).memory_on == "trace"
+    with pytest.raises(ValueError, match="memory_on='device' needs stats_on='fused' and a value head of at most 2048 "
+                                         "features; got stats_on='mlx'"):
+        Recorder(model, None, "stats", stats_on="mlx", memory_on="device")
+    with pytest.raises(ValueError, match="memory_on must be one of .* got 'gpu'"):
+        Recorder(model, None, "stats", memory_on="gpu")
+    assert stats_gpu.memory_fits(256, 512) and not stats_gpu.memory_fits(2, 4096)  # xLSTM-7B fits; DV > 2048 not

@@ -242,23 +242,20 @@ def test_an_original_checkpoint_traces_and_steps_in_the_dashboard(golden_dir, tm
         app.session.close()
 
 
-def test_original_mlstm_memory_norms_agree_between_run_modes(golden_dir):
+def test_original_mlstm_memory_norms_agree_between_the_host_recurrence_and_the_cells_trace(golden_dir):
     from xlstm_viz.execution.trace import Recorder
     from xlstm_viz.model.forward import Executor
 
     model = xlstm_viz.load_model(golden_dir / "orig_mixed")
     ids = mx.array(np.load(golden_dir / "orig_mixed" / "reference.npz")["input_ids"])
     norms = {}
-    # the cell's own trace: the closed-form chunkwise reconstruction against the recurrent per-step states (the
-    # official final state is checked in test_original_parity)
-    for run_mode in ("chunkwise", "recurrent"):
-        recorder = Recorder(model, "blocks.*.mlstm.memory", "stats")
-        Executor(model).forward_observed(ids, mode=run_mode, observer=recorder)
-        norms[run_mode] = recorder.finish()[0]
-    assert norms["chunkwise"]
-    for probe, stats in norms["chunkwise"].items():
+    for memory_on in ("host", "trace"):
+        recorder = Recorder(model, "blocks.*.mlstm.memory", "stats", memory_on=memory_on)
+        Executor(model).forward_observed(ids, observer=recorder)
+        norms[memory_on] = recorder.finish()[0]
+    for probe, stats in norms["trace"].items():
         for key in ("C_norm", "n_norm", "m"):
-            assert_close_to_scale(norms["recurrent"][probe][key], stats[key], 2000, f"{probe} {key}")
+            assert_close_to_scale(norms["host"][probe][key], stats[key], ULPS, f"{probe} {key}")
 
 def test_original_block_sizes_are_config_fields_that_set_shapes_state_and_computation():
     from xlstm_viz.config import ConfigError
