@@ -393,6 +393,58 @@ def test_host_memory_stats_follow_edits_of_what_the_memory_cell_receives(model, 
 
 
 @pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
+def test_memory_norms_follow_edits_of_what_the_memory_cell_receives(model, ids, run_mode):
+    # The norms come from the memory cell's own trace, so they see the wiring's edits: a flipped k, a disabled
+    # forget gate and a scaled v change C and n, and the last token's norms are the edited run's final state.
+    probes = ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate"]
+    before = _stats(model, ids, probes, run_mode, "kernel")
+    wiring = model.cell_wirings[1]
+    wiring.set_polarity("blocks.1.mlstm.k", "blocks.1.mlstm.memory", -1)
+    wiring.set_enabled("blocks.1.mlstm.fgate", "blocks.1.mlstm.memory", False)
+    model.interventions.add("blocks.1.mlstm.v", "scale", value=2.0)
+    after = _stats(model, ids, probes, run_mode, "kernel")
+    _, state = model(ids, mode=run_mode)
+    memory = "blocks.1.mlstm.memory"
+    assert not np.allclose(after[memory]["C_norm"], before[memory]["C_norm"])
+    np.testing.assert_allclose(after[memory]["C_norm"][:, -1], np.linalg.norm(np.array(state[1].C), axis=(-2, -1)),
+                               rtol=1e-4)
+    np.testing.assert_allclose(after[memory]["n_norm"][:, -1], np.linalg.norm(np.array(state[1].n), axis=-1),
+                               rtol=1e-4)
+    assert_close_to_scale(after[memory]["m"][:, -1], np.array(state[1].m)[..., 0], 100, "last m")
+    np.testing.assert_allclose(after["blocks.1.mlstm.igate"]["exp"],
+                               np.exp(after["blocks.1.mlstm.igate"]["value"] - after[memory]["m"]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
+def test_a_trace_asks_the_memory_cell_only_for_the_norms_its_probes_need(model, ids, run_mode):
+    # exp(i - m) of the input gate needs m alone: the cell is asked for ("m",) and computes no C or n norms, and the
+    # gate's exp is the one of a trace that also records the memory.
+    from xlstm_viz.execution.executor import Executor
+    from xlstm_viz.execution.trace import Recorder
+    from xlstm_viz.model.mlstm_cell import MemoryTrace
+
+    gate_only = Recorder(model, "blocks.*.mlstm.igate", "stats", stats_on="mlx", memory_on="trace")
+    assert gate_only.wants_memory_trace(0) == ("m",)
+    assert Recorder(model, "blocks.*.mlstm.memory", "stats", memory_on="trace").wants_memory_trace(1) == MemoryTrace.FIELDS
+    assert not Recorder(model, "blocks.*.mlstm.q", "stats", memory_on="trace").wants_memory_trace(0)
+    assert not Recorder(model, "blocks.*.mlstm.memory", "stats", memory_on="host").wants_memory_trace(0)
+    seen = []
+    on_cell = gate_only.on_cell
+    gate_only.on_cell = lambda event: (seen.append(event.memory_trace) if getattr(event, "memory_trace", None) else None,
+                                       on_cell(event))
+    Executor(model).forward_observed(ids, mode=run_mode, observer=gate_only)
+    gate = gate_only.finish()[0]
+    assert len(seen) >= model.config.num_blocks  # recurrent mode: one event per block and token
+    assert all(t.C_norm is None and t.n_norm is None and t.m is not None for t in seen)
+    both = Recorder(model, ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate"], "stats", stats_on="mlx", memory_on="trace")
+    Executor(model).forward_observed(ids, mode=run_mode, observer=both)
+    both = both.finish()[0]
+    for j in range(model.config.num_blocks):
+        probe = f"blocks.{j}.mlstm.igate"
+        np.testing.assert_array_equal(gate[probe]["exp"], both[probe]["exp"])
+
+
+@pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
 @pytest.mark.parametrize("table, path", [("mlx", "host"), ("fused", "host"), ("fused", "device")])
 def test_every_gpu_memory_path_gives_the_norms_of_the_cells_mlx_trace(model, ids, run_mode, table, path):
     # GPUs get memory norms three ways: the cell's MLX trace (the reference here), the host recurrence with k, v,
@@ -410,7 +462,7 @@ def test_every_gpu_memory_path_gives_the_norms_of_the_cells_mlx_trace(model, ids
         results = {}
         for memory_on in (path, "trace"):
             recorder = Recorder(model, probes, "stats", stats_on=table, memory_on=memory_on)
-            assert recorder.wants_memory_trace(0) == (memory_on == "trace")
+            assert bool(recorder.wants_memory_trace(0)) == (memory_on == "trace")
             Executor(model).forward_observed(ids, state=given, mode=run_mode, observer=recorder)
             results[memory_on] = recorder.finish()[0]
         for probe, stats in results["trace"].items():

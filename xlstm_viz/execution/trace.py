@@ -18,6 +18,7 @@ import numpy as np
 from xlstm_viz.execution import stats_gpu
 from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_heads, probe_names, select_probes
 from xlstm_viz.model.forward import Executor
+from xlstm_viz.model.mlstm_cell import MemoryTrace
 from xlstm_viz.model.xlstm import XLSTM
 from xlstm_viz.execution.stats import (
     kernel_stats, kernels_available, memory_stats, numpy_stats, stats_table, table_slices,
@@ -194,8 +195,12 @@ class Recorder:
         self._memory: dict[int, dict[str, list]] = {}
         self._fgates = [n for n in self.names if self._local.get(n) == "mlstm.fgate"]
 
-    def wants_memory_trace(self, block: int) -> bool:
-        return block in self._memory_blocks and self.memory_on == "trace"
+    def wants_memory_trace(self, block: int):
+        """The MemoryTrace fields the chosen probes need from this block's memory cell: all three for the memory,
+        m alone for the input gate's exp(i - m); False where the norms come from another path."""
+        if block not in self._memory_blocks or self.memory_on != "trace":
+            return False
+        return MemoryTrace.FIELDS if f"blocks.{block}.mlstm.memory" in self.selected else ("m",)
 
     def on_cell(self, event) -> None:
         name = event.name
@@ -217,8 +222,10 @@ class Recorder:
         trace = event.memory_trace
         if trace is not None:
             record = self._memory.setdefault(event.block, {})
-            for key in ("C_norm", "n_norm", "m"):
-                record.setdefault(key, []).append(getattr(trace, key).transpose(0, 2, 1))
+            for key in MemoryTrace.FIELDS:
+                value = getattr(trace, key)
+                if value is not None:  # not asked for
+                    record.setdefault(key, []).append(value.transpose(0, 2, 1))
 
     def finish(self, logits: mx.array | None = None) -> tuple[dict, dict]:
         """(stats, full tensors) as numpy. Given the forward's logits, also sets `self.host_logits`; on a GPU they ride

@@ -24,12 +24,12 @@ class CellParams:
 
     params: the wiring's cell params (checkpoint-relative `weight` / `bias` paths, `num_heads`, ...); config: the
     model config of the block; mode: "chunkwise" or "recurrent"; trace: the observer asked this (memory) cell for
-    its per-token statistics, returned as a third item."""
+    its per-token statistics, returned as a third item (True: all of them, or a tuple naming the ones wanted)."""
 
     params: dict
     config: Any
     mode: str = "chunkwise"
-    trace: bool = False
+    trace: bool | tuple = False
 
     def weight_path(self, kind: str) -> str:
         path = self.params.get("weight")

@@ -363,7 +363,7 @@ class Executor:
             event_state = None
             if step.stateful:
                 cell_in = block_state if single else block_state[step.local]
-                p = CellParams(step.params, config, mode, want_trace and step.traces)
+                p = CellParams(step.params, config, mode, want_trace if step.traces else False)
                 result = step.fn(inputs, weights, cell_in, p)
                 out, cell_out = result[0], result[1]
                 if single:

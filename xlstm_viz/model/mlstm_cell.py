@@ -48,11 +48,26 @@ class MLSTMState:
 
 @dataclass
 class MemoryTrace:
-    """Per-token memory statistics, [B, NH, S] each: ||C_t||_F, ||n_t||_2 and m_t."""
+    """Per-token memory statistics, [B, NH, S] each: ||C_t||_F, ||n_t||_2 and m_t (None: not asked for)."""
 
-    C_norm: mx.array
-    n_norm: mx.array
+    C_norm: mx.array | None
+    n_norm: mx.array | None
     m: mx.array
+
+    FIELDS = ("C_norm", "n_norm", "m")
+
+
+def _wanted(with_trace) -> tuple[str, ...]:
+    """with_trace: False, True (every field) or the MemoryTrace fields asked for (m always comes: it is free)."""
+    if not with_trace:
+        return ()
+    return MemoryTrace.FIELDS if with_trace is True else tuple(with_trace)
+
+
+@mx.compile
+def _state_norms(C, n):
+    """||C_t||_F and ||n_t|| of one token's state (compiled: one fused launch instead of four)."""
+    return mx.sqrt(mx.sum(C * C, axis=(-2, -1))), mx.sqrt(mx.sum(n * n, axis=-1))
 
 
 def recurrent_step(
@@ -76,28 +91,36 @@ def recurrent_step(
 
 def recurrent(
     q: mx.array, k: mx.array, v: mx.array, i: mx.array, f: mx.array, state: MLSTMState, eps: float,
-    with_trace: bool = False, step=None,
+    with_trace=False, step=None,
 ) -> tuple[mx.array, MLSTMState, MemoryTrace | None]:
     """Token-by-token loop over a sequence. q, k [B, NH, S, DQK]; v [B, NH, S, DV]; i, f [B, NH, S]. Each step runs
     `step` (same arguments and results as `recurrent_step`, the reference and the default): the mLSTM block passes
     `mlstm_kernels.recurrent_step`, which runs the fused kernel where `mlstm_kernels.use_kernel` picks it (a GPU
-    backend that passed its self-check). Passed in, because mlstm_kernels imports this module."""
+    backend that passed its self-check). Passed in, because mlstm_kernels imports this module.
+    with_trace: False, True or the MemoryTrace fields wanted; the norms are read off each step's state."""
     step = recurrent_step if step is None else step
+    wanted = _wanted(with_trace)
+    norms = "C_norm" in wanted or "n_norm" in wanted
     hs, cn, nn_, ms = [], [], [], []
     for t in range(q.shape[2]):
         h, state = step(q[:, :, t], k[:, :, t], v[:, :, t], i[:, :, t, None], f[:, :, t, None], state, eps)
         hs.append(h)
-        if with_trace:
-            cn.append(mx.sqrt(mx.sum(state.C * state.C, axis=(-2, -1))))
-            nn_.append(mx.sqrt(mx.sum(state.n * state.n, axis=-1)))
+        if norms:
+            c_norm, n_norm = _state_norms(state.C, state.n)
+            cn.append(c_norm)
+            nn_.append(n_norm)
+        if wanted:
             ms.append(state.m[..., 0])
-    trace = MemoryTrace(mx.stack(cn, -1), mx.stack(nn_, -1), mx.stack(ms, -1)) if with_trace else None
+    trace = None
+    if wanted:
+        stacked = lambda parts, name: mx.stack(parts, -1) if name in wanted else None
+        trace = MemoryTrace(stacked(cn, "C_norm"), stacked(nn_, "n_norm"), mx.stack(ms, -1))
     return mx.stack(hs, axis=2), state, trace
 
 
 def chunkwise(
     q: mx.array, k: mx.array, v: mx.array, i: mx.array, f: mx.array, state: MLSTMState, eps: float,
-    chunk_size: int, with_trace: bool = False,
+    chunk_size: int, with_trace=False,
 ) -> tuple[mx.array, MLSTMState, MemoryTrace | None]:
     """Chunkwise-parallel form. Shapes as in `recurrent`. Returns h [B, NH, S, DV], the final state, and if asked
     the per-token memory statistics, reconstructed exactly from the chunk-boundary states (no recurrent re-run)."""
@@ -143,13 +166,17 @@ def chunkwise(
     h = (numerator / denominator[..., None]).reshape(B, NH, nc * L, DV)[:, :, :S]
 
     trace = None
-    if with_trace:
-        C_norm, n_norm = _chunk_memory_norms(alpha, d, k, v, C_in, n_in)
-        trace = MemoryTrace(
-            C_norm=C_norm.reshape(B, NH, nc * L)[:, :, :S],
-            n_norm=n_norm.reshape(B, NH, nc * L)[:, :, :S],
-            m=m_t.reshape(B, NH, nc * L)[:, :, :S],
-        )
+    wanted = _wanted(with_trace)
+    if wanted:
+        tokens = lambda x: x.reshape(B, NH, nc * L)[:, :, :S]
+        C_norm = n_norm = None
+        if "C_norm" in wanted:
+            C_norm, n_norm = (tokens(x) for x in _chunk_memory_norms(alpha, d, k, v, C_in, n_in))
+            if "n_norm" not in wanted:
+                n_norm = None
+        elif "n_norm" in wanted:
+            n_norm = tokens(_chunk_n_norms(alpha, d, k, n_in))
+        trace = MemoryTrace(C_norm=C_norm, n_norm=n_norm, m=tokens(m_t))
     return h, final, trace
 
 
@@ -198,3 +225,10 @@ def _chunk_memory_norms(alpha, d, k, v, C_in, n_in):
     )
     return mx.sqrt(mx.maximum(c_sq, 0.0)), mx.sqrt(mx.sum(n_t * n_t, axis=-1))
 
+
+
+@mx.compile
+def _chunk_n_norms(alpha, d, k, n_in):
+    """||n_t|| alone (n_t = alpha_t n_in + sum_s D_ts k_s), for a trace that does not ask for ||C_t||."""
+    n_t = alpha[..., None] * n_in[:, :, :, None, :] + d @ k
+    return mx.sqrt(mx.sum(n_t * n_t, axis=-1))

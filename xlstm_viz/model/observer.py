@@ -45,7 +45,8 @@ class StateEvent(CellEvent):
 @runtime_checkable
 class Observer(Protocol):
     """What the forward calls. `stepping`: the forward yields after every event (the debugger), else it only calls
-    `on_cell`. `wants_memory_trace(block)`: ask block's stateful cells for their per-token statistics."""
+    `on_cell`. `wants_memory_trace(block)`: ask block's stateful cells for their per-token statistics (falsy: none;
+    True: all; a tuple: the named ones, e.g. ("m",) of an mLSTM MemoryTrace)."""
 
     stepping: bool
 
