@@ -225,6 +225,7 @@ class XLSTM(nn.Module):
                 mlstm_kernels.warm_up()  # the kernels' self-checks read values: not while mx.compile traces
                 cache.clear()
                 fn = cache[key] = mx.compile(raw, inputs=self.state)
+                step.graph = fn  # the compiled (token, flat state) function (benchmarks/decode_host.py times it alone)
             state = Executor(self).check_state(state, token.shape[0])
             logits, flat = fn(token, flatten(state))
             return logits, unflatten(flat)
