@@ -201,6 +201,7 @@ class XLSTM(nn.Module):
         """
         cache: dict = {}
         template = [block.new_state(1) for block in self.blocks]  # the state's structure, for the flat inputs
+        zeros: dict[int, list] = {}  # batch -> each block's zero state (what a passed state is checked against)
 
         def signature():
             return (self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
@@ -226,7 +227,10 @@ class XLSTM(nn.Module):
                 cache.clear()
                 fn = cache[key] = mx.compile(raw, inputs=self.state)
                 step.graph = fn  # the compiled (token, flat state) function (benchmarks/decode_host.py times it alone)
-            state = Executor(self).check_state(state, token.shape[0])
+            batch = token.shape[0]
+            if batch not in zeros:  # each block's zero state per batch size, built once (MLX arrays are immutable)
+                zeros[batch] = [block.new_state(batch) for block in self.blocks]
+            state = Executor(self).check_state(state, batch, zeros[batch])
             logits, flat = fn(token, flatten(state))
             return logits, unflatten(flat)
 
