@@ -67,6 +67,21 @@ def main():
             t.append((time.perf_counter() - t0) / a.steps)
         rows.append(t)
     rows = np.array(rows)
+    # Nodes of the graph one step evaluates (mx.export_to_dot's primitive nodes): each costs host work at evaluation,
+    # which is what bounds a 7B step on a GPU (README: ~11 ms of a ~16 ms step besides the matmuls).
+    import collections
+    import re
+    import tempfile
+    counts = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = graph(token, flat0)
+        path = Path(tmp) / "compiled.dot"
+        mx.export_to_dot(str(path), out[0], *out[1])
+        prims = [x for x in re.findall(r'label ="([A-Za-z]+)', path.read_text()) if x[0].isupper()]
+        counts["compiled"] = (len(prims), collections.Counter(prims).most_common(8))
+    for name, (n, common) in counts.items():
+        print(f"{name} step graph: {n} primitive nodes ({n / a.blocks:.0f} per block); most common: "
+              + ", ".join(f"{k} {v}" for k, v in common))
     s, old, g = np.median(rows, axis=0)
     print(f"{a.blocks} blocks, D={a.width}, CPU device, median of {a.rounds} rounds: step() {s * 1e6:.0f} us a call, "
           f"its compiled graph's call alone {g * 1e6:.0f} us, host work around it {np.median(rows[:, 0] - rows[:, 2]) * 1e6:.0f} us; "
