@@ -237,6 +237,40 @@ def mlx_matmul_tflops(m, k, n, dtype=mx.bfloat16) -> float:
     return 2 * m * k * n / t / 1e12
 
 
+def trace_phases(model, ids, repeats=3) -> dict:
+    """Where a stats trace's time goes (medians, seconds): the observed forward with the probe outputs held and
+    evaluated but no stats; the Recorder's finish (on CUDA: the widening of bf16 probes to float32, the one launch,
+    the copy of its buffer with the logits to the host); the eager forward that also brings its logits to the host
+    (the trace returns them as numpy: a fair untraced baseline); and the logits' host copy alone."""
+    from xlstm_viz.execution.trace import Executor, Recorder
+
+    def observed():
+        recorder = Recorder(model, None, "stats", tokens_shape=tuple(ids.shape))
+        logits, _ = Executor(model).forward_observed(ids, mode="chunkwise", observer=recorder)
+        return recorder, logits
+
+    def held():
+        recorder, logits = observed()
+        mx.eval(logits, recorder._outputs, recorder._memory)
+
+    def finish_only():
+        recorder, logits = observed()
+        mx.eval(logits, recorder._outputs, recorder._memory)
+        t0 = time.perf_counter()
+        recorder.finish(logits)
+        return time.perf_counter() - t0
+
+    logits = model(ids)[0]
+    mx.eval(logits)
+    finish_only()  # warm
+    return {
+        "forward_holding_probes": _median_time(held, repeats, lambda: None),
+        "finish": float(np.median([finish_only() for _ in range(repeats)])),
+        "eager_with_host_logits": _median_time(lambda: np.array(model(ids)[0]), repeats, lambda: None),
+        "host_copy_of_logits": _median_time(lambda: np.array(logits), repeats, lambda: None),
+    }
+
+
 def ours_7b(lengths, decode_tokens, trace_len, compute_dtype, blocks):
     import xlstm_viz  # noqa: F401  (MLX_ENABLE_TF32=0 and the BLAS before the model)
     from mlx.utils import tree_flatten, tree_map
@@ -292,10 +326,13 @@ def ours_7b(lengths, decode_tokens, trace_len, compute_dtype, blocks):
         traced = _median_time(lambda: model.run_with_trace(ids, mode="stats"), 3, lambda: None)
         eager = _median_time(lambda: mx.eval(model(ids)[0]), 3, lambda: None)
         compiled = _median_time(lambda: mx.eval(prefill(ids, None)), 3, lambda: None)
-        out["trace"] = {"tokens": trace_len, "traced_s": traced, "eager_s": eager, "compiled_s": compiled}
+        out["trace"] = {"tokens": trace_len, "traced_s": traced, "eager_s": eager, "compiled_s": compiled,
+                        "phases": trace_phases(model, ids)}
         print(f"ours stats trace {trace_len}: {traced * 1e3:.1f} ms; untraced eager {eager * 1e3:.1f} ms "
               f"(+{100 * (traced / eager - 1):.0f}%), compiled {compiled * 1e3:.1f} ms "
               f"(+{100 * (traced / compiled - 1):.0f}%)", flush=True)
+        print("ours stats trace phases (ms): " + ", ".join(
+            f"{k} {v * 1e3:.1f}" for k, v in out["trace"]["phases"].items()), flush=True)
     del model, prefill, step, state
     mx.clear_cache()
     return out

@@ -130,6 +130,26 @@ def test_compiled_step_fed_its_own_state_decodes_like_eager_and_a_changed_state_
         step(ids[:, :1], compiled_state)
 
 
+def test_compiled_step_checks_each_batch_size_against_its_own_zero_state(model, ids):
+    # The step keeps each batch size's zero state (no per-step rebuild): a later batch size gets its own, a state
+    # of another batch size is still refused by name, and a fresh start equals the eager zero-state step.
+    step = model.compiled_step()
+    first = ids[:1, :1]  # batch 1
+    tokens = mx.concatenate([first, ids[:1, 1:2]], axis=0)  # batch 2
+    one, state1 = step(first, None)
+    two, state2 = step(tokens, None)
+    eager, _ = model(tokens, mode="recurrent")
+    np.testing.assert_allclose(np.array(two), np.array(eager), atol=1e-5)
+    assert_close_to_scale(np.array(two[:1]), np.array(one), 1000, "batch 2 row 0 vs batch 1")  # batched matmuls
+    assert tuple(state2[0].C.shape)[0] == 2 and tuple(state1[0].C.shape)[0] == 1
+    with pytest.raises(ValueError, match=r"state\[0\]\.C has shape \(1, .*\), expected \(2, .*\) \(batch 2\)"):
+        step(tokens, state1)
+    with pytest.raises(ValueError, match=r"state\[0\]\.C has shape \(2, .*\), expected \(1, .*\) \(batch 1\)"):
+        step(first, state2)
+    again, _ = step(ids[:1, 1:2], state1)  # the cached zero states were not consumed by the first steps
+    ref, _ = model(ids[:1, :2], mode="recurrent")
+    np.testing.assert_allclose(np.array(again), np.array(ref[:, 1:2]), atol=1e-5)
+
 # -- traces ----------------------------------------------------------------------------------------------------
 def test_stats_trace_records_per_head_gate_and_memory_statistics(model, ids):
     trace = model.run_with_trace(ids)

@@ -214,6 +214,7 @@ class XLSTM(nn.Module):
         """
         cache: dict = {}
         template = [block.new_state(1) for block in self.blocks]  # the state's structure, for the flat inputs
+        zeros: dict[int, list] = {}  # batch -> each block's zero state (what a passed state is checked against)
 
         def signature():  # activations.FAST_CPU_MATH picks the exp/tanh/sigmoid the graph is traced with
             # Neuron blocks' wirings count too: their masks / reversal potentials are built from the wiring inside
@@ -252,10 +253,13 @@ class XLSTM(nn.Module):
                 mlstm_kernels.warm_up()  # the kernels' self-checks read values: not while mx.compile traces
                 cache.clear()
                 fn = cache[key] = mx.compile(raw, inputs=self.state)
+                step.graph = fn  # the compiled (token, flat state) function (benchmarks/decode_host.py times it alone)
             batch = token.shape[0]
             flat_in = returned_last(state, batch)
             if flat_in is None:
-                state = Executor(self).check_state(state, batch)
+                if batch not in zeros:  # each block's zero state per batch size, built once (MLX arrays are immutable)
+                    zeros[batch] = [block.new_state(batch) for block in self.blocks]
+                state = Executor(self).check_state(state, batch, zeros[batch])
                 flat_in = flatten(state)
             logits, flat = fn(token, flat_in)
             out = unflatten(flat)
