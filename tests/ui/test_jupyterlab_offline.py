@@ -90,7 +90,7 @@ def test_a_notebook_run_live_in_jupyterlab_requests_nothing_but_localhost(page, 
 
     try:
         wait_until(all_ran, timeout=90, interval=0.5, page=page)
-        page.wait_for_selector(".bk-Canvas", timeout=10000)
+        page.wait_for_selector(".bk-Canvas", timeout=60000)  # the debugger notebook draws ~15 figures
         page.wait_for_timeout(1500)  # the stylesheet loads the last comm messages start
         assert remote == [], remote
         assert errors == [], errors
