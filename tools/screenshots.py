@@ -16,7 +16,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-TABS = ("Model", "Over time", "Debugger", "Diff", "Patching", "NCPS wiring", "Export")
+TABS = ("Model", "Over time", "Debugger", "Diff", "Patching", "NCPS builder (detached)", "Export")
+# file name of each tab's picture (the live NCPS tab is taken on the hybrid demo, the only model with a cfc block)
+FILES = {"NCPS builder (detached)": "ncps_builder", "NCPS (live model)": "ncps_live"}
 
 
 def _port() -> int:
@@ -92,9 +94,18 @@ def main(argv=None) -> int:
                     page.get_by_role("button", name="Patch", exact=True).click()
                     wait(lambda: app.patching_view.result is not None)
                     page.wait_for_timeout(1500)
-                name = tab.lower().replace(" ", "_")
+                name = FILES.get(tab, tab.lower().replace(" ", "_"))
                 page.screenshot(path=str(out / f"tab_{name}.png"))
                 print(out / f"tab_{name}.png")
+            n = len(apps)
+            page.goto(f"http://localhost:{port}/?model=hybrid")
+            page.wait_for_selector(".bk-Canvas", timeout=60000)
+            wait(lambda: len(apps) > n and apps[-1].session.trace is not None and not apps[-1].session.busy)
+            page.wait_for_timeout(1500)
+            page.get_by_text("NCPS (live model)", exact=True).first.click()
+            page.wait_for_timeout(3000)
+            page.screenshot(path=str(out / "tab_ncps_live.png"))
+            print(out / "tab_ncps_live.png")
             browser.close()
     finally:
         for app in apps:
