@@ -23,7 +23,8 @@ the table, so a block's cells are spelled in one place.
 Registered block types: "mlstm" (the xLSTM-7B block; equations in xlstm_viz/model/mlstm_block.py, the recurrence
 in mlstm_cell.py), "slstm" (the original xLSTM's sLSTM block; equations in xlstm_viz/model/slstm_block.py, the
 recurrence in slstm_cell.py) and "orig_mlstm" (the original xLSTM's mLSTM block, xlstm_viz/model/orig_mlstm_block.py,
-on the same mlstm_cell.py recurrence). To add a block type: register its cell types here (or reuse these), a BlockTable
+on the same mlstm_cell.py recurrence), "cfc" and "ltc" (an AutoNCP-wired CfC / LTC neuron block,
+xlstm_viz/model/neuron_block.py, on xlstm_viz.neurons; tables from `ncp_block_table`). To add a block type: register its cell types here (or reuse these), a BlockTable
 with `register_block_table`, then, in a model module imported by xlstm_viz/model/xlstm.py, attach each new type's
 function (`attach_cell_function`) and the block's nn.Module and dimensions (`attach_block`); slstm_block.py is a
 complete example. A newcomer looking for the sLSTM reads: its equations in model/slstm_block.py (module docstring)
