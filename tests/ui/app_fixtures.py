@@ -18,9 +18,9 @@ def load_test_model():
     return xv.load_demo()
 
 
-@pytest.fixture
-def served_app(serve, tmp_path, monkeypatch):
-    """(Served, apps): every page load builds one DashboardApp on its own demo model; apps[-1] is the newest."""
+def serve_apps(serve, tmp_path, monkeypatch, make_model):
+    """Generator for fixtures: yields (Served, apps), where every page load builds one DashboardApp on
+    `make_model()` and apps[-1] is the newest; afterwards each page's session is closed."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     import panel as pn
 
@@ -30,13 +30,19 @@ def served_app(serve, tmp_path, monkeypatch):
     apps = []
 
     def factory():
-        app = DashboardApp(model=load_test_model())
+        app = DashboardApp(model=make_model())
         apps.append(app)
         return app.template()
 
     yield serve(factory), apps
     for app in apps:  # stop each page's model thread, as the server does when a tab closes
         app.session.close()
+
+
+@pytest.fixture
+def served_app(serve, tmp_path, monkeypatch):
+    """(Served, apps) of the demo model, a fresh copy per page load."""
+    yield from serve_apps(serve, tmp_path, monkeypatch, load_test_model)
 
 
 def open_app(page, served, apps, query="", count=None):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.ui.app_fixtures import script_errors
+from tests.ui.app_fixtures import script_errors, serve_apps
 from tests.ui.conftest import bokeh_to_screen, browser_column, console_errors, wait_until
 from xlstm_viz.dashboard import wiring_tables
 
@@ -30,23 +30,9 @@ def strongest_motor_synapse(samples: int = 128):
 
 @pytest.fixture
 def hybrid_app(serve, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    import panel as pn
-
     import xlstm_viz
-    from xlstm_viz.dashboard.app import DashboardApp
 
-    pn.extension()
-    apps = []
-
-    def factory():
-        app = DashboardApp(model=xlstm_viz.load_demo(name="hybrid"))
-        apps.append(app)
-        return app.template()
-
-    yield serve(factory), apps
-    for app in apps:
-        app.session.close()
+    yield from serve_apps(serve, tmp_path, monkeypatch, lambda: xlstm_viz.load_demo(name="hybrid"))
 
 
 def test_a_synapse_click_in_the_live_ncps_tab_changes_overlays_and_task_score(page, hybrid_app, artifacts):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ui.app_fixtures import open_app, script_errors, served_app  # noqa: F401 - the served demo app
+from tests.ui.app_fixtures import open_app, script_errors, serve_apps, served_app  # noqa: F401 - the served demo app
 from tests.ui.conftest import bokeh_to_screen, browser_column, wait_until
 
 
@@ -66,30 +66,16 @@ def test_the_inspector_shows_c_per_head_and_the_token_at_a_breakpoint(page, serv
 
 @pytest.fixture
 def deep_app(serve, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    import panel as pn
-
     import xlstm_viz as xv
     from xlstm_viz.config import XLSTMConfig
-    from xlstm_viz.dashboard.app import DashboardApp
 
     import mlx.core as mx
 
-    pn.extension()
-    apps = []
     # built and evaluated before serving (materialised arrays cross threads): the server's first answer then only
     # runs the model, within the serve fixture's time limit on a loaded machine
     deep = xv.XLSTM(XLSTMConfig(embedding_dim=32, num_heads=2, num_blocks=32, vocab_size=130))
     mx.eval(deep.parameters())
-
-    def factory():
-        app = DashboardApp(model=deep)
-        apps.append(app)
-        return app.template()
-
-    yield serve(factory), apps
-    for app in apps:
-        app.session.close()
+    yield from serve_apps(serve, tmp_path, monkeypatch, lambda: deep)  # the same model for every page load
 
 
 def test_a_32_block_graph_is_a_readable_strip_whose_blocks_are_clickable(page, deep_app, artifacts):
