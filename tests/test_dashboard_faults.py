@@ -112,6 +112,17 @@ def test_ablations_and_breakpoints_are_saved_and_come_back(cache):
     b.session.close()
 
 
+def test_a_per_head_per_position_ablation_comes_back_with_its_heads_and_positions(cache):
+    a = new_app("abl_heads")
+    a.session.ablate("blocks.0.mlstm.h", heads=[1], tokens=[2])
+    logits = a.session.trace.logits.copy()
+    a.session.close()
+    b = new_app("abl_heads")
+    assert [x.split(" ", 1)[1] for x in b.session.ablations()] == ["zero blocks.0.mlstm.h heads [1] at tokens [2]"]
+    np.testing.assert_allclose(b.session.trace.logits, logits, rtol=1e-5, atol=1e-5 * np.abs(logits).max())
+    b.session.close()
+
+
 @pytest.mark.parametrize("reloads", [3])
 def test_edits_survive_repeated_reloads_of_a_threaded_session(cache, reloads):
     a = new_app("reloads", threaded=True)
