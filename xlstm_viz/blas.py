@@ -14,6 +14,14 @@ through sgemm against 7 ms through `cblas_sgemv` (measured on the 2-core CI mach
 15-line shim (`_GEMV_SHIM`, compiled once into the user cache) is loaded ahead of OpenBLAS: it defines
 `cblas_sgemm`, hands M = 1 and N = 1 products to OpenBLAS's sgemv and everything else to OpenBLAS's sgemm.
 `XLSTM_VIZ_BLAS_GEMV=off` skips it.
+
+MLX's CPU allocator takes every buffer from malloc and frees it when the array dies, and glibc serves blocks above its
+mmap threshold (at most 32 MB, and always for a thread's arena, where MLX evaluates) with a fresh mmap each time: the
+kernel then zeroes every page on first touch, ~25,000 page faults for a 100 MB result (the D=1024 logits), which
+took an elementwise multiply over them from ~12 ms to ~70 ms (measured on the 2-core CI machine). `tune_malloc`
+(run at import on glibc) sets `M_MMAP_MAX=0`, so large blocks come from the main heap, and `M_TRIM_THRESHOLD` to
+1 GiB, so a freed block stays there for the next array of its size; the cost is that up to 1 GiB freed at the top of
+the heap stays resident, like a GPU allocator's buffer cache. `XLSTM_VIZ_MALLOC=off` keeps glibc's defaults.
 """
 
 from __future__ import annotations
@@ -141,11 +149,38 @@ def _load() -> str | None:
 
 loaded = _load()
 
+# glibc mallopt parameters (malloc.h); mallopt returns 1 on success.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+TRIM_THRESHOLD = 1 << 30
+
+malloc_tuned = False
+"""Whether `tune_malloc` changed glibc's malloc settings for this process."""
+
+
+def tune_malloc() -> bool:
+    """Large blocks from the heap and kept there (see the module docstring); False where not glibc or switched off."""
+    global malloc_tuned
+    if not sys.platform.startswith("linux"):
+        return False
+    if os.environ.get("XLSTM_VIZ_MALLOC", "").strip().lower() in {"off", "0", "none", "false"}:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # musl and other libcs: their malloc, their defaults
+        return False
+    malloc_tuned = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+    return malloc_tuned
+
+
+tune_malloc()
+
 
 def describe() -> str:
     """One line for `xlstm-viz info` and benchmark headers."""
+    malloc = "; malloc keeps large blocks (M_MMAP_MAX=0)" if malloc_tuned else ""
     if loaded:
-        return f"BLAS: {loaded}" + ("; M=1/N=1 products via sgemv" if gemv_shim is not None else "")
+        return f"BLAS: {loaded}" + ("; M=1/N=1 products via sgemv" if gemv_shim is not None else "") + malloc
     if sys.platform.startswith("linux"):
-        return "BLAS: MLX's bundled reference BLAS (slow; `apt-get install libopenblas0-pthread` gives ~30x faster matmuls)"
+        return "BLAS: MLX's bundled reference BLAS (slow; `apt-get install libopenblas0-pthread` gives ~30x faster matmuls)" + malloc
     return "BLAS: platform default"
