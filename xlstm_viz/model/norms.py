@@ -6,10 +6,22 @@ import mlx.core as mx
 import mlx.nn as nn
 
 
+def _per_row(stat: mx.array) -> mx.array:
+    """A per-row statistic (reduced without keepdims) as a column to broadcast against its rows.
+
+    mx.compile fuses a keepdims statistic's rsqrt into the broadcasting kernel after the broadcast, so the CPU
+    backend evaluated one rsqrt per element instead of per row (MLX's rsqrt is scalar code there): a compiled
+    RMSNorm over [512, 256] took 2.3x its time this way, and the D=256 prefill 4.7% more CPU time (one process,
+    alternating, 2-core CI machine). expand_dims is not fused, so the statistic's arithmetic stays on the reduced
+    array; the values are bit-identical.
+    """
+    return mx.expand_dims(stat, -1)
+
+
 def rms_norm(x: mx.array, weight: mx.array | None, eps: float, bias: mx.array | None = None) -> mx.array:
     """x / sqrt(mean(x^2) + eps) * w, reduced in float32 (norm_reduction_force_float32)."""
     x32 = x.astype(mx.float32)
-    y = (x32 * mx.rsqrt(mx.mean(x32 * x32, axis=-1, keepdims=True) + eps)).astype(x.dtype)
+    y = (x32 * _per_row(mx.rsqrt(mx.mean(x32 * x32, axis=-1) + eps))).astype(x.dtype)
     if weight is not None:
         y = y * weight
     if bias is not None:
@@ -27,8 +39,8 @@ def multihead_layer_norm(
     shape = h.shape
     x = h.astype(mx.float32).reshape(*shape[:-1], num_heads, shape[-1] // num_heads)
     mean = mx.mean(x, axis=-1, keepdims=True)
-    var = mx.mean(mx.square(x - mean), axis=-1, keepdims=True)
-    y = ((x - mean) * mx.rsqrt(var + eps)).reshape(shape).astype(h.dtype)
+    var = mx.mean(mx.square(x - mean), axis=-1)
+    y = ((x - mean) * _per_row(mx.rsqrt(var + eps))).reshape(shape).astype(h.dtype)
     if weight is not None:
         y = y * weight
     if bias is not None:
@@ -68,8 +80,8 @@ LN_EPS = 1e-5
 def layer_norm(x: mx.array, w: mx.array | None, eps: float = LN_EPS) -> mx.array:
     """LayerNorm with biased variance and no bias; scale = 1 + w (the checkpoint stores the offset w)."""
     mean = mx.mean(x, axis=-1, keepdims=True)
-    var = mx.mean(mx.square(x - mean), axis=-1, keepdims=True)
-    y = (x - mean) * mx.rsqrt(var + eps)
+    var = mx.mean(mx.square(x - mean), axis=-1)
+    y = (x - mean) * _per_row(mx.rsqrt(var + eps))
     return y if w is None else y * (1.0 + w)
 
 
