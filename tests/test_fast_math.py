@@ -116,3 +116,15 @@ def test_gradients_of_fast_functions_match_mlx_functions(name, fast_on):
     got = np.array(mx.grad(lambda v: mx.sum(getattr(A, name)(v) * v))(x))
     want = np.array(mx.grad(lambda v: mx.sum(reference(v) * v))(x))
     np.testing.assert_allclose(got, want, rtol=0, atol=32 * np.finfo(np.float32).eps * np.abs(want).max())
+
+
+def test_soft_cap_in_one_kernel_equals_its_three_step_form_and_its_gradient(fast_on):
+    # The fused cap * tanh(x / cap) (the logit cap 30, the gate cap 15) gives the values of the composed functions
+    # and the derivative 1 - tanh^2(x / cap).
+    x = mx.array(np.linspace(-400, 400, 2 * A.FAST_MIN_SIZE, dtype=np.float32))
+    for cap in (30.0, 15.0):
+        got = np.array(A.soft_cap(x, cap))
+        np.testing.assert_array_equal(got, np.array(cap * A.tanh(x / cap)))
+        grad = np.array(mx.grad(lambda v: mx.sum(A.soft_cap(v, cap) * v))(x))
+        want = np.array(mx.grad(lambda v: mx.sum(cap * mx.tanh(v / cap) * v))(x))
+        np.testing.assert_allclose(grad, want, rtol=0, atol=32 * np.finfo(np.float32).eps * np.abs(want).max())

@@ -87,6 +87,12 @@ def _tanh_values(x: mx.array) -> mx.array:
 
 
 @mx.compile
+def _soft_cap_values(x: mx.array, cap: mx.array) -> mx.array:
+    # One kernel: as three (x / cap, tanh, cap *), each pass wrote its own 100 MB over the D=1024 logits.
+    return cap * _tanh_values(x / cap)
+
+
+@mx.compile
 def _sigmoid_values(x: mx.array) -> mx.array:
     return 1.0 / (1.0 + _exp_values(-x))
 
@@ -111,6 +117,17 @@ def _tanh_f32(x: mx.array) -> mx.array:
 @_tanh_f32.vjp
 def _tanh_vjp(primals, cotangent, output):
     return cotangent * (1.0 - output * output)  # d tanh x = (1 - tanh^2 x) dx
+
+
+@mx.custom_function
+def _soft_cap_f32(x: mx.array, cap: mx.array) -> mx.array:
+    return _soft_cap_values(x, cap)
+
+
+@_soft_cap_f32.vjp
+def _soft_cap_vjp(primals, cotangent, output):
+    t = output / primals[1]
+    return cotangent * (1.0 - t * t), mx.zeros_like(primals[1])  # d cap tanh(x / cap) = (1 - tanh^2) dx; cap fixed
 
 
 @mx.custom_function
@@ -144,6 +161,8 @@ def soft_cap(x: mx.array, cap: float | None) -> mx.array:
     """cap * tanh(x / cap): bounds gate pre-activations (cap 15) and logits (cap 30)."""
     if cap is None or cap <= 0:
         return x
+    if fast_math_applies(x):
+        return _soft_cap_f32(x, mx.array(cap, mx.float32))
     return cap * tanh(x / cap)
 
 
