@@ -8,6 +8,9 @@ The official model runs in `--official-python` (a venv with torch + xlstm, defau
 `benchmarks/official_model.py --worker`, on the same CPU. Rounds alternate: ours once, the official once, so that
 both see the same load on a shared machine; each round's ratio is printed, then the best rates of each side and
 the median of the per-round ratios (target >= 1.5x). XLSTM_VIZ_FAST_MATH=off measures with MLX's own exp/tanh.
+`--bound` also times the prefill's matrix products alone (benchmarks/prefill_gemm.py's shapes, MLX + the loaded BLAS)
+in each round: the official prefill time over that is the most our prefill ratio can reach if everything else in
+it cost nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ import mlx.core as mx  # noqa: E402
 
 from xlstm_viz.config import XLSTMConfig  # noqa: E402
 from xlstm_viz.model import XLSTM, activations  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from prefill_gemm import shapes_of  # noqa: E402
 
 SIZES = {  # names as in benchmarks/official_model.py
     "d256": dict(embedding_dim=256, num_heads=4, num_blocks=4, vocab_size=1024),
@@ -73,6 +79,23 @@ def prepare_ours(size: str, prefill_len: int, decode_steps: int, compiled: bool)
     return one_round
 
 
+def prepare_products(size: str, prefill_len: int):
+    """`() -> seconds` of the prefill's matrix products alone (each evaluated on its own, as in prefill_gemm.py)."""
+    shapes = shapes_of(size)
+    xs = {k: mx.random.normal((prefill_len, k)) for k in {s[1] for s in shapes}}
+    ws = [mx.random.normal((n, k)) for n, k in shapes]
+    mx.eval(xs, ws)
+
+    def products() -> float:
+        t = time.perf_counter()
+        for (n, k), w in zip(shapes, ws):
+            mx.eval(xs[k] @ w.T)
+        return time.perf_counter() - t
+
+    products()
+    return products
+
+
 class OfficialWorker:
     """benchmarks/official_model.py --worker in the reference venv (torch is not in ours), or None if absent."""
 
@@ -110,6 +133,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating ours/official rounds (--repeats: alias)")
     parser.add_argument("--repeats", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--official-python", default=os.environ.get("XLSTM_OFFICIAL_PYTHON", "/work/venv-ref/bin/python"))
+    parser.add_argument("--bound", action="store_true", help="also time the prefill's products alone each round")
     parser.add_argument("--eager", action="store_true", help="prefill and decode without mx.compile (the eager path traces/debugger use)")
     args = parser.parse_args()
     rounds = args.repeats or args.rounds
@@ -120,7 +144,8 @@ def main() -> None:
     try:
         for size in sizes:
             one_round = prepare_ours(size, args.prefill_len, args.decode_steps, compiled=not args.eager)
-            ours_rounds, official_rounds = [], []
+            products = prepare_products(size, args.prefill_len) if args.bound else None
+            ours_rounds, official_rounds, bounds = [], [], []
             for r in range(rounds):  # alternating, so that both sides see the same (changing) machine load
                 ours_rounds.append(one_round())
                 theirs = official.time(size, args.prefill_len, args.decode_steps)
@@ -131,6 +156,12 @@ def main() -> None:
                     line += f"  {label.split()[0]} ours {ours_rounds[-1][key]:.1f}"
                     if theirs is not None:
                         line += f" official {theirs[key]:.1f} ({ours_rounds[-1][key] / theirs[key]:.2f}x)"
+                if products is not None:
+                    t_products = products()
+                    line += f"  products alone {t_products:.3f} s"
+                    if theirs is not None:  # official prefill seconds / our products' seconds
+                        bounds.append(args.prefill_len / theirs["prefill_tok_s"] / t_products)
+                        line += f" (prefill ratio at most {bounds[-1]:.2f}x)"
                 print(line, flush=True)
             print(f"[{size}] {SIZES[size]}: best of {rounds} rounds; ratio = median of the per-round ratios")
             for key, label in KEYS:
@@ -143,6 +174,9 @@ def main() -> None:
                 else:
                     line += "   official: not found (pass --official-python)"
                 print(line, flush=True)
+            if bounds:
+                print(f"  bound: with nothing but the products, ours/official prefill would be "
+                      f"{statistics.median(bounds):.2f}x (median; rounds {min(bounds):.2f}-{max(bounds):.2f}x)", flush=True)
     finally:
         official.close()
 
