@@ -135,6 +135,8 @@ class Recorder:
         self.selected = set(self.names)
         self.full_mode = mode == "full"
         self.num_heads = model.config.num_heads
+        # each block's own head count (an sLSTM block's slstm_num_heads; None: a block type without heads)
+        self._block_heads = [model.block_heads(j) for j in range(len(model.cell_wirings))]
         self._local = {n: local_name(n) for n in probe_names(model)}  # on_cell runs per cell: no string splits
         self._outputs: dict[str, list[mx.array]] = {}
         self._memory_blocks = {
@@ -188,7 +190,7 @@ class Recorder:
             out = outputs[probe]
             width = out.shape[-1]
             local = self._local[probe]  # select_probes only returns known names
-            heads = probe_heads(local, width, self.num_heads)
+            heads = probe_heads(local, width, self._heads_of(probe, local))
             key = (id(out), heads)
             if key not in index:  # e.g. blocks.1.in is blocks.0.out in the default wiring
                 index[key] = add(out, width, heads, 1)
@@ -232,6 +234,12 @@ class Recorder:
             self.host_logits = columns[logits_input]["raw"] if logits_input is not None else np.array(logits)
         to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
         return stats, {p: to_np(v) for p, v in full.items()}
+
+    def _heads_of(self, probe: str, local: str) -> int:
+        """The head count a per-head probe's features split into: its block's (the model's outside the blocks)."""
+        if local == probe:
+            return self.num_heads
+        return self._block_heads[int(probe[7:probe.index(".", 7)])] or 1
 
     def _gate_and_memory_stats(self, stats: dict, norms: dict) -> None:
         """sigmoid(f), the memory norms and exp(i - m): host arithmetic on [B, S, NH] arrays."""
