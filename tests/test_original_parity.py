@@ -156,15 +156,15 @@ def test_chunkwise_continues_from_a_carried_state(golden):
 
 
 def _probe_map(kind, ref, b):
-    # official intermediate -> registry probe. Not compared: the sLSTM's raw pre-activations memory_{i,f,z,o}
-    # (W x + R h + b): the registry's sLSTM memory cell computes them inside its recurrence and outputs c, n, m, h;
-    # its inputs (the W x parts, slstm.igate ...) and outputs (slstm.c ...) are compared, which pins the recurrence.
+    # official intermediate -> registry probe; the sLSTM's raw pre-activations memory_{i,f,z,o} (W x + R h + b, from
+    # the official vanilla loop's pointwise call) are the probes slstm.raw_{i,f,z,o}
     if kind == "mlstm":
         keys = {k: f"mlstm.{k}" for k in ("up", "z", "conv", "q", "k", "v", "igate", "fgate", "norm", "memory")}
         keys["out_proj"] = "mlstm.out"
     else:
         keys = {k: f"slstm.{k}" for k in ("conv", "igate", "fgate", "zgate", "ogate", "norm")}
         keys.update({f"memory_{k}": f"slstm.{k}" for k in "chnm"})
+        keys.update({f"memory_{k}": f"slstm.raw_{k}" for k in "ifzo"})
         keys["ffn_out"] = "ffn.out"
     keys = {k: v for k, v in keys.items() if f"fwd/block{b}/{k}" in ref}  # orig_plain has no conv and no FFN
     return {**keys, "in": "in", "out": "out"}

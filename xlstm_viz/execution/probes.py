@@ -22,8 +22,9 @@
 | `blocks.i.slstm.norm_in`  | LN(stream) (1 + w) [B, S, D]                    | mean, std, absmax, l2                           |
 | `blocks.i.slstm.conv`     | SiLU(causal conv) [B, S, D]                     | per head                                        |
 | `blocks.i.slstm.igate/fgate/zgate/ogate` | block-diagonal W_g x [B, S, D]   | per head                                        |
-| `blocks.i.slstm.memory`   | [c; n; m; h] per token [B, S, 4D]               | mean, std, absmax, l2                           |
+| `blocks.i.slstm.memory`   | [c; n; m; h; raw_i..raw_o] per token [B, S, 8D] | mean, std, absmax, l2                           |
 | `blocks.i.slstm.c/n/m/h`  | the sLSTM memory's c, n, m, h [B, S, D]         | per head                                        |
+| `blocks.i.slstm.raw_i/raw_f/raw_z/raw_o` | W_g x + R_g h + b_g [B, S, D]    | per head                                        |
 | `blocks.i.slstm.norm`     | GroupNorm(h) (1 + w) [B, S, D]                  | per head                                        |
 | `blocks.i.mid`, `ffn.*`, `out` | as in the mLSTM block, with LN (1 + w) and GELU(W_g x) | as above                              |
 | `out_norm`                | final RMSNorm [B, S, D]                         | mean, std, absmax, l2                           |
