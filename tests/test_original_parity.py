@@ -1,6 +1,6 @@
 """The original xLSTM (`xlstm.xLSTMLMModel`, mLSTM + sLSTM blocks) in MLX against the official code.
 
-Fixtures: tests/fixtures/golden/orig_{slstm,mixed}, written by tools/golden_original.py (via tools/make_golden.py
+Fixtures: tests/fixtures/golden/orig_{slstm,mixed,plain,sizes}, written by tools/golden_original.py (via tools/make_golden.py
 --only ...) from xlstm 2.0.6 on CPU with the vanilla sLSTM backend. The official code agrees with itself (forward vs
 step, float32 vs float64) to ~3e-6 in the logits on these models; the tolerances below leave a margin over that but
 stay far below what the mistakes tested at the end of this file cause.
@@ -33,7 +33,9 @@ REL, FLOOR = 5e-5, 1e-6
 # the cell alone is within 9e-7, see test_memory_cells_alone_match_official_on_official_inputs).
 REL_MLSTM_H = 2e-4
 REL_CELL_ALONE = 5e-6
-MODELS = ["orig_slstm", "orig_mixed", "orig_plain"]  # orig_plain: no conv, GN weight, FFN, final norm; tied
+# orig_plain: no conv, GN weight, FFN, final norm; tied. orig_sizes: s, m, s, m with every size off its default
+# (mLSTM inner 48 = 1.5 D rounded to 16, q/k/v blocks of 8, conv 2, 3 heads; sLSTM 4 heads, conv 3, swish FFN of 56)
+MODELS = ["orig_slstm", "orig_mixed", "orig_plain", "orig_sizes"]
 RUNS = ["", "short/"]
 
 
@@ -100,7 +102,8 @@ def test_load_model_detects_the_original_format(golden):
     name, _, folder = golden
     model = xlstm_viz.load_model(folder)
     assert isinstance(model, XLSTM)  # the block-registry model: one forward for every format
-    expected = {"orig_slstm": ["slstm"] * 2, "orig_mixed": ["orig_mlstm", "slstm", "orig_mlstm"], "orig_plain": ["slstm"]}
+    expected = {"orig_slstm": ["slstm"] * 2, "orig_mixed": ["orig_mlstm", "slstm", "orig_mlstm"], "orig_plain": ["slstm"],
+                "orig_sizes": ["slstm", "orig_mlstm"] * 2}
     assert model.config.layer_types() == expected[name]
 
 
@@ -153,15 +156,15 @@ def test_chunkwise_continues_from_a_carried_state(golden):
 
 
 def _probe_map(kind, ref, b):
-    # official intermediate -> registry probe. Not compared: the sLSTM's raw pre-activations memory_{i,f,z,o}
-    # (W x + R h + b): the registry's sLSTM memory cell computes them inside its recurrence and outputs c, n, m, h;
-    # its inputs (the W x parts, slstm.igate ...) and outputs (slstm.c ...) are compared, which pins the recurrence.
+    # official intermediate -> registry probe; the sLSTM's raw pre-activations memory_{i,f,z,o} (W x + R h + b, from
+    # the official vanilla loop's pointwise call) are the probes slstm.raw_{i,f,z,o}
     if kind == "mlstm":
         keys = {k: f"mlstm.{k}" for k in ("up", "z", "conv", "q", "k", "v", "igate", "fgate", "norm", "memory")}
         keys["out_proj"] = "mlstm.out"
     else:
         keys = {k: f"slstm.{k}" for k in ("conv", "igate", "fgate", "zgate", "ogate", "norm")}
         keys.update({f"memory_{k}": f"slstm.{k}" for k in "chnm"})
+        keys.update({f"memory_{k}": f"slstm.raw_{k}" for k in "ifzo"})
         keys["ffn_out"] = "ffn.out"
     keys = {k: v for k, v in keys.items() if f"fwd/block{b}/{k}" in ref}  # orig_plain has no conv and no FFN
     return {**keys, "in": "in", "out": "out"}

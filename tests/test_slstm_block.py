@@ -110,12 +110,28 @@ def test_a_mixed_stack_runs_the_same_in_both_modes_compiled_and_after_a_prefill(
 def test_a_mixed_stack_traces_slstm_probes_per_head():
     model, ids = _mixed()
     trace = model.run_with_trace(ids)
-    for name in ("igate", "fgate", "zgate", "ogate", "c", "n", "m", "h", "conv"):
+    for name in ("igate", "fgate", "zgate", "ogate", "c", "n", "m", "h", "conv", "raw_i", "raw_f", "raw_z", "raw_o"):
         stats = trace.stats[f"blocks.1.slstm.{name}"]
         assert stats["mean"].shape == (2, 9, 4), name  # 4 heads
     assert "C_norm" in trace.stats["blocks.0.mlstm.memory"] and "C_norm" in trace.stats["blocks.2.mlstm.memory"]
     # n_t = f' n + i' > 0 for every unit once a token has run
     assert (trace.stats["blocks.1.slstm.n"]["mean"] > 0).all()
+
+
+@pytest.mark.parametrize("mode", ["chunkwise", "recurrent"])
+def test_the_slstm_raw_preactivations_are_probes_that_give_its_states(mode):
+    # raw_g = W_g x + R_g h_{t-1} + b_g: h_t = sigma(raw_o) c_t / n_t, and with R h_{t-1} added to the gate's W x
+    # (the slstm.zgate probe) raw_z differs from it from the second token on
+    model, ids = _mixed()
+    names = [f"blocks.1.slstm.{k}" for k in ("raw_i", "raw_f", "raw_z", "raw_o", "c", "n", "h", "zgate")]
+    full = model.run_with_trace(ids, probes=names, mode="full", run_mode=mode).full
+    raw = lambda k: full[f"blocks.1.slstm.raw_{k}"].astype(np.float64)  # noqa: E731
+    c, n, h = (full[f"blocks.1.slstm.{k}"].astype(np.float64) for k in "cnh")
+    np.testing.assert_allclose(h, c / n / (1 + np.exp(-raw("o"))), rtol=1e-4, atol=1e-6)
+    wx = full["blocks.1.slstm.zgate"]
+    bias = np.array(model.blocks[1].param("slstm_layer.bias")).reshape(4, -1)[2]  # the z slot of b
+    np.testing.assert_allclose(raw("z")[:, 0], wx[:, 0] + bias, rtol=1e-5, atol=1e-6)  # h_0 = 0: R h adds nothing
+    assert np.abs(raw("z")[:, 1:] - (wx[:, 1:] + bias)).max() > 1e-3
 
 
 def test_an_intervention_on_an_slstm_gate_changes_what_follows_it_only():
@@ -134,9 +150,9 @@ def test_the_debugger_steps_into_the_slstm_memory_and_shows_its_state():
     ev = dbg.run_to("blocks.1.slstm.memory", token=2)
     assert ev.name == "blocks.1.slstm.memory" and ev.token == 2
     assert set(ev.state) == {"c", "n", "m", "h"} and ev.state["c"].shape == (2, 4, 8)
-    assert ev.output.shape == (2, 1, 4 * 32)
+    assert ev.output.shape == (2, 1, 8 * 32)  # [c; n; m; h; raw_i; raw_f; raw_z; raw_o]
     # the state shown is the one the memory returned: its h is the h slice of the output
-    np.testing.assert_allclose(ev.state["h"].reshape(2, 32), ev.output[:, 0, 96:], rtol=1e-6)
+    np.testing.assert_allclose(ev.state["h"].reshape(2, 32), ev.output[:, 0, 96:128], rtol=1e-6)
     conv = dbg.run_to("blocks.1.slstm.conv", token=3)
     assert set(conv.state) == {"state"} and conv.state["state"].shape == (2, 3, 32)
 
@@ -242,20 +258,25 @@ def test_an_original_checkpoint_traces_and_steps_in_the_dashboard(golden_dir, tm
         app.session.close()
 
 
-def test_original_mlstm_memory_norms_agree_between_the_host_recurrence_and_the_cells_trace(golden_dir):
+@pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
+def test_original_mlstm_memory_norms_are_the_recurrence_over_its_scaled_keys(golden_dir, run_mode):
+    # The original mLSTM's memory stores k / sqrt(DH): its trace's norms are the test reference's recurrence over
+    # the keys it received, so scaled, token by token.
+    from memory_reference import reference_norms
     from xlstm_viz.execution.trace import Recorder
     from xlstm_viz.model.forward import Executor
 
     model = xlstm_viz.load_model(golden_dir / "orig_mixed")
     ids = mx.array(np.load(golden_dir / "orig_mixed" / "reference.npz")["input_ids"])
-    norms = {}
-    for memory_on in ("host", "trace"):
-        recorder = Recorder(model, "blocks.*.mlstm.memory", "stats", memory_on=memory_on)
-        Executor(model).forward_observed(ids, observer=recorder)
-        norms[memory_on] = recorder.finish()[0]
-    for probe, stats in norms["trace"].items():
+    recorder = Recorder(model, "blocks.*.mlstm.memory", "stats")
+    Executor(model).forward_observed(ids, mode=run_mode, observer=recorder)
+    got = recorder.finish()[0]
+    want = reference_norms(model, ids, run_mode)
+    assert got.keys() == {f"blocks.{j}.mlstm.memory" for j in want} and want
+    for j, norms in want.items():
         for key in ("C_norm", "n_norm", "m"):
-            assert_close_to_scale(norms["host"][probe][key], stats[key], ULPS, f"{probe} {key}")
+            assert_close_to_scale(got[f"blocks.{j}.mlstm.memory"][key], norms[key], ULPS, f"block {j} {key}")
+
 
 def test_original_block_sizes_are_config_fields_that_set_shapes_state_and_computation():
     from xlstm_viz.config import ConfigError

@@ -1,9 +1,9 @@
 """Parity fixtures for the original xLSTM language model (`xlstm.xLSTMLMModel`, xlstm 2.0.6), from the official code.
 
-Called by tools/make_golden.py (`--only orig_slstm orig_mixed orig_plain`); run with the reference interpreter,
-torch on CPU:
+Called by tools/make_golden.py (`--only orig_slstm orig_mixed orig_plain orig_sizes`); run with the reference
+interpreter, torch on CPU:
 
-    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only orig_slstm orig_mixed orig_plain
+    /work/venv-ref/bin/python tools/make_golden.py --out tests/fixtures/golden --only orig_slstm orig_mixed orig_plain orig_sizes
 
 Per model, in <out>/<name>/:
   config.json         dataclasses.asdict(xLSTMLMModelConfig) (sLSTM backend "vanilla")
@@ -11,7 +11,9 @@ Per model, in <out>/<name>/:
                       bfloat16: every weight is bfloat16-representable, so upcast it is exactly the float32 model
   reference.npz       float32 (the _f64 keys are a float64 run of the same weights, rounded to float32)
 "orig_plain" is a one-block sLSTM stack with the optional parts off (no conv, no group-norm weight, no FFN, no final
-norm, tied head; lm_head.weight is not stored). And <out>/orig_slstm_cuda/: the same sLSTM model with the config saying backend "cuda" and `_recurrent_kernel_`,
+norm, tied head; lm_head.weight is not stored). "orig_sizes" is a mixed stack (s, m, s, m) with every size off its
+default (`make_config`: mLSTM inner width, q/k/v block size, conv kernel and heads; sLSTM heads, conv kernel, FFN width
+and activation). And <out>/orig_slstm_cuda/: the same sLSTM model with the config saying backend "cuda" and `_recurrent_kernel_`,
 `_bias_` in the cuda layout (converted by the official ParameterProxy); orig_slstm/reference.npz applies to it.
 
 Whenever any of them is generated, <out>/orig_widths/widths.json is written too: the official up-projection widths
@@ -62,8 +64,8 @@ from xlstm.blocks.mlstm.block import mLSTMBlock
 from xlstm.blocks.slstm.block import sLSTMBlock
 from xlstm.blocks.slstm.cell import sLSTMCell_cuda
 
-NAMES = ("orig_slstm", "orig_mixed", "orig_plain")
-SEEDS = {"orig_slstm": 7, "orig_mixed": 11, "orig_plain": 5}
+NAMES = ("orig_slstm", "orig_mixed", "orig_plain", "orig_sizes")
+SEEDS = {"orig_slstm": 7, "orig_mixed": 11, "orig_plain": 5, "orig_sizes": 13}
 MAIN_RUN = dict(batch=2, length=11)
 SHORT_RUN = dict(batch=3, length=4)
 # The official code must agree with itself (forward vs step, float32 vs float64) well inside the 1e-3 logits tolerance.
@@ -71,6 +73,19 @@ SELF_CONSISTENCY_LIMIT = 2e-4
 
 
 def make_config(name: str) -> xLSTMLMModelConfig:
+    if name == "orig_sizes":
+        # every size off its default, in a stack that starts with an sLSTM block (s, m, s, m): mLSTM proj_factor 1.5
+        # rounded to a multiple of 16 (inner 48), q/k/v blocks of 8, conv kernel 2, 3 heads; sLSTM 4 heads (not the
+        # mLSTM's), conv kernel 3, FFN proj_factor 1.7 rounded to a multiple of 8 (56) with swish
+        return xLSTMLMModelConfig(
+            mlstm_block=mLSTMBlockConfig(mlstm=mLSTMLayerConfig(
+                proj_factor=1.5, round_proj_up_to_multiple_of=16, qkv_proj_blocksize=8, conv1d_kernel_size=2,
+                num_heads=3)),
+            slstm_block=sLSTMBlockConfig(
+                slstm=sLSTMLayerConfig(backend="vanilla", num_heads=4, conv1d_kernel_size=3),
+                feedforward=FeedForwardConfig(proj_factor=1.7, round_proj_up_to_multiple_of=8, act_fn="swish")),
+            context_length=16, num_blocks=4, embedding_dim=32, vocab_size=37, slstm_at=[0, 2],
+        )
     if name == "orig_plain":
         # the optional parts switched off: no sLSTM conv, no group-norm weight, no FFN, no final norm, tied head
         return xLSTMLMModelConfig(

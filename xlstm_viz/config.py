@@ -161,7 +161,9 @@ class XLSTMConfig(ValidatedConfig):
         return list(self.block_types) if self.block_types else ["mlstm"] * self.num_blocks
 
     def check_consistency(self) -> None:
-        for name, dim in (("qk_dim", self.qk_dim), ("v_dim", self.v_dim)):
+        # the 7B block's q/k and v widths; a stack without "mlstm" blocks has none (an original mLSTM's heads split
+        # its inner width, checked below)
+        for name, dim in (("qk_dim", self.qk_dim), ("v_dim", self.v_dim)) if "mlstm" in self.layer_types() else ():
             if dim <= 0 or dim % self.num_heads:
                 raise ConfigError(
                     f"{name} = int(embedding_dim * {name}_factor) = {dim} must be a positive multiple of "

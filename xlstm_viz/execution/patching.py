@@ -213,13 +213,21 @@ class Patcher:
             raise ValueError(f"metric must be 'recovered', 'logit_diff' or 'kl', got {metric!r}")
         at = self.most_affected_position() if at is None else self.check_positions([at])[0]
         names = select_probes(self.model, probes)
-        columns = list(range(self.seq_len if over == "position" else self.model.config.num_heads))
+        heads = {}  # over heads: each probe's own block's head count (an sLSTM block may have fewer)
+        if over == "head":
+            heads = {name: self.model.cell_heads(name) for name in names}
+            flat = [name for name, count in heads.items() if count is None]
+            if flat:
+                raise ValueError(f"cannot sweep over heads: {flat[0]!r} has no heads (sweep it over 'position')")
+        columns = list(range(self.seq_len if over == "position" else max(heads.values(), default=0)))
         values = np.full((len(names), len(columns)), np.nan)
         for r, name in enumerate(names):
             for c in columns:
                 kw = {"positions": [c]} if over == "position" else {"heads": [c]}
                 if over == "position" and c > at:
                     continue  # a causal model: a position after `at` cannot change it
+                if over == "head" and c >= heads[name]:
+                    continue  # NaN: this probe's block has fewer heads
                 res = self.patch(name, direction=direction, **kw)
                 values[r, c] = {"recovered": res.recovered, "logit_diff": res.logit_diff["patched"],
                                 "kl": res.kl["patched"]}[metric][at]

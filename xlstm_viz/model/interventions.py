@@ -1,7 +1,10 @@
 """Hooks that change a cell's output during the forward: zero, scale, replace, or patch from another trace.
 
 Each can be limited to token positions (`tokens=`) and, on cells whose features split into heads, to heads
-(`heads=`): a per-head or per-position ablation is a "zero" limited that way.
+(`heads=`): a per-head or per-position ablation is a "zero" limited that way. How many heads a cell has is its own
+block's (`XLSTM.cell_heads`: the cell row's head rule and the block's dimensions), so an sLSTM block with
+`slstm_num_heads` heads and an mLSTM block with `num_heads` in one stack are each split their own way, and a cell
+without heads (an FFN, a CfC/LTC neuron block's cells) refuses `heads=`.
 
 They live on the model (`model.interventions`), compose with wiring edits (the wiring decides what flows into a cell,
 an intervention changes what flows out), and are listed and removed by handle.
@@ -32,7 +35,6 @@ class Intervention:
     tokens: tuple[int, ...] | None = None  # limit to these token positions (None = all)
     source: Any = field(default=None, repr=False)  # Trace to patch from
     heads: tuple[int, ...] | None = None  # limit to these heads (None = all features)
-    num_heads: int | None = None  # the model's heads (how a per-head cell's features split)
 
     def describe(self) -> str:
         where = "" if self.heads is None else f" heads {list(self.heads)}"
@@ -43,13 +45,15 @@ class Intervention:
 
 class Interventions:
     """The model's interventions. `names`: a callable giving the model's probe names, so that an intervention on a
-    probe that does not exist is refused when it is added (without it, any name is accepted)."""
+    probe that does not exist is refused when it is added (without it, any name is accepted). `heads_of`: a callable
+    giving a probe's head count, or None for a cell without heads (`XLSTM.cell_heads`); without it `heads=` is
+    refused."""
 
-    def __init__(self, names=None, num_heads: int | None = None):
+    def __init__(self, names=None, heads_of=None):
         self._items: dict[int, Intervention] = {}
         self._ids = itertools.count(1)
         self._names = names
-        self.num_heads = num_heads  # the model's heads: `heads=` indices are checked against it when added
+        self._heads_of = heads_of
 
     def __len__(self) -> int:
         return len(self._items)
@@ -94,7 +98,7 @@ class Interventions:
             tokens = tuple(int(t) for t in raw)
         if heads is not None:
             heads = self._check_heads(probe, heads)
-        item = Intervention(next(self._ids), probe, kind, value, tokens, source_trace, heads, self.num_heads)
+        item = Intervention(next(self._ids), probe, kind, value, tokens, source_trace, heads)
         self._items[item.id] = item
         return item
 
@@ -103,16 +107,17 @@ class Interventions:
         bad = [h for h in raw if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 0]
         if bad or not raw:
             raise ValueError(f"heads must be a non-empty list of head indices >= 0, got {heads!r}")
+        if self._heads_of is None:
+            raise ValueError("heads= needs the cells' head counts: these interventions were made without heads_of")
         names = self._names() if self._names is not None else [probe]
         hits = [n for n in names if n == probe or fnmatch.fnmatchcase(n, probe)] or [probe]
-        flat = [n for n in hits if not has_heads(n)]
-        if flat:
-            raise ValueError(f"{flat[0]!r} has no heads (its features are not split by head), so heads={list(raw)} "
-                             f"cannot select any; per-head cells: q, k, v, igate, fgate, ogate, memory, norm, h")
-        if self.num_heads is None:
-            raise ValueError("heads= needs the model's head count: these interventions were made without num_heads")
-        if max(raw) >= self.num_heads:
-            raise ValueError(f"head {max(raw)} does not exist in {probe!r}: the model has heads 0..{self.num_heads - 1}")
+        for name in hits:  # a pattern's every match must have the heads asked for
+            count = self._heads_of(name)
+            if count is None:
+                raise ValueError(f"{name!r} has no heads (its features are not split by head), so heads={list(raw)} "
+                                 f"cannot select any")
+            if max(raw) >= count:
+                raise ValueError(f"head {max(raw)} does not exist in {name!r}: that cell has heads 0..{count - 1}")
         return tuple(sorted({int(h) for h in raw}))
 
     def check_positions(self, seq_len: int) -> None:
@@ -138,11 +143,12 @@ class Interventions:
         for item in self._items.values():
             if item.probe != name and not fnmatch.fnmatchcase(name, item.probe):
                 continue
-            out = _apply_one(item, name, out, token)
+            heads = None if item.heads is None else self._heads_of(name)
+            out = _apply_one(item, name, out, token, heads)
         return out
 
 
-def _apply_one(item: Intervention, name: str, out: mx.array, token: int | None) -> mx.array:
+def _apply_one(item: Intervention, name: str, out: mx.array, token: int | None, heads: int | None) -> mx.array:
     if item.kind == "zero":
         new = mx.zeros_like(out)
     elif item.kind == "scale":
@@ -160,7 +166,7 @@ def _apply_one(item: Intervention, name: str, out: mx.array, token: int | None) 
             )
         new = full
     if item.heads is not None:
-        new = mx.where(_head_mask(item, name, out.shape[-1]), new, out)
+        new = mx.where(_head_mask(item, name, out.shape[-1], heads), new, out)
     if item.tokens is None:
         return new
     # Restrict to token positions (axis 1 of [B, S, ...]).
@@ -175,7 +181,8 @@ def _apply_one(item: Intervention, name: str, out: mx.array, token: int | None) 
     return mx.where(sel, new, out)
 
 
-# Which cells split into heads, read live from every registered block table (as execution.probes does).
+# Which cells split into heads by their table rows, read live from every registered block table (as
+# execution.probes does); the dashboard's tensor tables ask `has_heads`.
 _PER_HEAD_CELLS = HeadRuleSet("heads")
 _GATE_CELLS = HeadRuleSet("features")
 
@@ -185,18 +192,18 @@ def _local_name(name: str) -> str:
 
 
 def has_heads(name: str) -> bool:
-    """Whether a probe's features split into heads (per-head cells, and the gates: one feature per head)."""
+    """Whether a probe's table row splits its features into heads (per-head cells, and the gates: one feature per
+    head); `XLSTM.cell_heads` gives the count for one model, and None where that block has no heads."""
     local = _local_name(name)
     return local in _PER_HEAD_CELLS or local in _GATE_CELLS
 
 
-def _head_mask(item: Intervention, name: str, width: int) -> mx.array:
+def _head_mask(item: Intervention, name: str, width: int, heads: int | None) -> mx.array:
     """[width] bool: the features of the chosen heads. Heads are contiguous blocks of features (as in the stats);
     a gate has one feature per head."""
-    heads = width if _local_name(name) in _GATE_CELLS else item.num_heads
-    if max(item.heads) >= heads or width % heads:
+    if heads is None or max(item.heads) >= heads or width % heads:
         raise ValueError(f"intervention #{item.id} on {name}: head {max(item.heads)} does not exist (the cell has "
-                         f"{heads} heads over {width} features)")
+                         f"{heads or 0} heads over {width} features)")
     per = width // heads
     mask = np.zeros(width, dtype=bool)
     for h in item.heads:

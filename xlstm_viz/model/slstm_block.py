@@ -7,6 +7,7 @@
     m_t   = max(raw_i, log sigma(raw_f) + m_{t-1})                       (stabiliser; m_1 = raw_i)
     c_t   = f' c_{t-1} + i' tanh(raw_z),  n_t = f' n_{t-1} + i'         i' = exp(raw_i - m_t), f' = exp(log sigma f + m_{t-1} - m_t)
     h_t   = sigma(raw_o) c_t / n_t                                        slstm.memory -> slstm.c / n / m / h
+                                                                          and slstm.raw_i / raw_f / raw_z / raw_o
     y     = x + GN(h) (1 + w)                                            slstm.norm, mid
     out   = y + W_down(act(W_g LN(y)) * W_u LN(y))  (act: GELU)            ffn.norm_in, ffn.gate/up/h/out, out
 
@@ -58,7 +59,8 @@ def headwise_cell(x, w, state, p: CellParams):  # y_h = W_h x_h per head (+ b)
 
 def slstm_memory(x, w, state: SLSTMState | None, p: CellParams):
     """The sLSTM recurrence over the sequence (it has no parallel form, so both modes run it token by token):
-    returns [c; n; m; h] per token, [B, S, 4*D], and the new state (c, n, m, h)."""
+    returns [c; n; m; h; raw_i; raw_f; raw_z; raw_o] per token, [B, S, 8*D] (raw_g = W_g x + R_g h_{t-1} + b_g, the
+    pre-activations the recurrence computed), and the new state (c, n, m, h)."""
     missing = [g for g in GATES if f"slstm.{g}" not in x]
     if missing:
         raise ValueError(f"the sLSTM memory cell needs inputs from {[f'slstm.{g}' for g in GATES]}; missing "
@@ -71,7 +73,7 @@ def slstm_memory(x, w, state: SLSTMState | None, p: CellParams):
         state = SLSTMState.zeros(B, num_heads, DH)
     wx = tuple(x[f"slstm.{g}"].astype(mx.float32).reshape(B, S, num_heads, DH) for g in GATES)
     seq, state = slstm_cell.sequence(wx, R, b, state)
-    return mx.concatenate([seq[k].reshape(B, S, D) for k in ("c", "n", "m", "h")], axis=-1), state
+    return mx.concatenate([seq[k].reshape(B, S, D) for k in ("c", "n", "m", "h", *slstm_cell.GATES)], axis=-1), state
 
 
 def state_slice(x, w, state, p: CellParams):

@@ -28,7 +28,7 @@ from xlstm_viz.model.initialization import initialize
 from xlstm_viz.model.interventions import Interventions
 from xlstm_viz.model.norms import RMSNorm
 from xlstm_viz.wiring import BlockWiring, CellWiring
-from xlstm_viz.wiring.block_types import block_table
+from xlstm_viz.wiring.block_types import block_table, cell_type
 
 
 def block_module(kind: str) -> type:
@@ -155,7 +155,7 @@ class XLSTM(nn.Module):
             BlockWiring.from_config(config),
             [block_wiring(kind, j, config) for j, kind in enumerate(config.layer_types())],
         )
-        self.interventions = Interventions(self.probe_names, num_heads=config.num_heads)
+        self.interventions = Interventions(self.probe_names, heads_of=self.cell_heads)
         self.compute_dtype = compute_dtype  # see COMPUTE_DTYPES; read on every forward (activation_dtype)
         self.source: str | None = None  # checkpoint folder this model was loaded from
         self.tokenizer = None
@@ -180,7 +180,7 @@ class XLSTM(nn.Module):
         """
         view = copy.copy(self)  # nn.Module is a dict: the children (and their arrays) are shared, not copied
         view._wirings = _Wirings(copy.deepcopy(self.block_wiring), copy.deepcopy(self.cell_wirings))
-        view.interventions = Interventions(view.probe_names, num_heads=self.config.num_heads)
+        view.interventions = Interventions(view.probe_names, heads_of=view.cell_heads)
         return view
 
     @property
@@ -278,6 +278,29 @@ class XLSTM(nn.Module):
         for wiring in self.cell_wirings:
             names.extend(wiring.order())
         return names + ["out_norm", "logits"]
+
+    def cell_heads(self, name: str) -> int | None:
+        """How many heads the features of cell `name` split into, from its own block: the cell row's head rule
+        (`wiring.block_types`; a cell added by an edit, its cell type's) and that block's dimensions: the block's
+        num_heads (an sLSTM block's is `slstm_num_heads`) for per-head cells, one head per feature for the gates.
+        None for a cell without heads: outside the blocks, head rule "none", or a block type without heads (CfC/LTC)."""
+        if not name.startswith("blocks."):
+            return None
+        _, j, local = name.split(".", 2)
+        spec = self.cell_wirings[int(j)].cells.get(name)
+        heads = self.block_heads(int(j))
+        if spec is None or heads is None:
+            return None
+        row = block_table(self.config.layer_types()[int(j)]).row(local)
+        rule = row.head_rule() if row is not None else cell_type(spec.cell_type).heads
+        if rule == "none":
+            return None
+        return int(spec.params["features"]) if rule == "features" else heads
+
+    def block_heads(self, j: int) -> int | None:
+        """Block j's head count, from its block type's dimensions (None: a block type without heads)."""
+        table = block_table(self.config.layer_types()[j])
+        return int(table.dims_of(self.config)["num_heads"]) if "num_heads" in table.dims else None
 
     # -- parameters --
     def checkpoint_shapes(self) -> dict[str, tuple[int, ...]]:

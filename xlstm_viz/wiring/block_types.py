@@ -98,7 +98,7 @@ for _t in (
     CellType("layernorm", kind="norm"),  # LayerNorm, weight stored as an offset from 1 (the original xLSTM's)
     CellType("causal_conv", state=("history",), kind="conv"),  # SiLU(depthwise causal Conv1d); state: last K-1 inputs
     CellType("headwise", heads="heads", kind="gate"),  # block-diagonal W x, one block per head
-    CellType("slstm_memory", inputs="many", state=("c", "n", "m", "h"), kind="memory"),  # [c; n; m; h] per token
+    CellType("slstm_memory", inputs="many", state=("c", "n", "m", "h"), kind="memory"),  # [c; n; m; h; raw i f z o]
     CellType("state_slice", heads="heads", kind="memory"),  # one of c, n, m, h out of the sLSTM memory's output
     CellType("group_norm", heads="heads", kind="norm"),  # per-head LayerNorm, weight as an offset from 1
     CellType("linear_act", kind="ffn"),  # act(W x + b), the act named by the cell's params (the sLSTM FFN's gate)
@@ -324,16 +324,21 @@ MLSTM_BLOCK = register_block_table(BlockTable(
 # sLSTM block (the original xLSTM's sLSTM block, blocks/slstm/block.py, in this package's naming): pre-LayerNorm,
 # causal Conv1d, block-diagonal gates, the sLSTM memory with exponential gating and stabiliser, group norm, then a
 # gated GELU FFN. The equations are in xlstm_viz/model/slstm_block.py and slstm_cell.py. The input and forget gates
-# read the conv output, z and o the normed input (as officially). The memory's output is [c; n; m; h] per token; the
-# state_slice cells pick each one out, so c, n, m and h are probes with per-head stats like the gates.
+# read the conv output, z and o the normed input (as officially). The memory's output is [c; n; m; h; raw_i; raw_f;
+# raw_z; raw_o] per token (raw_g = W_g x + R_g h_{t-1} + b_g, the gates' full pre-activations inside the recurrence);
+# the state_slice cells pick each one out, so they are probes with per-head stats like the gates.
 def _slstm_gate(name: str, source: str) -> tuple[CellRow, tuple[str, str]]:
     return (CellRow(f"slstm.{name}", "headwise", f"slstm_layer.{name}.weight", lambda d: [d["num_heads"], d["DH"], d["DH"]],
                     features=lambda d: d["D"]), (source, f"slstm.{name}"))
 
 
-def _slice(name: str, k: int) -> CellRow:
-    return CellRow(f"slstm.{name}", "state_slice", features=lambda d: d["D"],
+def _slice(name: str, k: int, kind: str | None = None) -> CellRow:
+    return CellRow(f"slstm.{name}", "state_slice", features=lambda d: d["D"], kind=kind,
                    extra=lambda d: {"offset": k * d["D"], "width": d["D"]})
+
+
+SLSTM_STATES = ("c", "n", "m", "h")
+SLSTM_RAW = ("raw_i", "raw_f", "raw_z", "raw_o")  # the memory's output after its states, in this order
 
 
 _SLSTM_GATES = [_slstm_gate("igate", "slstm.conv"), _slstm_gate("fgate", "slstm.conv"),
@@ -360,10 +365,11 @@ SLSTM_BLOCK = register_block_table(BlockTable(
                 bias="slstm_layer.conv1d.bias", heads="heads", when=_has_conv),
         *(row for row, _ in _SLSTM_GATES),
         # R and b are read by name (params), not fed by a connection: the gates' connections carry activations
-        CellRow("slstm.memory", "slstm_memory", features=lambda d: 4 * d["D"],
+        CellRow("slstm.memory", "slstm_memory", features=lambda d: 8 * d["D"],
                 extra=lambda d: {"recurrent": "slstm_layer.recurrent_kernel", "recurrent_bias": "slstm_layer.bias",
                                  "num_heads": d["num_heads"]}),
-        *(_slice(name, k) for k, name in enumerate(("c", "n", "m", "h"))),
+        *(_slice(name, k) for k, name in enumerate(SLSTM_STATES)),
+        *(_slice(name, 4 + k, kind="gate") for k, name in enumerate(SLSTM_RAW)),
         CellRow("slstm.norm", "group_norm", "slstm_layer.group_norm.weight", lambda d: [d["D"]],
                 extra=lambda d: {"num_heads": d["num_heads"]}),
         CellRow("mid", "residual", features=lambda d: d["D"]),
@@ -383,7 +389,7 @@ SLSTM_BLOCK = register_block_table(BlockTable(
         *(conn for _, conn in _SLSTM_GATES),
         *(("slstm.norm_in", f"slstm.{g}", lambda d: not _has_conv(d)) for g in ("igate", "fgate")),
         *((f"slstm.{g}", "slstm.memory") for g in ("igate", "fgate", "zgate", "ogate")),
-        *(("slstm.memory", f"slstm.{name}") for name in ("c", "n", "m", "h")),
+        *(("slstm.memory", f"slstm.{name}") for name in SLSTM_STATES + SLSTM_RAW),
         ("slstm.h", "slstm.norm"),
         ("in", "mid"),
         ("slstm.norm", "mid"),
