@@ -1,0 +1,207 @@
+"""xLSTM memory cells as NCP neurons: the `ncp_slstm` block type (each NCP neuron an sLSTM scalar memory cell,
+wired inter -> command -> motor by the block's AutoNCP; xlstm_viz/model/ncp_slstm_block.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xlstm_viz  # noqa: F401  (BLAS before MLX)
+import mlx.core as mx
+
+from tests.test_ncps_blocks import MOTOR, UNITS, assert_close, first_synapse, hybrid, ids
+from xlstm_viz.model.cells import CellParams
+from xlstm_viz.model.ncp_slstm_block import layer_ids
+from xlstm_viz.model.slstm_block import slstm_memory
+
+MEMORY_BLOCKS = ["ncp_slstm"]
+
+
+def stack(blocks) -> "xlstm_viz.model.XLSTM":
+    """A small model of these block types whose neuron blocks have a random (non-zero) readout."""
+    from xlstm_viz.config import XLSTMConfig
+    from xlstm_viz.model import XLSTM
+
+    cfg = XLSTMConfig.from_dict(dict(
+        embedding_dim=32, num_heads=2, num_blocks=len(blocks), vocab_size=20, chunk_size=8, block_types=list(blocks),
+        ncps={"units": UNITS, "output_size": MOTOR, "sparsity_level": 0.5, "seed": 7},
+        bos_token_id=None, eos_token_id=None, pad_token_id=0))
+    mx.random.seed(0)
+    model = XLSTM(cfg)
+    for block in model.blocks:
+        if getattr(block, "wiring", None) is not None:
+            block.out_proj.weight = mx.random.normal(block.out_proj.weight.shape)
+    mx.eval(model.parameters())
+    return model
+
+
+def connect_fully(wiring) -> None:
+    """Every synapse of every NCP layer present and excitatory: into the layer and inside it."""
+    for layer in range(wiring.num_layers):
+        lo, hi = layer_ids(wiring, layer)
+        if layer == 0:
+            pairs, sensory = [(s, d) for s in range(wiring.input_dim) for d in range(lo, hi)], True
+        else:
+            plo, phi = layer_ids(wiring, layer - 1)
+            pairs, sensory = [(s, d) for s in range(plo, phi) for d in range(lo, hi)], False
+        for s, d in pairs:
+            wiring.set_polarity(s, d, 1, sensory=sensory)
+        for s in range(lo, hi):
+            for d in range(lo, hi):
+                wiring.set_polarity(s, d, 1)
+
+
+def test_a_fully_connected_layer_is_the_plain_slstm_memory_cell_on_the_same_weights():
+    """With every synapse present and excitatory (and W_z, R_z >= 0, so the synapse rule leaves every weight as
+    it is), each NCP layer is the sLSTM block's own memory cell (`slstm_block.slstm_memory`, parity-tested against
+    xlstm 2.0.6) with one head of the layer's neurons, fed by the previous layer's h."""
+    model, x = hybrid(blocks=("ncp_slstm", "mlstm")), ids(10)
+    block = model.blocks[0]
+    for layer in range(3):
+        p = getattr(block.neurons, f"layer_{layer}")
+        p["W"] = mx.concatenate([p["W"][:2], mx.abs(p["W"][2:3]), p["W"][3:]])
+        p["R"] = mx.concatenate([p["R"][:2], mx.abs(p["R"][2:3]), p["R"][3:]])
+    connect_fully(block.wiring)
+    tr = model.run_with_trace(x, mode="full", probes=["blocks.0.ncp.norm_in", "blocks.0.ncp.neurons",
+                                                       "blocks.0.ncp.c"])
+    value = mx.array(tr.full["blocks.0.ncp.norm_in"])
+    for layer in range(3):
+        lo, hi = layer_ids(block.wiring, layer)
+        n = hi - lo
+        p = getattr(block.neurons, f"layer_{layer}")
+        gates = {f"slstm.{g}": value @ p["W"][k].T for k, g in enumerate(("igate", "fgate", "zgate", "ogate"))}
+        weights = {"R": p["R"].reshape(1, 4 * n, n), "b": p["b"].reshape(4 * n)}  # the vanilla layout, one head
+        out, _ = slstm_memory(gates, weights.get, None, CellParams({"num_heads": 1, "recurrent": "R",
+                                                                    "recurrent_bias": "b"}, model.config))
+        c, h = np.array(out[..., :n]), np.array(out[..., 3 * n:])
+        assert_close(tr.full["blocks.0.ncp.neurons"][..., lo:hi], h, what=f"layer {layer} h vs the sLSTM cell")
+        assert_close(tr.full["blocks.0.ncp.c"][..., lo:hi], c, what=f"layer {layer} c vs the sLSTM cell")
+        value = mx.array(h)
+
+
+@pytest.mark.parametrize("kind", MEMORY_BLOCKS)
+def test_memory_neurons_chunkwise_and_recurrent_runs_agree_and_state_carries_across_calls(kind):
+    model, x = hybrid(blocks=(kind, "mlstm")), ids(12)
+    full, state = model(x)
+    step, _ = model(x, mode="recurrent")
+    assert_close(np.array(step), np.array(full), what="recurrent vs chunkwise logits")
+    _, mid = model(x[:, :5])
+    rest, end = model(x[:, 5:], state=mid)
+    assert_close(np.array(rest), np.array(full[:, 5:]), what="logits after a carried state")
+    for name, got, want in zip("cnmh", end[0].arrays(), state[0].arrays()):
+        assert got.shape == (2, 1, UNITS)
+        assert_close(np.array(got), np.array(want), what=f"neuron state {name} after a carried state")
+    # the carried state is used: a fresh start on the second half differs
+    fresh, _ = model(x[:, 5:])
+    assert float(mx.abs(fresh - rest).max()) > 1e-4
+
+
+def synapse_of(wiring, where: str):
+    """(src, dest, sensory) of the first synapse of a kind: sensory -> inter, inter -> command, command -> command
+    (the recurrent synapses inside the command layer), command -> motor."""
+    if where == "sensory":
+        return (*first_synapse(wiring, "sensory"), True)
+    A = wiring.adjacency_matrix
+    spans = {name: layer_ids(wiring, layer) for layer, name in enumerate(("inter", "command", "motor"))}
+    src_kind, dst_kind = {"inter->command": ("inter", "command"), "command->command": ("command", "command"),
+                          "command->motor": ("command", "motor")}[where]
+    (slo, shi), (dlo, dhi) = spans[src_kind], spans[dst_kind]
+    s, d = np.argwhere(A[slo:shi, dlo:dhi] != 0)[0]
+    return int(s) + slo, int(d) + dlo, False
+
+
+WHERE = ["sensory", "inter->command", "command->command", "command->motor"]
+
+
+@pytest.mark.parametrize("where", WHERE)
+@pytest.mark.parametrize("edit", ["remove", "flip"])
+def test_a_synapse_removal_or_polarity_flip_changes_the_next_forward_and_undo_restores_it(edit, where):
+    model, x = hybrid(blocks=("ncp_slstm", "mlstm")), ids()
+    before, _ = model(x)
+    wiring = model.blocks[0].wiring
+    src, dst, sensory = synapse_of(wiring, where)
+    matrix = wiring.sensory_adjacency_matrix if sensory else wiring.adjacency_matrix
+    wiring.set_polarity(src, dst, 0 if edit == "remove" else -int(matrix[src, dst]), sensory=sensory)
+    after, _ = model(x)
+    assert float(mx.abs(after - before).max()) > 1e-4, f"{edit} of a {where} synapse changed nothing"
+    wiring.undo()
+    again, _ = model(x)
+    assert np.array_equal(np.array(again), np.array(before))
+
+
+def test_polarity_is_the_sign_of_the_synapse_into_the_cell_input_only():
+    """A flipped synapse s -> j negates its weight into j's cell input z and leaves its gates' weights: the
+    neuron's raw i, f, o at the first token (no recurrence yet) are unchanged, raw z changes; no other neuron's
+    gates change at that token."""
+    model, x = hybrid(blocks=("ncp_slstm", "mlstm")), ids()
+    wiring = model.blocks[0].wiring
+    src, dst = first_synapse(wiring, "sensory")
+    probes = [f"blocks.0.ncp.{g}gate" for g in "ifzo"]
+    before = model.run_with_trace(x, mode="full", probes=probes).full
+    wiring.set_polarity(src, dst, -int(wiring.sensory_adjacency_matrix[src, dst]), sensory=True)
+    after = model.run_with_trace(x, mode="full", probes=probes).full
+    for g in "ifo":
+        np.testing.assert_array_equal(after[f"blocks.0.ncp.{g}gate"][:, 0, dst], before[f"blocks.0.ncp.{g}gate"][:, 0, dst])
+    assert np.abs(after["blocks.0.ncp.zgate"][:, 0, dst] - before["blocks.0.ncp.zgate"][:, 0, dst]).max() > 1e-5
+    lo, hi = layer_ids(wiring, 0)
+    others = [j for j in range(lo, hi) if j != dst]
+    for g in "ifzo":
+        name = f"blocks.0.ncp.{g}gate"
+        np.testing.assert_array_equal(after[name][:, 0, others], before[name][:, 0, others])
+
+
+def test_a_recurrent_command_synapse_feeds_its_target_from_the_previous_token():
+    """Removing the in-layer synapse s -> d (s != d) of the command layer changes, at token 1, the gates of d
+    alone (d read h_s at token 0 through it); at token 0 nothing changes."""
+    model, x = hybrid(blocks=("ncp_slstm", "mlstm")), ids()
+    wiring = model.blocks[0].wiring
+    lo, hi = layer_ids(wiring, 1)
+    src, dst = next((int(s) + lo, int(d) + lo) for s, d in np.argwhere(wiring.adjacency_matrix[lo:hi, lo:hi] != 0)
+                    if s != d)
+    probes = [f"blocks.0.ncp.{g}gate" for g in "ifzo"]
+    before = model.run_with_trace(x, mode="full", probes=probes).full
+    wiring.set_polarity(src, dst, 0)
+    after = model.run_with_trace(x, mode="full", probes=probes).full
+    others = [j for j in range(lo, hi) if j != dst]
+    for name in probes:
+        np.testing.assert_array_equal(after[name][:, 0], before[name][:, 0])
+        np.testing.assert_array_equal(after[name][:, 1, others], before[name][:, 1, others])
+    assert np.abs(after["blocks.0.ncp.igate"][:, 1, dst] - before["blocks.0.ncp.igate"][:, 1, dst]).max() > 1e-5
+
+
+def test_compiled_forward_follows_memory_neuron_wiring_edits():
+    model, x = hybrid(blocks=("ncp_slstm", "mlstm")), ids()
+    fn = model.compiled("chunkwise")
+    base, _ = fn(x, None)
+    wiring = model.blocks[0].wiring
+    src, dst, _ = synapse_of(wiring, "command->motor")
+    wiring.set_polarity(src, dst, -int(wiring.adjacency_matrix[src, dst]))
+    eager, _ = model(x)
+    compiled, _ = fn(x, None)
+    assert_close(np.array(compiled), np.array(eager), what="compiled after a polarity flip")
+    assert float(mx.abs(compiled - base).max()) > 1e-4
+    wiring.undo()
+    again, _ = fn(x, None)
+    assert np.array_equal(np.array(again), np.array(base))
+
+
+def test_a_mixed_stack_traces_takes_an_intervention_and_steps_in_the_debugger():
+    model, x = stack(("mlstm", "ncp_slstm")), ids(8)
+    names = model.probe_names()
+    per_neuron = [f"blocks.1.ncp.{c}" for c in ("neurons", "c", "n", "m", "igate", "fgate", "zgate", "ogate")]
+    assert set(per_neuron + ["blocks.1.ncp.motor", "blocks.1.ncp.out"]) <= set(names)
+    tr = model.run_with_trace(x)
+    for name in per_neuron:
+        assert tr.stats[name]["mean"].shape == (2, 8, UNITS), name  # one statistic per neuron and token
+    assert tr.stats["blocks.1.ncp.motor"]["mean"].shape == (2, 8, MOTOR)
+    h = model.interventions.add("blocks.1.ncp.motor", "zero")
+    zeroed = model.run_with_trace(x, mode="full", probes=["blocks.1.ncp.out", "blocks.1.in", "blocks.1.out"])
+    model.interventions.remove(h)
+    assert np.abs(zeroed.full["blocks.1.ncp.out"]).max() == 0.0
+    assert_close(zeroed.full["blocks.1.out"], zeroed.full["blocks.1.in"], what="stream with zeroed motor neurons")
+    from xlstm_viz.execution import Debugger
+
+    dbg = Debugger(model, x[:1])
+    ev = dbg.run_to("blocks.1.ncp.memory", token=3)
+    assert ev.name == "blocks.1.ncp.memory" and ev.token == 3
+    assert ev.output.shape[-1] == 8 * UNITS and ev.state is not None
