@@ -205,3 +205,32 @@ def test_a_mixed_stack_traces_takes_an_intervention_and_steps_in_the_debugger():
     ev = dbg.run_to("blocks.1.ncp.memory", token=3)
     assert ev.name == "blocks.1.ncp.memory" and ev.token == 3
     assert ev.output.shape[-1] == 8 * UNITS and ev.state is not None
+
+
+def test_the_live_ncps_tab_cycles_an_slstm_neurons_synapse_sign_and_reruns():
+    """ncp_slstm neurons use polarity, so the live tab's click flips a synapse's sign (+1 -> -1) instead of removing
+    it (the CfC's rule), and the re-run changes the neuron overlay; undo restores the baseline logits."""
+    import panel as pn
+
+    from xlstm_viz.dashboard.ncps_live import LiveNCPSView
+    from xlstm_viz.dashboard.session import ModelSession
+    from xlstm_viz.tasks import MQARTask
+
+    pn.extension()
+    model = hybrid(blocks=("ncp_slstm", "mlstm"))
+    model.task = MQARTask(num_keys=9, num_values=9)
+    session = ModelSession(model=model)
+    session.mqar_example(4, seed=1)
+    view = LiveNCPSView(session, score_pairs=4)
+    assert "cell input z" in view.wiring_view._title  # the tab says what a click does to these neurons
+    baseline = session.trace
+    nodes_before = np.array(view.wiring_view.node_source.data["value"], dtype=float).copy()
+    wiring = model.blocks[0].wiring
+    src, dst = map(int, np.argwhere(wiring.adjacency_matrix[:, :MOTOR] > 0)[0])
+    assert view.wiring_view.cycle_synapse("neuron", src, dst) == -1
+    assert int(wiring.adjacency_matrix[src, dst]) == -1
+    assert session.trace is not baseline
+    assert not np.allclose(np.array(view.wiring_view.node_source.data["value"], dtype=float), nodes_before,
+                           equal_nan=True)
+    view.undo()
+    assert np.array_equal(session.trace.logits, baseline.logits)

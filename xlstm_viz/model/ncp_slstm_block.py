@@ -158,6 +158,9 @@ class NCPSLSTMNeurons(nn.Module):
 
 class NCPSLSTMBlock(nn.Module):
     block_type = "ncp_slstm"
+    uses_polarity = True
+    synapse_rule = ("An sLSTM neuron uses the sign too: a synapse's presence gates its i, f, o weights and its "
+                    "polarity signs its weight into the cell input z.")
 
     def __init__(self, config: XLSTMConfig):
         super().__init__()

@@ -168,6 +168,8 @@ class NeuronBlock(nn.Module):
 
 class CfCBlock(NeuronBlock):
     block_type = "cfc"
+    uses_polarity = False  # the NCPS tab offers no sign edit for it
+    synapse_rule = "A CfC uses whether a synapse exists, not its sign (as ncps)."
 
     def make_neurons(self, input_size, wiring, settings):
         return CfC(input_size, wiring, mode=str(settings["mode"]))
@@ -181,6 +183,8 @@ class CfCBlock(NeuronBlock):
 
 class LTCBlock(NeuronBlock):
     block_type = "ltc"
+    uses_polarity = True
+    synapse_rule = "An LTC uses the sign too (its reversal potentials follow the polarity)."
 
     def make_neurons(self, input_size, wiring, settings):
         c = ltc_config(wiring.output_dim)
