@@ -1,5 +1,6 @@
-"""xLSTM memory cells as NCP neurons: the `ncp_slstm` block type (each NCP neuron an sLSTM scalar memory cell,
-wired inter -> command -> motor by the block's AutoNCP; xlstm_viz/model/ncp_slstm_block.py)."""
+"""xLSTM memory cells as NCP neurons, wired inter -> command -> motor by the block's AutoNCP: the `ncp_slstm` block
+type (each neuron an sLSTM scalar memory cell; xlstm_viz/model/ncp_slstm_block.py) and `ncp_mlstm` (each NCP layer an
+mLSTM matrix memory whose value features are the neurons; xlstm_viz/model/ncp_mlstm_block.py)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import mlx.core as mx
 from tests.test_ncps_blocks import MOTOR, UNITS, assert_close, first_synapse, hybrid, ids
 from xlstm_viz.model.cells import CellParams
 from xlstm_viz.model.ncp_slstm_block import layer_ids
+from xlstm_viz.model.mlstm_block import mlstm_memory
 from xlstm_viz.model.slstm_block import slstm_memory
 
-MEMORY_BLOCKS = ["ncp_slstm"]
+MEMORY_BLOCKS = ["ncp_slstm", "ncp_mlstm"]
+OUTPUTS = {"ncp_slstm": 8, "ncp_mlstm": 3}  # per-neuron outputs of the memory cell
 
 
 def stack(blocks) -> "xlstm_viz.model.XLSTM":
@@ -88,9 +91,9 @@ def test_memory_neurons_chunkwise_and_recurrent_runs_agree_and_state_carries_acr
     _, mid = model(x[:, :5])
     rest, end = model(x[:, 5:], state=mid)
     assert_close(np.array(rest), np.array(full[:, 5:]), what="logits after a carried state")
-    for name, got, want in zip("cnmh", end[0].arrays(), state[0].arrays()):
-        assert got.shape == (2, 1, UNITS)
-        assert_close(np.array(got), np.array(want), what=f"neuron state {name} after a carried state")
+    for k, (got, want) in enumerate(zip(end[0].arrays(), state[0].arrays())):
+        assert got.shape == want.shape and got.shape[0] == 2
+        assert_close(np.array(got), np.array(want), what=f"neuron state entry {k} after a carried state")
     # the carried state is used: a fresh start on the second half differs
     fresh, _ = model(x[:, 5:])
     assert float(mx.abs(fresh - rest).max()) > 1e-4
@@ -113,10 +116,11 @@ def synapse_of(wiring, where: str):
 WHERE = ["sensory", "inter->command", "command->command", "command->motor"]
 
 
+@pytest.mark.parametrize("kind", MEMORY_BLOCKS)
 @pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("edit", ["remove", "flip"])
-def test_a_synapse_removal_or_polarity_flip_changes_the_next_forward_and_undo_restores_it(edit, where):
-    model, x = hybrid(blocks=("ncp_slstm", "mlstm")), ids()
+def test_a_synapse_removal_or_polarity_flip_changes_the_next_forward_and_undo_restores_it(edit, where, kind):
+    model, x = hybrid(blocks=(kind, "mlstm")), ids()
     before, _ = model(x)
     wiring = model.blocks[0].wiring
     src, dst, sensory = synapse_of(wiring, where)
@@ -169,8 +173,9 @@ def test_a_recurrent_command_synapse_feeds_its_target_from_the_previous_token():
     assert np.abs(after["blocks.0.ncp.igate"][:, 1, dst] - before["blocks.0.ncp.igate"][:, 1, dst]).max() > 1e-5
 
 
-def test_compiled_forward_follows_memory_neuron_wiring_edits():
-    model, x = hybrid(blocks=("ncp_slstm", "mlstm")), ids()
+@pytest.mark.parametrize("kind", MEMORY_BLOCKS)
+def test_compiled_forward_follows_memory_neuron_wiring_edits(kind):
+    model, x = hybrid(blocks=(kind, "mlstm")), ids()
     fn = model.compiled("chunkwise")
     base, _ = fn(x, None)
     wiring = model.blocks[0].wiring
@@ -185,10 +190,15 @@ def test_compiled_forward_follows_memory_neuron_wiring_edits():
     assert np.array_equal(np.array(again), np.array(base))
 
 
-def test_a_mixed_stack_traces_takes_an_intervention_and_steps_in_the_debugger():
-    model, x = stack(("mlstm", "ncp_slstm")), ids(8)
+PER_NEURON = {"ncp_slstm": ("neurons", "c", "n", "m", "igate", "fgate", "zgate", "ogate"),
+              "ncp_mlstm": ("neurons", "readout", "ogate")}
+
+
+@pytest.mark.parametrize("kind", MEMORY_BLOCKS)
+def test_a_mixed_stack_traces_takes_an_intervention_and_steps_in_the_debugger(kind):
+    model, x = stack(("mlstm", kind)), ids(8)
     names = model.probe_names()
-    per_neuron = [f"blocks.1.ncp.{c}" for c in ("neurons", "c", "n", "m", "igate", "fgate", "zgate", "ogate")]
+    per_neuron = [f"blocks.1.ncp.{c}" for c in PER_NEURON[kind]]
     assert set(per_neuron + ["blocks.1.ncp.motor", "blocks.1.ncp.out"]) <= set(names)
     tr = model.run_with_trace(x)
     for name in per_neuron:
@@ -204,12 +214,13 @@ def test_a_mixed_stack_traces_takes_an_intervention_and_steps_in_the_debugger():
     dbg = Debugger(model, x[:1])
     ev = dbg.run_to("blocks.1.ncp.memory", token=3)
     assert ev.name == "blocks.1.ncp.memory" and ev.token == 3
-    assert ev.output.shape[-1] == 8 * UNITS and ev.state is not None
+    assert ev.output.shape[-1] == OUTPUTS[kind] * UNITS and ev.state is not None
 
 
-def test_the_live_ncps_tab_cycles_an_slstm_neurons_synapse_sign_and_reruns():
-    """ncp_slstm neurons use polarity, so the live tab's click flips a synapse's sign (+1 -> -1) instead of removing
-    it (the CfC's rule), and the re-run changes the neuron overlay; undo restores the baseline logits."""
+@pytest.mark.parametrize("kind", MEMORY_BLOCKS)
+def test_the_live_ncps_tab_cycles_a_memory_neurons_synapse_sign_and_reruns(kind):
+    """Memory-cell neurons use polarity, so the live tab's click flips a synapse's sign (+1 -> -1) instead of
+    removing it (the CfC's rule), and the re-run changes the neuron overlay; undo restores the baseline logits."""
     import panel as pn
 
     from xlstm_viz.dashboard.ncps_live import LiveNCPSView
@@ -217,12 +228,12 @@ def test_the_live_ncps_tab_cycles_an_slstm_neurons_synapse_sign_and_reruns():
     from xlstm_viz.tasks import MQARTask
 
     pn.extension()
-    model = hybrid(blocks=("ncp_slstm", "mlstm"))
+    model = hybrid(blocks=(kind, "mlstm"))
     model.task = MQARTask(num_keys=9, num_values=9)
     session = ModelSession(model=model)
     session.mqar_example(4, seed=1)
     view = LiveNCPSView(session, score_pairs=4)
-    assert "cell input z" in view.wiring_view._title  # the tab says what a click does to these neurons
+    assert model.blocks[0].synapse_rule in view.wiring_view._title  # the tab says what a click does to these neurons
     baseline = session.trace
     nodes_before = np.array(view.wiring_view.node_source.data["value"], dtype=float).copy()
     wiring = model.blocks[0].wiring
@@ -234,3 +245,75 @@ def test_the_live_ncps_tab_cycles_an_slstm_neurons_synapse_sign_and_reruns():
                            equal_nan=True)
     view.undo()
     assert np.array_equal(session.trace.logits, baseline.logits)
+
+
+def test_a_fully_connected_layer_without_in_layer_synapses_is_the_plain_mlstm_memory_on_the_same_weights():
+    """With every synapse into each layer present and excitatory, none inside (so r = h~), and W_v >= 0, each NCP
+    layer is the mLSTM block's memory cell (`mlstm_block.mlstm_memory`, one head, parity-tested against
+    mlstm_kernels) on q, k, v, i, f from the layer's input, times its output gate."""
+    model, x = hybrid(blocks=("ncp_mlstm", "mlstm")), ids(11)  # 11 tokens: a ragged last chunk (chunk_size 8)
+    block = model.blocks[0]
+    wiring = block.wiring
+    connect_fully(wiring)
+    for layer in range(3):
+        lo, hi = layer_ids(wiring, layer)
+        for s_ in range(lo, hi):
+            for d in range(lo, hi):
+                wiring.set_polarity(s_, d, 0)
+        p = getattr(block.neurons, f"layer_{layer}")
+        p["v"] = mx.abs(p["v"])
+    for mode in ("chunkwise", "recurrent"):
+        tr = model.run_with_trace(x, mode="full", run_mode=mode, probes=["blocks.0.ncp.norm_in", "blocks.0.ncp.neurons"])
+        value = mx.array(tr.full["blocks.0.ncp.norm_in"])
+        for layer in range(3):
+            lo, hi = layer_ids(wiring, layer)
+            p = getattr(block.neurons, f"layer_{layer}")
+            gates = value @ p["gates"].T + p["gate_bias"]
+            inputs = {"mlstm.q": value @ p["q"].T, "mlstm.k": value @ p["k"].T, "mlstm.v": value @ p["v"].T,
+                      "mlstm.igate": gates[..., :1], "mlstm.fgate": gates[..., 1:]}
+            h, _ = mlstm_memory(inputs, None, None, CellParams({"num_heads": 1}, model.config, mode))
+            h = mx.sigmoid(value @ p["o"].T + p["o_bias"]) * h
+            assert_close(tr.full["blocks.0.ncp.neurons"][..., lo:hi], np.array(h),
+                         what=f"{mode}: layer {layer} h vs the mLSTM memory cell")
+            value = h
+
+
+def test_an_mlstm_neuron_is_one_column_of_the_memory():
+    """Flipping the sensory synapse s -> j changes only v_j, so only neuron j's memory column and readout change:
+    every other inter neuron's r and every inter neuron's output gate are bit-identical at every token."""
+    model, x = hybrid(blocks=("ncp_mlstm", "mlstm")), ids()
+    wiring = model.blocks[0].wiring
+    src, dst = first_synapse(wiring, "sensory")
+    probes = ["blocks.0.ncp.readout", "blocks.0.ncp.ogate"]
+    before = model.run_with_trace(x, mode="full", probes=probes).full
+    wiring.set_polarity(src, dst, -int(wiring.sensory_adjacency_matrix[src, dst]), sensory=True)
+    after = model.run_with_trace(x, mode="full", probes=probes).full
+    lo, hi = layer_ids(wiring, 0)
+    others = [j for j in range(lo, hi) if j != dst]
+    np.testing.assert_array_equal(after["blocks.0.ncp.readout"][..., others], before["blocks.0.ncp.readout"][..., others])
+    np.testing.assert_array_equal(after["blocks.0.ncp.ogate"][..., lo:hi], before["blocks.0.ncp.ogate"][..., lo:hi])
+    assert np.abs(after["blocks.0.ncp.readout"][..., dst] - before["blocks.0.ncp.readout"][..., dst]).max() > 1e-5
+
+
+def test_an_in_layer_mlstm_synapse_is_lateral_at_the_same_token():
+    """An in-layer synapse s -> d of an mLSTM layer adds p |L[d, s]| r~_s to d's readout at the same token: the
+    readout difference after its removal is exactly that term (s's memory readout), and no other neuron moves."""
+    model, x = hybrid(blocks=("ncp_mlstm", "mlstm")), ids()
+    block = model.blocks[0]
+    wiring = block.wiring
+    lo, hi = layer_ids(wiring, 1)
+    src, dst = next((int(s) + lo, int(d) + lo) for s, d in np.argwhere(wiring.adjacency_matrix[lo:hi, lo:hi] != 0)
+                    if s != d)
+    # no in-layer synapse but this one, so neuron s's readout is its own memory readout
+    for s_ in range(lo, hi):
+        for d in range(lo, hi):
+            if (s_, d) != (src, dst):
+                wiring.set_polarity(s_, d, 0)
+    pol = int(wiring.adjacency_matrix[src, dst])
+    before = model.run_with_trace(x, mode="full", probes=["blocks.0.ncp.readout"]).full["blocks.0.ncp.readout"]
+    wiring.set_polarity(src, dst, 0)
+    after = model.run_with_trace(x, mode="full", probes=["blocks.0.ncp.readout"]).full["blocks.0.ncp.readout"]
+    weight = pol * abs(float(block.neurons.layer_1["lateral"][dst - lo, src - lo]))
+    assert_close(before[..., dst] - after[..., dst], weight * after[..., src], what="lateral synapse term")
+    others = [j for j in range(lo, hi) if j != dst]
+    np.testing.assert_array_equal(after[..., others], before[..., others])

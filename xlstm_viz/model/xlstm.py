@@ -21,7 +21,7 @@ from mlx.utils import tree_flatten
 from xlstm_viz.config import ConfigError, XLSTMConfig
 from xlstm_viz.dims import model_parameters
 # Block modules attach their cell functions and nn.Module to the registries when imported.
-from xlstm_viz.model import mlstm_block, ncp_slstm_block, neuron_block, orig_mlstm_block, slstm_block  # noqa: F401
+from xlstm_viz.model import mlstm_block, ncp_mlstm_block, ncp_slstm_block, neuron_block, orig_mlstm_block, slstm_block  # noqa: F401
 from xlstm_viz.model import activations, mlstm_kernels
 from xlstm_viz.model.forward import Executor, _check_ids, state_arrays, state_like
 from xlstm_viz.model.initialization import initialize

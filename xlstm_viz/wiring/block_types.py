@@ -24,7 +24,9 @@ Registered block types: "mlstm" (the xLSTM-7B block; equations in xlstm_viz/mode
 in mlstm_cell.py), "slstm" (the original xLSTM's sLSTM block; equations in xlstm_viz/model/slstm_block.py, the
 recurrence in slstm_cell.py) and "orig_mlstm" (the original xLSTM's mLSTM block, xlstm_viz/model/orig_mlstm_block.py,
 on the same mlstm_cell.py recurrence), "cfc" and "ltc" (an AutoNCP-wired CfC / LTC neuron block,
-xlstm_viz/model/neuron_block.py, on xlstm_viz.neurons; tables from `ncp_block_table`). To add a block type: register its cell types here (or reuse these), a BlockTable
+xlstm_viz/model/neuron_block.py, on xlstm_viz.neurons; tables from `ncp_block_table`), "ncp_slstm" and "ncp_mlstm"
+(the same NCP with sLSTM / mLSTM memory cells as neurons, xlstm_viz/model/ncp_slstm_block.py and ncp_mlstm_block.py,
+on slstm_cell.py / mlstm_cell.py). To add a block type: register its cell types here (or reuse these), a BlockTable
 with `register_block_table`, then, in a model module imported by xlstm_viz/model/xlstm.py, attach each new type's
 function (`attach_cell_function`) and the block's nn.Module and dimensions (`attach_block`); slstm_block.py is a
 complete example. A newcomer looking for the sLSTM reads: its equations in model/slstm_block.py (module docstring)
@@ -112,6 +114,8 @@ for _t in (
     CellType("ltc_readout", heads="features", kind="memory"),  # ncps's affine output mapping of the motor neurons
     # sLSTM neurons of an NCP (model/ncp_slstm_block.py): [h; c; n; m; gates] per neuron and token, by neuron id
     CellType("ncp_slstm_memory", heads="features", state=("c", "n", "m", "h"), kind="memory"),
+    # mLSTM neurons of an NCP (model/ncp_mlstm_block.py): [h; r; o] per neuron and token; state: each layer's C, n, m
+    CellType("ncp_mlstm_memory", heads="features", state=("C", "n", "m"), kind="memory"),
 ):
     register_cell_type(_t)
 
@@ -548,3 +552,13 @@ NCP_SLSTM_BLOCK = register_block_table(ncp_block_table(
     CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
             extra=lambda d: {"offset": 0, "width": d["M"]}),
     "hidden h", memory=_NCP_SLSTM_CELLS))
+
+# ncp_mlstm (xlstm_viz/model/ncp_mlstm_block.py): each NCP layer one mLSTM head whose value features are its neurons.
+# Its memory cell's outputs, in order: h = o * r, the readout r (memory plus in-layer synapses), the output gate o.
+NCP_MLSTM_OUTPUTS = ("h", "r", "o")
+NCP_MLSTM_BLOCK = register_block_table(ncp_block_table(
+    "ncp_mlstm", "ncp_mlstm_memory",
+    CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
+            extra=lambda d: {"offset": 0, "width": d["M"]}),
+    "hidden h", memory=(("ncp.neurons", "hidden h = o r"), ("ncp.readout", "memory readout r"),
+                        ("ncp.ogate", "output gate o"))))
