@@ -115,6 +115,7 @@ def ncp_mlstm_memory(x, w, state: NCPMLSTMState | None, p: CellParams):
     prefix = p.params["prefix"]
     if state is None:
         state = NCPMLSTMState.zeros(value.shape[0], (I, C, M))
+    ranges = [(M + C, I + C + M), (M, M + C), (0, M)]  # each layer's neuron ids
     outs, finals = [], []
     for layer in range(3):
         base = f"{prefix}.layer_{layer}"
@@ -122,6 +123,8 @@ def ncp_mlstm_memory(x, w, state: NCPMLSTMState | None, p: CellParams):
                                                           "lateral")}
         h, r, o, final = ncp_mlstm_layer(value, weights, w(f"{base}.input_polarity"), w(f"{base}.recurrent_polarity"),
                                          state.layer(layer), p.mode, p.config.eps, p.config.chunk_size)
+        if p.intervene is not None:  # no path from h_{t-1}: every token at once, before h feeds the next layer
+            h = p.intervene(h, *ranges[layer])
         outs.append((h, r, o))
         finals.append(final)
         value = h

@@ -82,14 +82,24 @@ def through_synapses(weight: mx.array, polarity: mx.array) -> mx.array:
     return mx.concatenate([weight[:2] * presence, (mx.abs(weight[2]) * polarity)[None], weight[3:] * presence])
 
 
-def ncp_slstm_layer(x, W, R, b, input_polarity, recurrent_polarity, state: SLSTMState):
+def ncp_slstm_layer(x, W, R, b, input_polarity, recurrent_polarity, state: SLSTMState, intervene=None):
     """One NCP layer of sLSTM neurons over the sequence. x [B, S, inputs]; W [4, n, inputs], R [4, n, n], b [4, n];
     polarities [n, inputs] and [n, n]; state [B, 1, n] each. Returns slstm_cell.sequence's per-token values
-    ([B, S, 1, n]) and the final state."""
+    ([B, S, 1, n]) and the final state. intervene(h [B, 1, n], t): an intervention on h at every step, before it
+    recurs (then the steps run one by one through `slstm_cell.step`)."""
     W = through_synapses(W, input_polarity)
     R = through_synapses(R, recurrent_polarity)
     wx = tuple((x @ W[g].T)[:, :, None, :] for g in range(4))
-    return slstm_cell.sequence(wx, R[None], b[:, None, :], state)
+    R, b = R[None], b[:, None, :]
+    if intervene is None:
+        return slstm_cell.sequence(wx, R, b, state)
+    seq = {k: [] for k in slstm_cell.OUTPUTS}
+    for t in range(x.shape[1]):
+        state, raw = slstm_cell.step(tuple(w[:, t] for w in wx), R, b, state)
+        state = SLSTMState(state.c, state.n, state.m, intervene(state.h, t))
+        for key, value in zip(("c", "n", "m", "h", *slstm_cell.GATES), (*state.arrays(), *raw)):
+            seq[key].append(value)
+    return {k: mx.stack(v, axis=1) for k, v in seq.items()}, state
 
 
 def _slice_state(state: SLSTMState, lo: int, hi: int) -> SLSTMState:
@@ -112,9 +122,10 @@ def ncp_slstm_memory(x, w, state: SLSTMState | None, p: CellParams):
     seqs, finals = [], []
     for layer, (lo, hi) in enumerate(ranges):
         base = f"{prefix}.layer_{layer}"
+        hook = None if p.intervene is None else (lambda h, t, lo=lo, hi=hi: p.intervene(h, lo, hi, t))
         seq, final = ncp_slstm_layer(value, w(f"{base}.W"), w(f"{base}.R"), w(f"{base}.b"),
                                      w(f"{base}.input_polarity"), w(f"{base}.recurrent_polarity"),
-                                     _slice_state(state, lo, hi))
+                                     _slice_state(state, lo, hi), hook)
         seqs.append(seq)
         finals.append(final)
         value = seq["h"][:, :, 0]

@@ -141,9 +141,13 @@ def cfc_neurons(x, w, state, p: CellParams):
     config = CfCCellConfig(ncps_settings(p.config)["mode"])
     B, S, _ = value.shape
     h = mx.zeros((B, I + C + M)) if state is None else mx.take(state, mx.array(order), axis=-1)
+    spans = [(M + C, M + C + I), (M, M + C), (0, M)]  # each layer's neuron ids
     seq = []
     for t in range(S):
-        _, h = wired_cfc_cell(value[:, t], layers, h, 1.0, config)
+        between = None
+        if p.intervene is not None:  # interventions inside the recurrence: on each layer's new h, by neuron id
+            between = lambda layer, x, t=t: p.intervene(x[:, None], *spans[layer], t)[:, 0]
+        _, h = wired_cfc_cell(value[:, t], layers, h, 1.0, config, between)
         seq.append(h)
     out = mx.take(mx.stack(seq, axis=1), to_ids, axis=-1)
     return out, out[:, -1]
@@ -163,7 +167,11 @@ def ltc_neurons(x, w, state, p: CellParams):
     v = mx.zeros((B, U)) if state is None else state
     seq = []
     for t in range(S):
-        _, v = ltc_cell(value[:, t], weights, v, 1.0, config)
+        clamp = None
+        if p.intervene is not None:  # inside the recurrence: zero / replace / patch hold v after every ODE unfold,
+            # a scale acts once per token (after the last unfold), not once per unfold
+            clamp = lambda v, last, t=t: p.intervene(v[:, None], 0, U, t, holding_only=not last)[:, 0]
+        _, v = ltc_cell(value[:, t], weights, v, 1.0, config, clamp)
         seq.append(v)
     out = mx.stack(seq, axis=1)
     return out, out[:, -1]

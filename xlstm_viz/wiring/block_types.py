@@ -63,6 +63,8 @@ class CellType:
 
 
 CELL_TYPES: dict[str, CellType] = {}
+# Block-local probes whose interventions may act inside a neuron cell's recurrence (`ncp_block_table`'s neurons)
+INSIDE_PROBES = {"ncp.neurons"}
 
 
 def register_cell_type(cell_type: CellType) -> CellType:
@@ -491,7 +493,8 @@ def ncp_block_table(name: str, neurons: str, motor: CellRow, activity: str,
                     memory: tuple[tuple[str, str], ...] = ()) -> BlockTable:
     """memory: (cell local name, title) of each per-neuron output of the neuron cell `neurons`, in its output order;
     the first is "ncp.neurons". Empty: `neurons` outputs ncp.neurons itself."""
-    per_neuron = {"prefix": "neurons.rnn_cell" if not memory else "neurons"}
+    # "inside": the probe whose interventions with inside=True the neuron cell applies in its recurrence
+    per_neuron = {"prefix": "neurons.rnn_cell" if not memory else "neurons", "inside": "ncp.neurons"}
     neuron_extra = lambda d: {**per_neuron, "units": d["U"], "inter": d["I"], "command": d["C"], "motor": d["M"]}
     if memory:
         if memory[0][0] != "ncp.neurons":
