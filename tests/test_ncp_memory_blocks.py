@@ -317,3 +317,14 @@ def test_an_in_layer_mlstm_synapse_is_lateral_at_the_same_token():
     assert_close(before[..., dst] - after[..., dst], weight * after[..., src], what="lateral synapse term")
     others = [j for j in range(lo, hi) if j != dst]
     np.testing.assert_array_equal(after[..., others], before[..., others])
+
+
+@pytest.mark.parametrize("kind", MEMORY_BLOCKS)
+def test_a_saved_memory_neuron_model_loads_back_with_the_same_outputs(kind, tmp_path):
+    from xlstm_viz.checkpoint import load_model
+
+    model, x = hybrid(blocks=(kind, "mlstm")), ids()
+    model.save(tmp_path)
+    loaded = load_model(tmp_path)
+    assert loaded.config.layer_types() == [kind, "mlstm"]
+    np.testing.assert_array_equal(np.array(loaded(x)[0]), np.array(model(x)[0]))
