@@ -328,3 +328,45 @@ def test_a_saved_memory_neuron_model_loads_back_with_the_same_outputs(kind, tmp_
     loaded = load_model(tmp_path)
     assert loaded.config.layer_types() == [kind, "mlstm"]
     np.testing.assert_array_equal(np.array(loaded(x)[0]), np.array(model(x)[0]))
+
+
+@pytest.mark.numerical
+def test_an_slstm_neuron_layer_matches_the_official_slstm_on_its_fixture(golden_dir):
+    """The NCP layer function against xlstm 2.0.6's vanilla sLSTM (tests/fixtures/golden/orig_slstm, written by
+    tools/make_golden.py): one layer of D neurons fed the official gate pre-activations [W_i x; W_f x; W_z x; W_o x]
+    through selection synapses (all excitatory), with the official block-diagonal R as the in-layer synapses
+    (present inside each head, polarity = the sign of R_z there, so |p| R = R for i, f, o and p |R_z| = R_z), gives
+    the official c, n, m, h."""
+    from xlstm_viz.model import slstm_cell
+    from xlstm_viz.model.ncp_slstm_block import ncp_slstm_layer
+    from xlstm_viz.model.xlstm_original import load_original
+
+    folder = golden_dir / "orig_slstm"
+    ref = np.load(folder / "reference.npz")
+    model = load_original(folder)
+    b = next(j for j, t in enumerate(model.config.layer_types()) if t == "slstm")
+    block = model.blocks[b]
+    NH = block._dims[1]
+    R, bias = slstm_cell.vanilla_layout(block.param("slstm_layer.recurrent_kernel"), block.param("slstm_layer.bias"),
+                                        NH, "vanilla")
+    R, bias = np.array(R), np.array(bias)
+    DH = R.shape[-1]
+    D = NH * DH
+    R_full = np.zeros((4, D, D), np.float32)
+    for h in range(NH):
+        R_full[:, h * DH:(h + 1) * DH, h * DH:(h + 1) * DH] = R[h]
+    heads = np.kron(np.eye(NH), np.ones((DH, DH))).astype(np.float32)
+    recurrent_polarity = heads * np.sign(R_full[2])
+    W = np.zeros((4, D, 4 * D), np.float32)
+    for g in range(4):
+        W[g, :, g * D:(g + 1) * D] = np.eye(D)
+    p = f"fwd/block{b}/"
+    x = np.concatenate([ref[p + f"{g}gate"] for g in "ifzo"], axis=-1)
+    seq, _ = ncp_slstm_layer(mx.array(x), mx.array(W), mx.array(R_full), mx.array(bias.reshape(4, D)),
+                             mx.ones((D, 4 * D)), mx.array(recurrent_polarity),
+                             slstm_cell.SLSTMState.zeros(x.shape[0], 1, D))
+    for key in "cnmh":
+        want = ref[p + f"memory_{key}"]
+        got = np.array(seq[key][:, :, 0])
+        err, scale = float(np.abs(got - want).max()), float(np.abs(want).max())
+        assert err <= 5e-6 * scale + 1e-6, f"{key}: max error {err:.3g} vs official (scale {scale:.3g})"
