@@ -370,3 +370,16 @@ def test_an_slstm_neuron_layer_matches_the_official_slstm_on_its_fixture(golden_
         got = np.array(seq[key][:, :, 0])
         err, scale = float(np.abs(got - want).max()), float(np.abs(want).max())
         assert err <= 5e-6 * scale + 1e-6, f"{key}: max error {err:.3g} vs official (scale {scale:.3g})"
+
+
+@pytest.mark.parametrize("kind", MEMORY_BLOCKS)
+def test_the_over_time_panels_of_a_memory_neuron_block_are_its_own_tables(kind):
+    """The Over time tab draws the block type's own panels (h, memory, motor), not those of another neuron table
+    whose probe names it shares (the cfc table also has ncp.neurons and ncp.motor)."""
+    from xlstm_viz.dashboard import trace_tables
+    from xlstm_viz.wiring.block_types import block_table
+
+    model, x = hybrid(blocks=(kind, "mlstm")), ids(6)
+    trace = model.run_with_trace(x)
+    shown = trace_tables.gate_panels(trace, 0)
+    assert [(p, t) for p, _, t in shown] == [(f"blocks.0.{c}", t) for c, _, t in block_table(kind).panels]

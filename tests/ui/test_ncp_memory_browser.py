@@ -48,7 +48,8 @@ def test_a_click_in_the_live_ncps_tab_flips_an_slstm_neurons_synapse(page, memor
     wait_until(lambda: browser_column(page, view.node_source.id, "value") != nodes_before, timeout=30, page=page)
     page.wait_for_timeout(1000)
     page.screenshot(path=str(artifacts / "ncp_slstm_live.png"), full_page=True)
-    page.locator(".bk-tab", has_text="Model").first.click()
-    page.wait_for_timeout(2000)
-    page.screenshot(path=str(artifacts / "ncp_slstm_model_tab.png"), full_page=True)
+    for tab, name in (("Model", "model_tab"), ("Over time", "over_time"), ("Debugger", "debugger")):
+        page.locator(".bk-tab", has_text=tab).first.click()
+        page.wait_for_timeout(2500)
+        page.screenshot(path=str(artifacts / f"ncp_slstm_{name}.png"), full_page=True)
     assert not script_errors(errors), errors
