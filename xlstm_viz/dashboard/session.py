@@ -609,7 +609,7 @@ class ModelSession(param.Parameterized):
         return self._command(work, rerun=rerun)
 
     def neuron_wiring(self, block: int):
-        """The NCP wiring of neuron block `block` (a `cfc` block); other blocks are refused by name."""
+        """The NCP wiring of neuron block `block` (cfc, ltc, ncp_slstm, ncp_mlstm); other blocks are refused by name."""
         blocks = self.model.blocks
         if not 0 <= int(block) < len(blocks):
             raise ValueError(f"block {block} does not exist: the model has {len(blocks)} blocks")

@@ -29,7 +29,9 @@ xlstm_viz/model/neuron_block.py, on xlstm_viz.neurons; tables from `ncp_block_ta
 on slstm_cell.py / mlstm_cell.py). To add a block type: register its cell types here (or reuse these), a BlockTable
 with `register_block_table`, then, in a model module imported by xlstm_viz/model/xlstm.py, attach each new type's
 function (`attach_cell_function`) and the block's nn.Module and dimensions (`attach_block`); slstm_block.py is a
-complete example. A newcomer looking for the sLSTM reads: its equations in model/slstm_block.py (module docstring)
+complete example; a neuron block (an NCP of neurons) takes its table from `ncp_block_table` and its module declares
+`wiring`, `uses_polarity` and `synapse_rule` (what the live NCPS tab offers), ncp_slstm_block.py is the example.
+A newcomer looking for the sLSTM reads: its equations in model/slstm_block.py (module docstring)
 and model/slstm_cell.py; the table that wires them, `SLSTM_BLOCK` below; its probes in execution/probes.py; the
 views that show them: dashboard/model_view.py (block and cell graphs, kinds from this table) and
 dashboard/trace_view.py + trace_tables.gate_panels (its gates and states over time, `SLSTM_BLOCK.panels`).
