@@ -145,3 +145,17 @@ def test_an_inside_ablation_survives_a_session_save_and_restore_and_is_in_the_sn
     assert not report.refused, report.refused
     assert [i.inside for i in other.interventions.list()] == [True]
     np.testing.assert_array_equal(restored.trace.logits, logits)
+
+
+@pytest.mark.parametrize("kind", ALL_NEURON_BLOCKS)
+def test_the_compiled_forward_applies_an_inside_intervention(kind):
+    model, x = hybrid(blocks=(kind, "mlstm")), ids()
+    fn = model.compiled("chunkwise")
+    base, _ = fn(x, None)
+    h = model.interventions.add("blocks.0.ncp.neurons", "zero", heads=[command_neuron(model)], inside=True)
+    eager, _ = model(x)
+    compiled, _ = fn(x, None)
+    assert_close(np.array(compiled), np.array(eager), what="compiled with an inside intervention")
+    assert moved(np.array(compiled), np.array(base))
+    model.interventions.remove(h)
+    np.testing.assert_array_equal(np.array(fn(x, None)[0]), np.array(base))
