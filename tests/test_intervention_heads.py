@@ -61,10 +61,23 @@ def test_heads_on_a_cell_without_heads_are_refused_naming_the_probe():
     from test_ncps_blocks import hybrid
 
     model = hybrid(blocks=("cfc", "mlstm"))
-    for probe in ("blocks.0.ncp.motor", "blocks.0.ncp.neurons", "blocks.1.ffn.up"):
+    for probe in ("blocks.0.ncp.out", "blocks.1.ffn.up"):
         with pytest.raises(ValueError, match=rf"'{probe}' has no heads .* so heads=\[0\] cannot select any"):
             model.interventions.add(probe, "zero", heads=[0])
     model.interventions.add("blocks.1.mlstm.igate", "zero", heads=[1])  # the mLSTM block of the hybrid has 2
+
+
+def test_a_neuron_blocks_heads_are_its_neurons_checked_when_added():
+    from test_ncps_blocks import hybrid
+
+    model = hybrid(blocks=("cfc", "mlstm"))
+    for probe in ("blocks.0.ncp.neurons", "blocks.0.ncp.motor"):
+        units = model.cell_heads(probe)
+        assert units == model.cell_wirings[0].cells[probe].params["features"]
+        model.interventions.add(probe, "zero", heads=[units - 1])
+        with pytest.raises(ValueError, match=rf"head {units} does not exist in '{probe}': that cell has heads "
+                                             rf"0\.\.{units - 1}"):
+            model.interventions.add(probe, "zero", heads=[units])
 
 
 def test_stats_of_an_slstm_cell_are_per_head_of_its_block():

@@ -10,7 +10,7 @@ those history entries. The same document is what the dashboard saves, replays, e
      "actions": [{"said": "...", "edits": [{"wiring": "block" | "cell", "block": null | 3,
                                             "kind": "set_enabled", "changes": [{target, before, after}], ...}]}]}
 
-"neuron" names the NCP wiring of a neuron block (`model.blocks[block].wiring`, a `cfc` / `ltc` block).
+"neuron" names the NCP wiring of a neuron block (`model.blocks[block].wiring`, a `cfc` / `ltc` / `ncp_slstm` / `ncp_mlstm` block).
 
 Each change must find the value it says it was changed from (`Editable.apply_edit`); an action that does not is
 refused as a whole and the others still apply (`ApplyReport.refused` names it and why).

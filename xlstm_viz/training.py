@@ -248,6 +248,10 @@ def train(
         (_, loss, acc, key_loss), grads = loss_and_grad(model, ids, targets, mask, key_targets, key_mask, key_weight)
         grads, _ = optim.clip_grad_norm(grads, clip_norm)
         optimizer.update(model, grads)
+        for block in model.blocks:  # an LTC with implicit_param_constraints false clips w, cm, gleak after a step
+            constrain = getattr(getattr(block, "neurons", None), "apply_weight_constraints", None)
+            if constrain is not None:
+                constrain()
         return loss, acc, key_loss
 
     rng = np.random.default_rng(seed)

@@ -1,4 +1,5 @@
-"""The NCPS tab on the loaded model: the wiring of a `cfc` block, its neurons' activity, toggles that re-run it.
+"""The NCPS tab on the loaded model: the wiring of a neuron block (cfc, ltc, ncp_slstm), its neurons' activity,
+toggles that re-run it.
 
 Data flows one way: a click is a message to the model thread (`ModelSession.edit_synapse`), which edits the block's
 AutoNCP and re-runs the prompt; the new trace (`session.trace`) and the task score computed after it come back as
@@ -40,7 +41,7 @@ def neuron_activity(trace, block: int) -> np.ndarray:
     """[S, units]: every neuron's activity per token in `trace` (batch 0), by neuron id."""
     probe = f"blocks.{block}.ncp.neurons"
     if trace is None or probe not in trace.stats:
-        raise ValueError(f"the trace has no probe {probe!r} (is block {block} a neuron (cfc / ltc) block?)")
+        raise ValueError(f"the trace has no probe {probe!r} (is block {block} a neuron (cfc / ltc / ncp_slstm) block?)")
     return np.asarray(trace.stats[probe]["value"][0], dtype=float)
 
 
@@ -55,7 +56,7 @@ def task_score(model, task, num_pairs: int, samples: int = SCORE_SAMPLES, seed: 
 class LiveNCPSView(pn.viewable.Viewer):
     """Layered graph + adjacency of the loaded model's neuron block, activity overlaid, clicks re-run the model."""
 
-    block = param.Integer(default=0, doc="the neuron (cfc / ltc) block shown")
+    block = param.Integer(default=0, doc="the neuron (cfc / ltc / ncp_slstm) block shown")
     token = param.Integer(default=-1, bounds=(-1, None), doc="token of the overlay (-1: the last)")
     overlay = param.Selector(default=OVERLAYS[0], objects=list(OVERLAYS))
     score = param.Number(default=None, allow_None=True, doc="task score after the latest run")
@@ -65,18 +66,18 @@ class LiveNCPSView(pn.viewable.Viewer):
     def __init__(self, session, **params):
         blocks = neuron_blocks(session.model)
         if not blocks:
-            raise ValueError("the model has no neuron (cfc / ltc) block: the live NCPS view needs one")
+            raise ValueError("the model has no neuron (cfc / ltc / ncp_slstm) block: the live NCPS view needs one")
         super().__init__(block=blocks[0], **params)
         self.session = session
         self._blocks = blocks
         wiring = session.neuron_wiring(self.block)
-        cfc = getattr(session.model.blocks[self.block], "block_type", "") == "cfc"
-        rule = ("A CfC uses whether a synapse exists, not its sign (as ncps): a click removes a synapse, or restores "
-                "a removed one as excitatory." if cfc else
-                "An LTC uses the sign too (its reversal potentials follow the polarity): a click cycles "
-                "+1 -> -1 -> 0 -> +1.")
+        neuron_block = session.model.blocks[self.block]
+        # a block whose neurons ignore the sign gets no sign edit (clicks remove / restore); the rest cycle the sign
+        signed = bool(neuron_block.uses_polarity)
+        rule = neuron_block.synapse_rule + (" A click cycles +1 -> -1 -> 0 -> +1." if signed else
+                                            " A click removes a synapse, or restores a removed one as excitatory.")
         self.wiring_view = WiringView(
-            wiring, apply_synapse=self._apply_synapse, polarity_cycle=cfc_click if cfc else None,
+            wiring, apply_synapse=self._apply_synapse, polarity_cycle=None if signed else cfc_click,
             title=f"#### blocks.{self.block}: the loaded model's NCP wiring (live: a click edits the model and "
                   f"re-runs it). {rule}")
         self.diff_source = ColumnDataSource({"x": [], "change": [], "label": [], "color": []})

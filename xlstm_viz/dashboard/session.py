@@ -491,7 +491,8 @@ class ModelSession(param.Parameterized):
                 "edits": st.log.to_doc()["actions"], "baseline_edits": st.baseline_edits,
                 "ablations": [{"probe": i.probe, "kind": i.kind, "value": i.value,
                                "tokens": None if i.tokens is None else list(i.tokens),
-                               "heads": None if i.heads is None else list(i.heads)} for i in saveable],
+                               "heads": None if i.heads is None else list(i.heads),
+                               **({"inside": True} if i.inside else {})} for i in saveable],
                 "breakpoints": self._breakpoints(st)}
 
     def _save(self, st: _State) -> None:
@@ -608,7 +609,7 @@ class ModelSession(param.Parameterized):
         return self._command(work, rerun=rerun)
 
     def neuron_wiring(self, block: int):
-        """The NCP wiring of neuron block `block` (a `cfc` block); other blocks are refused by name."""
+        """The NCP wiring of neuron block `block` (cfc, ltc, ncp_slstm, ncp_mlstm); other blocks are refused by name."""
         blocks = self.model.blocks
         if not 0 <= int(block) < len(blocks):
             raise ValueError(f"block {block} does not exist: the model has {len(blocks)} blocks")
@@ -844,7 +845,8 @@ class ModelSession(param.Parameterized):
                 try:
                     self.check_probe(a.get("probe"))
                     self.model.interventions.add(a["probe"], a.get("kind", "zero"), value=a.get("value"),
-                                                 tokens=a.get("tokens"), heads=a.get("heads"))
+                                                 tokens=a.get("tokens"), heads=a.get("heads"),
+                                                 inside=a.get("inside", False))
                 except (ValueError, KeyError, TypeError, AttributeError) as exc:
                     refused.append(f"ablation {i}: {exc}")
             doc = self._saved_edits_doc(edits, refused)

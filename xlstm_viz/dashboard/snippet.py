@@ -33,6 +33,8 @@ def python_snippet(edits_doc: dict, interventions, source: str | None = None, pr
             args.append(f"tokens={list(item.tokens)}")
         if item.heads is not None:
             args.append(f"heads={list(item.heads)}")
+        if item.inside:
+            args.append("inside=True")
         lines.append(f"model.interventions.add({', '.join(args)})")
     if prompt_ids is not None:
         ids = [int(i) for i in prompt_ids]

@@ -144,10 +144,12 @@ def head_time_table(trace, probe: str, stat: str, batch: int = 0, symmetric: boo
 
 def gate_panels(trace, block: int) -> list[tuple[str, str, str]]:
     """(probe, stat, title) of the gate/memory panels that this trace can draw for a block: the panels of the block
-    table whose cells the trace recorded for that block. A memory cell's panel shows only its own statistics (its
-    mean over features is not what the panel means)."""
-    panels = []
+    table whose cells the trace recorded for that block (the table that draws the most of them, the first on a tie:
+    block types share cell names, e.g. every neuron table has ncp.neurons and ncp.motor). A memory cell's panel
+    shows only its own statistics (its mean over features is not what the panel means)."""
+    best = []
     for table in BLOCK_TYPES.values():
+        panels = []
         for suffix, stat, title in table.panels:
             probe = f"blocks.{block}.{suffix}"
             stats = trace.stats.get(probe, {})
@@ -155,9 +157,9 @@ def gate_panels(trace, block: int) -> list[tuple[str, str, str]]:
                 panels.append((probe, stat, title))
             elif stats and not cell_type(table.row(suffix).cell_type).state and "mean" in stats:
                 panels.append((probe, "mean", title))
-        if panels:
-            return panels
-    return panels
+        if len(panels) > len(best):
+            best = panels
+    return best
 
 
 

@@ -30,6 +30,11 @@ class CellParams:
     config: Any
     mode: str = "chunkwise"
     trace: bool | tuple = False
+    # A neuron cell's interventions inside its recurrence (`Interventions.inside_hook`; None: none): the cell calls
+    # intervene(values [B, T, hi - lo], lo, hi, t) on neurons lo..hi-1 (by id) at each step t (None: all T tokens at
+    # once, for a layer without a path from its own previous output) before they feed anything; holding_only=True
+    # applies only the kinds that set a value (zero, replace, patch), for a cell that clamps within a step.
+    intervene: Any = None
 
     def weight_path(self, kind: str) -> str:
         path = self.params.get("weight")

@@ -308,7 +308,7 @@ class Executor:
                 if node.startswith("blocks."):
                     j = int(node.split(".")[1])
                     out = yield from self._run_block(j, x, states, mode, observer, finish, stepping,
-                                                     zero_state and token in (None, 0))
+                                                     zero_state and token in (None, 0), token)
                 elif node == "out_norm":
                     norm = model.backbone.get("out_norm")
                     if norm is None:
@@ -332,8 +332,9 @@ class Executor:
         logits = logits_parts[0] if len(logits_parts) == 1 else mx.concatenate(logits_parts, axis=1)
         return logits.astype(mx.float32), states  # bf16 logits (compute_dtype) are widened after the soft cap
 
-    def _run_block(self, j, x, states, mode, observer, finish, stepping, zero_state=False):
+    def _run_block(self, j, x, states, mode, observer, finish, stepping, zero_state=False, token=None):
         block = self.model.blocks[j]
+        interventions = self.model.interventions if len(self.model.interventions) else None
         plan = self._plan(j)
         masks, sources, rows, features = plan.weight_masks, plan.weight_source, plan.weight_rows, plan.feature_index
 
@@ -368,7 +369,10 @@ class Executor:
             event_state = None
             if step.stateful:
                 cell_in = block_state if single else block_state[step.local]
-                p = CellParams(step.params, config, mode, want_trace if step.traces else False)
+                inside = step.params.get("inside")  # a neuron cell: interventions on its neurons act in its recurrence
+                hook = None if inside is None or interventions is None else interventions.inside_hook(
+                    f"blocks.{j}.{inside}", token, int(step.params["units"]))
+                p = CellParams(step.params, config, mode, want_trace if step.traces else False, hook)
                 result = step.fn(inputs, weights, cell_in, p)
                 out, cell_out = result[0], result[1]
                 if single:

@@ -8,6 +8,13 @@ without heads (an FFN, a CfC/LTC neuron block's cells) refuses `heads=`.
 
 They live on the model (`model.interventions`), compose with wiring edits (the wiring decides what flows into a cell,
 an intervention changes what flows out), and are listed and removed by handle.
+
+On the neurons of a neuron block (`ncp.neurons` of cfc, ltc, ncp_slstm, ncp_mlstm blocks) an intervention acts
+downstream by default: the recurrence runs as it would and the block's later cells see the changed output.
+`inside=True` applies it inside the recurrence instead, to the neuron's state at every step (the CfC's h, the LTC's
+potential v, the sLSTM neuron's h, the mLSTM neuron's h), before that state feeds the next step and the next NCP
+layer: an ablation of the neuron in ncps terms (its synapses carry the changed value). `heads=` selects neurons there
+(one "head" per neuron), `tokens=` the steps.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 import mlx.core as mx
 import numpy as np
 
-from xlstm_viz.wiring.block_types import HeadRuleSet
+from xlstm_viz.wiring.block_types import INSIDE_PROBES, HeadRuleSet
 
 KINDS = ("zero", "scale", "replace", "patch")
 
@@ -35,10 +42,12 @@ class Intervention:
     tokens: tuple[int, ...] | None = None  # limit to these token positions (None = all)
     source: Any = field(default=None, repr=False)  # Trace to patch from
     heads: tuple[int, ...] | None = None  # limit to these heads (None = all features)
+    inside: bool = False  # a neuron cell's: applied to its state at every step of its recurrence
 
     def describe(self) -> str:
         where = "" if self.heads is None else f" heads {list(self.heads)}"
         where += "" if self.tokens is None else f" at tokens {list(self.tokens)}"
+        where += " inside the recurrence" if self.inside else ""
         what = {"scale": f"scale by {self.value}", "replace": "replace", "zero": "zero", "patch": "patch from trace"}
         return f"#{self.id} {what[self.kind]} {self.probe}{where}"
 
@@ -58,7 +67,8 @@ class Interventions:
     def __len__(self) -> int:
         return len(self._items)
 
-    def add(self, probe: str, kind: str, value=None, tokens=None, source_trace=None, heads=None) -> Intervention:
+    def add(self, probe: str, kind: str, value=None, tokens=None, source_trace=None, heads=None,
+            inside: bool = False) -> Intervention:
         if kind not in KINDS:
             raise ValueError(f"intervention kind must be one of {KINDS}, got {kind!r}")
         if not isinstance(probe, str):
@@ -96,11 +106,26 @@ class Interventions:
             if bad or not raw:
                 raise ValueError(f"tokens must be a non-empty list of positions >= 0, got {tokens!r}")
             tokens = tuple(int(t) for t in raw)
+        if not isinstance(inside, bool):
+            raise TypeError(f"inside must be True or False, got {inside!r}")
+        if inside:
+            self._check_inside(probe)
         if heads is not None:
             heads = self._check_heads(probe, heads)
-        item = Intervention(next(self._ids), probe, kind, value, tokens, source_trace, heads)
+        item = Intervention(next(self._ids), probe, kind, value, tokens, source_trace, heads, inside)
         self._items[item.id] = item
         return item
+
+    def _matching(self, probe: str) -> list[str]:
+        names = self._names() if self._names is not None else [probe]
+        return [n for n in names if n == probe or fnmatch.fnmatchcase(n, probe)] or [probe]
+
+    def _check_inside(self, probe: str) -> None:
+        outside = [n for n in self._matching(probe) if _local_name(n) not in INSIDE_PROBES]
+        if outside:
+            raise ValueError(f"{outside[0]!r} is not the neurons of a neuron block, so inside=True (in the "
+                             f"recurrence) has no recurrence to act in; cells that take it: "
+                             f"{sorted(INSIDE_PROBES)} of cfc / ltc / ncp_slstm / ncp_mlstm blocks")
 
     def _check_heads(self, probe: str, heads) -> tuple[int, ...]:
         raw = np.atleast_1d(np.asarray(heads, dtype=object)).ravel().tolist()
@@ -140,12 +165,34 @@ class Interventions:
         self._items.clear()
 
     def apply(self, name: str, out: mx.array, token: int | None) -> mx.array:
+        """The downstream interventions on cell `name` applied to its output (the inside ones act in the cell)."""
         for item in self._items.values():
-            if item.probe != name and not fnmatch.fnmatchcase(name, item.probe):
+            if item.inside or (item.probe != name and not fnmatch.fnmatchcase(name, item.probe)):
                 continue
             heads = None if item.heads is None else self._heads_of(name)
             out = _apply_one(item, name, out, token, heads)
         return out
+
+    def inside_hook(self, name: str, token: int | None, units: int):
+        """The function a neuron cell calls on its neurons at every step (`CellParams.intervene`), applying the
+        inside interventions on `name` ([B, T, units] by neuron id); None when there are none. token: the run's
+        position of the cell's first step (a recurrent run's token; None: the cell sees the whole call)."""
+        items = [i for i in self._items.values()
+                 if i.inside and (i.probe == name or fnmatch.fnmatchcase(name, i.probe))]
+        if not items:
+            return None
+
+        def intervene(values: mx.array, lo: int, hi: int, t: int | None = None, holding_only: bool = False):
+            B, T, _ = values.shape
+            at = None if t is None and token is None else (token or 0) + (t or 0)
+            full = mx.zeros((B, T, units), values.dtype)
+            full = mx.concatenate([full[..., :lo], values, full[..., hi:]], axis=-1)
+            for item in items:
+                if not (holding_only and item.kind == "scale"):
+                    full = _apply_one(item, name, full, at, None if item.heads is None else units)
+            return full[..., lo:hi]
+
+        return intervene
 
 
 def _apply_one(item: Intervention, name: str, out: mx.array, token: int | None, heads: int | None) -> mx.array:

@@ -8,7 +8,8 @@
                                                            (Hasani et al. 2021 eq. 1 by ncps's semi-implicit Euler
                                                            steps, ncps.torch 1.0.1 `LTCCell`); v = potentials
     m_t = h_t[motor]                      (cfc)            ncp.motor (ids 0..M-1, ncps numbering)
-    m_t = output_w * v_t[motor] + output_b  (ltc)          ncp.motor (ncps's affine output mapping)
+    m_t = output_w * v_t[motor] + output_b  (ltc)          ncp.motor (ncps's output mapping: affine as here,
+                                                           linear without output_b, or none)
     y_t = x_t + W_out m_t                                  ncp.out, out
 
 The neuron-level wiring is the block's AutoNCP (`block.wiring`, settings from `config.extra["ncps"]`). It lives
@@ -18,6 +19,12 @@ ff1/ff2, `block.param("neurons.rnn_cell.layer_L.sparsity_mask")`), not their pol
 masks the synapse activations (`neurons.rnn_cell.sparsity_mask`, `...sensory_sparsity_mask`) and the reversal
 potentials follow the polarity (`block.param("neurons.rnn_cell.erev")` is the effective erev of
 `xlstm_viz.neurons.LTC`: a flipped synapse uses -erev, the ncps state_dict's value).
+
+Settings (`config.extra["ncps"]`, `ncps_settings`): the AutoNCP's units, output_size, sparsity_level, seed; the
+CfC's mode; the LTC's input_mapping / output_mapping ("affine", "linear", null), ode_unfolds (semi-implicit Euler
+steps per token), epsilon (added to the potential update's denominator) and implicit_param_constraints (softplus
+on w, sensory_w, cm, gleak; false: ncps's explicit clipping after each training step, `LTC.apply_weight_constraints`,
+which `xlstm_viz.training.train` calls). A key that no block of the model reads is refused by name.
 
 The cell tables are `CFC_BLOCK` / `LTC_BLOCK` in `xlstm_viz.wiring.block_types` (one builder, `ncp_block_table`);
 `ncp.neurons` outputs every neuron's activity (CfC) or potential (LTC) per token, [B, S, units] in neuron-id order
@@ -40,9 +47,15 @@ from xlstm_viz.neurons import LTC, CfC, CfCCellConfig, LTCCellConfig, ltc_cell, 
 from xlstm_viz.wiring import AutoNCP
 from xlstm_viz.wiring.block_types import attach_block, attach_cell_function
 
-# "mode" is the CfC's (default | pure | no_gate); LTC blocks run ncps's LTC defaults (affine input and output
-# mappings, 6 ODE unfolds, epsilon 1e-8, softplus constraints), so ncps.torch LTC state_dicts load as they are.
-NCPS_DEFAULTS = {"units": 24, "output_size": 8, "sparsity_level": 0.5, "seed": 22222, "mode": "default"}
+# The AutoNCP's keys are every neuron block's; "mode" is the CfC's (default | pure | no_gate); the LTC's keys are
+# ncps.torch `LTC`'s arguments, defaulting to its defaults (affine input and output mappings, 6 ODE unfolds per
+# token, epsilon 1e-8 in the potential's denominator, softplus constraints), so ncps.torch LTC state_dicts load.
+NCPS_DEFAULTS = {"units": 24, "output_size": 8, "sparsity_level": 0.5, "seed": 22222, "mode": "default",
+                 "input_mapping": "affine", "output_mapping": "affine", "ode_unfolds": 6, "epsilon": 1e-8,
+                 "implicit_param_constraints": True}
+# The block types that read each key that is not the wiring's (a key no block of the model reads is refused)
+NCPS_KEY_READERS = {"mode": ("cfc",), **{k: ("ltc",) for k in ("input_mapping", "output_mapping", "ode_unfolds",
+                                                                 "epsilon", "implicit_param_constraints")}}
 _CFC_PARTS = ("ff1", "ff2", "time_a", "time_b")
 # the LTC cell's tensors by ncps name (rnn_cell.<name>); masks and erev come from the wiring as it is now
 _LTC_TENSORS = ("gleak", "vleak", "cm", "sigma", "mu", "w", "erev", "sparsity_mask", "sensory_sigma", "sensory_mu",
@@ -50,14 +63,44 @@ _LTC_TENSORS = ("gleak", "vleak", "cm", "sigma", "mu", "w", "erev", "sparsity_ma
                 "synapse_index", "sensory_synapse_index")
 
 
+def _check_setting(key: str, value):
+    """A named error for a value of `config.extra["ncps"][key]` of the wrong type or range."""
+    where = f"config field 'ncps' key {key!r}"
+    if key in ("units", "output_size", "seed", "ode_unfolds"):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if key == "seed" else 1):
+            raise ValueError(f"{where} must be an int >= {0 if key == 'seed' else 1}, got {value!r}")
+    elif key in ("sparsity_level", "epsilon"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"{where} must be a number, got {value!r}")
+        if key == "epsilon" and value < 0:
+            raise ValueError(f"{where} must be >= 0, got {value!r}")
+    elif key == "mode":
+        if value not in ("default", "pure", "no_gate"):
+            raise ValueError(f"{where} must be one of 'default', 'pure', 'no_gate', got {value!r}")
+    elif key in ("input_mapping", "output_mapping"):
+        if value not in ("affine", "linear", None):
+            raise ValueError(f"{where} must be 'affine', 'linear' or null (none), got {value!r}")
+    elif key == "implicit_param_constraints":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+
+
 def ncps_settings(config: XLSTMConfig) -> dict:
-    """The neuron blocks' settings, `config.extra["ncps"]` over NCPS_DEFAULTS (AutoNCP size, sparsity, seed, mode)."""
+    """The neuron blocks' settings, `config.extra["ncps"]` over NCPS_DEFAULTS (AutoNCP size, sparsity, seed; the
+    CfC's mode; the LTC's mappings, ODE unfolds, epsilon, constraints), each checked by name."""
     given = config.extra.get("ncps") or {}
     if not isinstance(given, dict):
         raise ValueError(f"config field 'ncps' must be an object, got {type(given).__name__}")
     unknown = sorted(set(given) - set(NCPS_DEFAULTS))
     if unknown:
         raise ValueError(f"config field 'ncps' has unknown key(s) {unknown}; known: {sorted(NCPS_DEFAULTS)}")
+    kinds = set(config.layer_types())
+    for key, value in given.items():
+        _check_setting(key, value)
+        readers = NCPS_KEY_READERS.get(key)
+        if readers is not None and not kinds & set(readers):
+            raise ValueError(f"config field 'ncps' key {key!r} is read only by {' / '.join(readers)} blocks, and "
+                             f"this model has none (block types: {sorted(kinds)}); remove it")
     return {**NCPS_DEFAULTS, **given}
 
 
@@ -68,9 +111,11 @@ def ncp_wiring(config: XLSTMConfig) -> AutoNCP:
                    seed=int(s["seed"]))
 
 
-def ltc_config(motor: int) -> LTCCellConfig:
-    """The LTC block's cell settings: ncps.torch `LTC`'s defaults."""
-    return LTCCellConfig(int(motor), "affine", "affine", 6, 1e-8, True)
+def ltc_config(motor: int, settings: dict) -> LTCCellConfig:
+    """The LTC block's cell settings, from `ncps_settings` (ncps.torch `LTC`'s defaults unless the config says)."""
+    return LTCCellConfig(int(motor), settings["input_mapping"], settings["output_mapping"],
+                         int(settings["ode_unfolds"]), float(settings["epsilon"]),
+                         bool(settings["implicit_param_constraints"]))
 
 
 def state_order(inter: int, command: int, motor: int) -> np.ndarray:
@@ -96,9 +141,13 @@ def cfc_neurons(x, w, state, p: CellParams):
     config = CfCCellConfig(ncps_settings(p.config)["mode"])
     B, S, _ = value.shape
     h = mx.zeros((B, I + C + M)) if state is None else mx.take(state, mx.array(order), axis=-1)
+    spans = [(M + C, M + C + I), (M, M + C), (0, M)]  # each layer's neuron ids
     seq = []
     for t in range(S):
-        _, h = wired_cfc_cell(value[:, t], layers, h, 1.0, config)
+        between = None
+        if p.intervene is not None:  # interventions inside the recurrence: on each layer's new h, by neuron id
+            between = lambda layer, x, t=t: p.intervene(x[:, None], *spans[layer], t)[:, 0]
+        _, h = wired_cfc_cell(value[:, t], layers, h, 1.0, config, between)
         seq.append(h)
     out = mx.take(mx.stack(seq, axis=1), to_ids, axis=-1)
     return out, out[:, -1]
@@ -113,22 +162,33 @@ def ltc_neurons(x, w, state, p: CellParams):
     prefix = p.params["prefix"]
     weights = {name: w(f"{prefix}.{name}") for name in _LTC_TENSORS}
     weights = {k: v for k, v in weights.items() if v is not None}  # synapse lists exist only for sparse masks
-    config = ltc_config(M)
+    config = ltc_config(M, ncps_settings(p.config))
     B, S, _ = value.shape
     v = mx.zeros((B, U)) if state is None else state
     seq = []
     for t in range(S):
-        _, v = ltc_cell(value[:, t], weights, v, 1.0, config)
+        clamp = None
+        if p.intervene is not None:  # inside the recurrence: zero / replace / patch hold v after every ODE unfold,
+            # a scale acts once per token (after the last unfold), not once per unfold
+            clamp = lambda v, last, t=t: p.intervene(v[:, None], 0, U, t, holding_only=not last)[:, 0]
+        _, v = ltc_cell(value[:, t], weights, v, 1.0, config, clamp)
         seq.append(v)
     out = mx.stack(seq, axis=1)
     return out, out[:, -1]
 
 
 def ltc_readout(x, w, state, p: CellParams):
-    """The LTC's motor neurons through ncps's affine output mapping: output_w * v[:M] + output_b."""
+    """The LTC's motor neurons through ncps's output mapping: affine output_w * v[:M] + output_b, linear
+    output_w * v[:M], none v[:M]."""
     v = one(x, "ltc_readout")
     prefix, M = p.params["prefix"], int(p.params["motor"])
-    return v[..., :M] * w(f"{prefix}.output_w") + w(f"{prefix}.output_b"), None
+    mapping = ncps_settings(p.config)["output_mapping"]
+    y = v[..., :M]
+    if mapping in ("affine", "linear"):
+        y = y * w(f"{prefix}.output_w")
+    if mapping == "affine":
+        y = y + w(f"{prefix}.output_b")
+    return y, None
 
 
 attach_cell_function("cfc_neurons", cfc_neurons)
@@ -168,6 +228,8 @@ class NeuronBlock(nn.Module):
 
 class CfCBlock(NeuronBlock):
     block_type = "cfc"
+    uses_polarity = False  # the NCPS tab offers no sign edit for it
+    synapse_rule = "A CfC uses whether a synapse exists, not its sign (as ncps)."
 
     def make_neurons(self, input_size, wiring, settings):
         return CfC(input_size, wiring, mode=str(settings["mode"]))
@@ -181,9 +243,11 @@ class CfCBlock(NeuronBlock):
 
 class LTCBlock(NeuronBlock):
     block_type = "ltc"
+    uses_polarity = True
+    synapse_rule = "An LTC uses the sign too (its reversal potentials follow the polarity)."
 
     def make_neurons(self, input_size, wiring, settings):
-        c = ltc_config(wiring.output_dim)
+        c = ltc_config(wiring.output_dim, settings)
         return LTC(input_size, wiring, input_mapping=c.input_mapping, output_mapping=c.output_mapping,
                    ode_unfolds=c.ode_unfolds, epsilon=c.epsilon, implicit_param_constraints=c.implicit_param_constraints)
 

@@ -21,7 +21,7 @@ from mlx.utils import tree_flatten
 from xlstm_viz.config import ConfigError, XLSTMConfig
 from xlstm_viz.dims import model_parameters
 # Block modules attach their cell functions and nn.Module to the registries when imported.
-from xlstm_viz.model import mlstm_block, neuron_block, orig_mlstm_block, slstm_block  # noqa: F401
+from xlstm_viz.model import mlstm_block, ncp_mlstm_block, ncp_slstm_block, neuron_block, orig_mlstm_block, slstm_block  # noqa: F401
 from xlstm_viz.model import activations, mlstm_kernels
 from xlstm_viz.model.forward import Executor, _check_ids, state_arrays, state_like
 from xlstm_viz.model.initialization import initialize
@@ -282,20 +282,22 @@ class XLSTM(nn.Module):
     def cell_heads(self, name: str) -> int | None:
         """How many heads the features of cell `name` split into, from its own block: the cell row's head rule
         (`wiring.block_types`; a cell added by an edit, its cell type's) and that block's dimensions: the block's
-        num_heads (an sLSTM block's is `slstm_num_heads`) for per-head cells, one head per feature for the gates.
-        None for a cell without heads: outside the blocks, head rule "none", or a block type without heads (CfC/LTC)."""
+        num_heads (an sLSTM block's is `slstm_num_heads`) for per-head cells, one head per feature for the gates and
+        a neuron block's per-neuron cells. None for a cell without heads: outside the blocks, head rule "none", or a
+        per-head cell of a block type without heads."""
         if not name.startswith("blocks."):
             return None
         _, j, local = name.split(".", 2)
         spec = self.cell_wirings[int(j)].cells.get(name)
-        heads = self.block_heads(int(j))
-        if spec is None or heads is None:
+        if spec is None:
             return None
         row = block_table(self.config.layer_types()[int(j)]).row(local)
         rule = row.head_rule() if row is not None else cell_type(spec.cell_type).heads
         if rule == "none":
             return None
-        return int(spec.params["features"]) if rule == "features" else heads
+        if rule == "features":  # one head per feature: a gate's heads, a neuron block's neurons
+            return int(spec.params["features"])
+        return self.block_heads(int(j))
 
     def block_heads(self, j: int) -> int | None:
         """Block j's head count, from its block type's dimensions (None: a block type without heads)."""

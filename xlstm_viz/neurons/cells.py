@@ -93,12 +93,14 @@ def cfc_cell(
 
 
 def wired_cfc_cell(
-    inputs: mx.array, layers: list[dict], h: mx.array, ts=1.0, config: CfCCellConfig = CfCCellConfig()
+    inputs: mx.array, layers: list[dict], h: mx.array, ts=1.0, config: CfCCellConfig = CfCCellConfig(),
+    between: Optional[Callable] = None,
 ) -> tuple[mx.array, mx.array]:
     """ncps `WiredCfCCell.forward`: one CfC cell per wiring layer, each fed by the previous layer's new state.
 
     The state is the layers' states concatenated in layer order (NCP: inter, command, motor); the output is the
-    last layer's state. Each layer's `weights` carries its own `sparsity_mask`.
+    last layer's state. Each layer's `weights` carries its own `sparsity_mask`. `between(layer, state)` (not
+    ncps's): an intervention on each layer's new state before it is kept and feeds the next layer.
     """
     sizes = [int(w["ff1.bias"].shape[0]) for w in layers]
     if h.shape[-1] != sum(sizes):
@@ -107,6 +109,8 @@ def wired_cfc_cell(
     x, new = inputs, []
     for weights, part in zip(layers, parts):
         x, _ = cfc_cell(x, weights, part, ts, config)
+        if between is not None:
+            x = between(len(new), x)
         new.append(x)
     return x, mx.concatenate(new, axis=-1)
 
@@ -129,7 +133,8 @@ class LTCCellConfig:
 
 
 def ltc_cell(
-    inputs: mx.array, weights: dict, v: mx.array, ts=1.0, config: LTCCellConfig = None
+    inputs: mx.array, weights: dict, v: mx.array, ts=1.0, config: LTCCellConfig = None,
+    clamp: Optional[Callable] = None,
 ) -> tuple[mx.array, mx.array]:
     """One LTC step (Hasani et al. 2021), ncps.torch `LTCCell.forward`: `ode_unfolds` semi-implicit Euler steps of
 
@@ -141,6 +146,8 @@ def ltc_cell(
 
     Optional `synapse_index` / `sensory_synapse_index` entries (from `synapse_index(mask)`, not ncps tensors) make
     the step evaluate only the pairs that have a synapse; the result is the same up to float32 summation order.
+    `clamp(v, last)` (not ncps's): an intervention on the potentials after every ODE unfold (last: the step's final
+    unfold), so a clamped value holds throughout the step.
     """
     c = config
     positive = nn.softplus if c.implicit_param_constraints else (lambda a: a)
@@ -171,11 +178,13 @@ def ltc_cell(
     synapses = prepare("")
     cm_t = positive(weights["cm"]) / (ts / c.ode_unfolds)
     gleak = positive(weights["gleak"])
-    for _ in range(c.ode_unfolds):
+    for unfold in range(c.ode_unfolds):
         num, den = drive(v, synapses)
         numerator = cm_t * v + gleak * weights["vleak"] + (num + num_sensory)
         denominator = cm_t + gleak + (den + den_sensory)
         v = numerator / (denominator + c.epsilon)
+        if clamp is not None:
+            v = clamp(v, unfold == c.ode_unfolds - 1)
 
     out = v[..., : c.motor_size] if c.motor_size < v.shape[-1] else v
     if c.output_mapping in ("affine", "linear"):

@@ -24,10 +24,14 @@ Registered block types: "mlstm" (the xLSTM-7B block; equations in xlstm_viz/mode
 in mlstm_cell.py), "slstm" (the original xLSTM's sLSTM block; equations in xlstm_viz/model/slstm_block.py, the
 recurrence in slstm_cell.py) and "orig_mlstm" (the original xLSTM's mLSTM block, xlstm_viz/model/orig_mlstm_block.py,
 on the same mlstm_cell.py recurrence), "cfc" and "ltc" (an AutoNCP-wired CfC / LTC neuron block,
-xlstm_viz/model/neuron_block.py, on xlstm_viz.neurons; tables from `ncp_block_table`). To add a block type: register its cell types here (or reuse these), a BlockTable
+xlstm_viz/model/neuron_block.py, on xlstm_viz.neurons; tables from `ncp_block_table`), "ncp_slstm" and "ncp_mlstm"
+(the same NCP with sLSTM / mLSTM memory cells as neurons, xlstm_viz/model/ncp_slstm_block.py and ncp_mlstm_block.py,
+on slstm_cell.py / mlstm_cell.py). To add a block type: register its cell types here (or reuse these), a BlockTable
 with `register_block_table`, then, in a model module imported by xlstm_viz/model/xlstm.py, attach each new type's
 function (`attach_cell_function`) and the block's nn.Module and dimensions (`attach_block`); slstm_block.py is a
-complete example. A newcomer looking for the sLSTM reads: its equations in model/slstm_block.py (module docstring)
+complete example; a neuron block (an NCP of neurons) takes its table from `ncp_block_table` and its module declares
+`wiring`, `uses_polarity` and `synapse_rule` (what the live NCPS tab offers), ncp_slstm_block.py is the example.
+A newcomer looking for the sLSTM reads: its equations in model/slstm_block.py (module docstring)
 and model/slstm_cell.py; the table that wires them, `SLSTM_BLOCK` below; its probes in execution/probes.py; the
 views that show them: dashboard/model_view.py (block and cell graphs, kinds from this table) and
 dashboard/trace_view.py + trace_tables.gate_panels (its gates and states over time, `SLSTM_BLOCK.panels`).
@@ -61,6 +65,8 @@ class CellType:
 
 
 CELL_TYPES: dict[str, CellType] = {}
+# Block-local probes whose interventions may act inside a neuron cell's recurrence (`ncp_block_table`'s neurons)
+INSIDE_PROBES = {"ncp.neurons"}
 
 
 def register_cell_type(cell_type: CellType) -> CellType:
@@ -110,6 +116,10 @@ for _t in (
     CellType("cfc_neurons", heads="features", state=("h",), kind="memory"),
     CellType("ltc_neurons", heads="features", state=("v",), kind="memory"),  # the LTC's potentials v, by neuron id
     CellType("ltc_readout", heads="features", kind="memory"),  # ncps's affine output mapping of the motor neurons
+    # sLSTM neurons of an NCP (model/ncp_slstm_block.py): [h; c; n; m; gates] per neuron and token, by neuron id
+    CellType("ncp_slstm_memory", heads="features", state=("c", "n", "m", "h"), kind="memory"),
+    # mLSTM neurons of an NCP (model/ncp_mlstm_block.py): [h; r; o] per neuron and token; state: each layer's C, n, m
+    CellType("ncp_mlstm_memory", heads="features", state=("C", "n", "m"), kind="memory"),
 ):
     register_cell_type(_t)
 
@@ -485,32 +495,49 @@ ORIG_MLSTM_BLOCK = register_block_table(BlockTable(
 # potentials' polarity, are read live from the wiring), motor neurons -> W_out -> residual. `ncp.neurons` is per
 # neuron ("features": one statistic per neuron). The cfc and ltc tables differ only in the neuron cell and the
 # motor readout (the CfC's motor neurons are its output; the LTC's go through ncps's affine output mapping).
-def ncp_block_table(name: str, neurons: str, motor: CellRow, activity: str) -> BlockTable:
+# A neuron cell with several per-neuron outputs (`memory`: the ncp_slstm neurons' h, c, n, m and gates, concatenated)
+# is the stateful cell `ncp.memory`, and `ncp.neurons` plus one cell per further output are slices of it.
+def ncp_block_table(name: str, neurons: str, motor: CellRow, activity: str,
+                    memory: tuple[tuple[str, str], ...] = ()) -> BlockTable:
+    """memory: (cell local name, title) of each per-neuron output of the neuron cell `neurons`, in its output order;
+    the first is "ncp.neurons". Empty: `neurons` outputs ncp.neurons itself."""
+    # "inside": the probe whose interventions with inside=True the neuron cell applies in its recurrence
+    per_neuron = {"prefix": "neurons.rnn_cell" if not memory else "neurons", "inside": "ncp.neurons"}
+    neuron_extra = lambda d: {**per_neuron, "units": d["U"], "inter": d["I"], "command": d["C"], "motor": d["M"]}
+    if memory:
+        if memory[0][0] != "ncp.neurons":
+            raise ValueError(f"block table {name!r}: the neuron cell's first output must be 'ncp.neurons'")
+        cells = (CellRow("ncp.memory", neurons, features=lambda d: len(memory) * d["U"], heads="features",
+                         extra=neuron_extra),
+                 *(CellRow(local, "state_slice", features=lambda d: d["U"], heads="features", kind="memory",
+                           extra=lambda d, k=k: {"offset": k * d["U"], "width": d["U"]})
+                   for k, (local, _) in enumerate(memory)))
+        into = (("ncp.norm_in", "ncp.memory"), *(("ncp.memory", local) for local, _ in memory))
+        panels = tuple((local, "mean", f"{title} (per neuron)") for local, title in memory[:4])
+    else:
+        cells = (CellRow("ncp.neurons", neurons, features=lambda d: d["U"], extra=neuron_extra),)
+        into = (("ncp.norm_in", "ncp.neurons"),)
+        panels = (("ncp.neurons", "mean", f"neuron {activity} (per neuron)"),)
     return BlockTable(
         name,
         cells=(
             CellRow("in", "block_input", features=lambda d: d["D"]),
             CellRow("ncp.norm_in", "rmsnorm", "norm_ncp.weight", lambda d: [d["D"]]),
-            CellRow("ncp.neurons", neurons, features=lambda d: d["U"],
-                    extra=lambda d: {"prefix": "neurons.rnn_cell", "units": d["U"], "inter": d["I"],
-                                     "command": d["C"], "motor": d["M"]}),
+            *cells,
             motor,
             CellRow("ncp.out", "linear", "out_proj.weight", lambda d: [d["D"], d["M"]], kind="residual"),
             CellRow("out", "residual", features=lambda d: d["D"]),
         ),
         connections=(
             ("in", "ncp.norm_in"),
-            ("ncp.norm_in", "ncp.neurons"),
+            *into,
             ("ncp.neurons", "ncp.motor"),
             ("ncp.motor", "ncp.out"),
             ("in", "out"),
             ("ncp.out", "out"),
         ),
         dims=("D", "U", "I", "C", "M"),
-        panels=(
-            ("ncp.neurons", "mean", f"neuron {activity} (per neuron)"),
-            ("ncp.motor", "mean", "motor neurons"),
-        ),
+        panels=(*panels, ("ncp.motor", "mean", "motor neurons")),
     )
 
 
@@ -524,3 +551,25 @@ LTC_BLOCK = register_block_table(ncp_block_table(
     CellRow("ncp.motor", "ltc_readout", features=lambda d: d["M"], heads="features",
             extra=lambda d: {"prefix": "neurons.rnn_cell", "motor": d["M"]}),  # output_w * v[:M] + output_b
     "potential"))
+
+# ncp_slstm (xlstm_viz/model/ncp_slstm_block.py): the same NCP, each neuron an sLSTM scalar memory cell. Its memory
+# cell's outputs, in order (each [B, S, units] by neuron id); the gates are the raw pre-activations.
+NCP_SLSTM_OUTPUTS = ("h", "c", "n", "m", "i", "f", "z", "o")
+_NCP_SLSTM_CELLS = (("ncp.neurons", "hidden h"), ("ncp.c", "cell state c"), ("ncp.n", "normalizer n"),
+                    ("ncp.m", "stabilizer m"), ("ncp.igate", "input gate raw i"), ("ncp.fgate", "forget gate raw f"),
+                    ("ncp.zgate", "cell input raw z"), ("ncp.ogate", "output gate raw o"))
+NCP_SLSTM_BLOCK = register_block_table(ncp_block_table(
+    "ncp_slstm", "ncp_slstm_memory",
+    CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
+            extra=lambda d: {"offset": 0, "width": d["M"]}),
+    "hidden h", memory=_NCP_SLSTM_CELLS))
+
+# ncp_mlstm (xlstm_viz/model/ncp_mlstm_block.py): each NCP layer one mLSTM head whose value features are its neurons.
+# Its memory cell's outputs, in order: h = o * r, the readout r (memory plus in-layer synapses), the output gate o.
+NCP_MLSTM_OUTPUTS = ("h", "r", "o")
+NCP_MLSTM_BLOCK = register_block_table(ncp_block_table(
+    "ncp_mlstm", "ncp_mlstm_memory",
+    CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
+            extra=lambda d: {"offset": 0, "width": d["M"]}),
+    "hidden h", memory=(("ncp.neurons", "hidden h = o r"), ("ncp.readout", "memory readout r"),
+                        ("ncp.ogate", "output gate o"))))
