@@ -72,7 +72,7 @@ def test_original_blocks_final_states_match_the_official_step(official, mode):
 
 
 def test_original_mlstm_memory_norms_end_at_the_official_final_state(golden_dir):
-    """The trace's memory norms (host recurrence, k scaled like the cell) end at the official final C and n."""
+    """The trace's memory norms (the cell's own, over its k scaled by 1/sqrt(DH)) end at the official final C and n."""
     model = _official_as_registry_model(golden_dir / "orig_mixed")
     ref = np.load(golden_dir / "orig_mixed" / "reference.npz")
     trace = model.run_with_trace(mx.array(ref["input_ids"]))
