@@ -465,11 +465,11 @@ def test_a_trace_asks_the_memory_cell_only_for_the_norms_its_probes_need(model, 
 
 
 @pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
-@pytest.mark.parametrize("table, path", [("mlx", "host"), ("fused", "host"), ("fused", "device")])
+@pytest.mark.parametrize("table, path", [("mlx", "host"), ("fused", "host")])
 def test_every_gpu_memory_path_gives_the_norms_of_the_cells_mlx_trace(model, ids, run_mode, table, path):
-    # GPUs get memory norms three ways: the cell's MLX trace (the reference here), the host recurrence with k, v,
-    # i, f riding in the stats copy, and (CUDA) the recurrence inside the fused launch. A given state is read back,
-    # the executor's zero state is not.
+    # GPUs get memory norms two ways: the cell's MLX trace (the reference here) and the host recurrence with k, v,
+    # i, f riding in the stats copy (the compiled table or the fused CUDA launch). A given state is read back, the
+    # executor's zero state is not.
     from xlstm_viz.execution import stats_gpu
     from xlstm_viz.execution.executor import Executor
     from xlstm_viz.execution.trace import Recorder
@@ -494,9 +494,9 @@ def test_every_gpu_memory_path_gives_the_norms_of_the_cells_mlx_trace(model, ids
 
 def test_memory_path_defaults_follow_the_backend_and_the_memory_size(model):
     # The host recurrence pays on the CPU device, and on a GPU only for small memories (HOST_MEMORY_MAX_MACS, known
-    # from the tokens' shape); the fused CUDA launch runs the recurrence itself up to DEVICE_MEMORY_MAX_MACS.
+    # from the tokens' shape), with the compiled table and the fused CUDA launch alike.
     from xlstm_viz.execution import stats_gpu
-    from xlstm_viz.execution.trace import DEVICE_MEMORY_MAX_MACS, HOST_MEMORY_MAX_MACS, Recorder
+    from xlstm_viz.execution.trace import HOST_MEMORY_MAX_MACS, Recorder
 
     small, big = (1, 8), (1, HOST_MEMORY_MAX_MACS)  # big: B * S alone reaches the limit
     assert Recorder(model, None, "stats", stats_on="kernel").memory_on == "host"
@@ -505,13 +505,7 @@ def test_memory_path_defaults_follow_the_backend_and_the_memory_size(model):
     assert Recorder(model, None, "stats", stats_on="mlx", tokens_shape=big).memory_on == "trace"
     assert Recorder(model, None, "stats", stats_on="mlx").memory_on == "trace"  # size unknown
     if stats_gpu.available():
-        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=small).memory_on == "device"
-        assert Recorder(model, None, "stats", stats_on="fused").memory_on == "device"
-        huge = (1, DEVICE_MEMORY_MAX_MACS)
-        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=huge).memory_on == "trace"
-    with pytest.raises(ValueError, match="memory_on='device' needs stats_on='fused' and a value head of at most 2048 "
-                                         "features; got stats_on='mlx'"):
-        Recorder(model, None, "stats", stats_on="mlx", memory_on="device")
-    with pytest.raises(ValueError, match="memory_on must be one of .* got 'gpu'"):
-        Recorder(model, None, "stats", memory_on="gpu")
-    assert stats_gpu.memory_fits(256, 512) and not stats_gpu.memory_fits(2, 4096)  # xLSTM-7B fits; DV > 2048 not
+        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=small).memory_on == "host"
+        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=big).memory_on == "trace"
+    with pytest.raises(ValueError, match="memory_on must be one of .* got 'device'"):
+        Recorder(model, None, "stats", memory_on="device")  # the fused launch's own recurrence is gone

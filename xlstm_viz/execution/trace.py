@@ -26,13 +26,7 @@ from xlstm_viz.execution.stats import (
 
 TRACE_MODES = ("stats", "full")
 STATS_BACKENDS = (None, "kernel", "numpy", "mlx", "fused")
-MEMORY_PATHS = (None, "host", "device", "trace")
-# With the fused CUDA launch a block's memory norms come from the launch's own recurrence up to this many
-# multiply-adds (B * S * NH * DQK * DV), from the cell's MLX trace beyond. Measured on an H100 (2 blocks, 4 heads):
-# the launch's recurrence was faster for D=128 at 64 to 2048 tokens (up to 4M) and for D=512 at 64 tokens (2M), level
-# for D=1024 at 64 tokens (8M), and 2-9% of the forward slower at 512 tokens and more for D=512 and D=1024 (17M and
-# up): its chain over the tokens is serial, the trace's chunks are not.
-DEVICE_MEMORY_MAX_MACS = 8_000_000
+MEMORY_PATHS = (None, "host", "trace")
 # On a GPU without the fused launch a block's memory norms come from the host recurrence when it costs at most this many multiply-adds
 # (B * S * NH * DQK * DV). Measured on an H100: the cell's MLX memory trace cost about 0.4 ms of launches per block
 # of the demo (benchmarks/trace_phases.py: 0.85 ms for two blocks at 64 tokens), whatever S; the host recurrence
@@ -40,10 +34,38 @@ DEVICE_MEMORY_MAX_MACS = 8_000_000
 HOST_MEMORY_MAX_MACS = 400_000
 
 
+def to_host(a) -> np.ndarray:
+    """An MLX array as numpy (bf16 widened to float32, which numpy lacks); numpy arrays pass as they are."""
+    if isinstance(a, mx.array):
+        return np.array(a.astype(mx.float32) if a.dtype == mx.bfloat16 else a)
+    return a
+
+
+class _HostOnRead:
+    """A dataclass field that also takes an MLX array, brought to the host (numpy) at its first read: a trace's
+    logits are its largest part (412 MB of float32 at 7B and 2,048 tokens, five times all its stats), and copying
+    them at once made a GPU stats trace pay for a transfer that many uses of it never read."""
+
+    def __set_name__(self, owner, name):
+        self._slot = "_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            raise AttributeError(self._slot[1:])  # the dataclass reads this as "no default"
+        value = getattr(obj, self._slot)
+        if isinstance(value, mx.array):
+            value = to_host(value)
+            setattr(obj, self._slot, value)
+        return value
+
+    def __set__(self, obj, value):
+        setattr(obj, self._slot, value)
+
+
 @dataclass
 class Trace:
     tokens: np.ndarray  # [B, S]
-    logits: np.ndarray  # [B, S, V]
+    logits: np.ndarray = _HostOnRead()  # [B, S, V]; given as an MLX array, read to the host at first use
     probes: list[str]
     stats: dict[str, dict[str, np.ndarray]]  # probe -> stat -> [B, S, H]
     full: dict[str, np.ndarray] = field(default_factory=dict)
@@ -127,22 +149,22 @@ class Recorder:
     one copy. On the CPU device a numba kernel reduces MLX's buffers in place (`stats.kernel_stats`);
     `stats_on="numpy"` selects the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t), by
     `memory_on`, all over what the memory cell received and from the state it started with:
-    - "host": the numba recurrence (`stats.memory_stats`); the default on the CPU device, and on other GPUs for
+    - "host": the numba recurrence (`stats.memory_stats`); the default on the CPU device, and on GPUs for
       blocks small enough (`HOST_MEMORY_MAX_MACS`, given `tokens_shape`), whose k, v, i, f then ride in the table;
-    - "device": the recurrence inside the fused CUDA launch; the default there up to `DEVICE_MEMORY_MAX_MACS`;
     - "trace": the cell's own MLX trace (chunkwise: the Gram reconstruction); everywhere else, and always with
       `stats_on="numpy"`.
     sigmoid(f) and exp(i - m) are computed on the host from the gate values. All paths are tested against each other.
     """
 
     stepping = False
+    host_logits = _HostOnRead()  # set by finish(logits): numpy at its first read
 
     def __init__(self, model, probes, mode: str, stats_on: str | None = None, tokens_shape=None,
                  memory_on: str | None = None):
         # stats_on: "kernel" (numba, CPU device), "numpy" (reference), "mlx" (compiled MLX table, any device) or
         # "fused" (one CUDA launch); None picks by device: kernel on the CPU, fused on CUDA, mlx elsewhere (Metal).
-        # memory_on (where the memory norms come from): "host" (the numba recurrence), "device" (the fused launch),
-        # "trace" (the cell's MLX trace); None picks the cheapest for the backend, the model and tokens_shape.
+        # memory_on (where the memory norms come from): "host" (the numba recurrence) or "trace" (the cell's MLX
+        # trace); None picks the cheaper for the backend, the model and tokens_shape.
         if stats_on not in STATS_BACKENDS:
             raise ValueError(f"stats_on must be one of {STATS_BACKENDS}, got {stats_on!r}")
         if mode not in TRACE_MODES:
@@ -161,27 +183,17 @@ class Recorder:
             for wiring in model.cell_wirings for name, spec in wiring.cells.items()
             if spec.cell_type == "mlstm_memory" and spec.params.get("scale_k")
         }
-        # The fused launch's memory jobs take the 7B config's head dims; orig_mlstm memories have their own (I / NH),
-        # so their norms come from the host recurrence or the cell's trace (not measured on a GPU).
-        fits = stats_gpu.memory_fits(config.qk_head_dim, config.v_head_dim) and not self._scaled_k
         if memory_on is None:
             macs = None if tokens_shape is None else (
                 tokens_shape[0] * tokens_shape[1] * config.num_heads * config.qk_head_dim * config.v_head_dim)
             # numba is imported only where the host recurrence is wanted (it costs ~0.5 s at the first trace)
-            host = (stats_on == "kernel" or (stats_on == "mlx" and macs is not None and macs <= HOST_MEMORY_MAX_MACS)
-                    ) and kernels_available()
-            device = stats_on == "fused" and fits and (macs is None or macs <= DEVICE_MEMORY_MAX_MACS)
-            memory_on = "device" if device else "host" if host else "trace"
-        elif memory_on == "device" and (stats_on != "fused" or not fits):
-            raise ValueError(
-                "memory_on='device' needs stats_on='fused' and a value head of at most "
-                f"{stats_gpu.THREADS * stats_gpu.MAX_ENTRIES_PER_THREAD} features; got stats_on={stats_on!r} and "
-                f"DQK x DV = {config.qk_head_dim} x {config.v_head_dim}"
-                + (" (and no orig_mlstm blocks, whose heads are their own)" if self._scaled_k else ""))
+            small = macs is not None and macs <= HOST_MEMORY_MAX_MACS
+            host = (stats_on == "kernel" or (stats_on in ("mlx", "fused") and small)) and kernels_available()
+            memory_on = "host" if host else "trace"
         elif memory_on == "host" and not kernels_available():
             raise ValueError("memory_on='host' needs the numba kernels, which could not be imported")
         self.memory_on = memory_on
-        self._head_dims = (config.qk_head_dim, config.v_head_dim)
+        self.host_logits = None
         self.names = select_probes(model, probes)
         self.selected = set(self.names)
         self.full_mode = mode == "full"
@@ -191,7 +203,7 @@ class Recorder:
         self._memory_blocks = {
             int(n.split(".")[1]) for n in self.names if self._local.get(n) in ("mlstm.memory", "mlstm.igate")
         }
-        # block -> per span: k, v, i, f and the entering state (host, device), or C_norm, n_norm, m [B, S, NH] (trace)
+        # block -> per span: k, v, i, f and the entering state (host), or C_norm, n_norm, m [B, S, NH] (trace)
         self._memory: dict[int, dict[str, list]] = {}
         self._fgates = [n for n in self.names if self._local.get(n) == "mlstm.fgate"]
 
@@ -228,8 +240,8 @@ class Recorder:
                     record.setdefault(key, []).append(value.transpose(0, 2, 1))
 
     def finish(self, logits: mx.array | None = None) -> tuple[dict, dict]:
-        """(stats, full tensors) as numpy. Given the forward's logits, also sets `self.host_logits`; on a GPU they ride
-        in the same device-to-host copy as the stats."""
+        """(stats, full tensors) as numpy. Given the forward's logits, also sets `self.host_logits`: evaluated with the
+        stats, brought to the host when first read."""
         cat = lambda parts: mx.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
         outputs = {p: cat(v) for p, v in self._outputs.items()}
         arrays, layout, names = [], [], []  # names: (probe, stat, input index) per recorded quantity
@@ -253,46 +265,39 @@ class Recorder:
             names.append((probe, None, index[key]))
             if local in GATE_CELLS:
                 names.append((probe, "value", add(out, width, heads, 0)))
-        # Memory norms: the MLX trace's norms ride in the table; the fused launch runs the recurrences itself; for
-        # the host recurrence, on a GPU k, v, i, f ride in the table (one copy to the host with the stats), on the
+        # Memory norms: the MLX trace's norms ride in the table; for the host recurrence, on a GPU k, v, i, f ride in the table (one copy to the host with the stats), on the
         # CPU device they are read in place.
         in_table: dict[int, dict[str, int]] = {}  # block -> key -> table input
         host_memory: dict[int, tuple] = {}  # block -> (k, v, i, f as MLX arrays, or None: in the table; state or None)
-        on_device: list[tuple[int, stats_gpu.Memory]] = []
         for j, record in self._memory.items():
             if self.memory_on == "trace":
                 in_table[j] = {k: add(cat(v), v[0].shape[-1], 1, 0) for k, v in record.items()}
-            elif self.memory_on == "device":
-                on_device.append((j, stats_gpu.Memory(*(cat(record[k]) for k in "kvif"), record["state"],
-                                                      self.num_heads)))
             elif self.stats_on in ("mlx", "fused"):
                 in_table[j] = {k: add(cat(record[k]), record[k][0].shape[-1], 1, 0) for k in "kvif"}
                 host_memory[j] = (None, record["state"])
             else:
                 host_memory[j] = ([cat(record[k]) for k in "kvif"], record["state"])
         full = {p: outputs[p] for p in outputs} if self.full_mode else {}
-        logits_input = None
-        if logits is not None and self.stats_on in ("mlx", "fused"):
-            logits_input = add(logits, logits.shape[-1], 1, 0)
-        if not arrays and not on_device:
-            self.host_logits = None if logits is None else np.array(logits)
+        # The logits are evaluated with the stats (one pass over the graph) but stay on the device until read.
+        self.host_logits = logits
+        extra = [] if logits is None else [logits]
+        if not arrays:
+            mx.eval(extra)
             return {}, {}
         layout = tuple(layout)
         states = [a for _, state in host_memory.values() for a in state or ()]
-        device_norms = {}
         if self.stats_on == "fused":
-            packed, plan = stats_gpu.pack(arrays, layout, [memory for _, memory in on_device], self._head_dims)
-            mx.eval(packed, full, states)
-            columns, norms = stats_gpu.unpack(np.array(packed), plan)
-            device_norms = {j: values for (j, _), values in zip(on_device, norms)}
+            packed, plan = stats_gpu.pack(arrays, layout)
+            mx.eval(packed, full, states, extra)
+            columns = stats_gpu.unpack(np.array(packed, copy=False), plan)  # a view of the one host copy
         elif self.stats_on == "mlx":
             table = stats_table(layout)(*arrays)
-            mx.eval(table, full, states)
+            mx.eval(table, full, states, extra)
             table = np.array(table)
             columns = [{stat: table[..., sl] for stat, sl in c} for c in table_slices(layout)]
         else:
             arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
-            mx.eval(arrays, full, [a for kvif, _ in host_memory.values() for a in kvif or ()], states)
+            mx.eval(arrays, full, [a for kvif, _ in host_memory.values() for a in kvif or ()], states, extra)
             host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
             columns = (kernel_stats if self.stats_on == "kernel" else numpy_stats)(host, layout)
         stats: dict[str, dict[str, np.ndarray]] = {}
@@ -305,12 +310,8 @@ class Recorder:
         for j, (kvif, state) in host_memory.items():
             kvif = [norms[j][k] for k in "kvif"] if kvif is None else [np.array(a if a.dtype == mx.float32 else a.astype(mx.float32), copy=False) for a in kvif]  # bf16 compute_dtype
             norms[j] = self._host_norms(kvif, state)
-        norms.update(device_norms)
         self._gate_and_memory_stats(stats, norms)
-        if logits is not None:
-            self.host_logits = columns[logits_input]["raw"] if logits_input is not None else np.array(logits)
-        to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
-        return stats, {p: to_np(v) for p, v in full.items()}
+        return stats, {p: to_host(v) for p, v in full.items()}
 
     def _host_norms(self, kvif: list[np.ndarray], state) -> dict[str, np.ndarray]:
         # state None: the executor's zero state, nothing to read from the device
@@ -342,7 +343,7 @@ def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode:
         "interventions": [i.describe() for i in model.interventions.list()],
     }
     probes_recorded = [p for p in recorder.names if p in stats]
-    return Trace(np.array(input_ids), np.ascontiguousarray(recorder.host_logits), probes_recorded, stats, full, meta)
+    return Trace(np.array(input_ids), recorder._host_logits, probes_recorded, stats, full, meta)
 
 
 XLSTM.run_with_trace = run_with_trace  # model.run_with_trace(ids, ...): the model does not import execution
