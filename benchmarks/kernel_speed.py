@@ -245,7 +245,7 @@ def trace_phases(model, ids, repeats=3) -> dict:
     from xlstm_viz.execution.trace import Executor, Recorder
 
     def observed():
-        recorder = Recorder(model, None, "stats", tokens_shape=tuple(ids.shape))
+        recorder = Recorder(model, None, "stats")
         logits, _ = Executor(model).forward_observed(ids, mode="chunkwise", observer=recorder)
         return recorder, logits
 

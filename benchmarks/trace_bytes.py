@@ -48,7 +48,7 @@ def main():
 
     trace_module.stats_table = spy
     try:
-        recorder = trace_module.Recorder(model, None, "stats", stats_on="mlx", memory_on="trace")
+        recorder = trace_module.Recorder(model, None, "stats", stats_on="mlx")
         logits, _ = trace_module.Executor(model).forward_observed(ids, mode="chunkwise", observer=recorder)
         recorder.finish(logits)
     finally:

@@ -55,7 +55,7 @@ def main():
 
     def traced(probes=None, key=None):
         t0 = time.perf_counter()
-        recorder = trace_module.Recorder(model, probes, "stats", tokens_shape=tuple(ids.shape))  # as run_with_trace
+        recorder = trace_module.Recorder(model, probes, "stats")  # as run_with_trace
         t1 = time.perf_counter()
         logits, _ = Executor(model).forward_observed(ids, observer=recorder)
         t2 = time.perf_counter()
@@ -76,7 +76,7 @@ def main():
 
     def held_only():
         t0 = time.perf_counter()
-        recorder = trace_module.Recorder(model, None, "stats", tokens_shape=tuple(ids.shape))
+        recorder = trace_module.Recorder(model, None, "stats")
         logits, _ = Executor(model).forward_observed(ids, observer=recorder)
         held = [a for parts in recorder._outputs.values() for a in parts]
         held += [a for record in recorder._memory.values() for parts in record.values() for a in parts or ()]

@@ -7,6 +7,7 @@ import pytest
 import xlstm_viz
 from xlstm_viz.execution import Debugger, Trace
 
+from memory_reference import reference_norms
 from tolerances import assert_close_to_scale
 
 pytestmark = pytest.mark.numerical
@@ -200,23 +201,35 @@ def _stats(model, ids, probes, run_mode, backend, state=None):
     return recorder.finish()[0]
 
 
-def test_memory_stats_continue_from_a_given_state_on_every_backend(model, ids):
-    _, state = model(ids)
+@pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
+def test_memory_norms_are_the_recurrence_over_what_the_cell_received_on_every_backend(model, ids, run_mode):
+    # The memory cell's own trace is the one source of memory norms: every stats backend passes it through, from
+    # the zero state and from a given state (read back, not assumed zero), and it is the recurrence of the test
+    # reference over the k, v, i, f the cell received.
+    from xlstm_viz.execution import stats_gpu
+
+    _, state = model(ids[:, :3])
     probes = ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate"]
-    fresh = _stats(model, ids, probes, "chunkwise", "kernel")
-    host = _stats(model, ids, probes, "chunkwise", "kernel", state=state)
-    device = _stats(model, ids, probes, "chunkwise", "mlx", state=state)
-    for probe in ("blocks.0.mlstm.memory", "blocks.1.mlstm.memory"):
-        assert not np.allclose(host[probe]["C_norm"], fresh[probe]["C_norm"])  # the state was used
-        for stat in ("m", "n_norm", "C_norm"):
-            np.testing.assert_allclose(host[probe][stat], device[probe][stat], rtol=1e-4, atol=1e-5, err_msg=stat)
-    np.testing.assert_allclose(host["blocks.1.mlstm.igate"]["exp"], device["blocks.1.mlstm.igate"]["exp"], rtol=1e-4)
+    backends = ("kernel", "numpy", "mlx") + (("fused",) if stats_gpu.available() else ())
+    for given in (None, state):
+        want = reference_norms(model, ids, run_mode, given)
+        for backend in backends:
+            got = _stats(model, ids, probes, run_mode, backend, state=given)
+            for j in range(model.config.num_blocks):
+                memory = got[f"blocks.{j}.mlstm.memory"]
+                for stat, ulps in (("m", 400), ("n_norm", 2000), ("C_norm", 2000)):
+                    assert_close_to_scale(memory[stat], want[j][stat], ulps, f"{backend} {given is None} {j} {stat}")
+                igate = got[f"blocks.{j}.mlstm.igate"]
+                np.testing.assert_allclose(igate["exp"], np.exp(igate["value"] - want[j]["m"]), rtol=1e-4)
+    fresh = _stats(model, ids, probes, run_mode, "kernel")
+    again = _stats(model, ids, probes, run_mode, "kernel", state=state)
+    assert not np.allclose(again["blocks.0.mlstm.memory"]["C_norm"], fresh["blocks.0.mlstm.memory"]["C_norm"])
 
 
 @pytest.mark.parametrize("backend", ["kernel", "mlx"])
 def test_chunkwise_memory_reconstruction_matches_recurrent_states(model, ids, backend):
-    # mlx: the cell's own trace, the Gram reconstruction in chunkwise mode against the per-step states in recurrent
-    # mode; kernel: the host recurrence over what the memory cell received, in both modes.
+    # The cell's own trace in both modes: the Gram reconstruction in chunkwise mode against the per-step states in
+    # recurrent mode, whichever backend reduces the probes.
     chunk = _stats(model, ids, "blocks.*.mlstm.memory", "chunkwise", backend)
     rec = _stats(model, ids, "blocks.*.mlstm.memory", "recurrent", backend)
     assert set(chunk) == {"blocks.0.mlstm.memory", "blocks.1.mlstm.memory"}
@@ -350,8 +363,8 @@ def test_nan_breakpoint_points_to_the_first_cell_that_produced_it(model, ids):
 
 
 def test_every_stats_backend_agrees_with_the_numpy_reference(model, ids):
-    # CI has only the CPU device (the kernel, with the memory recurrence on the host); the compiled MLX table and the
-    # cell's MLX memory trace (chunkwise: the Gram reconstruction) that GPUs use must give the same stats.
+    # CI has only the CPU device (the numba kernel); the compiled MLX table that GPUs use must give the same stats, and
+    # every backend passes the memory cell's own norms through.
     from xlstm_viz.execution.executor import Executor
     from xlstm_viz.execution.trace import Recorder
 
@@ -394,22 +407,22 @@ def test_bfloat16_weights_trace_alike_on_every_backend(model, ids):
                                        err_msg=f"{probe}.{stat}")
 
 
-def test_host_memory_stats_follow_edits_of_what_the_memory_cell_receives(model, ids):
-    # The host recurrence reads the memory cell's inputs as the wiring delivered them: a flipped k and a disabled
-    # forget gate change C and n, and the kernel path must agree with the cell's own MLX trace.
+@pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
+def test_memory_norms_of_an_edited_wiring_are_the_recurrence_over_what_the_cell_received(model, ids, run_mode):
+    # A flipped k, a disabled forget gate and a scaled v reach the memory cell; its norms, token by token, are the
+    # reference recurrence over those edited inputs (not over the probes' unedited values).
     probes = ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate"]
-    before = _stats(model, ids, probes, "chunkwise", "kernel")
+    before = _stats(model, ids, probes, run_mode, "kernel")
     wiring = model.cell_wirings[1]
     wiring.set_polarity("blocks.1.mlstm.k", "blocks.1.mlstm.memory", -1)
     wiring.set_enabled("blocks.1.mlstm.fgate", "blocks.1.mlstm.memory", False)
     model.interventions.add("blocks.1.mlstm.v", "scale", value=2.0)
-    host = _stats(model, ids, probes, "chunkwise", "kernel")
-    device = _stats(model, ids, probes, "chunkwise", "mlx")
+    after = _stats(model, ids, probes, run_mode, "kernel")
+    want = reference_norms(model, ids, run_mode)[1]
     memory = "blocks.1.mlstm.memory"
-    assert not np.allclose(host[memory]["C_norm"], before[memory]["C_norm"])
-    for stat in ("m", "n_norm", "C_norm"):
-        np.testing.assert_allclose(host[memory][stat], device[memory][stat], rtol=1e-4, atol=1e-5, err_msg=stat)
-    np.testing.assert_allclose(host["blocks.1.mlstm.igate"]["exp"], device["blocks.1.mlstm.igate"]["exp"], rtol=1e-4)
+    assert not np.allclose(after[memory]["C_norm"], before[memory]["C_norm"])
+    for stat, ulps in (("m", 400), ("n_norm", 2000), ("C_norm", 2000)):
+        assert_close_to_scale(after[memory][stat], want[stat], ulps, stat)
 
 
 @pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
@@ -443,11 +456,10 @@ def test_a_trace_asks_the_memory_cell_only_for_the_norms_its_probes_need(model, 
     from xlstm_viz.execution.trace import Recorder
     from xlstm_viz.model.mlstm_cell import MemoryTrace
 
-    gate_only = Recorder(model, "blocks.*.mlstm.igate", "stats", stats_on="mlx", memory_on="trace")
+    gate_only = Recorder(model, "blocks.*.mlstm.igate", "stats", stats_on="mlx")
     assert gate_only.wants_memory_trace(0) == ("m",)
-    assert Recorder(model, "blocks.*.mlstm.memory", "stats", memory_on="trace").wants_memory_trace(1) == MemoryTrace.FIELDS
-    assert not Recorder(model, "blocks.*.mlstm.q", "stats", memory_on="trace").wants_memory_trace(0)
-    assert not Recorder(model, "blocks.*.mlstm.memory", "stats", memory_on="host").wants_memory_trace(0)
+    assert Recorder(model, "blocks.*.mlstm.memory", "stats").wants_memory_trace(1) == MemoryTrace.FIELDS
+    assert not Recorder(model, "blocks.*.mlstm.q", "stats").wants_memory_trace(0)
     seen = []
     on_cell = gate_only.on_cell
     gate_only.on_cell = lambda event: (seen.append(event.memory_trace) if getattr(event, "memory_trace", None) else None,
@@ -456,59 +468,12 @@ def test_a_trace_asks_the_memory_cell_only_for_the_norms_its_probes_need(model, 
     gate = gate_only.finish()[0]
     assert len(seen) >= model.config.num_blocks  # recurrent mode: one event per block and token
     assert all(t.C_norm is None and t.n_norm is None and t.m is not None for t in seen)
-    both = Recorder(model, ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate"], "stats", stats_on="mlx", memory_on="trace")
+    both = Recorder(model, ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate"], "stats", stats_on="mlx")
     Executor(model).forward_observed(ids, mode=run_mode, observer=both)
     both = both.finish()[0]
     for j in range(model.config.num_blocks):
         probe = f"blocks.{j}.mlstm.igate"
         np.testing.assert_array_equal(gate[probe]["exp"], both[probe]["exp"])
-
-
-@pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
-@pytest.mark.parametrize("table, path", [("mlx", "host"), ("fused", "host")])
-def test_every_gpu_memory_path_gives_the_norms_of_the_cells_mlx_trace(model, ids, run_mode, table, path):
-    # GPUs get memory norms two ways: the cell's MLX trace (the reference here) and the host recurrence with k, v,
-    # i, f riding in the stats copy (the compiled table or the fused CUDA launch). A given state is read back, the
-    # executor's zero state is not.
-    from xlstm_viz.execution import stats_gpu
-    from xlstm_viz.execution.executor import Executor
-    from xlstm_viz.execution.trace import Recorder
-
-    if table == "fused" and not stats_gpu.available():
-        pytest.skip("the fused kernel is CUDA source: run on a CUDA machine")
-    _, state = model(ids[:, :3])
-    probes = ["blocks.*.mlstm.memory", "blocks.*.mlstm.igate", "blocks.*.mlstm.fgate"]
-    for given in (None, state):
-        results = {}
-        for memory_on in (path, "trace"):
-            recorder = Recorder(model, probes, "stats", stats_on=table, memory_on=memory_on)
-            assert bool(recorder.wants_memory_trace(0)) == (memory_on == "trace")
-            Executor(model).forward_observed(ids, state=given, mode=run_mode, observer=recorder)
-            results[memory_on] = recorder.finish()[0]
-        for probe, stats in results["trace"].items():
-            assert stats.keys() == results[path][probe].keys()
-            for stat, value in stats.items():
-                np.testing.assert_allclose(results[path][probe][stat], value, rtol=1e-4, atol=1e-5,
-                                           err_msg=f"{probe}.{stat}")
-
-
-def test_memory_path_defaults_follow_the_backend_and_the_memory_size(model):
-    # The host recurrence pays on the CPU device, and on a GPU only for small memories (HOST_MEMORY_MAX_MACS, known
-    # from the tokens' shape), with the compiled table and the fused CUDA launch alike.
-    from xlstm_viz.execution import stats_gpu
-    from xlstm_viz.execution.trace import HOST_MEMORY_MAX_MACS, Recorder
-
-    small, big = (1, 8), (1, HOST_MEMORY_MAX_MACS)  # big: B * S alone reaches the limit
-    assert Recorder(model, None, "stats", stats_on="kernel").memory_on == "host"
-    assert Recorder(model, None, "stats", stats_on="numpy").memory_on == "trace"
-    assert Recorder(model, None, "stats", stats_on="mlx", tokens_shape=small).memory_on == "host"
-    assert Recorder(model, None, "stats", stats_on="mlx", tokens_shape=big).memory_on == "trace"
-    assert Recorder(model, None, "stats", stats_on="mlx").memory_on == "trace"  # size unknown
-    if stats_gpu.available():
-        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=small).memory_on == "host"
-        assert Recorder(model, None, "stats", stats_on="fused", tokens_shape=big).memory_on == "trace"
-    with pytest.raises(ValueError, match="memory_on must be one of .* got 'device'"):
-        Recorder(model, None, "stats", memory_on="device")  # the fused launch's own recurrence is gone
 
 
 def test_an_unobserved_decode_step_runs_flat_and_gives_the_observed_steps_logits(model, ids):

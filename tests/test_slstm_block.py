@@ -242,20 +242,25 @@ def test_an_original_checkpoint_traces_and_steps_in_the_dashboard(golden_dir, tm
         app.session.close()
 
 
-def test_original_mlstm_memory_norms_agree_between_the_host_recurrence_and_the_cells_trace(golden_dir):
+@pytest.mark.parametrize("run_mode", ["chunkwise", "recurrent"])
+def test_original_mlstm_memory_norms_are_the_recurrence_over_its_scaled_keys(golden_dir, run_mode):
+    # The original mLSTM's memory stores k / sqrt(DH): its trace's norms are the test reference's recurrence over
+    # the keys it received, so scaled, token by token.
+    from memory_reference import reference_norms
     from xlstm_viz.execution.trace import Recorder
     from xlstm_viz.model.forward import Executor
 
     model = xlstm_viz.load_model(golden_dir / "orig_mixed")
     ids = mx.array(np.load(golden_dir / "orig_mixed" / "reference.npz")["input_ids"])
-    norms = {}
-    for memory_on in ("host", "trace"):
-        recorder = Recorder(model, "blocks.*.mlstm.memory", "stats", memory_on=memory_on)
-        Executor(model).forward_observed(ids, observer=recorder)
-        norms[memory_on] = recorder.finish()[0]
-    for probe, stats in norms["trace"].items():
+    recorder = Recorder(model, "blocks.*.mlstm.memory", "stats")
+    Executor(model).forward_observed(ids, mode=run_mode, observer=recorder)
+    got = recorder.finish()[0]
+    want = reference_norms(model, ids, run_mode)
+    assert got.keys() == {f"blocks.{j}.mlstm.memory" for j in want} and want
+    for j, norms in want.items():
         for key in ("C_norm", "n_norm", "m"):
-            assert_close_to_scale(norms["host"][probe][key], stats[key], ULPS, f"{probe} {key}")
+            assert_close_to_scale(got[f"blocks.{j}.mlstm.memory"][key], norms[key], ULPS, f"block {j} {key}")
+
 
 def test_original_block_sizes_are_config_fields_that_set_shapes_state_and_computation():
     from xlstm_viz.config import ConfigError

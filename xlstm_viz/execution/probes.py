@@ -31,12 +31,11 @@
 
 The statistics themselves are computed in `xlstm_viz.execution.stats`.
 
-Memory norms per token come from one of three paths (`trace.Recorder`, `memory_on`), each over exactly what the memory
-cell received and in either run mode: the recurrence on the host (`stats.memory_stats`, a numba kernel; the CPU
-device's default, so a CPU trace adds no MLX ops), the recurrence inside the fused CUDA launch (`stats_gpu`), or the
-cell's own MLX trace: recurrent mode reads them off each step's state; chunkwise mode reconstructs them exactly from
-the chunk-boundary states (m_t and n_t in closed form, ‖C_t‖_F by a Gram identity), without a recurrent re-run.
-The tests hold the three to each other and to the final state.
+Memory norms per token come from one place, the memory cell's own MemoryTrace (`model/mlstm_cell.py`), on every
+device and stats backend, over exactly what the memory cell received and from the state it started with: recurrent
+mode reads them off each step's state; chunkwise mode reconstructs them exactly from the chunk-boundary states (m_t
+and n_t in closed form, ‖C_t‖_F by a Gram identity) inside the cell's compiled graph, without a recurrent re-run.
+The tests hold them to a float64 reference recurrence (tests/memory_reference.py) and to the final state.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 - `stats_table`: one compiled MLX function for a whole trace; used on GPUs, so that only the stats cross to the host.
 - `numpy_stats`: the plain numpy reference, in float64. The tests hold the other two to it.
 
-`memory_stats` runs the memory recurrence on the host for the CPU device's traces (‖C_t‖_F, ‖n_t‖, m_t).
+The memory norms (‖C_t‖_F, ‖n_t‖, m_t) are not computed here: they are the memory cell's own MemoryTrace
+(`model/mlstm_cell.py`), which the trace passes through as raw columns.
 
 A layout describes the inputs of one trace: per array [B, S, features], (features, heads, kind). kind 1: the four
 stats over each head's features, each [B, S, heads]; kind 0: the array is taken as it is (gate values, memory norms)
@@ -51,7 +52,7 @@ def _kernels():
         # place for its cache (read-only site-packages and home)
         except (ImportError, RuntimeError) as err:
             warnings.warn(f"the numba stats kernel is unavailable ({type(err).__name__}: {err}); stats traces use "
-                          "the numpy reference and MLX's memory trace, several times slower", RuntimeWarning,
+                          "the numpy reference, several times slower", RuntimeWarning,
                           stacklevel=3)
             kernels = False
         _KERNEL = kernels
@@ -74,31 +75,8 @@ def describe() -> str:
     if kernels_available():
         import numba
 
-        return f"stats traces: numba {numba.__version__} kernel on MLX's buffers, memory recurrence on the host"
-    return "stats traces: numpy reference and MLX's memory trace (numba unavailable; several times slower)"
-
-
-def memory_stats(k, v, i, f, C0, n0, m0, num_heads: int) -> dict[str, np.ndarray]:
-    """m_t, ||n_t|| and ||C_t||_F per token and head, [B, S, NH] float32, by the recurrence on the host (the kernel).
-
-    k [B, S, NH*DQK], v [B, S, NH*DV], i and f [B, S, NH]: what the memory cell received; C0, n0, m0: the state
-    entering the sequence (MLSTMState layout), or all three None for the zero state. Exact like the recurrent path,
-    and cheap on a CPU: S*NH*DQK*DV
-    multiply-adds, a small fraction of the forward's matmuls; on the CPU device it replaced ~25 small MLX ops per
-    block (the chunkwise Gram reconstruction), which cost more in dispatch than in arithmetic.
-    """
-    B, S, _ = k.shape
-    if C0 is None:
-        dqk, dv = k.shape[-1] // num_heads, v.shape[-1] // num_heads
-        C0, n0 = np.zeros((B, num_heads, dqk, dv), np.float32), np.zeros((B, num_heads, dqk), np.float32)
-        m0 = np.zeros((B, num_heads), np.float32)
-    as32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)
-    C_norm, n_norm, m = np.empty((3, B, S, num_heads), np.float32)
-    _kernels().memory_stats(
-        as32(k).reshape(B, S, num_heads, -1), as32(v).reshape(B, S, num_heads, -1), as32(i), as32(f),
-        as32(C0), as32(n0), as32(m0).reshape(B, num_heads), m, n_norm, C_norm,
-    )
-    return {"C_norm": C_norm, "n_norm": n_norm, "m": m}
+        return f"stats traces: numba {numba.__version__} kernel on MLX's buffers"
+    return "stats traces: numpy reference (numba unavailable; several times slower)"
 
 
 def kernel_stats(arrays, layout: Layout) -> list[dict[str, np.ndarray]]:

@@ -20,18 +20,10 @@ from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_heads, prob
 from xlstm_viz.model.forward import Executor
 from xlstm_viz.model.mlstm_cell import MemoryTrace
 from xlstm_viz.model.xlstm import XLSTM
-from xlstm_viz.execution.stats import (
-    kernel_stats, kernels_available, memory_stats, numpy_stats, stats_table, table_slices,
-)
+from xlstm_viz.execution.stats import kernel_stats, numpy_stats, stats_table, table_slices
 
 TRACE_MODES = ("stats", "full")
 STATS_BACKENDS = (None, "kernel", "numpy", "mlx", "fused")
-MEMORY_PATHS = (None, "host", "trace")
-# On a GPU without the fused launch a block's memory norms come from the host recurrence when it costs at most this many multiply-adds
-# (B * S * NH * DQK * DV). Measured on an H100: the cell's MLX memory trace cost about 0.4 ms of launches per block
-# of the demo (benchmarks/trace_phases.py: 0.85 ms for two blocks at 64 tokens), whatever S; the host recurrence
-# runs at about 1-2 GMAC/s on one core of that machine, so it wins below about 0.4M. Larger memories keep the trace.
-HOST_MEMORY_MAX_MACS = 400_000
 
 
 def to_host(a) -> np.ndarray:
@@ -147,52 +139,27 @@ class Recorder:
     Reductions: on CUDA one fused launch reads and reduces every probe where it lies (`stats_gpu`); on other GPUs
     one compiled MLX table does (`stats.stats_table`, the GPU reference); either way the stats leave the device in
     one copy. On the CPU device a numba kernel reduces MLX's buffers in place (`stats.kernel_stats`);
-    `stats_on="numpy"` selects the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t), by
-    `memory_on`, all over what the memory cell received and from the state it started with:
-    - "host": the numba recurrence (`stats.memory_stats`); the default on the CPU device, and on GPUs for
-      blocks small enough (`HOST_MEMORY_MAX_MACS`, given `tokens_shape`), whose k, v, i, f then ride in the table;
-    - "trace": the cell's own MLX trace (chunkwise: the Gram reconstruction); everywhere else, and always with
-      `stats_on="numpy"`.
-    sigmoid(f) and exp(i - m) are computed on the host from the gate values. All paths are tested against each other.
+    `stats_on="numpy"` selects the numpy reference (`stats.numpy_stats`). Memory norms (‖C_t‖_F, ‖n_t‖, m_t) are the
+    memory cell's own MemoryTrace on every device and backend (recurrent mode: read off each step's state;
+    chunkwise: reconstructed from the chunk-boundary states inside the cell's compiled graph); they ride in the
+    table as raw columns. sigmoid(f) and exp(i - m) are computed on the host from the gate values.
     """
 
     stepping = False
     host_logits = _HostOnRead()  # set by finish(logits): numpy at its first read
 
-    def __init__(self, model, probes, mode: str, stats_on: str | None = None, tokens_shape=None,
-                 memory_on: str | None = None):
+    def __init__(self, model, probes, mode: str, stats_on: str | None = None):
         # stats_on: "kernel" (numba, CPU device), "numpy" (reference), "mlx" (compiled MLX table, any device) or
         # "fused" (one CUDA launch); None picks by device: kernel on the CPU, fused on CUDA, mlx elsewhere (Metal).
-        # memory_on (where the memory norms come from): "host" (the numba recurrence) or "trace" (the cell's MLX
-        # trace); None picks the cheaper for the backend, the model and tokens_shape.
         if stats_on not in STATS_BACKENDS:
             raise ValueError(f"stats_on must be one of {STATS_BACKENDS}, got {stats_on!r}")
         if mode not in TRACE_MODES:
             raise ValueError(f"trace mode must be one of {TRACE_MODES}, got {mode!r}")
-        if memory_on not in MEMORY_PATHS:
-            raise ValueError(f"memory_on must be one of {MEMORY_PATHS}, got {memory_on!r}")
         if stats_on == "fused" and not stats_gpu.available():
             raise ValueError(f"stats_on='fused' needs MLX's CUDA backend; the default device is {mx.default_device()}")
         if stats_on is None:
             stats_on = "kernel" if mx.default_device() == mx.cpu else "fused" if stats_gpu.available() else "mlx"
         self.stats_on = stats_on
-        config = model.config
-        # memory cells whose params scale k (orig_mlstm): name -> the key head width DH
-        self._scaled_k = {
-            name: spec.params["features"] // spec.params["num_heads"]
-            for wiring in model.cell_wirings for name, spec in wiring.cells.items()
-            if spec.cell_type == "mlstm_memory" and spec.params.get("scale_k")
-        }
-        if memory_on is None:
-            macs = None if tokens_shape is None else (
-                tokens_shape[0] * tokens_shape[1] * config.num_heads * config.qk_head_dim * config.v_head_dim)
-            # numba is imported only where the host recurrence is wanted (it costs ~0.5 s at the first trace)
-            small = macs is not None and macs <= HOST_MEMORY_MAX_MACS
-            host = (stats_on == "kernel" or (stats_on in ("mlx", "fused") and small)) and kernels_available()
-            memory_on = "host" if host else "trace"
-        elif memory_on == "host" and not kernels_available():
-            raise ValueError("memory_on='host' needs the numba kernels, which could not be imported")
-        self.memory_on = memory_on
         self.host_logits = None
         self.names = select_probes(model, probes)
         self.selected = set(self.names)
@@ -203,14 +170,14 @@ class Recorder:
         self._memory_blocks = {
             int(n.split(".")[1]) for n in self.names if self._local.get(n) in ("mlstm.memory", "mlstm.igate")
         }
-        # block -> per span: k, v, i, f and the entering state (host), or C_norm, n_norm, m [B, S, NH] (trace)
+        # block -> MemoryTrace field -> per span C_norm, n_norm or m [B, S, NH]
         self._memory: dict[int, dict[str, list]] = {}
         self._fgates = [n for n in self.names if self._local.get(n) == "mlstm.fgate"]
 
     def wants_memory_trace(self, block: int):
         """The MemoryTrace fields the chosen probes need from this block's memory cell: all three for the memory,
-        m alone for the input gate's exp(i - m); False where the norms come from another path."""
-        if block not in self._memory_blocks or self.memory_on != "trace":
+        m alone for the input gate's exp(i - m); False for none."""
+        if block not in self._memory_blocks:
             return False
         return MemoryTrace.FIELDS if f"blocks.{block}.mlstm.memory" in self.selected else ("m",)
 
@@ -222,22 +189,15 @@ class Recorder:
             self._outputs.setdefault(name, []).append(event.output)
 
     def _record_memory(self, event) -> None:
-        if self.memory_on != "trace":
-            state = None if event.zero_state_in else list(event.state_in.arrays())
-            record = self._memory.setdefault(event.block, {"state": state})
-            for key, cell in (("k", "mlstm.k"), ("v", "mlstm.v"), ("i", "mlstm.igate"), ("f", "mlstm.fgate")):
-                record.setdefault(key, []).append(event.inputs[cell])
-            if event.name in self._scaled_k:  # the cell stores k / sqrt(DH) (the original mLSTM): so does the recurrence
-                k = record["k"][-1]
-                record["k"][-1] = k * (self._scaled_k[event.name] ** -0.5)
-            return
         trace = event.memory_trace
-        if trace is not None:
-            record = self._memory.setdefault(event.block, {})
-            for key in MemoryTrace.FIELDS:
-                value = getattr(trace, key)
-                if value is not None:  # not asked for
-                    record.setdefault(key, []).append(value.transpose(0, 2, 1))
+        if trace is None:
+            raise ValueError(f"memory cell {event.name} ran without the MemoryTrace the trace asked for "
+                             f"({self.wants_memory_trace(event.block)}): its cell function must return one when p.trace")
+        record = self._memory.setdefault(event.block, {})
+        for key in MemoryTrace.FIELDS:
+            value = getattr(trace, key)
+            if value is not None:  # not asked for
+                record.setdefault(key, []).append(value.transpose(0, 2, 1))
 
     def finish(self, logits: mx.array | None = None) -> tuple[dict, dict]:
         """(stats, full tensors) as numpy. Given the forward's logits, also sets `self.host_logits`: evaluated with the
@@ -265,18 +225,9 @@ class Recorder:
             names.append((probe, None, index[key]))
             if local in GATE_CELLS:
                 names.append((probe, "value", add(out, width, heads, 0)))
-        # Memory norms: the MLX trace's norms ride in the table; for the host recurrence, on a GPU k, v, i, f ride in the table (one copy to the host with the stats), on the
-        # CPU device they are read in place.
-        in_table: dict[int, dict[str, int]] = {}  # block -> key -> table input
-        host_memory: dict[int, tuple] = {}  # block -> (k, v, i, f as MLX arrays, or None: in the table; state or None)
-        for j, record in self._memory.items():
-            if self.memory_on == "trace":
-                in_table[j] = {k: add(cat(v), v[0].shape[-1], 1, 0) for k, v in record.items()}
-            elif self.stats_on in ("mlx", "fused"):
-                in_table[j] = {k: add(cat(record[k]), record[k][0].shape[-1], 1, 0) for k in "kvif"}
-                host_memory[j] = (None, record["state"])
-            else:
-                host_memory[j] = ([cat(record[k]) for k in "kvif"], record["state"])
+        # the memory cells' norms ride in the table as raw columns
+        in_table = {j: {k: add(cat(v), v[0].shape[-1], 1, 0) for k, v in record.items()}
+                    for j, record in self._memory.items()}
         full = {p: outputs[p] for p in outputs} if self.full_mode else {}
         # The logits are evaluated with the stats (one pass over the graph) but stay on the device until read.
         self.host_logits = logits
@@ -285,19 +236,18 @@ class Recorder:
             mx.eval(extra)
             return {}, {}
         layout = tuple(layout)
-        states = [a for _, state in host_memory.values() for a in state or ()]
         if self.stats_on == "fused":
             packed, plan = stats_gpu.pack(arrays, layout)
-            mx.eval(packed, full, states, extra)
+            mx.eval(packed, full, extra)
             columns = stats_gpu.unpack(np.array(packed, copy=False), plan)  # a view of the one host copy
         elif self.stats_on == "mlx":
             table = stats_table(layout)(*arrays)
-            mx.eval(table, full, states, extra)
+            mx.eval(table, full, extra)
             table = np.array(table)
             columns = [{stat: table[..., sl] for stat, sl in c} for c in table_slices(layout)]
         else:
             arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
-            mx.eval(arrays, full, [a for kvif, _ in host_memory.values() for a in kvif or ()], states, extra)
+            mx.eval(arrays, full, extra)
             host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
             columns = (kernel_stats if self.stats_on == "kernel" else numpy_stats)(host, layout)
         stats: dict[str, dict[str, np.ndarray]] = {}
@@ -307,16 +257,8 @@ class Recorder:
             else:
                 stats[probe][extra] = columns[i]["raw"]
         norms = {j: {k: columns[i]["raw"] for k, i in inputs.items()} for j, inputs in in_table.items()}
-        for j, (kvif, state) in host_memory.items():
-            kvif = [norms[j][k] for k in "kvif"] if kvif is None else [np.array(a if a.dtype == mx.float32 else a.astype(mx.float32), copy=False) for a in kvif]  # bf16 compute_dtype
-            norms[j] = self._host_norms(kvif, state)
         self._gate_and_memory_stats(stats, norms)
         return stats, {p: to_host(v) for p, v in full.items()}
-
-    def _host_norms(self, kvif: list[np.ndarray], state) -> dict[str, np.ndarray]:
-        # state None: the executor's zero state, nothing to read from the device
-        state = (None, None, None) if state is None else [np.array(a, copy=False) for a in state]
-        return memory_stats(*kvif, *state, num_heads=self.num_heads)
 
     def _gate_and_memory_stats(self, stats: dict, norms: dict) -> None:
         """sigmoid(f), the memory norms and exp(i - m): host arithmetic on [B, S, NH] arrays."""
@@ -332,7 +274,7 @@ class Recorder:
 
 
 def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode: str = "chunkwise", state=None) -> Trace:
-    recorder = Recorder(model, probes, mode, tokens_shape=tuple(np.shape(input_ids)))
+    recorder = Recorder(model, probes, mode)
     logits, _ = Executor(model).forward_observed(input_ids, state=state, mode=run_mode, observer=recorder)
     stats, full = recorder.finish(logits)
     meta = {
@@ -343,6 +285,7 @@ def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode:
         "interventions": [i.describe() for i in model.interventions.list()],
     }
     probes_recorded = [p for p in recorder.names if p in stats]
+    # the logits still on the device (recorder._host_logits): the Trace reads them to the host at first use
     return Trace(np.array(input_ids), recorder._host_logits, probes_recorded, stats, full, meta)
 
 

@@ -123,7 +123,56 @@ def chunkwise(
     chunk_size: int, with_trace=False,
 ) -> tuple[mx.array, MLSTMState, MemoryTrace | None]:
     """Chunkwise-parallel form. Shapes as in `recurrent`. Returns h [B, NH, S, DV], the final state, and if asked
-    the per-token memory statistics, reconstructed exactly from the chunk-boundary states (no recurrent re-run)."""
+    the per-token memory statistics, reconstructed exactly from the chunk-boundary states (no recurrent re-run).
+
+    Evaluated as one compiled graph per shape (`_compiled_chunkwise`): at the sizes the visualizer runs, the ~60 ops
+    of a chunkwise pass (and ~20 more for the norms) cost more in dispatch than in arithmetic."""
+    wanted = _wanted(with_trace)
+    fn = _compiled_chunkwise(chunk_size, float(eps), wanted, _chunk_kernel_mode())
+    out = fn(q, k, v, i, f, *state.arrays())
+    h, final = out[0], MLSTMState(*out[1:4])
+    trace = None
+    if wanted:
+        norms = dict(zip(_trace_outputs(wanted), out[4:]))
+        trace = MemoryTrace(C_norm=norms.get("C_norm"), n_norm=norms.get("n_norm"), m=norms["m"])
+    return h, final, trace
+
+
+def _trace_outputs(wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The MemoryTrace fields a chunkwise pass returns for `wanted`, in output order (m always: it is free)."""
+    return tuple(name for name in MemoryTrace.FIELDS if name in wanted or name == "m") if wanted else ()
+
+
+def _chunk_kernel_mode() -> str:
+    """'kernel' where mlstm_kernels runs the chunk-state kernel here, else 'mlx'; decided before tracing, because its
+    self-check reads values (mx.compile does not allow that while it traces)."""
+    from xlstm_viz.model import mlstm_kernels  # imports this module
+
+    return "mlx" if mlstm_kernels.use_kernel(None, "chunk") is None else "kernel"
+
+
+_COMPILED: dict[tuple, object] = {}
+
+
+def _compiled_chunkwise(chunk_size: int, eps: float, wanted: tuple[str, ...], kernel_mode: str):
+    """`_chunkwise` under mx.compile, one per (chunk size, eps, fields, chunk-state path, fast CPU math, device);
+    mx.compile itself keeps a graph per input shape and dtype."""
+    from xlstm_viz.model import activations
+
+    key = (chunk_size, eps, wanted, kernel_mode, activations.FAST_CPU_MATH, str(mx.default_device()))
+    fn = _COMPILED.get(key)
+    if fn is None:
+        def run(q, k, v, i, f, C, n, m):
+            h, final, norms = _chunkwise(q, k, v, i, f, MLSTMState(C, n, m), eps, chunk_size, wanted, kernel_mode)
+            return (h, *final.arrays(), *(norms[name] for name in _trace_outputs(wanted)))
+
+        fn = _COMPILED[key] = mx.compile(run)
+    return fn
+
+
+def _chunkwise(q, k, v, i, f, state: MLSTMState, eps: float, chunk_size: int, wanted: tuple[str, ...],
+               kernel_mode: str | None = None):
+    """The chunkwise form (traced by `_compiled_chunkwise`): h, the final state and the wanted norms by name."""
     from xlstm_viz.model import mlstm_kernels  # imports this module
 
     B, NH, S, DQK = q.shape
@@ -149,7 +198,7 @@ def chunkwise(
 
     # Inter-chunk recurrence over chunk boundaries: the states entering each chunk (one kernel launch where
     # mlstm_kernels picks the chunk-state kernel, else the reference loop `chunk_states`).
-    C_in, n_in, m_in, final = mlstm_kernels.chunk_states(k_in, v_in, a, b_last, state)
+    C_in, n_in, m_in, final = mlstm_kernels.chunk_states(k_in, v_in, a, b_last, state, mode=kernel_mode)
 
     # Intra-chunk, all chunks at once: log D_ts = b_t - b_s + i_s for s <= t.
     log_d = b[..., :, None] - b[..., None, :] + i[..., None, :]
@@ -165,19 +214,18 @@ def chunkwise(
     denominator = mx.maximum(mx.abs(qn), exp(-m_t)) + eps
     h = (numerator / denominator[..., None]).reshape(B, NH, nc * L, DV)[:, :, :S]
 
-    trace = None
-    wanted = _wanted(with_trace)
+    norms = {}
     if wanted:
         tokens = lambda x: x.reshape(B, NH, nc * L)[:, :, :S]
-        C_norm = n_norm = None
+        norms["m"] = tokens(m_t)
         if "C_norm" in wanted:
-            C_norm, n_norm = (tokens(x) for x in _chunk_memory_norms(alpha, d, k, v, C_in, n_in))
-            if "n_norm" not in wanted:
-                n_norm = None
+            C_norm, n_norm = _chunk_memory_norms(alpha, d, k, v, C_in, n_in)
+            norms["C_norm"] = tokens(C_norm)
+            if "n_norm" in wanted:
+                norms["n_norm"] = tokens(n_norm)
         elif "n_norm" in wanted:
-            n_norm = tokens(_chunk_n_norms(alpha, d, k, n_in))
-        trace = MemoryTrace(C_norm=C_norm, n_norm=n_norm, m=tokens(m_t))
-    return h, final, trace
+            norms["n_norm"] = tokens(_chunk_n_norms(alpha, d, k, n_in))
+    return h, final, norms
 
 
 def chunk_states(k, v, a, b_last, state: MLSTMState):
