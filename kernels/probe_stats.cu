@@ -3,12 +3,11 @@
 // Inputs: in0 ... in<N-1> (the probes' outputs and the raw columns: gate values, memory norms), each read where it
 // lies, in its own dtype (float32, bfloat16 or float16: a 7B trace's probes are 12 GB of bf16, which a float32 copy
 // would double and then read again), and accumulated in float32. `tasks` (int32 [T, 6]: input, offset, width,
-// destination, kind, dtype) lists one task per warp; `meta` (int32 [1]) holds R, the trace's number of stats rows.
-// Output: out (float32): the four stat planes [4, R], then the raw columns; one buffer for one copy to the host.
+// destination, kind, dtype) lists one task per warp. Output: out (float32), one buffer for one copy to the host.
 // Template constant: THREADS (block size).
 //
-//   kind 1, stats: the mean, std, absmax and l2 of one head row, to out[dest + s * R] for s = 0..3. std is centred
-//     (a second pass over the row, which the first pass left in L1/L2); absmax is the integer max of the float bits with the
+//   kind 1, stats: the mean, std, absmax and l2 of one head row, to out[dest .. dest + 3]. std is centred (a second
+//     pass over the row, which the first pass left in L1/L2); absmax is the integer max of the float bits with the
 //     sign bit cleared: it orders like |x| and every NaN lies above inf, so NaN propagates as in numpy. The reference
 //     is stats.numpy_stats.
 //   kind 0, copy: `width` numbers taken as they are (gate values, memory norms) to out[dest ...].
@@ -21,33 +20,8 @@ __device__ __forceinline__ float xv_float(float x) { return x; }
 __device__ __forceinline__ float xv_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float xv_float(__half x) { return __half2float(x); }
 
-// f(x) for every number of a row, lane by lane: 16-byte loads (8 bf16 / float16 or 4 float32 numbers) where the row
-// starts 16-byte aligned and its width is a multiple of the load, one number a load otherwise (gate rows of width 1,
-// odd widths). A 7B trace reads 12 GB of 1 KB head rows: the wide loads keep enough bytes in flight per warp.
-template <typename T, typename F>
-__device__ __forceinline__ void xv_each(const T* src, int width, int lane, F f) {
-  constexpr int N = 16 / sizeof(T);
-  if ((reinterpret_cast<size_t>(src) & 15) == 0 && width % N == 0) {
-    const uint4* wide = reinterpret_cast<const uint4*>(src);
-    for (int c = lane; c < width / N; c += 32) {
-      const uint4 raw = wide[c];
-      const T* x = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-      for (int u = 0; u < N; ++u) {
-        f(xv_float(x[u]));
-      }
-    }
-  } else {
-    for (int j = lane; j < width; j += 32) {
-      f(xv_float(src[j]));
-    }
-  }
-}
-
-// One task. Stats are written stat-major (out[dest], out[dest + R], out[dest + 2R], out[dest + 3R] for the R stats
-// rows of the trace), so that each probe's stats are one strided view on the host, with no reordering copy.
 template <typename T>
-__device__ void xv_task(const T* src, int width, int kind, int lane, float* dst, int rows) {
+__device__ void xv_task(const T* src, int width, int kind, int lane, float* dst) {
   if (kind == 0) {
     for (int j = lane; j < width; j += 32) {
       dst[j] = xv_float(src[j]);
@@ -57,32 +31,33 @@ __device__ void xv_task(const T* src, int width, int kind, int lane, float* dst,
   float total = 0.0f;
   float squares = 0.0f;
   unsigned int top = 0u;
-  xv_each(src, width, lane, [&](float x) {
+  for (int j = lane; j < width; j += 32) {
+    float x = xv_float(src[j]);
     total += x;
     squares += x * x;
     unsigned int bits = __float_as_uint(x) & 0x7fffffffu;
     top = bits > top ? bits : top;
-  });
+  }
   for (int step = 16; step > 0; step >>= 1) {
     total += __shfl_down_sync(0xffffffffu, total, step);
     squares += __shfl_down_sync(0xffffffffu, squares, step);
     unsigned int other = __shfl_down_sync(0xffffffffu, top, step);
     top = other > top ? other : top;
   }
-  const float mean = __shfl_sync(0xffffffffu, total, 0) / (float)width;
+  float mean = __shfl_sync(0xffffffffu, total, 0) / (float)width;
   float centred = 0.0f;
-  xv_each(src, width, lane, [&](float x) {
-    const float d = x - mean;
+  for (int j = lane; j < width; j += 32) {
+    float d = xv_float(src[j]) - mean;
     centred += d * d;
-  });
+  }
   for (int step = 16; step > 0; step >>= 1) {
     centred += __shfl_down_sync(0xffffffffu, centred, step);
   }
   if (lane == 0) {
     dst[0] = mean;
-    dst[rows] = sqrtf(centred / (float)width);
-    dst[2 * (size_t)rows] = __uint_as_float(top);
-    dst[3 * (size_t)rows] = sqrtf(squares);
+    dst[1] = sqrtf(centred / (float)width);
+    dst[2] = __uint_as_float(top);
+    dst[3] = sqrtf(squares);
   }
 }
 
@@ -102,11 +77,10 @@ if (width == 0) {
 }
 const void* base = input_at(task[0]);
 float* dst = out + task[3];
-const int rows = meta[0];  // stats rows of the trace: the stride between its four stat planes
 if (task[5] == 1) {
-  xv_task(static_cast<const __nv_bfloat16*>(base) + task[1], width, task[4], lane, dst, rows);
+  xv_task(static_cast<const __nv_bfloat16*>(base) + task[1], width, task[4], lane, dst);
 } else if (task[5] == 2) {
-  xv_task(static_cast<const __half*>(base) + task[1], width, task[4], lane, dst, rows);
+  xv_task(static_cast<const __half*>(base) + task[1], width, task[4], lane, dst);
 } else {
-  xv_task(static_cast<const float*>(base) + task[1], width, task[4], lane, dst, rows);
+  xv_task(static_cast<const float*>(base) + task[1], width, task[4], lane, dst);
 }

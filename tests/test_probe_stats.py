@@ -183,14 +183,13 @@ def _emulate(inputs, plan):
     out = np.full(plan.size, np.nan, np.float32)
     tasks = np.array(plan.tasks)
     assert tasks.shape == (plan.blocks * stats_gpu.THREADS // stats_gpu.WARP, stats_gpu.TASK_FIELDS)  # a task a warp
-    rows = int(np.array(plan.meta)[0])
     for input_, offset, width, dest, kind, dtype in tasks:
         if not width:
             continue
         assert dtype == stats_gpu.DTYPES[inputs[input_].dtype]  # read as what it is
         x = flat[input_][offset:offset + width].astype(np.float64)
-        if kind:  # stat-major: the four stat planes of R rows each
-            out[dest:4 * rows:rows] = x.mean(), x.std(), np.abs(x).max(), np.sqrt(np.square(x).sum())
+        if kind:
+            out[dest:dest + 4] = x.mean(), x.std(), np.abs(x).max(), np.sqrt(np.square(x).sum())
         else:
             out[dest:dest + width] = x
     assert set(codes) >= set(np.unique(tasks[:, 5]))

@@ -81,7 +81,7 @@ def _kernel(inputs: int):
         header, body = kernel_parts(source)
         cases = " ".join(f"case {j}: return in{j};" for j in range(inputs))
         kernel = mx.fast.cuda_kernel(
-            name=kernel_name(inputs, source), input_names=[f"in{j}" for j in range(inputs)] + ["tasks", "meta"],
+            name=kernel_name(inputs, source), input_names=[f"in{j}" for j in range(inputs)] + ["tasks"],
             output_names=["out"], source=body.replace("SELECT_INPUTS", cases), header=header)
         _KERNELS[inputs] = kernel
     return kernel
@@ -89,7 +89,6 @@ def _kernel(inputs: int):
 
 class _Plan(NamedTuple):
     tasks: mx.array  # int32 [row blocks * 8, TASK_FIELDS]
-    meta: mx.array  # int32 [1]: the stats rows R (the stride between the output's four stat planes)
     blocks: int  # thread blocks of 8 warp tasks
     stats_rows: int
     size: int  # numbers in the output
@@ -114,7 +113,7 @@ def _plan(key: tuple, shapes: list, dtypes: list, slots: list, layout: Layout) -
             count = size // width
             r = np.arange(count, dtype=np.int64)
             stats_parts.append(np.stack([np.full(count, slots[j]), r * width, np.full(count, width),
-                                         rows + r, np.ones(count, np.int64),
+                                         4 * (rows + r), np.ones(count, np.int64),
                                          np.full(count, dtypes[slots[j]])], axis=1))
             views.append(("stats", rows, rows + count, (*shape[:-1], heads)))
             rows += count
@@ -139,7 +138,7 @@ def _plan(key: tuple, shapes: list, dtypes: list, slots: list, layout: Layout) -
     row_blocks = max(1, -(-tasks // rows_per_block))
     padding = np.zeros((row_blocks * rows_per_block - tasks, TASK_FIELDS), np.int64)  # width 0: nothing to do
     table = np.concatenate(stats_parts + copy_parts + [padding])
-    plan = _Plan(mx.array(table.astype(np.int32)), mx.array([rows], mx.int32), row_blocks, rows, max(at, 1), views)
+    plan = _Plan(mx.array(table.astype(np.int32)), row_blocks, rows, max(at, 1), views)
     if len(_PLANS) >= 64:
         _PLANS.pop(next(iter(_PLANS)))
     _PLANS[key] = plan
@@ -163,8 +162,8 @@ def prepare(arrays, layout: Layout) -> tuple[list[mx.array], _Plan]:
 
 
 def pack(arrays, layout: Layout) -> tuple[mx.array, _Plan]:
-    """One float32 buffer: the stats of every layout entry as four stat planes ([4, rows]: mean, std, absmax, l2),
-    then the raw numbers, computed by one launch that reads every array where it lies (`unpack` reads it)."""
+    """One float32 buffer: per layout entry its stats ([rows, 4]) or its raw numbers, computed by one launch that
+    reads every array where it lies (`unpack` reads it)."""
     inputs, plan = prepare(arrays, layout)
     # The kernel's signature lists every input: a count rounded up to 16 * 4^k (the spare ones repeat the first)
     # keeps the compiled variants few when the probe selection changes (each costs about 2 s of NVRTC). MLX types
@@ -175,20 +174,19 @@ def pack(arrays, layout: Layout) -> tuple[mx.array, _Plan]:
         count *= 4
     spare = (inputs[:1] or [mx.zeros((1,), mx.float32)]) * (count - len(inputs))
     out = _kernel(count)(
-        inputs=inputs + spare + [plan.tasks, plan.meta], template=[("THREADS", THREADS)], grid=(plan.blocks * THREADS, 1, 1),
+        inputs=inputs + spare + [plan.tasks], template=[("THREADS", THREADS)], grid=(plan.blocks * THREADS, 1, 1),
         threadgroup=(THREADS, 1, 1), output_shapes=[(plan.size,)], output_dtypes=[mx.float32])[0]
     return out, plan
 
 
 def unpack(host: np.ndarray, plan: _Plan) -> list[dict[str, np.ndarray]]:
     """The host copy of `pack`'s buffer: per layout entry its stats as `stats.kernel_stats` returns them (views, no
-    copies: the stat-major planes make each probe's stats a strided view, so host pages are read only where the
-    stats are; at 7B the [rows, 4] layout's reordering copy touched all 87 MB in the trace, about 12 ms)."""
+    copies)."""
     columns = []
-    stats = host[: 4 * plan.stats_rows].reshape(4, plan.stats_rows)
+    stats = host[: 4 * plan.stats_rows].reshape(-1, 4)
     for kind, start, stop, shape in plan.views:
         if kind == "stats":
-            columns.append(dict(zip(BASE_STATS, stats[:, start:stop].reshape(4, *shape))))
+            columns.append(dict(zip(BASE_STATS, stats[start:stop].T.reshape(4, *shape))))
         else:
             columns.append({"raw": host[start:stop].reshape(shape)})
     return columns
