@@ -238,37 +238,74 @@ def mlx_matmul_tflops(m, k, n, dtype=mx.bfloat16) -> float:
 
 
 def trace_phases(model, ids, repeats=3) -> dict:
-    """Where a stats trace's time goes (medians, seconds): the observed forward with the probe outputs held and
-    evaluated but no stats; the Recorder's finish (on CUDA: the widening of bf16 probes to float32, the one launch,
-    the copy of its buffer with the logits to the host); the eager forward that also brings its logits to the host
-    (the trace returns them as numpy: a fair untraced baseline); and the logits' host copy alone."""
+    """Where a stats trace's time goes (medians, seconds): the observed forward with no probe (the observer's events
+    alone), with every probe but the memory's and input gate's held (no memory norms), and with every probe held
+    (the memory cells' MemoryTrace norms too), each evaluated but without stats; the Recorder's finish, split into
+    the one stats launch evaluated and the host copy of its buffer, then the first read of every stat (its pages
+    reach the host when read); the eager forward that also brings its logits to
+    the host; and the logits' host copy alone (what the trace no longer does unless its logits are read)."""
+    from xlstm_viz.execution import stats_gpu
     from xlstm_viz.execution.trace import Executor, Recorder
 
-    def observed():
-        recorder = Recorder(model, None, "stats")
+    no_memory = [n for n in model.probe_names() if not n.endswith(("mlstm.memory", "mlstm.igate"))]
+
+    def observed(probes=None):
+        recorder = Recorder(model, probes, "stats")
         logits, _ = Executor(model).forward_observed(ids, mode="chunkwise", observer=recorder)
         return recorder, logits
 
-    def held():
-        recorder, logits = observed()
+    def held(probes=None):
+        recorder, logits = observed(probes)
         mx.eval(logits, recorder._outputs, recorder._memory)
+
+    finish_parts = {"finish": [], "finish_launch_eval": [], "finish_host_copy": [], "stats_first_read": []}
+    seen = {}
+    real_pack = stats_gpu.pack
+
+    def timed_pack(*args, **kwargs):  # the launch evaluated alone, then its host copy, inside a real finish
+        packed, plan = real_pack(*args, **kwargs)
+        t0 = time.perf_counter()
+        mx.eval(packed)
+        t1 = time.perf_counter()
+        np.array(packed, copy=False)
+        seen["launch"], seen["copy"] = t1 - t0, time.perf_counter() - t1
+        return packed, plan
 
     def finish_only():
         recorder, logits = observed()
         mx.eval(logits, recorder._outputs, recorder._memory)
-        t0 = time.perf_counter()
-        recorder.finish(logits)
-        return time.perf_counter() - t0
+        stats_gpu.pack = timed_pack
+        try:
+            t0 = time.perf_counter()
+            stats, _ = recorder.finish(logits)
+            t1 = time.perf_counter()
+            for values in stats.values():  # every number read once: the host pages the trace's views defer
+                for value in values.values():
+                    np.sum(value)
+            finish_parts["finish"].append(t1 - t0)
+            finish_parts["stats_first_read"].append(time.perf_counter() - t1)
+        finally:
+            stats_gpu.pack = real_pack
+        if "launch" in seen:
+            finish_parts["finish_launch_eval"].append(seen.pop("launch"))
+            finish_parts["finish_host_copy"].append(seen.pop("copy"))
 
     logits = model(ids)[0]
     mx.eval(logits)
     finish_only()  # warm
-    return {
+    for parts in finish_parts.values():
+        parts.clear()
+    out = {
+        "forward_observed_no_probes": _median_time(lambda: held([]), repeats, lambda: None),
+        "forward_holding_probes_but_memory": _median_time(lambda: held(no_memory), repeats, lambda: None),
         "forward_holding_probes": _median_time(held, repeats, lambda: None),
-        "finish": float(np.median([finish_only() for _ in range(repeats)])),
-        "eager_with_host_logits": _median_time(lambda: np.array(model(ids)[0]), repeats, lambda: None),
-        "host_copy_of_logits": _median_time(lambda: np.array(logits), repeats, lambda: None),
     }
+    for _ in range(repeats):
+        finish_only()
+    out.update({k: float(np.median(v)) for k, v in finish_parts.items() if v})
+    out["eager_with_host_logits"] = _median_time(lambda: np.array(model(ids)[0]), repeats, lambda: None)
+    out["host_copy_of_logits"] = _median_time(lambda: np.array(logits), repeats, lambda: None)
+    return out
 
 
 def ours_7b(lengths, decode_tokens, trace_len, compute_dtype, blocks):

@@ -4,9 +4,9 @@
 
 Runs one block at 7B width (D=4096, 8 heads, vocab 50304, bf16 compute) for 16 tokens on the CPU device with the
 compiled MLX table (`stats_on="mlx"`, the same layout the fused CUDA launch gets), and scales the per-token, per-block
-counts to --blocks and --tokens: the probe numbers read (and, with bf16 compute, widened to float32 copies first by
-`stats_gpu.prepare`), the stats rows written, and the raw numbers (gate values and the logits) copied into the one
-float32 buffer that goes to the host. This is an account, not a timing: it says which terms can be the GPU trace's
+counts to --blocks and --tokens: the probe numbers read (the fused CUDA launch reads bf16 as it is; until issue 16's
+third session `stats_gpu.prepare` widened them to float32 copies first), the stats rows written, and the raw numbers
+(gate values, and the logits, which the trace no longer copies: they stay on the device until read). This is an account, not a timing: it says which terms can be the GPU trace's
 ~350 ms of fixed work (README) and which cannot. The final norm's probe is counted as a block's (it is one 4096-wide
 entry among a block's ~90k numbers per token: an over-count of the numbers read of about 4% at 32 blocks).
 """
@@ -59,7 +59,7 @@ def main():
     per_token = {"read": 0.0, "rows": 0.0, "raw": 0.0}
     tail = {"read": 0.0, "rows": 0.0, "raw": 0.0}
     for j, (features, heads, kind) in enumerate(layout):
-        once = features == V or j >= len(layout) - 1  # the logits (probe and raw copy) are per model, not per block
+        once = features == V  # the logits' probe is per model, not per block
         target = tail if once else per_token
         target["read"] += features
         target["rows" if kind else "raw"] += heads if kind else features
@@ -67,15 +67,13 @@ def main():
     read = T * (nb * per_token["read"] + tail["read"])
     rows = T * (nb * per_token["rows"] + tail["rows"])
     raw = T * (nb * per_token["raw"] + tail["raw"])
-    logits_raw = T * V
     print(f"7B shapes, {nb} blocks, {T} tokens, bf16 compute: {len(layout)} table entries for 1 block")
-    print(f"  probe numbers read: {read / 1e9:.2f} G = {2 * read / 1e9:.1f} GB as bf16; widened to float32 copies "
-          f"first: {4 * read / 1e9:.1f} GB written, then read again by the launch")
+    print(f"  probe numbers read: {read / 1e9:.2f} G = {2 * read / 1e9:.1f} GB as bf16, read as they are (before issue "
+          f"16's third session they were widened first: {4 * read / 1e9:.1f} GB of float32 copies written, then read)")
     print(f"  stats rows written: {rows / 1e6:.2f} M x 4 stats = {16 * rows / 1e6:.0f} MB")
-    print(f"  raw numbers copied: {raw / 1e6:.1f} M ({logits_raw / 1e6:.1f} M of them the logits) = "
-          f"{4 * raw / 1e6:.0f} MB")
-    print(f"  to the host in one copy: {(16 * rows + 4 * raw) / 1e6:.0f} MB (the untraced forward of the benchmark "
-          f"copies none: its logits stay on the device)")
+    print(f"  raw numbers copied: {raw / 1e6:.1f} M = {4 * raw / 1e6:.0f} MB (gate values, memory norms)")
+    print(f"  to the host in one copy: {(16 * rows + 4 * raw) / 1e6:.0f} MB; the logits ({4 * T * V / 1e6:.0f} MB as "
+          f"float32) stay on the device until the trace's logits are read")
 
 
 if __name__ == "__main__":

@@ -476,3 +476,36 @@ def test_a_trace_asks_the_memory_cell_only_for_the_norms_its_probes_need(model, 
         np.testing.assert_array_equal(gate[probe]["exp"], both[probe]["exp"])
 
 
+def test_an_unobserved_decode_step_runs_flat_and_gives_the_observed_steps_logits(model, ids):
+    # Without observer or interventions a recurrent span drops the sequence axis (CellType.flat_step): the compiled
+    # step's graph then has no flatten/unflatten around its projections and no per-head transposes, and its logits
+    # and states are the observed step's, which keeps [B, 1, F] for the events.
+    import re
+    import tempfile
+    from pathlib import Path
+
+    from xlstm_viz.execution.executor import Executor
+    from xlstm_viz.execution.trace import Recorder
+    from xlstm_viz.model.forward import state_arrays
+
+    _, state = model(ids[:, :4])
+    token = ids[:, 4:5]
+    step = model.compiled_step()
+    logits, new_state = step(token, state)
+    observed, observed_state = Executor(model).forward_observed(token, state=state, mode="recurrent",
+                                                                observer=Recorder(model, None, "stats"))
+    np.testing.assert_allclose(np.array(logits), np.array(observed), rtol=1e-5, atol=1e-5)
+    for a, b in zip([x for s in new_state for x in state_arrays(s)],
+                    [x for s in observed_state for x in state_arrays(s)]):
+        np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-5, atol=1e-6)
+    assert logits.shape == (ids.shape[0], 1, model.config.vocab_size)
+    flat = [x for s in state for x in state_arrays(s)]
+    out = step.graph(token, flat)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "step.dot"
+        mx.export_to_dot(str(path), out[0], *out[1])
+        primitives = re.findall(r'label ="([A-Za-z]+)', path.read_text())
+    assert "Flatten" not in primitives and "Unflatten" not in primitives
+    model.interventions.add("blocks.0.mlstm.v", "scale", value=2.0)  # patched runs keep the sequence axis
+    patched, _ = model(token, state=state, mode="recurrent")
+    assert patched.shape == logits.shape and not np.allclose(np.array(patched), np.array(logits))

@@ -69,7 +69,8 @@ def describe() -> str:
         from xlstm_viz.execution import stats_gpu
 
         if stats_gpu.available():
-            return f"stats traces: one fused CUDA launch (kernels/probe_stats.cu) on {mx.default_device()}"
+            return (f"stats traces: one fused CUDA launch (kernels/probe_stats.cu, reading bf16 probes as they are) on "
+                    f"{mx.default_device()}")
         return f"stats traces: one compiled MLX table on {mx.default_device()}"
     if kernels_available():
         import numba

@@ -27,10 +27,38 @@ TRACE_MODES = ("stats", "full")
 STATS_BACKENDS = (None, "kernel", "numpy", "mlx", "fused")
 
 
+def to_host(a) -> np.ndarray:
+    """An MLX array as numpy (bf16 widened to float32, which numpy lacks); numpy arrays pass as they are."""
+    if isinstance(a, mx.array):
+        return np.array(a.astype(mx.float32) if a.dtype == mx.bfloat16 else a)
+    return a
+
+
+class _HostOnRead:
+    """A dataclass field that also takes an MLX array, brought to the host (numpy) at its first read: a trace's
+    logits are its largest part (412 MB of float32 at 7B and 2,048 tokens, five times all its stats), and copying
+    them at once made a GPU stats trace pay for a transfer that many uses of it never read."""
+
+    def __set_name__(self, owner, name):
+        self._slot = "_" + name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            raise AttributeError(self._slot[1:])  # the dataclass reads this as "no default"
+        value = getattr(obj, self._slot)
+        if isinstance(value, mx.array):
+            value = to_host(value)
+            setattr(obj, self._slot, value)
+        return value
+
+    def __set__(self, obj, value):
+        setattr(obj, self._slot, value)
+
+
 @dataclass
 class Trace:
     tokens: np.ndarray  # [B, S]
-    logits: np.ndarray  # [B, S, V]
+    logits: np.ndarray = _HostOnRead()  # [B, S, V]; given as an MLX array, read to the host at first use
     probes: list[str]
     stats: dict[str, dict[str, np.ndarray]]  # probe -> stat -> [B, S, H]
     full: dict[str, np.ndarray] = field(default_factory=dict)
@@ -119,6 +147,7 @@ class Recorder:
     """
 
     stepping = False
+    host_logits = _HostOnRead()  # set by finish(logits): numpy at its first read
 
     def __init__(self, model, probes, mode: str, stats_on: str | None = None):
         # stats_on: "kernel" (numba, CPU device), "numpy" (reference), "mlx" (compiled MLX table, any device) or
@@ -132,6 +161,7 @@ class Recorder:
         if stats_on is None:
             stats_on = "kernel" if mx.default_device() == mx.cpu else "fused" if stats_gpu.available() else "mlx"
         self.stats_on = stats_on
+        self.host_logits = None
         self.names = select_probes(model, probes)
         self.selected = set(self.names)
         self.full_mode = mode == "full"
@@ -173,8 +203,8 @@ class Recorder:
                 record.setdefault(key, []).append(value.transpose(0, 2, 1))
 
     def finish(self, logits: mx.array | None = None) -> tuple[dict, dict]:
-        """(stats, full tensors) as numpy. Given the forward's logits, also sets `self.host_logits`; on a GPU they ride
-        in the same device-to-host copy as the stats."""
+        """(stats, full tensors) as numpy. Given the forward's logits, also sets `self.host_logits`: evaluated with the
+        stats, brought to the host when first read."""
         cat = lambda parts: mx.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
         outputs = {p: cat(v) for p, v in self._outputs.items()}
         arrays, layout, names = [], [], []  # names: (probe, stat, input index) per recorded quantity
@@ -209,25 +239,25 @@ class Recorder:
         in_table = {j: {k: add(cat(v), v[0].shape[-1], 1, 0) for k, v in record.items()}
                     for j, record in self._memory.items()}
         full = {p: outputs[p] for p in outputs} if self.full_mode else {}
-        logits_input = None
-        if logits is not None and self.stats_on in ("mlx", "fused"):
-            logits_input = add(logits, logits.shape[-1], 1, 0)
+        # The logits are evaluated with the stats (one pass over the graph) but stay on the device until read.
+        self.host_logits = logits
+        extra = [] if logits is None else [logits]
         if not arrays:
-            self.host_logits = None if logits is None else np.array(logits)
+            mx.eval(extra)
             return {}, {}
         layout = tuple(layout)
         if self.stats_on == "fused":
             packed, plan = stats_gpu.pack(arrays, layout)
-            mx.eval(packed, full)
-            columns, _ = stats_gpu.unpack(np.array(packed), plan)
+            mx.eval(packed, full, extra)
+            columns = stats_gpu.unpack(np.array(packed, copy=False), plan)  # a view of the one host copy
         elif self.stats_on == "mlx":
             table = stats_table(layout)(*arrays)
-            mx.eval(table, full)
+            mx.eval(table, full, extra)
             table = np.array(table)
             columns = [{stat: table[..., sl] for stat, sl in c} for c in table_slices(layout)]
         else:
             arrays = [a if a.dtype == mx.float32 else a.astype(mx.float32) for a in arrays]
-            mx.eval(arrays, full)
+            mx.eval(arrays, full, extra)
             host = [np.array(a, copy=False) for a in arrays]  # views of MLX's buffers, no copy
             columns = (kernel_stats if self.stats_on == "kernel" else numpy_stats)(host, layout)
         stats: dict[str, dict[str, np.ndarray]] = {}
@@ -238,10 +268,7 @@ class Recorder:
                 stats[probe][extra] = columns[i]["raw"]
         norms = {j: {k: columns[i]["raw"] for k, i in inputs.items()} for j, inputs in in_table.items()}
         self._gate_and_memory_stats(stats, norms)
-        if logits is not None:
-            self.host_logits = columns[logits_input]["raw"] if logits_input is not None else np.array(logits)
-        to_np = lambda a: np.array(a.astype(mx.float32)) if a.dtype == mx.bfloat16 else np.array(a)
-        return stats, {p: to_np(v) for p, v in full.items()}
+        return stats, {p: to_host(v) for p, v in full.items()}
 
     def _heads_of(self, probe: str, local: str) -> int:
         """The head count a per-head probe's features split into: its block's (the model's outside the blocks)."""
@@ -289,7 +316,8 @@ def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode:
         "interventions": [i.describe() for i in model.interventions.list()],
     }
     probes_recorded = [p for p in recorder.names if p in stats]
-    return Trace(np.array(input_ids), np.ascontiguousarray(recorder.host_logits), probes_recorded, stats, full, meta)
+    # the logits still on the device (recorder._host_logits): the Trace reads them to the host at first use
+    return Trace(np.array(input_ids), recorder._host_logits, probes_recorded, stats, full, meta)
 
 
 XLSTM.run_with_trace = run_with_trace  # model.run_with_trace(ids, ...): the model does not import execution

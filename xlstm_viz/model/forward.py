@@ -59,6 +59,7 @@ class _BlockPlan:
     weight_source: dict[str, str]  # weight path -> weight path it shares (featurizer sharing)
     weight_rows: dict[str, mx.array]  # weight path -> row index tying its feature groups (share_feature_groups)
     feature_index: dict[str, mx.array]  # weightless cell (local name) -> index tying its output's feature groups
+    flat_step: bool = False  # every cell's type takes one token's activations as [B, F] (CellType.flat_step)
 
 
 def _plan_block(wiring, prefix: str) -> _BlockPlan:
@@ -92,7 +93,8 @@ def _plan_block(wiring, prefix: str) -> _BlockPlan:
             rows[_weight_of(wiring, cell)] = index
         else:
             features[cell[cut:]] = index
-    return _BlockPlan(_plan_key(wiring), steps, masks, sources, rows, features)
+    flat = all(CELL_TYPES[step.cell_type].flat_step for step in steps)
+    return _BlockPlan(_plan_key(wiring), steps, masks, sources, rows, features, flat)
 
 
 def _plan_key(wiring):
@@ -272,6 +274,11 @@ class Executor:
         order, incoming = self._stream_plan()
         logits_parts = []
         act_dtype = model.activation_dtype  # compute_dtype: activations and matmuls (float32 or the weights' bf16)
+        # Unobserved, unpatched recurrent spans run without the sequence axis when every cell allows it
+        # (CellType.flat_step): one token's activations are [B, F], so no projection needs flatten/unflatten nodes.
+        # Observers and interventions see [B, 1, F] as before.
+        flat = (mode == "recurrent" and not emit and interventions is None
+                and all(self._plan(j).flat_step for j in range(len(model.blocks))))
 
         for token, span in spans:
 
@@ -287,7 +294,7 @@ class Executor:
                     observer.on_cell(event)
                 return out, event
 
-            ids = input_ids[:, span]
+            ids = input_ids[:, token] if flat else input_ids[:, span]
             x, ev = finish("embedding", "embedding", None, {}, model.backbone.embeddings(ids).astype(act_dtype))
             if stepping:
                 yield ev
@@ -329,7 +336,10 @@ class Executor:
                 else:
                     raise ValueError(f"block wiring node {node!r} has no executor (known: embedding, blocks.N, out_norm, lm_head)")
                 stream_out[node] = out
-        logits = logits_parts[0] if len(logits_parts) == 1 else mx.concatenate(logits_parts, axis=1)
+        if flat:
+            logits = logits_parts[0][:, None] if len(logits_parts) == 1 else mx.stack(logits_parts, axis=1)
+        else:
+            logits = logits_parts[0] if len(logits_parts) == 1 else mx.concatenate(logits_parts, axis=1)
         return logits.astype(mx.float32), states  # bf16 logits (compute_dtype) are widened after the soft cap
 
     def _run_block(self, j, x, states, mode, observer, finish, stepping, zero_state=False, token=None):

@@ -94,6 +94,8 @@ def mlstm_memory(x, w, state: MLSTMState | None, p: CellParams):
     if missing:
         raise ValueError(f"the mLSTM memory cell needs inputs from {list(MEMORY_INPUTS)}; missing {missing}")
     num_heads = int(p.params.get("num_heads", p.config.num_heads))
+    if p.mode == "recurrent" and not p.trace and (x["mlstm.q"].ndim == 2 or x["mlstm.q"].shape[1] == 1):
+        return _memory_step(x, state, num_heads, p)
     # q, k, v stay in the activation dtype (bf16 under compute_dtype="bfloat16", as the official autocast hands
     # them to its kernel); the cell widens them where it multiplies, and its states and gates are float32.
     q, k, v = (_heads(x[name], num_heads) for name in MEMORY_INPUTS[:3])
@@ -115,6 +117,24 @@ def mlstm_memory(x, w, state: MLSTMState | None, p: CellParams):
     h = h.astype(act_dtype)  # the official kernel returns h in its input dtype
     h = h.transpose(0, 2, 1, 3).reshape(B, S, NH * DV)  # heads concatenated, as the norm expects
     return (h, state, trace) if p.trace else (h, state)
+
+
+def _memory_step(x, state: MLSTMState | None, num_heads: int, p: CellParams):
+    """One token (a decode step): mlstm_memory without the sequence axis. q [B, NH*DH] or [B, 1, NH*DH] is [B, NH,
+    DH] by a reshape alone, so the per-head transposes, the per-token slices and the stack of `mlstm_cell.recurrent`
+    drop out: a compiled 7B decode step is host-bound on its graph's nodes (benchmarks/decode_host.py). The output
+    keeps the input's shape ([B, NH*DV] or [B, 1, NH*DV])."""
+    q, k, v = (x[name] for name in MEMORY_INPUTS[:3])
+    lead, B = q.shape[:-1], q.shape[0]
+    q, k, v = (a.reshape(B, num_heads, a.shape[-1] // num_heads) for a in (q, k, v))
+    i, f = (x[name].astype(mx.float32).reshape(B, num_heads, 1) for name in MEMORY_INPUTS[3:])
+    if state is None:
+        state = MLSTMState.zeros(B, num_heads, q.shape[-1], v.shape[-1])
+    if p.params.get("scale_k"):  # the original mLSTM's k / sqrt(DH), as in mlstm_memory
+        scale = q.shape[-1] ** 0.5
+        q, k = q * scale, k / scale
+    h, state = mlstm_kernels.recurrent_step(q, k, v, i, f, state, p.config.eps)  # mlstm_cell.recurrent_step's eqs.
+    return h.astype(x["mlstm.q"].dtype).reshape(*lead, -1), state
 
 
 for _name, _fn in (("block_input", block_input), ("rmsnorm", rmsnorm), ("linear", linear_cell), ("gate", gate),

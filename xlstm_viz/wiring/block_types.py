@@ -56,6 +56,10 @@ class CellType:
     fn: Callable | None = field(default=None, compare=False, repr=False)
     # True: `fn` can also report its per-token memory statistics (p.trace asks; it then returns (out, state, trace)).
     traces: bool = False
+    # True: `fn` also takes one token's activations without the sequence axis ([B, F] instead of [B, 1, F]), so an
+    # unobserved decode step runs the block flat: every projection is then one 2-D matmul node instead of
+    # flatten-matmul-unflatten (a compiled 7B decode step is bound by its graph's node count).
+    flat_step: bool = False
 
     def __post_init__(self):
         if self.inputs not in ("one", "many"):
@@ -90,16 +94,16 @@ def cell_type(name: str) -> CellType:
 
 
 for _t in (
-    CellType("block_input", inputs="one", kind="input"),
-    CellType("rmsnorm", kind="norm"),
-    CellType("linear", kind="projection"),
-    CellType("gate", heads="features", kind="gate"),
-    CellType("output_gate", kind="gate"),
-    CellType("mlstm_memory", inputs="many", state=("C", "n", "m"), kind="memory"),
-    CellType("multihead_norm", kind="norm"),
-    CellType("product", inputs="many", kind="residual"),
-    CellType("residual", inputs="many", kind="residual"),
-    CellType("linear_silu", kind="ffn"),
+    CellType("block_input", inputs="one", kind="input", flat_step=True),
+    CellType("rmsnorm", kind="norm", flat_step=True),
+    CellType("linear", kind="projection", flat_step=True),
+    CellType("gate", heads="features", kind="gate", flat_step=True),
+    CellType("output_gate", kind="gate", flat_step=True),
+    CellType("mlstm_memory", inputs="many", state=("C", "n", "m"), kind="memory", flat_step=True),
+    CellType("multihead_norm", kind="norm", flat_step=True),
+    CellType("product", inputs="many", kind="residual", flat_step=True),
+    CellType("residual", inputs="many", kind="residual", flat_step=True),
+    CellType("linear_silu", kind="ffn", flat_step=True),
     # the sLSTM block's (xlstm_viz/model/slstm_block.py)
     CellType("layernorm", kind="norm"),  # LayerNorm, weight stored as an offset from 1 (the original xLSTM's)
     CellType("causal_conv", state=("history",), kind="conv"),  # SiLU(depthwise causal Conv1d); state: last K-1 inputs
