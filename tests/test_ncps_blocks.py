@@ -239,3 +239,23 @@ def test_a_synapse_edit_is_an_edit_log_action_that_exports_applies_and_undoes():
     np.testing.assert_array_equal(np.array(fresh(ids)[0]), edited)
     session.undo()
     np.testing.assert_array_equal(np.array(model(ids)[0]), before)
+
+
+@pytest.mark.parametrize("kind", NEURON_BLOCKS)
+def test_the_over_time_panels_of_a_neuron_block_come_from_its_own_table(kind, tmp_path):
+    """The cfc and ltc tables have the same cell names, so only the block's layer type (the trace's meta) tells the
+    LTC's "neuron potential" panel from the CfC's "neuron activity"; a saved trace and a diff keep it."""
+    from xlstm_viz.dashboard import trace_tables
+    from xlstm_viz.execution import Trace
+    from xlstm_viz.wiring.block_types import block_table
+
+    model, x = hybrid(blocks=(kind, "mlstm")), ids(6)
+    trace = model.run_with_trace(x)
+    want = [(f"blocks.0.{c}", t) for c, _, t in block_table(kind).panels]
+    assert [(p, t) for p, _, t in trace_tables.gate_panels(trace, 0)] == want
+    assert ("neuron potential (per neuron)" in [t for _, t in want]) == (kind == "ltc")
+    again = Trace.load(trace.save(tmp_path / "t.npz"))
+    assert [(p, t) for p, _, t in trace_tables.gate_panels(again, 0)] == want
+    assert [(p, t) for p, _, t in trace_tables.gate_panels(trace.diff(trace), 0)] == want
+    with pytest.raises(ValueError, match=r"block 2 is not in this trace: it has blocks 0\.\.1"):
+        trace_tables.gate_panels(trace, 2)

@@ -31,11 +31,21 @@ def probe_change_table(diff, stat: str = "mean") -> dict[str, np.ndarray]:
             "text": np.array([f"{c:.3g}" for c in change], dtype=object)}
 
 
+def accepts_inside(probe: str) -> bool:
+    """Whether `probe` (blocks.{j}.{local}) is a cell whose interventions may act inside its recurrence."""
+    from xlstm_viz.wiring.block_types import INSIDE_PROBES
+
+    parts = str(probe).strip().split(".", 2)
+    return len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and parts[2] in INSIDE_PROBES
+
+
 class DiffView(pn.viewable.Viewer):
     stat = param.Selector(default="mean", objects=["mean", "absmax", "std", "l2"])
     ablate_probe = param.String(default="blocks.0.mlstm.igate", doc="cell whose output is zeroed")
     ablate_heads = param.String(default="all", doc="heads to zero: 'all' or e.g. '0, 2'")
     ablate_positions = param.String(default="all", doc="token positions to zero: 'all' or e.g. '5, 9'")
+    ablate_inside = param.Boolean(default=False, doc="zero a neuron cell's state inside its recurrence (every step), "
+                                                     "not only its output; offered for cells in INSIDE_PROBES")
 
     def __init__(self, session, **params):
         super().__init__(**params)
@@ -93,12 +103,18 @@ class DiffView(pn.viewable.Viewer):
                                 f"largest statistic change {total:.4g}; mean KL {float(np.mean(logit['kl'])):.4g}")
         self._ablations.object = "ablations: " + (", ".join(r.ablations) or "none")
 
+    def accepts_inside(self) -> bool:
+        """Whether the chosen cell is a neuron cell whose recurrence an ablation can act in (the checkbox shows)."""
+        return accepts_inside(self.ablate_probe)
+
     def ablate(self):
-        """Zero the chosen cell (its heads / positions when given) and re-run."""
+        """Zero the chosen cell (its heads / positions when given; inside its recurrence when ticked and the cell
+        takes it: the box is hidden for other cells) and re-run."""
         from xlstm_viz.dashboard.patching_view import parse_indices
 
         return self.session.ablate(self.ablate_probe.strip(), heads=parse_indices(self.ablate_heads, "heads"),
-                                   tokens=parse_indices(self.ablate_positions, "positions"))
+                                   tokens=parse_indices(self.ablate_positions, "positions"),
+                                   inside=self.ablate_inside and self.accepts_inside())
 
     def diff_csv(self) -> str:
         """The per-position and per-probe change tables as one CSV (table, key, columns...)."""
@@ -119,13 +135,16 @@ class DiffView(pn.viewable.Viewer):
         ablate.on_click(guarded(lambda e: self.ablate()))
         clear = pn.widgets.Button(label="Clear ablations")
         clear.on_click(guarded(lambda e: self.session.clear_ablations()))
+        inside = pn.widgets.Checkbox.from_param(self.param.ablate_inside, name="inside the recurrence",
+                                                visible=self.accepts_inside())
+        self.param.watch(lambda e: setattr(inside, "visible", accepts_inside(e.new)), ["ablate_probe"])
         base = pn.widgets.Button(label="Use current run as baseline")
         base.on_click(guarded(lambda e: self.session.set_baseline()))
         return pn.Column(
             pn.Row(pn.widgets.TextInput.from_param(self.param.ablate_probe, label="cell to ablate"),
                    pn.widgets.TextInput.from_param(self.param.ablate_heads, label="heads", width=100),
                    pn.widgets.TextInput.from_param(self.param.ablate_positions, label="positions", width=100),
-                   ablate, clear, base),
+                   inside, ablate, clear, base),
             pn.widgets.RadioButtonGroup.from_param(self.param.stat),
             pn.Row(pn.widgets.FileDownload(callback=guarded(lambda: io.StringIO(self.diff_csv())), filename="diff.csv",
                                            label="diff tables CSV"), self._summary), self._ablations,

@@ -704,9 +704,11 @@ class ModelSession(param.Parameterized):
         return self.result.graphs.of(scope, block)
 
     # -- interventions (ablations) ------------------------------------------------------------------
-    def ablate(self, probe: str, rerun: bool = True, heads=None, tokens=None):
+    def ablate(self, probe: str, rerun: bool = True, heads=None, tokens=None, inside: bool = False):
         """Zero a cell's output (model.interventions), optionally only some heads / token positions, then re-run;
-        `clear_ablations` undoes it. Bad heads or positions are refused by name (interventions.add, the run)."""
+        `clear_ablations` undoes it. Bad heads or positions are refused by name (interventions.add, the run).
+        inside: zero a neuron cell's state inside its recurrence at every step (cells in `INSIDE_PROBES`), so the
+        other neurons and later tokens see it, not only the cell's output."""
         self.check_probe(probe)
         if tokens is not None and self.tokens is not None:
             bad = [t for t in tokens if not 0 <= int(t) < len(self.tokens)]
@@ -715,7 +717,8 @@ class ModelSession(param.Parameterized):
                                  f"0..{len(self.tokens) - 1}")
 
         def work(st):
-            described = self.model.interventions.add(probe, "zero", heads=heads, tokens=tokens).describe()
+            described = self.model.interventions.add(probe, "zero", heads=heads, tokens=tokens,
+                                                     inside=inside).describe()
             said = f"ablation {described}: set to zero"
             self._restart_debugger(st, said)
             return said

@@ -12,7 +12,7 @@ import fnmatch
 import numpy as np
 
 from xlstm_viz.dashboard.colors import diverging, map_to_palette, viridis
-from xlstm_viz.wiring.block_types import BLOCK_TYPES, MLSTM_BLOCK, cell_type
+from xlstm_viz.wiring.block_types import MLSTM_BLOCK, block_table, cell_type
 
 # How a graph node reads its value from a trace: block-level nodes use the residual stream they emit.
 BLOCK_NODE_PROBES = {"embedding": "embedding", "out_norm": "out_norm", "lm_head": "logits"}
@@ -142,25 +142,29 @@ def head_time_table(trace, probe: str, stat: str, batch: int = 0, symmetric: boo
     }
 
 
-def gate_panels(trace, block: int) -> list[tuple[str, str, str]]:
-    """(probe, stat, title) of the gate/memory panels that this trace can draw for a block: the panels of the block
-    table whose cells the trace recorded for that block (the table that draws the most of them, the first on a tie:
-    block types share cell names, e.g. every neuron table has ncp.neurons and ncp.motor). A memory cell's panel
-    shows only its own statistics (its mean over features is not what the panel means)."""
-    best = []
-    for table in BLOCK_TYPES.values():
-        panels = []
-        for suffix, stat, title in table.panels:
-            probe = f"blocks.{block}.{suffix}"
-            stats = trace.stats.get(probe, {})
-            if stat in stats:
-                panels.append((probe, stat, title))
-            elif stats and not cell_type(table.row(suffix).cell_type).state and "mean" in stats:
-                panels.append((probe, "mean", title))
-        if len(panels) > len(best):
-            best = panels
-    return best
-
+def gate_panels(trace, block: int, layer_type: str | None = None) -> list[tuple[str, str, str]]:
+    """(probe, stat, title) of the gate/memory panels that this trace can draw for a block: the panels of the block's
+    own table, by its layer type (`layer_type`, else the trace's `meta["layer_types"]`; block types share cell names,
+    e.g. the cfc and ltc tables have the same ones, so the recorded probes cannot tell them apart). A memory cell's
+    panel shows only its own statistics (its mean over features is not what the panel means)."""
+    if layer_type is None:
+        types = trace.meta.get("layer_types")
+        if types is None:
+            raise ValueError("the trace does not say its blocks' layer types (meta['layer_types'], written by "
+                             "run_with_trace): pass layer_type")
+        if not 0 <= block < len(types):
+            raise ValueError(f"block {block} is not in this trace: it has blocks 0..{len(types) - 1}")
+        layer_type = types[block]
+    table = block_table(layer_type)
+    panels = []
+    for suffix, stat, title in table.panels:
+        probe = f"blocks.{block}.{suffix}"
+        stats = trace.stats.get(probe, {})
+        if stat in stats:
+            panels.append((probe, stat, title))
+        elif stats and not cell_type(table.row(suffix).cell_type).state and "mean" in stats:
+            panels.append((probe, "mean", title))
+    return panels
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

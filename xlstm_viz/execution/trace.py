@@ -115,7 +115,10 @@ class Trace:
         }
         full = {p: other.full[p] - v for p, v in self.full.items() if p in other.full}
         probes = [p for p in self.probes if p in stats]
-        return Trace(self.tokens, other.logits - self.logits, probes, stats, full, {"diff_of": [self.meta, other.meta]})
+        meta = {"diff_of": [self.meta, other.meta]}
+        if self.meta.get("layer_types") == other.meta.get("layer_types") is not None:
+            meta["layer_types"] = self.meta["layer_types"]
+        return Trace(self.tokens, other.logits - self.logits, probes, stats, full, meta)
 
     def summary(self, stat: str = "absmax") -> dict[str, float]:
         """One number per probe: the max over batch, tokens and heads of `stat` (absolute, for diffs)."""
@@ -312,6 +315,7 @@ def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode:
         "mode": mode,
         "run_mode": run_mode,
         "source": model.source,
+        "layer_types": list(model.config.layer_types()),  # what the views draw each block's panels by
         "wiring_versions": [str(w.version) for w in model.cell_wirings] + [str(model.block_wiring.version)],
         "interventions": [i.describe() for i in model.interventions.list()],
     }

@@ -32,16 +32,11 @@ from . import checks, documents
 from .edits import Change, Editable
 from .headers import checkpoint_shapes, present, read_json_object
 from ..dims import mlstm_block_dims
+from .block_types import BLOCK_TYPES, detect_block_type
 
 _FORMAT = "xlstm_viz.wiring.block/1"
 _BLOCK_KEY = re.compile(r"^backbone\.blocks\.(\d+)\.(.+)$")
 EDGE_KINDS = ("residual", "skip")
-# Block type from the parameter names inside one block: first the prefixes of the xLSTM layers, then
-# CfC / LTC cells, recognised by a dotted name component starting with "cfc" / "ltc".
-_TYPE_PREFIXES = {"mlstm": ("mlstm_layer.",), "slstm": ("slstm_layer.", "xlstm.slstm_cell.")}
-_TYPE_COMPONENTS = {"cfc": "cfc", "ltc": "ltc"}
-
-
 @dataclass(frozen=True)
 class Edge:
     """One edge of the block graph; see the module docstring for what it means to the executor."""
@@ -58,7 +53,7 @@ class Edge:
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """One block: its index, type ("mlstm" | "slstm" | "cfc" | "ltc"), dimensions and parameter shapes
+    """One block: its index, layer type (a key of `block_types.BLOCK_TYPES`), dimensions and parameter shapes
     (names relative to `backbone.blocks.{index}.`; empty for a wiring made from a config)."""
 
     index: int
@@ -71,26 +66,28 @@ class BlockSpec:
         return f"blocks.{self.index}"
 
 
-def block_type_of(index: int, names) -> str:
-    """The block type implied by a block's parameter names; an error names the keys if none or several fit."""
-    found: dict[str, list[str]] = {}
-    for name in names:
-        for kind, prefixes in _TYPE_PREFIXES.items():
-            if name.startswith(prefixes):
-                found.setdefault(kind, []).append(name)
-        components = name.lower().split(".")
-        for kind, stem in _TYPE_COMPONENTS.items():
-            if any(c.startswith(stem) for c in components):
-                found.setdefault(kind, []).append(name)
-    if not found:
-        raise ValueError(
-            f"block {index}: cannot tell the block type from its keys {sorted(names)}; expected 'mlstm_layer.', "
-            "'slstm_layer.' / 'xlstm.slstm_cell.', or a 'cfc' / 'ltc' component"
-        )
-    if len(found) > 1:
-        detail = "; ".join(f"{kind}: {keys[:3]}" for kind, keys in found.items())
-        raise ValueError(f"block {index}: keys of several block types ({detail})")
-    return next(iter(found))
+def block_type_of(index: int, names, declared: str | None = None) -> str:
+    """The block type of a block's parameter names, from the block registry (`block_types.detect_block_type`: the
+    table whose checkpoint names are all there; `declared`, config.json's, is checked against them)."""
+    return detect_block_type(index, names, declared)
+
+
+def declared_layer_types(config: dict, where) -> list[str] | None:
+    """config.json's per-block layer types (`layer_types`, LFM2's spelling, or `block_types`); None when it gives
+    neither. The two spellings must agree, and every entry must be a registered block type."""
+    given = {k: config[k] for k in ("layer_types", "block_types") if config.get(k) is not None}
+    if not given:
+        return None
+    if len(given) == 2 and given["layer_types"] != given["block_types"]:
+        raise ValueError(f"{where}: layer_types {given['layer_types']!r} and block_types {given['block_types']!r} "
+                         "disagree; give one of them")
+    key, types = next(iter(given.items()))
+    if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        raise ValueError(f"{where}: {key} must be a list of layer type names, got {types!r}")
+    for j, t in enumerate(types):
+        if t not in BLOCK_TYPES:
+            raise ValueError(f"{where}: {key}[{j}] is {t!r}, not a registered block type {sorted(BLOCK_TYPES)}")
+    return types
 
 
 def _mlstm_dims(index: int, params: dict) -> dict:
@@ -150,10 +147,14 @@ class BlockWiring(Editable):
         missing = sorted(set(range(max(per_block) + 1)) - set(per_block))
         if missing:
             raise ValueError(f"{folder}: blocks {missing} have no parameters (found blocks up to {max(per_block)})")
+        declared = declared_layer_types(config, config_path)
+        if declared is not None and len(declared) != len(per_block):
+            raise ValueError(f"{config_path}: layer_types has {len(declared)} entries but the checkpoint has "
+                             f"{len(per_block)} blocks")
         blocks = []
         for index in sorted(per_block):
             params = dict(sorted(per_block[index].items()))
-            kind = block_type_of(index, params)
+            kind = block_type_of(index, params, None if declared is None else declared[index])
             dims = _mlstm_dims(index, params) if kind == "mlstm" else {}
             blocks.append(BlockSpec(index, kind, dims, params))
         expected = config.get("num_blocks", config.get("num_hidden_layers"))
@@ -195,7 +196,9 @@ class BlockWiring(Editable):
             "num_heads": num_heads,
             "ffn_dim": get("ffn_dim") or derived.ffn_dim,
         }
-        types = list(get("block_types") or ["mlstm"] * num_blocks)
+        # a config.json dict may spell them layer_types (XLSTMConfig has already merged that into block_types)
+        layer_types = config.get("layer_types") if isinstance(config, dict) else None
+        types = list(get("block_types") or layer_types or ["mlstm"] * num_blocks)
         if len(types) != num_blocks:
             raise ValueError(f"config has {len(types)} block_types for num_blocks={num_blocks}")
         blocks = [BlockSpec(i, t, dict(dims) if t == "mlstm" else {}) for i, t in enumerate(types)]

@@ -18,7 +18,9 @@ A *block type* (`BLOCK_TYPES`, keyed by layer type as `config.layer_types` spell
 dimensions) plus its connections, and, attached by the model package, the nn.Module that holds its parameters and
 the function from a model config to the table's dimensions (`attach_block`). `CellWiring.from_table`, the probe
 names, the per-head rule (`execution.probes.probe_heads`), the dashboard's node kinds and gate panels are read from
-the table, so a block's cells are spelled in one place.
+the table, so a block's cells are spelled in one place. A checkpoint block's type is read from the same tables
+(`detect_block_type`, used by `BlockWiring.from_checkpoint`): the table whose cells' weights (plus its `signature`,
+the names its cells read by prefix, such as the neurons') are all in the block, or config.json's layer_types.
 
 Registered block types: "mlstm" (the xLSTM-7B block; equations in xlstm_viz/model/mlstm_block.py, the recurrence
 in mlstm_cell.py), "slstm" (the original xLSTM's sLSTM block; equations in xlstm_viz/model/slstm_block.py, the
@@ -27,7 +29,8 @@ on the same mlstm_cell.py recurrence), "cfc" and "ltc" (an AutoNCP-wired CfC / L
 xlstm_viz/model/neuron_block.py, on xlstm_viz.neurons; tables from `ncp_block_table`), "ncp_slstm" and "ncp_mlstm"
 (the same NCP with sLSTM / mLSTM memory cells as neurons, xlstm_viz/model/ncp_slstm_block.py and ncp_mlstm_block.py,
 on slstm_cell.py / mlstm_cell.py). To add a block type: register its cell types here (or reuse these), a BlockTable
-with `register_block_table`, then, in a model module imported by xlstm_viz/model/xlstm.py, attach each new type's
+with `register_block_table` (with a `signature` if its rows' weights alone do not tell it from every other
+table: `tests/test_checkpoint_block_types.py` saves one block of each registered type and detects it), then, in a model module imported by xlstm_viz/model/xlstm.py, attach each new type's
 function (`attach_cell_function`) and the block's nn.Module and dimensions (`attach_block`); slstm_block.py is a
 complete example; a neuron block (an NCP of neurons) takes its table from `ncp_block_table` and its module declares
 `wiring`, `uses_polarity` and `synapse_rule` (what the live NCPS tab offers), ncp_slstm_block.py is the example.
@@ -39,6 +42,7 @@ dashboard/trace_view.py + trace_tables.gate_panels (its gates and states over ti
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -170,12 +174,19 @@ class BlockTable:
     dims: tuple[str, ...] = ()  # the dimensions its shapes read
     # The dashboard's per-head panels over time: (cell local name, preferred stat, title).
     panels: tuple[tuple[str, str, str], ...] = ()
+    # How a checkpoint block of this type is recognised (`detect_block_type`): its cells' own weights and biases
+    # (the rows present at every size) plus `signature`, the block-relative names it always has that its cells read
+    # by name or prefix rather than through a row (the sLSTM's recurrent kernel, the neurons'), which is what tells
+    # the neuron tables apart; `owns`: prefixes of the names those cells read (every name under one belongs here).
+    signature: tuple[str, ...] = ()
+    owns: tuple[str, ...] = ()
     # Attached by the model package (`attach_block`): the nn.Module class `(config) -> module` holding the block's
     # parameters under their checkpoint names (it has `param(path)` and `new_state(batch)`), and `dims_of(config)`,
     # the table's dimensions for a model config.
     module: type | None = field(default=None, compare=False, repr=False)
     dims_of: Callable | None = field(default=None, compare=False, repr=False)
     _rows: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _names: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # required/known, cached
 
     def __post_init__(self):
         rows = {row.local: row for row in self.cells}
@@ -215,6 +226,33 @@ class BlockTable:
         """The rows whose cell type carries recurrent state, in execution order."""
         return tuple(row for row in self.cells if cell_type(row.cell_type).state)
 
+    def required_weights(self) -> frozenset[str]:
+        """The checkpoint names (block-relative) every block of this type has: what identifies it."""
+        if "required" in self._names:
+            return self._names["required"]
+        names = set(self.signature)
+        for row in self.cells:
+            if row.when is None:
+                names.update(n for n in (row.weight, row.bias) if n)
+        return self._names.setdefault("required", frozenset(names))
+
+    def known_weights(self) -> frozenset[str]:
+        """Every name a row or the signature gives (a row present only at some sizes included), and each weight's
+        bias (use_bias checkpoints add them); names under `owns` are known too (`knows`)."""
+        if "known" in self._names:
+            return self._names["known"]
+        names = set(self.signature)
+        for row in self.cells:
+            for n in (row.weight, row.bias):
+                if n:
+                    names.add(n)
+                    if n.endswith(".weight"):
+                        names.add(n[: -len("weight")] + "bias")
+        return self._names.setdefault("known", frozenset(names))
+
+    def knows(self, name: str) -> bool:
+        return name in self.known_weights() or (bool(self.owns) and name.startswith(self.owns))
+
 
 # The block registry, keyed by layer type.
 BLOCK_TYPES: dict[str, BlockTable] = {}
@@ -239,6 +277,69 @@ def block_table(name: str) -> BlockTable:
         return BLOCK_TYPES[name]
     except KeyError:
         raise ValueError(f"unknown block type {name!r}; registered block types: {sorted(BLOCK_TYPES)}") from None
+
+
+def detect_block_type(index: int, names, declared: str | None = None) -> str:
+    """The registered block type of checkpoint block `index` from its tensor names (block-relative): the unique
+    table whose required weights (`BlockTable.required_weights`) are all present, the most specific one where one
+    table's requirements contain another's. `declared` (config.json's layer_types) wins, and is checked against the
+    names. Every refusal names the block, the tensors missing or not belonging, and the closest types."""
+    names = set(names)
+    where = f"backbone.blocks.{index}."
+    fits = [t for t in BLOCK_TYPES.values() if t.required_weights() <= names]
+    if declared is not None:
+        table = block_table(declared)
+        if table not in fits:
+            lacks = sorted(table.required_weights() - names)
+            guess = f"; the tensors fit {_names_of(_most_specific(fits))}" if fits else ""
+            raise ValueError(f"block {index}: config.json gives layer type {declared!r}, but the checkpoint lacks "
+                             f"its {_listed(where, lacks)}{guess}")
+    else:
+        best = _most_specific(fits)
+        if not best:
+            raise ValueError(f"block {index}: its tensors fit no registered block type ({sorted(BLOCK_TYPES)}); "
+                             f"closest: {_closest(where, names)}")
+        if len(best) > 1:
+            raise ValueError(f"block {index}: its tensors fit several block types ({_names_of(best)}); give "
+                             "config.json's layer_types to choose")
+        table = best[0]
+    foreign = sorted(n for n in names if not table.knows(n))
+    if foreign:
+        near = {n: difflib.get_close_matches(n, table.known_weights(), n=1) for n in foreign[:3]}
+        hint = "; ".join(f"{where}{n} (close: {where}{m[0]})" if m else where + n for n, m in near.items())
+        raise ValueError(f"block {index} ({table.name}): {len(foreign)} tensor(s) that a {table.name!r} block does "
+                         f"not have: {hint}{' ...' if len(foreign) > 3 else ''}")
+    return table.name
+
+
+def _most_specific(tables: list) -> list:
+    """The tables whose required weights no other table's strictly contain."""
+    return [t for t in tables if not any(t.required_weights() < u.required_weights() for u in tables)]
+
+
+def _names_of(tables) -> str:
+    return ", ".join(repr(t.name) for t in tables)
+
+
+def _listed(where: str, names: list, limit: int = 3) -> str:
+    shown = ", ".join(where + n for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _closest(where: str, names: set) -> str:
+    """The two block types that the names come nearest to (fewest required weights missing, relative to their
+    count), each with what it lacks and the tensors it does not have."""
+    def gap(t):
+        req = t.required_weights()
+        return (len(req - names) / max(len(req), 1), sum(not t.knows(n) for n in names))
+
+    parts = []
+    for t in sorted(BLOCK_TYPES.values(), key=gap)[:2]:
+        lacks = sorted(t.required_weights() - names)
+        foreign = sorted(n for n in names if not t.knows(n))
+        parts.append(f"{t.name!r} lacks {_listed(where, lacks)}"
+                     + (f" and does not have {_listed(where, foreign)}" if foreign else ""))
+    return "; ".join(parts)
 
 
 def find_row(local: str) -> CellRow | None:
@@ -417,6 +518,7 @@ SLSTM_BLOCK = register_block_table(BlockTable(
         ("ffn.out", "out"),
     ),
     dims=("D", "num_heads", "DH", "K", "F", "act"),
+    signature=("slstm_layer.recurrent_kernel", "slstm_layer.bias"),  # read by the memory cell by name
     panels=(
         ("slstm.igate", "mean", "input gate W_i x"),
         ("slstm.fgate", "mean", "forget gate W_f x"),
@@ -502,9 +604,10 @@ ORIG_MLSTM_BLOCK = register_block_table(BlockTable(
 # A neuron cell with several per-neuron outputs (`memory`: the ncp_slstm neurons' h, c, n, m and gates, concatenated)
 # is the stateful cell `ncp.memory`, and `ncp.neurons` plus one cell per further output are slices of it.
 def ncp_block_table(name: str, neurons: str, motor: CellRow, activity: str,
-                    memory: tuple[tuple[str, str], ...] = ()) -> BlockTable:
+                    memory: tuple[tuple[str, str], ...] = (), signature: tuple[str, ...] = ()) -> BlockTable:
     """memory: (cell local name, title) of each per-neuron output of the neuron cell `neurons`, in its output order;
-    the first is "ncp.neurons". Empty: `neurons` outputs ncp.neurons itself."""
+    the first is "ncp.neurons". Empty: `neurons` outputs ncp.neurons itself. signature: the neuron cell's own
+    checkpoint names (under "neurons.") that every block of this type has, which tell the neuron tables apart."""
     # "inside": the probe whose interventions with inside=True the neuron cell applies in its recurrence
     per_neuron = {"prefix": "neurons.rnn_cell" if not memory else "neurons", "inside": "ncp.neurons"}
     neuron_extra = lambda d: {**per_neuron, "units": d["U"], "inter": d["I"], "command": d["C"], "motor": d["M"]}
@@ -542,6 +645,8 @@ def ncp_block_table(name: str, neurons: str, motor: CellRow, activity: str,
         ),
         dims=("D", "U", "I", "C", "M"),
         panels=(*panels, ("ncp.motor", "mean", "motor neurons")),
+        signature=signature,
+        owns=("neurons.",),
     )
 
 
@@ -549,12 +654,17 @@ CFC_BLOCK = register_block_table(ncp_block_table(
     "cfc", "cfc_neurons",
     CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
             extra=lambda d: {"offset": 0, "width": d["M"]}),  # motor neurons are ids 0..M-1 (ncps numbering)
-    "activity"))
+    "activity",
+    # ncps's WiredCfCCell: one CfCCell per NCP layer, ff1 in every mode (ff2 / time_a / time_b not in "pure")
+    signature=("neurons.rnn_cell.layer_0.ff1.weight", "neurons.rnn_cell.layer_0.ff1.bias")))
 LTC_BLOCK = register_block_table(ncp_block_table(
     "ltc", "ltc_neurons",
     CellRow("ncp.motor", "ltc_readout", features=lambda d: d["M"], heads="features",
             extra=lambda d: {"prefix": "neurons.rnn_cell", "motor": d["M"]}),  # output_w * v[:M] + output_b
-    "potential"))
+    "potential",
+    # ncps's LTCCell parameters that every input / output mapping has (the mappings' own are optional)
+    signature=tuple(f"neurons.rnn_cell.{n}" for n in ("gleak", "vleak", "cm", "w", "sigma", "mu", "sensory_w",
+                                                       "sensory_sigma", "sensory_mu"))))
 
 # ncp_slstm (xlstm_viz/model/ncp_slstm_block.py): the same NCP, each neuron an sLSTM scalar memory cell. Its memory
 # cell's outputs, in order (each [B, S, units] by neuron id); the gates are the raw pre-activations.
@@ -566,7 +676,8 @@ NCP_SLSTM_BLOCK = register_block_table(ncp_block_table(
     "ncp_slstm", "ncp_slstm_memory",
     CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
             extra=lambda d: {"offset": 0, "width": d["M"]}),
-    "hidden h", memory=_NCP_SLSTM_CELLS))
+    "hidden h", memory=_NCP_SLSTM_CELLS,
+    signature=tuple(f"neurons.layer_0.{n}" for n in ("W", "R", "b"))))  # each NCP layer's sLSTM gates
 
 # ncp_mlstm (xlstm_viz/model/ncp_mlstm_block.py): each NCP layer one mLSTM head whose value features are its neurons.
 # Its memory cell's outputs, in order: h = o * r, the readout r (memory plus in-layer synapses), the output gate o.
@@ -576,4 +687,5 @@ NCP_MLSTM_BLOCK = register_block_table(ncp_block_table(
     CellRow("ncp.motor", "state_slice", features=lambda d: d["M"], heads="features",
             extra=lambda d: {"offset": 0, "width": d["M"]}),
     "hidden h", memory=(("ncp.neurons", "hidden h = o r"), ("ncp.readout", "memory readout r"),
-                        ("ncp.ogate", "output gate o"))))
+                        ("ncp.ogate", "output gate o")),
+    signature=tuple(f"neurons.layer_0.{n}" for n in ("q", "k", "v", "gates", "lateral", "o"))))
