@@ -41,8 +41,8 @@ class DiffView(pn.viewable.Viewer):
         super().__init__(**params)
         self.session = session
         self.bar_source = ColumnDataSource({"probe": [], "change": [], "text": []})
-        self.logit_source = ColumnDataSource({k: [] for k in ("pos", "before", "after", "p_before", "p_after",
-                                                              "changed", "kl", "color")})
+        self.logit_source = ColumnDataSource({k: [] for k in ("pos", "token", "before", "after", "p_before",
+                                                              "p_after", "changed", "kl", "color")})
         self.bar_range = FactorRange(factors=["-"])
         self.bar_figure = figure(title="largest change per probe (after - before)", height=300,
                                  sizing_mode="stretch_width", x_range=self.bar_range, tools="xwheel_zoom,reset,save",
@@ -60,7 +60,7 @@ class DiffView(pn.viewable.Viewer):
         self.kl_figure.xaxis.axis_label = "position"
         add_legend(self.kl_figure, [("top-1 prediction changed", PREDICTION_COLORS["changed"]),
                                     ("same top-1", PREDICTION_COLORS["same"])], glyph="square", place="right")
-        self.kl_figure.add_tools(HoverTool(tooltips=[("pos", "@pos{0}"), ("before", "@before (@p_before{0.00})"),
+        self.kl_figure.add_tools(HoverTool(tooltips=[("position", "@pos{0}"), ("token", "@token"), ("before", "@before (@p_before{0.00})"),
                                                      ("after", "@after (@p_after{0.00})"), ("KL", "@kl{0.0000}")]))
         self._summary = pn.pane.Markdown("_run the model, then toggle something_")
         self._ablations = pn.pane.Markdown("")

@@ -15,7 +15,7 @@ import panel as pn
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 from bokeh.events import Tap
-from bokeh.models import ColumnDataSource, HoverTool, Range1d
+from bokeh.models import ColumnDataSource, CustomJSHover, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables, wiring_tables
@@ -80,7 +80,8 @@ class ModelView(pn.viewable.Viewer):
         self.param.block.bounds = (0, session.config.num_blocks - 1)
         self.block_graph = DagFigure("blocks (click one to show its cells, an edge to select it)", height=240,
                                      on_node_tap=self._select_block_node, on_edge_tap=self._select_block_edge)
-        self.cell_graph = DagFigure(self._cell_title(0), height=380, on_edge_tap=self._select_cell_edge)
+        self.cell_graph = DagFigure(self._cell_title(0), height=460, on_edge_tap=self._select_cell_edge,
+                                    legend_place="below")
         self.matrix_source = ColumnDataSource({"image": [], "dw": [], "dh": []})
         self.matrix_figure = self._make_matrix_figure()
         self._info = pn.pane.Markdown("", margin=(0, 10))
@@ -106,8 +107,14 @@ class ModelView(pn.viewable.Viewer):
         mapper, bar = state_color_bar("connection")
         fig.add_layout(bar, "right")
         img = fig.image(image="image", x=0, y=0, dw="dw", dh="dh", source=self.matrix_source, color_mapper=mapper)
-        fig.add_tools(HoverTool(renderers=[img], tooltips=[("to (col)", "$x{0}"), ("from (row)", "$y{0}"),
-                                                           ("state", "@image")]))
+        # the image hover knows only the cursor position: the cell names are looked up in the browser
+        self.matrix_names = ColumnDataSource({"name": []})
+        lookup = "const l = src.data.name; const i = %s; return (i >= 0 && i < l.length) ? l[i] : '';"
+        to = CustomJSHover(args={"src": self.matrix_names}, code=lookup % "Math.floor(value)")
+        frm = CustomJSHover(args={"src": self.matrix_names}, code=lookup % "l.length - 1 - Math.floor(value)")
+        fig.add_tools(HoverTool(renderers=[img], tooltips=[("from (row)", "$y{custom}"), ("to (column)", "$x{custom}"),
+                                                           ("state", "@image")],
+                                formatters={"$x": to, "$y": frm}))
         fig.on_event(Tap, self._on_matrix_tap)
         fig.xaxis.major_label_orientation = 1.2
         return fig
@@ -119,15 +126,16 @@ class ModelView(pn.viewable.Viewer):
         self._block_graph = (names, conns)
         # Pass the current overlay in so a redraw never flashes uncoloured nodes.
         self.block_graph.set_graph(names, conns, *self.overlay_values(names),
-                                   layer_types=self.session.model.config.layer_types())
+                                   layer_types=self.session.model.config.layer_types(), info=graphs.info)
         cnames, cconns = graphs.of("cell", self.block)
         self._cell_graph = (cnames, cconns)
-        self.cell_graph.set_graph(cnames, cconns, *self.overlay_values(cnames))
+        self.cell_graph.set_graph(cnames, cconns, *self.overlay_values(cnames), info=graphs.info)
         source_updates.set_props(self.cell_graph.figure.title, text=self._cell_title(self.block))
         mat = connection_matrix(cnames, cconns)
         self._matrix = mat
         source_updates.replace_data(self.matrix_source, {"image": [mat["image"]], "dw": [mat["cols"]],
                                                          "dh": [mat["rows"]]})
+        source_updates.replace_data(self.matrix_names, {"name": list(cnames)})
         labels = {i: short_label(n) for i, n in enumerate(cnames)}
         if getattr(self, "_axis_names", None) == list(cnames):
             self._show_selection()

@@ -206,6 +206,7 @@ class Graphs:
 
     block: tuple
     cells: tuple
+    info: dict = field(default_factory=dict)  # node name -> (shape/parameter line, count), model_graph.node_info
 
     def of(self, scope: str, block: int | None = None):
         if scope == "block":
@@ -440,7 +441,7 @@ class ModelSession(param.Parameterized):
             return st.result.graphs
         st.graphs_key = key
         return Graphs(model_graph.connections(m.block_wiring),
-                      tuple(model_graph.connections(w) for w in m.cell_wirings))
+                      tuple(model_graph.connections(w) for w in m.cell_wirings), model_graph.node_info(m))
 
     def _diff(self, st: _State):
         """The trace - baseline diff and logit table, computed once per (trace, baseline) pair."""

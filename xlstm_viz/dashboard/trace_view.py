@@ -23,7 +23,7 @@ TICK_CODE = "const i = Math.round(tick); return (Math.abs(tick - i) < 1e-6 && i 
 
 
 def _empty_heat():
-    return {k: [] for k in ("pos", "head", "value", "color", "value_text")}
+    return {k: [] for k in ("pos", "token", "head", "value", "color", "value_text")}
 
 
 class TraceView(pn.viewable.Viewer):
@@ -68,7 +68,8 @@ class TraceView(pn.viewable.Viewer):
         fig.add_layout(bar, "right")
         self._bars[id(source)] = (mapper, bar)
         r = fig.rect("pos", "head", 1, 1, source=source, fill_color="color", line_color=None)
-        fig.add_tools(HoverTool(renderers=[r], tooltips=[("token", "@pos{0}"), ("head", "@head{0}"),
+        fig.add_tools(HoverTool(renderers=[r], tooltips=[("token", "@token"), ("position", "@pos{0}"),
+                                                         ("head", "@head{0}"),
                                                          ("value", "@value_text")]))
         fig.yaxis.axis_label = "head"
         fig.xaxis.ticker, fig.xaxis.formatter = self.ticker, self.formatter
@@ -129,7 +130,7 @@ class TraceView(pn.viewable.Viewer):
         shown = trace_tables.gate_panels(tr, self.block)
         for k, (_, _, fig, src) in enumerate(self.panels):
             probe, use, title = shown[k] if k < len(shown) else (None, None, "")
-            data = trace_tables.head_time_table(tr, probe, use) if use else _empty_heat()
+            data = self._with_tokens(trace_tables.head_time_table(tr, probe, use), short) if use else _empty_heat()
             source_updates.replace_data(src, data)
             source_updates.set_props(fig.title, text=title)
             self._match_bar(src, data["value"], use or "no data")
@@ -140,7 +141,7 @@ class TraceView(pn.viewable.Viewer):
             if self.stat not in names:
                 self.stat = "absmax" if "absmax" in names else names[0]
                 return  # the stat change re-enters refresh
-            data = trace_tables.head_time_table(tr, self.probe, self.stat)
+            data = self._with_tokens(trace_tables.head_time_table(tr, self.probe, self.stat), short)
             source_updates.replace_data(self.probe_source, data)
             self._match_bar(self.probe_source, data["value"], self.stat)
             source_updates.set_props(self.probe_figure.title, text=f"{self.probe}: {self.stat}")
@@ -151,6 +152,11 @@ class TraceView(pn.viewable.Viewer):
         topk["color"] = np.array([prob_color(p) for p in topk["prob"]], dtype=object)
         topk["text"] = np.array([f"*{t}*" if n else t for t, n in zip(topk["text"], topk["is_next"])], dtype=object)
         source_updates.replace_data(self.topk_source, topk)
+
+    @staticmethod
+    def _with_tokens(data: dict, short: list[str]) -> dict:
+        """The token text of each cell, for the hover (the axis shows only some of them)."""
+        return {**data, "token": np.array([short[int(p)] for p in data["pos"]], dtype=object)}
 
     @param.depends("first_token", "window", watch=True)
     def _page(self):
