@@ -123,7 +123,8 @@ class DagFigure:
         source_updates.replace_data(self.edge_source, edges)
         xmax = float(nodes["x"].max()) if len(nodes["x"]) else 1.0
         self._xmax = xmax
-        source_updates.set_props(self.x_range, start=-0.5, end=min(xmax, MAX_COLUMNS - 1) + 0.5)
+        # room to the right for the last column's rotated label
+        source_updates.set_props(self.x_range, start=-0.5, end=min(xmax, MAX_COLUMNS - 1) + 0.9)
 
     def _extend_legend(self, kinds) -> None:
         from bokeh.models import LegendItem
