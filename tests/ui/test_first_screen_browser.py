@@ -49,3 +49,26 @@ def test_an_undone_edit_is_redone_by_the_sidebar_button_after_a_reload(page, ser
     redo.click()
     wait_until(lambda: again.session.edits == [("block", None, "blocks.0", "blocks.1", 0)], timeout=30, page=page)
     wait_until(lambda: not again.session.busy and again.session.accuracy == edited, timeout=30, page=page)
+
+
+def test_dark_theme_draws_graph_labels_rings_and_blank_cells_in_dark_colours(page, served_app, artifacts):
+    from xlstm_viz.dashboard.colors import DARK_INK, DARK_MUTED, DARK_PAPER, KIND_COLORS
+
+    served, apps = served_app
+    page.set_viewport_size({"width": 1280, "height": 800})
+    app, _ = open_app(page, served, apps, query="?theme=dark")
+    g = app.model_view.cell_graph
+    assert g.labels.glyph.text_color == DARK_INK and g.info_labels.glyph.text_color == DARK_MUTED
+    assert g.labels.glyph.background_fill_color == DARK_PAPER
+    memory = list(g.node_source.data["id"]).index("blocks.0.mlstm.memory")
+    assert KIND_COLORS["memory"] == "#000000" and g.node_source.data["color"][memory] == DARK_INK
+    from bokeh.models import LinearColorMapper
+
+    mapper = app.model_view.matrix_figure.select_one({"type": LinearColorMapper})
+    assert mapper.nan_color == DARK_PAPER
+    assert app.diff_view._changed_color == DARK_INK
+    page.screenshot(path=str(artifacts / "dark_model.png"))
+    # and a light page (the default) keeps the light colours
+    light, _ = open_app(page, served, apps)
+    assert light.model_view.cell_graph.labels.glyph.text_color == "#000000"
+    assert light.model_view.cell_graph.labels.glyph.background_fill_color == "#ffffff"

@@ -8,7 +8,7 @@ from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import model_tables, source_updates, trace_tables
 from xlstm_viz.dashboard.colors import (
-    add_legend, graph_legend_items, kind_legend_items, update_color_bar, value_color_bar,
+    add_legend, graph_legend_items, kind_legend_items, muted_text, paper, themed, update_color_bar, value_color_bar,
 )
 
 # Labels sit up and to the right of their marker, rotated, so neighbouring columns' labels do not run into
@@ -60,10 +60,11 @@ class DagFigure:
                                         line_alpha="alpha"))
         fig.add_layout(self.arrows)
         style = dict(source=self.node_source, angle=LABEL_ANGLE, x_offset=9, y_offset=-7, text_align="left",
-                     background_fill_color="#ffffff", background_fill_alpha=0.7, padding=1)
-        self.labels = fig.text("x", "y", text="label", text_font_size="9pt", text_baseline="bottom", **style)
+                     background_fill_color=paper(), background_fill_alpha=0.7, padding=1)
+        self.labels = fig.text("x", "y", text="label", text_font_size="9pt", text_baseline="bottom",
+                               text_color=themed("#000000"), **style)
         self.info_labels = fig.text("x", "y", text="info_label", text_font_size="7pt", text_baseline="top",
-                                    text_color="#555555", **style)
+                                    text_color=muted_text(), **style)
         fig.add_tools(HoverTool(renderers=[nodes], tooltips=[("node", "@id"), ("kind", "@kind"),
                                                              ("weights", "@info"), ("value", "@value_text")]))
         fig.add_tools(HoverTool(renderers=[edges], tooltips=[("connection", "@src_id -> @dst_id"), ("state", "@state")],
@@ -103,6 +104,7 @@ class DagFigure:
         nodes = model_tables.dag_node_table(list(names), conns, layer_types, info)
         edges = model_tables.dag_edge_table(nodes, conns, pol)
         edges.update(model_tables.arrow_columns(edges, HEAD_BACK, HEAD_STEM))
+        nodes["color"] = np.array([themed(c) for c in nodes["color"]], dtype=object)  # black memory ring in dark
         edges["dash"] = np.array(["dashed" if p == 0 else "solid" for p in edges["polarity"]], dtype=object)
         self.names, self.connections = list(names), conns
         self._nodes = nodes
@@ -130,7 +132,8 @@ class DagFigure:
         from bokeh.models import LegendItem
 
         for label, color in kind_legend_items(kinds):
-            r = self.figure.scatter([np.nan], [np.nan], size=10, fill_color="#ffffff", line_color=color, line_width=3)
+            r = self.figure.scatter([np.nan], [np.nan], size=10, fill_color=paper(), line_color=themed(color),
+                                    line_width=3)
             self._legend.items.append(LegendItem(label=label, renderers=[r]))
 
     def set_values(self, values, symmetric: bool = False) -> None:

@@ -18,7 +18,7 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
-from xlstm_viz.dashboard.colors import BAR_COLOR, PREDICTION_COLORS, add_legend
+from xlstm_viz.dashboard.colors import BAR_COLOR, PREDICTION_COLORS, add_legend, themed
 from xlstm_viz.dashboard.notifications import guarded
 
 
@@ -55,6 +55,7 @@ class DiffView(pn.viewable.Viewer):
         self.kl_figure = figure(title="KL(before || after) of the next-token distribution per position",
                                 height=200, sizing_mode="stretch_width", x_range=Range1d(-0.5, 1.5),
                                 tools="xpan,xwheel_zoom,reset,save", toolbar_location="above")
+        self._changed_color = themed(PREDICTION_COLORS["changed"])  # the page's theme, read once
         self.kl_figure.vbar(x="pos", top="kl", width=0.8, source=self.logit_source, color="color")
         self.kl_figure.yaxis.axis_label = "KL (nats)"
         self.kl_figure.xaxis.axis_label = "position"
@@ -80,7 +81,7 @@ class DiffView(pn.viewable.Viewer):
         source_updates.apply(self.bar_range, lambda: setattr(self.bar_range, "factors", list(bars["probe"]) or ["-"]))
         source_updates.replace_data(self.bar_source, bars)
         logit = dict(r.logit_change)  # the result's table is shared: add the colour column to a copy
-        logit["color"] = np.where(logit["changed"], PREDICTION_COLORS["changed"], PREDICTION_COLORS["same"]).astype(object)
+        logit["color"] = np.where(logit["changed"], self._changed_color, PREDICTION_COLORS["same"]).astype(object)
         source_updates.replace_data(self.logit_source, logit)
         S = len(logit["pos"])
         source_updates.set_props(self.kl_figure.x_range, start=-0.5, end=S - 0.5)

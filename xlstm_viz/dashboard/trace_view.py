@@ -84,8 +84,9 @@ class TraceView(pn.viewable.Viewer):
         fig.rect("pos", "rank", 0.95, 0.9, source=self.topk_source, fill_color="color", line_color=None)
         mapper, bar = value_color_bar("p", palette=probability_palette(), low=0.0, high=1.0)
         fig.add_layout(bar, "right")
+        # dark text in either theme: the cells are light to mid blue
         fig.text("pos", "rank", text="text", source=self.topk_source, text_align="center", text_baseline="middle",
-                 text_font_size="8pt")
+                 text_font_size="8pt", text_color="#111111")
         fig.add_tools(HoverTool(tooltips=[("pos", "@pos{0}"), ("rank", "@rank{0}"), ("token", "@text"),
                                           ("p", "@prob{0.000}")]))
         fig.y_range.flipped = True

@@ -18,7 +18,7 @@ from bokeh.models import ColorBar, ColumnDataSource, CustomJSHover, FixedTicker,
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, wiring_tables
-from xlstm_viz.dashboard.colors import POLARITY_COLORS, POLARITY_NAMES, ROLE_COLORS, add_legend
+from xlstm_viz.dashboard.colors import POLARITY_COLORS, POLARITY_NAMES, ROLE_COLORS, add_legend, paper
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 
@@ -244,7 +244,7 @@ class WiringView(pn.viewable.Viewer):
                      # explicit ranges, set to the matrix on every refresh: the matrix fills the plot at any size
                      x_range=Range1d(-2, 1), y_range=Range1d(-2, 1))
         fig.grid.visible = False
-        mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], "#ffffff", POLARITY_COLORS[1]], low=-1.5, high=1.5)
+        mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], paper(), POLARITY_COLORS[1]], low=-1.5, high=1.5)
         fig.add_layout(ColorBar(color_mapper=mapper, title="synapse polarity", width=10,
                                 ticker=FixedTicker(ticks=[-1, 0, 1]), title_text_font_size="9pt",
                                 major_label_overrides={-1: "inhibitory", 0: "none", 1: "excitatory"}), "right")
