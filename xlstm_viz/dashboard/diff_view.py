@@ -19,6 +19,7 @@ from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
 from xlstm_viz.dashboard.colors import BAR_COLOR, PREDICTION_COLORS, add_legend, themed
+from xlstm_viz.dashboard.figure_export import download_buttons
 from xlstm_viz.dashboard.notifications import guarded
 
 
@@ -115,6 +116,12 @@ class DiffView(pn.viewable.Viewer):
             table="per probe")
         return pd.concat([a, b], ignore_index=True).to_csv(index=False)
 
+    def export_plot(self, fmt: str = "svg") -> bytes:
+        """Both diff figures (change per probe, KL per position) of the current result as one file."""
+        from xlstm_viz.dashboard.figure_export import diff_plot
+
+        return diff_plot(self.session.result, self.stat, fmt=fmt)
+
     def __panel__(self):
         ablate = pn.widgets.Button(label="Ablate (zero output)", color="danger")
         ablate.on_click(guarded(lambda e: self.ablate()))
@@ -130,6 +137,7 @@ class DiffView(pn.viewable.Viewer):
             pn.widgets.RadioButtonGroup.from_param(self.param.stat),
             pn.Row(pn.widgets.FileDownload(callback=guarded(lambda: io.StringIO(self.diff_csv())), filename="diff.csv",
                                            label="diff tables CSV"), self._summary), self._ablations,
+            download_buttons("diff_plot", self.export_plot, "diff plot"),
             pn.pane.Bokeh(self.bar_figure, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.kl_figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",

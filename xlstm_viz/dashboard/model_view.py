@@ -21,6 +21,7 @@ from bokeh.plotting import figure
 from xlstm_viz.dashboard import source_updates, trace_tables, wiring_tables
 from xlstm_viz.dashboard.colors import state_color_bar
 from xlstm_viz.dashboard.dag_figure import DagFigure
+from xlstm_viz.dashboard.figure_export import download_buttons
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_tables import short_label
 from xlstm_viz.dashboard.notifications import guarded
@@ -262,6 +263,17 @@ class ModelView(pn.viewable.Viewer):
     def apply_sparsity(self, event=None):
         self.session.sparsify(self.block, self.sparsity, self.seed)
 
+    def export_graph(self, scope: str, fmt: str = "svg") -> bytes:
+        """The block graph (scope "block") or the shown block's cell graph, with the current overlay, as a file."""
+        from xlstm_viz.dashboard.figure_export import graph_plot
+
+        names, conns = self._block_graph if scope == "block" else self._cell_graph
+        values, sym = self.overlay_values(names)
+        tok = "aggregate " + self.aggregate if self.token < 0 else f"token {self.token}"
+        title = "blocks" if scope == "block" else f"cells of block {self.block}"
+        return graph_plot(names, conns, values, title, value_title(self.stat, tok, diff=sym),
+                          info=self.session.result.graphs.info, symmetric=sym, fmt=fmt)
+
     # -- layout ---------------------------------------------------------------------------------------
     def controls(self):
         token = pn.widgets.IntSlider.from_param(self.param.token, label="token (-1 = all)", end=64, width=230)
@@ -290,7 +302,9 @@ class ModelView(pn.viewable.Viewer):
             self.controls(),
             pn.Column(self._info, self._selection, pn.Row(*self._set_buttons.values()),
                       pn.pane.Bokeh(self.block_graph.figure, sizing_mode="stretch_width"),
+                      download_buttons("block_graph", lambda fmt: self.export_graph("block", fmt), "block graph"),
                       pn.pane.Bokeh(self.cell_graph.figure, sizing_mode="stretch_width"),
+                      download_buttons("cell_graph", lambda fmt: self.export_graph("cell", fmt), "cell graph"),
                       pn.pane.Bokeh(self.matrix_figure), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

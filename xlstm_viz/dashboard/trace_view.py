@@ -12,6 +12,7 @@ from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
 from xlstm_viz.dashboard.colors import prob_color, probability_palette, update_color_bar, value_color_bar
+from xlstm_viz.dashboard.figure_export import download_buttons
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.token_text import TokenText
 
@@ -174,6 +175,12 @@ class TraceView(pn.viewable.Viewer):
         mapper, bar = self._bars[id(source)]
         source_updates.apply(mapper, lambda: update_color_bar(mapper, bar, values, title=title))
 
+    def export_heatmap(self, fmt: str = "svg") -> bytes:
+        """The selected probe's statistic over heads and tokens (the bottom heatmap) as a file."""
+        from xlstm_viz.dashboard.figure_export import trace_heatmap
+
+        return trace_heatmap(self.trace, self.probe, self.stat, decode=self.decode, fmt=fmt)
+
     def __panel__(self):
         controls = pn.Row(
             int_input(self, "block", "block", width=100),
@@ -186,4 +193,6 @@ class TraceView(pn.viewable.Viewer):
         figs = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for _, _, f, _ in self.panels]
         return pn.Column(controls, pn.pane.Bokeh(self.token_text.figure, sizing_mode="stretch_width"),
                          pn.pane.Bokeh(self.topk_figure, sizing_mode="stretch_width"), *figs,
-                         pn.pane.Bokeh(self.probe_figure, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+                         pn.pane.Bokeh(self.probe_figure, sizing_mode="stretch_width"),
+                         download_buttons("trace_heatmap", self.export_heatmap, "probe heatmap"),
+                         sizing_mode="stretch_width")
