@@ -86,6 +86,26 @@ def test_graph_export_names_nodes_with_shapes_and_follows_the_overlay(app):
     assert any(t.startswith("l2 (L2 norm)") for t in svg_texts(mv.export_graph("cell", "svg")))
 
 
+def node_fills(data: bytes) -> list[str]:
+    """Fill colour of each node marker, in node order."""
+    group = next(e for e in ET.fromstring(data).iter() if e.get("id") == "nodes")
+    fills = []
+    for use in group.iter(SVG + "use"):
+        style = dict(kv.strip().split(": ") for kv in use.get("style", "").split(";") if ":" in kv)
+        fills.append(style["fill"])
+    return fills
+
+
+def test_graph_export_fills_each_node_by_its_overlay_value(app):
+    mv = app.model_view
+    names = mv.cell_graph.names
+    values, _ = mv.overlay_values(names)
+    fills = node_fills(mv.export_graph("cell", "svg"))
+    assert len(fills) == len(names)
+    # viridis ends: the largest value is yellow, the smallest dark purple
+    assert fills[int(np.nanargmax(values))] == "#fde725" and fills[int(np.nanargmin(values))] == "#440154"
+
+
 def test_each_view_offers_svg_and_png_downloads_of_its_figure(app):
     mv = downloads(app.model_view)
     assert {"block_graph.svg", "block_graph.png", "cell_graph.svg", "cell_graph.png"} <= set(mv)

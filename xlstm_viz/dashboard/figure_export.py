@@ -117,6 +117,7 @@ def graph_plot(names, conns_with_state, values, title: str, value_title: str, in
     sc = ax.scatter(nodes["x"], nodes["y"], c=np.where(np.isfinite(v), v, np.nan), s=160, zorder=3,
                     cmap="PuOr" if symmetric else "viridis", vmin=lo, vmax=hi if hi > lo else lo + 1,
                     edgecolors=list(nodes["color"]), linewidths=2.0, plotnonfinite=True)
+    sc.set_gid("nodes")  # the SVG group of the node markers, in node order
     for x, y, label, line in zip(nodes["x"], nodes["y"], nodes["label"], nodes["info"]):
         ax.annotate(label, (x, y), xytext=(6, 6), textcoords="offset points", rotation=45, fontsize=7,
                     ha="left", va="bottom", rotation_mode="anchor")
