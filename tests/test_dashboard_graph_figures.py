@@ -86,3 +86,21 @@ def test_trace_and_kl_hovers_show_the_token_text(app):
     assert list(kl["token"]) == labels
     tips = [dict(t.tooltips) for t in app.diff_view.kl_figure.tools if isinstance(t, HoverTool)]
     assert tips[0]["token"] == "@token"
+
+
+def test_ncps_synapses_have_arrowheads_turned_by_the_browser_along_each_synapse():
+    from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring
+
+    view = WiringView(build_wiring("AutoNCP", 28, 4, 6))
+    arrows = [a for a in view.graph_figure.center if isinstance(a, Arrow)]
+    assert arrows and arrows[0].source is view.edge_source and arrows[0].end is not None
+    e = {k: np.asarray(v, dtype=float) for k, v in view.edge_source.data.items()
+         if k in ("x0", "y0", "x1", "y1", "stem_x", "stem_y", "head_x", "head_y")}
+    assert len(e["x0"]) > 0
+    d0 = np.hypot(e["x1"] - e["stem_x"], e["y1"] - e["stem_y"])
+    d1 = np.hypot(e["x1"] - e["head_x"], e["y1"] - e["head_y"])
+    assert np.all(d1 < d0) and np.all(d1 > 0)  # stem -> head points at the target and stops short of it
+    # stem and head lie on the synapse (cross product with its direction is zero)
+    for px, py in (("stem_x", "stem_y"), ("head_x", "head_y")):
+        cross = (e["x1"] - e["x0"]) * (e[py] - e["y0"]) - (e["y1"] - e["y0"]) * (e[px] - e["x0"])
+        np.testing.assert_allclose(cross, 0.0, atol=1e-12)
