@@ -33,8 +33,9 @@ from xlstm_viz.dashboard.trace_view import TraceView
 from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring, wiring_from_json, wiring_to_json
 
 TITLE = "xlstm-viz"
-PNG_NOTE = ("PNG: use the save tool (disk icon) in each figure's toolbar. Server-side PNG export needs a "
-            "webdriver (selenium + chromedriver), which this server does not use.")
+PNG_NOTE = ("Figures as SVG / PNG: the buttons under the block and cell graphs (Model), the probe heatmap (Over "
+            "time) and the diff plot (Diff) draw the current result on the server with matplotlib "
+            "(`pip install 'xlstm-viz[export]'`); each figure's save tool (disk icon) saves what the browser shows.")
 
 
 def _in_server() -> bool:
