@@ -20,6 +20,8 @@ LABEL_ANGLE = 0.9  # radians
 HEAD_BACK = 0.38
 HEAD_STEM = 0.12
 
+LABEL_ROOM = 0.4  # columns of room right of the last column, for its rotated label
+
 # Columns shown at once: a deeper graph (32 blocks = 35 columns) is a strip that pans sideways (drag, or the
 # debugger's stop moves it), so labels keep their size instead of overlapping.
 MAX_COLUMNS = 14
@@ -125,8 +127,7 @@ class DagFigure:
         source_updates.replace_data(self.edge_source, edges)
         xmax = float(nodes["x"].max()) if len(nodes["x"]) else 1.0
         self._xmax = xmax
-        # room to the right for the last column's rotated label
-        source_updates.set_props(self.x_range, start=-0.5, end=min(xmax, MAX_COLUMNS - 1) + 0.9)
+        source_updates.set_props(self.x_range, start=-0.5, end=min(xmax, MAX_COLUMNS - 1) + 0.5 + LABEL_ROOM)
 
     def _extend_legend(self, kinds) -> None:
         from bokeh.models import LegendItem
@@ -170,10 +171,10 @@ class DagFigure:
         if xmax < MAX_COLUMNS:
             return
         start, end = self.x_range.start, self.x_range.end
-        if start is not None and end is not None and start + 0.5 <= x <= end - 0.5:
+        if start is not None and end is not None and start + 0.5 <= x <= end - 0.5 - LABEL_ROOM:
             return
         first = min(max(x - MAX_COLUMNS // 2, 0.0), xmax - MAX_COLUMNS + 1)
-        source_updates.set_props(self.x_range, start=first - 0.5, end=first + MAX_COLUMNS - 0.5)
+        source_updates.set_props(self.x_range, start=first - 0.5, end=first + MAX_COLUMNS - 0.5 + LABEL_ROOM)
 
     def highlight_edge(self, src: str | None, dst: str | None = None) -> None:
         """Mark the selected connection (a wide translucent band under it); None clears it."""
