@@ -9,7 +9,7 @@ def test_hybrid_intro_names_the_ncp_block_first_then_the_mlstm_and_the_live_ncps
     text = intro_text(xv.load_demo(name="hybrid"), load_task(demo_path("hybrid")))
     assert "(32 keys, 32 values)" in text
     assert "block 0: an **NCP block**" in text and "block 1: an **mLSTM** block" in text
-    assert "*NCPS (live model)* tab" in text
+    assert "The NCPS (live model) tab edits" in text
 
 
 def test_demo_intro_says_both_blocks_are_mlstm_and_a_model_without_task_says_so():

@@ -10,6 +10,8 @@ import panel as pn
 
 from xlstm_viz.wiring.block_types import block_table
 
+# Tab and widget names are plain text here, never a whole emphasised element: a page search for the exact text
+# "Diff" (tests, users' scripts) must find only the tab.
 # One line per block type the text can explain: what the block computes, in a newcomer's words.
 BLOCK_WORDS = {
     "mlstm": "an **mLSTM** block (matrix memory C per head, written with input gate i and decayed by forget gate f; "
@@ -24,7 +26,7 @@ BLOCK_WORDS = {
 
 def _task_text(task) -> str:
     if task is None:
-        return "**Task.** This model has no bundled task: type token ids in the prompt box and press *Run prompt*."
+        return "**Task.** This model has no bundled task: type token ids in the prompt box and press Run prompt."
     keys, values = getattr(task, "num_keys", None), getattr(task, "num_values", None)
     size = f" ({keys} keys, {values} values)" if keys and values else ""
     return ("**Task: multi-query associative recall (MQAR)**" + size + ". The prompt lists key-value pairs "
@@ -52,12 +54,12 @@ def intro_text(model, task=None) -> str:
         _task_text(task),
         f"**Model.** embedding -> {len(types)} blocks -> norm -> lm_head; {_block_runs(types)}. A block is a "
         f"graph of *cells* ({', '.join(kinds)}), one computation each.",
-        "**Reading and editing.** Click a block to show its cells. Node fill = the chosen *statistic* of the last "
+        "**Reading and editing.** Click a block to show its cells. Node fill = the chosen statistic of the last "
         "run (colour bar), arrows = the direction data flows, labels = weight shape and parameter count; edges: "
         "green on, red flipped (signal negated), grey off. Click an edge, then *Set on / flipped / off*: the "
-        "model re-runs and the overlay, the *Diff* tab and recall show the change against the baseline run. "
+        "model re-runs and the overlay, the Diff tab and recall show the change against the baseline run. "
         "*Undo / Redo / Reset* (sidebar) work in every tab; edits are saved with the session."
-        + (" The *NCPS (live model)* tab edits the NCP block's synapses." if ncp else ""),
+        + (" The NCPS (live model) tab edits the NCP block's synapses." if ncp else ""),
     ])
 
 
