@@ -89,8 +89,8 @@ class DagFigure:
 
     @staticmethod
     def _empty_nodes():
-        return {k: [] for k in ("id", "label", "info", "info_label", "params", "kind", "x", "y", "color", "value", "fill", "size",
-                                "value_text")}
+        return {k: [] for k in ("id", "label", "info", "info_label", "params", "kind", "x", "y", "color", "value",
+                                "fill", "size", "value_text")}
 
     @staticmethod
     def _empty_edges():

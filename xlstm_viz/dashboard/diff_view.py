@@ -62,7 +62,8 @@ class DiffView(pn.viewable.Viewer):
         self.kl_figure.xaxis.axis_label = "position"
         add_legend(self.kl_figure, [("top-1 prediction changed", PREDICTION_COLORS["changed"]),
                                     ("same top-1", PREDICTION_COLORS["same"])], glyph="square", place="right")
-        self.kl_figure.add_tools(HoverTool(tooltips=[("position", "@pos{0}"), ("token", "@token"), ("before", "@before (@p_before{0.00})"),
+        self.kl_figure.add_tools(HoverTool(tooltips=[("position", "@pos{0}"), ("token", "@token"),
+                                                     ("before", "@before (@p_before{0.00})"),
                                                      ("after", "@after (@p_after{0.00})"), ("KL", "@kl{0.0000}")]))
         self._summary = pn.pane.Markdown("_run the model, then toggle something_")
         self._ablations = pn.pane.Markdown("")

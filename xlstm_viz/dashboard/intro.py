@@ -31,7 +31,8 @@ def _task_text(task) -> str:
     size = f" ({keys} keys, {values} values)" if keys and values else ""
     return ("**Task: multi-query associative recall (MQAR)**" + size + ". The prompt lists key-value pairs "
             "(`K11 V57`), then asks for keys again (`? K11`): the model must answer with that key's value. "
-            "The sidebar's recall is the share of queries answered right.")  # "recall accuracy" appears only beside a figure
+            # not "recall accuracy": the page shows that phrase only beside a figure
+            "The sidebar's recall is the share of queries answered right.")
 
 
 def _block_runs(types: list[str]) -> str:
