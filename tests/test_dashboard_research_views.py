@@ -113,19 +113,20 @@ def test_a_32_block_graph_is_a_strip_that_scrolls_to_the_highlighted_block():
     import xlstm_viz as xv
     from xlstm_viz.config import XLSTMConfig
     from xlstm_viz.dashboard import model_graph
-    from xlstm_viz.dashboard.dag_figure import MAX_COLUMNS, DagFigure
+    from xlstm_viz.dashboard.dag_figure import LABEL_ROOM, MAX_COLUMNS, DagFigure
 
     deep = xv.XLSTM(XLSTMConfig(embedding_dim=32, num_heads=2, num_blocks=32, vocab_size=130))
     fig = DagFigure("blocks")
     fig.set_graph(*model_graph.connections(deep.block_wiring))
     assert len(fig.node_source.data["id"]) == 35
-    assert fig.x_range.end - fig.x_range.start == MAX_COLUMNS
+    width = MAX_COLUMNS + LABEL_ROOM  # 14 columns, and room for the last one's rotated label
+    assert fig.x_range.end - fig.x_range.start == pytest.approx(width)
     fig.highlight("blocks.25")
     x = fig.node_source.data["x"][list(fig.node_source.data["id"]).index("blocks.25")]
-    assert fig.x_range.start < x < fig.x_range.end and fig.x_range.end - fig.x_range.start == MAX_COLUMNS
+    assert fig.x_range.start < x < fig.x_range.end and fig.x_range.end - fig.x_range.start == pytest.approx(width)
     small = DagFigure("blocks")
     small.set_graph(["embedding", "blocks.0", "lm_head"], [("embedding", "blocks.0", 1), ("blocks.0", "lm_head", 1)])
-    assert (small.x_range.start, small.x_range.end) == (-0.5, 2.5)
+    assert (small.x_range.start, small.x_range.end) == (-0.5, pytest.approx(2.5 + LABEL_ROOM))
 
 
 # -- patching and scores in the app ------------------------------------------------------------------------------

@@ -114,3 +114,37 @@ def test_masking_a_fully_connected_wiring_says_it_is_no_longer_fully_connected()
     assert int((view.wiring.adjacency_matrix == 0).sum()) > 0
     assert view._counts.object.startswith("**Random** (was FullyConnected, re-masked)")
     assert "no longer fully connected" in view.last_edit
+
+
+def test_undone_edits_can_be_redone_after_a_reload_in_their_order(cache):
+    a = new_app("reload_redo")
+    a.session.edit_connection("block", None, "blocks.0", "blocks.1", 0)
+    a.session.edit_connection("cell", 1, "blocks.1.mlstm.v", "blocks.1.mlstm.memory", -1)
+    both = a.session.trace.logits.copy()
+    a.session.undo()
+    a.session.undo()
+    fresh = a.session.trace.logits.copy()
+    assert a.session.result.redoable == 2
+    a.session.close()
+
+    b = new_app("reload_redo")
+    s = b.session
+    assert s.result.redoable == 2 and s.result.undoable == 0 and not s.result.refused
+    np.testing.assert_allclose(s.trace.logits, fresh, rtol=1e-5, atol=1e-5 * np.abs(fresh).max())
+    s.redo()
+    assert s.edits == [("block", None, "blocks.0", "blocks.1", 0)]  # redo order kept: the last undone comes back first
+    s.redo()
+    assert len(s.edits) == 2 and s.result.redoable == 0
+    np.testing.assert_allclose(s.trace.logits, both, rtol=1e-5, atol=1e-5 * np.abs(both).max())
+    b.session.close()
+
+    c = new_app("reload_redo")  # and a redone state is what the next reload shows
+    assert len(c.session.edits) == 2 and c.session.result.redoable == 0
+    c.session.close()
+
+
+def test_a_saved_redo_list_that_is_not_a_list_of_actions_is_refused_by_name(cache):
+    from xlstm_viz.dashboard.persistence import check_session
+
+    with pytest.raises(ValueError, match='"redo" must be a list of edit actions'):
+        check_session({"redo": [1, 2]})

@@ -3,7 +3,8 @@
     python tools/screenshots.py [--out assets/screenshots]
 
 Each tab is opened by its label; the Debugger tab is stopped at a breakpoint on blocks.0.mlstm.memory and the
-Patching tab runs one patch first, so the pictures show the views with data. Look at each file before committing.
+Patching tab runs one patch first, so the pictures show the views with data; the Model tab is taken once more in the
+dark theme (`?theme=dark`), scrolled to the graphs. Look at each file before committing.
 """
 
 from __future__ import annotations
@@ -97,6 +98,16 @@ def main(argv=None) -> int:
                 name = FILES.get(tab, tab.lower().replace(" ", "_"))
                 page.screenshot(path=str(out / f"tab_{name}.png"))
                 print(out / f"tab_{name}.png")
+            n = len(apps)
+            page.goto(f"http://localhost:{port}/?theme=dark")  # the dark theme, first screen
+            page.wait_for_selector(".bk-Canvas", timeout=60000)
+            wait(lambda: len(apps) > n and apps[-1].session.trace is not None and not apps[-1].session.busy)
+            page.wait_for_timeout(1500)
+            page.mouse.move(800, 500)
+            page.mouse.wheel(0, 600)  # down to the graphs
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(out / "tab_model_dark.png"))
+            print(out / "tab_model_dark.png")
             n = len(apps)
             page.goto(f"http://localhost:{port}/?model=hybrid")
             page.wait_for_selector(".bk-Canvas", timeout=60000)

@@ -79,14 +79,14 @@ def deep_app(serve, tmp_path, monkeypatch):
 
 
 def test_a_32_block_graph_is_a_readable_strip_whose_blocks_are_clickable(page, deep_app, artifacts):
-    from xlstm_viz.dashboard.dag_figure import MAX_COLUMNS
+    from xlstm_viz.dashboard.dag_figure import LABEL_ROOM, MAX_COLUMNS
 
     served, apps = deep_app
     app, errors = open_app(page, served, apps)
     graph = app.model_view.block_graph
     fig_id = graph.figure.id
-    wait_until(lambda: model_value(page, graph.x_range.id, "end") - model_value(page, graph.x_range.id, "start")
-               == MAX_COLUMNS, page=page)
+    wait_until(lambda: abs(model_value(page, graph.x_range.id, "end") - model_value(page, graph.x_range.id, "start")
+                           - (MAX_COLUMNS + LABEL_ROOM)) < 1e-9, page=page)
     ids = list(graph.node_source.data["id"])
     x = float(graph.node_source.data["x"][ids.index("blocks.9")])
     y = float(graph.node_source.data["y"][ids.index("blocks.9")])

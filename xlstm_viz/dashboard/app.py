@@ -33,8 +33,9 @@ from xlstm_viz.dashboard.trace_view import TraceView
 from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring, wiring_from_json, wiring_to_json
 
 TITLE = "xlstm-viz"
-PNG_NOTE = ("PNG: use the save tool (disk icon) in each figure's toolbar. Server-side PNG export needs a "
-            "webdriver (selenium + chromedriver), which this server does not use.")
+PNG_NOTE = ("Figures as SVG / PNG: the buttons under the block and cell graphs (Model), the probe heatmap (Over "
+            "time) and the diff plot (Diff) draw the current result on the server with matplotlib "
+            "(`pip install 'xlstm-viz[export]'`); each figure's save tool (disk icon) saves what the browser shows.")
 
 
 def _in_server() -> bool:
@@ -371,7 +372,7 @@ class DashboardApp(pn.viewable.Viewer):
         buttons = {}
         for label, fn in (("Undo edit", self.session.undo), ("Redo edit", self.session.redo),
                           ("Reset edits", self.session.reset_edits)):
-            b = pn.widgets.Button(label=label, width=100, disabled=True)
+            b = pn.widgets.Button(label=label, width=88, disabled=True)  # three fit the 330 px sidebar
             b.on_click(guarded(lambda e, fn=fn: fn()))
             buttons[label] = b
 
@@ -392,7 +393,11 @@ class DashboardApp(pn.viewable.Viewer):
         # The Patching tab's widgets are built when it is first opened: with them the page's first render took
         # ~1 s more of server CPU (measured), which every session pays even if it never patches.
         patching = pn.Column(pn.pane.Markdown("_loading the patching view..._"), sizing_mode="stretch_width")
-        tabs = pn.Tabs(("Model", self.model_view), ("Over time", self.trace_view), ("Debugger", self.debugger_view),
+        from xlstm_viz.dashboard.intro import intro_card
+
+        first = pn.Column(intro_card(self.session.model, self.session.task), self.model_view,
+                          sizing_mode="stretch_width")  # the first screen says what the model does
+        tabs = pn.Tabs(("Model", first), ("Over time", self.trace_view), ("Debugger", self.debugger_view),
                        ("Diff", self.diff_view), ("Patching", patching), *live, ("NCPS builder (detached)", builder),
                        ("Export", self.export_panel()), dynamic=False, sizing_mode="stretch_width")
         index, built = 4, []

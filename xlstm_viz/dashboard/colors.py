@@ -41,6 +41,34 @@ PREDICTION_COLORS = {"changed": "#000000", "same": "#b0b0b0"}
 BAR_COLOR = "#6a51a3"  # magnitudes (bars) that are not a category
 NAN_COLOR = "#7f7f7f"
 
+# The dark theme (`?theme=dark`, the header's switch, which reloads the page): black marks become near-white and
+# white paper (label backgrounds, "none" cells) becomes the dark figure background, so every mark stays visible.
+DARK_INK, DARK_PAPER, DARK_MUTED = "#f0f0f0", "#2f3136", "#c0c0c0"
+
+
+def dark_theme() -> bool:
+    """True in a page (or notebook) set to Panel's dark theme; read when a figure or table is built."""
+    import panel as pn
+
+    return pn.config.theme == "dark"
+
+
+def themed(color: str) -> str:
+    """`color` as drawn in the current theme: black <-> near-white ink, white paper <-> the dark background."""
+    if not dark_theme() or not isinstance(color, str):
+        return color
+    return {"#000000": DARK_INK, "#ffffff": DARK_PAPER}.get(color.lower(), color)
+
+
+def paper() -> str:
+    return themed("#ffffff")
+
+
+def muted_text() -> str:
+    """Secondary text (a node's shape / parameter line)."""
+    return DARK_MUTED if dark_theme() else "#555555"
+
+
 # Sequential palette for statistic overlays (Viridis256 subsampled), diverging one for diffs.
 _VIRIDIS = None
 _DIVERGING = None
@@ -157,7 +185,7 @@ def state_color_bar(title: str = "connection"):
     from bokeh.models import ColorBar, FixedTicker, LinearColorMapper
 
     mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], POLARITY_COLORS[0], POLARITY_COLORS[1]], low=-1.5,
-                               high=1.5, nan_color="#ffffff")
+                               high=1.5, nan_color=paper())
     bar = ColorBar(color_mapper=mapper, title=title + " (blank: none)", width=10, ticker=FixedTicker(ticks=[-1, 0, 1]),
                    major_label_overrides={-1: "flipped", 0: "off", 1: "on"}, title_text_font_size="9pt")
     return mapper, bar
@@ -170,11 +198,12 @@ def add_legend(fig, items, title: str | None = None, glyph: str = "line", place:
 
     entries = []
     for label, g, color in _legend_rows(items, glyph):
+        color = themed(color)
         # One point at NaN: drawn nowhere, but the legend shows its glyph (empty renderers lose it under WebGL).
         if g == "line":
             r = fig.line([np.nan], [np.nan], line_color=color, line_width=3)
         elif g == "ring":
-            r = fig.scatter([np.nan], [np.nan], size=10, fill_color="#ffffff", line_color=color, line_width=3)
+            r = fig.scatter([np.nan], [np.nan], size=10, fill_color=paper(), line_color=color, line_width=3)
         else:
             r = fig.scatter([np.nan], [np.nan], size=10, marker="square", fill_color=color, line_color=color)
         entries.append(LegendItem(label=label, renderers=[r]))

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
-from bokeh.models import ColumnDataSource, HoverTool, Range1d, TapTool
+from bokeh.models import Arrow, ColumnDataSource, HoverTool, Range1d, TapTool, VeeHead
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import model_tables, source_updates, trace_tables
 from xlstm_viz.dashboard.colors import (
-    add_legend, graph_legend_items, kind_legend_items, update_color_bar, value_color_bar,
+    add_legend, graph_legend_items, kind_legend_items, muted_text, paper, themed, update_color_bar, value_color_bar,
 )
+
+# Labels sit up and to the right of their marker, rotated, so neighbouring columns' labels do not run into
+# each other (two parallel labels one column, ~30 px, apart are 30 sin(0.9) = 23 px apart: the height of the
+# name above the label's baseline plus the shape / parameter line below it).
+LABEL_ANGLE = 0.9  # radians
+# An edge's arrowhead sits this many columns before its target (every edge goes at least one column right), so
+# it is not hidden under the target's marker.
+HEAD_BACK = 0.38
+HEAD_STEM = 0.12
+
+LABEL_ROOM = 0.4  # columns of room right of the last column, for its rotated label
 
 # Columns shown at once: a deeper graph (32 blocks = 35 columns) is a strip that pans sideways (drag, or the
 # debugger's stop moves it), so labels keep their size instead of overlapping.
@@ -30,9 +41,10 @@ class DagFigure:
         self.highlight_source = ColumnDataSource({"x": [], "y": [], "id": []})
         self.edge_highlight_source = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": [], "id": []})
         self.on_node_tap, self.on_edge_tap = on_node_tap, on_edge_tap
-        self.x_range, self.y_range = Range1d(-0.5, 1.5), Range1d(-0.1, 1.1)
+        self.x_range, self.y_range = Range1d(-0.5, 1.5), Range1d(-0.1, 1.3)  # room above for the labels
         fig = figure(title=title, height=height, sizing_mode="stretch_width", tools="pan,wheel_zoom,reset,save",
-                     output_backend="webgl", x_range=self.x_range, y_range=self.y_range, toolbar_location="above")
+                     output_backend="webgl", x_range=self.x_range, y_range=self.y_range, toolbar_location="above",
+                     min_border_left=10, min_border_right=10)  # no axes: the width goes to the columns
         fig.axis.visible = False
         fig.grid.visible = False
         edges = fig.segment("x0", "y0", "x1", "y1", source=self.edge_source, line_color="color", line_width=2.5,
@@ -43,10 +55,20 @@ class DagFigure:
                     line_width=4)
         nodes = fig.scatter("x", "y", source=self.node_source, size="size", fill_color="fill", line_color="color",
                             line_width=3, nonselection_fill_alpha=1.0)
-        fig.text("x", "y", text="label", source=self.node_source, text_font_size="9pt", y_offset=-14,
-                 text_align="center", text_baseline="top")
+        # direction: a short arrow (VeeHead) on each edge just before its target, drawn in the edge's colour
+        self.arrows = Arrow(source=self.edge_source, x_start="hx0", y_start="hy0", x_end="hx1", y_end="hy1",
+                            line_color="color", line_alpha="alpha", line_width=2.5,
+                            end=VeeHead(size=9, fill_color="color", line_color="color", fill_alpha="alpha",
+                                        line_alpha="alpha"))
+        fig.add_layout(self.arrows)
+        style = dict(source=self.node_source, angle=LABEL_ANGLE, x_offset=9, y_offset=-7, text_align="left",
+                     background_fill_color=paper(), background_fill_alpha=0.7, padding=1)
+        self.labels = fig.text("x", "y", text="label", text_font_size="9pt", text_baseline="bottom",
+                               text_color=themed("#000000"), **style)
+        self.info_labels = fig.text("x", "y", text="info_label", text_font_size="7pt", text_baseline="top",
+                                    text_color=muted_text(), **style)
         fig.add_tools(HoverTool(renderers=[nodes], tooltips=[("node", "@id"), ("kind", "@kind"),
-                                                             ("value", "@value_text")]))
+                                                             ("weights", "@info"), ("value", "@value_text")]))
         fig.add_tools(HoverTool(renderers=[edges], tooltips=[("connection", "@src_id -> @dst_id"), ("state", "@state")],
                                 line_policy="interp"))
         fig.add_tools(TapTool(renderers=[nodes, edges]))
@@ -67,20 +89,24 @@ class DagFigure:
 
     @staticmethod
     def _empty_nodes():
-        return {k: [] for k in ("id", "label", "kind", "x", "y", "color", "value", "fill", "size", "value_text")}
+        return {k: [] for k in ("id", "label", "info", "info_label", "params", "kind", "x", "y", "color", "value",
+                                "fill", "size", "value_text")}
 
     @staticmethod
     def _empty_edges():
-        return {k: [] for k in ("src_id", "dst_id", "x0", "y0", "x1", "y1", "polarity", "state", "color", "alpha",
-                                "dash")}
+        return {k: [] for k in ("src_id", "dst_id", "x0", "y0", "x1", "y1", "hx0", "hy0", "hx1", "hy1", "polarity",
+                                "state", "color", "alpha", "dash")}
 
-    def set_graph(self, names, conns_with_state, values=None, symmetric=False, layer_types=None) -> None:
+    def set_graph(self, names, conns_with_state, values=None, symmetric=False, layer_types=None,
+                  info=None) -> None:
         """Lay out `names` with [(src, dst, state)] and draw; keeps the figure, swaps the data. `layer_types`: the
-        model's, to colour block nodes by type."""
+        model's, to colour block nodes by type; `info`: {name: (shape/parameter line, count)} shown on the nodes."""
         conns = [(a, b) for a, b, _ in conns_with_state]
         pol = {(a, b): s for a, b, s in conns_with_state}
-        nodes = model_tables.dag_node_table(list(names), conns, layer_types)
+        nodes = model_tables.dag_node_table(list(names), conns, layer_types, info)
         edges = model_tables.dag_edge_table(nodes, conns, pol)
+        edges.update(model_tables.arrow_columns(edges, HEAD_BACK, HEAD_STEM))
+        nodes["color"] = np.array([themed(c) for c in nodes["color"]], dtype=object)  # black memory ring in dark
         edges["dash"] = np.array(["dashed" if p == 0 else "solid" for p in edges["polarity"]], dtype=object)
         self.names, self.connections = list(names), conns
         self._nodes = nodes
@@ -101,13 +127,14 @@ class DagFigure:
         source_updates.replace_data(self.edge_source, edges)
         xmax = float(nodes["x"].max()) if len(nodes["x"]) else 1.0
         self._xmax = xmax
-        source_updates.set_props(self.x_range, start=-0.5, end=min(xmax, MAX_COLUMNS - 1) + 0.5)
+        source_updates.set_props(self.x_range, start=-0.5, end=min(xmax, MAX_COLUMNS - 1) + 0.5 + LABEL_ROOM)
 
     def _extend_legend(self, kinds) -> None:
         from bokeh.models import LegendItem
 
         for label, color in kind_legend_items(kinds):
-            r = self.figure.scatter([np.nan], [np.nan], size=10, fill_color="#ffffff", line_color=color, line_width=3)
+            r = self.figure.scatter([np.nan], [np.nan], size=10, fill_color=paper(), line_color=themed(color),
+                                    line_width=3)
             self._legend.items.append(LegendItem(label=label, renderers=[r]))
 
     def set_values(self, values, symmetric: bool = False) -> None:
@@ -144,10 +171,10 @@ class DagFigure:
         if xmax < MAX_COLUMNS:
             return
         start, end = self.x_range.start, self.x_range.end
-        if start is not None and end is not None and start + 0.5 <= x <= end - 0.5:
+        if start is not None and end is not None and start + 0.5 <= x <= end - 0.5 - LABEL_ROOM:
             return
         first = min(max(x - MAX_COLUMNS // 2, 0.0), xmax - MAX_COLUMNS + 1)
-        source_updates.set_props(self.x_range, start=first - 0.5, end=first + MAX_COLUMNS - 0.5)
+        source_updates.set_props(self.x_range, start=first - 0.5, end=first + MAX_COLUMNS - 0.5 + LABEL_ROOM)
 
     def highlight_edge(self, src: str | None, dst: str | None = None) -> None:
         """Mark the selected connection (a wide translucent band under it); None clears it."""

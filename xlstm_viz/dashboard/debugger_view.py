@@ -95,11 +95,18 @@ class DebuggerView(pn.viewable.Viewer):
             return self.session.result.graphs.of(scope, block)  # tables of the latest result, no worker call
         return self.driver.graph(scope, block)
 
+    def _info(self):
+        if self.session is not None:
+            return self.session.result.graphs.info
+        from xlstm_viz.dashboard.model_graph import node_info
+
+        return node_info(self.driver.dbg.model)
+
     def _draw_block_graph(self):
-        self.block_graph.set_graph(*self._graph("block"), layer_types=self._layer_types)
+        self.block_graph.set_graph(*self._graph("block"), layer_types=self._layer_types, info=self._info())
 
     def _draw_cell_graph(self, block):
-        self.cell_graph.set_graph(*self._graph("cell", block))
+        self.cell_graph.set_graph(*self._graph("cell", block), info=self._info())
         self._shown_block = block
 
     def _redraw_graphs(self):

@@ -18,7 +18,8 @@ from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
-from xlstm_viz.dashboard.colors import BAR_COLOR, PREDICTION_COLORS, add_legend
+from xlstm_viz.dashboard.colors import BAR_COLOR, PREDICTION_COLORS, add_legend, themed
+from xlstm_viz.dashboard.figure_export import download_buttons
 from xlstm_viz.dashboard.notifications import guarded
 
 
@@ -51,8 +52,8 @@ class DiffView(pn.viewable.Viewer):
         super().__init__(**params)
         self.session = session
         self.bar_source = ColumnDataSource({"probe": [], "change": [], "text": []})
-        self.logit_source = ColumnDataSource({k: [] for k in ("pos", "before", "after", "p_before", "p_after",
-                                                              "changed", "kl", "color")})
+        self.logit_source = ColumnDataSource({k: [] for k in ("pos", "token", "before", "after", "p_before",
+                                                              "p_after", "changed", "kl", "color")})
         self.bar_range = FactorRange(factors=["-"])
         self.bar_figure = figure(title="largest change per probe (after - before)", height=300,
                                  sizing_mode="stretch_width", x_range=self.bar_range, tools="xwheel_zoom,reset,save",
@@ -65,12 +66,14 @@ class DiffView(pn.viewable.Viewer):
         self.kl_figure = figure(title="KL(before || after) of the next-token distribution per position",
                                 height=200, sizing_mode="stretch_width", x_range=Range1d(-0.5, 1.5),
                                 tools="xpan,xwheel_zoom,reset,save", toolbar_location="above")
+        self._changed_color = themed(PREDICTION_COLORS["changed"])  # the page's theme, read once
         self.kl_figure.vbar(x="pos", top="kl", width=0.8, source=self.logit_source, color="color")
         self.kl_figure.yaxis.axis_label = "KL (nats)"
         self.kl_figure.xaxis.axis_label = "position"
         add_legend(self.kl_figure, [("top-1 prediction changed", PREDICTION_COLORS["changed"]),
                                     ("same top-1", PREDICTION_COLORS["same"])], glyph="square", place="right")
-        self.kl_figure.add_tools(HoverTool(tooltips=[("pos", "@pos{0}"), ("before", "@before (@p_before{0.00})"),
+        self.kl_figure.add_tools(HoverTool(tooltips=[("position", "@pos{0}"), ("token", "@token"),
+                                                     ("before", "@before (@p_before{0.00})"),
                                                      ("after", "@after (@p_after{0.00})"), ("KL", "@kl{0.0000}")]))
         self._summary = pn.pane.Markdown("_run the model, then toggle something_")
         self._ablations = pn.pane.Markdown("")
@@ -90,7 +93,7 @@ class DiffView(pn.viewable.Viewer):
         source_updates.apply(self.bar_range, lambda: setattr(self.bar_range, "factors", list(bars["probe"]) or ["-"]))
         source_updates.replace_data(self.bar_source, bars)
         logit = dict(r.logit_change)  # the result's table is shared: add the colour column to a copy
-        logit["color"] = np.where(logit["changed"], PREDICTION_COLORS["changed"], PREDICTION_COLORS["same"]).astype(object)
+        logit["color"] = np.where(logit["changed"], self._changed_color, PREDICTION_COLORS["same"]).astype(object)
         source_updates.replace_data(self.logit_source, logit)
         S = len(logit["pos"])
         source_updates.set_props(self.kl_figure.x_range, start=-0.5, end=S - 0.5)
@@ -130,6 +133,12 @@ class DiffView(pn.viewable.Viewer):
             table="per probe")
         return pd.concat([a, b], ignore_index=True).to_csv(index=False)
 
+    def export_plot(self, fmt: str = "svg") -> bytes:
+        """Both diff figures (change per probe, KL per position) of the current result as one file."""
+        from xlstm_viz.dashboard.figure_export import diff_plot
+
+        return diff_plot(self.session.result, self.stat, fmt=fmt)
+
     def __panel__(self):
         ablate = pn.widgets.Button(label="Ablate (zero output)", color="danger")
         ablate.on_click(guarded(lambda e: self.ablate()))
@@ -148,6 +157,7 @@ class DiffView(pn.viewable.Viewer):
             pn.widgets.RadioButtonGroup.from_param(self.param.stat),
             pn.Row(pn.widgets.FileDownload(callback=guarded(lambda: io.StringIO(self.diff_csv())), filename="diff.csv",
                                            label="diff tables CSV"), self._summary), self._ablations,
+            download_buttons("diff_plot", self.export_plot, "diff plot"),
             pn.pane.Bokeh(self.bar_figure, sizing_mode="stretch_width"),
             pn.pane.Bokeh(self.kl_figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",

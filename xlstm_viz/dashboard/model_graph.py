@@ -89,3 +89,50 @@ def set_sparsity(wiring, level: float, seed: int = 0) -> None:
 def roles(wiring) -> dict[str, str]:
     fn = getattr(wiring, "roles", None)
     return dict(fn()) if callable(fn) else {}
+
+
+def _count_text(n: int) -> str:
+    """8192 -> "8.2k", 1_540_000 -> "1.5M": a node label's parameter count."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+def _shape_text(shape) -> str:
+    return "x".join(str(int(d)) for d in shape)
+
+
+def node_info(model) -> dict[str, tuple[str, int]]:
+    """{node name: (label line, parameter count)} for every block-graph and cell-graph node.
+
+    Cells read their weight (and bias) shapes from the cell wiring, which copies them from the block table
+    ("64x128 · 8.2k", rows = output features, as in the checkpoint); a neuron cell counts the module under its
+    "prefix"; a weightless cell shows its feature count.
+    Blocks and the model-level nodes count the model's own parameters, so they match `num_parameters()`."""
+    import numpy as np
+    from mlx.utils import tree_flatten
+
+    sizes = {k: int(np.prod(v.shape)) for k, v in tree_flatten(model.parameters())}
+    shapes = {k: tuple(v.shape) for k, v in tree_flatten(model.parameters())}
+    info: dict[str, tuple[str, int]] = {}
+    for i, wiring in enumerate(model.cell_wirings):
+        for name, spec in wiring.cells.items():
+            p = spec.params
+            if "prefix" in p:  # a neuron cell owns a module (ncps CfC/LTC): every parameter under its prefix
+                under = f"backbone.blocks.{i}.{p['prefix']}."
+                n = sum(v for k, v in sizes.items() if k.startswith(under))
+                info[name] = (f"{p.get('units', p.get('features'))} units · {_count_text(n)}", n)
+            elif "shape" in p:
+                n = int(np.prod(p["shape"])) + (int(np.prod(p["bias_shape"])) if "bias_shape" in p else 0)
+                info[name] = (f"{_shape_text(p['shape'])} · {_count_text(n)}", n)
+            elif p.get("features") is not None:
+                info[name] = (f"d={int(p['features'])}", 0)
+    for i in range(len(model.cell_wirings)):
+        n = sum(v for k, v in sizes.items() if k.startswith(f"backbone.blocks.{i}."))
+        info[f"blocks.{i}"] = (f"{_count_text(n)} params", n)
+    for node, key in (("embedding", "backbone.embeddings.weight"), ("out_norm", "backbone.out_norm.weight"),
+                      ("lm_head", "lm_head.weight")):
+        if key in sizes:
+            info[node] = (f"{_shape_text(shapes[key])} · {_count_text(sizes[key])}", sizes[key])
+    return info

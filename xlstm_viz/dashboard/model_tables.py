@@ -74,7 +74,10 @@ def short_label(name: str) -> str:
 
 
 def dag_node_table(names: list[str], connections: list[tuple[str, str]],
-                   layer_types: list[str] | None = None) -> dict[str, np.ndarray]:
+                   layer_types: list[str] | None = None, info: dict | None = None) -> dict[str, np.ndarray]:
+    """Nodes in longest-path columns; `info` {name: (line, parameter count)} (model_graph.node_info) gives each
+    node its shape / parameter line ("" and 0 where it has none)."""
+    info = info or {}
     depth = layer_of(names, connections)
     x = np.array([float(depth[n]) for n in names])
     y = np.zeros(len(names))
@@ -86,6 +89,10 @@ def dag_node_table(names: list[str], connections: list[tuple[str, str]],
     return {
         "id": np.array(names, dtype=object),
         "label": np.array([short_label(n) for n in names], dtype=object),
+        "info": np.array([info.get(n, ("", 0))[0] for n in names], dtype=object),
+        "params": np.array([int(info.get(n, ("", 0))[1]) for n in names], dtype=np.int64),
+        # on the node itself only where it has weights (the hover shows every node's line)
+        "info_label": np.array([info[n][0] if info.get(n, ("", 0))[1] else "" for n in names], dtype=object),
         "kind": np.array(kinds, dtype=object),
         "x": x,
         "y": y,
@@ -116,3 +123,14 @@ def dag_edge_table(nodes: dict[str, np.ndarray], connections: list[tuple[str, st
         "color": np.array([POLARITY_COLORS[int(p)] for p in pol], dtype=object),
         "alpha": np.where(pol == 0, 0.35, 0.8),
     }
+
+
+def arrow_columns(edges: dict[str, np.ndarray], back: float, stem: float) -> dict[str, np.ndarray]:
+    """Start and end of each edge's arrowhead: on the edge, ending `back` columns before its target (edges of the
+    layered layout always run right), `stem` columns long."""
+    x0, y0, x1, y1 = (np.asarray(edges[k], dtype=np.float64) for k in ("x0", "y0", "x1", "y1"))
+    dx = np.where(x1 - x0 > 0, x1 - x0, 1.0)
+    slope = (y1 - y0) / dx
+    hx1 = x1 - np.minimum(back, 0.5 * dx)
+    hx0 = hx1 - stem
+    return {"hx0": hx0, "hy0": y1 - slope * (x1 - hx0), "hx1": hx1, "hy1": y1 - slope * (x1 - hx1)}

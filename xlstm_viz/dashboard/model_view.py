@@ -15,12 +15,13 @@ import panel as pn
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 from bokeh.events import Tap
-from bokeh.models import ColumnDataSource, HoverTool, Range1d
+from bokeh.models import ColumnDataSource, CustomJSHover, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables, wiring_tables
 from xlstm_viz.dashboard.colors import state_color_bar
 from xlstm_viz.dashboard.dag_figure import DagFigure
+from xlstm_viz.dashboard.figure_export import download_buttons
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_tables import short_label
 from xlstm_viz.dashboard.notifications import guarded
@@ -80,7 +81,8 @@ class ModelView(pn.viewable.Viewer):
         self.param.block.bounds = (0, session.config.num_blocks - 1)
         self.block_graph = DagFigure("blocks (click one to show its cells, an edge to select it)", height=240,
                                      on_node_tap=self._select_block_node, on_edge_tap=self._select_block_edge)
-        self.cell_graph = DagFigure(self._cell_title(0), height=380, on_edge_tap=self._select_cell_edge)
+        self.cell_graph = DagFigure(self._cell_title(0), height=460, on_edge_tap=self._select_cell_edge,
+                                    legend_place="below")
         self.matrix_source = ColumnDataSource({"image": [], "dw": [], "dh": []})
         self.matrix_figure = self._make_matrix_figure()
         self._info = pn.pane.Markdown("", margin=(0, 10))
@@ -106,8 +108,14 @@ class ModelView(pn.viewable.Viewer):
         mapper, bar = state_color_bar("connection")
         fig.add_layout(bar, "right")
         img = fig.image(image="image", x=0, y=0, dw="dw", dh="dh", source=self.matrix_source, color_mapper=mapper)
-        fig.add_tools(HoverTool(renderers=[img], tooltips=[("to (col)", "$x{0}"), ("from (row)", "$y{0}"),
-                                                           ("state", "@image")]))
+        # the image hover knows only the cursor position: the cell names are looked up in the browser
+        self.matrix_names = ColumnDataSource({"name": []})
+        lookup = "const l = src.data.name; const i = %s; return (i >= 0 && i < l.length) ? l[i] : '';"
+        to = CustomJSHover(args={"src": self.matrix_names}, code=lookup % "Math.floor(value)")
+        frm = CustomJSHover(args={"src": self.matrix_names}, code=lookup % "l.length - 1 - Math.floor(value)")
+        fig.add_tools(HoverTool(renderers=[img], tooltips=[("from (row)", "$y{custom}"), ("to (column)", "$x{custom}"),
+                                                           ("state", "@image")],
+                                formatters={"$x": to, "$y": frm}))
         fig.on_event(Tap, self._on_matrix_tap)
         fig.xaxis.major_label_orientation = 1.2
         return fig
@@ -119,15 +127,16 @@ class ModelView(pn.viewable.Viewer):
         self._block_graph = (names, conns)
         # Pass the current overlay in so a redraw never flashes uncoloured nodes.
         self.block_graph.set_graph(names, conns, *self.overlay_values(names),
-                                   layer_types=self.session.model.config.layer_types())
+                                   layer_types=self.session.model.config.layer_types(), info=graphs.info)
         cnames, cconns = graphs.of("cell", self.block)
         self._cell_graph = (cnames, cconns)
-        self.cell_graph.set_graph(cnames, cconns, *self.overlay_values(cnames))
+        self.cell_graph.set_graph(cnames, cconns, *self.overlay_values(cnames), info=graphs.info)
         source_updates.set_props(self.cell_graph.figure.title, text=self._cell_title(self.block))
         mat = connection_matrix(cnames, cconns)
         self._matrix = mat
         source_updates.replace_data(self.matrix_source, {"image": [mat["image"]], "dw": [mat["cols"]],
                                                          "dh": [mat["rows"]]})
+        source_updates.replace_data(self.matrix_names, {"name": list(cnames)})
         labels = {i: short_label(n) for i, n in enumerate(cnames)}
         if getattr(self, "_axis_names", None) == list(cnames):
             self._show_selection()
@@ -254,6 +263,17 @@ class ModelView(pn.viewable.Viewer):
     def apply_sparsity(self, event=None):
         self.session.sparsify(self.block, self.sparsity, self.seed)
 
+    def export_graph(self, scope: str, fmt: str = "svg") -> bytes:
+        """The block graph (scope "block") or the shown block's cell graph, with the current overlay, as a file."""
+        from xlstm_viz.dashboard.figure_export import graph_plot
+
+        names, conns = self._block_graph if scope == "block" else self._cell_graph
+        values, sym = self.overlay_values(names)
+        tok = "aggregate " + self.aggregate if self.token < 0 else f"token {self.token}"
+        title = "blocks" if scope == "block" else f"cells of block {self.block}"
+        return graph_plot(names, conns, values, title, value_title(self.stat, tok, diff=sym),
+                          info=self.session.result.graphs.info, symmetric=sym, fmt=fmt)
+
     # -- layout ---------------------------------------------------------------------------------------
     def controls(self):
         token = pn.widgets.IntSlider.from_param(self.param.token, label="token (-1 = all)", end=64, width=230)
@@ -282,7 +302,9 @@ class ModelView(pn.viewable.Viewer):
             self.controls(),
             pn.Column(self._info, self._selection, pn.Row(*self._set_buttons.values()),
                       pn.pane.Bokeh(self.block_graph.figure, sizing_mode="stretch_width"),
+                      download_buttons("block_graph", lambda fmt: self.export_graph("block", fmt), "block graph"),
                       pn.pane.Bokeh(self.cell_graph.figure, sizing_mode="stretch_width"),
+                      download_buttons("cell_graph", lambda fmt: self.export_graph("cell", fmt), "cell graph"),
                       pn.pane.Bokeh(self.matrix_figure), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

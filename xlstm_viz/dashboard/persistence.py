@@ -72,6 +72,7 @@ def check_session(data) -> dict:
     if wiring is not None and not isinstance(wiring, str):
         raise ValueError(f'"ncps_wiring" must be the wiring\'s JSON text, got a {type(wiring).__name__}')
     _check_list_of(data, "edits", (list, dict), "edits")
+    _check_list_of(data, "redo", dict, "edit actions")
     _check_list_of(data, "ablations", dict, "{probe, kind, value, tokens} objects")
     _check_list_of(data, "breakpoints", dict, "{probe, condition, token} objects")
     base = data.get("baseline_edits", 0)

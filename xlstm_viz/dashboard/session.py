@@ -206,6 +206,7 @@ class Graphs:
 
     block: tuple
     cells: tuple
+    info: dict = field(default_factory=dict)  # node name -> (shape/parameter line, count), model_graph.node_info
 
     def of(self, scope: str, block: int | None = None):
         if scope == "block":
@@ -440,7 +441,7 @@ class ModelSession(param.Parameterized):
             return st.result.graphs
         st.graphs_key = key
         return Graphs(model_graph.connections(m.block_wiring),
-                      tuple(model_graph.connections(w) for w in m.cell_wirings))
+                      tuple(model_graph.connections(w) for w in m.cell_wirings), model_graph.node_info(m))
 
     def _diff(self, st: _State):
         """The trace - baseline diff and logit table, computed once per (trace, baseline) pair."""
@@ -489,6 +490,7 @@ class ModelSession(param.Parameterized):
         saveable = [i for i in self.model.interventions.list() if i.kind in ("zero", "scale") and i.source is None]
         return {**st.extra, "prompt": st.prompt, "example": list(st.example) if st.example else None,
                 "edits": st.log.to_doc()["actions"], "baseline_edits": st.baseline_edits,
+                "redo": [a.to_json() for a in reversed(st.log.undone)],  # the next one to redo first
                 "ablations": [{"probe": i.probe, "kind": i.kind, "value": i.value,
                                "tokens": None if i.tokens is None else list(i.tokens),
                                "heads": None if i.heads is None else list(i.heads),
@@ -860,6 +862,13 @@ class ModelSession(param.Parameterized):
             if len(doc["actions"]) > k:
                 self._apply_saved(st, doc, k, None, refused)
                 self._forward(st)
+            # the redo list: apply each saved undone action, then undo them all (state unchanged, redo stack rebuilt)
+            redo, said = self._saved_edits_doc(list(saved.get("redo") or []), refused), []
+            done = len(st.log.actions)
+            self._apply_saved(st, redo, 0, None, said)
+            refused.extend(f"redo list: {r}" for r in said)
+            for _ in range(len(st.log.actions) - done):
+                st.log.undo()
             for i, bp in enumerate(saved.get("breakpoints") or []):
                 if not isinstance(bp, dict) or not (bp.get("probe") is None or isinstance(bp.get("probe"), str)):
                     refused.append(f"breakpoint {i}: expected {{probe, condition, token}}, got {bp!r}"[:200])

@@ -260,6 +260,7 @@ def logit_change_table(trace, baseline, batch: int = 0, decode=None) -> dict[str
     dec = safe_decode(decode) or (lambda t: str(int(t)))
     return {
         "pos": np.arange(len(a1)).astype(np.float64),
+        "token": np.array([dec(t) for t in np.asarray(trace.tokens)[batch]], dtype=object),  # the input there
         "before": np.array([dec(t) for t in a1], dtype=object),
         "after": np.array([dec(t) for t in b1], dtype=object),
         "p_before": pa[np.arange(len(a1)), a1],

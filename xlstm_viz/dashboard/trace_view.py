@@ -12,6 +12,7 @@ from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
 from xlstm_viz.dashboard.colors import prob_color, probability_palette, update_color_bar, value_color_bar
+from xlstm_viz.dashboard.figure_export import download_buttons
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.token_text import TokenText
 
@@ -23,7 +24,7 @@ TICK_CODE = "const i = Math.round(tick); return (Math.abs(tick - i) < 1e-6 && i 
 
 
 def _empty_heat():
-    return {k: [] for k in ("pos", "head", "value", "color", "value_text")}
+    return {k: [] for k in ("pos", "token", "head", "value", "color", "value_text")}
 
 
 class TraceView(pn.viewable.Viewer):
@@ -68,7 +69,8 @@ class TraceView(pn.viewable.Viewer):
         fig.add_layout(bar, "right")
         self._bars[id(source)] = (mapper, bar)
         r = fig.rect("pos", "head", 1, 1, source=source, fill_color="color", line_color=None)
-        fig.add_tools(HoverTool(renderers=[r], tooltips=[("token", "@pos{0}"), ("head", "@head{0}"),
+        fig.add_tools(HoverTool(renderers=[r], tooltips=[("token", "@token"), ("position", "@pos{0}"),
+                                                         ("head", "@head{0}"),
                                                          ("value", "@value_text")]))
         fig.yaxis.axis_label = "head"
         fig.xaxis.ticker, fig.xaxis.formatter = self.ticker, self.formatter
@@ -83,8 +85,9 @@ class TraceView(pn.viewable.Viewer):
         fig.rect("pos", "rank", 0.95, 0.9, source=self.topk_source, fill_color="color", line_color=None)
         mapper, bar = value_color_bar("p", palette=probability_palette(), low=0.0, high=1.0)
         fig.add_layout(bar, "right")
+        # dark text in either theme: the cells are light to mid blue
         fig.text("pos", "rank", text="text", source=self.topk_source, text_align="center", text_baseline="middle",
-                 text_font_size="8pt")
+                 text_font_size="8pt", text_color="#111111")
         fig.add_tools(HoverTool(tooltips=[("pos", "@pos{0}"), ("rank", "@rank{0}"), ("token", "@text"),
                                           ("p", "@prob{0.000}")]))
         fig.y_range.flipped = True
@@ -129,7 +132,7 @@ class TraceView(pn.viewable.Viewer):
         shown = trace_tables.gate_panels(tr, self.block)
         for k, (_, _, fig, src) in enumerate(self.panels):
             probe, use, title = shown[k] if k < len(shown) else (None, None, "")
-            data = trace_tables.head_time_table(tr, probe, use) if use else _empty_heat()
+            data = self._with_tokens(trace_tables.head_time_table(tr, probe, use), short) if use else _empty_heat()
             source_updates.replace_data(src, data)
             source_updates.set_props(fig.title, text=title)
             self._match_bar(src, data["value"], use or "no data")
@@ -140,7 +143,7 @@ class TraceView(pn.viewable.Viewer):
             if self.stat not in names:
                 self.stat = "absmax" if "absmax" in names else names[0]
                 return  # the stat change re-enters refresh
-            data = trace_tables.head_time_table(tr, self.probe, self.stat)
+            data = self._with_tokens(trace_tables.head_time_table(tr, self.probe, self.stat), short)
             source_updates.replace_data(self.probe_source, data)
             self._match_bar(self.probe_source, data["value"], self.stat)
             source_updates.set_props(self.probe_figure.title, text=f"{self.probe}: {self.stat}")
@@ -151,6 +154,11 @@ class TraceView(pn.viewable.Viewer):
         topk["color"] = np.array([prob_color(p) for p in topk["prob"]], dtype=object)
         topk["text"] = np.array([f"*{t}*" if n else t for t, n in zip(topk["text"], topk["is_next"])], dtype=object)
         source_updates.replace_data(self.topk_source, topk)
+
+    @staticmethod
+    def _with_tokens(data: dict, short: list[str]) -> dict:
+        """The token text of each cell, for the hover (the axis shows only some of them)."""
+        return {**data, "token": np.array([short[int(p)] for p in data["pos"]], dtype=object)}
 
     @param.depends("first_token", "window", watch=True)
     def _page(self):
@@ -167,6 +175,12 @@ class TraceView(pn.viewable.Viewer):
         mapper, bar = self._bars[id(source)]
         source_updates.apply(mapper, lambda: update_color_bar(mapper, bar, values, title=title))
 
+    def export_heatmap(self, fmt: str = "svg") -> bytes:
+        """The selected probe's statistic over heads and tokens (the bottom heatmap) as a file."""
+        from xlstm_viz.dashboard.figure_export import trace_heatmap
+
+        return trace_heatmap(self.trace, self.probe, self.stat, decode=self.decode, fmt=fmt)
+
     def __panel__(self):
         controls = pn.Row(
             int_input(self, "block", "block", width=100),
@@ -179,4 +193,6 @@ class TraceView(pn.viewable.Viewer):
         figs = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for _, _, f, _ in self.panels]
         return pn.Column(controls, pn.pane.Bokeh(self.token_text.figure, sizing_mode="stretch_width"),
                          pn.pane.Bokeh(self.topk_figure, sizing_mode="stretch_width"), *figs,
-                         pn.pane.Bokeh(self.probe_figure, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+                         pn.pane.Bokeh(self.probe_figure, sizing_mode="stretch_width"),
+                         download_buttons("trace_heatmap", self.export_heatmap, "probe heatmap"),
+                         sizing_mode="stretch_width")

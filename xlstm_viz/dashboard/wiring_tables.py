@@ -123,8 +123,10 @@ def edge_table(wiring, nodes: dict[str, np.ndarray] | None = None) -> dict[str, 
         "y1": y1,
         "head_x": x1 - dx / safe * back,
         "head_y": y1 - dy / safe * back,
-        # Bokeh marker angle: a triangle points up at 0, so rotate by (direction - 90 degrees).
-        "angle": np.arctan2(dy, dx) - np.pi / 2,
+        # the arrow's short stem along the synapse: the browser turns its head in screen space (a marker angle
+        # computed from data units points the wrong way when the axes have different scales)
+        "stem_x": x1 - dx / safe * (back + np.minimum(0.03, 0.25 * length)),
+        "stem_y": y1 - dy / safe * (back + np.minimum(0.03, 0.25 * length)),
     }
 
 

@@ -14,11 +14,14 @@ import panel as pn
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 from bokeh.events import Tap
-from bokeh.models import ColorBar, ColumnDataSource, CustomJSHover, FixedTicker, HoverTool, LinearColorMapper, Range1d, TapTool
+from bokeh.models import (
+    Arrow, ColorBar, ColumnDataSource, CustomJSHover, FixedTicker, HoverTool, LinearColorMapper, Range1d, TapTool,
+    VeeHead,
+)
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, wiring_tables
-from xlstm_viz.dashboard.colors import POLARITY_COLORS, POLARITY_NAMES, ROLE_COLORS, add_legend
+from xlstm_viz.dashboard.colors import POLARITY_COLORS, POLARITY_NAMES, ROLE_COLORS, add_legend, paper
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 
@@ -205,8 +208,10 @@ class WiringView(pn.viewable.Viewer):
         edges = fig.segment("x0", "y0", "x1", "y1", source=self.edge_source, line_color="color", line_width=1.2,
                             line_alpha=0.55, selection_line_color="color", selection_line_width=3,
                             nonselection_line_alpha=0.55)
-        fig.scatter("head_x", "head_y", source=self.edge_source, marker="triangle", angle="angle", size=7,
-                    fill_color="color", line_color=None, fill_alpha=0.8)
+        self.arrows = Arrow(source=self.edge_source, x_start="stem_x", y_start="stem_y", x_end="head_x",
+                            y_end="head_y", line_color="color", line_alpha=0.55, line_width=1.2,
+                            end=VeeHead(size=7, fill_color="color", line_color="color", fill_alpha=0.8))
+        fig.add_layout(self.arrows)
         nodes = fig.scatter("x", "y", source=self.node_source, size="size", fill_color="color", line_color="#333333",
                             line_width=0.5)
         # the live model's activity: the same nodes filled by value, outlined in their role colour
@@ -244,7 +249,7 @@ class WiringView(pn.viewable.Viewer):
                      # explicit ranges, set to the matrix on every refresh: the matrix fills the plot at any size
                      x_range=Range1d(-2, 1), y_range=Range1d(-2, 1))
         fig.grid.visible = False
-        mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], "#ffffff", POLARITY_COLORS[1]], low=-1.5, high=1.5)
+        mapper = LinearColorMapper(palette=[POLARITY_COLORS[-1], paper(), POLARITY_COLORS[1]], low=-1.5, high=1.5)
         fig.add_layout(ColorBar(color_mapper=mapper, title="synapse polarity", width=10,
                                 ticker=FixedTicker(ticks=[-1, 0, 1]), title_text_font_size="9pt",
                                 major_label_overrides={-1: "inhibitory", 0: "none", 1: "excitatory"}), "right")
