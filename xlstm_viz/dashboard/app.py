@@ -20,6 +20,7 @@ import panel as pn
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 
+from xlstm_viz.dashboard import source_updates
 from xlstm_viz.dashboard.debugger_view import DebuggerView
 from xlstm_viz.dashboard.diff_view import DiffView
 from xlstm_viz.dashboard.inputs import int_input
@@ -52,7 +53,9 @@ def document_dispatcher(doc):
             return
 
         def held():
-            with pn.io.hold(doc):
+            # freeze: Bokeh re-walks the whole document (~1,500 models, ~200 ms) after each change that may add
+            # or drop a model (a toast, a new tab); frozen, it walks once at the end of the result
+            with pn.io.hold(doc), doc.models.freeze(), source_updates.locked(doc):
                 fn()
 
         with set_curdoc(doc):

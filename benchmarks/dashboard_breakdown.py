@@ -1,0 +1,211 @@
+"""Where a dashboard click's latency goes: server time vs browser time, message sizes, and the browser's CPU profile.
+
+One `xlstm-viz serve` process, one chromium page (playwright + Debian chromium) on the Diff tab, toggling an ablation
+("Ablate" / "Clear ablations", each a model re-run) --clicks times. For each click the page itself records (its own
+clock, `performance.now()`):
+  - click -> the event sent on the websocket (browser input handling),
+  - sent -> the result's message back (the largest: server event dispatch, model re-run, result, document diff),
+  - that message -> the new text on screen (browser: BokehJS applying the patch, layout, paint),
+  - the reply's websocket frames and bytes.
+Then a CDP `Profiler` CPU profile over --profile-clicks more clicks, its top functions by self time, and the
+share of the profile in layout / rendering / message handling.
+
+Run: PYTHONPATH=. python benchmarks/dashboard_breakdown.py [--clicks 20] [--profile-clicks 6] [--tab Diff]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVER = """
+import sys
+from xlstm_viz.dashboard.app import serve
+serve(port=int(sys.argv[1]), address="127.0.0.1", show=False)
+"""
+# Every websocket message, both ways, with the page's clock and its size (binary buffers included).
+WS_HOOK = """
+window.__ws = [];
+const Orig = window.WebSocket;
+window.WebSocket = function (...a) {
+  const ws = new Orig(...a);
+  ws.addEventListener('message', (e) => {
+    const n = typeof e.data === 'string' ? e.data.length : (e.data.byteLength || e.data.size || 0);
+    const head = typeof e.data === 'string' ? e.data.slice(0, window.__full ? 100000 : 120) : '';
+    window.__ws.push({dir: 'in', t: performance.now(), n, head});
+  });
+  const send = ws.send.bind(ws);
+  ws.send = (d) => {
+    const n = typeof d === 'string' ? d.length : (d.byteLength || d.size || 0);
+    window.__ws.push({dir: 'out', t: performance.now(), n, head: typeof d === 'string' ? d.slice(0, 120) : ''});
+    return send(d);
+  };
+  return ws;
+};
+window.WebSocket.prototype = Orig.prototype;
+Object.assign(window.WebSocket, Orig);
+document.addEventListener('pointerdown', () => { window.__click = performance.now(); }, true);
+"""
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+async def click_and_wait(page, button, pattern):
+    await page.evaluate("window.__ws = []")
+    await page.get_by_role("button", name=button, exact=True).click()
+    await page.get_by_text(pattern).first.wait_for(timeout=120_000)
+    shown = await page.evaluate("performance.now()")
+    click = await page.evaluate("window.__click")
+    ws = await page.evaluate("window.__ws")
+    out = [m for m in ws if m["dir"] == "out"]
+    inc = [m for m in ws if m["dir"] == "in" and m["t"] >= (out[0]["t"] if out else click)]
+    if not out or not inc:
+        return None
+    big = max(inc, key=lambda m: m["n"])  # the result: one held message with every view's update
+    return {"total": shown - click, "input": out[0]["t"] - click, "server": big["t"] - out[0]["t"],
+            "browser": shown - big["t"], "result_kB": big["n"] / 1024, "msgs_in": len(inc),
+            "bytes_in": sum(m["n"] for m in inc)}
+
+
+def profile_summary(profile, top=25):
+    nodes = {n["id"]: n for n in profile["nodes"]}
+    dt = collections.Counter()
+    samples, deltas = profile.get("samples", []), profile.get("timeDeltas", [])
+    for sid, d in zip(samples, deltas):
+        dt[sid] += d / 1000.0
+    by_fn = collections.Counter()
+    for sid, ms in dt.items():
+        cf = nodes[sid]["callFrame"]
+        url = cf.get("url", "").rsplit("/", 1)[-1].split("?")[0]
+        by_fn[f"{cf.get('functionName') or '(anon)'} [{url}:{cf.get('lineNumber', -1)}]"] += ms
+    total = sum(by_fn.values())
+    return total, by_fn.most_common(top)
+
+
+def spy_summary(path, rate=100, top=25):
+    """Active (non-idle) samples of py-spy's collapsed stacks: per thread, and the main thread's functions by
+    inclusive time."""
+    per_thread, incl = collections.Counter(), collections.Counter()
+    for line in Path(path).read_text().splitlines():
+        stack, n = line.rsplit(" ", 1)
+        frames = stack.split(";")
+        thread = frames[0].split(":", 1)[-1].strip() if ":" in frames[0] else frames[0]
+        per_thread[thread] += int(n)
+        if "MainThread" in frames[0]:
+            for f in set(f.split(" (")[0] + " (" + f.rsplit("/", 1)[-1].split(":")[0] for f in frames[1:]):
+                incl[f] += int(n)
+    return ({t: n * 1000 / rate for t, n in per_thread.items()},
+            [(f, n * 1000 / rate) for f, n in incl.most_common(top)])
+
+
+async def main_async(args):
+    from playwright.async_api import async_playwright
+
+    cache = tempfile.mkdtemp(prefix="xlstm-viz-breakdown-")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "XDG_CACHE_HOME": cache, "PYTHONPATH": str(ROOT)}
+    err = open(Path(cache) / "server.err", "w")
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=err)
+    url = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(url + "/?session=warmup", timeout=120).read()
+                break
+            except OSError:
+                time.sleep(0.2)
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                              args=["--no-sandbox", "--disable-background-networking"])
+            ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
+            page = await ctx.new_page()
+            await page.add_init_script(WS_HOOK)
+            t0 = time.perf_counter()
+            await page.goto(f"{url}/?session=breakdown", timeout=180_000)
+            await page.wait_for_selector(".bk-Canvas", timeout=180_000)
+            await page.get_by_text("ran ", exact=False).first.wait_for(timeout=180_000)
+            print(f"page open -> first run shown: {time.perf_counter() - t0:.1f} s")
+            await page.get_by_text(args.tab, exact=True).click()
+            box = page.get_by_label("cell to ablate")
+            await box.fill("blocks.0.mlstm.igate")
+            await box.press("Enter")
+            await page.wait_for_timeout(1000)
+            steps = [("Ablate (zero output)", re.compile(r"^ablations: #\d+ zero ")),
+                     ("Clear ablations", re.compile(r"^ablations: none$"))]
+            spy = None
+            if args.py_spy:  # the server's own profile over the timed clicks (all threads, wall clock)
+                spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "--threads", "-r", "100",
+                                        "-o", args.py_spy, "-p", str(server.pid)], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)
+                await asyncio.sleep(1.0)
+            for i in range(args.clicks):
+                r = await click_and_wait(page, *steps[i % 2])
+                if r:
+                    rows.append(r)
+            if spy is not None:
+                spy.send_signal(2)
+                spy.wait(timeout=60)
+            cdp = await ctx.new_cdp_session(page)
+            await cdp.send("Profiler.enable")
+            await cdp.send("Profiler.setSamplingInterval", {"interval": 200})
+            await cdp.send("Profiler.start")
+            prof_rows = []
+            for i in range(args.profile_clicks):
+                r = await click_and_wait(page, *steps[i % 2])
+                if r:
+                    prof_rows.append(r)
+            prof = (await cdp.send("Profiler.stop"))["profile"]
+            await browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        err.close()
+    print(f"{len(rows)} clicks on the {args.tab} tab, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for k in ("total", "input", "server", "browser"):
+        xs = [r[k] for r in rows]
+        print(f"  {k:<11} median {med(xs):7.0f} ms   max {max(xs):7.0f} ms")
+    print(f"  reply: median {med([r['bytes_in'] for r in rows]) / 1024:.1f} kB in {med([r['msgs_in'] for r in rows]):.0f} "
+          f"websocket frames, the result's message {med([r['result_kB'] for r in rows]):.1f} kB")
+    if args.py_spy:
+        threads, top = spy_summary(args.py_spy)
+        n = len(rows)
+        print(f"server CPU (py-spy, active samples) per click: " + ", ".join(
+            f"{t} {ms / n:.0f} ms" for t, ms in sorted(threads.items(), key=lambda x: -x[1])))
+        for f, ms in top:
+            print(f"  {ms / n:8.1f} ms/click  {f}")
+    total, top = profile_summary(prof)
+    wall = sum(r["total"] for r in prof_rows)
+    print(f"browser CPU profile over {len(prof_rows)} clicks: {total:.0f} ms sampled of {wall:.0f} ms click-to-shown")
+    for name, ms in top:
+        print(f"  {ms:8.1f} ms  {100 * ms / total:5.1f}%  {name}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clicks", type=int, default=20)
+    ap.add_argument("--profile-clicks", type=int, default=6)
+    ap.add_argument("--tab", default="Diff")
+    ap.add_argument("--py-spy", metavar="FILE", help="record the server with py-spy (collapsed stacks) to FILE")
+    asyncio.run(main_async(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
