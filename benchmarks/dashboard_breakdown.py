@@ -82,18 +82,46 @@ async def click_and_wait(page, button, pattern):
 
 
 def profile_summary(profile, top=25):
+    """(sampled ms, top functions by self time, top functions by inclusive time) of a CDP CPU profile."""
     nodes = {n["id"]: n for n in profile["nodes"]}
+    parent = {c: n["id"] for n in profile["nodes"] for c in n.get("children", [])}
     dt = collections.Counter()
-    samples, deltas = profile.get("samples", []), profile.get("timeDeltas", [])
-    for sid, d in zip(samples, deltas):
+    for sid, d in zip(profile.get("samples", []), profile.get("timeDeltas", [])):
         dt[sid] += d / 1000.0
-    by_fn = collections.Counter()
-    for sid, ms in dt.items():
-        cf = nodes[sid]["callFrame"]
+
+    def name(node):
+        cf = node["callFrame"]
         url = cf.get("url", "").rsplit("/", 1)[-1].split("?")[0]
-        by_fn[f"{cf.get('functionName') or '(anon)'} [{url}:{cf.get('lineNumber', -1)}]"] += ms
-    total = sum(by_fn.values())
-    return total, by_fn.most_common(top)
+        return f"{cf.get('functionName') or '(anon)'} [{url}:{cf.get('lineNumber', -1)}:{cf.get('columnNumber', -1)}]"
+
+    self_t, incl = collections.Counter(), collections.Counter()
+    for sid, ms in dt.items():
+        self_t[name(nodes[sid])] += ms
+        seen, n = set(), sid
+        while n is not None:
+            key = name(nodes[n])
+            if key not in seen:
+                incl[key] += ms
+                seen.add(key)
+            n = parent.get(n)
+    return sum(self_t.values()), self_t.most_common(top), incl.most_common(top + 15)
+
+
+TRACE_NAMES = ("RunTask", "FunctionCall", "EvaluateScript", "TimerFire", "FireAnimationFrame", "EventDispatch",
+               "UpdateLayoutTree", "Layout", "PrePaint", "Paint", "Layerize", "Commit", "V8.GC_SCAVENGER",
+               "MajorGC", "MinorGC", "v8.run", "ParseHTML", "HitTest", "IntersectionObserverController::computeIntersections")
+
+
+def trace_summary(events):
+    """Total duration per event name on the page's main thread (CrRendererMain)."""
+    main = {(e["pid"], e["tid"]) for e in events if e.get("name") == "thread_name"
+            and e.get("args", {}).get("name") == "CrRendererMain"}
+    tot = collections.Counter()
+    for e in events:
+        if (e.get("pid"), e.get("tid")) in main and e.get("ph") == "X" and "dur" in e:
+            tot[e["name"]] += e["dur"] / 1000.0
+    return [(n, tot[n]) for n in TRACE_NAMES if n in tot] + [
+        (n, ms) for n, ms in tot.most_common(12) if n not in TRACE_NAMES]
 
 
 def spy_summary(path, rate=100, top=25):
@@ -164,6 +192,17 @@ async def main_async(args):
                 spy.send_signal(2)
                 spy.wait(timeout=60)
             cdp = await ctx.new_cdp_session(page)
+            trace_events, done = [], asyncio.Event()
+            cdp.on("Tracing.dataCollected", lambda e: trace_events.extend(e["value"]))
+            cdp.on("Tracing.tracingComplete", lambda e: done.set())
+            await cdp.send("Tracing.start", {"categories": "devtools.timeline,v8,blink", "transferMode": "ReportEvents"})
+            trace_rows = []
+            for i in range(args.profile_clicks):
+                r = await click_and_wait(page, *steps[i % 2])
+                if r:
+                    trace_rows.append(r)
+            await cdp.send("Tracing.end")
+            await asyncio.wait_for(done.wait(), 60)
             await cdp.send("Profiler.enable")
             await cdp.send("Profiler.setSamplingInterval", {"interval": 200})
             await cdp.send("Profiler.start")
@@ -191,11 +230,21 @@ async def main_async(args):
             f"{t} {ms / n:.0f} ms" for t, ms in sorted(threads.items(), key=lambda x: -x[1])))
         for f, ms in top:
             print(f"  {ms / n:8.1f} ms/click  {f}")
-    total, top = profile_summary(prof)
+    wall = sum(r["total"] for r in trace_rows)
+    print(f"browser main thread (chromium trace) over {len(trace_rows)} clicks, {wall:.0f} ms click-to-shown; "
+          "ms per click by event (nested events counted in each):")
+    for name, ms in trace_summary(trace_events):
+        print(f"  {ms / max(1, len(trace_rows)):8.1f} ms  {name}")
+    total, top, incl = profile_summary(prof)
     wall = sum(r["total"] for r in prof_rows)
-    print(f"browser CPU profile over {len(prof_rows)} clicks: {total:.0f} ms sampled of {wall:.0f} ms click-to-shown")
+    n = max(1, len(prof_rows))
+    print(f"browser CPU profile over {len(prof_rows)} clicks: {total:.0f} ms sampled of {wall:.0f} ms click-to-shown; "
+          "per click, by self time:")
     for name, ms in top:
-        print(f"  {ms:8.1f} ms  {100 * ms / total:5.1f}%  {name}")
+        print(f"  {ms / n:8.1f} ms  {100 * ms / total:5.1f}%  {name}")
+    print("  by inclusive time:")
+    for name, ms in incl:
+        print(f"  {ms / n:8.1f} ms  {100 * ms / total:5.1f}%  {name}")
 
 
 def main():

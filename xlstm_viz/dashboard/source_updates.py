@@ -33,6 +33,16 @@ def locked(doc):
         _local.doc = prev
 
 
+@contextlib.contextmanager
+def held(doc):
+    """Inside a callback of `doc` (under its lock): every change made here reaches the page as one message."""
+    if doc is None or doc.session_context is None:
+        yield
+        return
+    with pn.io.hold(doc), locked(doc):
+        yield
+
+
 def _in_server_session(model) -> bool:
     doc = model.document
     return doc is not None and doc.session_context is not None
