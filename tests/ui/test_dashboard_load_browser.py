@@ -34,7 +34,7 @@ def test_a_result_reaches_the_page_as_one_message_and_a_hidden_tab_catches_up_wh
     tv = app.trace_view
     assert tv.trace is None  # never shown yet: never drawn
     page.get_by_text("Over time", exact=True).click()
-    wait_until(lambda: tv.trace is app.session.trace, page=page)
+    wait_until(lambda: tv.trace is app.session.trace, timeout=60, page=page)
     probe, stat = tv.probe, tv.stat
     expected = lambda trace: trace_tables.head_time_table(trace, probe, stat)["value"]  # noqa: E731
     before = app.session.trace
@@ -43,7 +43,7 @@ def test_a_result_reaches_the_page_as_one_message_and_a_hidden_tab_catches_up_wh
     def shows(trace) -> bool:
         got, want = shown(), expected(trace)
         return got.shape == want.shape and np.allclose(got, want, rtol=1e-5, atol=1e-6)
-    wait_until(lambda: shows(before), page=page)
+    wait_until(lambda: shows(before), timeout=60, page=page)
 
     page.get_by_text("Diff", exact=True).click()
     box = page.get_by_label("cell to ablate")
@@ -53,7 +53,7 @@ def test_a_result_reaches_the_page_as_one_message_and_a_hidden_tab_catches_up_wh
     page.evaluate("window.__patches = []")
     page.get_by_role("button", name="Ablate (zero output)", exact=True).click()
     page.get_by_text("ablations: #1 zero blocks.0.mlstm.igate").first.wait_for(timeout=30000)
-    wait_until(lambda: not app.session.busy, page=page)
+    wait_until(lambda: not app.session.busy, timeout=60, page=page)
     page.wait_for_timeout(500)
     after = app.session.trace
     assert after is not before
@@ -71,6 +71,6 @@ def test_a_result_reaches_the_page_as_one_message_and_a_hidden_tab_catches_up_wh
     assert shows(before)
     # ... and show the ablated run once the tab is opened
     page.get_by_text("Over time", exact=True).click()
-    wait_until(lambda: shows(after), page=page)
+    wait_until(lambda: shows(after), timeout=60, page=page)
     assert app.feeds["Over time"].stale == ()
     assert not script_errors(errors), errors
