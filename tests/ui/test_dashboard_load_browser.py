@@ -74,3 +74,34 @@ def test_a_result_reaches_the_page_as_one_message_and_a_hidden_tab_catches_up_wh
     wait_until(lambda: shows(after), timeout=60, page=page)
     assert app.feeds["Over time"].stale == ()
     assert not script_errors(errors), errors
+
+
+def test_a_large_ncps_build_in_one_session_leaves_another_session_responsive(page, served_app):  # noqa: F811
+    served, apps = served_app
+    app_a, errors = open_app(page, served, apps)
+    other = page.context.new_page()
+    app_b, errors_b = open_app(other, served, apps)
+    assert app_b is not app_a
+    other.get_by_text("Diff", exact=True).click()
+    box = other.get_by_label("cell to ablate")
+    box.fill("blocks.0.mlstm.igate")
+    box.press("Enter")
+    other.wait_for_timeout(500)
+
+    # the largest wiring the builder allows: seconds of work (synapses drawn one by one, dense tables)
+    page.get_by_text("NCPS builder (detached)", exact=True).click()
+    view = app_a.wiring_view
+    view.param.update(units=1024, output_dim=16, input_dim=256)
+    page.wait_for_timeout(1000)
+    page.get_by_role("button", name="Build wiring", exact=True).click()
+    wait_until(lambda: view._message.object.startswith("_building AutoNCP(1024"), timeout=60, page=page)
+
+    # meanwhile the other session's click re-runs its model and shows the result before the build is done
+    other.get_by_role("button", name="Ablate (zero output)", exact=True).click()
+    other.get_by_text("ablations: #1 zero blocks.0.mlstm.igate").first.wait_for(timeout=60000)
+    assert view.wiring.units == 28, "the other session's click waited for the build"
+
+    wait_until(lambda: view.wiring.units == 1024, timeout=120, page=page)
+    page.get_by_text("1024 neurons, 256 sensory inputs", exact=False).first.wait_for(timeout=60000)
+    assert view.last_edit == "built AutoNCP(1024, 16) on 256 inputs"
+    assert not script_errors(errors) and not script_errors(errors_b), (errors, errors_b)

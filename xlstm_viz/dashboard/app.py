@@ -294,7 +294,7 @@ class DashboardApp(pn.viewable.Viewer):
 
     def _import_wiring(self, event):
         if event.new:
-            self.wiring_view.set_wiring(wiring_from_json(event.new.decode("utf-8", errors="replace")))
+            self.wiring_view.load_json(event.new.decode("utf-8", errors="replace"))
 
     def _import_edits(self, event):
         if event.new:
