@@ -425,7 +425,8 @@ class DashboardApp(pn.viewable.Viewer):
     def template(self):
         # the toast sits in the header: a main-area card contains fixed-position children (CSS `contain`)
         return pn.template.FastListTemplate(title=TITLE, sidebar=[self.sidebar()], main=[self.tabs()],
-                                            header=[self.toast.pane], sidebar_width=330, accent="#1f77b4", design=OfflineFast)
+                                            header=[self.toast.pane], sidebar_width=330, accent="#1f77b4",
+                                            design=OfflineFast)
 
     def __panel__(self):
         return pn.Row(pn.Column(self.sidebar(), width=330), self.tabs(), self.toast.pane, sizing_mode="stretch_width")

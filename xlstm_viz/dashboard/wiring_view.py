@@ -197,6 +197,7 @@ class WiringView(pn.viewable.Viewer):
         self.strip_source = ColumnDataSource({"x": [], "y": [], "value": [], "label": []})
         self._activity_mapper = LinearColorMapper(palette=ACTIVITY_PALETTE, low=-1.0, high=1.0)
         self._masked_from = None
+        self._jobs = 0  # builds asked for (only the latest is shown)
         self.node_source = ColumnDataSource()
         self.edge_source = ColumnDataSource()
         self.bundle_source = ColumnDataSource()
