@@ -11,6 +11,7 @@ Then a CDP `Profiler` CPU profile over --profile-clicks more clicks, its top fun
 share of the profile in layout / rendering / message handling.
 
 Run: PYTHONPATH=. python benchmarks/dashboard_breakdown.py [--clicks 20] [--profile-clicks 6] [--tab Diff]
+     [--py-spy FILE (server profile; needs py-spy)] [--root OTHER_CHECKOUT (its app instead, for A/B)]
 """
 
 from __future__ import annotations
@@ -147,9 +148,10 @@ async def main_async(args):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "XDG_CACHE_HOME": cache, "PYTHONPATH": str(ROOT)}
+    root = Path(args.root).resolve() if args.root else ROOT  # another checkout's app, for A/B in one session
+    env = {**os.environ, "XDG_CACHE_HOME": cache, "PYTHONPATH": str(root)}
     err = open(Path(cache) / "server.err", "w")
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=ROOT, env=env,
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=root, env=env,
                               stdout=subprocess.DEVNULL, stderr=err)
     url = f"http://127.0.0.1:{port}"
     rows = []
@@ -252,6 +254,7 @@ def main():
     ap.add_argument("--clicks", type=int, default=20)
     ap.add_argument("--profile-clicks", type=int, default=6)
     ap.add_argument("--tab", default="Diff")
+    ap.add_argument("--root", help="serve the app of this checkout instead (e.g. the main branch, for A/B)")
     ap.add_argument("--py-spy", metavar="FILE", help="record the server with py-spy (collapsed stacks) to FILE")
     asyncio.run(main_async(ap.parse_args()))
 
