@@ -63,8 +63,8 @@ def select_values(page) -> list[str]:
 
 
 def notifications(page) -> list[str]:
-    """Texts of the toast notifications now shown."""
-    return page.locator(".notyf__message").all_inner_texts()
+    """Texts of the toasts now shown: Panel's notifications (errors, warnings) and the edit toast."""
+    return page.locator(".notyf__message").all_inner_texts() + page.locator(".xv-toast").all_inner_texts()
 
 
 def script_errors(errors) -> list[str]:

@@ -20,19 +20,22 @@ import panel as pn
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 
+from xlstm_viz.dashboard import source_updates
 from xlstm_viz.dashboard.debugger_view import DebuggerView
 from xlstm_viz.dashboard.diff_view import DiffView
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_view import ModelView
-from xlstm_viz.dashboard.notifications import guarded, notify_error
+from xlstm_viz.dashboard.notifications import EditToast, guarded, notify_error
 from xlstm_viz.dashboard.offline import OfflineFast
 from xlstm_viz.dashboard.patching_view import PatchingView
 from xlstm_viz.dashboard.persistence import SessionFileError, SessionStore, new_key, valid_key
 from xlstm_viz.dashboard.session import MAX_PROMPT_CHARS, ModelSession
+from xlstm_viz.dashboard.tab_feed import TabFeed
 from xlstm_viz.dashboard.trace_view import TraceView
 from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring, wiring_from_json, wiring_to_json
 
 TITLE = "xlstm-viz"
+FED_TABS = ("Model", "Over time", "Debugger", "Diff", "Patching", "NCPS (live model)")  # tabs with session views
 PNG_NOTE = ("Figures as SVG / PNG: the buttons under the block and cell graphs (Model), the probe heatmap (Over "
             "time) and the diff plot (Diff) draw the current result on the server with matplotlib "
             "(`pip install 'xlstm-viz[export]'`); each figure's save tool (disk icon) saves what the browser shows.")
@@ -53,7 +56,7 @@ def document_dispatcher(doc):
             return
 
         def held():
-            with pn.io.hold(doc):
+            with source_updates.held(doc):
                 fn()
 
         with set_curdoc(doc):
@@ -130,20 +133,24 @@ class DashboardApp(pn.viewable.Viewer):
         if served:  # stop this session's model thread when the browser tab goes away
             pn.state.on_session_destroyed(lambda ctx: self.close())
         self.wiring_view = WiringView(saved.get("ncps_wiring") or build_wiring("AutoNCP", 28, 4, 6))
-        self.model_view = ModelView(self.session)
-        self.trace_view = TraceView(session=self.session)
-        self.debugger_view = DebuggerView(session=self.session)
-        self.diff_view = DiffView(self.session)
+        # Each tab's views see the session through a feed of their own, held while the tab is hidden (tab_feed.py)
+        self.feeds = {name: TabFeed(self.session) for name in FED_TABS}
+        self.model_view = ModelView(self.feeds["Model"])
+        self.trace_view = TraceView(session=self.feeds["Over time"])
+        self.debugger_view = DebuggerView(session=self.feeds["Debugger"])
+        self.diff_view = DiffView(self.feeds["Diff"])
         from xlstm_viz.dashboard.ncps_live import LiveNCPSView, neuron_blocks
 
-        self.ncps_live = LiveNCPSView(self.session) if neuron_blocks(self.session.model) else None
-        self.patching_view = PatchingView(self.session)
+        self.ncps_live = (LiveNCPSView(self.feeds["NCPS (live model)"]) if neuron_blocks(self.session.model)
+                          else None)
+        self.patching_view = PatchingView(self.feeds["Patching"])
         # The browser cuts a textarea at max_length without a word, so allow one character more than the session
         # accepts: a longer prompt then arrives over the limit and is refused with a message.
         self.prompt_input = pn.widgets.TextAreaInput(label="prompt (task labels / text, or token ids)", height=110,
                                                      max_length=MAX_PROMPT_CHARS + 1)
         self._status = pn.pane.Markdown("")
         self._action = pn.pane.Markdown("")
+        self.toast = EditToast()
         self.session.param.watch(self._on_status, ["status", "busy"])
         self.session.param.watch(self._on_action, ["last_action"])
         self.session.param.watch(self._on_result, ["result"])
@@ -275,8 +282,8 @@ class DashboardApp(pn.viewable.Viewer):
     def _on_action(self, event):
         # Every edit says what it did: in the sidebar and, in a served page, as a toast.
         self._action.object = f"**last edit:** {event.new}" if event.new else ""
-        if event.new and self.served and pn.state.notifications is not None:
-            pn.state.notifications.info(event.new, duration=6000)
+        if event.new and self.served:
+            self.toast.show(event.new)
 
     # -- export / import --------------------------------------------------------------------------------
     def _trace_npz(self):
@@ -288,7 +295,7 @@ class DashboardApp(pn.viewable.Viewer):
 
     def _import_wiring(self, event):
         if event.new:
-            self.wiring_view.set_wiring(wiring_from_json(event.new.decode("utf-8", errors="replace")))
+            self.wiring_view.load_json(event.new.decode("utf-8", errors="replace"))
 
     def _import_edits(self, event):
         if event.new:
@@ -400,22 +407,34 @@ class DashboardApp(pn.viewable.Viewer):
         tabs = pn.Tabs(("Model", first), ("Over time", self.trace_view), ("Debugger", self.debugger_view),
                        ("Diff", self.diff_view), ("Patching", patching), *live, ("NCPS builder (detached)", builder),
                        ("Export", self.export_panel()), dynamic=False, sizing_mode="stretch_width")
-        index, built = 4, []
+        names, built = list(tabs._names), []
 
-        def opened(event):
-            if event.new == index and not built:
+        def show_active():
+            # only the shown tab's views follow each result; a hidden tab's catch up when it is shown
+            active = names[tabs.active] if 0 <= tabs.active < len(names) else None
+            if active == "Patching" and not built:
                 built.append(True)
                 patching[:] = [self.patching_view]
+            for name, feed in self.feeds.items():
+                feed.shown = name == active
 
-        tabs.param.watch(opened, "active")
+        def on_active(*_):
+            # a Panel event callback runs under the document's lock: the caught-up views go out as one message
+            with source_updates.held(pn.state.curdoc):
+                show_active()
+
+        tabs.param.watch(on_active, "active")
+        show_active()
         return tabs
 
     def template(self):
+        # the toast sits in the header: a main-area card contains fixed-position children (CSS `contain`)
         return pn.template.FastListTemplate(title=TITLE, sidebar=[self.sidebar()], main=[self.tabs()],
-                                            sidebar_width=330, accent="#1f77b4", design=OfflineFast)
+                                            header=[self.toast.pane], sidebar_width=330, accent="#1f77b4",
+                                            design=OfflineFast)
 
     def __panel__(self):
-        return pn.Row(pn.Column(self.sidebar(), width=330), self.tabs(), sizing_mode="stretch_width")
+        return pn.Row(pn.Column(self.sidebar(), width=330), self.tabs(), self.toast.pane, sizing_mode="stretch_width")
 
 
 def dashboard(model=None, model_path=None):

@@ -2,7 +2,34 @@
 
 from __future__ import annotations
 
+import html
+import itertools
+
 import panel as pn
+
+_TOAST_CSS = """
+.xv-toast { position: fixed; right: 18px; bottom: 18px; z-index: 2000; max-width: 440px; padding: 12px 16px;
+  background: #1f77b4; color: #fff; border-radius: 6px; box-shadow: 0 3px 10px rgba(0,0,0,.35);
+  font: 14px/1.35 system-ui, sans-serif; pointer-events: none; animation: xv-toast-fade 6s forwards; }
+@keyframes xv-toast-fade { 0%, 85% { opacity: 1; } 100% { opacity: 0; visibility: hidden; } }
+"""
+
+
+class EditToast:
+    """A toast that says what an edit did, shown for 6 s in the page's corner.
+
+    Not Panel's notifications: each of those is a Bokeh model added to the document, and adding or dropping one
+    makes Bokeh re-walk every model of the page (~1,500; 280-450 ms of server CPU per edit on this machine, py-spy
+    in `benchmarks/dashboard_breakdown.py`). This is one HTML pane whose text changes (a CSS animation hides it).
+    """
+
+    def __init__(self):
+        self._n = itertools.count()
+        self.pane = pn.pane.HTML("", width=0, height=0, margin=0, stylesheets=[_TOAST_CSS])
+
+    def show(self, text: str) -> None:
+        # a new element each time, so that its fade-out animation starts again
+        self.pane.object = f'<div class="xv-toast" data-n="{next(self._n)}">{html.escape(text)}</div>'
 
 
 def notify_error(exc: BaseException) -> None:

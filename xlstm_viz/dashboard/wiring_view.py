@@ -7,6 +7,8 @@ browser keeps its zoom and the figure ids stay the same.
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import panel as pn
@@ -23,7 +25,7 @@ from bokeh.plotting import figure
 from xlstm_viz.dashboard import source_updates, wiring_tables
 from xlstm_viz.dashboard.colors import POLARITY_COLORS, POLARITY_NAMES, ROLE_COLORS, add_legend, paper
 from xlstm_viz.dashboard.inputs import int_input
-from xlstm_viz.dashboard.notifications import guarded
+from xlstm_viz.dashboard.notifications import guarded, notify_error
 
 WIRING_KINDS = ("AutoNCP", "NCP", "Random", "FullyConnected")
 # neuron activity (and its change): diverging, 0 white, as the dashboard's diff colours
@@ -43,6 +45,21 @@ BUNDLE_PALETTE = tuple(
 # units=12000 freeze the server. The wiring classes themselves allow up to checks.MAX_UNITS (4096).
 MAX_VIEW_UNITS = 1024
 MAX_VIEW_INPUTS = 256
+
+
+# Building a wiring (its synapses are drawn one by one) and its view tables take seconds at the bounds; on the
+# server's one thread that froze every session. In a served page they run on this worker (one per process: the
+# machine is small, builds queue), and the result reaches the page as a scheduled, held document update.
+_builder: ThreadPoolExecutor | None = None
+_builder_lock = threading.Lock()
+
+
+def _builder_pool() -> ThreadPoolExecutor:
+    global _builder
+    with _builder_lock:
+        if _builder is None:
+            _builder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xlstm-viz-wiring")
+        return _builder
 
 
 def check_view_size(units, input_dim, what: str = "wiring") -> None:
@@ -145,6 +162,11 @@ def wiring_from_json(text: str):
     return mod.Wiring.from_config(data)
 
 
+def _held(doc, fn) -> None:
+    with source_updates.held(doc):
+        fn()
+
+
 class WiringView(pn.viewable.Viewer):
     """Layered graph and adjacency heatmap of an ncps-style wiring; clicks edit it in place."""
 
@@ -178,6 +200,7 @@ class WiringView(pn.viewable.Viewer):
         self.strip_source = ColumnDataSource({"x": [], "y": [], "value": [], "label": []})
         self._activity_mapper = LinearColorMapper(palette=ACTIVITY_PALETTE, low=-1.0, high=1.0)
         self._masked_from = None
+        self._jobs = 0  # builds asked for (only the latest is shown)
         self.node_source = ColumnDataSource()
         self.edge_source = ColumnDataSource()
         self.bundle_source = ColumnDataSource()
@@ -282,16 +305,23 @@ class WiringView(pn.viewable.Viewer):
         return fig
 
     # -- data refresh (sources only) ------------------------------------------------------------
-    def refresh(self) -> None:
-        """Recompute every table from the wiring and swap the source data."""
-        nodes, edges, bundles = wiring_tables.graph_tables(self.wiring, self.edge_limit)
-        im = wiring_tables.adjacency_image(self.wiring)
-        self._image = im
+    def tables(self, wiring) -> dict:
+        """The view's tables of `wiring` (pure numpy: runs on any thread)."""
+        nodes, edges, bundles = wiring_tables.graph_tables(wiring, self.edge_limit)
+        im = wiring_tables.adjacency_image(wiring)
         bands = [wiring_tables.role_bands(im["col_role"], "cols", im["cols"]),
                  wiring_tables.role_bands(im["row_role"], "rows", im["rows"])]
-        band = {k: np.concatenate([b[k] for b in bands]) for k in bands[0]}
-        self._edges = edges
         nodes["value"] = np.full(len(nodes["id"]), np.nan)
+        return {"nodes": nodes, "edges": edges, "bundles": bundles, "image": im,
+                "band": {k: np.concatenate([b[k] for b in bands]) for k in bands[0]},
+                "counts": wiring_tables.synapse_counts(wiring)}
+
+    def refresh(self, tables: dict | None = None) -> None:
+        """Swap the source data for the wiring's tables (computed here unless given)."""
+        t = self.tables(self.wiring) if tables is None else tables
+        nodes, edges, bundles, im, band = t["nodes"], t["edges"], t["bundles"], t["image"], t["band"]
+        self._image = im
+        self._edges = edges
         source_updates.replace_data(self.node_source, nodes)
         source_updates.replace_data(self.edge_source, edges)
         source_updates.replace_data(self.bundle_source, bundles)
@@ -306,7 +336,7 @@ class WiringView(pn.viewable.Viewer):
             source_updates.set_props(fig.y_range, start=-1.8, end=im["rows"])
         if self._overlay is not None and len(self._overlay[0]) == self.wiring.units:
             self._apply_overlay()
-        c = wiring_tables.synapse_counts(self.wiring)
+        c = t["counts"]
         bundled = " (edges bundled per role pair: too many to draw)" if len(bundles["count"]) else ""
         source_updates.set_props(self._bundle_bar, visible=bool(len(bundles["count"])))
         kind = self.wiring_kind()
@@ -315,10 +345,49 @@ class WiringView(pn.viewable.Viewer):
                                f"{c['synapses']} synapses + {c['sensory_synapses']} sensory "
                                f"({c['excitatory']} excitatory / {c['inhibitory']} inhibitory){bundled}")
 
-    def _edited(self, text: str) -> None:
+    def _off_thread(self, make, said: str, busy: str) -> None:
+        """Show the wiring `make()` returns, built with its tables off the server thread in a served page (inline
+        elsewhere); a failure is reported by name and the shown wiring stays. Of several builds asked for in a row,
+        the last one is shown."""
+        def work():
+            wiring = make()
+            return wiring, self.tables(wiring)
+
+        def show(value):
+            self._masked_from = None
+            self.wiring = value[0]
+            self._edited(said(value[0]) if callable(said) else said, value[1])
+
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None:
+            show(work())
+            return
+        self._jobs += 1
+        job = self._jobs
+        self._message.object = busy
+        from panel.io.state import set_curdoc
+
+        def deliver(fut):
+            def apply():
+                if job != self._jobs:  # a newer build was asked for: this one is not shown
+                    return
+                exc = fut.exception()
+                if exc is not None:
+                    self._message.object = f"not built: {exc}"
+                    notify_error(exc)
+                else:
+                    show(fut.result())
+
+            if doc.session_context is not None:
+                with set_curdoc(doc):
+                    pn.state.execute(lambda: _held(doc, apply), schedule=True)
+
+        _builder_pool().submit(work).add_done_callback(deliver)
+
+    def _edited(self, text: str, tables: dict | None = None) -> None:
         self.last_edit = text
         self._message.object = text
-        self.refresh()
+        self.refresh(tables)
         self.version += 1
 
     # -- edits ------------------------------------------------------------------------------------
@@ -449,16 +518,18 @@ class WiringView(pn.viewable.Viewer):
         self._edited("undid the last edit")
 
     def build_from_form(self, event=None) -> None:
-        self._masked_from = None
-        self.wiring = build_wiring(self.kind, self.units, self.output_dim, self.input_dim, self.build_sparsity,
-                                   self.build_seed)
-        self._edited(f"built {self.kind}({self.units}, {self.output_dim}) on {self.input_dim} inputs")
+        args = (self.kind, self.units, self.output_dim, self.input_dim, self.build_sparsity, self.build_seed)
+        what = f"{self.kind}({self.units}, {self.output_dim}) on {self.input_dim} inputs"
+        self._off_thread(lambda: build_wiring(*args), f"built {what}", f"_building {what}..._")
 
     def set_wiring(self, wiring) -> None:
         check_view_size(wiring.units, wiring.input_dim, type(wiring).__name__)
-        self._masked_from = None
-        self.wiring = wiring
-        self._edited(f"loaded {type(wiring).__name__}")
+        self._off_thread(lambda: wiring, f"loaded {type(wiring).__name__}", "_drawing the wiring..._")
+
+    def load_json(self, text: str) -> None:
+        """Show the wiring of a JSON document (`wiring_to_json`, or an ncps config); parsed off the server thread."""
+        self._off_thread(lambda: wiring_from_json(text), lambda w: f"loaded {type(w).__name__}",
+                         "_reading the wiring JSON..._")
 
     # -- layout -----------------------------------------------------------------------------------
     def controls(self):
