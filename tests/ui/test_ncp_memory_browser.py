@@ -31,10 +31,12 @@ def test_a_click_in_the_live_ncps_tab_flips_an_slstm_neurons_synapse(page, memor
     page.goto(served.url)
     page.wait_for_selector(".bk-Canvas", timeout=30000)
     wait_until(lambda: apps and apps[-1].session.trace is not None and apps[-1].ncps_live is not None
-               and apps[-1].ncps_live.score is not None and not apps[-1].session.busy, timeout=60, page=page)
+               and not apps[-1].session.busy, timeout=60, page=page)
     app = apps[-1]
     live = app.ncps_live
     page.locator(".bk-tab", has_text="NCPS (live model)").first.click()
+    # a hidden tab's views are drawn when it is first shown (tab_feed.py): the score comes then
+    wait_until(lambda: live.score is not None, timeout=60, page=page)
     page.wait_for_timeout(1500)
     assert page.get_by_text("signs its weight into the cell input z", exact=False).count() > 0
     view = live.wiring_view
