@@ -37,14 +37,12 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
-from xlstm_viz.config import XLSTMConfig
 from xlstm_viz.model import mlstm_cell, mlstm_kernels
 from xlstm_viz.model.cells import CellParams, one
 from xlstm_viz.model.mlstm_block import param
 from xlstm_viz.model.mlstm_cell import MLSTMState
-from xlstm_viz.model.ncp_slstm_block import NCPSLSTMNeurons, layer_ids
-from xlstm_viz.model.neuron_block import ncp_wiring, neuron_dims
-from xlstm_viz.model.norms import RMSNorm
+from xlstm_viz.model.ncp_slstm_block import MemoryNeuronBlock, NCPSLSTMNeurons, layer_ids
+from xlstm_viz.model.neuron_block import neuron_dims
 from xlstm_viz.neurons.base import check_wiring
 from xlstm_viz.wiring.block_types import NCP_MLSTM_OUTPUTS, attach_block, attach_cell_function
 
@@ -158,32 +156,13 @@ class NCPMLSTMNeurons(NCPSLSTMNeurons):
         self._cache = None
 
 
-class NCPMLSTMBlock(nn.Module):
+class NCPMLSTMBlock(MemoryNeuronBlock):
     block_type = "ncp_mlstm"
-    uses_polarity = True
     synapse_rule = ("An mLSTM neuron uses the sign too: a synapse's presence gates its output gate (and the layer's "
                     "q, k, i, f), its polarity signs the value it writes into the neuron's memory column.")
 
-    def __init__(self, config: XLSTMConfig):
-        super().__init__()
-        D = config.embedding_dim
-        self.norm_ncp = RMSNorm(D, config.norm_eps, config.use_bias)
-        wiring = ncp_wiring(config)
-        self.neurons = NCPMLSTMNeurons(D, wiring)
-        self.out_proj = nn.Linear(wiring.output_dim, D, bias=False)
-        self.out_proj.weight = mx.zeros_like(self.out_proj.weight)  # a fresh block is the identity
-
-    @property
-    def wiring(self):
-        """The block's neuron wiring (an AutoNCP); edit it and the next forward uses it."""
-        return self.neurons.wiring
-
-    def param(self, path: str) -> mx.array | None:
-        head, _, leaf = path.rpartition(".")
-        if leaf in ("input_polarity", "recurrent_polarity") and head.startswith("neurons.layer_"):
-            pair = self.neurons.polarities()[int(head.rsplit("_", 1)[1])]
-            return pair[0] if leaf == "input_polarity" else pair[1]
-        return param(self, path)
+    def make_neurons(self, input_size, wiring, settings):
+        return NCPMLSTMNeurons(input_size, wiring)
 
     def new_state(self, batch: int) -> NCPMLSTMState:
         return NCPMLSTMState.zeros(batch, [hi - lo for lo, hi in (layer_ids(self.wiring, l) for l in range(3))])

@@ -38,13 +38,11 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from xlstm_viz.config import XLSTMConfig
 from xlstm_viz.model import slstm_cell
 from xlstm_viz.model.cells import CellParams, one
 from xlstm_viz.model.mlstm_block import param
-from xlstm_viz.model.norms import RMSNorm
 from xlstm_viz.model.slstm_cell import SLSTMState
-from xlstm_viz.model.neuron_block import ncp_wiring, neuron_dims
+from xlstm_viz.model.neuron_block import NeuronBlock, neuron_dims
 from xlstm_viz.neurons.base import check_wiring
 from xlstm_viz.wiring.block_types import NCP_SLSTM_OUTPUTS, attach_block, attach_cell_function
 
@@ -167,25 +165,11 @@ class NCPSLSTMNeurons(nn.Module):
         return self._cache
 
 
-class NCPSLSTMBlock(nn.Module):
-    block_type = "ncp_slstm"
+class MemoryNeuronBlock(NeuronBlock):
+    """What the ncp_slstm and ncp_mlstm blocks add to a neuron block: each NCP layer's synapse polarities, read
+    from the wiring as it is now, as parameters (`neurons.layer_L.input_polarity` / `recurrent_polarity`)."""
+
     uses_polarity = True
-    synapse_rule = ("An sLSTM neuron uses the sign too: a synapse's presence gates its i, f, o weights and its "
-                    "polarity signs its weight into the cell input z.")
-
-    def __init__(self, config: XLSTMConfig):
-        super().__init__()
-        D = config.embedding_dim
-        self.norm_ncp = RMSNorm(D, config.norm_eps, config.use_bias)
-        wiring = ncp_wiring(config)
-        self.neurons = NCPSLSTMNeurons(D, wiring)
-        self.out_proj = nn.Linear(wiring.output_dim, D, bias=False)
-        self.out_proj.weight = mx.zeros_like(self.out_proj.weight)  # a fresh block is the identity
-
-    @property
-    def wiring(self):
-        """The block's neuron wiring (an AutoNCP); edit it and the next forward uses it."""
-        return self.neurons.wiring
 
     def param(self, path: str) -> mx.array | None:
         head, _, leaf = path.rpartition(".")
@@ -193,6 +177,15 @@ class NCPSLSTMBlock(nn.Module):
             pair = self.neurons.polarities()[int(head.rsplit("_", 1)[1])]
             return pair[0] if leaf == "input_polarity" else pair[1]
         return param(self, path)
+
+
+class NCPSLSTMBlock(MemoryNeuronBlock):
+    block_type = "ncp_slstm"
+    synapse_rule = ("An sLSTM neuron uses the sign too: a synapse's presence gates its i, f, o weights and its "
+                    "polarity signs its weight into the cell input z.")
+
+    def make_neurons(self, input_size, wiring, settings):
+        return NCPSLSTMNeurons(input_size, wiring)
 
     def new_state(self, batch: int) -> SLSTMState:
         return SLSTMState.zeros(batch, 1, self.wiring.units)
