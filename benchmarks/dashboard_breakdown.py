@@ -21,21 +21,15 @@ import asyncio
 import collections
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVER = """
-import sys
-from xlstm_viz.dashboard.app import serve
-serve(port=int(sys.argv[1]), address="127.0.0.1", show=False)
-"""
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from dashboard_load import start_server  # noqa: E402  (the same served app, port and session folder as the load test)
 # Every websocket message, both ways, with the page's clock and its size (binary buffers included).
 WS_HOOK = """
 window.__ws = [];
@@ -144,24 +138,10 @@ def spy_summary(path, rate=100, top=25):
 async def main_async(args):
     from playwright.async_api import async_playwright
 
-    cache = tempfile.mkdtemp(prefix="xlstm-viz-breakdown-")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     root = Path(args.root).resolve() if args.root else ROOT  # another checkout's app, for A/B in one session
-    env = {**os.environ, "XDG_CACHE_HOME": cache, "PYTHONPATH": str(root)}
-    err = open(Path(cache) / "server.err", "w")
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=root, env=env,
-                              stdout=subprocess.DEVNULL, stderr=err)
-    url = f"http://127.0.0.1:{port}"
+    server, url, cache, err = start_server("xlstm-viz-breakdown-", root)
     rows = []
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url + "/?session=warmup", timeout=120).read()
-                break
-            except OSError:
-                time.sleep(0.2)
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                               args=["--no-sandbox", "--disable-background-networking"])

@@ -40,6 +40,27 @@ PROBES = ["blocks.0.mlstm.igate", "blocks.0.mlstm.fgate", "blocks.0.mlstm.ogate"
           "blocks.1.mlstm.igate", "blocks.1.mlstm.fgate", "blocks.1.mlstm.ogate", "blocks.1.mlstm.out"]
 
 
+def start_server(prefix: str, root: Path = ROOT):
+    """One `xlstm-viz serve` process of checkout `root` on a free 127.0.0.1 port, with its own session/cache folder,
+    answering its first page. Returns (process, url, cache folder, the file its stderr goes to)."""
+    cache = tempfile.mkdtemp(prefix=prefix)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "XDG_CACHE_HOME": cache, "PYTHONPATH": str(root)}
+    err = open(Path(cache) / "server.err", "w")
+    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=root, env=env,
+                              stdout=subprocess.DEVNULL, stderr=err)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(url + "/?session=warmup", timeout=120).read()
+            break
+        except OSError:
+            time.sleep(0.2)
+    return server, url, cache, err
+
+
 def rss_mb(pid: int) -> float:
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -118,22 +139,8 @@ class Client:
 async def main_async(args):
     from playwright.async_api import async_playwright
 
-    cache = tempfile.mkdtemp(prefix="xlstm-viz-load-")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "XDG_CACHE_HOME": cache, "PYTHONPATH": str(ROOT)}
-    err = open(Path(cache) / "server.err", "w")
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=err)
-    url = f"http://127.0.0.1:{port}"
+    server, url, cache, err = start_server("xlstm-viz-load-")
     try:
-        for _ in range(600):
-            try:
-                urllib.request.urlopen(url + "/?session=warmup", timeout=120).read()
-                break
-            except OSError:
-                time.sleep(0.2)
         long_prompt = " ".join(str(2 + i % 60) for i in range(args.long))
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
