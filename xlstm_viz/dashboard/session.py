@@ -115,6 +115,17 @@ def _os_thread_exists(native_id: int) -> bool:
     return _TASKS.is_dir() and (_TASKS / str(native_id)).exists()
 
 
+def _name_os_thread(name: str) -> None:
+    """Give the calling thread an OS-level name (Linux: `top -H`, /proc/<pid>/task/*/comm, py-spy), so that a
+    profile or the load benchmark can tell the model threads from the server's main thread and native ones."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 class _ModelThread:
     """A long-lived thread that runs queued calls in order; lent to one session at a time (`_Lease`)."""
 
@@ -130,6 +141,7 @@ class _ModelThread:
         return fut.result()
 
     def _loop(self) -> None:
+        _name_os_thread(f"xv-model-{self.thread.name.rsplit('-', 1)[-1]}")
         while True:
             item = self._queue.get()
             if item is None:
