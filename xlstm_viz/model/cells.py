@@ -35,6 +35,9 @@ class CellParams:
     # once, for a layer without a path from its own previous output) before they feed anything; holding_only=True
     # applies only the kinds that set a value (zero, replace, patch), for a cell that clamps within a step.
     intervene: Any = None
+    # W x + b already computed for this cell (a decode step's grouped projections, forward._grouped_products):
+    # `weighted` returns it instead of multiplying again.
+    product: Any = None
 
     def weight_path(self, kind: str) -> str:
         path = self.params.get("weight")
@@ -73,6 +76,8 @@ def one(x: dict[str, mx.array], kind: str) -> mx.array:
 
 def weighted(x: dict[str, mx.array], w: Weights, p: CellParams, kind: str) -> mx.array:
     """W x + b for a cell whose params name its weight (and, optionally, its bias)."""
+    if p.product is not None:
+        return p.product
     return linear(one(x, kind), w(p.weight_path(kind)), w(p.bias_path(kind)))
 
 

@@ -21,6 +21,7 @@ from typing import Any, Generator
 import mlx.core as mx
 import numpy as np
 
+from xlstm_viz.model import gemv_kernels
 from xlstm_viz.model.activations import soft_cap
 from xlstm_viz.model.cells import CellParams, linear
 from xlstm_viz.model.norms import LN_EPS, layer_norm, rms_norm
@@ -60,6 +61,34 @@ class _BlockPlan:
     weight_rows: dict[str, mx.array]  # weight path -> row index tying its feature groups (share_feature_groups)
     feature_index: dict[str, mx.array]  # weightless cell (local name) -> index tying its output's feature groups
     flat_step: bool = False  # every cell's type takes one token's activations as [B, F] (CellType.flat_step)
+    # Projections that read one value unchanged, by that value's cell: a decode step computes each group's products
+    # in one gemv launch (gemv_kernels.multi_linear). Lists of step indices, at most MAX_MATRICES each.
+    product_groups: dict[str, list[list[int]]] | None = None
+
+
+# Cell types whose function is f(W x + b) through cells.weighted (mlstm_block.py), so the product can come first.
+GROUPED_TYPES = ("linear", "gate", "output_gate", "linear_silu")
+
+
+def _product_groups(steps: list[_CellStep], features: dict) -> dict[str, list[list[int]]]:
+    """The steps of GROUPED_TYPES with one enabled, unmasked, positive input, grouped by that input's cell (whose
+    output must not be re-indexed by tied feature groups, which happens after the cell runs)."""
+    from xlstm_viz.model import mlstm_block
+
+    functions = {name: getattr(mlstm_block, fn) for name, fn in (
+        ("linear", "linear_cell"), ("gate", "gate"), ("output_gate", "output_gate"), ("linear_silu", "linear_silu"))}
+    by_src: dict[str, list[int]] = {}
+    for index, step in enumerate(steps):
+        if step.cell_type not in GROUPED_TYPES or step.fn is not functions[step.cell_type]:
+            continue
+        if "weight" not in (step.params or {}) or len(step.inputs) != 1:
+            continue
+        inp = step.inputs[0]
+        if not inp.enabled or inp.polarity != 1 or inp.feature_mask is not None:
+            continue
+        by_src.setdefault(inp.src, []).append(index)
+    size = gemv_kernels.MAX_MATRICES
+    return {src: [ix[i:i + size] for i in range(0, len(ix), size)] for src, ix in by_src.items()}
 
 
 def _plan_block(wiring, prefix: str) -> _BlockPlan:
@@ -94,7 +123,8 @@ def _plan_block(wiring, prefix: str) -> _BlockPlan:
         else:
             features[cell[cut:]] = index
     flat = all(CELL_TYPES[step.cell_type].flat_step for step in steps)
-    return _BlockPlan(_plan_key(wiring), steps, masks, sources, rows, features, flat)
+    return _BlockPlan(_plan_key(wiring), steps, masks, sources, rows, features, flat,
+                      _product_groups(steps, features))
 
 
 def _plan_key(wiring):
@@ -315,7 +345,7 @@ class Executor:
                 if node.startswith("blocks."):
                     j = int(node.split(".")[1])
                     out = yield from self._run_block(j, x, states, mode, observer, finish, stepping,
-                                                     zero_state and token in (None, 0), token)
+                                                     zero_state and token in (None, 0), token, flat)
                 elif node == "out_norm":
                     norm = model.backbone.get("out_norm")
                     if norm is None:
@@ -328,7 +358,9 @@ class Executor:
                     if stepping:
                         yield ev
                 elif node == "lm_head":
-                    logits = soft_cap(linear(x, model.head_weight), config.output_logit_soft_cap)
+                    fused = gemv_kernels.multi_linear(x, [model.head_weight]) if flat else None
+                    logits = soft_cap(fused[0] if fused else linear(x, model.head_weight),
+                                      config.output_logit_soft_cap)
                     out, ev = finish("logits", "lm_head", None, {"out_norm": x}, logits)
                     if stepping:
                         yield ev
@@ -342,7 +374,7 @@ class Executor:
             logits = logits_parts[0] if len(logits_parts) == 1 else mx.concatenate(logits_parts, axis=1)
         return logits.astype(mx.float32), states  # bf16 logits (compute_dtype) are widened after the soft cap
 
-    def _run_block(self, j, x, states, mode, observer, finish, stepping, zero_state=False, token=None):
+    def _run_block(self, j, x, states, mode, observer, finish, stepping, zero_state=False, token=None, flat=False):
         block = self.model.blocks[j]
         interventions = self.model.interventions if len(self.model.interventions) else None
         plan = self._plan(j)
@@ -361,7 +393,17 @@ class Executor:
         single = not isinstance(block_state, dict)  # one stateful cell: the block state is that cell's state
         new_state = None if single else dict(block_state)
         values: dict[str, mx.array] = {}
-        for step in plan.steps:
+        # A decode step (flat: unobserved, no interventions) computes each group of projections of one value in one
+        # gemv launch, from the weights as `weights` gives them (masked, shared, tied), when the first of the group
+        # runs; CUDA only (gemv_kernels), None elsewhere.
+        products: dict[int, mx.array] = {}
+        group_of = {}
+        if flat and plan.product_groups and gemv_kernels.use_kernel():
+            for src, groups in plan.product_groups.items():
+                for group in groups:
+                    for index in group:
+                        group_of[index] = group
+        for index, step in enumerate(plan.steps):
             if step.local == "in":
                 inputs = {"stream": x}
             else:
@@ -391,7 +433,18 @@ class Executor:
                     new_state[step.local] = cell_out
                 event_state = (cell_in, cell_out, zero_state, result[2] if len(result) > 2 else None)
             else:
-                out, _ = step.fn(inputs, weights, None, CellParams(step.params, config, mode))
+                product = None
+                if index in group_of:
+                    if index not in products:
+                        group = group_of[index]
+                        params = [CellParams(plan.steps[g].params, config) for g in group]
+                        fused = gemv_kernels.multi_linear(
+                            inputs[step.inputs[0].src], [weights(p_.weight_path("linear")) for p_ in params],
+                            [weights(p_.bias_path("linear")) for p_ in params])
+                        for g, value in zip(group, fused or [None] * len(group)):
+                            products[g] = value
+                    product = products[index]
+                out, _ = step.fn(inputs, weights, None, CellParams(step.params, config, mode, product=product))
             if step.local == "in":
                 inputs = {}  # the block input's event shows no inputs: the stream is its output
             elif step.polarity < 0:

@@ -146,6 +146,14 @@ def _eps(eps: float) -> mx.array:
     return value
 
 
+def _dtype_keys(*arrays) -> list:
+    """Template entries naming the inputs' dtypes. MLX's CUDA backend keys a compiled custom kernel by name and
+    template alone while the signature's pointer types follow the inputs' dtypes, so without these a float32 call
+    (the self-check) and a later bf16 call at the same sizes would share one module, which reads bf16 data through
+    float pointers. (Metal folds the dtypes into its key; the entries are unused names in the body.)"""
+    return [(f"T_IN{j}", a.dtype) for j, a in enumerate(arrays)]
+
+
 def fused_step(q, k, v, i, f, state: MLSTMState, eps: float, which: str | None = None):
     """One token through the kernel. Shapes as in `mlstm_cell.recurrent_step`; h and the state are float32."""
     which = which or backend()
@@ -163,7 +171,7 @@ def fused_step(q, k, v, i, f, state: MLSTMState, eps: float, which: str | None =
     geometry = launch_geometry(B, NH, DQK, DV)
     f32 = [x if x.dtype == mx.float32 else x.astype(mx.float32) for x in (C, n, m)]
     h, C2, n2, m2 = _kernel(which)(
-        inputs=[q, k, v, i, f, *f32, _eps(eps)], template=geometry["template"],
+        inputs=[q, k, v, i, f, *f32, _eps(eps)], template=geometry["template"] + _dtype_keys(q, k, v, i, f),
         grid=geometry["grid"], threadgroup=geometry["threadgroup"],
         output_shapes=[(B, NH, DV), (B, NH, DQK, DV), (B, NH, DQK), (B, NH, 1)], output_dtypes=[mx.float32] * 4)
     return h, MLSTMState(C2, n2, m2)
@@ -187,7 +195,7 @@ def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = N
     geometry = chunk_launch_geometry(B, NH, DQK, DV, L)
     f32 = [x if x.dtype == mx.float32 else x.astype(mx.float32) for x in (a, b_last, C, n, m)]
     C_in, n_in, m_in, C2, n2, m2 = _chunk_kernel(which)(
-        inputs=[k, v, *f32, mx.array([nc], mx.int32)], template=geometry["template"],
+        inputs=[k, v, *f32, mx.array([nc], mx.int32)], template=geometry["template"] + _dtype_keys(k, v),
         grid=geometry["grid"], threadgroup=geometry["threadgroup"],
         output_shapes=[(B, NH, nc, DQK, DV), (B, NH, nc, DQK), (B, NH, nc, 1), (B, NH, DQK, DV), (B, NH, DQK),
                        (B, NH, 1)],

@@ -22,7 +22,7 @@ from xlstm_viz.config import ConfigError, XLSTMConfig
 from xlstm_viz.dims import model_parameters
 # Block modules attach their cell functions and nn.Module to the registries when imported.
 from xlstm_viz.model import mlstm_block, ncp_mlstm_block, ncp_slstm_block, neuron_block, orig_mlstm_block, slstm_block  # noqa: F401
-from xlstm_viz.model import activations, mlstm_kernels
+from xlstm_viz.model import activations, gemv_kernels, mlstm_kernels
 from xlstm_viz.model.forward import Executor, _check_ids, state_arrays, state_like
 from xlstm_viz.model.initialization import initialize
 from xlstm_viz.model.interventions import Interventions
@@ -220,7 +220,7 @@ class XLSTM(nn.Module):
             # Neuron blocks' wirings count too: their masks / reversal potentials are built from the wiring inside
             # the traced forward, so mx.compile bakes them in and a graph must not outlive its wiring version.
             neurons = tuple(b.wiring.version for b in self.blocks if getattr(b, "wiring", None) is not None)
-            return (activations.FAST_CPU_MATH, self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
+            return (activations.FAST_CPU_MATH, gemv_kernels.resolve_mode(), self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
                     tuple(i.id for i in self.interventions.list()), neurons)
 
         def flatten(state):
@@ -251,6 +251,7 @@ class XLSTM(nn.Module):
             fn = cache.get(key)
             if fn is None:
                 mlstm_kernels.warm_up()  # the kernels' self-checks read values: not while mx.compile traces
+                gemv_kernels.warm_up()
                 cache.clear()
                 fn = cache[key] = mx.compile(raw, inputs=self.state)
                 step.graph = fn  # the compiled (token, flat state) function (benchmarks/decode_host.py times it alone)
