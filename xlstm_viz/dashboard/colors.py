@@ -166,7 +166,9 @@ def value_color_bar(title: str, palette: list[str] | None = None, low: float = 0
     from bokeh.models import ColorBar, LinearColorMapper
 
     mapper = LinearColorMapper(palette=palette or viridis(), low=low, high=high, nan_color=NAN_COLOR)
-    size = {"width": 10} if orientation == "vertical" else {"height": 8, "width": 260}
+    # A horizontal bar starts at the frame's left edge: its title runs on to the right, longer than the bar, and
+    # at the right edge it would be cut off where the figure fills its column.
+    size = {"width": 10} if orientation == "vertical" else {"height": 8, "width": 260, "location": "top_left"}
     bar = ColorBar(color_mapper=mapper, title=title, orientation=orientation, title_text_font_size="9pt",
                    title_text_font_style="normal", major_label_text_font_size="8pt", padding=4, **size)
     return mapper, bar

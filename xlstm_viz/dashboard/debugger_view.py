@@ -10,6 +10,7 @@ import param
 
 from xlstm_viz.dashboard import debug_commands, model_graph
 from xlstm_viz.dashboard.dag_figure import DagFigure
+from xlstm_viz.dashboard.figure_pane import figure_pane
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 from xlstm_viz.dashboard.tensor_inspector import TensorInspector
@@ -202,14 +203,11 @@ class DebuggerView(pn.viewable.Viewer):
         )
         return pn.Column(
             pn.Row(*buttons), self._status,
-            pn.Row(pn.Column(pn.pane.Bokeh(self.block_graph.figure, sizing_mode="stretch_width"),
-                             pn.pane.Bokeh(self.cell_graph.figure, sizing_mode="stretch_width"),
-                             sizing_mode="stretch_width"),
+            pn.Row(figure_pane(self.block_graph.figure, self.cell_graph.figure, sizing_mode="stretch_width"),
                    pn.Column(bp_form, self._details, width=520), sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Tensors at the stop (batch 0, the stop's token; diverging colours around 0)"),
             pn.widgets.Checkbox.from_param(self.param.shared_scale, name="one colour scale for all heatmaps"),
-            pn.GridBox(*[pn.pane.Bokeh(f, sizing_mode="stretch_width") for f in self.inspector.figures], ncols=2,
-                       sizing_mode="stretch_width"),
+            figure_pane(*self.inspector.figures, ncols=2, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
 

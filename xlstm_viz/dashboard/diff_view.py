@@ -20,6 +20,7 @@ from bokeh.plotting import figure
 from xlstm_viz.dashboard import source_updates, trace_tables
 from xlstm_viz.dashboard.colors import BAR_COLOR, PREDICTION_COLORS, add_legend, themed
 from xlstm_viz.dashboard.figure_export import download_buttons
+from xlstm_viz.dashboard.figure_pane import figure_pane
 from xlstm_viz.dashboard.notifications import guarded
 
 
@@ -158,7 +159,7 @@ class DiffView(pn.viewable.Viewer):
             pn.Row(pn.widgets.FileDownload(callback=guarded(lambda: io.StringIO(self.diff_csv())), filename="diff.csv",
                                            label="diff tables CSV"), self._summary), self._ablations,
             download_buttons("diff_plot", self.export_plot, "diff plot"),
-            pn.pane.Bokeh(self.bar_figure, sizing_mode="stretch_width"),
-            pn.pane.Bokeh(self.kl_figure, sizing_mode="stretch_width"),
+            figure_pane(self.bar_figure, sizing_mode="stretch_width"),
+            figure_pane(self.kl_figure, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

@@ -22,6 +22,7 @@ from xlstm_viz.dashboard import source_updates, trace_tables, wiring_tables
 from xlstm_viz.dashboard.colors import state_color_bar
 from xlstm_viz.dashboard.dag_figure import DagFigure
 from xlstm_viz.dashboard.figure_export import download_buttons
+from xlstm_viz.dashboard.figure_pane import figure_pane
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_tables import short_label
 from xlstm_viz.dashboard.notifications import guarded
@@ -301,10 +302,10 @@ class ModelView(pn.viewable.Viewer):
         return pn.Row(
             self.controls(),
             pn.Column(self._info, self._selection, pn.Row(*self._set_buttons.values()),
-                      pn.pane.Bokeh(self.block_graph.figure, sizing_mode="stretch_width"),
+                      figure_pane(self.block_graph.figure, sizing_mode="stretch_width"),
                       download_buttons("block_graph", lambda fmt: self.export_graph("block", fmt), "block graph"),
-                      pn.pane.Bokeh(self.cell_graph.figure, sizing_mode="stretch_width"),
+                      figure_pane(self.cell_graph.figure, sizing_mode="stretch_width"),
                       download_buttons("cell_graph", lambda fmt: self.export_graph("cell", fmt), "cell graph"),
-                      pn.pane.Bokeh(self.matrix_figure), sizing_mode="stretch_width"),
+                      figure_pane(self.matrix_figure), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

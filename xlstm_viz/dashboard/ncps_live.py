@@ -17,6 +17,7 @@ from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates
 from xlstm_viz.dashboard.colors import ROLE_COLORS
+from xlstm_viz.dashboard.figure_pane import figure_pane
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 from xlstm_viz.dashboard.wiring_tables import neuron_roles
@@ -175,5 +176,5 @@ class LiveNCPSView(pn.viewable.Viewer):
         controls = pn.Row(
             pn.widgets.Select.from_param(self.param.overlay, name="overlay", width=260),
             int_input(self, "token", "overlay token (-1 = last)", width=180), undo)
-        return pn.Column(self._score_pane, controls, self.wiring_view, self._diff_text, self.diff_figure,
+        return pn.Column(self._score_pane, controls, self.wiring_view, self._diff_text, figure_pane(self.diff_figure),
                          sizing_mode="stretch_width")

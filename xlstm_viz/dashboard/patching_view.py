@@ -20,6 +20,7 @@ from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
 from xlstm_viz.dashboard.colors import add_legend, map_to_palette, update_color_bar, value_color_bar
+from xlstm_viz.dashboard.figure_pane import figure_pane
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded
 from xlstm_viz.execution.patching import DIRECTIONS, Patcher, corrupt_mqar
@@ -296,12 +297,12 @@ class PatchingView(pn.viewable.Viewer):
                    pn.widgets.TextInput.from_param(self.param.positions, name="positions to patch", width=120),
                    pn.widgets.Select.from_param(self.param.direction, width=110), patch, csv),
             self._summary,
-            pn.pane.Bokeh(self.ld_figure, sizing_mode="stretch_width"),
-            pn.pane.Bokeh(self.kl_figure, sizing_mode="stretch_width"),
+            figure_pane(self.ld_figure, sizing_mode="stretch_width"),
+            figure_pane(self.kl_figure, sizing_mode="stretch_width"),
             self.table,
             pn.Row(pn.widgets.TextInput.from_param(self.param.sweep_probes, name="sweep: cells (pattern)", width=230),
                    pn.widgets.Select.from_param(self.param.sweep_over, width=120), sweep),
-            pn.pane.Bokeh(self.sweep_figure, sizing_mode="stretch_width"),
+            figure_pane(self.sweep_figure, sizing_mode="stretch_width"),
             pn.pane.Markdown("#### Task score over fresh MQAR sequences (the model with its current edits)"),
             pn.Row(int_input(self, "score_n", "sequences", width=110), int_input(self, "score_pairs", "pairs", width=90),
                    int_input(self, "score_seed", "seed", width=90), score, ref),

@@ -13,6 +13,7 @@ from bokeh.plotting import figure
 from xlstm_viz.dashboard import source_updates, trace_tables
 from xlstm_viz.dashboard.colors import prob_color, probability_palette, update_color_bar, value_color_bar
 from xlstm_viz.dashboard.figure_export import download_buttons
+from xlstm_viz.dashboard.figure_pane import figure_pane
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.token_text import TokenText
 
@@ -190,9 +191,8 @@ class TraceView(pn.viewable.Viewer):
             int_input(self, "first_token", "first token shown", width=120),
             int_input(self, "window", "tokens shown", width=100),
         )
-        figs = [pn.pane.Bokeh(f, sizing_mode="stretch_width") for _, _, f, _ in self.panels]
-        return pn.Column(controls, pn.pane.Bokeh(self.token_text.figure, sizing_mode="stretch_width"),
-                         pn.pane.Bokeh(self.topk_figure, sizing_mode="stretch_width"), *figs,
-                         pn.pane.Bokeh(self.probe_figure, sizing_mode="stretch_width"),
+        # one group: the panels share the x axis, their frames stay aligned (figure_pane.py)
+        figs = [self.token_text.figure, self.topk_figure, *(f for _, _, f, _ in self.panels), self.probe_figure]
+        return pn.Column(controls, figure_pane(*figs, sizing_mode="stretch_width"),
                          download_buttons("trace_heatmap", self.export_heatmap, "probe heatmap"),
                          sizing_mode="stretch_width")

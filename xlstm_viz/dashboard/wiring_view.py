@@ -24,6 +24,7 @@ from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, wiring_tables
 from xlstm_viz.dashboard.colors import POLARITY_COLORS, POLARITY_NAMES, ROLE_COLORS, add_legend, paper
+from xlstm_viz.dashboard.figure_pane import figure_pane
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.notifications import guarded, notify_error
 
@@ -565,8 +566,8 @@ class WiringView(pn.viewable.Viewer):
         return pn.Column(
             *([pn.pane.Markdown(self._title)] if self._title else []),
             self._counts, self._message,
-            pn.Row(pn.pane.Bokeh(self.graph_figure, sizing_mode="stretch_width"),
-                   pn.pane.Bokeh(self.heatmap_figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+            pn.Row(figure_pane(self.graph_figure, sizing_mode="stretch_width"),
+                   figure_pane(self.heatmap_figure, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
             # a live model's wiring is edited by clicks only (the builder would replace it by a detached one)
             *([] if self.apply_synapse is not None else [self.controls()]), sizing_mode="stretch_width",
         )
