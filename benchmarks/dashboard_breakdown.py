@@ -1,17 +1,30 @@
-"""Where a dashboard click's latency goes: server time vs browser time, message sizes, and the browser's CPU profile.
+"""Where a dashboard click's latency goes: server time vs browser time, what the browser does per click, and A/B.
 
-One `xlstm-viz serve` process, one chromium page (playwright + Debian chromium) on the Diff tab, toggling an ablation
-("Ablate" / "Clear ablations", each a model re-run) --clicks times. For each click the page itself records (its own
-clock, `performance.now()`):
-  - click -> the event sent on the websocket (browser input handling),
-  - sent -> the result's message back (the largest: server event dispatch, model re-run, result, document diff),
-  - that message -> the new text on screen (browser: BokehJS applying the patch, layout, paint),
-  - the reply's websocket frames and bytes.
-Then a CDP `Profiler` CPU profile over --profile-clicks more clicks, its top functions by self time, and the
-share of the profile in layout / rendering / message handling.
+One `xlstm-viz serve` process per app, one headless chromium (playwright + Debian chromium, software rendering) per
+app, one page at 1280x800 on the Diff tab, toggling an ablation ("Ablate" / "Clear ablations", each a model re-run).
+Per click, all measured in or next to the page:
+  - the page's own clock (`performance.now()`): click -> event sent on the websocket (input), sent -> the result's
+    message back (server: event dispatch, model re-run, document diff), that message -> the new text on screen
+    (browser), click -> shown (total). "Shown": an in-page watcher checks the target pane's text once per frame and
+    stamps the end of the frame that first carries it (a task queued from that frame's requestAnimationFrame runs
+    after the frame's style, layout and paint). Playwright's own text search is not used for the wait: its polling
+    is work in the page (the load test's `get_by_text` costs ~100 ms of renderer CPU per click, CPU profile).
+  - CPU per click, from just before the click until the page has been quiet for --settle ms: the renderer's main
+    thread (CDP Performance.getMetrics: TaskDuration, and its Script / Layout / RecalcStyle shares, layout and style
+    recalculation counts), the renderer process and the whole browser (CDP SystemInfo.getProcessInfo cpuTime: raster
+    and compositing threads included), and the server process (/proc utime + stime).
+  - BokehJS, instrumented in the page: whole-layout passes (LayoutDOMView.compute_layout on a layout root: which
+    root, how long), figure paints (PlotView paints: which figure, how long), and the document events the server sent
+    (model type and attribute).
+Then, for the first app, chromium's trace of --profile-clicks clicks (main-thread time per event name) and a CDP CPU
+profile of --profile-clicks more (top functions).
 
-Run: PYTHONPATH=. python benchmarks/dashboard_breakdown.py [--clicks 20] [--profile-clicks 6] [--tab Diff]
-     [--py-spy FILE (server profile; needs py-spy)] [--root OTHER_CHECKOUT (its app instead, for A/B)]
+--compare OTHER_CHECKOUT serves that checkout's app as well (two servers, two browsers) and alternates rounds of
+--round clicks between the two, so that both see the same machine load; figures are printed per app and as ratios.
+
+Run: PYTHONPATH=. python benchmarks/dashboard_breakdown.py [--clicks 12] [--profile-clicks 6]
+     [--compare /work/main] [--root OTHER_CHECKOUT (its app alone)] [--py-spy FILE (server profile; needs py-spy)]
+     [--events (print each click's document events)]
 """
 
 from __future__ import annotations
@@ -20,7 +33,6 @@ import argparse
 import asyncio
 import collections
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -30,21 +42,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from dashboard_load import start_server  # noqa: E402  (the same served app, port and session folder as the load test)
-# Every websocket message, both ways, with the page's clock and its size (binary buffers included).
+
+# Every websocket message, both ways, with the page's clock and its size (binary buffers included); the document
+# events of incoming messages (kind, model id, attribute).
 WS_HOOK = """
 window.__ws = [];
+window.__ev = [];
 const Orig = window.WebSocket;
 window.WebSocket = function (...a) {
   const ws = new Orig(...a);
   ws.addEventListener('message', (e) => {
     const n = typeof e.data === 'string' ? e.data.length : (e.data.byteLength || e.data.size || 0);
-    const head = typeof e.data === 'string' ? e.data.slice(0, window.__full ? 100000 : 120) : '';
-    window.__ws.push({dir: 'in', t: performance.now(), n, head});
+    window.__ws.push({dir: 'in', t: performance.now(), n});
+    if (typeof e.data === 'string' && e.data.startsWith('{"events"')) {
+      try {
+        for (const ev of JSON.parse(e.data).events || [])
+          window.__ev.push([ev.kind, (ev.model || {}).id || '', ev.attr || '']);
+      } catch (err) {}
+    }
   });
   const send = ws.send.bind(ws);
   ws.send = (d) => {
     const n = typeof d === 'string' ? d.length : (d.byteLength || d.size || 0);
-    window.__ws.push({dir: 'out', t: performance.now(), n, head: typeof d === 'string' ? d.slice(0, 120) : ''});
+    window.__ws.push({dir: 'out', t: performance.now(), n});
     return send(d);
   };
   return ws;
@@ -54,26 +74,172 @@ Object.assign(window.WebSocket, Orig);
 document.addEventListener('pointerdown', () => { window.__click = performance.now(); }, true);
 """
 
+# BokehJS instrumentation, added once Bokeh has loaded: whole-layout passes and figure paints, and a watcher that
+# resolves when a Markdown/HTML pane's text (found by its prefix) matches a pattern on screen.
+BOKEH_HOOK = r"""
+(() => {
+  if (window.__instr) return;
+  window.__instr = true;
+  window.__lay = [];
+  window.__paints = [];
+  const {LayoutDOMView} = Bokeh.require("models/layouts/layout_dom");
+  const {PlotView} = Bokeh.require("models/plots/plot_canvas");
+  const layout = LayoutDOMView.prototype.compute_layout;
+  LayoutDOMView.prototype.compute_layout = function () {
+    if (this.parent instanceof LayoutDOMView) return layout.call(this);  // goes up to the root
+    const t0 = performance.now();
+    const r = layout.call(this);
+    window.__lay.push({t: t0, ms: performance.now() - t0, root: this.model.type});
+    return r;
+  };
+  const paint = PlotView.prototype._actual_paint;
+  PlotView.prototype._actual_paint = function () {
+    const t0 = performance.now();
+    const r = paint.call(this);
+    const title = (this.model.title && this.model.title.text) || this.model.id;
+    window.__paints.push({t: t0, ms: performance.now() - t0, plot: title.slice(0, 32)});
+    return r;
+  };
+  const views = () => {
+    const out = [];
+    const walk = (v) => { out.push(v); for (const c of (v.children_views ? v.children_views() : [])) walk(c); };
+    for (const v of Bokeh.index) walk(v);
+    return out;
+  };
+  window.__viewCount = () => views().length;
+  let target = null;
+  const text = (v) => (v.container && v.container.isConnected) ? v.container.textContent.trim() : null;
+  window.__waitText = (prefix, pattern, timeout) => new Promise((resolve, reject) => {
+    const re = new RegExp(pattern);
+    const t0 = performance.now();
+    const tick = () => {
+      if (target == null || text(target) == null || !text(target).startsWith(prefix))
+        target = views().find((v) => (text(v) || '').startsWith(prefix)) || null;
+      if (target != null && re.test(text(target))) {
+        setTimeout(() => resolve(performance.now()), 0);  // after this frame's style, layout and paint
+        return;
+      }
+      if (performance.now() - t0 > timeout) { reject(new Error('text not shown: ' + pattern)); return; }
+      requestAnimationFrame(tick);
+    };
+    requestAnimationFrame(tick);
+  });
+  window.__modelType = (id) => { const m = Bokeh.documents[0].get_model_by_id(id); return m ? m.type : '?'; };
+})();
+"""
+STEPS = [("Ablate (zero output)", "ablations: ", r"^ablations: #\d+ zero "),
+         ("Clear ablations", "ablations: ", r"^ablations: none$")]
+METRICS = ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration", "LayoutCount",
+           "RecalcStyleCount")
+
 
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-async def click_and_wait(page, button, pattern):
-    await page.evaluate("window.__ws = []")
-    await page.get_by_role("button", name=button, exact=True).click()
-    await page.get_by_text(pattern).first.wait_for(timeout=120_000)
-    shown = await page.evaluate("performance.now()")
-    click = await page.evaluate("window.__click")
-    ws = await page.evaluate("window.__ws")
-    out = [m for m in ws if m["dir"] == "out"]
-    inc = [m for m in ws if m["dir"] == "in" and m["t"] >= (out[0]["t"] if out else click)]
-    if not out or not inc:
-        return None
-    big = max(inc, key=lambda m: m["n"])  # the result: one held message with every view's update
-    return {"total": shown - click, "input": out[0]["t"] - click, "server": big["t"] - out[0]["t"],
-            "browser": shown - big["t"], "result_kB": big["n"] / 1024, "msgs_in": len(inc),
-            "bytes_in": sum(m["n"] for m in inc)}
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))] if xs else float("nan")
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class App:
+    """One served checkout, its browser and its page on the chosen tab."""
+
+    def __init__(self, name: str, root: Path):
+        self.name, self.root = name, root
+        self.rows: list[dict] = []
+        self.events: collections.Counter = collections.Counter()
+
+    async def open(self, pw):
+        self.server, self.url, self.cache, self.err = start_server(f"xlstm-viz-breakdown-{self.name}-", self.root)
+        self.browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                                args=["--no-sandbox", "--disable-background-networking"])
+        self.ctx = await self.browser.new_context(viewport={"width": 1280, "height": 800})
+        self.page = await self.ctx.new_page()
+        await self.page.add_init_script(WS_HOOK)
+        t0 = time.perf_counter()
+        await self.page.goto(f"{self.url}/?session=breakdown", timeout=180_000)
+        await self.page.wait_for_selector(".bk-Canvas", timeout=180_000)
+        await self.page.get_by_text("ran ", exact=False).first.wait_for(timeout=180_000)
+        self.open_s = time.perf_counter() - t0
+        await self.page.get_by_text("Diff", exact=True).click()
+        box = self.page.get_by_label("cell to ablate")
+        await box.fill("blocks.0.mlstm.igate")
+        await box.press("Enter")
+        await self.page.wait_for_timeout(1000)
+        await self.page.evaluate(BOKEH_HOOK)
+        self.views = await self.page.evaluate("window.__viewCount()")
+        self.cdp = await self.ctx.new_cdp_session(self.page)
+        await self.cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
+        self.bcdp = await self.browser.new_browser_cdp_session()
+        self.types: dict[str, str] = {}
+
+    async def metrics(self):
+        m = {x["name"]: x["value"] for x in (await self.cdp.send("Performance.getMetrics"))["metrics"]}
+        procs = (await self.bcdp.send("SystemInfo.getProcessInfo"))["processInfo"]
+        m["renderer_cpu"] = sum(p["cpuTime"] for p in procs if p["type"] == "renderer")
+        m["browser_cpu"] = sum(p["cpuTime"] for p in procs)
+        m["server_cpu"] = proc_cpu_s(self.server.pid)
+        return m
+
+    async def click(self, i: int, settle_ms: float, print_events: bool = False):
+        button, prefix, pattern = STEPS[i % 2]
+        await self.page.evaluate("window.__ws = []; window.__ev = []; window.__lay = []; window.__paints = []")
+        before = await self.metrics()
+        await self.page.get_by_role("button", name=button, exact=True).click()
+        shown = await self.page.evaluate("([p, r]) => window.__waitText(p, r, 120000)", [prefix, pattern])
+        # quiet: no websocket message, layout or paint for settle_ms (the page's trailing work counts too)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            last = await self.page.evaluate(
+                "Math.max(0, ...window.__ws.map(m => m.t), ...window.__lay.map(l => l.t + l.ms), "
+                "...window.__paints.map(p => p.t + p.ms))")
+            now = await self.page.evaluate("performance.now()")
+            if now - last >= settle_ms:
+                break
+            await asyncio.sleep(settle_ms / 4000)
+        after = await self.metrics()
+        click = await self.page.evaluate("window.__click")
+        ws, lay, paints, ev = await self.page.evaluate("[window.__ws, window.__lay, window.__paints, window.__ev]")
+        out = [m for m in ws if m["dir"] == "out" and m["t"] >= click]
+        inc = [m for m in ws if m["dir"] == "in" and m["t"] >= (out[0]["t"] if out else click)]
+        if not out or not inc:
+            return None
+        big = max(inc, key=lambda m: m["n"])  # the result: one held message with every view's update
+        for kind, mid, attr in ev:
+            if mid and mid not in self.types:
+                self.types[mid] = await self.page.evaluate("(id) => window.__modelType(id)", mid)
+        names = [f"{kind} {self.types.get(mid, '-')}.{attr}" if attr else f"{kind} {self.types.get(mid, '-')}"
+                 for kind, mid, attr in ev]
+        self.events.update(names)
+        if print_events:
+            print(f"  [{self.name} click {i}] " + "; ".join(names))
+        d = {k: (after.get(k, 0) - before.get(k, 0)) for k in set(after) | set(before)}
+        r = {"total": shown - click, "input": out[0]["t"] - click, "server": big["t"] - out[0]["t"],
+             "browser": shown - big["t"], "bytes_in": sum(m["n"] for m in inc), "msgs_in": len(inc),
+             "main_ms": 1000 * d.get("TaskDuration", 0), "script_ms": 1000 * d.get("ScriptDuration", 0),
+             "layout_ms": 1000 * d.get("LayoutDuration", 0), "style_ms": 1000 * d.get("RecalcStyleDuration", 0),
+             "layouts": d.get("LayoutCount", 0), "styles": d.get("RecalcStyleCount", 0),
+             "renderer_ms": 1000 * d["renderer_cpu"], "browser_ms": 1000 * d["browser_cpu"],
+             "server_ms": 1000 * d["server_cpu"],
+             "root_layouts": len(lay), "root_layout_ms": sum(x["ms"] for x in lay),
+             "roots": collections.Counter(x["root"] for x in lay),
+             "paints": len(paints), "paint_ms": sum(x["ms"] for x in paints),
+             "paints_before_shown": sum(1 for x in paints if x["t"] < shown),
+             "figures": collections.Counter(x["plot"] for x in paints), "events": len(ev)}
+        self.rows.append(r)
+        return r
+
+    async def close(self):
+        await self.browser.close()
+        self.server.terminate()
+        self.server.wait(timeout=60)
+        self.err.close()
 
 
 def profile_summary(profile, top=25):
@@ -135,108 +301,149 @@ def spy_summary(path, rate=100, top=25):
             [(f, n * 1000 / rate) for f, n in incl.most_common(top)])
 
 
+async def trace_and_profile(app: App, n: int, settle_ms: float):
+    cdp = app.cdp
+    trace_events, done = [], asyncio.Event()
+    cdp.on("Tracing.dataCollected", lambda e: trace_events.extend(e["value"]))
+    cdp.on("Tracing.tracingComplete", lambda e: done.set())
+    await cdp.send("Tracing.start", {"categories": "devtools.timeline,v8,blink", "transferMode": "ReportEvents"})
+    keep = len(app.rows)
+    for i in range(n):
+        await app.click(i, settle_ms)
+    await cdp.send("Tracing.end")
+    await asyncio.wait_for(done.wait(), 60)
+    traced = app.rows[keep:]
+    await cdp.send("Profiler.enable")
+    await cdp.send("Profiler.setSamplingInterval", {"interval": 200})
+    await cdp.send("Profiler.start")
+    for i in range(n):
+        await app.click(i, settle_ms)
+    prof = (await cdp.send("Profiler.stop"))["profile"]
+    profiled = app.rows[keep + len(traced):]
+    del app.rows[keep:]  # traced / profiled clicks are slower: not in the timed figures
+    return trace_events, traced, prof, profiled
+
+
+KEYS = [("total", "click -> shown"), ("input", "  click -> sent"), ("server", "  sent -> result message"),
+        ("browser", "  result message -> shown"), ("main_ms", "renderer main thread busy"),
+        ("script_ms", "  of it script"), ("style_ms", "  of it style recalculation"), ("layout_ms", "  of it layout"),
+        ("renderer_ms", "renderer process CPU"), ("browser_ms", "browser CPU, all processes"),
+        ("server_ms", "server process CPU"), ("root_layout_ms", "BokehJS whole-layout passes"),
+        ("paint_ms", "BokehJS figure paints")]
+
+
+def report(apps: list[App], load_before: float):
+    print(f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
+    for app in apps:
+        rows = app.rows
+        print(f"\n[{app.name}] {app.root}: page open -> first run shown {app.open_s:.1f} s, {app.views} BokehJS views; "
+              f"{len(rows)} clicks on the Diff tab (median / p95 / max, ms per click)")
+        for k, label in KEYS:
+            xs = [r[k] for r in rows]
+            print(f"  {label:<34} {med(xs):7.0f} {pct(xs, 95):7.0f} {max(xs):7.0f}")
+        for k, label in (("layouts", "chromium layouts"), ("styles", "chromium style recalculations"),
+                         ("root_layouts", "BokehJS whole-layout passes"), ("paints", "BokehJS figure paints"),
+                         ("paints_before_shown", "  of them before shown"), ("events", "document events received"),
+                         ("msgs_in", "websocket frames received")):
+            print(f"  {label:<34} {med([r[k] for r in rows]):7.0f} (median count per click)")
+        print(f"  bytes received: median {med([r['bytes_in'] for r in rows]) / 1024:.1f} kB per click")
+        roots = sum((r["roots"] for r in rows), collections.Counter())
+        figs = sum((r["figures"] for r in rows), collections.Counter())
+        n = max(1, len(rows))
+        print("  whole-layout passes per click by layout root: " +
+              ", ".join(f"{k} {v / n:.1f}" for k, v in roots.most_common()))
+        print("  figure paints per click: " + ", ".join(f"{k!r} {v / n:.1f}" for k, v in figs.most_common()))
+        print("  document events per click: " + ", ".join(f"{k} {v / n:.1f}" for k, v in app.events.most_common()))
+    if len(apps) == 2:
+        a, b = apps
+        print(f"\nratios {a.name} / {b.name} of the medians (>1: {b.name} is faster / cheaper):")
+        for k, label in KEYS:
+            mb = med([r[k] for r in b.rows])
+            ma = med([r[k] for r in a.rows])
+            print(f"  {label:<34} {ma / mb if mb else float('nan'):6.2f}x")
+        for q in (50, 95):
+            pa, pb = pct([r["total"] for r in a.rows], q), pct([r["total"] for r in b.rows], q)
+            print(f"  click -> shown p{q}: {pa:.0f} -> {pb:.0f} ms ({pa / pb:.2f}x)")
+
+
 async def main_async(args):
     from playwright.async_api import async_playwright
 
-    root = Path(args.root).resolve() if args.root else ROOT  # another checkout's app, for A/B in one session
-    server, url, cache, err = start_server("xlstm-viz-breakdown-", root)
-    rows = []
+    if args.compare:
+        apps = [App("A", Path(args.compare).resolve()), App("B", ROOT)]
+    else:
+        apps = [App("app", Path(args.root).resolve() if args.root else ROOT)]
+    load_before = os.getloadavg()[0]
     try:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                              args=["--no-sandbox", "--disable-background-networking"])
-            ctx = await browser.new_context(viewport={"width": 1280, "height": 800})
-            page = await ctx.new_page()
-            await page.add_init_script(WS_HOOK)
-            t0 = time.perf_counter()
-            await page.goto(f"{url}/?session=breakdown", timeout=180_000)
-            await page.wait_for_selector(".bk-Canvas", timeout=180_000)
-            await page.get_by_text("ran ", exact=False).first.wait_for(timeout=180_000)
-            print(f"page open -> first run shown: {time.perf_counter() - t0:.1f} s")
-            await page.get_by_text(args.tab, exact=True).click()
-            box = page.get_by_label("cell to ablate")
-            await box.fill("blocks.0.mlstm.igate")
-            await box.press("Enter")
-            await page.wait_for_timeout(1000)
-            steps = [("Ablate (zero output)", re.compile(r"^ablations: #\d+ zero ")),
-                     ("Clear ablations", re.compile(r"^ablations: none$"))]
+        async with async_playwright() as pw:
+            for app in apps:  # one at a time: opening is not what is measured
+                await app.open(pw)
             spy = None
-            if args.py_spy:  # the server's own profile over the timed clicks (all threads, wall clock)
+            if args.py_spy:  # the (first) server's own profile over the timed clicks (all threads, wall clock)
                 spy = subprocess.Popen(["py-spy", "record", "--format", "raw", "--threads", "-r", "100",
-                                        "-o", args.py_spy, "-p", str(server.pid)], stdout=subprocess.DEVNULL,
+                                        "-o", args.py_spy, "-p", str(apps[0].server.pid)], stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
                 await asyncio.sleep(1.0)
-            for i in range(args.clicks):
-                r = await click_and_wait(page, *steps[i % 2])
-                if r:
-                    rows.append(r)
+            done = 0
+            while done < args.clicks:  # alternating rounds: both apps see the same machine load
+                k = min(args.round, args.clicks - done)
+                for app in apps:
+                    for i in range(done, done + k):
+                        await app.click(i, args.settle, args.events)
+                done += k
             if spy is not None:
                 spy.send_signal(2)
                 spy.wait(timeout=60)
-            cdp = await ctx.new_cdp_session(page)
-            trace_events, done = [], asyncio.Event()
-            cdp.on("Tracing.dataCollected", lambda e: trace_events.extend(e["value"]))
-            cdp.on("Tracing.tracingComplete", lambda e: done.set())
-            await cdp.send("Tracing.start", {"categories": "devtools.timeline,v8,blink", "transferMode": "ReportEvents"})
-            trace_rows = []
-            for i in range(args.profile_clicks):
-                r = await click_and_wait(page, *steps[i % 2])
-                if r:
-                    trace_rows.append(r)
-            await cdp.send("Tracing.end")
-            await asyncio.wait_for(done.wait(), 60)
-            await cdp.send("Profiler.enable")
-            await cdp.send("Profiler.setSamplingInterval", {"interval": 200})
-            await cdp.send("Profiler.start")
-            prof_rows = []
-            for i in range(args.profile_clicks):
-                r = await click_and_wait(page, *steps[i % 2])
-                if r:
-                    prof_rows.append(r)
-            prof = (await cdp.send("Profiler.stop"))["profile"]
-            await browser.close()
+            profiles = []
+            if args.profile_clicks:
+                for app in apps:
+                    profiles.append((app, *await trace_and_profile(app, args.profile_clicks, args.settle)))
     finally:
-        server.terminate()
-        server.wait(timeout=60)
-        err.close()
-    print(f"{len(rows)} clicks on the {args.tab} tab, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    for k in ("total", "input", "server", "browser"):
-        xs = [r[k] for r in rows]
-        print(f"  {k:<11} median {med(xs):7.0f} ms   max {max(xs):7.0f} ms")
-    print(f"  reply: median {med([r['bytes_in'] for r in rows]) / 1024:.1f} kB in {med([r['msgs_in'] for r in rows]):.0f} "
-          f"websocket frames, the result's message {med([r['result_kB'] for r in rows]):.1f} kB")
+        for app in apps:
+            if hasattr(app, "server"):
+                await app.close()
+    report(apps, load_before)
     if args.py_spy:
         threads, top = spy_summary(args.py_spy)
-        n = len(rows)
-        print(f"server CPU (py-spy, active samples) per click: " + ", ".join(
+        n = len(apps[0].rows)
+        print(f"\n[{apps[0].name}] server CPU (py-spy, active samples) per click: " + ", ".join(
             f"{t} {ms / n:.0f} ms" for t, ms in sorted(threads.items(), key=lambda x: -x[1])))
         for f, ms in top:
             print(f"  {ms / n:8.1f} ms/click  {f}")
-    wall = sum(r["total"] for r in trace_rows)
-    print(f"browser main thread (chromium trace) over {len(trace_rows)} clicks, {wall:.0f} ms click-to-shown; "
-          "ms per click by event (nested events counted in each):")
-    for name, ms in trace_summary(trace_events):
-        print(f"  {ms / max(1, len(trace_rows)):8.1f} ms  {name}")
-    total, top, incl = profile_summary(prof)
-    wall = sum(r["total"] for r in prof_rows)
-    n = max(1, len(prof_rows))
-    print(f"browser CPU profile over {len(prof_rows)} clicks: {total:.0f} ms sampled of {wall:.0f} ms click-to-shown; "
-          "per click, by self time:")
-    for name, ms in top:
-        print(f"  {ms / n:8.1f} ms  {100 * ms / total:5.1f}%  {name}")
-    print("  by inclusive time:")
-    for name, ms in incl:
-        print(f"  {ms / n:8.1f} ms  {100 * ms / total:5.1f}%  {name}")
+    for app, trace_events, traced, prof, profiled in profiles:
+        wall = sum(r["total"] for r in traced)
+        print(f"\n[{app.name}] renderer main thread (chromium trace) over {len(traced)} clicks, {wall:.0f} ms "
+              "click-to-shown; ms per click by event (nested events counted in each):")
+        for name, ms in trace_summary(trace_events):
+            print(f"  {ms / max(1, len(traced)):8.1f} ms  {name}")
+        total, top, incl = profile_summary(prof)
+        n = max(1, len(profiled))
+        print(f"[{app.name}] renderer CPU profile over {len(profiled)} clicks (to quiet): {total:.0f} ms sampled; "
+              "per click, by self time:")
+        for name, ms in top:
+            print(f"  {ms / n:8.1f} ms  {100 * ms / total:5.1f}%  {name}")
+        print("  by inclusive time:")
+        for name, ms in incl:
+            print(f"  {ms / n:8.1f} ms  {100 * ms / total:5.1f}%  {name}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clicks", type=int, default=20)
-    ap.add_argument("--profile-clicks", type=int, default=6)
-    ap.add_argument("--tab", default="Diff")
-    ap.add_argument("--root", help="serve the app of this checkout instead (e.g. the main branch, for A/B)")
-    ap.add_argument("--py-spy", metavar="FILE", help="record the server with py-spy (collapsed stacks) to FILE")
-    asyncio.run(main_async(ap.parse_args()))
+    ap.add_argument("--clicks", type=int, default=12, help="timed clicks per app")
+    ap.add_argument("--round", type=int, default=4, help="clicks per app per round with --compare")
+    ap.add_argument("--profile-clicks", type=int, default=6, help="clicks traced and clicks profiled per app (0: none)")
+    ap.add_argument("--settle", type=float, default=400, help="ms of quiet in the page that ends a click")
+    ap.add_argument("--root", help="serve the app of this checkout instead (e.g. the main branch)")
+    ap.add_argument("--compare", metavar="OTHER_CHECKOUT",
+                    help="A/B: serve this checkout's app (A) and this one's (B), alternating rounds of clicks")
+    ap.add_argument("--py-spy", metavar="FILE", help="record the (first) server with py-spy (collapsed stacks)")
+    ap.add_argument("--events", action="store_true", help="print each click's document events")
+    args = ap.parse_args()
+    if args.root and args.compare:
+        ap.error("--root and --compare: pick one (--compare OTHER serves OTHER and this checkout)")
+    if args.clicks < 1 or args.round < 1 or args.profile_clicks < 0 or args.settle <= 0:
+        ap.error("--clicks and --round must be at least 1, --profile-clicks at least 0, --settle positive")
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
