@@ -8,9 +8,9 @@
 // weights' dtype, placeholders where dims says there is no bias), dims int32 [14]: K, number of matrices, N_0..N_5,
 // has_bias_0..has_bias_5. Outputs y0..y5 [B, N_m] in the activations' dtype.
 // Template constants: THREADS (block size, a multiple of 32), UNROLL (16-byte loads in flight per lane).
-// Geometry: grid (blocks * THREADS, B, 1), dynamic shared memory 4 K bytes: x of batch row blockIdx.y staged as
-// float. One warp per output row (rows of all matrices numbered one after another, blocks striding over them); each
-// lane reads 8 consecutive weights per 16-byte load and accumulates in float32; the warp sums by shuffles.
+// Geometry: grid (blocks * THREADS, B, 1), dynamic shared memory 4 * roundup(K, 256) bytes: x of batch row
+// blockIdx.y staged as float (see gv_xpos). One warp per output row (rows of all matrices numbered one after
+// another, blocks striding over them); each lane reads 8 consecutive weights per 16-byte load and accumulates in float32; the warp sums by shuffles.
 // --- header ---
 __device__ __forceinline__ float gv_f(float x) { return x; }
 __device__ __forceinline__ float gv_f(__nv_bfloat16 x) { return __bfloat162float(x); }
@@ -48,6 +48,16 @@ __device__ __forceinline__ void gv_load8(const float* p, float* w) {
   w[4] = b.x; w[5] = b.y; w[6] = b.z; w[7] = b.w;
 }
 
+// Where x[j] sits in shared memory. In each 256-column pass a lane multiplies 8 consecutive columns (lane * 8 ..
+// lane * 8 + 7); read in place those would be float loads 32 bytes apart across the warp, an 8-way bank conflict on
+// every one, which capped the kernel at ~1.5 TB/s on the H200. So each pass's x is stored as two halves: the
+// columns lane * 8 + 0..3 of all 32 lanes, then lane * 8 + 4..7, and a lane reads its eight as two float4 that
+// sit next to its neighbours' (conflict-free 16-byte loads). The buffer is K rounded up to 256 floats.
+__device__ __forceinline__ int gv_xpos(int j) {
+  const int within = j & 255;
+  return (j & ~255) + ((within & 4) << 5) + ((within >> 3) << 2) + (within & 3);
+}
+
 template <typename T>
 __device__ __forceinline__ T gv_pick(int m, T a, T b, T c, T d, T e, T f) {
   return m == 0 ? a : m == 1 ? b : m == 2 ? c : m == 3 ? d : m == 4 ? e : f;
@@ -61,7 +71,7 @@ const int K = dims[0];
 const int nmat = dims[1];
 extern __shared__ float xs[];
 for (int j = threadIdx.x; j < K; j += THREADS) {
-  xs[j] = gv_f(x[static_cast<size_t>(batch) * K + j]);
+  xs[gv_xpos(j)] = gv_f(x[static_cast<size_t>(batch) * K + j]);
 }
 __syncthreads();
 int rows[6];
@@ -97,16 +107,22 @@ for (int row = blockIdx.x * WARPS + warp; row < total; row += gridDim.x * WARPS)
       for (int u = 0; u < UNROLL; ++u) {
         const int c = c0 + u * 256;
         if (c < K) {
-#pragma unroll
-          for (int e = 0; e < 8; ++e) {
-            acc += w[u][e] * xs[c + e];
-          }
+          const float4 xa = *reinterpret_cast<const float4*>(xs + (c & ~255) + lane * 4);
+          const float4 xb = *reinterpret_cast<const float4*>(xs + (c & ~255) + 128 + lane * 4);
+          acc += w[u][0] * xa.x;
+          acc += w[u][1] * xa.y;
+          acc += w[u][2] * xa.z;
+          acc += w[u][3] * xa.w;
+          acc += w[u][4] * xb.x;
+          acc += w[u][5] * xb.y;
+          acc += w[u][6] * xb.z;
+          acc += w[u][7] * xb.w;
         }
       }
     }
   } else {
     for (int c = lane; c < K; c += 32) {
-      acc += gv_f(wr[c]) * xs[c];
+      acc += gv_f(wr[c]) * xs[gv_xpos(c)];
     }
   }
 #pragma unroll

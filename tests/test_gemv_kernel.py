@@ -63,7 +63,10 @@ def test_applies_names_what_the_kernel_cannot_take():
     x = mx.zeros((1, 64))
     assert gemv_kernels.applies(x, [mx.zeros((5, 64))], [None]) is None
     assert "not [B, K]" in gemv_kernels.applies(mx.zeros((1, 1, 64)), [mx.zeros((5, 64))], [None])
-    assert "exceeds" in gemv_kernels.applies(mx.zeros((1, 16384)), [mx.zeros((5, 16384))], [None])
+    assert "over the 48000 allowed" in gemv_kernels.applies(mx.zeros((1, 16384)), [mx.zeros((5, 16384))], [None])
+    # x is staged in whole 256-column passes: 11,776 columns fill 47,104 bytes, one more needs a 48,128-byte pass
+    assert gemv_kernels.applies(mx.zeros((1, 11776)), [mx.zeros((5, 11776))], [None]) is None
+    assert "48128 bytes" in gemv_kernels.applies(mx.zeros((1, 11777)), [mx.zeros((5, 11777))], [None])
     assert "does not match" in gemv_kernels.applies(x, [mx.zeros((5, 64)), mx.zeros((5, 64), mx.bfloat16)],
                                                     [None, None])
     assert "7 matrices" in gemv_kernels.applies(x, [mx.zeros((5, 64))] * 7, [None] * 7)
@@ -125,6 +128,7 @@ def test_grouped_products_reach_the_cells_of_a_masked_decode_step(monkeypatch):
     (1, 4096, (2048, 2048, 4096, 4096, 8, 8), (False,) * 4 + (True, True)),  # an mLSTM block's six at 7B
     (1, 10944, (4096,), (False,)),  # the FFN's down projection
     (3, 200, (37, 5, 64), (False, True, False)),  # batch > 1, K not a multiple of 256
+    (2, 776, (300, 3), (True, False)),  # three passes, the last one partial (x's shared layout, gemv.cu gv_xpos)
     (2, 37, (9, 1), (True, False)),  # K not a multiple of 8: scalar loads
 ])
 def test_kernel_matches_linear(dtype, B, K, rows, bias):
@@ -146,8 +150,8 @@ def test_self_check_passes_and_a_broken_kernel_falls_back(monkeypatch):
     assert gemv_kernels.self_check() is True
     monkeypatch.setattr(gemv_kernels, "_CHECKED", {})
     monkeypatch.setattr(gemv_kernels, "mismatch", lambda **kw: 1.0)
-    with pytest.warns(RuntimeWarning, match="did not match"):
-        assert gemv_kernels.use_kernel() is False
+    with pytest.warns(RuntimeWarning, match="did not match"):  # "auto": the default mode "mlx" checks nothing
+        assert gemv_kernels.use_kernel("auto") is False
 
 
 @needs_cuda

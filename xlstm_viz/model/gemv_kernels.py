@@ -9,7 +9,11 @@ nothing is concatenated and an in-place weight edit is seen by the next step.
 
 Off by default: on the H200 (7B shapes, bf16, `python benchmarks/decode_speed.py --rounds 2`) the kernel read the
 32 blocks' projection weights at 1,561 GB/s against MLX's matmuls' 2,442 GB/s, and the whole decode step was 0.81x
-the MLX path (10.26 against 8.29 ms a token), so the default mode is "mlx" until the kernel is faster.
+the MLX path (10.26 against 8.29 ms a token), so the default mode is "mlx" until the kernel is faster. With x's
+shared-memory layout free of bank conflicts (gemv.cu, gv_xpos) it read 1,743 GB/s against MLX's 2,858 in the next
+run, decode 0.79x (9.68 against 7.68 ms): still slower. Both paths' logits are as far from a float32 run of the same
+bf16 weights (0.68 and 0.66 of the logits' range over 8 steps of 32 random blocks), so their difference is bf16
+rounding grown over depth, not a kernel error.
 Dispatch as in `mlstm_kernels` otherwise: "auto" uses the kernel only on MLX's CUDA backend and only after it matched
 `cells.linear` once in this process on small random inputs (float32 and bf16; a mismatch or a compile error warns
 and falls back); "kernel" forces it (an error without CUDA); "mlx" forces the reference. The mode comes from the
@@ -31,11 +35,16 @@ from xlstm_viz.model.cells import linear
 
 ENV = "XLSTM_VIZ_GEMV_KERNEL"
 MODES = ("auto", "kernel", "mlx")
+# Geometry. `python benchmarks/decode_speed.py --sweep` on the H200 (7B projections alone, THREADS x UNROLL x
+# MAX_BLOCKS over 128-512 x 2-8 x 132-1056) read 2,218-2,372 GB/s at 256 x 2 x 132 against 1,743-1,884 here, but
+# with it the whole decode step went from 9.68 to 14.28 ms a token (not explained), so this geometry stays.
+# 512 x 8 does not launch (too many registers).
 THREADS = 256
 UNROLL = 4  # 16-byte loads in flight per lane: 4 x 256 threads x 16 B = 16 KB per block
 MAX_MATRICES = 6
 MAX_BLOCKS = 264  # two resident blocks on each of an H200's 132 SMs; rows beyond are strided over
-SHARED_LIMIT = 48000  # bytes of dynamic shared memory without an opt-in attribute: x staged as float, K <= 12000
+SHARED_LIMIT = 48000  # bytes of dynamic shared memory without an opt-in attribute: x staged as float, K <= 11776
+PASS = 256  # columns a warp covers per pass (32 lanes x 8); x's buffer is K rounded up to it (gemv.cu, gv_xpos)
 CHECK_TOLERANCE = {mx.float32: 1e-4, mx.bfloat16: 2e-2}  # max |kernel - ref| / max |ref|; bf16: ~2 ulp of rounding
 SOURCE = "gemv.cu"
 
@@ -87,6 +96,11 @@ def _placeholder(dtype):
     return value
 
 
+def shared_bytes(K: int) -> int:
+    """x staged as float, K rounded up to whole passes (gemv.cu, gv_xpos)."""
+    return 4 * (-(-K // PASS) * PASS)
+
+
 def launch_geometry(batch: int, rows: int) -> dict:
     """Grid and threadgroup: a warp per output row, at most MAX_BLOCKS blocks (they stride over the rest)."""
     if batch < 1 or rows < 1:
@@ -106,8 +120,8 @@ def applies(x, weights, biases) -> str | None:
     if not 1 <= len(weights) <= MAX_MATRICES:
         return f"{len(weights)} matrices (1 to {MAX_MATRICES} per launch)"
     K = x.shape[1]
-    if 4 * K > SHARED_LIMIT:
-        return f"K = {K} exceeds the {SHARED_LIMIT // 4} floats of shared memory"
+    if shared_bytes(K) > SHARED_LIMIT:
+        return f"K = {K} needs {shared_bytes(K)} bytes of shared memory, over the {SHARED_LIMIT} allowed"
     wdt = weights[0].dtype
     if x.dtype not in (mx.float32, mx.bfloat16, mx.float16) or wdt not in (mx.float32, mx.bfloat16, mx.float16):
         return f"dtypes x {x.dtype}, weights {wdt}"
@@ -142,7 +156,7 @@ def fused_multi_linear(x, weights, biases=None, out_shapes=None):
     # MLX's CUDA backend keys a compiled kernel by name and template only, while the signature's pointer types
     # follow the inputs' dtypes: the dtypes go into the template so that each dtype pattern gets its own module.
     template = geometry["template"] + [("TX", x.dtype), ("TW", wdt), ("TY", x.dtype)]
-    outs = _kernel(4 * K)(inputs=[x, *ws, *bs, dims], template=template, grid=geometry["grid"],
+    outs = _kernel(shared_bytes(K))(inputs=[x, *ws, *bs, dims], template=template, grid=geometry["grid"],
                           threadgroup=geometry["threadgroup"], output_shapes=shapes,
                           output_dtypes=[x.dtype] * MAX_MATRICES)
     return list(outs[:n])
