@@ -129,6 +129,28 @@ def test_a_32_block_graph_is_a_strip_that_scrolls_to_the_highlighted_block():
     assert (small.x_range.start, small.x_range.end) == (-0.5, pytest.approx(2.5 + LABEL_ROOM))
 
 
+def test_the_debuggers_narrow_cell_graph_shows_a_few_columns_and_pans_to_the_stop(app):
+    from xlstm_viz.dashboard.dag_figure import LABEL_ROOM, MAX_COLUMNS
+    from xlstm_viz.dashboard.debugger_view import DEBUG_COLUMNS
+
+    dv = app.debugger_view
+    graph = dv.cell_graph
+    if not graph.names:  # the debugger tab draws when first shown
+        dv._draw_cell_graph(0)
+    xs = np.asarray(graph.node_source.data["x"], dtype=float)
+    assert xs.max() + 1 > DEBUG_COLUMNS  # an mLSTM block is wider than the strip
+    assert DEBUG_COLUMNS < MAX_COLUMNS
+    assert graph.x_range.end - graph.x_range.start == pytest.approx(DEBUG_COLUMNS + LABEL_ROOM)
+    last = graph.names[int(np.argmax(xs))]
+    graph.highlight(last)  # what a stop at the block's last cell does
+    assert graph.x_range.start < xs.max() < graph.x_range.end - LABEL_ROOM
+    assert graph.x_range.end - graph.x_range.start == pytest.approx(DEBUG_COLUMNS + LABEL_ROOM)
+    # names only on the narrow graph; the Model tab's wide one also shows the shape / parameter line
+    assert graph.info_labels.visible is False and app.model_view.cell_graph.info_labels.visible is True
+    with pytest.raises(ValueError, match="max_columns must be at least 2, got 1"):
+        type(graph)("cells", max_columns=1)
+
+
 # -- patching and scores in the app ------------------------------------------------------------------------------
 def test_the_patching_tab_patches_sweeps_and_exports_its_table(app):
     pv = app.patching_view

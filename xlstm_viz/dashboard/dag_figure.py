@@ -35,7 +35,12 @@ class DagFigure:
     """
 
     def __init__(self, title: str, height: int = 360, on_node_tap=None, on_edge_tap=None, color_bar: bool = True,
-                 legend_place: str = "right"):
+                 legend_place: str = "right", max_columns: int = MAX_COLUMNS, info_labels: bool = True):
+        # A narrow figure (the debugger's, ~330 px) shows fewer columns at once than a wide one, so that each column
+        # keeps room for its rotated label; the rest of the graph pans into view (scroll_to).
+        if int(max_columns) < 2:
+            raise ValueError(f"DagFigure: max_columns must be at least 2, got {max_columns}")
+        self.max_columns = int(max_columns)
         self.node_source = ColumnDataSource(self._empty_nodes())
         self.edge_source = ColumnDataSource(self._empty_edges())
         self.highlight_source = ColumnDataSource({"x": [], "y": [], "id": []})
@@ -67,6 +72,9 @@ class DagFigure:
                                text_color=themed("#000000"), **style)
         self.info_labels = fig.text("x", "y", text="info_label", text_font_size="7pt", text_baseline="top",
                                     text_color=muted_text(), **style)
+        # Without the shape / parameter line a label is one 9pt line: in a narrow figure the six parallel labels of
+        # a column of gates fit between their markers (the line stays in the hover tooltip).
+        self.info_labels.visible = bool(info_labels)
         fig.add_tools(HoverTool(renderers=[nodes], tooltips=[("node", "@id"), ("kind", "@kind"),
                                                              ("weights", "@info"), ("value", "@value_text")]))
         fig.add_tools(HoverTool(renderers=[edges], tooltips=[("connection", "@src_id -> @dst_id"), ("state", "@state")],
@@ -127,7 +135,7 @@ class DagFigure:
         source_updates.replace_data(self.edge_source, edges)
         xmax = float(nodes["x"].max()) if len(nodes["x"]) else 1.0
         self._xmax = xmax
-        source_updates.set_props(self.x_range, start=-0.5, end=min(xmax, MAX_COLUMNS - 1) + 0.5 + LABEL_ROOM)
+        source_updates.set_props(self.x_range, start=-0.5, end=min(xmax, self.max_columns - 1) + 0.5 + LABEL_ROOM)
 
     def _extend_legend(self, kinds) -> None:
         from bokeh.models import LegendItem
@@ -166,15 +174,15 @@ class DagFigure:
         source_updates.replace_data(self.highlight_source, data)
 
     def scroll_to(self, x: float) -> None:
-        """Pan a strip (more than MAX_COLUMNS columns) so that column `x` is in view; a shorter graph stays put."""
+        """Pan a strip (more than max_columns columns) so that column `x` is in view; a shorter graph stays put."""
         xmax = getattr(self, "_xmax", 0.0)
-        if xmax < MAX_COLUMNS:
+        if xmax < self.max_columns:
             return
         start, end = self.x_range.start, self.x_range.end
         if start is not None and end is not None and start + 0.5 <= x <= end - 0.5 - LABEL_ROOM:
             return
-        first = min(max(x - MAX_COLUMNS // 2, 0.0), xmax - MAX_COLUMNS + 1)
-        source_updates.set_props(self.x_range, start=first - 0.5, end=first + MAX_COLUMNS - 0.5 + LABEL_ROOM)
+        first = min(max(x - self.max_columns // 2, 0.0), xmax - self.max_columns + 1)
+        source_updates.set_props(self.x_range, start=first - 0.5, end=first + self.max_columns - 0.5 + LABEL_ROOM)
 
     def highlight_edge(self, src: str | None, dst: str | None = None) -> None:
         """Mark the selected connection (a wide translucent band under it); None clears it."""

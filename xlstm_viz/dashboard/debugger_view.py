@@ -17,6 +17,7 @@ from xlstm_viz.dashboard.tensor_inspector import TensorInspector
 from xlstm_viz.dashboard.tensor_tables import stop_tables, stop_title, token_label
 
 ACTIONS = ("step", "step_over", "step_token", "continue", "reset")
+DEBUG_COLUMNS = 6  # graph columns the debugger's narrow figures show at once (~55 px each)
 
 
 def summarize(name: str, a: np.ndarray) -> str:
@@ -78,8 +79,13 @@ class DebuggerView(pn.viewable.Viewer):
         self.num_blocks, self.num_heads = config.num_blocks, config.num_heads
         self._layer_types = config.layer_types()
         self.inspector = TensorInspector()
-        self.block_graph = DagFigure("blocks (current one ringed)", height=200, color_bar=False, legend_place="below")
-        self.cell_graph = DagFigure("cells (current one ringed)", height=360, color_bar=False, legend_place="below")
+        # These figures share a column with the tensor grid (~330 px wide): DEBUG_COLUMNS columns at a time, the
+        # stop pans the strip (DagFigure.scroll_to), so the labels of a 13-column mLSTM block do not overlap;
+        # names only (shapes are in the tooltips and the tensor table).
+        self.block_graph = DagFigure("blocks (current one ringed)", height=200, color_bar=False, legend_place="below",
+                                     max_columns=DEBUG_COLUMNS, info_labels=False)
+        self.cell_graph = DagFigure("cells (current one ringed)", height=360, color_bar=False, legend_place="below",
+                                    max_columns=DEBUG_COLUMNS, info_labels=False)
         self._shown_block = None
         self._details = pn.pane.Markdown(event_markdown(None))
         self._status = pn.pane.Alert("ready", alert_type="secondary")
