@@ -60,8 +60,11 @@ class DiffView(pn.viewable.Viewer):
                                  sizing_mode="stretch_width", x_range=self.bar_range, tools="xwheel_zoom,reset,save",
                                  toolbar_location="above")
         self.bar_figure.vbar(x="probe", top="change", width=0.8, source=self.bar_source, color=BAR_COLOR)
-        self.bar_figure.yaxis.axis_label = "max |after - before| (units of the statistic)"
-        add_legend(self.bar_figure, [("max |change| of the statistic", BAR_COLOR)], glyph="square", place="above")
+        # short: under the rotated probe names the frame is ~90 px high, and a longer label was cut off (the
+        # unit is said in the legend)
+        self.bar_figure.yaxis.axis_label = "max |after - before|"
+        add_legend(self.bar_figure, [("max |change| of the statistic, in its units", BAR_COLOR)], glyph="square",
+                   place="above")
         self.bar_figure.add_tools(HoverTool(tooltips=[("probe", "@probe"), ("max |change|", "@text")]))
         self.bar_figure.xaxis.major_label_orientation = 1.3
         self.kl_figure = figure(title="KL(before || after) of the next-token distribution per position",
