@@ -101,3 +101,32 @@ def test_a_32_block_graph_is_a_readable_strip_whose_blocks_are_clickable(page, d
     assert app.model_view.block == 9
     page.screenshot(path=str(artifacts / "dashboard_32_blocks.png"), full_page=False)
     assert not script_errors(errors), errors
+
+
+def test_top_k_texts_are_drawn_only_while_a_token_column_is_wide_enough_for_them(page, served_app):  # noqa: F811
+    from xlstm_viz.dashboard.trace_view import TOPK_TEXT_MIN_PX
+
+    served, apps = served_app
+    app, errors = open_app(page, served, apps)
+    page.get_by_text("Over time", exact=True).click()
+    tv = app.trace_view
+    S = len(app.session.tokens)
+    wait_until(lambda: len(browser_column(page, tv.topk_source.id, "text") or []) == S * tv.top_k, timeout=60,
+               page=page)
+    fig_id, text_id = tv.topk_figure.id, tv.topk_text.id
+
+    def px_per_token():
+        return model_value(page, fig_id, "inner_width") / (tv.x_range.end - tv.x_range.start)
+
+    # at 1280 px the demo's 40 tokens have room for their texts
+    wait_until(lambda: px_per_token() >= TOPK_TEXT_MIN_PX and model_value(page, text_id, "visible") is True,
+               page=page)
+    # a narrow window squeezes the columns: the texts go, the coloured cells stay
+    page.set_viewport_size({"width": 700, "height": 800})
+    wait_until(lambda: px_per_token() < TOPK_TEXT_MIN_PX, page=page)
+    wait_until(lambda: model_value(page, text_id, "visible") is False, page=page)
+    # zooming in on a few tokens brings them back at that width
+    page.evaluate("""([id]) => { for (const doc of Bokeh.documents) { const r = doc.get_model_by_id(id);
+        if (r) { r.start = 0 - 0.5; r.end = 8 - 0.5; } } }""", [tv.x_range.id])
+    wait_until(lambda: model_value(page, text_id, "visible") is True, page=page)
+    assert not script_errors(errors), errors

@@ -7,7 +7,7 @@ import panel as pn
 
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
-from bokeh.models import BasicTicker, ColumnDataSource, CustomJSTickFormatter, HoverTool, Range1d
+from bokeh.models import BasicTicker, ColumnDataSource, CustomJS, CustomJSTickFormatter, HoverTool, Range1d
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
@@ -26,6 +26,9 @@ TICK_CODE = "const i = Math.round(tick); return (Math.abs(tick - i) < 1e-6 && i 
 
 def _empty_heat():
     return {k: [] for k in ("pos", "token", "head", "value", "color", "value_text")}
+
+
+TOPK_TEXT_MIN_PX = 16  # pixels per token column below which the top-k texts (7pt, ~3 characters) overlap
 
 
 class TraceView(pn.viewable.Viewer):
@@ -87,8 +90,17 @@ class TraceView(pn.viewable.Viewer):
         mapper, bar = value_color_bar("p", palette=probability_palette(), low=0.0, high=1.0)
         fig.add_layout(bar, "right")
         # dark text in either theme: the cells are light to mid blue
-        fig.text("pos", "rank", text="text", source=self.topk_source, text_align="center", text_baseline="middle",
-                 text_font_size="8pt", text_color="#111111")
+        self.topk_text = fig.text("pos", "rank", text="text", source=self.topk_source, text_align="center",
+                                  text_baseline="middle", text_font_size="7pt", text_color="#111111")
+        # The token texts are drawn only while a column is wide enough for one (TOPK_TEXT_MIN_PX): at 256 tokens
+        # in view they would be a smear of overlapping glyphs. The page decides, since only it knows the width;
+        # zooming in (or fewer tokens shown) brings them back. The colours and the tooltip stay either way.
+        show = CustomJS(args={"fig": fig, "xr": self.x_range, "text": self.topk_text},
+                        code=f"""const span = xr.end - xr.start, w = fig.inner_width;
+if (span > 0 && w > 0) {{ const on = w / span >= {TOPK_TEXT_MIN_PX}; if (text.visible != on) text.visible = on; }}""")
+        self.x_range.js_on_change("start", show)
+        self.x_range.js_on_change("end", show)
+        fig.js_on_change("inner_width", show)
         fig.add_tools(HoverTool(tooltips=[("pos", "@pos{0}"), ("rank", "@rank{0}"), ("token", "@text"),
                                           ("p", "@prob{0.000}")]))
         fig.y_range.flipped = True
