@@ -19,9 +19,11 @@ MLX's CPU allocator takes every buffer from malloc and frees it when the array d
 mmap threshold (at most 32 MB, and always for a thread's arena, where MLX evaluates) with a fresh mmap each time: the
 kernel then zeroes every page on first touch, ~25,000 page faults for a 100 MB result (the D=1024 logits), which
 took an elementwise multiply over them from ~12 ms to ~70 ms (measured on the 2-core CI machine). `tune_malloc`
-(run at import on glibc) sets `M_MMAP_MAX=0`, so large blocks come from the main heap, and `M_TRIM_THRESHOLD` to
-1 GiB, so a freed block stays there for the next array of its size; the cost is that up to 1 GiB freed at the top of
-the heap stays resident, like a GPU allocator's buffer cache. `XLSTM_VIZ_MALLOC=off` keeps glibc's defaults.
+sets `M_MMAP_MAX=0`, so large blocks come from the main heap, and `M_TRIM_THRESHOLD` to 1 GiB, so a freed block
+stays there for the next array of its size; the cost is that up to 1 GiB freed at the top of the heap stays
+resident, like a GPU allocator's buffer cache. These are process-wide settings, so importing xlstm_viz leaves them
+alone: the first `XLSTM` model built (or loaded) in a process applies them, once. `XLSTM_VIZ_MALLOC=off` keeps
+glibc's defaults.
 """
 
 from __future__ import annotations
@@ -156,10 +158,18 @@ TRIM_THRESHOLD = 1 << 30
 malloc_tuned = False
 """Whether `tune_malloc` changed glibc's malloc settings for this process."""
 
+_malloc_tried = False
+
 
 def tune_malloc() -> bool:
-    """Large blocks from the heap and kept there (see the module docstring); False where not glibc or switched off."""
-    global malloc_tuned
+    """Large blocks from the heap and kept there (see the module docstring); False where not glibc or switched off.
+
+    Called by `XLSTM.__init__`; only the first call of a process acts (a user who set mallopt after that keeps
+    their settings), later ones return what it did."""
+    global malloc_tuned, _malloc_tried
+    if _malloc_tried:
+        return malloc_tuned
+    _malloc_tried = True
     if not sys.platform.startswith("linux"):
         return False
     if os.environ.get("XLSTM_VIZ_MALLOC", "").strip().lower() in {"off", "0", "none", "false"}:
@@ -172,8 +182,6 @@ def tune_malloc() -> bool:
     malloc_tuned = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
     return malloc_tuned
 
-
-tune_malloc()
 
 
 def describe() -> str:
