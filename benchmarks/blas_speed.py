@@ -14,6 +14,7 @@ import sys
 
 CHILD = """
 import time, xlstm_viz.blas as blas, mlx.core as mx
+blas.tune_malloc()  # as in a process that has built a model
 n = {n}
 a, b = mx.random.normal((n, n)), mx.random.normal((n, n)); mx.eval(a, b, a @ b)
 t = time.perf_counter()

@@ -5,9 +5,10 @@
 Sizes (issue 3): d256 = D=256 / 4 heads / 4 blocks / vocab 1024; d1024 = D=1024 / 8 heads / 8 blocks / vocab 50304,
 chunk 64, batch 1. Prefill = one chunkwise call over 512 tokens; decode = one recurrent step per token from a state.
 The official model runs in `--official-python` (a venv with torch + xlstm, default /work/venv-ref/bin/python) as
-`benchmarks/official_model.py --worker`, on the same CPU. Rounds alternate: ours once, the official once, so that
-both see the same load on a shared machine; each round's ratio is printed, then the best rates of each side and
-the median of the per-round ratios (target >= 1.5x). XLSTM_VIZ_FAST_MATH=off measures with MLX's own exp/tanh.
+`benchmarks/official_model.py --worker`, on the same CPU; timing starts once the worker has finished its imports.
+Rounds alternate: ours once, the official once, so that both see the same load on a shared machine; in a round each
+side times one prefill and one decode, each right after an untimed one of its kind. Each round's ratio is printed,
+then the best rates of each side and the median of the per-round ratios (target >= 1.5x). XLSTM_VIZ_FAST_MATH=off measures with MLX's own exp/tanh.
 `--bound` also times the prefill's matrix products alone (benchmarks/prefill_gemm.py's shapes, MLX + the loaded BLAS)
 in each round: the official prefill time over that is the most our prefill ratio can reach if everything else in
 it cost nothing.
@@ -68,9 +69,13 @@ def prepare_ours(size: str, prefill_len: int, decode_steps: int, compiled: bool)
     decode()  # warm-up (and compile)
 
     def one_round() -> dict:
+        # Each timed call follows an untimed one of its kind, as the official worker's timings do (time_official):
+        # the call before ours was the official's, whose torch threads and data have just held the cores and caches.
+        prefill()
         t = time.perf_counter()
         prefill()
         t_prefill = time.perf_counter() - t
+        decode()
         t = time.perf_counter()
         decode()
         t_decode = time.perf_counter() - t
@@ -101,9 +106,26 @@ class OfficialWorker:
 
     def __init__(self, python: str | None):
         self.proc = None
+        self.started = time.perf_counter()
         if python and Path(python).exists():
             self.proc = subprocess.Popen([python, str(ROOT / "benchmarks" / "official_model.py"), "--worker"],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.ready_after: float | None = None
+
+    def wait_ready(self) -> str:
+        """Block until the worker has imported torch and the official packages (its first line); returns a note.
+
+        Those imports take a core for seconds (2.6 s at load 6.7 on the 2-core machine); timing our first round
+        while they ran measured them too."""
+        if self.proc is None or self.ready_after is not None:
+            return ""
+        t = time.perf_counter()
+        line = self.proc.stdout.readline()
+        if not line or not json.loads(line).get("ready"):
+            raise RuntimeError(f"the official worker did not start: {line!r} (code {self.proc.poll()})")
+        self.ready_after = time.perf_counter() - self.started
+        return (f"official worker ready {self.ready_after:.1f} s after its start "
+                f"(waited {time.perf_counter() - t:.1f} s for it)")
 
     def time(self, size: str, prefill_len: int, decode_steps: int) -> dict | None:
         if self.proc is None:
@@ -137,14 +159,18 @@ def main() -> None:
     parser.add_argument("--eager", action="store_true", help="prefill and decode without mx.compile (the eager path traces/debugger use)")
     args = parser.parse_args()
     rounds = args.repeats or args.rounds
-    print(f"{blas.describe()}; mlx {mx.__version__}; device {mx.default_device()}; "
-          f"fast CPU math {'on' if activations.FAST_CPU_MATH else 'off'}; load {os.getloadavg()[0]:.2f}")
     sizes = ["d256", "d1024"] if args.size == "both" else [args.size]
     official = OfficialWorker(args.official_python)
     try:
-        for size in sizes:
+        for i, size in enumerate(sizes):
             one_round = prepare_ours(size, args.prefill_len, args.decode_steps, compiled=not args.eager)
             products = prepare_products(size, args.prefill_len) if args.bound else None
+            if i == 0:  # after the first model: it applies the malloc settings that describe() reports
+                print(f"{blas.describe()}; mlx {mx.__version__}; device {mx.default_device()}; "
+                      f"fast CPU math {'on' if activations.FAST_CPU_MATH else 'off'}; load {os.getloadavg()[0]:.2f}")
+                note = official.wait_ready()
+                if note:
+                    print(note, flush=True)
             ours_rounds, official_rounds, bounds = [], [], []
             for r in range(rounds):  # alternating, so that both sides see the same (changing) machine load
                 ours_rounds.append(one_round())

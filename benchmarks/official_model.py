@@ -265,9 +265,12 @@ def time_official(
 def serve() -> None:
     """`--worker`: one JSON request per stdin line {"size", "prefill_len", "decode_steps", "repeats"}, one JSON answer
     per stdout line (time_official's result). The model of a size is built once, so a benchmark can interleave its
-    own timings with the official ones round by round (on a shared machine the load changes between rounds)."""
+    own timings with the official ones round by round (on a shared machine the load changes between rounds).
+    The first line, before any request, is {"ready": true}: torch's imports take a core for seconds, and a benchmark
+    that times its own side meanwhile measures them too."""
     import sys
 
+    print(json.dumps({"ready": True}), flush=True)
     models = {}
     for line in sys.stdin:
         req = json.loads(line)

@@ -19,9 +19,11 @@ MLX's CPU allocator takes every buffer from malloc and frees it when the array d
 mmap threshold (at most 32 MB, and always for a thread's arena, where MLX evaluates) with a fresh mmap each time: the
 kernel then zeroes every page on first touch, ~25,000 page faults for a 100 MB result (the D=1024 logits), which
 took an elementwise multiply over them from ~12 ms to ~70 ms (measured on the 2-core CI machine). `tune_malloc`
-(run at import on glibc) sets `M_MMAP_MAX=0`, so large blocks come from the main heap, and `M_TRIM_THRESHOLD` to
-1 GiB, so a freed block stays there for the next array of its size; the cost is that up to 1 GiB freed at the top of
-the heap stays resident, like a GPU allocator's buffer cache. `XLSTM_VIZ_MALLOC=off` keeps glibc's defaults.
+sets `M_MMAP_MAX=0`, so large blocks come from the main heap, and `M_TRIM_THRESHOLD` to 1 GiB, so a freed block
+stays there for the next array of its size; the cost is that up to 1 GiB freed at the top of the heap stays
+resident, like a GPU allocator's buffer cache. These are process-wide settings, so importing xlstm_viz leaves them
+alone: the first `XLSTM` model built (or loaded) in a process applies them, once. `XLSTM_VIZ_MALLOC=off` keeps
+glibc's defaults.
 """
 
 from __future__ import annotations
@@ -113,6 +115,38 @@ def _load_gemv_shim(blas: ctypes.CDLL) -> ctypes.CDLL | None:
     return shim
 
 
+core: str | None = None
+"""OpenBLAS's kernel set (openblas_get_corename), e.g. 'SkylakeX', 'Haswell', 'Zen'; None without OpenBLAS."""
+
+core_forced: str | None = None
+"""The OPENBLAS_CORETYPE this module chose for the load (see `_coretype_hint`), or None."""
+
+_AVX512_SKYLAKEX = {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"}
+
+
+def _coretype_hint() -> str | None:
+    """'SkylakeX' on an Intel CPU with AVX-512 when the user has not set OPENBLAS_CORETYPE, else None.
+
+    OpenBLAS picks its kernels from the CPU model number, and 0.3.21 (Debian 12) does not know newer Intel models:
+    on the 2-core CI machine's Xeon (family 6, model 207) it fell back to 'Prescott', SSE3 kernels, and a
+    512x1024x4096 sgemm through MLX ran at 20 GFLOP/s on one thread against 145 with SkylakeX (97 with Haswell, 143
+    with Cooperlake; 2 threads: 214 SkylakeX). SkylakeX's sgemm is the one OpenBLAS uses on every AVX-512 Intel core
+    it knows (Cooperlake and Sapphire Rapids take their float32 kernels from it), so forcing it costs a known CPU
+    nothing; AMD CPUs and CPUs without AVX-512 are left to OpenBLAS's detection."""
+    if "OPENBLAS_CORETYPE" in os.environ:
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            head = f.read(16384).split("\n\n", 1)[0]  # the first processor's entry
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in head.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    if fields.get("vendor_id") != "GenuineIntel" or not _AVX512_SKYLAKEX <= set(fields.get("flags", "").split()):
+        return None
+    return "SkylakeX"
+
+
 def _load() -> str | None:
     if not sys.platform.startswith("linux"):
         return None  # macOS MLX uses Accelerate/Metal already
@@ -129,12 +163,25 @@ def _load() -> str | None:
                 RuntimeWarning, stacklevel=3,
             )
         return None
-    global gemv_shim
+    global gemv_shim, core, core_forced
     for path in candidates:
         if os.path.exists(path):
             try:
-                # RTLD_LOCAL first, so that the shim (global, loaded next) precedes OpenBLAS's own cblas_sgemm
-                blas = ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)
+                # RTLD_LOCAL first, so that the shim (global, loaded next) precedes OpenBLAS's own cblas_sgemm.
+                # OpenBLAS reads OPENBLAS_CORETYPE once, when it is loaded: set only for that, the user's environment
+                # (and what subprocesses inherit) stays as it was.
+                hint = _coretype_hint()
+                if hint:
+                    os.environ["OPENBLAS_CORETYPE"] = hint
+                try:
+                    blas = ctypes.CDLL(path, mode=ctypes.RTLD_LOCAL)
+                finally:
+                    if hint:
+                        del os.environ["OPENBLAS_CORETYPE"]
+                if hasattr(blas, "openblas_get_corename"):
+                    blas.openblas_get_corename.restype = ctypes.c_char_p
+                    core = blas.openblas_get_corename().decode()
+                    core_forced = hint
                 gemv_shim = _load_gemv_shim(blas)
                 ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
             except OSError as err:
@@ -156,10 +203,18 @@ TRIM_THRESHOLD = 1 << 30
 malloc_tuned = False
 """Whether `tune_malloc` changed glibc's malloc settings for this process."""
 
+_malloc_tried = False
+
 
 def tune_malloc() -> bool:
-    """Large blocks from the heap and kept there (see the module docstring); False where not glibc or switched off."""
-    global malloc_tuned
+    """Large blocks from the heap and kept there (see the module docstring); False where not glibc or switched off.
+
+    Called by `XLSTM.__init__`; only the first call of a process acts (a user who set mallopt after that keeps
+    their settings), later ones return what it did."""
+    global malloc_tuned, _malloc_tried
+    if _malloc_tried:
+        return malloc_tuned
+    _malloc_tried = True
     if not sys.platform.startswith("linux"):
         return False
     if os.environ.get("XLSTM_VIZ_MALLOC", "").strip().lower() in {"off", "0", "none", "false"}:
@@ -173,14 +228,14 @@ def tune_malloc() -> bool:
     return malloc_tuned
 
 
-tune_malloc()
-
 
 def describe() -> str:
     """One line for `xlstm-viz info` and benchmark headers."""
     malloc = "; malloc keeps large blocks (M_MMAP_MAX=0)" if malloc_tuned else ""
     if loaded:
-        return f"BLAS: {loaded}" + ("; M=1/N=1 products via sgemv" if gemv_shim is not None else "") + malloc
+        kernels = f" ({core} kernels{', OPENBLAS_CORETYPE set by xlstm_viz' if core_forced else ''})" if core else ""
+        return (f"BLAS: {loaded}{kernels}" + ("; M=1/N=1 products via sgemv" if gemv_shim is not None else "")
+                + malloc)
     if sys.platform.startswith("linux"):
         return "BLAS: MLX's bundled reference BLAS (slow; `apt-get install libopenblas0-pthread` gives ~30x faster matmuls)" + malloc
     return "BLAS: platform default"

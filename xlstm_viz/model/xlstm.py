@@ -18,6 +18,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_flatten
 
+from xlstm_viz import blas
 from xlstm_viz.config import ConfigError, XLSTMConfig
 from xlstm_viz.dims import model_parameters
 # Block modules attach their cell functions and nn.Module to the registries when imported.
@@ -147,6 +148,9 @@ class XLSTM(nn.Module):
         resolve_compute_dtype(compute_dtype, None)  # a bad name fails here, before any module is built
         config.validate()  # a config edited after it was made is checked again before any module is built
         check_fits_in_memory(config)
+        # Process-wide glibc settings for MLX's large buffers: applied by the first model, not by `import xlstm_viz`
+        # (a library import must not change the host's malloc), once per process; XLSTM_VIZ_MALLOC=off opts out.
+        blas.tune_malloc()
         self.config = config
         self.backbone = Backbone(config)
         if not config.tie_word_embeddings:  # tied: the embedding matrix is the head (head_weight)
