@@ -48,6 +48,7 @@ from dashboard_load import start_server  # noqa: E402  (the same served app, por
 WS_HOOK = """
 window.__ws = [];
 window.__ev = [];
+window.__evOut = [];
 const Orig = window.WebSocket;
 window.WebSocket = function (...a) {
   const ws = new Orig(...a);
@@ -65,6 +66,12 @@ window.WebSocket = function (...a) {
   ws.send = (d) => {
     const n = typeof d === 'string' ? d.length : (d.byteLength || d.size || 0);
     window.__ws.push({dir: 'out', t: performance.now(), n});
+    if (typeof d === 'string' && d.startsWith('{"events"')) {  // what the page sends back (--events prints it)
+      try {
+        for (const ev of JSON.parse(d).events || [])
+          window.__evOut.push([ev.kind, (ev.model || {}).id || '', ev.attr || ev.name || (ev.event_name || '')]);
+      } catch (err) {}
+    }
     return send(d);
   };
   return ws;
@@ -204,7 +211,8 @@ class App:
             button, prefix, pattern = STEP_CLICK[0], STEP_CLICK[1], STEP_CLICK[2].format(n=self.steps)
         else:
             button, prefix, pattern = STEPS[i % 2]
-        await self.page.evaluate("window.__ws = []; window.__ev = []; window.__lay = []; window.__paints = []")
+        await self.page.evaluate("window.__ws = []; window.__ev = []; window.__evOut = []; window.__lay = []; "
+                                 "window.__paints = []")
         before = await self.metrics()
         await self.page.get_by_role("button", name=button, exact=True).click()
         shown = await self.page.evaluate("([p, r]) => window.__waitText(p, r, 120000)", [prefix, pattern])
@@ -234,6 +242,12 @@ class App:
         self.events.update(names)
         if print_events:
             print(f"  [{self.name} click {i}] " + "; ".join(names))
+            sent = await self.page.evaluate("window.__evOut")
+            for kind, mid, attr in sent:
+                if mid and mid not in self.types:
+                    self.types[mid] = await self.page.evaluate("(id) => window.__modelType(id)", mid)
+            print(f"  [{self.name} click {i}, sent by the page] " + "; ".join(
+                f"{kind} {self.types.get(mid, '-')}.{attr}" for kind, mid, attr in sent))
         d = {k: (after.get(k, 0) - before.get(k, 0)) for k in set(after) | set(before)}
         r = {"total": shown - click, "input": out[0]["t"] - click, "server": big["t"] - out[0]["t"],
              "browser": shown - big["t"], "bytes_in": sum(m["n"] for m in inc), "msgs_in": len(inc),
