@@ -22,7 +22,10 @@ profile of --profile-clicks more (top functions).
 --compare OTHER_CHECKOUT serves that checkout's app as well (two servers, two browsers) and alternates rounds of
 --round clicks between the two, so that both see the same machine load; figures are printed per app and as ratios.
 
-Run: PYTHONPATH=. python benchmarks/dashboard_breakdown.py [--clicks 12] [--profile-clicks 6]
+--action step clicks the debugger's Step on the Debugger tab instead (the load test's odd sessions); --events also
+prints the document events the page sends back (auto-ranged ranges, figure widths: work the server must take in).
+
+Run: PYTHONPATH=. python benchmarks/dashboard_breakdown.py [--clicks 12] [--profile-clicks 6] [--action toggle|step]
      [--compare /work/main] [--root OTHER_CHECKOUT (its app alone)] [--py-spy FILE (server profile; needs py-spy)]
      [--events (print each click's document events)]
 """
