@@ -126,7 +126,10 @@ def test_each_diff_figure_lays_out_as_a_root_of_its_own(page, served_app):  # no
         """(ids) => {
             const {LayoutDOMView} = Bokeh.require("models/layouts/layout_dom");
             const views = [];
-            const walk = (v) => { views.push(v); for (const c of (v.children_views ? v.children_views() : [])) walk(c); };
+            const walk = (v) => {
+                views.push(v);
+                for (const c of (v.children_views ? v.children_views() : [])) walk(c);
+            };
             for (const v of Bokeh.index) walk(v);
             return ids.map((id) => {
                 const view = views.find((v) => v.model.id === id);

@@ -83,7 +83,8 @@ class DiffView(pn.viewable.Viewer):
         self.kl_y = Range1d(0, 1)
         self.kl_figure = figure(title="KL(before || after) of the next-token distribution per position",
                                 height=200, sizing_mode="stretch_width", x_range=Range1d(-0.5, 1.5), y_range=self.kl_y,
-                                tools="xpan,xwheel_zoom,reset,save", toolbar_location="above", min_border_left=AXIS_ROOM)
+                                tools="xpan,xwheel_zoom,reset,save", toolbar_location="above",
+                                min_border_left=AXIS_ROOM)
         self._changed_color = themed(PREDICTION_COLORS["changed"])  # the page's theme, read once
         self.kl_figure.vbar(x="pos", top="kl", width=0.8, source=self.logit_source, color="color")
         self.kl_figure.yaxis.axis_label = "KL (nats)"
