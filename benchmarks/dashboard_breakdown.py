@@ -22,7 +22,10 @@ profile of --profile-clicks more (top functions).
 --compare OTHER_CHECKOUT serves that checkout's app as well (two servers, two browsers) and alternates rounds of
 --round clicks between the two, so that both see the same machine load; figures are printed per app and as ratios.
 
-Run: PYTHONPATH=. python benchmarks/dashboard_breakdown.py [--clicks 12] [--profile-clicks 6]
+--action step clicks the debugger's Step on the Debugger tab instead (the load test's odd sessions); --events also
+prints the document events the page sends back (auto-ranged ranges, figure widths: work the server must take in).
+
+Run: PYTHONPATH=. python benchmarks/dashboard_breakdown.py [--clicks 12] [--profile-clicks 6] [--action toggle|step]
      [--compare /work/main] [--root OTHER_CHECKOUT (its app alone)] [--py-spy FILE (server profile; needs py-spy)]
      [--events (print each click's document events)]
 """
@@ -48,6 +51,7 @@ from dashboard_load import start_server  # noqa: E402  (the same served app, por
 WS_HOOK = """
 window.__ws = [];
 window.__ev = [];
+window.__evOut = [];
 const Orig = window.WebSocket;
 window.WebSocket = function (...a) {
   const ws = new Orig(...a);
@@ -65,6 +69,12 @@ window.WebSocket = function (...a) {
   ws.send = (d) => {
     const n = typeof d === 'string' ? d.length : (d.byteLength || d.size || 0);
     window.__ws.push({dir: 'out', t: performance.now(), n});
+    if (typeof d === 'string' && d.startsWith('{"events"')) {  // what the page sends back (--events prints it)
+      try {
+        for (const ev of JSON.parse(d).events || [])
+          window.__evOut.push([ev.kind, (ev.model || {}).id || '', ev.attr || ev.name || (ev.event_name || '')]);
+      } catch (err) {}
+    }
     return send(d);
   };
   return ws;
@@ -129,6 +139,9 @@ BOKEH_HOOK = r"""
 """
 STEPS = [("Ablate (zero output)", "ablations: ", r"^ablations: #\d+ zero "),
          ("Clear ablations", "ablations: ", r"^ablations: none$")]
+# --action step: the debugger's Step on the Debugger tab, shown when the status says one more cell has run
+# (the load test's odd sessions); the pass restarts (Reset) before it finishes
+STEP_CLICK = ("Step", "stopped (", r"^stopped \(\w+\), {n} cells run")
 METRICS = ("TaskDuration", "ScriptDuration", "LayoutDuration", "RecalcStyleDuration", "LayoutCount",
            "RecalcStyleCount")
 
@@ -150,8 +163,9 @@ def proc_cpu_s(pid: int) -> float:
 class App:
     """One served checkout, its browser and its page on the chosen tab."""
 
-    def __init__(self, name: str, root: Path):
-        self.name, self.root = name, root
+    def __init__(self, name: str, root: Path, action: str = "toggle"):
+        self.name, self.root, self.action = name, root, action
+        self.steps = 0
         self.rows: list[dict] = []
         self.events: collections.Counter = collections.Counter()
 
@@ -167,10 +181,13 @@ class App:
         await self.page.wait_for_selector(".bk-Canvas", timeout=180_000)
         await self.page.get_by_text("ran ", exact=False).first.wait_for(timeout=180_000)
         self.open_s = time.perf_counter() - t0
-        await self.page.get_by_text("Diff", exact=True).click()
-        box = self.page.get_by_label("cell to ablate")
-        await box.fill("blocks.0.mlstm.igate")
-        await box.press("Enter")
+        if self.action == "step":
+            await self.page.get_by_text("Debugger", exact=True).click()
+        else:
+            await self.page.get_by_text("Diff", exact=True).click()
+            box = self.page.get_by_label("cell to ablate")
+            await box.fill("blocks.0.mlstm.igate")
+            await box.press("Enter")
         await self.page.wait_for_timeout(1000)
         await self.page.evaluate(BOKEH_HOOK)
         self.views = await self.page.evaluate("window.__viewCount()")
@@ -188,8 +205,18 @@ class App:
         return m
 
     async def click(self, i: int, settle_ms: float, print_events: bool = False):
-        button, prefix, pattern = STEPS[i % 2]
-        await self.page.evaluate("window.__ws = []; window.__ev = []; window.__lay = []; window.__paints = []")
+        if self.action == "step":
+            if self.steps >= 40:  # stay well inside one pass: Reset (not timed) and step again
+                await self.page.get_by_role("button", name="Reset", exact=True).click()
+                await self.page.evaluate("([p, r]) => window.__waitText(p, r, 120000)",
+                                         ["stopped (", r"^stopped \(\w+\), 0 cells run"])
+                self.steps = 0
+            self.steps += 1
+            button, prefix, pattern = STEP_CLICK[0], STEP_CLICK[1], STEP_CLICK[2].format(n=self.steps)
+        else:
+            button, prefix, pattern = STEPS[i % 2]
+        await self.page.evaluate("window.__ws = []; window.__ev = []; window.__evOut = []; window.__lay = []; "
+                                 "window.__paints = []")
         before = await self.metrics()
         await self.page.get_by_role("button", name=button, exact=True).click()
         shown = await self.page.evaluate("([p, r]) => window.__waitText(p, r, 120000)", [prefix, pattern])
@@ -219,6 +246,12 @@ class App:
         self.events.update(names)
         if print_events:
             print(f"  [{self.name} click {i}] " + "; ".join(names))
+            sent = await self.page.evaluate("window.__evOut")
+            for kind, mid, attr in sent:
+                if mid and mid not in self.types:
+                    self.types[mid] = await self.page.evaluate("(id) => window.__modelType(id)", mid)
+            print(f"  [{self.name} click {i}, sent by the page] " + "; ".join(
+                f"{kind} {self.types.get(mid, '-')}.{attr}" for kind, mid, attr in sent))
         d = {k: (after.get(k, 0) - before.get(k, 0)) for k in set(after) | set(before)}
         r = {"total": shown - click, "input": out[0]["t"] - click, "server": big["t"] - out[0]["t"],
              "browser": shown - big["t"], "bytes_in": sum(m["n"] for m in inc), "msgs_in": len(inc),
@@ -337,7 +370,7 @@ def report(apps: list[App], load_before: float):
     for app in apps:
         rows = app.rows
         print(f"\n[{app.name}] {app.root}: page open -> first run shown {app.open_s:.1f} s, {app.views} BokehJS views; "
-              f"{len(rows)} clicks on the Diff tab (median / p95 / max, ms per click)")
+              f"{len(rows)} clicks ({app.action}) on the {'Debugger' if app.action == 'step' else 'Diff'} tab (median / p95 / max, ms per click)")
         for k, label in KEYS:
             xs = [r[k] for r in rows]
             print(f"  {label:<34} {med(xs):7.0f} {pct(xs, 95):7.0f} {max(xs):7.0f}")
@@ -370,9 +403,9 @@ async def main_async(args):
     from playwright.async_api import async_playwright
 
     if args.compare:
-        apps = [App("A", Path(args.compare).resolve()), App("B", ROOT)]
+        apps = [App("A", Path(args.compare).resolve(), args.action), App("B", ROOT, args.action)]
     else:
-        apps = [App("app", Path(args.root).resolve() if args.root else ROOT)]
+        apps = [App("app", Path(args.root).resolve() if args.root else ROOT, args.action)]
     load_before = os.getloadavg()[0]
     try:
         async with async_playwright() as pw:
@@ -438,6 +471,8 @@ def main():
                     help="A/B: serve this checkout's app (A) and this one's (B), alternating rounds of clicks")
     ap.add_argument("--py-spy", metavar="FILE", help="record the (first) server with py-spy (collapsed stacks)")
     ap.add_argument("--events", action="store_true", help="print each click's document events")
+    ap.add_argument("--action", choices=("toggle", "step"), default="toggle",
+                    help="toggle: Ablate / Clear on the Diff tab; step: the debugger's Step on the Debugger tab")
     args = ap.parse_args()
     if args.root and args.compare:
         ap.error("--root and --compare: pick one (--compare OTHER serves OTHER and this checkout)")

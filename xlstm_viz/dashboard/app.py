@@ -428,10 +428,14 @@ class DashboardApp(pn.viewable.Viewer):
         return tabs
 
     def template(self):
-        # the toast sits in the header: a main-area card contains fixed-position children (CSS `contain`)
+        # the toast sits in the header: a main-area card contains fixed-position children (CSS `contain`).
+        # No busy indicator: Panel's default is one LoadingSpinner shared by every template of the process and
+        # driven by the process-wide `pn.state.busy`, so each click in any session spun (two patches) the
+        # spinner of every open page, and the server sent them: work per click grew with the number of sessions.
+        # The sidebar's status line says "running..." for this session's own commands.
         return pn.template.FastListTemplate(title=TITLE, sidebar=[self.sidebar()], main=[self.tabs()],
                                             header=[self.toast.pane], sidebar_width=330, accent="#1f77b4",
-                                            design=OfflineFast)
+                                            design=OfflineFast, busy_indicator=None)
 
     def __panel__(self):
         return pn.Row(pn.Column(self.sidebar(), width=330), self.tabs(), self.toast.pane, sizing_mode="stretch_width")

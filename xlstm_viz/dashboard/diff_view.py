@@ -33,6 +33,17 @@ def probe_change_table(diff, stat: str = "mean") -> dict[str, np.ndarray]:
             "text": np.array([f"{c:.3g}" for c in change], dtype=object)}
 
 
+AXIS_ROOM = 90  # px left of a diff figure's frame: its y axis label and tick labels up to "0.00025" or "1.5e-05"
+
+
+def value_top(values) -> float:
+    """The top of a value axis from 0 that shows every bar of `values` (>= 0) with 5% room; 1 when all are 0."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    top = float(finite.max()) if finite.size else 0.0
+    return top * 1.05 if top > 0 else 1.0
+
+
 def accepts_inside(probe: str) -> bool:
     """Whether `probe` (blocks.{j}.{local}) is a cell whose interventions may act inside its recurrence."""
     from xlstm_viz.wiring.block_types import INSIDE_PROBES
@@ -56,9 +67,14 @@ class DiffView(pn.viewable.Viewer):
         self.logit_source = ColumnDataSource({k: [] for k in ("pos", "token", "before", "after", "p_before",
                                                               "p_after", "changed", "kl", "color")})
         self.bar_range = FactorRange(factors=["-"])
+        # Value ranges set by the server with each result, and a left border wide enough for the y axis: with
+        # Bokeh's auto-ranging the page computed new ranges after every toggle, re-laid out each figure (its tick
+        # labels changed width, so its frame did) and sent start, end and inner_width back to the server, three
+        # paints per figure per toggle (`benchmarks/dashboard_breakdown.py --events`).
+        self.bar_y = Range1d(0, 1)
         self.bar_figure = figure(title="largest change per probe (after - before)", height=300,
-                                 sizing_mode="stretch_width", x_range=self.bar_range, tools="xwheel_zoom,reset,save",
-                                 toolbar_location="above")
+                                 sizing_mode="stretch_width", x_range=self.bar_range, y_range=self.bar_y,
+                                 tools="xwheel_zoom,reset,save", toolbar_location="above", min_border_left=AXIS_ROOM)
         self.bar_figure.vbar(x="probe", top="change", width=0.8, source=self.bar_source, color=BAR_COLOR)
         # short: under the rotated probe names the frame is ~90 px high, and a longer label was cut off (the
         # unit is said in the legend)
@@ -67,9 +83,11 @@ class DiffView(pn.viewable.Viewer):
                    place="above")
         self.bar_figure.add_tools(HoverTool(tooltips=[("probe", "@probe"), ("max |change|", "@text")]))
         self.bar_figure.xaxis.major_label_orientation = 1.3
+        self.kl_y = Range1d(0, 1)
         self.kl_figure = figure(title="KL(before || after) of the next-token distribution per position",
-                                height=200, sizing_mode="stretch_width", x_range=Range1d(-0.5, 1.5),
-                                tools="xpan,xwheel_zoom,reset,save", toolbar_location="above")
+                                height=200, sizing_mode="stretch_width", x_range=Range1d(-0.5, 1.5), y_range=self.kl_y,
+                                tools="xpan,xwheel_zoom,reset,save", toolbar_location="above",
+                                min_border_left=AXIS_ROOM)
         self._changed_color = themed(PREDICTION_COLORS["changed"])  # the page's theme, read once
         self.kl_figure.vbar(x="pos", top="kl", width=0.8, source=self.logit_source, color="color")
         self.kl_figure.yaxis.axis_label = "KL (nats)"
@@ -96,11 +114,13 @@ class DiffView(pn.viewable.Viewer):
         bars = probe_change_table(r.diff, self.stat)
         source_updates.apply(self.bar_range, lambda: setattr(self.bar_range, "factors", list(bars["probe"]) or ["-"]))
         source_updates.replace_data(self.bar_source, bars)
+        source_updates.set_props(self.bar_y, start=0.0, end=value_top(bars["change"]))
         logit = dict(r.logit_change)  # the result's table is shared: add the colour column to a copy
         logit["color"] = np.where(logit["changed"], self._changed_color, PREDICTION_COLORS["same"]).astype(object)
         source_updates.replace_data(self.logit_source, logit)
         S = len(logit["pos"])
         source_updates.set_props(self.kl_figure.x_range, start=-0.5, end=S - 0.5)
+        source_updates.set_props(self.kl_y, start=0.0, end=value_top(logit["kl"]))
         changed = int(logit["changed"].sum())
         acc = ""
         if r.accuracy is not None and r.baseline_accuracy is not None:

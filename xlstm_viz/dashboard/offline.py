@@ -36,6 +36,24 @@ class OfflineFast(Fast):
 
     _resources = {kind: res for kind, res in Fast._resources.items() if kind != "font"}
 
+    def params(self, viewable, doc=None):
+        """The design's parameter values for `viewable`, as the template rendered it first.
+
+        Panel renders a template's components "not isolated" (the page loads the theme's base stylesheet,
+        theme/default.css, once), but `Design.params`, which a pane's update goes through (`Pane._update`: a
+        Markdown pane's new text), asks for the isolated set, with default.css. So every Markdown/HTML pane's first
+        update changed its `stylesheets`: a patch to the page, and a change Bokeh answers by re-walking every model
+        of the document (~1,700; 160-450 ms of server CPU per pane, the first click on each tab of each session;
+        counted in `benchmarks/dashboard_breakdown.py`). The set for a template's page is the same as at first
+        render. `OfflineFast` is only used as the served template's design."""
+        if doc is None:
+            cache = {}
+        else:
+            cache = state._stylesheets.setdefault(doc, {})
+        modifiers, child_modifiers = self._get_modifiers(viewable, theme=self.theme, isolated=False)
+        self._patch_modifiers(doc, modifiers, cache)
+        return modifiers, child_modifiers
+
     @classmethod
     def _resolve_resource(cls, resource_type, resource, cdn=False):
         # Panel prefixes the design's local files with the class name; the Fast bundle is installed under "fast/".

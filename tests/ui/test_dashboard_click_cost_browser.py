@@ -1,0 +1,146 @@
+"""What one click sends and draws: only the changed properties to its own page, nothing to other sessions' pages,
+nothing back to the server, and no page redrawn every frame afterwards.
+
+The load test (`benchmarks/dashboard_load.py`) found each of these as a cost per click that grew with the number of
+open sessions or outlasted the update: a busy spinner shared by every session's page, stylesheets re-sent on a
+pane's first update, auto-ranged figures sending their new ranges and widths back, a toast animating for 6 s.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tests.ui.app_fixtures import open_app, script_errors, served_app  # noqa: F401 - the served app
+from tests.ui.conftest import wait_until
+
+# the document events each page receives and sends: "kind model-id attr" per event, one list per message
+TRAFFIC = """
+window.__in = [];
+window.__out = [];
+const Orig = window.WebSocket;
+const events = (d) => JSON.parse(d).events.map((ev) => `${ev.kind} ${ev.model ? ev.model.id : ""} ${ev.attr || ""}`);
+window.WebSocket = function (...a) {
+  const ws = new Orig(...a);
+  ws.addEventListener('message', (e) => {
+    if (typeof e.data === 'string' && e.data.startsWith('{"events"')) window.__in.push(events(e.data));
+  });
+  const send = ws.send.bind(ws);
+  ws.send = (d) => {
+    if (typeof d === 'string' && d.startsWith('{"events"')) window.__out.push(events(d));
+    return send(d);
+  };
+  return ws;
+};
+window.WebSocket.prototype = Orig.prototype;
+"""
+
+
+def settle(*pages, quiet_ms: int = 1000, timeout: float = 60) -> None:
+    """Wait until no page has received a document message for `quiet_ms`."""
+    deadline = time.monotonic() + timeout
+    count = lambda: [p.evaluate("window.__in.length") for p in pages]  # noqa: E731
+    while time.monotonic() < deadline:
+        before = count()
+        pages[0].wait_for_timeout(quiet_ms)
+        if count() == before:
+            return
+    raise AssertionError(f"the pages kept receiving messages for {timeout} s")
+
+
+def on_diff_tab(page) -> None:
+    page.get_by_text("Diff", exact=True).click()
+    box = page.get_by_label("cell to ablate")
+    box.fill("blocks.0.mlstm.igate")
+    box.press("Enter")
+
+
+def test_a_toggle_patches_only_what_changed_on_its_own_page(page, served_app):  # noqa: F811
+    served, apps = served_app
+    page.context.add_init_script(TRAFFIC)
+    app, errors = open_app(page, served, apps)
+    other = page.context.new_page()
+    app_b, errors_b = open_app(other, served, apps)
+    assert app_b is not app
+    on_diff_tab(page)
+    settle(page, other)
+    for p in (page, other):
+        p.evaluate("window.__in = []; window.__out = []")
+
+    page.get_by_role("button", name="Ablate (zero output)", exact=True).click()
+    page.get_by_text("ablations: #1 zero blocks.0.mlstm.igate").first.wait_for(timeout=30000)
+    wait_until(lambda: not app.session.busy, timeout=60, page=page)
+    settle(page, other)
+    got, sent = page.evaluate("window.__in"), page.evaluate("window.__out")
+    flat = [e for message in got for e in message]
+    # another session's page hears nothing of this session's click (a process-wide busy spinner was patched on
+    # every open page, twice per click in any session)
+    assert other.evaluate("window.__in") == [], json.dumps(other.evaluate("window.__in"))[:2000]
+    # no stylesheet or CSS class patch: the design gives an update the stylesheets of the first render, and
+    # there is no busy spinner to spin
+    assert not [e for e in flat if e.endswith((" stylesheets", " css_classes"))], json.dumps(got)[:3000]
+    # the figures' new data in one message (the result), with their value ranges
+    with_data = [m for m in got if any(e.startswith("ColumnDataChanged") for e in m)]
+    assert len(with_data) == 1, json.dumps(got)[:3000]
+    # the page computes nothing the server must hear of: no auto-ranged start/end, no new frame width
+    changes_back = [e for m in sent for e in m if e.startswith("ModelChanged")]
+    assert not changes_back, json.dumps(sent)[:2000]
+    assert not script_errors(errors) and not script_errors(errors_b), (errors, errors_b)
+
+
+def test_after_an_edit_the_page_is_not_redrawn_every_frame_while_the_toast_waits(page, served_app):  # noqa: F811
+    served, apps = served_app
+    app, errors = open_app(page, served, apps)
+    on_diff_tab(page)
+    page.wait_for_timeout(500)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+
+    def style_recalcs() -> float:
+        metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        return metrics["RecalcStyleCount"]
+
+    page.get_by_role("button", name="Ablate (zero output)", exact=True).click()
+    toast = page.locator(".xv-toast")
+    toast.first.wait_for(timeout=30000)
+    wait_until(lambda: not app.session.busy, timeout=60, page=page)
+    page.wait_for_timeout(800)  # the update's own layout and paints are done
+    before = style_recalcs()
+    page.wait_for_timeout(2000)
+    recalcs = style_recalcs() - before
+    # an animation of `visibility` restyles the page every frame (~60 a second); waiting to fade, it does not
+    assert recalcs < 20, f"{recalcs:.0f} style recalculations in 2 s while the toast was shown"
+    assert toast.first.is_visible()
+    # and the toast still goes away by itself
+    wait_until(lambda: not toast.first.is_visible(), timeout=15, page=page)
+    assert not script_errors(errors), errors
+
+
+def test_each_diff_figure_lays_out_as_a_root_of_its_own(page, served_app):  # noqa: F811
+    served, apps = served_app
+    app, errors = open_app(page, served, apps)
+    on_diff_tab(page)
+    page.wait_for_timeout(500)
+    # the layout root BokehJS lays a figure out with: up through its parents while they are layouts
+    roots = page.evaluate(
+        """(ids) => {
+            const {LayoutDOMView} = Bokeh.require("models/layouts/layout_dom");
+            const views = [];
+            const walk = (v) => {
+                views.push(v);
+                for (const c of (v.children_views ? v.children_views() : [])) walk(c);
+            };
+            for (const v of Bokeh.index) walk(v);
+            return ids.map((id) => {
+                const view = views.find((v) => v.model.id === id);
+                if (view == null) return null;
+                let root = view;
+                while (root.parent instanceof LayoutDOMView) root = root.parent;
+                return root.model.id;
+            });
+        }""",
+        [app.diff_view.bar_figure.id, app.diff_view.kl_figure.id],
+    )
+    # a figure whose axis changes re-lays out itself, not the tabs with every tab's views in them
+    assert roots == [app.diff_view.bar_figure.id, app.diff_view.kl_figure.id], roots
+    assert not script_errors(errors), errors
