@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 import xlstm_viz.blas as blas  # noqa: E402  (before MLX)
 import mlx.core as mx  # noqa: E402
 
-blas.tune_malloc()  # the malloc settings a model's process runs with (the first XLSTM applies them)
-
 from xlstm_viz.config import XLSTMConfig  # noqa: E402
+
+blas.tune_malloc()  # the malloc settings a model's process runs with (the first XLSTM applies them)
 
 SIZES = {
     "d256": dict(embedding_dim=256, num_heads=4, num_blocks=4, vocab_size=1024),

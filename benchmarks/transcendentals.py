@@ -22,11 +22,11 @@ sys.path.insert(0, str(ROOT))
 
 import xlstm_viz.blas  # noqa: E402,F401  (before MLX)
 import mlx.core as mx  # noqa: E402
-
-xlstm_viz.blas.tune_malloc()  # the malloc settings a model's process runs with (the first XLSTM applies them)
 import numpy as np  # noqa: E402
 
 from xlstm_viz.model import activations as A  # noqa: E402
+
+xlstm_viz.blas.tune_malloc()  # the malloc settings a model's process runs with (the first XLSTM applies them)
 
 TORCH = """
 import sys, time, torch

@@ -165,3 +165,38 @@ class ConsoleErrors(list):
 
 def console_errors(page) -> ConsoleErrors:
     return ConsoleErrors(page)
+
+
+# the document events each page receives and sends: "kind model-id attr" per event, one list per message
+TRAFFIC = """
+window.__in = [];
+window.__out = [];
+const Orig = window.WebSocket;
+const events = (d) => JSON.parse(d).events.map((ev) => `${ev.kind} ${ev.model ? ev.model.id : ""} ${ev.attr || ""}`);
+window.WebSocket = function (...a) {
+  const ws = new Orig(...a);
+  ws.addEventListener('message', (e) => {
+    if (typeof e.data === 'string' && e.data.startsWith('{"events"')) window.__in.push(events(e.data));
+  });
+  const send = ws.send.bind(ws);
+  ws.send = (d) => {
+    if (typeof d === 'string' && d.startsWith('{"events"')) window.__out.push(events(d));
+    return send(d);
+  };
+  return ws;
+};
+window.WebSocket.prototype = Orig.prototype;
+"""
+
+
+def settle(*pages, quiet_ms: int = 1000, timeout: float = 60) -> None:
+    """Wait until no page (with TRAFFIC installed) has received a document message for `quiet_ms`: on a loaded
+    machine the work a previous input started can still be arriving after a fixed pause."""
+    deadline = time.monotonic() + timeout
+    count = lambda: [p.evaluate("window.__in.length") for p in pages]  # noqa: E731
+    while time.monotonic() < deadline:
+        before = count()
+        pages[0].wait_for_timeout(quiet_ms)
+        if count() == before:
+            return
+    raise AssertionError(f"the pages kept receiving messages for {timeout} s")

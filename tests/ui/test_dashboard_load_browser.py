@@ -8,39 +8,11 @@ import time
 import numpy as np
 
 from tests.ui.app_fixtures import notifications, open_app, script_errors, served_app  # noqa: F401 - the served app
-from tests.ui.conftest import browser_column, wait_until
-
-# the document patches the page receives, each with its model-change event kinds
-RECEIVED = """
-window.__patches = [];
-const Orig = window.WebSocket;
-window.WebSocket = function (...a) {
-  const ws = new Orig(...a);
-  ws.addEventListener('message', (e) => {
-    if (typeof e.data === 'string' && e.data.startsWith('{"events"'))
-      window.__patches.push(JSON.parse(e.data).events.map((ev) => `${ev.kind} ${ev.model ? ev.model.id : ""} ${ev.attr || ""}`));
-  });
-  return ws;
-};
-window.WebSocket.prototype = Orig.prototype;
-"""
-
-
-def settle(page, quiet_ms: int = 1000, timeout: float = 60) -> None:
-    """Wait until the page has received no document patch for `quiet_ms`: on a loaded machine the work a
-    previous input started can still be arriving after a fixed pause."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        before = page.evaluate("window.__patches.length")
-        page.wait_for_timeout(quiet_ms)
-        if page.evaluate("window.__patches.length") == before:
-            return
-    raise AssertionError(f"the page kept receiving patches for {timeout} s")
-
+from tests.ui.conftest import TRAFFIC, browser_column, settle, wait_until
 
 def test_a_result_reaches_the_page_as_one_message_and_a_hidden_tab_catches_up_when_shown(page, served_app):  # noqa: F811
     served, apps = served_app
-    page.add_init_script(RECEIVED)
+    page.add_init_script(TRAFFIC)
     app, errors = open_app(page, served, apps)
     from xlstm_viz.dashboard import trace_tables
 
@@ -64,7 +36,7 @@ def test_a_result_reaches_the_page_as_one_message_and_a_hidden_tab_catches_up_wh
     box.fill("blocks.0.mlstm.igate")
     box.press("Enter")
     settle(page)
-    page.evaluate("window.__patches = []")
+    page.evaluate("window.__in = []")
     page.get_by_role("button", name="Ablate (zero output)", exact=True).click()
     page.get_by_text("ablations: #1 zero blocks.0.mlstm.igate").first.wait_for(timeout=30000)
     wait_until(lambda: not app.session.busy, timeout=60, page=page)
@@ -72,7 +44,7 @@ def test_a_result_reaches_the_page_as_one_message_and_a_hidden_tab_catches_up_wh
     after = app.session.trace
     assert after is not before
     # every figure's new data in one message (one layout in the page), not a message per source
-    patches = page.evaluate("window.__patches")
+    patches = page.evaluate("window.__in")
     with_data = [p for p in patches if any(k.startswith("ColumnDataChanged") for k in p)]
     assert len(with_data) == 1, json.dumps(patches)[:2000]
     # the edit is said in the toast too
