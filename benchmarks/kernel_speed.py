@@ -209,24 +209,6 @@ def chunk_cell_times(S: int, L: int = 64, B: int = 1, NH: int = 8, DQK: int = 25
     return out
 
 
-def chunk_rows_sweep(lengths, rows=(32, 64, 128), L=64) -> dict:
-    """The chunk-state kernel at 7B sizes with each number of C rows per threadgroup (ROWS; 512 threadgroups at 64,
-    256 at 128): median ms and relative error against the pure-MLX loop."""
-    out, default = {}, mlstm_kernels.CHUNK_ROWS
-    refs = {S: mlstm_kernels.chunk_inputs(1, 8, S // L, L, 256, 512, dtype=mx.bfloat16) for S in lengths}
-    want = {S: mlstm_cell.chunk_states(*args) for S, args in refs.items()}
-    for r in rows:
-        mlstm_kernels.CHUNK_ROWS = r
-        out[r] = {}
-        for S, args in refs.items():
-            got = mlstm_kernels.fused_chunk_states(*args)
-            err = max(float(mx.max(mx.abs(x - y)) / mx.max(mx.abs(y))) for x, y in zip(got[:3], want[S][:3]))
-            t = _median_time(lambda: mx.eval(mlstm_kernels.fused_chunk_states(*args)), 5, lambda: None)
-            out[r][str(S)] = (1e3 * t, err)
-    mlstm_kernels.CHUNK_ROWS = default
-    return out
-
-
 def mlx_matmul_tflops(m, k, n, dtype=mx.bfloat16) -> float:
     a = mx.random.normal((m, k)).astype(dtype)
     b = mx.random.normal((k, n)).astype(dtype)
@@ -435,12 +417,6 @@ def model_main(a):
         print(f"matmuls alone (s): {res['matmul_floor_s']}", flush=True)
         res["cell"] = {S: chunk_cell_times(S) for S in lengths}
         print(f"one block's memory cell (ms): {res['cell']}", flush=True)
-        res["chunk_rows"] = chunk_rows_sweep(lengths)
-        print(f"chunk-state kernel by rows per threadgroup (ms, rel. error): {res['chunk_rows']}", flush=True)
-        best = min(res["chunk_rows"], key=lambda r: res["chunk_rows"][r][str(lengths[-1])][0])
-        if max(e for t in res["chunk_rows"][best].values() for e in [t[1]]) < 1e-4:
-            mlstm_kernels.CHUNK_ROWS = best
-        print(f"chunk-state kernel rows for the model run: {mlstm_kernels.CHUNK_ROWS}", flush=True)
     res["ours"] = ours_7b(lengths, a.decode_tokens, a.trace_len, a.compute_dtype, a.blocks)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import mlx.core as mx
+import numpy as np
 import pytest
 
 from xlstm_viz.model import mlstm_cell, mlstm_kernels
@@ -41,41 +42,86 @@ def test_cuda_and_metal_chunk_sources_share_the_algorithm_below_the_backend_prel
     cuda, metal = (mlstm_kernels.kernel_source(w, "chunk") for w in ("cuda", "metal"))
     marker = "// --- common ---"
     assert cuda.split(marker)[1] == metal.split(marker)[1]
-    assert "__syncthreads" in cuda.split(marker)[0] and "threadgroup_barrier" in metal.split(marker)[0]
-    for equation in ("m_c = max(b_last_c + m_{c-1}, M_c)", "decay = exp(b_last_c + m_{c-1} - m_c)",
-                     "C_c = decay C_{c-1} + sum_s (w_s k_s) v_s^T", "n_c = decay n_{c-1} + sum_s w_s k_s"):
+    assert "blockIdx" in cuda.split(marker)[0] and "threadgroup_position_in_grid" in metal.split(marker)[0]
+    for equation in ("m_c = max(b_last_c + m_{c-1}, M_c)",
+                     "C_c = exp(b_last_c + m_{c-1} - m_c) C_{c-1} + exp(M_c - m_c) U_c"):
         assert equation in cuda
     assert mlstm_kernels.kernel_name("cuda", cuda, "chunk").startswith("xlstm_viz_mlstm_chunk_cuda_")
     with pytest.raises(ValueError, match="no mLSTM kernel 'scan'"):
         mlstm_kernels.kernel_source("cuda", "scan")
 
 
-@pytest.mark.parametrize("B,NH,DQK,DV,L", [(1, 8, 256, 512, 64), (2, 3, 40, 72, 16), (3, 1, 17, 33, 7),
-                                           (1, 2, 64, 96, 128), (4, 4, 512, 1024, 64)])
-def test_chunk_launch_geometry_covers_every_entry_of_every_head(B, NH, DQK, DV, L):
-    g = mlstm_kernels.chunk_launch_geometry(B, NH, DQK, DV, L)
-    t = dict(g["template"])
+def _scan_as_the_kernel_runs_it(U, Un, M, b_last, state, geometry):
+    """The scan kernel's body in numpy, one lane per thread of `geometry` (every entry of C, then of n; idle lanes
+    past the end), so the parallel/sequential split and the index plan are checked where no GPU runs."""
+    B, NH, nc, DQK, DV = U.shape
+    CE, threads = DQK * DV, geometry["threadgroup"][0]
+    lanes = geometry["grid"][0]
+    assert lanes % threads == 0 and geometry["grid"][1] == B * NH
+    u = np.zeros((B * NH, nc, lanes), np.float32)
+    u[:, :, :CE] = np.asarray(U).reshape(B * NH, nc, CE)
+    u[:, :, CE:CE + DQK] = np.asarray(Un).reshape(B * NH, nc, DQK)
+    acc = np.zeros((B * NH, lanes), np.float32)
+    acc[:, :CE] = np.asarray(state.C).reshape(B * NH, CE)
+    acc[:, CE:CE + DQK] = np.asarray(state.n).reshape(B * NH, DQK)
+    m = np.asarray(state.m).reshape(B * NH, 1)
+    g, Mc = np.asarray(b_last).reshape(B * NH, nc), np.asarray(M).reshape(B * NH, nc)
+    entering, m_in = [], []
+    for c in range(nc):
+        entering.append(acc.copy())
+        m_in.append(m.copy())
+        m_new = np.maximum(g[:, c:c + 1] + m, Mc[:, c:c + 1])
+        acc = np.exp(g[:, c:c + 1] + m - m_new) * acc + np.exp(Mc[:, c:c + 1] - m_new) * u[:, c]
+        m = m_new
+    entering = np.stack(entering, 1)
+    shape = lambda x, *tail: x.reshape(B, NH, *tail)
+    return (shape(entering[..., :CE], nc, DQK, DV), shape(entering[..., CE:CE + DQK], nc, DQK),
+            shape(np.stack(m_in, 1), nc, 1), shape(acc[:, :CE], DQK, DV), shape(acc[:, CE:CE + DQK], DQK),
+            shape(m, 1))
+
+
+def _carried_stabiliser_dominates(k, v, a, b_last, state):
+    """The same inputs with the carried m raised until m_c = b_last_c + m_{c-1} beats M_c by 4 in the first chunk of
+    every head, so the scan's exp(M_c - m_c) < 1 (with the random gates alone M_c wins almost always, and that factor
+    is exactly 1)."""
+    lead = mx.max(a[:, :, 0], axis=-1, keepdims=True) - b_last[:, :, 0] - state.m  # [B, NH, 1]
+    return k, v, a, b_last, MLSTMState(state.C, state.n, state.m + mx.maximum(lead, 0.0) + 4.0)
+
+
+@pytest.mark.parametrize("carried", [False, True], ids=["chunk-max", "carried-max"])
+@pytest.mark.parametrize("shape", [dict(batch=2, num_heads=3, chunks=3, chunk=16, dqk=40, dv=72),
+                                   dict(batch=1, num_heads=2, chunks=4, chunk=200, dqk=8, dv=1),
+                                   dict(batch=3, num_heads=1, chunks=5, chunk=7, dqk=17, dv=33)],
+                         ids=["partial-threadgroup", "long-chunk", "odd"])
+def test_chunk_updates_and_the_scan_plan_reproduce_the_reference_recurrence(shape, carried):
+    k, v, a, b_last, state = mlstm_kernels.chunk_inputs(**shape, seed=5)
+    if carried:
+        k, v, a, b_last, state = _carried_stabiliser_dominates(k, v, a, b_last, state)
+        assert float(mx.max(b_last[:, :, 0] + state.m - mx.max(a[:, :, 0], axis=-1, keepdims=True))) > 0
+    U, Un, M = mlstm_kernels.chunk_updates(k, v, a)
+    geometry = mlstm_kernels.chunk_launch_geometry(shape["batch"], shape["num_heads"], shape["dqk"], shape["dv"],
+                                                   shape["chunk"])
+    got = _scan_as_the_kernel_runs_it(U, Un, M, b_last, state, geometry)
+    ref = mlstm_cell.chunk_states(k, v, a, b_last, state)
+    for name, x, y in zip(("C_in", "n_in", "m_in", "C", "n", "m"), got, (*ref[:3], *ref[3].arrays())):
+        y = np.asarray(y)
+        assert x.shape == y.shape, name
+        assert np.max(np.abs(x - y)) <= 2e-5 * np.max(np.abs(y)), (name, np.max(np.abs(x - y)))
+
+
+@pytest.mark.parametrize("B,NH,DQK,DV", [(1, 8, 256, 512), (2, 3, 40, 72), (3, 1, 17, 33), (4, 4, 512, 1024)])
+def test_chunk_launch_geometry_gives_every_entry_of_c_and_n_one_thread(B, NH, DQK, DV):
+    g = mlstm_kernels.chunk_launch_geometry(B, NH, DQK, DV, 64)
     threads = g["threadgroup"][0]
-    assert threads == t["THREADS"] == t["COLS"] * t["SPLIT"] and threads & (threads - 1) == 0  # tree reduction
-    assert t["ROWS"] == t["SPLIT"] * t["PER"]  # each thread's PER rows tile the ROWS rows
-    col_blocks = g["grid"][0] // threads
-    assert g["grid"][0] % threads == 0 and col_blocks * t["COLS"] >= DV > (col_blocks - 1) * t["COLS"]
-    assert g["grid"][1] * t["ROWS"] >= DQK > (g["grid"][1] - 1) * t["ROWS"]
-    assert g["grid"][2] == B * NH and (t["DQK"], t["DV"], t["CHUNK"]) == (DQK, DV, L)
-    assert g["shared_bytes"] == 4 * (L * t["ROWS"] + L * t["COLS"] + L + threads) <= mlstm_kernels.SHARED_LIMIT
+    assert g["grid"][0] % threads == 0 and g["grid"][0] - threads < DQK * DV + DQK <= g["grid"][0]
+    assert g["grid"][1] == B * NH and dict(g["template"]) == {"DQK": DQK, "DV": DV, "THREADS": threads}
 
 
-def test_chunk_launch_geometry_at_7b_sizes_fills_an_h200():
-    g = mlstm_kernels.chunk_launch_geometry(1, 8, 256, 512, 64)
-    # 256 threadgroups of 256 threads at ~100 registers: two per SM of 132, one wave
-    assert (g["grid"][0] // g["threadgroup"][0]) * g["grid"][1] * g["grid"][2] == 256
-
-
-def test_chunk_launch_geometry_names_a_bad_size_and_a_chunk_too_long():
+def test_chunk_launch_geometry_names_a_bad_size():
     with pytest.raises(ValueError, match="chunk must be >= 1, got 0"):
         mlstm_kernels.chunk_launch_geometry(1, 8, 256, 512, 0)
-    with pytest.raises(ValueError, match="chunk = 256 exceeds 128"):
-        mlstm_kernels.chunk_launch_geometry(1, 8, 256, 512, 256)
+    with pytest.raises(ValueError, match="batch \\* num_heads = 70000 exceeds the grid's y limit"):
+        mlstm_kernels.chunk_launch_geometry(70000, 1, 8, 8, 64)
 
 
 def _counting(kernel, calls):
@@ -119,14 +165,12 @@ def test_a_chunk_kernel_that_disagrees_warns_once_and_the_reference_runs(monkeyp
     assert mx.array_equal(got[0], mlstm_cell.chunk_states(*args)[0])
 
 
-def test_a_chunk_kernel_that_raises_falls_back_and_a_chunk_too_long_never_reaches_it(monkeypatch):
+def test_a_chunk_kernel_that_raises_falls_back(monkeypatch):
     def broken(*a, which=None):
         raise RuntimeError("nvrtc: too much shared memory")
 
     monkeypatch.setattr(mlstm_kernels, "backend", lambda: "cuda")
     monkeypatch.setattr(mlstm_kernels, "fused_chunk_states", broken)
-    args = mlstm_kernels.chunk_inputs(chunk=mlstm_kernels.CHUNK_MAX + 1, chunks=1)
-    mlstm_kernels.chunk_states(*args, mode="kernel")  # longer than the kernel stages: the reference, no error
     with pytest.warns(RuntimeWarning, match="it failed: RuntimeError: nvrtc: too much shared memory"):
         assert mlstm_kernels.use_kernel(kind="chunk") is None
 
@@ -142,15 +186,19 @@ def test_forced_chunk_kernel_without_a_gpu_backend_is_refused_by_name():
 SHAPES = [dict(batch=1, num_heads=8, chunks=4, chunk=64, dqk=256, dv=512),  # xLSTM-7B heads
           dict(batch=2, num_heads=3, chunks=3, chunk=16, dqk=40, dv=72),  # partial row and column tiles
           dict(batch=3, num_heads=1, chunks=5, chunk=7, dqk=17, dv=33),
-          dict(batch=1, num_heads=2, chunks=2, chunk=128, dqk=64, dv=96),  # the longest chunk staged
+          dict(batch=1, num_heads=2, chunks=2, chunk=128, dqk=64, dv=96),
+          dict(batch=1, num_heads=2, chunks=3, chunk=256, dqk=16, dv=24),  # chunks longer than the old kernel staged
           dict(batch=2, num_heads=4, chunks=1, chunk=64, dqk=64, dv=1)]
 
 
 @needs_gpu
+@pytest.mark.parametrize("carried", [False, True], ids=["chunk-max", "carried-max"])
 @pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16], ids=["float32", "bfloat16"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "-".join(map(str, s.values())))
-def test_chunk_kernel_matches_the_reference(shape, dtype):
+def test_chunk_kernel_matches_the_reference(shape, dtype, carried):
     args = mlstm_kernels.chunk_inputs(**shape, seed=11, dtype=dtype)
+    if carried:
+        args = _carried_stabiliser_dominates(*args)
     got = mlstm_kernels.fused_chunk_states(*args)
     ref = mlstm_cell.chunk_states(*args)  # widens bf16 k, v first, as the kernel does
     for name, a, b in (("C_in", got[0], ref[0]), ("n_in", got[1], ref[1]), ("m_in", got[2], ref[2]),

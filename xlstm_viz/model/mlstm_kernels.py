@@ -1,8 +1,9 @@
 """Fused mLSTM kernels and the dispatch between them and the pure-MLX reference: the recurrent step
 (kernels/mlstm_step.cu for MLX's CUDA backend, kernels/mlstm_step.metal for Metal; reference
 `mlstm_cell.recurrent_step`) and the inter-chunk state recurrence of the chunkwise form (kernels/mlstm_chunk.cu,
-.metal; reference `mlstm_cell.chunk_states`, used by `mlstm_cell.chunkwise`). The chunk kernel replaces a Python loop
-of ~8 launches per chunk by one launch per block; the intra-chunk part stays MLX matmuls.
+.metal; reference `mlstm_cell.chunk_states`, used by `mlstm_cell.chunkwise`). The reference loop runs ~8 launches
+per chunk; here each chunk's update is one batched product over all chunks (`chunk_updates`) and the carry across
+chunk boundaries one scan launch. The intra-chunk part stays MLX matmuls.
 
 One decode step of the pure-MLX path is about ten launches per block, each reading or writing the state C; the kernel
 reads C once and writes it once, so a step is bound by the bandwidth of that one pass (benchmarks/kernel_speed.py).
@@ -26,6 +27,7 @@ from typing import Callable
 import mlx.core as mx
 
 from xlstm_viz.model import mlstm_cell
+from xlstm_viz.model.activations import exp
 from xlstm_viz.model.mlstm_cell import MLSTMState
 
 ENV = "XLSTM_VIZ_MLSTM_KERNEL"
@@ -34,10 +36,6 @@ THREADS = 256  # threads per threadgroup
 COLS = 32  # columns of C per threadgroup: one warp's coalesced 128-byte row segment
 SOURCES = {"cuda": "mlstm_step.cu", "metal": "mlstm_step.metal"}
 CHUNK_SOURCES = {"cuda": "mlstm_chunk.cu", "metal": "mlstm_chunk.metal"}
-CHUNK_COLS = 32  # columns of C per threadgroup of the chunk-state kernel (coalesced v loads and C writes)
-CHUNK_ROWS = 128  # rows of C per threadgroup for chunks up to 64 tokens (32 beyond): one wave of 256 at 7B sizes
-CHUNK_MAX = 128  # longest chunk the chunk-state kernel stages in shared memory (xLSTM-7B uses 64)
-SHARED_LIMIT = 48 * 1024  # static shared / threadgroup memory a kernel may use on CUDA and Metal
 CHECK_TOLERANCE = 1e-4  # max |kernel - reference| / max |reference|, per output, on the float32 self-check
 
 
@@ -88,27 +86,20 @@ def launch_geometry(batch: int, num_heads: int, dqk: int, dv: int) -> dict:
 
 
 def chunk_launch_geometry(batch: int, num_heads: int, dqk: int, dv: int, chunk: int) -> dict:
-    """Grid and threadgroup of the chunk-state kernel: a threadgroup per ROWS x CHUNK_COLS tile of one (batch, head)'s
-    C, walking all chunks in order with PER entries of the tile in each of its THREADS threads' registers. At 7B sizes
-    (B=1, NH=8, DQK=256, DV=512, L=64) that is 16 x 2 x 8 = 256 threadgroups of 256 threads at 100 registers a
-    thread: two per H200 SM, one wave. Measured on an H200 (benchmarks/kernel_speed.py --model, chunk_rows_sweep):
-    ROWS 32 / 64 / 128 took 0.86 / 1.05 / 0.76 ms at 2,048 tokens and 2.73 / 2.69 / 2.33 ms at 8,192."""
+    """Grid and threadgroup of the chunk-state scan: a thread per entry of one (batch, head)'s C and n (DQK * DV + DQK
+    of them), THREADS to a threadgroup. At 7B sizes (B=1, NH=8, DQK=256, DV=512) that is 8 x 513 threadgroups, about
+    four waves on an H200; each thread walks every chunk, reading U_c and writing C_in[c] once (coalesced). The chunk
+    length does not enter the scan (the parallel part has summed each chunk's tokens), so any length runs."""
     for name, value in (("batch", batch), ("num_heads", num_heads), ("dqk", dqk), ("dv", dv), ("chunk", chunk)):
         if value < 1:
             raise ValueError(f"mLSTM chunk kernel: {name} must be >= 1, got {value}")
-    if chunk > CHUNK_MAX:
-        raise ValueError(f"mLSTM chunk kernel: chunk = {chunk} exceeds {CHUNK_MAX} (its tokens are staged in shared "
-                         f"memory); the pure-MLX chunkwise form takes any chunk size")
     if batch * num_heads > 65535:
-        raise ValueError(f"mLSTM chunk kernel: batch * num_heads = {batch * num_heads} exceeds the grid's z limit 65535")
-    rows = CHUNK_ROWS if chunk <= 64 else 32  # the staged k tile, v tile, weights and reduction: SHARED_LIMIT
-    split = THREADS // CHUNK_COLS
-    shared = 4 * (chunk * rows + chunk * CHUNK_COLS + chunk + THREADS)
-    assert shared <= SHARED_LIMIT, shared
-    return {"grid": (-(-dv // CHUNK_COLS) * THREADS, -(-dqk // rows), batch * num_heads), "threadgroup": (THREADS, 1, 1),
-            "shared_bytes": shared,
-            "template": [("DQK", dqk), ("DV", dv), ("CHUNK", chunk), ("THREADS", THREADS), ("COLS", CHUNK_COLS),
-                         ("ROWS", rows), ("SPLIT", split), ("PER", rows // split)]}
+        raise ValueError(f"mLSTM chunk kernel: batch * num_heads = {batch * num_heads} exceeds the grid's y limit 65535")
+    entries = dqk * dv + dqk
+    if entries >= 2**31:
+        raise ValueError(f"mLSTM chunk kernel: DQK * DV + DQK = {entries} entries per head exceed the kernel's int index")
+    return {"grid": (-(-entries // THREADS) * THREADS, batch * num_heads, 1), "threadgroup": (THREADS, 1, 1),
+            "template": [("DQK", dqk), ("DV", dv), ("THREADS", THREADS)]}
 
 
 _KERNELS: dict[str, object] = {}
@@ -133,7 +124,7 @@ def _chunk_kernel(which: str):
         source = kernel_source(which, "chunk")
         make = mx.fast.cuda_kernel if which == "cuda" else mx.fast.metal_kernel
         kernel = make(name=kernel_name(which, source, "chunk"),
-                      input_names=["k", "v", "a", "b_last", "C0", "n0", "m0", "dims"],
+                      input_names=["U", "Un", "M", "b_last", "C0", "n0", "m0", "dims"],
                       output_names=["C_in", "n_in", "m_in", "C_out", "n_out", "m_out"], source=source)
         _KERNELS[key] = kernel
     return kernel
@@ -177,8 +168,21 @@ def fused_step(q, k, v, i, f, state: MLSTMState, eps: float, which: str | None =
     return h, MLSTMState(C2, n2, m2)
 
 
+def chunk_updates(k, v, a):
+    """The parallel part of the inter-chunk recurrence, every chunk at once: with M_c = max_s a_cs,
+        U_c = sum_s exp(a_cs - M_c) k_s v_s^T  [B, NH, nc, DQK, DV],   u_c = sum_s exp(a_cs - M_c) k_s  [B, NH, nc, DQK]
+    (float32: bf16 k and v are widened first, as the reference does). Each weight is at most 1, so nothing overflows
+    whatever the gates; the scan then rescales U_c by exp(M_c - m_c) <= 1. One batched matmul instead of one per chunk
+    inside the scan: the products run in parallel over the chunks, the scan only carries the state."""
+    k, v = k.astype(mx.float32), v.astype(mx.float32)
+    M = mx.max(a, axis=-1, keepdims=True)
+    kw = k * exp(a - M)[..., None]
+    return kw.swapaxes(-1, -2) @ v, mx.sum(kw, axis=-2), M
+
+
 def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = None):
-    """`mlstm_cell.chunk_states` in one launch: the states entering each chunk and the final state (float32)."""
+    """`mlstm_cell.chunk_states` as `chunk_updates` (MLX) and one scan launch: the states entering each chunk and
+    the final state (float32)."""
     which = which or backend()
     if which is None:
         raise RuntimeError("the mLSTM chunk-state kernel needs MLX's CUDA or Metal backend as the default device; "
@@ -193,9 +197,10 @@ def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = N
             raise ValueError(f"mLSTM chunk states: {name} has shape {tuple(x.shape)}, expected {shape} from k "
                              f"{tuple(k.shape)}")
     geometry = chunk_launch_geometry(B, NH, DQK, DV, L)
-    f32 = [x if x.dtype == mx.float32 else x.astype(mx.float32) for x in (a, b_last, C, n, m)]
+    U, Un, M = chunk_updates(k, v, a.astype(mx.float32))
+    f32 = [x if x.dtype == mx.float32 else x.astype(mx.float32) for x in (b_last, C, n, m)]
     C_in, n_in, m_in, C2, n2, m2 = _chunk_kernel(which)(
-        inputs=[k, v, *f32, mx.array([nc], mx.int32)], template=geometry["template"] + _dtype_keys(k, v),
+        inputs=[U, Un, M, *f32, mx.array([nc], mx.int32)], template=geometry["template"],
         grid=geometry["grid"], threadgroup=geometry["threadgroup"],
         output_shapes=[(B, NH, nc, DQK, DV), (B, NH, nc, DQK), (B, NH, nc, 1), (B, NH, DQK, DV), (B, NH, DQK),
                        (B, NH, 1)],
@@ -319,9 +324,9 @@ def warm_up(mode: str | None = None) -> dict[str, str | None]:
 
 
 def chunk_states(k, v, a, b_last, state: MLSTMState, mode: str | None = None):
-    """`mlstm_cell.chunk_states` through the chunk-state kernel where `use_kernel(kind='chunk')` picks it (and the
-    chunk fits its shared memory), else the reference loop."""
-    which = use_kernel(mode, "chunk") if k.shape[3] <= CHUNK_MAX else None
+    """`mlstm_cell.chunk_states` through the chunk-state kernel where `use_kernel(kind='chunk')` picks it, else the
+    reference loop."""
+    which = use_kernel(mode, "chunk")
     if which is None:
         return mlstm_cell.chunk_states(k, v, a, b_last, state)
     return fused_chunk_states(k, v, a, b_last, state, which=which)
