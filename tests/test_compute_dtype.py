@@ -113,3 +113,26 @@ def test_a_stats_trace_of_bfloat16_compute_reads_its_bf16_probes(golden_dir, bf1
     for stat, values in trace.stats["blocks.0.mlstm.q"].items():
         want = ref.stats["blocks.0.mlstm.q"][stat]
         assert np.abs(values - want).max() <= 2e-2 * np.abs(want).max(), stat
+
+
+def test_the_chunkwise_cell_takes_bf16_operands_for_its_products_and_stays_within_bf16_of_float32():
+    """Under compute_dtype="bfloat16" the chunkwise form's products (q k^T, scores v, q C_in, the chunk updates) take
+    bf16 operands, as the official kernels do; states and gates stay float32. So its h differs from the same inputs
+    widened first (the float32 path) by bf16 rounding: not zero, and within a few bf16 ulps of the magnitude."""
+    from xlstm_viz.model import mlstm_cell
+    from xlstm_viz.model.mlstm_cell import MLSTMState
+
+    ks = mx.random.split(mx.random.key(4), 5)
+    B, NH, S, DQK, DV = 1, 2, 45, 16, 24
+    q, k = (mx.random.normal((B, NH, S, DQK), key=x).astype(mx.bfloat16) for x in ks[:2])
+    v = mx.random.normal((B, NH, S, DV), key=ks[2]).astype(mx.bfloat16)
+    i, f = (3 * mx.random.normal((B, NH, S), key=x) for x in ks[3:])
+    state = MLSTMState.zeros(B, NH, DQK, DV)
+    h16, s16, _ = mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, chunk_size=16)
+    wide = [x.astype(mx.float32) for x in (q, k, v)]
+    h32, s32, _ = mlstm_cell.chunkwise(*wide, i, f, state, 1e-6, chunk_size=16)
+    scale = float(mx.max(mx.abs(h32)))
+    diff = float(mx.max(mx.abs(h16 - h32)))
+    assert h16.dtype == mx.float32 and s16.C.dtype == mx.float32
+    assert 0 < diff <= 8 * 2**-8 * scale, (diff, scale)
+    assert mx.array_equal(s16.m, s32.m)  # the stabiliser is float32 gate arithmetic either way

@@ -9,7 +9,9 @@ Notation follows the xLSTM paper / mlstm_kernels: per batch and head, with C_0 =
 
 k is not scaled. `recurrent_step` evaluates this token by token; `chunkwise` evaluates the same function chunk by
 chunk (intra-chunk in parallel, a recurrence over chunk boundaries) and reproduces the recurrent m_t exactly.
-All arithmetic is float32 whatever the weight dtype: the states are float32 in the 7B inference code too.
+States, gates, stabiliser and normaliser are float32 whatever the weight dtype (as in the 7B inference code); with
+bf16 activations (compute_dtype="bfloat16") the chunkwise form's matrix products take bf16 operands, as the
+official kernels do, and the recurrent step widens them.
 """
 
 from __future__ import annotations
@@ -187,6 +189,10 @@ def _chunkwise(q, k, v, i, f, state: MLSTMState, eps: float, chunk_size: int, wa
         f = mx.pad(f, [(0, 0), (0, 0), (0, pad)], constant_values=PAD_FGATE)
     nc = (S + pad) // L
     k_in, v_in = k.reshape(B, NH, nc, L, DQK), v.reshape(B, NH, nc, L, DV)  # the kernel reads bf16 as it is
+    # The products run in the activations' dtype: under compute_dtype="bfloat16" bf16 operands, accumulated in
+    # float32 and rounded to bf16 once (the official kernels' tl.dot takes bf16 operands too); the gates, decay matrix, stabiliser, normaliser and
+    # states stay float32. (On an H200 at 7B sizes the float32 products were most of the cell.)
+    mm = q.dtype if q.dtype in (mx.bfloat16, mx.float16) else mx.float32
     q, k, v = (x.astype(mx.float32) for x in (q, k, v))  # bf16 activations (compute_dtype) widen here
     q = q.reshape(B, NH, nc, L, DQK) * (DQK**-0.5)
     k = k.reshape(B, NH, nc, L, DQK)
@@ -208,8 +214,10 @@ def _chunkwise(q, k, v, i, f, state: MLSTMState, eps: float, chunk_size: int, wa
     m_t = mx.maximum(m_inter, mx.max(log_d, axis=-1))  # equals the recurrent m_t
     d = exp(log_d - m_t[..., None])
     alpha = exp(m_inter - m_t)
-    scores = (q @ k.swapaxes(-1, -2)) * d
-    numerator = alpha[..., None] * (q @ C_in) + scores @ v
+    q_mm = q.astype(mm)  # q scaled in float32, then rounded once
+    product = lambda a, b: (a.astype(mm) @ b.astype(mm)).astype(mx.float32)
+    scores = product(q_mm, k_in.swapaxes(-1, -2)) * d
+    numerator = alpha[..., None] * product(q_mm, C_in) + product(scores, v_in)
     qn = alpha * (q @ n_in[..., None])[..., 0] + mx.sum(scores, axis=-1)
     denominator = mx.maximum(mx.abs(qn), exp(-m_t)) + eps
     h = (numerator / denominator[..., None]).reshape(B, NH, nc * L, DV)[:, :, :S]

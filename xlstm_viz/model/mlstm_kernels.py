@@ -171,13 +171,14 @@ def fused_step(q, k, v, i, f, state: MLSTMState, eps: float, which: str | None =
 def chunk_updates(k, v, a):
     """The parallel part of the inter-chunk recurrence, every chunk at once: with M_c = max_s a_cs,
         U_c = sum_s exp(a_cs - M_c) k_s v_s^T  [B, NH, nc, DQK, DV],   u_c = sum_s exp(a_cs - M_c) k_s  [B, NH, nc, DQK]
-    (float32: bf16 k and v are widened first, as the reference does). Each weight is at most 1, so nothing overflows
+    (float32; with bf16 k and v the product takes bf16 operands, as `chunkwise`'s others). Each weight is at most 1, so nothing overflows
     whatever the gates; the scan then rescales U_c by exp(M_c - m_c) <= 1. One batched matmul instead of one per chunk
     inside the scan: the products run in parallel over the chunks, the scan only carries the state."""
-    k, v = k.astype(mx.float32), v.astype(mx.float32)
     M = mx.max(a, axis=-1, keepdims=True)
-    kw = k * exp(a - M)[..., None]
-    return kw.swapaxes(-1, -2) @ v, mx.sum(kw, axis=-2), M
+    kw = k.astype(mx.float32) * exp(a - M)[..., None]
+    if v.dtype in (mx.bfloat16, mx.float16):  # bf16 activations: bf16 operands, as chunkwise's other products
+        return (kw.astype(v.dtype).swapaxes(-1, -2) @ v).astype(mx.float32), mx.sum(kw, axis=-2), M
+    return kw.swapaxes(-1, -2) @ v.astype(mx.float32), mx.sum(kw, axis=-2), M
 
 
 def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = None):
