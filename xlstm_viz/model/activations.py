@@ -7,8 +7,8 @@ functions below compute the same values from multiplies, adds, one division and 
 mx.compile fuses) at arithmetic speed:
 
     exp(x)     = 2^n p(r), n = round(x log2 e), r = x - n ln 2 (Cody-Waite split), p the degree-7 Cephes expf
-                 polynomial; 2^n built in the exponent bits, as two factors so that n from -150 to 129 is exact
-                 (results <= 1 ULP off in the normal range, 0 below -104, inf above 88.72)
+                 polynomial; n added to p's exponent bits (results <= 1 ULP off where e^x is a normal float32,
+                 0 where it would be subnormal, x < -87.3365, inf above 88.7228)
     tanh(x)    = x P(x^2) / Q(x^2) on [-7.9, 7.9], +-1 beyond (Eigen's float rational approximation, <= 7 ULP)
     sigmoid(x) = 1 / (1 + exp(-x)) (relative accuracy kept for large negative x)
 
@@ -61,8 +61,8 @@ _INF_BITS, _NAN_BITS = 0x7F800000, 0x7FC00000  # float32 +inf and the quiet NaN,
 
 @mx.compile
 def _exp_values(x: mx.array) -> mx.array:
-    # Clipped to where e^x is a normal float32 (e^-87.33 = 1.18e-38): below it the result is 0 by a select, never
-    # through a product that underflows, because x86 handles every subnormal result in microcode (~100 cycles; the
+    # Clipped to where e^x is a normal float32 (from e^-87.3365 = 2^-126): below it the result is 0 by a select,
+    # never through a product that underflows, because x86 handles every subnormal result in microcode (~100 cycles; the
     # masked half of the mLSTM decay matrix, all -inf, made this kernel 10 ns an element).
     xc = mx.clip(x, _EXP_LO, _EXP_HI)
     t = xc * _LOG2E + _ROUND
@@ -75,10 +75,10 @@ def _exp_values(x: mx.array) -> mx.array:
     q = (c5 + c4 * r) + r2 * (c3 + c2 * r) + (r2 * r2) * (c1 + c0 * r)
     p = q * r2 + r + 1.0  # e^r, in [0.7, 1.42]
     # 2^n p by adding n to p's exponent bits (n in [-126, 128] here, so the sum stays a normal float or, at the top,
-    # inf), with the out-of-range and NaN results chosen in the same integer kernel: the bit view splits the compiled
-    # graph, and this way e^x is two kernels (p, then its bits), not three or the seven of 2^n built separately.
-    # n 2^23 is exact as a float, so no shift is needed.
-    bits = p.view(mx.int32) + (n * 8388608.0).astype(mx.int32)
+    # inf), with the out-of-range and NaN results chosen in the same integer kernel (the bit views split the
+    # compiled graph). n comes from t's low mantissa bits, not a float-to-int conversion, which with the selects
+    # kept g++ from vectorizing the kernel.
+    bits = p.view(mx.int32) + mx.left_shift(t.view(mx.int32) - 0x4B400000, 23)
     bits = mx.where(x < _EXP_LO, 0, mx.where(x > _EXP_HI, _INF_BITS, bits))
     return mx.where(x != x, _NAN_BITS, bits).view(mx.float32)
 
