@@ -8,7 +8,7 @@ mx.compile fuses) at arithmetic speed:
 
     exp(x)     = 2^n p(r), n = round(x log2 e), r = x - n ln 2 (Cody-Waite split), p the degree-7 Cephes expf
                  polynomial; n added to p's exponent bits (results <= 1 ULP off where e^x is a normal float32,
-                 0 where it would be subnormal, x < -87.3365, inf above 88.7228)
+                 0 where it would be subnormal, x <= -87.33655, inf from 88.72284 on)
     tanh(x)    = x P(x^2) / Q(x^2) on [-7.9, 7.9], +-1 beyond (Eigen's float rational approximation, <= 7 ULP)
     sigmoid(x) = 1 / (1 + exp(-x)) (relative accuracy kept for large negative x)
 
@@ -54,8 +54,9 @@ _TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5
            1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)  # odd numerator, highest first
 _TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 _TANH_CLAMP = 7.90531110763549805  # tanh = +-1 in float32 beyond
-# e^x is a normal float32 exactly for float32 x in [_EXP_LO, _EXP_HI]: 2^-126 = e^-87.336545, float max = e^88.722839
-_EXP_LO, _EXP_HI = -87.33654, 88.72283
+# The float32 neighbours just outside the x whose e^x is a normal float32 (2^-126 = e^-87.336545, float max =
+# e^88.722839): e^x is subnormal at x <= _EXP_LO and overflows at x >= _EXP_HI.
+_EXP_LO, _EXP_HI = -87.33655, 88.72284
 _INF_BITS, _NAN_BITS = 0x7F800000, 0x7FC00000  # float32 +inf and the quiet NaN, as int32 bits
 
 
@@ -79,8 +80,9 @@ def _exp_values(x: mx.array) -> mx.array:
     # compiled graph). n comes from t's low mantissa bits, not a float-to-int conversion, which with the selects
     # kept g++ from vectorizing the kernel.
     bits = p.view(mx.int32) + mx.left_shift(t.view(mx.int32) - 0x4B400000, 23)
-    bits = mx.where(x < _EXP_LO, 0, mx.where(x > _EXP_HI, _INF_BITS, bits))
-    return mx.where(x != x, _NAN_BITS, bits).view(mx.float32)
+    # Decided on xc, not x, so that x feeds only the clip and whatever computed x fuses into the clip's kernel.
+    bits = mx.where(xc <= _EXP_LO, 0, mx.where(xc >= _EXP_HI, _INF_BITS, bits))
+    return mx.where(xc != xc, _NAN_BITS, bits).view(mx.float32)
 
 
 @mx.compile
