@@ -10,8 +10,8 @@ Rounds alternate: ours once, the official once, so that both see the same load o
 side times one prefill and one decode, each right after an untimed one of its kind. Each round's ratio is printed,
 then the best rates of each side and the median of the per-round ratios (target >= 1.5x). XLSTM_VIZ_FAST_MATH=off measures with MLX's own exp/tanh.
 `--bound` also times the prefill's matrix products alone (benchmarks/prefill_gemm.py's shapes, MLX + the loaded BLAS)
-in each round: the official prefill time over that is the most our prefill ratio can reach if everything else in
-it cost nothing.
+and a decode step's (the same weights times one token) in each round: the official time over that is the most our
+ratio can reach if everything else cost nothing (for decode: the time to read every float32 weight once a step).
 """
 
 from __future__ import annotations
@@ -84,18 +84,26 @@ def prepare_ours(size: str, prefill_len: int, decode_steps: int, compiled: bool)
     return one_round
 
 
-def prepare_products(size: str, prefill_len: int):
-    """`() -> seconds` of the prefill's matrix products alone (each evaluated on its own, as in prefill_gemm.py)."""
+def prepare_products(size: str, prefill_len: int, decode_steps: int):
+    """`() -> (seconds, seconds)`: the prefill's matrix products alone (each evaluated on its own, as in
+    prefill_gemm.py), and the same weights' products with one token (a decode step's, M = 1) for `decode_steps` steps,
+    all of a step evaluated together as a compiled step is. Every weight is read once per decode step, so the second
+    is about the memory-bandwidth floor of a float32 decode."""
     shapes = shapes_of(size)
     xs = {k: mx.random.normal((prefill_len, k)) for k in {s[1] for s in shapes}}
+    x1 = {k: mx.random.normal((1, k)) for k in xs}
     ws = [mx.random.normal((n, k)) for n, k in shapes]
-    mx.eval(xs, ws)
+    mx.eval(xs, x1, ws)
 
-    def products() -> float:
+    def products() -> tuple[float, float]:
         t = time.perf_counter()
         for (n, k), w in zip(shapes, ws):
             mx.eval(xs[k] @ w.T)
-        return time.perf_counter() - t
+        t_prefill = time.perf_counter() - t
+        t = time.perf_counter()
+        for _ in range(decode_steps):
+            mx.eval([x1[k] @ w.T for (n, k), w in zip(shapes, ws)])
+        return t_prefill, time.perf_counter() - t
 
     products()
     return products
@@ -164,14 +172,14 @@ def main() -> None:
     try:
         for i, size in enumerate(sizes):
             one_round = prepare_ours(size, args.prefill_len, args.decode_steps, compiled=not args.eager)
-            products = prepare_products(size, args.prefill_len) if args.bound else None
+            products = prepare_products(size, args.prefill_len, args.decode_steps) if args.bound else None
             if i == 0:  # after the first model: it applies the malloc settings that describe() reports
                 print(f"{blas.describe()}; mlx {mx.__version__}; device {mx.default_device()}; "
                       f"fast CPU math {'on' if activations.FAST_CPU_MATH else 'off'}; load {os.getloadavg()[0]:.2f}")
                 note = official.wait_ready()
                 if note:
                     print(note, flush=True)
-            ours_rounds, official_rounds, bounds = [], [], []
+            ours_rounds, official_rounds, bounds, decode_bounds = [], [], [], []
             for r in range(rounds):  # alternating, so that both sides see the same (changing) machine load
                 ours_rounds.append(one_round())
                 theirs = official.time(size, args.prefill_len, args.decode_steps)
@@ -183,11 +191,12 @@ def main() -> None:
                     if theirs is not None:
                         line += f" official {theirs[key]:.1f} ({ours_rounds[-1][key] / theirs[key]:.2f}x)"
                 if products is not None:
-                    t_products = products()
-                    line += f"  products alone {t_products:.3f} s"
-                    if theirs is not None:  # official prefill seconds / our products' seconds
+                    t_products, t_gemv = products()
+                    line += f"  products alone {t_products:.3f} s, decode's {t_gemv / args.decode_steps * 1e3:.2f} ms a step"
+                    if theirs is not None:  # official seconds / our products' seconds
                         bounds.append(args.prefill_len / theirs["prefill_tok_s"] / t_products)
-                        line += f" (prefill ratio at most {bounds[-1]:.2f}x)"
+                        decode_bounds.append(args.decode_steps / theirs["decode_steps_s"] / t_gemv)
+                        line += f" (ratio at most {bounds[-1]:.2f}x prefill, {decode_bounds[-1]:.2f}x decode)"
                 print(line, flush=True)
             print(f"[{size}] {SIZES[size]}: best of {rounds} rounds; ratio = median of the per-round ratios")
             for key, label in KEYS:
@@ -202,7 +211,9 @@ def main() -> None:
                 print(line, flush=True)
             if bounds:
                 print(f"  bound: with nothing but the products, ours/official prefill would be "
-                      f"{statistics.median(bounds):.2f}x (median; rounds {min(bounds):.2f}-{max(bounds):.2f}x)", flush=True)
+                      f"{statistics.median(bounds):.2f}x (median; rounds {min(bounds):.2f}-{max(bounds):.2f}x), decode "
+                      f"{statistics.median(decode_bounds):.2f}x ({min(decode_bounds):.2f}-{max(decode_bounds):.2f}x)",
+                      flush=True)
     finally:
         official.close()
 

@@ -128,3 +128,26 @@ def test_soft_cap_in_one_kernel_equals_its_three_step_form_and_its_gradient(fast
         grad = np.array(mx.grad(lambda v: mx.sum(A.soft_cap(v, cap) * v))(x))
         want = np.array(mx.grad(lambda v: mx.sum(cap * mx.tanh(v / cap) * v))(x))
         np.testing.assert_allclose(grad, want, rtol=0, atol=32 * np.finfo(np.float32).eps * np.abs(want).max())
+
+
+
+def _every_float32(lo: float, hi: float) -> np.ndarray:
+    """Every float32 in [lo, hi], lo and hi of one sign (their bit patterns then order like their magnitudes)."""
+    a, b = sorted((abs(np.float32(lo)).view(np.int32), abs(np.float32(hi)).view(np.int32)))
+    return np.arange(a, b + 1, dtype=np.int32).view(np.float32) * np.float32(np.sign(lo))
+
+
+@pytest.mark.parametrize("lo, hi", [(-87.35, -87.32), (88.70, 88.74)], ids=["subnormal end", "overflow end"])
+def test_exp_at_the_ends_of_the_normal_range_is_close_zero_or_inf(lo, hi, fast_on):
+    # Every float32 around e^x = 2^-126 and e^x = float max: a normal result within the ULPs above, a subnormal one
+    # 0 (flushed: the arithmetic never forms a subnormal product, which x86 runs in microcode), an overflow inf.
+    xs = _every_float32(lo, hi)
+    xs = np.resize(xs, max(xs.size, A.FAST_MIN_SIZE))
+    got = np.array(A.exp(mx.array(xs))).astype(np.float64)
+    with np.errstate(over="ignore"):
+        want = np.exp(xs.astype(np.float64))
+        normal = (want >= np.finfo(np.float32).tiny) & np.isfinite(want.astype(np.float32))
+    assert normal.any() and (~normal).any()
+    err = _ulps(got[normal], want[normal])
+    assert err.max() <= ULPS["exp"], f"{err.max():.2f} ULPs at x = {xs[normal][np.argmax(err)]}"
+    np.testing.assert_array_equal(got[~normal], np.where(want[~normal] < 1, 0.0, np.inf))

@@ -7,8 +7,8 @@ functions below compute the same values from multiplies, adds, one division and 
 mx.compile fuses) at arithmetic speed:
 
     exp(x)     = 2^n p(r), n = round(x log2 e), r = x - n ln 2 (Cody-Waite split), p the degree-7 Cephes expf
-                 polynomial; 2^n built in the exponent bits, as two factors so that n from -150 to 129 is exact
-                 (results <= 1 ULP off in the normal range, 0 below -104, inf above 88.72)
+                 polynomial; n added to p's exponent bits (results <= 1 ULP off where e^x is a normal float32,
+                 0 where it would be subnormal, x <= -87.33655, inf from 88.72284 on)
     tanh(x)    = x P(x^2) / Q(x^2) on [-7.9, 7.9], +-1 beyond (Eigen's float rational approximation, <= 7 ULP)
     sigmoid(x) = 1 / (1 + exp(-x)) (relative accuracy kept for large negative x)
 
@@ -54,23 +54,35 @@ _TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5
            1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)  # odd numerator, highest first
 _TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 _TANH_CLAMP = 7.90531110763549805  # tanh = +-1 in float32 beyond
+# The float32 neighbours just outside the x whose e^x is a normal float32 (2^-126 = e^-87.336545, float max =
+# e^88.722839): e^x is subnormal at x <= _EXP_LO and overflows at x >= _EXP_HI.
+_EXP_LO, _EXP_HI = -87.33655, 88.72284
+_INF_BITS, _NAN_BITS = 0x7F800000, 0x7FC00000  # float32 +inf and the quiet NaN, as int32 bits
 
 
 @mx.compile
 def _exp_values(x: mx.array) -> mx.array:
-    x = mx.clip(x, -104.0, 89.0)  # exp(-104) < 2^-149 rounds to 0, exp(89) > float max: inf through the product
-    t = x * _LOG2E + _ROUND
+    # Clipped to where e^x is a normal float32 (from e^-87.3365 = 2^-126): below it the result is 0 by a select,
+    # never through a product that underflows, because x86 handles every subnormal result in microcode (~100 cycles; the
+    # masked half of the mLSTM decay matrix, all -inf, made this kernel 10 ns an element).
+    xc = mx.clip(x, _EXP_LO, _EXP_HI)
+    t = xc * _LOG2E + _ROUND
     n = t - _ROUND  # round(x log2 e), exact as a float
-    r = x - n * _LN2_HI - n * _LN2_LO  # |r| <= ln2 / 2
-    p = _EXP_POLY[0]
-    for c in _EXP_POLY[1:]:
-        p = p * r + c
-    p = p * (r * r) + r + 1.0  # e^r
-    ni = t.view(mx.int32) - 0x4B400000  # the integer n from t's mantissa bits
-    half = mx.right_shift(ni, 1)
-    scale1 = mx.left_shift(half + 127, 23).view(mx.float32)  # 2^half
-    scale2 = mx.left_shift(ni - half + 127, 23).view(mx.float32)  # 2^(n - half)
-    return p * scale1 * scale2  # (mx.clip keeps NaN, so NaN comes out as NaN)
+    r = xc - n * _LN2_HI - n * _LN2_LO  # |r| <= ln2 / 2
+    # The Cephes polynomial by Estrin's scheme, not Horner's: mx.compile fuses chains of at most 11 ops into one
+    # kernel, and Horner's 10-deep chain alone split e^x into four float kernels.
+    c0, c1, c2, c3, c4, c5 = _EXP_POLY
+    r2 = r * r
+    q = (c5 + c4 * r) + r2 * (c3 + c2 * r) + (r2 * r2) * (c1 + c0 * r)
+    p = q * r2 + r + 1.0  # e^r, in [0.7, 1.42]
+    # 2^n p by adding n to p's exponent bits (n in [-126, 128] here, so the sum stays a normal float or, at the top,
+    # inf), with the out-of-range and NaN results chosen in the same integer kernel (the bit views split the
+    # compiled graph). n comes from t's low mantissa bits, not a float-to-int conversion, which with the selects
+    # kept g++ from vectorizing the kernel.
+    bits = p.view(mx.int32) + mx.left_shift(t.view(mx.int32) - 0x4B400000, 23)
+    # Decided on xc, not x, so that x feeds only the clip and whatever computed x fuses into the clip's kernel.
+    bits = mx.where(xc <= _EXP_LO, 0, mx.where(xc >= _EXP_HI, _INF_BITS, bits))
+    return mx.where(xc != xc, _NAN_BITS, bits).view(mx.float32)
 
 
 @mx.compile
