@@ -102,6 +102,26 @@ BOKEH_HOOK = r"""
     window.__lay.push({t: t0, ms: performance.now() - t0, root: this.model.type});
     return r;
   };
+  // which figure's side panel (axis, colour bar, title) changed size and so asked for a layout
+  window.__sized = [];
+  const invalidate = PlotView.prototype._invalidate_layout_if_needed;
+  PlotView.prototype._invalidate_layout_if_needed = function () {
+    if (!this._needs_layout) {
+      for (const panel of this.model.side_panels) {
+        const view = this.renderer_views.get(panel);
+        const layout = view && view.layout;
+        if (layout != null && layout.panel != null && layout._content_size != null) {  // a side panel's layout
+          const {width, height} = layout._content_size();
+          const changed = layout.panel.is_horizontal ? layout.bbox.height != height : layout.bbox.width != width;
+          if (changed) {
+            const title = (this.model.title && this.model.title.text) || this.model.id;
+            window.__sized.push(title.slice(0, 24) + ': ' + panel.type + ' (' + layout.panel.side + ')');
+          }
+        }
+      }
+    }
+    return invalidate.call(this);
+  };
   const paint = PlotView.prototype._actual_paint;
   PlotView.prototype._actual_paint = function () {
     const t0 = performance.now();
@@ -216,7 +236,7 @@ class App:
         else:
             button, prefix, pattern = STEPS[i % 2]
         await self.page.evaluate("window.__ws = []; window.__ev = []; window.__evOut = []; window.__lay = []; "
-                                 "window.__paints = []")
+                                 "window.__paints = []; window.__sized = []")
         before = await self.metrics()
         await self.page.get_by_role("button", name=button, exact=True).click()
         shown = await self.page.evaluate("([p, r]) => window.__waitText(p, r, 120000)", [prefix, pattern])
@@ -232,7 +252,8 @@ class App:
             await asyncio.sleep(settle_ms / 4000)
         after = await self.metrics()
         click = await self.page.evaluate("window.__click")
-        ws, lay, paints, ev = await self.page.evaluate("[window.__ws, window.__lay, window.__paints, window.__ev]")
+        ws, lay, paints, ev, sized = await self.page.evaluate(
+            "[window.__ws, window.__lay, window.__paints, window.__ev, window.__sized]")
         out = [m for m in ws if m["dir"] == "out" and m["t"] >= click]
         inc = [m for m in ws if m["dir"] == "in" and m["t"] >= (out[0]["t"] if out else click)]
         if not out or not inc:
@@ -264,7 +285,8 @@ class App:
              "roots": collections.Counter(x["root"] for x in lay),
              "paints": len(paints), "paint_ms": sum(x["ms"] for x in paints),
              "paints_before_shown": sum(1 for x in paints if x["t"] < shown),
-             "figures": collections.Counter(x["plot"] for x in paints), "events": len(ev)}
+             "figures": collections.Counter(x["plot"] for x in paints), "events": len(ev),
+             "sized": collections.Counter(sized)}
         self.rows.append(r)
         return r
 
@@ -386,6 +408,9 @@ def report(apps: list[App], load_before: float):
         print("  whole-layout passes per click by layout root: " +
               ", ".join(f"{k} {v / n:.1f}" for k, v in roots.most_common()))
         print("  figure paints per click: " + ", ".join(f"{k!r} {v / n:.1f}" for k, v in figs.most_common()))
+        sized = sum((r["sized"] for r in rows), collections.Counter())
+        print("  side panels that changed size (a figure layout each), per click: " +
+              (", ".join(f"{k!r} {v / n:.1f}" for k, v in sized.most_common()) or "none"))
         print("  document events per click: " + ", ".join(f"{k} {v / n:.1f}" for k, v in app.events.most_common()))
     if len(apps) == 2:
         a, b = apps

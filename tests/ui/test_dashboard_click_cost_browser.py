@@ -109,3 +109,41 @@ def test_each_diff_figure_lays_out_as_a_root_of_its_own(page, served_app):  # no
     # a figure whose axis changes re-lays out itself, not the tabs with every tab's views in them
     assert roots == [app.diff_view.bar_figure.id, app.diff_view.kl_figure.id], roots
     assert not script_errors(errors), errors
+
+
+def test_the_debuggers_figures_lay_out_alone_and_its_graphs_draw_without_webgl(page, served_app):  # noqa: F811
+    served, apps = served_app
+    app, errors = open_app(page, served, apps)
+    page.get_by_text("Debugger", exact=True).click()
+    page.get_by_role("button", name="Step", exact=True).first.wait_for(timeout=30000)
+    page.wait_for_timeout(500)
+    dbg = app.debugger_view
+    heatmaps = [f.id for f in dbg.inspector.figures]
+    graphs = [dbg.block_graph.figure.id, dbg.cell_graph.figure.id]
+    found = page.evaluate(
+        """(ids) => {
+            const {LayoutDOMView} = Bokeh.require("models/layouts/layout_dom");
+            const views = [];
+            const walk = (v) => {
+                views.push(v);
+                for (const c of (v.children_views ? v.children_views() : [])) walk(c);
+            };
+            for (const v of Bokeh.index) walk(v);
+            return ids.map((id) => {
+                const view = views.find((v) => v.model.id === id);
+                if (view == null) return null;
+                let root = view;
+                while (root.parent instanceof LayoutDOMView) root = root.parent;
+                return {root: root.model.id, webgl: view.canvas_view.webgl != null};
+            });
+        }""",
+        heatmaps + graphs,
+    )
+    assert None not in found, found
+    # a stop changes a heatmap's tick labels (its colour bar's range, the output's row names): that re-lays out the
+    # heatmap alone, not the grid of four (~160 ms of the renderer's main thread a time in software chromium)
+    assert [f["root"] for f in found[:len(heatmaps)]] == heatmaps, found
+    # a graph of a few dozen nodes draws on the 2D canvas: a WebGL canvas is copied into it on every paint
+    # (blit_webgl, ~40 ms per step with chromium drawing in software)
+    assert [f["webgl"] for f in found[len(heatmaps):]] == [False, False], found
+    assert not script_errors(errors), errors
