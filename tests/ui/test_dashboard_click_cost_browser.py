@@ -20,6 +20,26 @@ def on_diff_tab(page) -> None:
     box.press("Enter")
 
 
+# For each figure id: the layout root BokehJS lays it out with (up through its parents while they are layouts), and
+# whether it draws through WebGL.
+LAYOUT_ROOTS_JS = """(ids) => {
+    const {LayoutDOMView} = Bokeh.require("models/layouts/layout_dom");
+    const views = [];
+    const walk = (v) => {
+        views.push(v);
+        for (const c of (v.children_views ? v.children_views() : [])) walk(c);
+    };
+    for (const v of Bokeh.index) walk(v);
+    return ids.map((id) => {
+        const view = views.find((v) => v.model.id === id);
+        if (view == null) return null;
+        let root = view;
+        while (root.parent instanceof LayoutDOMView) root = root.parent;
+        return {root: root.model.id, webgl: view.canvas_view.webgl != null};
+    });
+}"""
+
+
 def test_a_toggle_patches_only_what_changed_on_its_own_page(page, served_app):  # noqa: F811
     served, apps = served_app
     page.context.add_init_script(TRAFFIC)
@@ -87,25 +107,8 @@ def test_each_diff_figure_lays_out_as_a_root_of_its_own(page, served_app):  # no
     on_diff_tab(page)
     page.wait_for_timeout(500)
     # the layout root BokehJS lays a figure out with: up through its parents while they are layouts
-    roots = page.evaluate(
-        """(ids) => {
-            const {LayoutDOMView} = Bokeh.require("models/layouts/layout_dom");
-            const views = [];
-            const walk = (v) => {
-                views.push(v);
-                for (const c of (v.children_views ? v.children_views() : [])) walk(c);
-            };
-            for (const v of Bokeh.index) walk(v);
-            return ids.map((id) => {
-                const view = views.find((v) => v.model.id === id);
-                if (view == null) return null;
-                let root = view;
-                while (root.parent instanceof LayoutDOMView) root = root.parent;
-                return root.model.id;
-            });
-        }""",
-        [app.diff_view.bar_figure.id, app.diff_view.kl_figure.id],
-    )
+    roots = [f and f["root"] for f in page.evaluate(LAYOUT_ROOTS_JS, [app.diff_view.bar_figure.id,
+                                                                        app.diff_view.kl_figure.id])]
     # a figure whose axis changes re-lays out itself, not the tabs with every tab's views in them
     assert roots == [app.diff_view.bar_figure.id, app.diff_view.kl_figure.id], roots
     assert not script_errors(errors), errors
@@ -121,22 +124,7 @@ def test_the_debuggers_figures_lay_out_alone_and_its_graphs_draw_without_webgl(p
     heatmaps = [f.id for f in dbg.inspector.figures]
     graphs = [dbg.block_graph.figure.id, dbg.cell_graph.figure.id]
     found = page.evaluate(
-        """(ids) => {
-            const {LayoutDOMView} = Bokeh.require("models/layouts/layout_dom");
-            const views = [];
-            const walk = (v) => {
-                views.push(v);
-                for (const c of (v.children_views ? v.children_views() : [])) walk(c);
-            };
-            for (const v of Bokeh.index) walk(v);
-            return ids.map((id) => {
-                const view = views.find((v) => v.model.id === id);
-                if (view == null) return null;
-                let root = view;
-                while (root.parent instanceof LayoutDOMView) root = root.parent;
-                return {root: root.model.id, webgl: view.canvas_view.webgl != null};
-            });
-        }""",
+        LAYOUT_ROOTS_JS,
         heatmaps + graphs,
     )
     assert None not in found, found
