@@ -98,7 +98,7 @@ def test_chunk_updates_and_the_scan_plan_reproduce_the_reference_recurrence(shap
     if carried:
         k, v, a, b_last, state = _carried_stabiliser_dominates(k, v, a, b_last, state)
         assert float(mx.max(b_last[:, :, 0] + state.m - mx.max(a[:, :, 0], axis=-1, keepdims=True))) > 0
-    U, Un, M = mlstm_kernels.chunk_updates(k, v, a)
+    U, Un, M = mlstm_cell.chunk_updates(k, v, a)
     geometry = mlstm_kernels.chunk_launch_geometry(shape["batch"], shape["num_heads"], shape["dqk"], shape["dv"],
                                                    shape["chunk"])
     got = _scan_as_the_kernel_runs_it(U, Un, M, b_last, state, geometry)

@@ -190,8 +190,9 @@ def _chunkwise(q, k, v, i, f, state: MLSTMState, eps: float, chunk_size: int, wa
     nc = (S + pad) // L
     k_in, v_in = k.reshape(B, NH, nc, L, DQK), v.reshape(B, NH, nc, L, DV)  # the kernel reads bf16 as it is
     # The products run in the activations' dtype: under compute_dtype="bfloat16" bf16 operands, accumulated in
-    # float32 and rounded to bf16 once (the official kernels' tl.dot takes bf16 operands too); the gates, decay matrix, stabiliser, normaliser and
-    # states stay float32. (On an H200 at 7B sizes the float32 products were most of the cell.)
+    # float32 and rounded to bf16 once (the official kernels' tl.dot takes bf16 operands too); the gates, decay
+    # matrix, stabiliser, normaliser and states stay float32. (On an H200 at 7B sizes the float32 products were most
+    # of the cell.)
     mm = q.dtype if q.dtype in (mx.bfloat16, mx.float16) else mx.float32
     q, k, v = (x.astype(mx.float32) for x in (q, k, v))  # bf16 activations (compute_dtype) widen here
     q = q.reshape(B, NH, nc, L, DQK) * (DQK**-0.5)
@@ -266,6 +267,20 @@ def chunk_states(k, v, a, b_last, state: MLSTMState):
     return mx.stack(C_in, axis=2), mx.stack(n_in, axis=2), mx.stack(m_in, axis=2), MLSTMState(C, n, m)
 
 
+def chunk_updates(k, v, a):
+    """The parallel part of the inter-chunk recurrence, every chunk at once: with M_c = max_s a_cs,
+        U_c = sum_s exp(a_cs - M_c) k_s v_s^T  [B, NH, nc, DQK, DV],   u_c = sum_s exp(a_cs - M_c) k_s  [B, NH, nc, DQK]
+    (float32; with bf16 k and v the product takes bf16 operands, as `chunkwise`'s others). Each weight is at most 1,
+    so nothing overflows whatever the gates; a carry across chunks then rescales U_c by exp(M_c - m_c) <= 1 (the
+    GPU scan kernel, `chunk_states_parallel` on the CPU). One batched matmul instead of one per chunk: the products
+    run in parallel over the chunks, the carry only rescales and adds."""
+    M = mx.max(a, axis=-1, keepdims=True)
+    kw = k.astype(mx.float32) * exp(a - M)[..., None]
+    if v.dtype in (mx.bfloat16, mx.float16):  # bf16 activations: bf16 operands, as chunkwise's other products
+        return (kw.astype(v.dtype).swapaxes(-1, -2) @ v).astype(mx.float32), mx.sum(kw, axis=-2), M
+    return kw.swapaxes(-1, -2) @ v.astype(mx.float32), mx.sum(kw, axis=-2), M
+
+
 def chunk_states_parallel(k, v, a, b_last, state: MLSTMState):
     """`chunk_states` in closed form, with no loop over chunks (the CPU path: on MLX's CPU device each op of the
     loop costs tens of microseconds whatever its size). Same arguments and results. Chunks are numbered 1..nc here,
@@ -284,10 +299,7 @@ def chunk_states_parallel(k, v, a, b_last, state: MLSTMState):
     C0, n0, m0 = state.arrays()
     B, NH, nc, L, DQK = k.shape
     DV = v.shape[-1]
-    M = mx.max(a, axis=-1, keepdims=True)  # [B, NH, nc, 1]
-    kw = k * exp(a - M)[..., None]
-    U = kw.swapaxes(-1, -2) @ v  # [B, NH, nc, DQK, DV], every chunk in one batched product
-    u = mx.sum(kw, axis=-2)  # [B, NH, nc, DQK]
+    U, u, M = chunk_updates(k, v, a)  # every chunk in one batched product
     # S_rj as the running sum over chunks of b_last [chunk after source j]: row r of the exclusive cumulative
     # sum (index l here is 0-based: chunk l + 1).
     chunk = mx.arange(nc)

@@ -2,8 +2,8 @@
 (kernels/mlstm_step.cu for MLX's CUDA backend, kernels/mlstm_step.metal for Metal; reference
 `mlstm_cell.recurrent_step`) and the inter-chunk state recurrence of the chunkwise form (kernels/mlstm_chunk.cu,
 .metal; reference `mlstm_cell.chunk_states`, used by `mlstm_cell.chunkwise`). The reference loop runs ~8 launches
-per chunk; here each chunk's update is one batched product over all chunks (`chunk_updates`) and the carry across
-chunk boundaries one scan launch. The intra-chunk part stays MLX matmuls.
+per chunk; here each chunk's update is one batched product over all chunks (`mlstm_cell.chunk_updates`) and the
+carry across chunk boundaries one scan launch. The intra-chunk part stays MLX matmuls.
 
 One decode step of the pure-MLX path is about ten launches per block, each reading or writing the state C; the kernel
 reads C once and writes it once, so a step is bound by the bandwidth of that one pass (benchmarks/kernel_speed.py).
@@ -27,7 +27,6 @@ from typing import Callable
 import mlx.core as mx
 
 from xlstm_viz.model import mlstm_cell
-from xlstm_viz.model.activations import exp
 from xlstm_viz.model.mlstm_cell import MLSTMState
 
 ENV = "XLSTM_VIZ_MLSTM_KERNEL"
@@ -168,22 +167,9 @@ def fused_step(q, k, v, i, f, state: MLSTMState, eps: float, which: str | None =
     return h, MLSTMState(C2, n2, m2)
 
 
-def chunk_updates(k, v, a):
-    """The parallel part of the inter-chunk recurrence, every chunk at once: with M_c = max_s a_cs,
-        U_c = sum_s exp(a_cs - M_c) k_s v_s^T  [B, NH, nc, DQK, DV],   u_c = sum_s exp(a_cs - M_c) k_s  [B, NH, nc, DQK]
-    (float32; with bf16 k and v the product takes bf16 operands, as `chunkwise`'s others). Each weight is at most 1, so nothing overflows
-    whatever the gates; the scan then rescales U_c by exp(M_c - m_c) <= 1. One batched matmul instead of one per chunk
-    inside the scan: the products run in parallel over the chunks, the scan only carries the state."""
-    M = mx.max(a, axis=-1, keepdims=True)
-    kw = k.astype(mx.float32) * exp(a - M)[..., None]
-    if v.dtype in (mx.bfloat16, mx.float16):  # bf16 activations: bf16 operands, as chunkwise's other products
-        return (kw.astype(v.dtype).swapaxes(-1, -2) @ v).astype(mx.float32), mx.sum(kw, axis=-2), M
-    return kw.swapaxes(-1, -2) @ v.astype(mx.float32), mx.sum(kw, axis=-2), M
-
-
 def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = None):
-    """`mlstm_cell.chunk_states` as `chunk_updates` (MLX) and one scan launch: the states entering each chunk and
-    the final state (float32)."""
+    """`mlstm_cell.chunk_states` as `mlstm_cell.chunk_updates` (MLX) and one scan launch: the states entering each
+    chunk and the final state (float32)."""
     which = which or backend()
     if which is None:
         raise RuntimeError("the mLSTM chunk-state kernel needs MLX's CUDA or Metal backend as the default device; "
@@ -198,7 +184,7 @@ def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = N
             raise ValueError(f"mLSTM chunk states: {name} has shape {tuple(x.shape)}, expected {shape} from k "
                              f"{tuple(k.shape)}")
     geometry = chunk_launch_geometry(B, NH, DQK, DV, L)
-    U, Un, M = chunk_updates(k, v, a.astype(mx.float32))
+    U, Un, M = mlstm_cell.chunk_updates(k, v, a.astype(mx.float32))
     f32 = [x if x.dtype == mx.float32 else x.astype(mx.float32) for x in (b_last, C, n, m)]
     C_in, n_in, m_in, C2, n2, m2 = _chunk_kernel(which)(
         inputs=[U, Un, M, *f32, mx.array([nc], mx.int32)], template=geometry["template"],
