@@ -11,8 +11,10 @@
 //
 // Inputs (row-contiguous, float32): U [B*NH, nc, DQK*DV], Un [B*NH, nc, DQK], M [B*NH, nc], b_last [B*NH, nc];
 // C0 [B*NH, DQK*DV], n0 [B*NH, DQK], m0 [B*NH] (the state entering the first chunk); dims [1] = nc (int32).
-// Outputs (float32): C_in [B*NH, nc, DQK*DV], n_in [B*NH, nc, DQK], m_in [B*NH, nc] (the state entering each chunk),
-// C_out, n_out, m_out (the state after the last chunk). Template constants: DQK, DV, THREADS.
+// Outputs: C_in [B*NH, nc, DQK*DV] (float32, or bf16/fp16 when the intra-chunk product q C_in takes bf16 operands:
+// the store rounds once), n_in [B*NH, nc, DQK], m_in [B*NH, nc] (the state entering each chunk), C_out, n_out, m_out
+// (the state after the last chunk); all but C_in float32. Template constants: DQK, DV, THREADS; T_CIN names C_in's
+// dtype (the module cache's key; the store converts through C_in's pointer type).
 // Geometry: threadgroup (THREADS, 1, 1); grid (ceil((DQK * DV + DQK) / THREADS) * THREADS, B * NH, 1). Every thread
 // recomputes the stabiliser m_c (nc scalars, read by a whole warp at once); entry 0 writes it.
 const int tid = threadIdx.x;

@@ -125,9 +125,10 @@ def test_chunk_launch_geometry_names_a_bad_size():
 
 
 def _counting(kernel, calls):
-    def run(*a, which=None):
+    def run(*a, which=None, c_in_dtype=mx.float32):
         calls.append(which)
-        return kernel(*a)
+        C_in, *rest = kernel(*a)
+        return C_in.astype(c_in_dtype), *rest
     return run
 
 
@@ -145,6 +146,38 @@ def test_chunkwise_takes_its_chunk_states_from_the_dispatch(monkeypatch):
     h_ref, s_ref, _ = mlstm_cell.chunkwise(*args, MLSTMState.zeros(2, 3, 8, 6), 1e-6, chunk_size=8)
     assert calls == []  # forced pure MLX: on the CPU device the closed form, elsewhere the loop the fake kernel ran
     assert _rel(h, h_ref) <= 1e-5 and _rel(s.C, s_ref.C) <= 1e-5
+
+
+@pytest.mark.parametrize("with_trace", [False, True], ids=["untraced", "memory-norms"])
+@pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16], ids=["float32", "bfloat16"])
+def test_chunkwise_asks_for_c_in_in_the_products_dtype_unless_the_norms_read_it(monkeypatch, dtype, with_trace):
+    asked = []
+
+    def kernel(k, v, a, b_last, state, which=None, c_in_dtype=mx.float32):
+        asked.append(c_in_dtype)
+        C_in, n_in, m_in, final = mlstm_cell.chunk_states(k, v, a, b_last, state)
+        return C_in.astype(c_in_dtype), n_in, m_in, final
+
+    monkeypatch.setattr(mlstm_kernels, "backend", lambda: "cuda")
+    monkeypatch.setattr(mlstm_kernels, "fused_chunk_states", kernel)
+    args = _sequence(1, 2, 19, 8, 6, dtype, 3)
+    h, _, trace = mlstm_cell.chunkwise(*args, MLSTMState.zeros(1, 2, 8, 6), 1e-6, chunk_size=8, with_trace=with_trace)
+    monkeypatch.setenv(mlstm_kernels.ENV, "mlx")
+    h_ref, _, trace_ref = mlstm_cell.chunkwise(*args, MLSTMState.zeros(1, 2, 8, 6), 1e-6, chunk_size=8,
+                                               with_trace=with_trace)
+    assert asked[-1] == (mx.float32 if with_trace else dtype)
+    # Rounding C_in where it is stored or inside the product is the same rounding: the results agree exactly.
+    assert mx.array_equal(h, h_ref) or _rel(h, h_ref) <= 1e-6
+    if with_trace:
+        assert _rel(trace.C_norm, trace_ref.C_norm) <= 1e-5
+
+
+def test_the_reference_dispatch_rounds_c_in_to_the_dtype_asked_for():
+    args = mlstm_kernels.chunk_inputs(seed=4)
+    C_in, n_in, m_in, final = mlstm_kernels.chunk_states(*args, mode="mlx", c_in_dtype=mx.bfloat16)
+    ref = mlstm_cell.chunk_states(*args)
+    assert C_in.dtype == mx.bfloat16 and n_in.dtype == final.C.dtype == mx.float32
+    assert mx.array_equal(C_in, ref[0].astype(mx.bfloat16)) and mx.array_equal(final.C, ref[3].C)
 
 
 def test_a_chunk_kernel_that_disagrees_warns_once_and_the_reference_runs(monkeypatch):
@@ -262,6 +295,18 @@ def test_chunk_kernel_matches_the_reference(shape, dtype, carried):
         assert a.dtype == mx.float32 and a.shape == b.shape, name
         tolerance = 2e-5 if name.startswith("m") else _tolerance(dtype)  # m: float32 gate arithmetic on both paths
         assert _rel(a, b) <= tolerance, (name, _rel(a, b))
+
+
+@needs_gpu
+@pytest.mark.parametrize("out_dtype", [mx.bfloat16, mx.float16], ids=["bfloat16", "float16"])
+def test_chunk_kernel_stores_c_in_rounded_once_in_the_dtype_asked_for(out_dtype):
+    args = mlstm_kernels.chunk_inputs(**SHAPES[0], seed=5, dtype=mx.bfloat16)
+    wide = mlstm_kernels.fused_chunk_states(*args)
+    narrow = mlstm_kernels.fused_chunk_states(*args, c_in_dtype=out_dtype)
+    assert narrow[0].dtype == out_dtype and narrow[3].C.dtype == mx.float32
+    assert mx.array_equal(narrow[0], wide[0].astype(out_dtype))  # the store rounds as astype does
+    for a, b in ((narrow[1], wide[1]), (narrow[3].C, wide[3].C), (narrow[3].m, wide[3].m)):
+        assert mx.array_equal(a, b)
 
 
 @needs_gpu

@@ -209,7 +209,10 @@ def _chunkwise(q, k, v, i, f, state: MLSTMState, eps: float, chunk_size: int, wa
     if kernel_mode != "kernel" and mx.default_device() == mx.cpu:
         C_in, n_in, m_in, final = chunk_states_parallel(k, v, a, b_last, state)
     else:
-        C_in, n_in, m_in, final = mlstm_kernels.chunk_states(k_in, v_in, a, b_last, state, mode=kernel_mode)
+        # C_in in the products' dtype unless the trace's norms read it (their Gram identity wants float32).
+        c_in_dtype = mx.float32 if "C_norm" in wanted else mm
+        C_in, n_in, m_in, final = mlstm_kernels.chunk_states(k_in, v_in, a, b_last, state, mode=kernel_mode,
+                                                             c_in_dtype=c_in_dtype)
 
     # Intra-chunk, all chunks at once: log D_ts = b_t - b_s + i_s for s <= t.
     log_d = b[..., :, None] - b[..., None, :] + i[..., None, :]

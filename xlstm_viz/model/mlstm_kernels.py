@@ -167,9 +167,12 @@ def fused_step(q, k, v, i, f, state: MLSTMState, eps: float, which: str | None =
     return h, MLSTMState(C2, n2, m2)
 
 
-def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = None):
+def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = None, c_in_dtype=mx.float32):
     """`mlstm_cell.chunk_states` as `mlstm_cell.chunk_updates` (MLX) and one scan launch: the states entering each
-    chunk and the final state (float32)."""
+    chunk and the final state (float32). c_in_dtype: the dtype the scan writes C_in in (the final state is float32
+    always). bf16, when the intra-chunk product q C_in takes bf16 operands anyway: the scan rounds each entry once as
+    it stores it (round to nearest even, as astype), which saves a float32 C_in written and read again by a cast
+    pass, at 7B sizes 134 MB and 201 MB a block at 2,048 tokens."""
     which = which or backend()
     if which is None:
         raise RuntimeError("the mLSTM chunk-state kernel needs MLX's CUDA or Metal backend as the default device; "
@@ -183,15 +186,19 @@ def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = N
         if tuple(x.shape) != shape:
             raise ValueError(f"mLSTM chunk states: {name} has shape {tuple(x.shape)}, expected {shape} from k "
                              f"{tuple(k.shape)}")
+    if c_in_dtype not in (mx.float32, mx.bfloat16, mx.float16):
+        raise ValueError(f"mLSTM chunk states: c_in_dtype must be float32, bfloat16 or float16, got {c_in_dtype}")
     geometry = chunk_launch_geometry(B, NH, DQK, DV, L)
     U, Un, M = mlstm_cell.chunk_updates(k, v, a.astype(mx.float32))
     f32 = [x if x.dtype == mx.float32 else x.astype(mx.float32) for x in (b_last, C, n, m)]
     C_in, n_in, m_in, C2, n2, m2 = _chunk_kernel(which)(
-        inputs=[U, Un, M, *f32, mx.array([nc], mx.int32)], template=geometry["template"],
+        # C_in's pointer type follows its dtype, but MLX keys the compiled module by name and template alone: the
+        # dtype entry keeps a float32 and a bf16 C_in apart (as _dtype_keys does for the step's inputs).
+        inputs=[U, Un, M, *f32, mx.array([nc], mx.int32)], template=geometry["template"] + [("T_CIN", c_in_dtype)],
         grid=geometry["grid"], threadgroup=geometry["threadgroup"],
         output_shapes=[(B, NH, nc, DQK, DV), (B, NH, nc, DQK), (B, NH, nc, 1), (B, NH, DQK, DV), (B, NH, DQK),
                        (B, NH, 1)],
-        output_dtypes=[mx.float32] * 6)
+        output_dtypes=[c_in_dtype] + [mx.float32] * 5)
     return C_in, n_in, m_in, MLSTMState(C2, n2, m2)
 
 
@@ -310,13 +317,16 @@ def warm_up(mode: str | None = None) -> dict[str, str | None]:
     return {kind: use_kernel(mode, kind) for kind in ("step", "chunk")}
 
 
-def chunk_states(k, v, a, b_last, state: MLSTMState, mode: str | None = None):
+def chunk_states(k, v, a, b_last, state: MLSTMState, mode: str | None = None, c_in_dtype=mx.float32):
     """`mlstm_cell.chunk_states` through the chunk-state kernel where `use_kernel(kind='chunk')` picks it, else the
-    reference loop."""
+    reference loop (whose float32 C_in is then rounded to c_in_dtype, what the kernel stores)."""
     which = use_kernel(mode, "chunk")
-    if which is None:
-        return mlstm_cell.chunk_states(k, v, a, b_last, state)
-    return fused_chunk_states(k, v, a, b_last, state, which=which)
+    if which is None or (which == "metal" and c_in_dtype != mx.float32):
+        # Metal: the bf16 store has not run on a Mac (no Metal here), so its kernel writes float32 and MLX rounds.
+        C_in, n_in, m_in, final = (mlstm_cell.chunk_states(k, v, a, b_last, state) if which is None
+                                   else fused_chunk_states(k, v, a, b_last, state, which=which))
+        return C_in.astype(c_in_dtype), n_in, m_in, final
+    return fused_chunk_states(k, v, a, b_last, state, which=which, c_in_dtype=c_in_dtype)
 
 
 def recurrent_step(q, k, v, i, f, state: MLSTMState, eps: float, mode: str | None = None):

@@ -1,0 +1,185 @@
+"""Where a 7B prefill's time goes on a GPU, and what the chunkwise memory cell's variants cost.
+
+    python benchmarks/prefill_breakdown.py [--blocks 32] [--lengths 2048,8192] [--rounds 5]
+
+Three measurements, each over the same random bf16 7B-shaped model (compute_dtype="bfloat16"):
+1. The compiled prefill with the chunk-state scan storing C_in in bf16 (the default: q C_in takes bf16 operands)
+   against the same scan storing float32 C_in that MLX then rounds (the earlier code), taking turns in every round.
+2. One block's compiled memory cell at chunk lengths 64, 128 and 256 (the same function, rounded differently; the
+   7B config and the official model use 64), taking turns.
+3. The eager prefill with an observer that evaluates every cell's output as it comes: the seconds between
+   evaluations, summed per cell type over the blocks. Eager launches cost more than compiled ones, so the split
+   says where the time is, not what the compiled graph spends.
+Ratios and shares are what to read; absolute times swing between GPU leases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import xlstm_viz  # noqa: E402,F401  (the BLAS and MLX settings before MLX)
+import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from xlstm_viz.model import mlstm_cell, mlstm_kernels  # noqa: E402
+from xlstm_viz.model.mlstm_cell import MLSTMState  # noqa: E402
+
+SEVEN_B = dict(embedding_dim=4096, num_heads=8, num_blocks=32, vocab_size=50304, chunk_size=64)
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def alternate(variants: dict, rounds: int) -> dict:
+    """Median seconds per variant, the variants taking turns in every round after one untimed call each."""
+    for fn in variants.values():
+        fn()
+    times = defaultdict(list)
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            times[name].append(_time(fn))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+class _FloatCIn:
+    """mlstm_kernels.chunk_states as before the bf16 store: the scan writes float32 C_in whatever is asked."""
+
+    def __init__(self):
+        self.real = mlstm_kernels.chunk_states
+
+    def __call__(self, *args, c_in_dtype=mx.float32, **kwargs):
+        C_in, *rest = self.real(*args, **kwargs)
+        return C_in.astype(c_in_dtype), *rest
+
+
+def model_with_random_weights(blocks: int):
+    from mlx.utils import tree_map
+
+    from xlstm_viz.config import XLSTMConfig
+    from xlstm_viz.model import XLSTM
+
+    model = XLSTM(XLSTMConfig.from_dict({**SEVEN_B, "num_blocks": blocks}), compute_dtype="bfloat16")
+    model.update(tree_map(lambda p: p.astype(mx.bfloat16), model.parameters()))
+    mx.eval(model.parameters())
+    return model
+
+
+def c_in_store(model, lengths, rounds) -> dict:
+    out = {}
+    rng = np.random.default_rng(0)
+    real = mlstm_kernels.chunk_states
+    for S in lengths:
+        ids = mx.array(rng.integers(0, model.config.vocab_size, (1, S)), mx.int32)
+        fns = {}
+        # Each variant is traced with its own chunk_states in place (the cell's inner compiled graphs are dropped
+        # first), then keeps its graph.
+        for name, chunk_states in (("c_in_bf16", real), ("c_in_float32", _FloatCIn())):
+            mlstm_kernels.chunk_states = chunk_states
+            mlstm_cell._COMPILED.clear()
+            prefill = model.compiled("chunkwise")
+            fns[name] = lambda prefill=prefill: mx.eval(prefill(ids, None))
+            fns[name]()
+        mlstm_kernels.chunk_states = real
+        mlstm_cell._COMPILED.clear()
+        out[S] = alternate(fns, rounds)
+        print(f"prefill {S}: C_in stored bf16 {out[S]['c_in_bf16'] * 1e3:.1f} ms, float32 then rounded "
+              f"{out[S]['c_in_float32'] * 1e3:.1f} ms", flush=True)
+    return out
+
+
+def cell_chunk_lengths(lengths, rounds, NH=8, DQK=256, DV=512) -> dict:
+    out = {}
+    for S in lengths:
+        ks = mx.random.split(mx.random.key(S), 5)
+        q, k = (mx.random.normal((1, NH, S, DQK), key=x).astype(mx.bfloat16) for x in ks[:2])
+        v = mx.random.normal((1, NH, S, DV), key=ks[2]).astype(mx.bfloat16)
+        i, f = (3 * mx.random.normal((1, NH, S), key=x) for x in ks[3:])
+        state = MLSTMState.zeros(1, NH, DQK, DV)
+        mx.eval(q, k, v, i, f)
+        variants = {f"L={L}": (lambda L=L: mx.eval(mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, L)[:2]))
+                    for L in (64, 128, 256)}
+        out[S] = alternate(variants, rounds)
+        h = {L: mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, L)[0].astype(mx.float32) for L in (64, 128, 256)}
+        scale = float(mx.max(mx.abs(h[64])))
+        out[S]["rel_diff_vs_64"] = {L: float(mx.max(mx.abs(h[L] - h[64]))) / scale for L in (128, 256)}
+        print(f"one block's cell at {S} tokens (ms): " + ", ".join(
+            f"{k} {v * 1e3:.3f}" for k, v in out[S].items() if k.startswith("L=")) +
+            f"; max |h_L - h_64| / max |h_64|: {out[S]['rel_diff_vs_64']}", flush=True)
+    return out
+
+
+class _TimingObserver:
+    """Evaluates each cell's output (and a memory cell's state) as its event arrives; time since the last one."""
+
+    stepping = False
+
+    def __init__(self):
+        self.per_type = defaultdict(float)
+        self.last = None
+
+    def wants_memory_trace(self, block):
+        return False
+
+    def on_cell(self, event):
+        state = getattr(event, "state", None)
+        arrays = [event.output] + (list(state.arrays()) if hasattr(state, "arrays") else [])
+        mx.eval(arrays)
+        now = time.perf_counter()
+        self.per_type[event.cell_type] += now - self.last
+        self.last = now
+
+
+def eager_breakdown(model, S, rounds) -> dict:
+    from xlstm_viz.execution.trace import Executor
+
+    ids = mx.array(np.random.default_rng(1).integers(0, model.config.vocab_size, (1, S)), mx.int32)
+    runs = []
+    for r in range(rounds + 1):
+        obs = _TimingObserver()
+        obs.last = time.perf_counter()
+        logits, _ = Executor(model).forward_observed(ids, mode="chunkwise", observer=obs)
+        mx.eval(logits)
+        obs.per_type["(logits after the last cell)"] += time.perf_counter() - obs.last
+        if r:
+            runs.append(dict(obs.per_type))
+    types = runs[0].keys()
+    med = {t: statistics.median(run.get(t, 0.0) for run in runs) for t in types}
+    total = sum(med.values())
+    print(f"eager observed prefill {S}: {total * 1e3:.1f} ms; per cell type (ms, share):", flush=True)
+    for t, s in sorted(med.items(), key=lambda x: -x[1]):
+        print(f"  {t:32s} {s * 1e3:8.2f}  {s / total:6.1%}", flush=True)
+    return med
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--blocks", type=int, default=32)
+    ap.add_argument("--lengths", default="2048,8192")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: store, cell, eager")
+    a = ap.parse_args()
+    lengths = [int(x) for x in a.lengths.split(",")]
+    skip = set(filter(None, a.skip.split(",")))
+    print(f"device {mx.default_device()}, kernels {mlstm_kernels.warm_up()}", flush=True)
+    if "cell" not in skip:
+        cell_chunk_lengths(lengths, a.rounds)
+    if {"store", "eager"} - skip:
+        model = model_with_random_weights(a.blocks)
+        if "store" not in skip:
+            c_in_store(model, lengths, a.rounds)
+        if "eager" not in skip:
+            eager_breakdown(model, lengths[0], a.rounds)
+
+
+if __name__ == "__main__":
+    main()
