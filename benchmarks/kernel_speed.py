@@ -290,7 +290,7 @@ def trace_phases(model, ids, repeats=3) -> dict:
     return out
 
 
-def ours_7b(lengths, decode_tokens, trace_len, compute_dtype, blocks):
+def ours_7b(lengths, decode_tokens, trace_len, compute_dtype, blocks, chunk_size=64):
     import xlstm_viz  # noqa: F401  (MLX_ENABLE_TF32=0 and the BLAS before the model)
     from mlx.utils import tree_flatten, tree_map
 
@@ -298,7 +298,7 @@ def ours_7b(lengths, decode_tokens, trace_len, compute_dtype, blocks):
     from xlstm_viz.model import XLSTM
 
     out = {}
-    config = XLSTMConfig.from_dict({**SEVEN_B, "num_blocks": blocks})
+    config = XLSTMConfig.from_dict({**SEVEN_B, "num_blocks": blocks, "chunk_size": chunk_size})
     model = XLSTM(config, compute_dtype=compute_dtype)
     model.update(tree_map(lambda p: p.astype(mx.bfloat16), model.parameters()))  # random weights, bf16
     mx.eval(model.parameters())
@@ -357,12 +357,12 @@ def ours_7b(lengths, decode_tokens, trace_len, compute_dtype, blocks):
     return out
 
 
-def official_7b(lengths, decode_tokens, blocks):
+def official_7b(lengths, decode_tokens, blocks, chunk_size=64):
     import torch
     from xlstm.xlstm_large.model import xLSTMLarge, xLSTMLargeConfig
 
     out = {}
-    cfg = xLSTMLargeConfig(**{**SEVEN_B, "num_blocks": blocks}, **OFFICIAL_KERNELS, mode="inference",
+    cfg = xLSTMLargeConfig(**{**SEVEN_B, "num_blocks": blocks, "chunk_size": chunk_size}, **OFFICIAL_KERNELS, mode="inference",
                            return_last_states=True, autocast_kernel_dtype="bfloat16", inference_state_dtype="float32")
     with torch.device("cuda"):
         model = xLSTMLarge(cfg).to(torch.bfloat16).eval()
@@ -417,19 +417,21 @@ def model_main(a):
         print(f"matmuls alone (s): {res['matmul_floor_s']}", flush=True)
         res["cell"] = {S: chunk_cell_times(S) for S in lengths}
         print(f"one block's memory cell (ms): {res['cell']}", flush=True)
-    res["ours"] = ours_7b(lengths, a.decode_tokens, a.trace_len, a.compute_dtype, a.blocks)
+    res["chunk_size"], res["official_chunk_size"] = a.chunk_size, a.official_chunk_size or a.chunk_size
+    res["ours"] = ours_7b(lengths, a.decode_tokens, a.trace_len, a.compute_dtype, a.blocks, a.chunk_size)
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=2))
     if not a.no_official:
         try:
-            res["official"] = official_7b(lengths, a.decode_tokens, a.blocks)
+            res["official"] = official_7b(lengths, a.decode_tokens, a.blocks, res["official_chunk_size"])
         except Exception as error:  # noqa: BLE001
             print(f"official: not run ({type(error).__name__}: {error})", flush=True)
     ours, off = res["ours"], res.get("official")
     # the definition: weight bytes per token over the copy bandwidth (bytes read + written per second)
     limit = res["copy_gbs"] * 1e9 / ours["weight_bytes_per_token"]
     res["decode_bandwidth_limit_tok_s"] = limit
-    print(f"\n7B shapes, {a.blocks} blocks, B=1, bf16 weights, ours compute_dtype={a.compute_dtype}")
+    print(f"\n7B shapes, {a.blocks} blocks, B=1, bf16 weights, ours compute_dtype={a.compute_dtype}, chunk_size "
+          f"ours {res['chunk_size']}, official {res['official_chunk_size']}")
     print(f"{'':28s} {'official':>12s} {'ours':>12s} {'ours/official':>14s}")
     for S in lengths:
         o = off[f"prefill_{S}"]["tok_s"] if off else float("nan")
@@ -471,6 +473,8 @@ def main():
     ap.add_argument("--no-official", action="store_true")
     ap.add_argument("--json", default=None, help="--model: write the figures as JSON")
     ap.add_argument("--blocks", type=int, default=32)
+    ap.add_argument("--chunk-size", type=int, default=64, help="--model: ours chunk_size (the 7B config's is 64)")
+    ap.add_argument("--official-chunk-size", type=int, default=None, help="--model: the official's (default: ours)")
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--peak-gbs", type=float, default=4800.0)

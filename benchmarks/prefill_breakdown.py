@@ -5,8 +5,8 @@
 Three measurements, each over the same random bf16 7B-shaped model (compute_dtype="bfloat16"):
 1. The compiled prefill with the chunk-state scan storing C_in in bf16 (the default: q C_in takes bf16 operands)
    against the same scan storing float32 C_in that MLX then rounds (the earlier code), taking turns in every round.
-2. One block's compiled memory cell at chunk lengths 64, 128 and 256 (the same function, rounded differently; the
-   7B config and the official model use 64), taking turns.
+2. One block's compiled memory cell at chunk lengths 64, 128 and 256 (`--chunk-lengths`; the same function, rounded
+   differently; the 7B config uses 64), with and without a stats trace's memory norms, taking turns.
 3. The eager prefill with an observer that evaluates every cell's output as it comes: the seconds between
    evaluations, summed per cell type over the blocks. Eager launches cost more than compiled ones, so the split
    says where the time is, not what the compiled graph spends.
@@ -62,13 +62,13 @@ class _FloatCIn:
         return C_in.astype(c_in_dtype), *rest
 
 
-def model_with_random_weights(blocks: int):
+def model_with_random_weights(blocks: int, chunk_size: int = 64):
     from mlx.utils import tree_map
 
     from xlstm_viz.config import XLSTMConfig
     from xlstm_viz.model import XLSTM
 
-    model = XLSTM(XLSTMConfig.from_dict({**SEVEN_B, "num_blocks": blocks}), compute_dtype="bfloat16")
+    model = XLSTM(XLSTMConfig.from_dict({**SEVEN_B, "num_blocks": blocks, "chunk_size": chunk_size}), compute_dtype="bfloat16")
     model.update(tree_map(lambda p: p.astype(mx.bfloat16), model.parameters()))
     mx.eval(model.parameters())
     return model
@@ -97,7 +97,7 @@ def c_in_store(model, lengths, rounds) -> dict:
     return out
 
 
-def cell_chunk_lengths(lengths, rounds, NH=8, DQK=256, DV=512) -> dict:
+def cell_chunk_lengths(lengths, rounds, chunk_lengths=(64, 128, 256), NH=8, DQK=256, DV=512) -> dict:
     out = {}
     for S in lengths:
         ks = mx.random.split(mx.random.key(S), 5)
@@ -106,16 +106,86 @@ def cell_chunk_lengths(lengths, rounds, NH=8, DQK=256, DV=512) -> dict:
         i, f = (3 * mx.random.normal((1, NH, S), key=x) for x in ks[3:])
         state = MLSTMState.zeros(1, NH, DQK, DV)
         mx.eval(q, k, v, i, f)
-        variants = {f"L={L}": (lambda L=L: mx.eval(mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, L)[:2]))
-                    for L in (64, 128, 256)}
+        variants = {}
+        for L in chunk_lengths:
+            variants[f"L={L}"] = lambda L=L: mx.eval(mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, L)[:2])
+            # with the per-token memory norms of a stats trace
+            variants[f"L={L}+norms"] = lambda L=L: mx.eval(
+                mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, L, with_trace=True)[2].C_norm)
         out[S] = alternate(variants, rounds)
-        h = {L: mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, L)[0].astype(mx.float32) for L in (64, 128, 256)}
-        scale = float(mx.max(mx.abs(h[64])))
-        out[S]["rel_diff_vs_64"] = {L: float(mx.max(mx.abs(h[L] - h[64]))) / scale for L in (128, 256)}
+        first = chunk_lengths[0]
+        h = {L: mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, L)[0].astype(mx.float32) for L in chunk_lengths}
+        scale = float(mx.max(mx.abs(h[first])))
+        out[S]["rel_diff"] = {L: float(mx.max(mx.abs(h[L] - h[first]))) / scale for L in chunk_lengths[1:]}
         print(f"one block's cell at {S} tokens (ms): " + ", ".join(
             f"{k} {v * 1e3:.3f}" for k, v in out[S].items() if k.startswith("L=")) +
-            f"; max |h_L - h_64| / max |h_64|: {out[S]['rel_diff_vs_64']}", flush=True)
+            f"; max |h_L - h_{first}| / max |h_{first}|: {out[S]['rel_diff']}", flush=True)
     return out
+
+
+def cell_ops(S: int, L: int, rounds: int, NH=8, DQK=256, DV=512) -> dict:
+    """The chunkwise cell's steps one by one (eager, each evaluated before the next is timed), as
+    `mlstm_cell._chunkwise` computes them under compute_dtype="bfloat16": which step the compiled cell's time is in."""
+    from xlstm_viz.model.activations import exp, log_sigmoid
+
+    ks = mx.random.split(mx.random.key(S), 5)
+    q, k = (mx.random.normal((1, NH, S, DQK), key=x).astype(mx.bfloat16) for x in ks[:2])
+    v = mx.random.normal((1, NH, S, DV), key=ks[2]).astype(mx.bfloat16)
+    i, f = (3 * mx.random.normal((1, NH, S), key=x) for x in ks[3:])
+    state = MLSTMState.zeros(1, NH, DQK, DV)
+    mx.eval(q, k, v, i, f)
+    B, nc, mm = 1, S // L, mx.bfloat16
+    causal = mx.tril(mx.ones((L, L), dtype=mx.bool_))
+    product = lambda x, y: (x.astype(mm) @ y.astype(mm)).astype(mx.float32)
+    steps = {}
+
+    def run():
+        t = {}
+        env = {}
+
+        def step(name, fn):
+            t0 = time.perf_counter()
+            out = fn()
+            mx.eval(out)
+            t[name] = time.perf_counter() - t0
+            return out
+
+        k_in = k.reshape(B, NH, nc, L, DQK)
+        v_in = v.reshape(B, NH, nc, L, DV)
+        qs = step("q scaled, bf16", lambda: (q.astype(mx.float32).reshape(B, NH, nc, L, DQK) * DQK**-0.5))
+        q_mm = step("q to bf16", lambda: qs.astype(mm))
+        b = step("gates: cumsum log sigma(f)", lambda: mx.cumsum(log_sigmoid(f.reshape(B, NH, nc, L)), axis=-1))
+        ic = i.reshape(B, NH, nc, L)
+        b_last = b[..., -1:]
+        a = step("a = b_last - b + i", lambda: b_last - b + ic)
+        U = step("chunk updates (k^T v per chunk)", lambda: mlstm_cell.chunk_updates(k_in, v_in, a))
+        # the dispatch's chunk states compute the updates again: this step minus the one above is the scan
+        C_in = step("chunk updates + scan", lambda: mlstm_kernels.chunk_states(k_in, v_in, a, b_last, state,
+                                                                               c_in_dtype=mm)[:3])
+        C_in, n_in, m_in = C_in
+        log_d = step("log D (L x L)", lambda: mx.where(causal, b[..., :, None] - b[..., None, :] + ic[..., None, :],
+                                                        -mx.inf))
+        m_t = step("m_t = max(...)", lambda: mx.maximum(b + m_in, mx.max(log_d, axis=-1)))
+        d = step("D = exp(log D - m)", lambda: exp(log_d - m_t[..., None]))
+        alpha = step("alpha", lambda: exp(b + m_in - m_t))
+        qk = step("q k^T (bf16)", lambda: product(q_mm, k_in.swapaxes(-1, -2)))
+        scores = step("scores = q k^T * D", lambda: qk * d)
+        qC = step("q C_in (bf16)", lambda: product(q_mm, C_in))
+        sv = step("scores v (bf16)", lambda: product(scores, v_in))
+        num = step("numerator", lambda: alpha[..., None] * qC + sv)
+        qn = step("q n_in + sum scores", lambda: alpha * (qs @ n_in[..., None])[..., 0] + mx.sum(scores, axis=-1))
+        step("h = num / denominator", lambda: (num / (mx.maximum(mx.abs(qn), exp(-m_t)) + 1e-6)[..., None]).reshape(
+            B, NH, nc * L, DV).astype(mm))
+        return t
+
+    run()
+    runs = [run() for _ in range(rounds)]
+    med = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+    total = sum(med.values())
+    print(f"cell steps, eager, {S} tokens, L={L}: {total * 1e3:.3f} ms in all", flush=True)
+    for name, sec in med.items():
+        print(f"  {name:36s} {sec * 1e3:8.3f} ms {sec / total:6.1%}", flush=True)
+    return med
 
 
 class _TimingObserver:
@@ -166,15 +236,22 @@ def main():
     ap.add_argument("--blocks", type=int, default=32)
     ap.add_argument("--lengths", default="2048,8192")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: store, cell, eager")
+    ap.add_argument("--chunk-lengths", default="64,128,256", help="the cell part's chunk lengths")
+    ap.add_argument("--chunk-size", type=int, default=64, help="the model's chunk_size (the 7B config's is 64)")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: store, cell, eager, ops")
+    ap.add_argument("--ops", default="2048:64,2048:256,8192:64,8192:256", help="the ops part's tokens:chunk pairs")
     a = ap.parse_args()
     lengths = [int(x) for x in a.lengths.split(",")]
     skip = set(filter(None, a.skip.split(",")))
     print(f"device {mx.default_device()}, kernels {mlstm_kernels.warm_up()}", flush=True)
     if "cell" not in skip:
-        cell_chunk_lengths(lengths, a.rounds)
+        cell_chunk_lengths(lengths, a.rounds, [int(x) for x in a.chunk_lengths.split(",")])
+    if "ops" not in skip:
+        for pair in a.ops.split(","):
+            S, L = (int(x) for x in pair.split(":"))
+            cell_ops(S, L, a.rounds)
     if {"store", "eager"} - skip:
-        model = model_with_random_weights(a.blocks)
+        model = model_with_random_weights(a.blocks, a.chunk_size)
         if "store" not in skip:
             c_in_store(model, lengths, a.rounds)
         if "eager" not in skip:

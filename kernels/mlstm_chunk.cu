@@ -9,12 +9,13 @@
 // kernel carries the state across the chunks, rescaling by the chunk-end stabiliser. The work per chunk is two
 // exponentials and one multiply-add per entry, so the scan is bound by reading U and writing C_in.
 //
-// Inputs (row-contiguous, float32): U [B*NH, nc, DQK*DV], Un [B*NH, nc, DQK], M [B*NH, nc], b_last [B*NH, nc];
-// C0 [B*NH, DQK*DV], n0 [B*NH, DQK], m0 [B*NH] (the state entering the first chunk); dims [1] = nc (int32).
+// Inputs (row-contiguous): U [B*NH, nc, DQK*DV] (float32, or bf16/fp16: the product's rounding, read as it is),
+// Un [B*NH, nc, DQK], M [B*NH, nc], b_last [B*NH, nc]; C0 [B*NH, DQK*DV], n0 [B*NH, DQK], m0 [B*NH] (the state
+// entering the first chunk), all float32; dims [1] = nc (int32).
 // Outputs: C_in [B*NH, nc, DQK*DV] (float32, or bf16/fp16 when the intra-chunk product q C_in takes bf16 operands:
 // the store rounds once), n_in [B*NH, nc, DQK], m_in [B*NH, nc] (the state entering each chunk), C_out, n_out, m_out
-// (the state after the last chunk); all but C_in float32. Template constants: DQK, DV, THREADS; T_CIN names C_in's
-// dtype (the module cache's key; the store converts through C_in's pointer type).
+// (the state after the last chunk); all but C_in float32. Template constants: DQK, DV, THREADS; T_U and T_CIN name
+// U's and C_in's dtypes (the module cache's key; loads and stores convert through the pointer types).
 // Geometry: threadgroup (THREADS, 1, 1); grid (ceil((DQK * DV + DQK) / THREADS) * THREADS, B * NH, 1). Every thread
 // recomputes the stabiliser m_c (nc scalars, read by a whole warp at once); entry 0 writes it.
 const int tid = threadIdx.x;
@@ -29,7 +30,8 @@ const int nc = dims[0];  // chunks: a runtime number, so one compile serves ever
 const size_t head = static_cast<size_t>(bh);
 
 // U_c (or u_c for n) of chunk c at this thread's entry: what chunk c adds before the chunk-end rescaling
-#define UPDATE(c) (is_c ? U[(head * nc + (c)) * CE + e] : (is_n ? Un[(head * nc + (c)) * DQK + (e - CE)] : 0.0f))
+#define UPDATE(c) (is_c ? static_cast<float>(U[(head * nc + (c)) * CE + e]) \
+                         : (is_n ? Un[(head * nc + (c)) * DQK + (e - CE)] : 0.0f))
 
 float acc = is_c ? C0[head * CE + e] : (is_n ? n0[head * DQK + (e - CE)] : 0.0f);
 float m_run = m0[bh];

@@ -310,6 +310,18 @@ def test_chunk_kernel_stores_c_in_rounded_once_in_the_dtype_asked_for(out_dtype)
 
 
 @needs_gpu
+def test_chunk_kernel_reads_bf16_chunk_updates_exactly_as_their_float32_widening(monkeypatch):
+    args = mlstm_kernels.chunk_inputs(**SHAPES[1], seed=6, dtype=mx.bfloat16)
+    assert mlstm_cell.chunk_updates(*args[:3])[0].dtype == mx.bfloat16  # what the kernel is handed
+    narrow = mlstm_kernels.fused_chunk_states(*args)
+    real = mlstm_cell.chunk_updates
+    monkeypatch.setattr(mlstm_cell, "chunk_updates", lambda *a: (real(*a)[0].astype(mx.float32), *real(*a)[1:]))
+    wide = mlstm_kernels.fused_chunk_states(*args)
+    for a, b in zip((*narrow[:3], *narrow[3].arrays()), (*wide[:3], *wide[3].arrays())):
+        assert mx.array_equal(a, b)
+
+
+@needs_gpu
 def test_chunk_self_check_passes_on_this_backend():
     assert mlstm_kernels.self_check(BACKEND, kind="chunk")
     errors = mlstm_kernels.chunk_mismatch(lambda *a: mlstm_kernels.fused_chunk_states(*a, which=BACKEND))

@@ -273,14 +273,16 @@ def chunk_states(k, v, a, b_last, state: MLSTMState):
 def chunk_updates(k, v, a):
     """The parallel part of the inter-chunk recurrence, every chunk at once: with M_c = max_s a_cs,
         U_c = sum_s exp(a_cs - M_c) k_s v_s^T  [B, NH, nc, DQK, DV],   u_c = sum_s exp(a_cs - M_c) k_s  [B, NH, nc, DQK]
-    (float32; with bf16 k and v the product takes bf16 operands, as `chunkwise`'s others). Each weight is at most 1,
-    so nothing overflows whatever the gates; a carry across chunks then rescales U_c by exp(M_c - m_c) <= 1 (the
-    GPU scan kernel, `chunk_states_parallel` on the CPU). One batched matmul instead of one per chunk: the products
-    run in parallel over the chunks, the carry only rescales and adds."""
+    (u_c and M_c float32; with bf16 k and v the product takes bf16 operands, as `chunkwise`'s others, and U_c comes
+    back in bf16, the product's float32 accumulation rounded once: widening it here would write and read the
+    largest array of the cell again in float32, which the scan kernel avoids by reading bf16 as it is). Each weight
+    is at most 1, so nothing overflows whatever the gates; a carry across chunks then rescales U_c by
+    exp(M_c - m_c) <= 1 (the GPU scan kernel, `chunk_states_parallel` on the CPU). One batched matmul instead of one
+    per chunk: the products run in parallel over the chunks, the carry only rescales and adds."""
     M = mx.max(a, axis=-1, keepdims=True)
     kw = k.astype(mx.float32) * exp(a - M)[..., None]
     if v.dtype in (mx.bfloat16, mx.float16):  # bf16 activations: bf16 operands, as chunkwise's other products
-        return (kw.astype(v.dtype).swapaxes(-1, -2) @ v).astype(mx.float32), mx.sum(kw, axis=-2), M
+        return kw.astype(v.dtype).swapaxes(-1, -2) @ v, mx.sum(kw, axis=-2), M
     return kw.swapaxes(-1, -2) @ v.astype(mx.float32), mx.sum(kw, axis=-2), M
 
 

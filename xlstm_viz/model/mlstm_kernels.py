@@ -189,12 +189,15 @@ def fused_chunk_states(k, v, a, b_last, state: MLSTMState, which: str | None = N
     if c_in_dtype not in (mx.float32, mx.bfloat16, mx.float16):
         raise ValueError(f"mLSTM chunk states: c_in_dtype must be float32, bfloat16 or float16, got {c_in_dtype}")
     geometry = chunk_launch_geometry(B, NH, DQK, DV, L)
-    U, Un, M = mlstm_cell.chunk_updates(k, v, a.astype(mx.float32))
+    U, Un, M = mlstm_cell.chunk_updates(k, v, a.astype(mx.float32))  # U in bf16 for bf16 k, v: read as it is
+    if which == "metal" and U.dtype != mx.float32:  # the bf16 read has not run on a Mac (no Metal here)
+        U = U.astype(mx.float32)
     f32 = [x if x.dtype == mx.float32 else x.astype(mx.float32) for x in (b_last, C, n, m)]
     C_in, n_in, m_in, C2, n2, m2 = _chunk_kernel(which)(
-        # C_in's pointer type follows its dtype, but MLX keys the compiled module by name and template alone: the
-        # dtype entry keeps a float32 and a bf16 C_in apart (as _dtype_keys does for the step's inputs).
-        inputs=[U, Un, M, *f32, mx.array([nc], mx.int32)], template=geometry["template"] + [("T_CIN", c_in_dtype)],
+        # U's and C_in's pointer types follow their dtypes, but MLX keys the compiled module by name and template
+        # alone: the dtype entries keep float32 and bf16 variants apart (as _dtype_keys does for the step's inputs).
+        inputs=[U, Un, M, *f32, mx.array([nc], mx.int32)],
+        template=geometry["template"] + [("T_U", U.dtype), ("T_CIN", c_in_dtype)],
         grid=geometry["grid"], threadgroup=geometry["threadgroup"],
         output_shapes=[(B, NH, nc, DQK, DV), (B, NH, nc, DQK), (B, NH, nc, 1), (B, NH, DQK, DV), (B, NH, DQK),
                        (B, NH, 1)],
