@@ -111,6 +111,20 @@ def test_compiled_step_follows_wiring_edits(model, ids):
     np.testing.assert_allclose(np.array(compiled2), np.array(eager2), atol=1e-5)
 
 
+def test_compiled_prefill_follows_a_changed_chunk_size(model, ids, monkeypatch):
+    from xlstm_viz.model import mlstm_cell
+
+    seen = []
+    real = mlstm_cell.chunkwise
+    monkeypatch.setattr(mlstm_cell, "chunkwise", lambda *a, **kw: seen.append(kw.get("chunk_size", a[7])) or real(*a, **kw))
+    prefill = model.compiled("chunkwise")
+    first, _ = prefill(ids, None)
+    model.config.chunk_size = 4
+    again, _ = prefill(ids, None)
+    assert seen[0] != 4 and seen[-1] == 4  # traced again with the new chunk length
+    np.testing.assert_allclose(np.array(again), np.array(first), atol=1e-4 * float(np.max(np.abs(np.array(first)))))
+
+
 def test_compiled_step_fed_its_own_state_decodes_like_eager_and_a_changed_state_is_still_checked(model, ids):
     step = model.compiled_step()
     eager_state, compiled_state = None, None

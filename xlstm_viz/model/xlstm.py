@@ -224,7 +224,9 @@ class XLSTM(nn.Module):
             # Neuron blocks' wirings count too: their masks / reversal potentials are built from the wiring inside
             # the traced forward, so mx.compile bakes them in and a graph must not outlive its wiring version.
             neurons = tuple(b.wiring.version for b in self.blocks if getattr(b, "wiring", None) is not None)
-            return (activations.FAST_CPU_MATH, gemv_kernels.resolve_mode(), self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
+            # config.chunk_size too: the chunkwise form's chunk length is traced in, and a user may change it
+            # between calls (a GPU prefill at 7B sizes is fastest at 256, benchmarks/prefill_breakdown.py).
+            return (activations.FAST_CPU_MATH, gemv_kernels.resolve_mode(), self.config.chunk_size, self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
                     tuple(i.id for i in self.interventions.list()), neurons)
 
         def flatten(state):
