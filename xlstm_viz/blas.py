@@ -183,7 +183,8 @@ def _load() -> str | None:
                     core = blas.openblas_get_corename().decode()
                     core_forced = hint
                 gemv_shim = _load_gemv_shim(blas)
-                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+                global _lib
+                _lib = ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
             except OSError as err:
                 if choice:
                     raise OSError(f"XLSTM_VIZ_BLAS={choice!r} could not be loaded: {err}") from err
@@ -194,7 +195,30 @@ def _load() -> str | None:
     return None
 
 
+_lib: ctypes.CDLL | None = None
+
 loaded = _load()
+
+
+def set_threads(n: int) -> bool:
+    """Set OpenBLAS's thread count for this process; False where this module loaded no OpenBLAS.
+
+    The dashboard server calls it with 1: the demo model's products are tiny, and OpenBLAS's idle workers spin
+    (sched_yield) after each one on the cores the browser needs. Process-wide, so the library's benchmarks,
+    which run in their own processes, keep OpenBLAS's default."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"BLAS thread count must be a positive int, got {n!r}")
+    if _lib is None or not hasattr(_lib, "openblas_set_num_threads"):
+        return False
+    _lib.openblas_set_num_threads(n)
+    return True
+
+
+def threads() -> int | None:
+    """OpenBLAS's current thread count, or None without OpenBLAS."""
+    if _lib is None or not hasattr(_lib, "openblas_get_num_threads"):
+        return None
+    return int(_lib.openblas_get_num_threads())
 
 # glibc mallopt parameters (malloc.h); mallopt returns 1 on success.
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4

@@ -447,8 +447,14 @@ def dashboard(model=None, model_path=None):
 
 
 def serve(model_path=None, port: int = 5006, show: bool = False, address: str = "localhost", threaded: bool = False,
-          **kwargs):
-    """Serve the app at http://ADDRESS:PORT/ (localhost only by default); blocks unless threaded=True."""
+          blas_threads: int | None = 1, **kwargs):
+    """Serve the app at http://ADDRESS:PORT/ (localhost only by default); blocks unless threaded=True.
+
+    blas_threads: OpenBLAS threads for this process (None leaves OpenBLAS's default). One, because the served
+    models' products are small, and idle OpenBLAS workers spin after each of them on cores the browsers need."""
+    if blas_threads is not None:
+        from xlstm_viz import blas
+        blas.set_threads(blas_threads)
     pn.extension(notifications=True)
 
     def app():
