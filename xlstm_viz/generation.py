@@ -8,14 +8,26 @@ import mlx.core as mx
 import numpy as np
 
 
-def _sample(logits: mx.array, temperature: float, top_k: int | None, key) -> int:
+def _sample(logits: mx.array, temperature: float, top_k: int | None, key) -> mx.array:
+    """The next token of each row, [B, 1] int32, still lazy: reading it is the caller's one wait per token."""
     if temperature <= 0:
-        return int(mx.argmax(logits, axis=-1).item())
-    logits = logits / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
-        kth = mx.sort(logits, axis=-1)[..., -top_k]
-        logits = mx.where(logits < kth, -mx.inf, logits)
-    return int(mx.random.categorical(logits, key=key).item())
+        token = mx.argmax(logits, axis=-1)
+    else:
+        logits = logits / temperature
+        if top_k is not None and top_k < logits.shape[-1]:
+            kth = mx.sort(logits, axis=-1)[..., -top_k]
+            logits = mx.where(logits < kth[..., None], -mx.inf, logits)
+        token = mx.random.categorical(logits, key=key)
+    return token.astype(mx.int32).reshape(-1, 1)
+
+
+def _decode_step(model):
+    """The model's compiled decode step, built once per model: it re-traces itself when the wiring, interventions
+    or chunk length change (XLSTM.compiled), and keeping it keeps its traced graphs across calls of generate."""
+    step = vars(model).get("_generate_step")
+    if step is None:
+        step = vars(model)["_generate_step"] = model.compiled_step()
+    return step
 
 
 def generate(
@@ -52,19 +64,37 @@ def generate(
 
 def _stream(model, ids, max_new_tokens, temperature, top_k, seed, stop, tokenizer):
     key = mx.random.key(seed)
+
+    def draw(logits):
+        nonlocal key
+        key, sub = mx.random.split(key)
+        return _sample(logits[:, -1, :], temperature, top_k, sub)
+
+    if max_new_tokens == 0:
+        return
+    step = _decode_step(model)
     logits, state = model(mx.array([ids], dtype=mx.int32), mode="chunkwise")
+    token = draw(logits)
     generated: list[int] = []
     text_so_far = ""
-    for _ in range(max_new_tokens):
-        key, sub = mx.random.split(key)
-        token = _sample(logits[:, -1, :], temperature, top_k, sub)
-        generated.append(token)
+    while True:
+        # Queue step n+1 on the still-lazy token n before reading it: the device computes the next step while the
+        # host waits for this token and hands it out (one step of look-ahead, as mlx-lm does), instead of
+        # building each step only after the previous one finished. Shapes are checked; the ids are the model's own
+        # argmax or draw, inside the vocabulary by construction.
+        last = len(generated) + 1 == max_new_tokens
+        if not last:
+            logits, state = step.lazy(token, state)
+            following = draw(logits)
+            mx.async_eval(following)
+        value = int(token.item())
+        generated.append(value)
         if tokenizer is None:
-            yield token
+            yield value
         else:
             text = tokenizer.decode(generated)
             yield text[len(text_so_far):]
             text_so_far = text
-        if token in stop:
+        if value in stop or last:
             return
-        logits, state = model(mx.array([[token]], dtype=mx.int32), state=state, mode="recurrent")
+        token = following

@@ -177,7 +177,8 @@ def state_like(template, arrays: list):
     return arrays.pop(0)
 
 
-def _check_ids(input_ids, vocab_size: int) -> mx.array:
+def _check_lazy_ids(input_ids) -> mx.array:
+    """Type, shape and dtype of input_ids: what can be checked without evaluating them."""
     if isinstance(input_ids, np.ndarray):
         input_ids = mx.array(input_ids)
     if not isinstance(input_ids, mx.array):
@@ -188,6 +189,11 @@ def _check_ids(input_ids, vocab_size: int) -> mx.array:
         raise TypeError(f"input_ids must have an integer dtype, got {input_ids.dtype}")
     if input_ids.size == 0:
         raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)})")
+    return input_ids
+
+
+def _check_ids(input_ids, vocab_size: int) -> mx.array:
+    input_ids = _check_lazy_ids(input_ids)
     # On the host: ids are small, and two MLX reductions with .item() cost two device round trips (~0.1 ms per
     # forward on the CPU device, 2% of the demo model's forward).
     host = np.array(input_ids, copy=False)

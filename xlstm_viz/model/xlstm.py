@@ -24,7 +24,7 @@ from xlstm_viz.dims import model_parameters
 # Block modules attach their cell functions and nn.Module to the registries when imported.
 from xlstm_viz.model import mlstm_block, ncp_mlstm_block, ncp_slstm_block, neuron_block, orig_mlstm_block, slstm_block  # noqa: F401
 from xlstm_viz.model import activations, gemv_kernels, mlstm_kernels
-from xlstm_viz.model.forward import Executor, _check_ids, state_arrays, state_like
+from xlstm_viz.model.forward import Executor, _check_ids, _check_lazy_ids, state_arrays, state_like
 from xlstm_viz.model.initialization import initialize
 from xlstm_viz.model.interventions import Interventions
 from xlstm_viz.model.norms import RMSNorm
@@ -251,8 +251,11 @@ class XLSTM(nn.Module):
             same = len(flat) == len(last["flat"]) and all(a is b for a, b in zip(flat, last["flat"]))
             return flat if same else None
 
-        def step(token, state):
-            token = _check_ids(token, self.config.vocab_size)
+        def call(token, state, read_ids: bool):
+            if read_ids:
+                token = _check_ids(token, self.config.vocab_size)
+            else:
+                _check_lazy_ids(token)
             key = signature()
             fn = cache.get(key)
             if fn is None:
@@ -273,6 +276,17 @@ class XLSTM(nn.Module):
             last.update(list=out, flat=list(flat), batch=batch)
             return logits, out
 
+        def step(token, state):
+            return call(token, state, read_ids=True)
+
+        def lazy(token, state):
+            """The same step for ids that are still being computed (sampled on the device from this model's own
+            logits, so inside the vocabulary by construction): their values are not read on the host, which would
+            wait for the previous step to finish, so a decode loop can build step t+1 while the device runs step t
+            (xlstm_viz.generate does). Shape and dtype are still checked."""
+            return call(token, state, read_ids=False)
+
+        step.lazy = lazy
         return step
 
     # `run_with_trace(ids, probes=None, mode="stats"|"full", run_mode=..., state=None) -> Trace` is a method that

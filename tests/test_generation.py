@@ -1,0 +1,84 @@
+"""Streaming generation: the pipelined decode loop yields what a step-by-step eager loop yields, and the lazy
+entry of the compiled step checks what it can without evaluating the ids."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import xlstm_viz
+from xlstm_viz.generation import _sample
+
+PROMPT = [5, 17, 3, 44]
+
+
+@pytest.fixture
+def model(golden_dir):
+    return xlstm_viz.load_model(golden_dir / "tiny")
+
+
+def eager_tokens(model, prompt, n, temperature=0.0, top_k=None, seed=0, stop=()):
+    """The loop generate ran before it pipelined: one eager recurrent step after each token is read."""
+    key = mx.random.key(seed)
+    logits, state = model(mx.array([prompt], dtype=mx.int32), mode="chunkwise")
+    out = []
+    for _ in range(n):
+        key, sub = mx.random.split(key)
+        tok = int(_sample(logits[:, -1, :], temperature, top_k, sub).item())
+        out.append(tok)
+        if tok in stop:
+            break
+        logits, state = model(mx.array([[tok]], dtype=mx.int32), state=state, mode="recurrent")
+    return out
+
+
+def test_pipelined_greedy_generation_yields_the_eager_loops_tokens(model):
+    assert list(xlstm_viz.generate(model, PROMPT, max_new_tokens=12)) == eager_tokens(model, PROMPT, 12)
+
+
+def test_pipelined_sampling_draws_the_eager_loops_tokens_for_a_seed(model):
+    got = list(xlstm_viz.generate(model, PROMPT, max_new_tokens=10, temperature=1.5, top_k=7, seed=11))
+    assert got == eager_tokens(model, PROMPT, 10, temperature=1.5, top_k=7, seed=11)
+    assert len(set(got)) > 1  # a draw, not the argmax over and over
+
+
+def test_generation_stops_at_a_stop_token_and_yields_it(model):
+    free = list(xlstm_viz.generate(model, PROMPT, max_new_tokens=8))
+    stop = free[3]
+    first = free.index(stop)
+    got = list(xlstm_viz.generate(model, PROMPT, max_new_tokens=8, stop_tokens=[stop]))
+    assert got == free[: first + 1]
+
+
+def test_zero_and_one_new_tokens(model):
+    assert list(xlstm_viz.generate(model, PROMPT, max_new_tokens=0)) == []
+    assert list(xlstm_viz.generate(model, PROMPT, max_new_tokens=1)) == eager_tokens(model, PROMPT, 1)
+
+
+def test_generation_follows_a_wiring_edit_made_between_calls(model):
+    before = list(xlstm_viz.generate(model, PROMPT, max_new_tokens=8))
+    model.cell_wirings[0].set_polarity("blocks.0.mlstm.norm_in", "blocks.0.mlstm.v", -1)
+    after = list(xlstm_viz.generate(model, PROMPT, max_new_tokens=8))
+    assert after == eager_tokens(model, PROMPT, 8)  # the kept compiled step re-traced for the edit
+    assert after != before
+
+
+def test_lazy_step_on_an_unevaluated_token_matches_the_checked_step(model):
+    step = model.compiled_step()
+    logits, state = step(mx.array([PROMPT[:1]], dtype=mx.int32), None)
+    token = mx.argmax(logits[:, -1, :], axis=-1).astype(mx.int32).reshape(1, 1)  # lazy
+    lazy_logits, _ = step.lazy(token, state)
+    mx.eval(token)
+    checked = model.compiled_step()
+    _, state2 = checked(mx.array([PROMPT[:1]], dtype=mx.int32), None)
+    want, _ = checked(token, state2)
+    np.testing.assert_array_equal(np.array(lazy_logits), np.array(want))
+
+
+def test_lazy_step_still_refuses_a_wrong_shape_or_dtype(model):
+    step = model.compiled_step()
+    with pytest.raises(ValueError, match=r"input_ids must have shape \[B, S\], got shape \(1,\)"):
+        step.lazy(mx.array([1], dtype=mx.int32), None)
+    with pytest.raises(TypeError, match="integer dtype, got mlx.core.float32"):
+        step.lazy(mx.array([[1.0]]), None)
+    with pytest.raises(ValueError, match=r"input_ids\[0, 0\] = 4000 is outside the vocabulary"):
+        step(mx.array([[4000]], dtype=mx.int32), None)  # the checked entry reads the values
