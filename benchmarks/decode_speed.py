@@ -3,6 +3,9 @@ matmuls, taking turns in one process, against the bandwidth limit; and one block
 
     python benchmarks/decode_speed.py [--blocks 32] [--tokens 32] [--rounds 3] [--sweep]
 
+Each way is timed twice: synced (every step evaluated before the next is built) and pipelined (xlstm_viz.generate's
+loop: step t+1 queued on the still-lazy greedy token t before it is read).
+
 It ends with both paths' logits over a few steps against the same model computed in float32 (compute_dtype
 "float32" on the same bf16 weights): a kernel whose error is far above the MLX path's is wrong, not rounded.
 `--sweep` times the projections with the kernel over its geometry (loads in flight per lane x resident blocks).
@@ -23,7 +26,7 @@ import xlstm_viz  # noqa: E402,F401
 import mlx.core as mx  # noqa: E402
 from mlx.utils import tree_flatten, tree_map  # noqa: E402
 
-from kernel_speed import SEVEN_B, copy_bandwidth_gbs, torch_copy_gbs  # noqa: E402
+from kernel_speed import SEVEN_B, copy_bandwidth_gbs, decode_pipelined, torch_copy_gbs  # noqa: E402
 from xlstm_viz.config import XLSTMConfig  # noqa: E402
 from xlstm_viz.model import XLSTM, gemv_kernels, mlstm_kernels  # noqa: E402
 
@@ -130,6 +133,7 @@ def main():
           flush=True)
     token = mx.array([[1]], mx.int32)
     results = {"kernel": [], "mlx": []}
+    pipelined = {"kernel": [], "mlx": []}
     steps = {}
     for r in range(a.rounds):
         for mode in ("kernel", "mlx"):
@@ -146,12 +150,19 @@ def main():
                 logits, state = step(token, state)
                 mx.eval(logits, [s.arrays() for s in state])
             t = (time.perf_counter() - t0) / a.tokens
+            host = []
+            t0 = time.perf_counter()
+            state = decode_pipelined(step, token, state, a.tokens, host)
+            tp = (time.perf_counter() - t0) / a.tokens
             results[mode].append(t)
-            print(f"round {r} {mode}: {t * 1e3:.2f} ms/token = {1 / t:.1f} tok/s, {1 / t / limit:.0%} of the limit "
-                  f"(first 3 steps {warm:.1f} s)", flush=True)
-    k, m = (statistics.median(results[x]) for x in ("kernel", "mlx"))
-    print(f"median: gemv kernel {k * 1e3:.2f} ms ({1 / k:.1f} tok/s, {1 / k / limit:.0%}), MLX matmuls {m * 1e3:.2f} "
-          f"ms ({1 / m:.1f} tok/s, {1 / m / limit:.0%}); kernel/MLX speed {m / k:.2f}x")
+            pipelined[mode].append(tp)
+            print(f"round {r} {mode}: synced {t * 1e3:.2f} ms/token = {1 / t:.1f} tok/s, {1 / t / limit:.0%} of the "
+                  f"limit; pipelined {tp * 1e3:.2f} ms/token = {1 / tp:.1f} tok/s, {1 / tp / limit:.0%} (host "
+                  f"{statistics.median(host) * 1e3:.2f} ms a step) (first 3 steps {warm:.1f} s)", flush=True)
+    for name, res in (("synced", results), ("pipelined", pipelined)):
+        k, m = (statistics.median(res[x]) for x in ("kernel", "mlx"))
+        print(f"median, {name}: gemv kernel {k * 1e3:.2f} ms ({1 / k:.1f} tok/s, {1 / k / limit:.0%}), MLX matmuls "
+              f"{m * 1e3:.2f} ms ({1 / m:.1f} tok/s, {1 / m / limit:.0%}); kernel/MLX speed {m / k:.2f}x")
     accuracy(model, steps)
     # the same logits both ways
     os.environ[gemv_kernels.ENV] = "kernel"

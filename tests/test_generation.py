@@ -82,3 +82,14 @@ def test_lazy_step_still_refuses_a_wrong_shape_or_dtype(model):
         step.lazy(mx.array([[1.0]]), None)
     with pytest.raises(ValueError, match=r"input_ids\[0, 0\] = 4000 is outside the vocabulary"):
         step(mx.array([[4000]], dtype=mx.int32), None)  # the checked entry reads the values
+
+
+def test_lazy_step_does_not_read_the_ids_on_the_host(model):
+    # What lets generate queue step t+1 before step t is done: the lazy entry never evaluates the ids, so it cannot
+    # see an id outside the vocabulary (its contract: ids the model sampled from its own logits); the checked entry,
+    # given the same array, reads it and refuses it.
+    step = model.compiled_step()
+    bad = mx.array([[4000]], dtype=mx.int32) + 0
+    step.lazy(bad, None)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        step(bad, None)
