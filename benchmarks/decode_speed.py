@@ -14,7 +14,10 @@ It ends with both paths' logits over a few steps against the same model computed
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import re
+import tempfile
 import statistics
 import sys
 import time
@@ -89,6 +92,17 @@ def accuracy(model, steps, tokens=(1, 17, 300, 4000, 9, 50000, 123, 7)):
               f"max |float32 logits| {scale:.2f}", flush=True)
 
 
+def graph_nodes(step, token, state) -> collections.Counter:
+    """The primitives in one compiled step's graph, by kind (what MLX's CUDA backend encodes on the host per step)."""
+    logits, state = step(token, state)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "step.dot")
+        mx.export_to_dot(path, logits, *[a for s in state for a in s.arrays()])
+        text = open(path).read()
+    mx.eval(logits)
+    return collections.Counter(re.findall(r'label ?="([^"]*)", shape=rectangle', text))
+
+
 def projections(blocks=32, ways=("kernel", "mlx"), only=None):
     """One block's projection groups at 7B (q|k|v|o|i|f, gate|up, out, down) x blocks, each way (ms a token)."""
     D, F = 4096, 10944
@@ -150,6 +164,9 @@ def main():
                 logits, state = step(token, state)
                 mx.eval(logits, [s.arrays() for s in state])
             t = (time.perf_counter() - t0) / a.tokens
+            if r == 0:
+                nodes = graph_nodes(step, token, state)  # state: evaluated
+                print(f"{mode}: {sum(nodes.values())} graph nodes a step; most: {nodes.most_common(8)}", flush=True)
             host = []
             t0 = time.perf_counter()
             state = decode_pipelined(step, token, state, a.tokens, host)
