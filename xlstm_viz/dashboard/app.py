@@ -433,12 +433,34 @@ class DashboardApp(pn.viewable.Viewer):
         # driven by the process-wide `pn.state.busy`, so each click in any session spun (two patches) the
         # spinner of every open page, and the server sent them: work per click grew with the number of sessions.
         # The sidebar's status line says "running..." for this session's own commands.
-        return pn.template.FastListTemplate(title=TITLE, sidebar=[self.sidebar()], main=[self.tabs()],
-                                            header=[self.toast.pane], sidebar_width=330, accent="#1f77b4",
-                                            design=OfflineFast, busy_indicator=None)
+        template = pn.template.FastListTemplate(title=TITLE, sidebar=[self.sidebar()], main=[self.tabs()],
+                                                header=[self.toast.pane], sidebar_width=330, accent="#1f77b4",
+                                                design=OfflineFast, busy_indicator=None)
+        return _one_walk_server_doc(template)
 
     def __panel__(self):
         return pn.Row(pn.Column(self.sidebar(), width=330), self.tabs(), self.toast.pane, sizing_mode="stretch_width")
+
+
+def _one_walk_server_doc(template):
+    """The template, whose server_doc adds its roots to a frozen document.
+
+    The template adds seven roots (main, sidebar, header, modal, location, ...) one by one, and after each Bokeh
+    re-walks every model of the document (~1,600) to update its model index: nine walks, about half of a new
+    session's page build on the server (4.1 -> 2.0 s on the 2-core machine, `benchmarks/dashboard_breakdown.py`).
+    Frozen, the index is updated once, when the last root is in. Panel serves a template through
+    `template.server_doc(doc, title, location)`, so the instance's own method is what it calls."""
+    plain = template.server_doc
+
+    def server_doc(doc=None, title=None, location=True):
+        from bokeh.io import curdoc
+
+        doc = curdoc() if doc is None else doc
+        with doc.models.freeze():
+            return plain(doc, title, location)
+
+    template.server_doc = server_doc
+    return template
 
 
 def dashboard(model=None, model_path=None):
