@@ -10,21 +10,18 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
 import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import nbformat
 import pytest
-from nbclient import NotebookClient
 from nbconvert import HTMLExporter
 
+from tests.notebook_runs import NOTEBOOKS, executed
 from tests.ui.conftest import console_errors, wait_until
 from tests.ui.app_fixtures import served_app  # noqa: F401 - the served demo app, one model per page
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("0*_*.ipynb"))
 LOCAL_HOSTS = {"localhost", "127.0.0.1"}
 TABS = ["Model", "Over time", "Debugger", "Diff", "NCPS builder (detached)", "Export"]
 CDN_MARKERS = ("cdn.bokeh.org", "cdn.holoviz.org", "cdn.jsdelivr.net", "unpkg.com", "fonts.googleapis.com",
@@ -65,15 +62,6 @@ def test_the_served_app_requests_nothing_but_localhost_on_any_tab(page, served_a
     assert errors == [], errors
 
 
-def _execute(path: Path):
-    nb = nbformat.read(path, as_version=4)
-    # The kernel must get PANEL_INLINE from the notebook's own `import xlstm_viz`, not from this test process.
-    env = {k: v for k, v in os.environ.items() if k != "PANEL_INLINE"}
-    NotebookClient(nb, timeout=180, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute(env=env)
-    return nb
-
-
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
@@ -87,9 +75,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_an_executed_notebook_rendered_to_html_works_offline(page, path, tmp_path, monkeypatch, artifacts):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    nb = _execute(path)
+def test_an_executed_notebook_rendered_to_html_works_offline(page, path, tmp_path, artifacts):
+    nb, _ = executed(path)  # the run tests/test_dashboard_notebooks.py checks, shared
     # nbconvert's own page links require.js and MathJax from cdnjs: neither is needed by these outputs.
     html, _ = HTMLExporter(template_name="lab", require_js_url="", mathjax_url="").from_notebook_node(nb)
     (tmp_path / "nb.html").write_text(html, encoding="utf-8")
