@@ -25,16 +25,14 @@ since none could be tested here). `multi_linear` returns None where the kernel d
 from __future__ import annotations
 
 import hashlib
-import os
-import warnings
 
 import mlx.core as mx
 
-from xlstm_viz.model import mlstm_kernels
+from xlstm_viz.model import kernel_dispatch, mlstm_kernels
 from xlstm_viz.model.cells import linear
 
 ENV = "XLSTM_VIZ_GEMV_KERNEL"
-MODES = ("auto", "kernel", "mlx")
+MODES = kernel_dispatch.MODES
 # Geometry. `python benchmarks/decode_speed.py --sweep` on the H200 (7B projections alone, THREADS x UNROLL x
 # MAX_BLOCKS over 128-512 x 2-8 x 132-1056) read 2,218-2,372 GB/s at 256 x 2 x 132 against 1,743-1,884 here, but
 # with it the whole decode step went from 9.68 to 14.28 ms a token (not explained), so this geometry stays.
@@ -201,25 +199,15 @@ def backend() -> str | None:
 def self_check() -> bool:
     """Once per process: the kernel against cells.linear in float32 and bf16; warns and returns False on a mismatch
     or a failure."""
-    if "cuda" not in _CHECKED:
-        try:
-            errors = {str(dt): mismatch(dtype=dt) for dt in CHECK_TOLERANCE}
-            ok = all(errors[str(dt)] <= tol for dt, tol in CHECK_TOLERANCE.items())
-            why = f"relative errors {errors} exceed {({str(k): v for k, v in CHECK_TOLERANCE.items()})}"
-        except Exception as error:  # noqa: BLE001 - a kernel that does not compile or launch falls back too
-            ok, why = False, f"it failed: {type(error).__name__}: {error}"
-        if not ok:
-            warnings.warn(f"the gemv kernel (cuda) did not match cells.linear: {why}; using MLX's matmuls in this "
-                          f"process", RuntimeWarning, stacklevel=3)
-        _CHECKED["cuda"] = ok
-    return _CHECKED["cuda"]
+    return kernel_dispatch.checked_once(
+        _CHECKED, "cuda", lambda: {str(dt): mismatch(dtype=dt) for dt in CHECK_TOLERANCE},
+        {str(dt): tol for dt, tol in CHECK_TOLERANCE.items()}, "the gemv kernel (cuda)", "cells.linear",
+        "MLX's matmuls")
 
 
 def resolve_mode(mode: str | None = None) -> str:
-    chosen = mode if mode is not None else os.environ.get(ENV, "mlx")
-    if chosen not in MODES:
-        raise ValueError(f"{'mode' if mode is not None else ENV} = {chosen!r}; expected one of {MODES}")
-    return chosen
+    """The argument, else $XLSTM_VIZ_GEMV_KERNEL, else 'mlx' (the kernel is slower than MLX's matmuls, above)."""
+    return kernel_dispatch.resolve_mode(ENV, "mlx", mode)
 
 
 def use_kernel(mode: str | None = None) -> bool:

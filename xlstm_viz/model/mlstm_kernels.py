@@ -19,18 +19,16 @@ multiplies k v^T in the input dtype), so it is compared with the reference on fl
 from __future__ import annotations
 
 import hashlib
-import os
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import mlx.core as mx
 
-from xlstm_viz.model import mlstm_cell
+from xlstm_viz.model import kernel_dispatch, mlstm_cell
 from xlstm_viz.model.mlstm_cell import MLSTMState
 
 ENV = "XLSTM_VIZ_MLSTM_KERNEL"
-MODES = ("auto", "kernel", "mlx")
+MODES = kernel_dispatch.MODES
 THREADS = 256  # threads per threadgroup
 COLS = 32  # columns of C per threadgroup: one warp's coalesced 128-byte row segment
 SOURCES = {"cuda": "mlstm_step.cu", "metal": "mlstm_step.metal"}
@@ -270,34 +268,20 @@ _CHECKED: dict[str, bool] = {}
 def self_check(which: str, kernel: Callable | None = None, kind: str = "step") -> bool:
     """Once per process, backend and kind ('step' or 'chunk'): whether the kernel matches the reference (`mismatch`,
     `chunk_mismatch`); warns when not. Key in _CHECKED: the backend for the step kernel, 'chunk-<backend>' else."""
-    key = which if kind == "step" else f"{kind}-{which}"
-    if key not in _CHECKED:
-        if kind == "step":
-            kernel = kernel or (lambda *a: fused_step(*a, which=which))
-            measure = mismatch
-        else:
-            kernel = kernel or (lambda *a: fused_chunk_states(*a, which=which))
-            measure = chunk_mismatch
-        try:
-            errors = measure(kernel)
-            ok = all(e <= CHECK_TOLERANCE for e in errors.values())
-            why = f"relative errors {errors} exceed {CHECK_TOLERANCE}"
-        except Exception as error:  # a kernel that does not compile or launch falls back too
-            ok, why = False, f"it failed: {type(error).__name__}: {error}"
-        if not ok:
-            warnings.warn(f"the fused mLSTM {kind} kernel ({which}) did not match the pure-MLX {kind}: {why}; "
-                          f"using the pure-MLX {kind} in this process", RuntimeWarning, stacklevel=3)
-        _CHECKED[key] = ok
-    return _CHECKED[key]
+    if kind == "step":
+        kernel = kernel or (lambda *a: fused_step(*a, which=which))
+        measure = mismatch
+    else:
+        kernel = kernel or (lambda *a: fused_chunk_states(*a, which=which))
+        measure = chunk_mismatch
+    return kernel_dispatch.checked_once(
+        _CHECKED, which if kind == "step" else f"{kind}-{which}", lambda: measure(kernel), CHECK_TOLERANCE,
+        f"the fused mLSTM {kind} kernel ({which})", f"the pure-MLX {kind}", f"the pure-MLX {kind}")
 
 
 def resolve_mode(mode: str | None = None) -> str:
     """The argument, else $XLSTM_VIZ_MLSTM_KERNEL, else 'auto'."""
-    chosen = mode if mode is not None else os.environ.get(ENV, "auto")
-    if chosen not in MODES:
-        source = "mode" if mode is not None else ENV
-        raise ValueError(f"{source} = {chosen!r}; expected one of {MODES}")
-    return chosen
+    return kernel_dispatch.resolve_mode(ENV, "auto", mode)
 
 
 def use_kernel(mode: str | None = None, kind: str = "step") -> str | None:
