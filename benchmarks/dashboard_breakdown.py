@@ -5,9 +5,10 @@ app, one page at 1280x800 on the Diff tab, toggling an ablation ("Ablate" / "Cle
 Per click, all measured in or next to the page:
   - the page's own clock (`performance.now()`): click -> event sent on the websocket (input), sent -> the result's
     message back (server: event dispatch, model re-run, document diff), that message -> the new text on screen
-    (browser), click -> shown (total). "Shown": an in-page watcher checks the target pane's text once per frame and
-    stamps the end of the frame that first carries it (a task queued from that frame's requestAnimationFrame runs
-    after the frame's style, layout and paint). Playwright's own text search is not used for the wait: its polling
+    (browser), click -> shown (total). "Shown": an in-page watcher checks the target pane's text when its DOM changes
+    (a MutationObserver; before session 8 in every frame, and the frames it asked for, ~2-4 ms of renderer CPU each
+    on this app, were counted here) and stamps the end of the frame that first carries it (a task queued from that
+    frame's requestAnimationFrame runs after the frame's style, layout and paint). Playwright's own text search is not used for the wait: its polling
     is work in the page (the load test's `get_by_text` costs ~100 ms of renderer CPU per click, CPU profile).
   - CPU per click, from just before the click until the page has been quiet for --settle ms: the renderer's main
     thread (CDP Performance.getMetrics: TaskDuration, and its Script / Layout / RecalcStyle shares, layout and style
@@ -139,20 +140,49 @@ BOKEH_HOOK = r"""
   window.__viewCount = () => views().length;
   let target = null;
   const text = (v) => (v.container && v.container.isConnected) ? v.container.textContent.trim() : null;
+  const find = (prefix) => {
+    if (target == null || text(target) == null || !text(target).startsWith(prefix))
+      target = views().find((v) => (text(v) || '').startsWith(prefix)) || null;
+    return target;
+  };
+  // checked when the pane's DOM changes, not in every frame: frames asked for while waiting cost this page's
+  // renderer ~2-4 ms each (dashboard_load.py, WATCH_HOOK); a timer every 100 ms re-finds a replaced pane
   window.__waitText = (prefix, pattern, timeout) => new Promise((resolve, reject) => {
     const re = new RegExp(pattern);
     const t0 = performance.now();
-    const tick = () => {
-      if (target == null || text(target) == null || !text(target).startsWith(prefix))
-        target = views().find((v) => (text(v) || '').startsWith(prefix)) || null;
-      if (target != null && re.test(text(target))) {
-        setTimeout(() => resolve(performance.now()), 0);  // after this frame's style, layout and paint
+    let done = false, watched = null, timer = null;
+    const observer = new MutationObserver(() => shown());
+    const shown = () => {
+      const now = find(prefix) != null ? text(target) : null;
+      if (done || now == null || !re.test(now)) return false;
+      done = true;
+      observer.disconnect();
+      clearTimeout(timer);
+      // stamped after the frame that carries it: its style, layout and paint
+      requestAnimationFrame(() => setTimeout(() => resolve(performance.now()), 0));
+      return true;
+    };
+    const watch = () => {
+      const root = find(prefix) && (target.shadow_el || target.el);
+      if (root && root !== watched) {
+        observer.disconnect();
+        observer.observe(root, {subtree: true, childList: true, characterData: true});
+        watched = root;
+      }
+    };
+    const safety = () => {
+      if (done) return;
+      if (performance.now() - t0 > timeout) {
+        done = true;
+        observer.disconnect();
+        reject(new Error('text not shown: ' + pattern));
         return;
       }
-      if (performance.now() - t0 > timeout) { reject(new Error('text not shown: ' + pattern)); return; }
-      requestAnimationFrame(tick);
+      watch();
+      if (!shown()) timer = setTimeout(safety, 100);
     };
-    requestAnimationFrame(tick);
+    watch();
+    if (!shown()) timer = setTimeout(safety, 100);
   });
   window.__modelType = (id) => { const m = Bokeh.documents[0].get_model_by_id(id); return m ? m.type : '?'; };
 })();

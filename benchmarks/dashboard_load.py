@@ -6,8 +6,10 @@ Phases, each against the same server on 127.0.0.1:
 3. the same, plus one more session that re-runs a --long-token prompt ("Run prompt") over and over.
 
 Latency = from the click to the page showing the new text (the ablation list, the debugger's status), playwright +
-Debian chromium. "Shown" is decided in the page (WATCH_HOOK): a check of the target pane's text once per frame,
-stamped after the frame that first carries it. Playwright's own text waits (`--wait playwright`, the figures before
+Debian chromium. "Shown" is decided in the page (WATCH_HOOK), stamped after the frame that first carries the text:
+checked when the pane's DOM changes (a MutationObserver, `--wait page`, since session 8) or in every animation frame
+while waiting (`--wait frames`, sessions 6-7: the frames it asks for cost the waiting pages' renderers ~0.2 CPU-s a
+second each, see WATCH_HOOK). Playwright's own text waits (`--wait playwright`, the figures before
 session 6) poll at 0, 20, 70, 170, 270 ms and then every 500 ms, each poll a search of the whole document (~15-25 ms
 of renderer CPU with ~1,700 BokehJS views): a result shown at 280 ms was read at ~770 ms, and the polls of eight
 pages were part of the CPU the benchmark measured. Also reported: server errors (tracebacks on its stderr,
@@ -29,7 +31,7 @@ eight clients on two cores measures a saturated machine, not eight people. Laten
 `--browsers each` launches one chromium per session, as eight users on eight machines would have.
 
 Run: PYTHONPATH=. python benchmarks/dashboard_load.py [--sessions 8] [--seconds 60] [--solo 20] [--long 2000]
-     [--think 1.0] [--browsers shared|each] [--wait page|playwright] [--root OTHER_CHECKOUT] [--py-spy FILE]
+     [--think 1.0] [--browsers shared|each] [--wait page|frames|playwright] [--root OTHER_CHECKOUT] [--py-spy FILE]
 """
 
 from __future__ import annotations
@@ -55,13 +57,23 @@ from xlstm_viz.dashboard.app import serve
 serve(port=int(sys.argv[1]), address="127.0.0.1", show=False)
 """
 # Added once BokehJS has loaded. __waitText(prefix, pattern, timeout) resolves with [page time, text] once a pane
-# whose text matches `prefix` (a regex) shows text matching `pattern`: checked once per frame (the pane found by a
-# walk of BokehJS's views, kept while it stays in the document), stamped by a task queued from that frame, which runs
-# after the frame's style, layout and paint. __click is the page time of the last pointerdown.
+# whose text matches `prefix` (a regex) shows text matching `pattern`, stamped by a task queued from the first
+# animation frame that carries it (it runs after that frame's style, layout and paint). The pane is found by a walk of
+# BokehJS's views and kept while it stays in the document. __click is the page time of the last pointerdown.
+# window.__watchMode picks how the text is checked:
+#  - "observer" (--wait page, the default since session 8): a MutationObserver on the pane's shadow root, so the
+#    check runs when the pane's DOM changes, and one animation frame is asked for only then. A safety check every
+#    100 ms (a timer: no frame) re-finds a pane that was replaced; window.__watchLate counts the results it, not the
+#    observer, saw first (each could read up to 100 ms late; the report prints the count).
+#  - "frames" (--wait frames, sessions 6-7): the text checked in every animation frame while waiting. Asking for
+#    a frame 60 times a second makes chromium produce them: ~140 ms of renderer CPU per second for a waiting page of
+#    this app with nothing changed, ~210 ms with the check (measured, one page alone), and with eight pages each
+#    waiting ~1 s per click that was a large part of the renderer CPU per click the load test reported.
 WATCH_HOOK = r"""
 (() => {
   if (window.__watch) return;
   window.__watch = true;
+  window.__watchLate = 0;
   document.addEventListener('pointerdown', () => { window.__click = performance.now(); }, true);
   const views = () => {
     const out = [];
@@ -72,27 +84,68 @@ WATCH_HOOK = r"""
   window.__viewCount = () => views().length;
   const targets = new Map();
   const text = (v) => (v && v.container && v.container.isConnected) ? v.container.textContent.trim() : null;
+  const find = (prefix, pre) => {
+    let target = targets.get(prefix);
+    if (target == null || text(target) == null || !pre.test(text(target))) {
+      target = views().find((v) => pre.test(text(v) || '')) || null;
+      targets.set(prefix, target);
+    }
+    return target;
+  };
   window.__waitText = (prefix, pattern, timeout) => new Promise((resolve, reject) => {
     const pre = new RegExp(prefix), re = new RegExp(pattern);
     const t0 = performance.now();
-    const tick = () => {
-      let target = targets.get(prefix);
-      if (target == null || text(target) == null || !pre.test(text(target))) {
-        target = views().find((v) => pre.test(text(v) || '')) || null;
-        targets.set(prefix, target);
+    if (window.__watchMode === 'frames') {
+      const tick = () => {
+        const now = text(find(prefix, pre));
+        if (now != null && re.test(now)) {
+          setTimeout(() => resolve([performance.now(), now]), 0);
+          return;
+        }
+        if (performance.now() - t0 > timeout) { reject(new Error('text not shown: ' + pattern)); return; }
+        requestAnimationFrame(tick);
+      };
+      requestAnimationFrame(tick);
+      return;
+    }
+    let done = false, observer = null, watched = null, timer = null;
+    const shown = (late) => {
+      const now = text(find(prefix, pre));
+      if (done || now == null || !re.test(now)) return false;
+      done = true;
+      if (late) window.__watchLate++;
+      observer.disconnect();
+      clearTimeout(timer);
+      requestAnimationFrame(() => setTimeout(() => resolve([performance.now(), now]), 0));
+      return true;
+    };
+    observer = new MutationObserver(() => shown(false));
+    const watch = () => {
+      const target = find(prefix, pre);
+      const root = target && (target.shadow_el || target.el);
+      if (root && root !== watched) {
+        observer.disconnect();
+        observer.observe(root, {subtree: true, childList: true, characterData: true});
+        watched = root;
       }
-      const now = target != null ? text(target) : null;
-      if (now != null && re.test(now)) {
-        setTimeout(() => resolve([performance.now(), now]), 0);
+    };
+    const safety = () => {
+      if (done) return;
+      if (performance.now() - t0 > timeout) {
+        done = true;
+        observer.disconnect();
+        reject(new Error('text not shown: ' + pattern));
         return;
       }
-      if (performance.now() - t0 > timeout) { reject(new Error('text not shown: ' + pattern)); return; }
-      requestAnimationFrame(tick);
+      watch();
+      if (!shown(true)) timer = setTimeout(safety, 100);
     };
-    requestAnimationFrame(tick);
+    watch();
+    if (!shown(false)) timer = setTimeout(safety, 100);
   });
 })();
 """
+WAITS = {"page": "the page (DOM changes)", "frames": "the page (every frame)"}
 PROBES = ["blocks.0.mlstm.igate", "blocks.0.mlstm.fgate", "blocks.0.mlstm.ogate", "blocks.0.mlstm.out",
           "blocks.1.mlstm.igate", "blocks.1.mlstm.fgate", "blocks.1.mlstm.ogate", "blocks.1.mlstm.out"]
 
@@ -222,7 +275,7 @@ class Client:
         self.browser, self.url, self.key, self.role, self.probe = browser, url, key, role, probe
         self.long_prompt = long_prompt
         self.think = think
-        self.wait = wait  # "page": WATCH_HOOK; "playwright": its text locators (polled, see the docstring)
+        self.wait = wait  # "page" / "frames": WATCH_HOOK; "playwright": its text locators (polled, see the docstring)
         self.buttons: dict = {}
         self.lat: list[float] = []
         self.errors: list[str] = []
@@ -253,6 +306,8 @@ class Client:
             await self.page.get_by_label("prompt (task labels / text, or token ids)").fill(self.long_prompt)
         await self.page.wait_for_timeout(500)
         await self.page.evaluate(WATCH_HOOK)
+        await self.page.evaluate("(mode) => { window.__watchMode = mode; }", "frames" if self.wait == "frames" else
+                                 "observer")
         self.finished = False
 
     async def _button(self, name):
@@ -263,7 +318,7 @@ class Client:
 
     async def _shown(self, prefix, pattern, timeout):
         """Wait until the pane whose text matches `prefix` shows `pattern` (regexes); returns its text."""
-        if self.wait == "page":
+        if self.wait in ("page", "frames"):
             _, text = await self.page.evaluate("([p, r, t]) => window.__waitText(p, r, t)", [prefix, pattern, timeout])
             return text
         loc = self.page.get_by_text(re.compile(pattern)).first
@@ -271,7 +326,7 @@ class Client:
         return await loc.inner_text()
 
     async def _timed(self, button, prefix, pattern, timeout=120_000):
-        target = await self._button(button) if self.wait == "page" else \
+        target = await self._button(button) if self.wait != "playwright" else \
             self.page.get_by_role("button", name=button, exact=True)
         t0 = time.perf_counter()
         await target.click()
@@ -315,6 +370,10 @@ class Client:
                 return
 
     async def close(self):
+        try:  # results the observer missed and the 100 ms safety check found (see WATCH_HOOK)
+            self.late = await self.page.evaluate("window.__watchLate || 0")
+        except Exception:  # noqa: BLE001 - a page that is gone has nothing to count
+            self.late = 0
         await self.ctx.close()
 
 
@@ -465,13 +524,16 @@ async def main_async(args):
                 leaks.append(f"{c.key}.json saved {others}")
 
     print(f"dashboard load test, demo model, app of {root}, 127.0.0.1, {args.browsers} chromium, shown decided by "
-          f"{'the page' if args.wait == 'page' else 'playwright locators'} "
+          f"{WAITS.get(args.wait, 'playwright locators')} "
           f"({len(launched)} browser process{'es' if len(launched) > 1 else ''}); load average "
           f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} cores")
     print("\n".join(report))
     per = (rss_open - rss_before) / args.sessions
     print(f"  server RSS: {rss0:.0f} MB with one session, +{per:.1f} MB per further session "
           f"({rss_before:.0f} -> {rss_open:.0f} MB for {args.sessions}), {rss_end:.0f} MB at the end")
+    if args.wait == "page":
+        late = sum(getattr(c, "late", 0) for c in [solo, heavy, *clients])
+        print(f"  results seen by the 100 ms safety check, not the DOM observer (each up to 100 ms late): {late}")
     print(f"  server tracebacks: {tracebacks} ({bokeh_close} of them Bokeh's close race); page/driver errors: "
           f"{len(errors)} (+{len(resources)} failed resource loads); state shared: {len(leaks)}")
     for e in (errors + leaks)[:10]:
@@ -495,8 +557,9 @@ def main():
                     help="after the zero-think-time phases, repeat them with these think times (s; none: only zero)")
     ap.add_argument("--browsers", choices=("shared", "each"), default="shared",
                     help="one chromium for every page, or one chromium process per session")
-    ap.add_argument("--wait", choices=("page", "playwright"), default="page",
-                    help="decide 'shown' in the page (once per frame) or with playwright's polled text locators")
+    ap.add_argument("--wait", choices=("page", "frames", "playwright"), default="page",
+                    help="decide 'shown' in the page when the pane's DOM changes (page), in every frame (frames: "
+                         "sessions 6-7), or with playwright's polled text locators")
     ap.add_argument("--root", help="serve the app of this checkout instead (e.g. the main branch, for A/B)")
     ap.add_argument("--py-spy", metavar="FILE", help="record the server with py-spy during the eight-session phase")
     args = ap.parse_args()

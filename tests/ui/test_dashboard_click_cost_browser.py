@@ -135,3 +135,53 @@ def test_the_debuggers_figures_lay_out_alone_and_its_graphs_draw_without_webgl(p
     # (blit_webgl, ~40 ms per step with chromium drawing in software)
     assert [f["webgl"] for f in found[len(heatmaps):]] == [False, False], found
     assert not script_errors(errors), errors
+
+
+# Counts writes of a <style> element's text, and those that wrote the text it already had (each one re-parses the
+# sheet and makes the next getComputedStyle recalculate the styles of its scope).
+STYLE_WRITES_JS = """() => {
+    const text = Object.getOwnPropertyDescriptor(Node.prototype, "textContent");
+    window.__styleWrites = {all: 0, same: 0};
+    Object.defineProperty(HTMLStyleElement.prototype, "textContent", {
+        configurable: true,
+        get() { return text.get.call(this); },
+        set(css) {
+            window.__styleWrites.all++;
+            if (text.get.call(this) === css) window.__styleWrites.same++;
+            text.set.call(this, css);
+        },
+    });
+}"""
+
+
+def test_a_debugger_step_rewrites_no_stylesheet_with_the_text_it_has(page, served_app):  # noqa: F811
+    from xlstm_viz.dashboard import page_patches
+
+    served, apps = served_app
+    app, errors = open_app(page, served, apps)
+    assert page.evaluate("window.__xlstm_viz_page_patches") == [page_patches.STYLE_TEXT]
+    page.get_by_text("Debugger", exact=True).click()
+    step = page.get_by_role("button", name="Step", exact=True).first
+    step.wait_for(timeout=30000)
+    page.wait_for_timeout(500)
+    page.evaluate(STYLE_WRITES_JS)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+
+    def style_recalcs() -> float:
+        return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}["RecalcStyleCount"]
+
+    before = style_recalcs()
+    steps = 4
+    for n in range(1, steps + 1):
+        step.click()
+        page.get_by_text(f"{n} cells run").first.wait_for(timeout=30000)
+        page.wait_for_timeout(300)  # the step's figure paints are done
+    writes = page.evaluate("window.__styleWrites")
+    recalcs = style_recalcs() - before
+    # every renderer's paint wrote its `:host { position }` rule again, changed or not (~34 style recalculations
+    # per step, ~2 ms each, forced by the next visual's getComputedStyle)
+    assert writes["same"] == 0, (writes, recalcs)
+    assert writes["all"] > 0  # the hook saw the paints' writes: a heatmap's axis moved at some stop
+    assert recalcs < 15 * steps, f"{recalcs:.0f} style recalculations in {steps} steps ({writes})"
+    assert not script_errors(errors), errors

@@ -20,7 +20,7 @@ import panel as pn
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
 
-from xlstm_viz.dashboard import source_updates
+from xlstm_viz.dashboard import page_patches, source_updates
 from xlstm_viz.dashboard.debugger_view import DebuggerView
 from xlstm_viz.dashboard.diff_view import DiffView
 from xlstm_viz.dashboard.inputs import int_input
@@ -433,6 +433,8 @@ class DashboardApp(pn.viewable.Viewer):
         # driven by the process-wide `pn.state.busy`, so each click in any session spun (two patches) the
         # spinner of every open page, and the server sent them: work per click grew with the number of sessions.
         # The sidebar's status line says "running..." for this session's own commands.
+        if self._doc is not None:
+            page_patches.install(self._doc)  # BokehJS's per-paint stylesheet rewrites (page_patches.py)
         template = pn.template.FastListTemplate(title=TITLE, sidebar=[self.sidebar()], main=[self.tabs()],
                                                 header=[self.toast.pane], sidebar_width=330, accent="#1f77b4",
                                                 design=OfflineFast, busy_indicator=None)

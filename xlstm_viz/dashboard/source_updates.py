@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import numpy as np
+
 import panel as pn
 from panel.io.state import set_curdoc
 
@@ -58,9 +60,40 @@ def apply(model, fn) -> None:
         pn.state.execute(fn, schedule=True)
 
 
+def same_data(a, b) -> bool:
+    """Whether two ColumnDataSource `data` dicts hold the same columns and values (NaN equal to NaN)."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+                and all(same_data(a[k], b[k]) for k in a))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        x, y = np.asarray(a), np.asarray(b)
+        if x.shape != y.shape or (x.dtype == object) != (y.dtype == object):
+            return False
+        if x.dtype == object:
+            return all(same_data(u, v) for u, v in zip(x.tolist(), y.tolist()))
+        try:
+            return bool(np.array_equal(x, y, equal_nan=True))
+        except TypeError:  # strings, bytes: no NaN to match
+            return bool(np.array_equal(x, y))
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return (isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b)
+                and all(same_data(u, v) for u, v in zip(a, b)))
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return type(a) is type(b) and a == b
+
+
 def replace_data(source, data: dict) -> None:
-    """Swap a ColumnDataSource's columns in one message (the figure itself is never rebuilt)."""
-    apply(source, lambda: setattr(source, "data", dict(data)))
+    """Swap a ColumnDataSource's columns in one message (the figure itself is never rebuilt).
+
+    Columns equal to the current ones send nothing: Bokeh sends every assignment of `data`, equal or not, and the
+    page repaints the figure for it (a debugger step re-sent three empty heatmaps and an unmoved ring: four of its
+    six figure paints, `benchmarks/dashboard_breakdown.py --action step`)."""
+    def swap():
+        if not same_data(dict(source.data), data):
+            source.data = dict(data)
+
+    apply(source, swap)
 
 
 def set_props(model, **props) -> None:
