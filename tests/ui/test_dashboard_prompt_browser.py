@@ -19,10 +19,17 @@ def test_a_typed_prompt_finishes_in_the_browser_and_keeps_the_probe(page, served
     wait_until(lambda: probe in select_values(page), page=page)
     page.locator("textarea").first.fill(prompt)
     page.get_by_role("button", name="Run prompt").click()
-    wait_until(lambda: app.session.tokens is not None and len(app.session.tokens) == 4 and not app.session.busy,
+    # `tokens` is set before the run is queued (and `busy` right after), so the server's own word that the run is
+    # done is its status line; waiting on tokens and busy alone could start the page's clock before the run did
+    wait_until(lambda: app.session.status.startswith("ran 4 tokens") and not app.session.busy, timeout=30,
                page=page)
     # the browser shows the finished run (it stayed at "running..." when results were applied off the doc thread)
-    wait_until(lambda: page.get_by_text("ran 4 tokens").count() == 1, page=page)
+    try:
+        wait_until(lambda: page.get_by_text("ran 4 tokens").count() == 1, page=page)
+    except AssertionError as exc:
+        raise AssertionError(f"the server says {app._status.object!r}; the page shows "
+                             f"{page.get_by_text('ran ').all_inner_texts()} and "
+                             f"{page.get_by_text('running').all_inner_texts()}") from exc
     assert page.get_by_text("running...").count() == 0
     # a typed prompt has no MQAR targets: no recall accuracy is claimed for it, also on the Model tab once it is
     # shown (a hidden tab catches up when shown, tab_feed.py)

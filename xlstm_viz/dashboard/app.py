@@ -397,24 +397,29 @@ class DashboardApp(pn.viewable.Viewer):
         builder = pn.Column(pn.pane.Markdown("#### Detached NCPS wiring builder: not connected to the loaded model "
                                              "(build, edit and export ncps wirings here)"), self.wiring_view,
                             sizing_mode="stretch_width")
-        # The Patching tab's widgets are built when it is first opened: with them the page's first render took
-        # ~1 s more of server CPU (measured), which every session pays even if it never patches.
-        patching = pn.Column(pn.pane.Markdown("_loading the patching view..._"), sizing_mode="stretch_width")
         from xlstm_viz.dashboard.intro import intro_card
 
         first = pn.Column(intro_card(self.session.model, self.session.task), self.model_view,
                           sizing_mode="stretch_width")  # the first screen says what the model does
-        tabs = pn.Tabs(("Model", first), ("Over time", self.trace_view), ("Debugger", self.debugger_view),
-                       ("Diff", self.diff_view), ("Patching", patching), *live, ("NCPS builder (detached)", builder),
-                       ("Export", self.export_panel()), dynamic=False, sizing_mode="stretch_width")
-        names, built = list(tabs._names), []
+        contents = [("Model", first), ("Over time", self.trace_view), ("Debugger", self.debugger_view),
+                    ("Diff", self.diff_view), ("Patching", self.patching_view), *live,
+                    ("NCPS builder (detached)", builder), ("Export", self.export_panel())]
+        # A tab's views go into the page when the tab is first shown, and then stay (they are not rebuilt on the next
+        # show, as Panel's dynamic=True would: 0.6-1.4 s of server CPU per switch, measured). With every tab in the
+        # first render the page took ~12 s to its first canvas in chromium, about half of it the browser building
+        # the hidden tabs' figures; every session paid that even if it only looked at the first screen.
+        holders = {name: pn.Column(pn.pane.Markdown(f"_loading the {name} view..._"), sizing_mode="stretch_width")
+                   for name, _ in contents[1:]}
+        tabs = pn.Tabs(contents[0], *((name, holders[name]) for name, _ in contents[1:]), dynamic=False,
+                       sizing_mode="stretch_width")
+        names, content = list(tabs._names), dict(contents)
 
         def show_active():
             # only the shown tab's views follow each result; a hidden tab's catch up when it is shown
             active = names[tabs.active] if 0 <= tabs.active < len(names) else None
-            if active == "Patching" and not built:
-                built.append(True)
-                patching[:] = [self.patching_view]
+            holder = holders.pop(active, None)
+            if holder is not None:
+                holder[:] = [content[active]]
             for name, feed in self.feeds.items():
                 feed.shown = name == active
 
