@@ -81,6 +81,8 @@ def main(argv=None) -> int:
             page.wait_for_timeout(1500)
             for tab in TABS:
                 page.get_by_text(tab, exact=True).first.click()
+                # a tab's views go into the page when it is first shown (app.py tabs())
+                page.get_by_text(f"loading the {tab} view").wait_for(state="hidden", timeout=60000)
                 page.wait_for_timeout(800)
                 if tab == "Debugger":
                     page.get_by_role("button", name="Add breakpoint").click()
@@ -114,6 +116,7 @@ def main(argv=None) -> int:
             wait(lambda: len(apps) > n and apps[-1].session.trace is not None and not apps[-1].session.busy)
             page.wait_for_timeout(1500)
             page.get_by_text("NCPS (live model)", exact=True).first.click()
+            page.get_by_text("loading the NCPS (live model) view").wait_for(state="hidden", timeout=60000)
             page.wait_for_timeout(3000)
             page.screenshot(path=str(out / "tab_ncps_live.png"))
             print(out / "tab_ncps_live.png")
