@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import collections
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -45,7 +46,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from dashboard_load import start_server  # noqa: E402  (the same served app, port and session folder as the load test)
+from dashboard_load import WATCH_HOOK, start_server  # noqa: E402  (the same served app, port, session folder and
+# shown-text watcher as the load test)
 
 # Every websocket message, both ways, with the page's clock and its size (binary buffers included); the document
 # events of incoming messages (kind, model id, attribute).
@@ -131,59 +133,7 @@ BOKEH_HOOK = r"""
     window.__paints.push({t: t0, ms: performance.now() - t0, plot: title.slice(0, 32)});
     return r;
   };
-  const views = () => {
-    const out = [];
-    const walk = (v) => { out.push(v); for (const c of (v.children_views ? v.children_views() : [])) walk(c); };
-    for (const v of Bokeh.index) walk(v);
-    return out;
-  };
-  window.__viewCount = () => views().length;
-  let target = null;
-  const text = (v) => (v.container && v.container.isConnected) ? v.container.textContent.trim() : null;
-  const find = (prefix) => {
-    if (target == null || text(target) == null || !text(target).startsWith(prefix))
-      target = views().find((v) => (text(v) || '').startsWith(prefix)) || null;
-    return target;
-  };
-  // checked when the pane's DOM changes, not in every frame: frames asked for while waiting cost this page's
-  // renderer ~2-4 ms each (dashboard_load.py, WATCH_HOOK); a timer every 100 ms re-finds a replaced pane
-  window.__waitText = (prefix, pattern, timeout) => new Promise((resolve, reject) => {
-    const re = new RegExp(pattern);
-    const t0 = performance.now();
-    let done = false, watched = null, timer = null;
-    const observer = new MutationObserver(() => shown());
-    const shown = () => {
-      const now = find(prefix) != null ? text(target) : null;
-      if (done || now == null || !re.test(now)) return false;
-      done = true;
-      observer.disconnect();
-      clearTimeout(timer);
-      // stamped after the frame that carries it: its style, layout and paint
-      requestAnimationFrame(() => setTimeout(() => resolve(performance.now()), 0));
-      return true;
-    };
-    const watch = () => {
-      const root = find(prefix) && (target.shadow_el || target.el);
-      if (root && root !== watched) {
-        observer.disconnect();
-        observer.observe(root, {subtree: true, childList: true, characterData: true});
-        watched = root;
-      }
-    };
-    const safety = () => {
-      if (done) return;
-      if (performance.now() - t0 > timeout) {
-        done = true;
-        observer.disconnect();
-        reject(new Error('text not shown: ' + pattern));
-        return;
-      }
-      watch();
-      if (!shown()) timer = setTimeout(safety, 100);
-    };
-    watch();
-    if (!shown()) timer = setTimeout(safety, 100);
-  });
+  // the shown-text watcher (window.__waitText, __viewCount) is the load test's WATCH_HOOK, added after this
   window.__modelType = (id) => { const m = Bokeh.documents[0].get_model_by_id(id); return m ? m.type : '?'; };
 })();
 """
@@ -240,6 +190,7 @@ class App:
             await box.press("Enter")
         await self.page.wait_for_timeout(1000)
         await self.page.evaluate(BOKEH_HOOK)
+        await self.page.evaluate(WATCH_HOOK)
         self.views = await self.page.evaluate("window.__viewCount()")
         self.cdp = await self.ctx.new_cdp_session(self.page)
         await self.cdp.send("Performance.enable", {"timeDomain": "threadTicks"})
@@ -259,7 +210,7 @@ class App:
             if self.steps >= 40:  # stay well inside one pass: Reset (not timed) and step again
                 await self.page.get_by_role("button", name="Reset", exact=True).click()
                 await self.page.evaluate("([p, r]) => window.__waitText(p, r, 120000)",
-                                         ["stopped (", r"^stopped \(\w+\), 0 cells run"])
+                                         [r"^stopped \(", r"^stopped \(\w+\), 0 cells run"])
                 self.steps = 0
             self.steps += 1
             button, prefix, pattern = STEP_CLICK[0], STEP_CLICK[1], STEP_CLICK[2].format(n=self.steps)
@@ -269,7 +220,8 @@ class App:
                                  "window.__paints = []; window.__sized = []")
         before = await self.metrics()
         await self.page.get_by_role("button", name=button, exact=True).click()
-        shown = await self.page.evaluate("([p, r]) => window.__waitText(p, r, 120000)", [prefix, pattern])
+        shown, _ = await self.page.evaluate("([p, r]) => window.__waitText(p, r, 120000)",
+                                            ["^" + re.escape(prefix), pattern])
         # quiet: no websocket message, layout or paint for settle_ms (the page's trailing work counts too)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
