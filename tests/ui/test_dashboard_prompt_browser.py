@@ -11,6 +11,10 @@ from tests.ui.conftest import wait_until
 @pytest.mark.parametrize("prompt", ["K3 V7 ? K3", "5 6 7 8"])
 def test_a_typed_prompt_finishes_in_the_browser_and_keeps_the_probe(page, served_app, prompt, artifacts):  # noqa: F811
     served, apps = served_app
+    # the status line's texts as the page received them, in order (said on failure: lost, or out of order)
+    received = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.extend(
+        t for t in ("running...", "ran 4 tokens") if isinstance(f, str) and t in f)))
     app, errors = open_app(page, served, apps)
     page.get_by_text("Over time", exact=True).click()
     # a hidden tab's views are drawn when it is first shown (tab_feed.py)
@@ -27,9 +31,13 @@ def test_a_typed_prompt_finishes_in_the_browser_and_keeps_the_probe(page, served
     try:
         wait_until(lambda: page.get_by_text("ran 4 tokens").count() == 1, page=page)
     except AssertionError as exc:
-        raise AssertionError(f"the server says {app._status.object!r}; the page shows "
-                             f"{page.get_by_text('ran ').all_inner_texts()} and "
-                             f"{page.get_by_text('running').all_inner_texts()}") from exc
+        models = [(m.id, m.text) for m, _ in app._status._models.values()]
+        shown = page.evaluate("""(ids) => ids.map((id) => { for (const d of Bokeh.documents) {
+            const m = d.get_model_by_id(id); if (m) return m.text; } return null; })""", [i for i, _ in models])
+        raise AssertionError(f"the server says {app._status.object!r} (its Bokeh models: {models}); the page's "
+                             f"models hold {shown} and it shows {page.get_by_text('ran ').all_inner_texts()} and "
+                             f"{page.get_by_text('running').all_inner_texts()}; status texts received in order: "
+                             f"{received}") from exc
     assert page.get_by_text("running...").count() == 0
     # a typed prompt has no MQAR targets: no recall accuracy is claimed for it, also on the Model tab once it is
     # shown (a hidden tab catches up when shown, tab_feed.py)
