@@ -210,7 +210,7 @@ class App:
             if self.steps >= 40:  # stay well inside one pass: Reset (not timed) and step again
                 await self.page.get_by_role("button", name="Reset", exact=True).click()
                 await self.page.evaluate("([p, r]) => window.__waitText(p, r, 120000)",
-                                         [r"^stopped \(", r"^stopped \(\w+\), 0 cells run"])
+                                         ["^" + re.escape(STEP_CLICK[1]), r"^stopped \(\w+\), 0 cells run"])
                 self.steps = 0
             self.steps += 1
             button, prefix, pattern = STEP_CLICK[0], STEP_CLICK[1], STEP_CLICK[2].format(n=self.steps)

@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     import panel as pn
 
     import xlstm_viz.blas  # noqa: F401
-    from xlstm_viz.dashboard.app import DashboardApp
+    from xlstm_viz.dashboard.app import TAB_LOADING, DashboardApp
 
     apps = []
 
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             for tab in TABS:
                 page.get_by_text(tab, exact=True).first.click()
                 # a tab's views go into the page when it is first shown (app.py tabs())
-                page.get_by_text(f"loading the {tab} view").wait_for(state="hidden", timeout=60000)
+                page.get_by_text(TAB_LOADING.format(tab)).wait_for(state="hidden", timeout=60000)
                 page.wait_for_timeout(800)
                 if tab == "Debugger":
                     page.get_by_role("button", name="Add breakpoint").click()
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
             wait(lambda: len(apps) > n and apps[-1].session.trace is not None and not apps[-1].session.busy)
             page.wait_for_timeout(1500)
             page.get_by_text("NCPS (live model)", exact=True).first.click()
-            page.get_by_text("loading the NCPS (live model) view").wait_for(state="hidden", timeout=60000)
+            page.get_by_text(TAB_LOADING.format("NCPS (live model)")).wait_for(state="hidden", timeout=60000)
             page.wait_for_timeout(3000)
             page.screenshot(path=str(out / "tab_ncps_live.png"))
             print(out / "tab_ncps_live.png")

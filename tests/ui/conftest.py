@@ -150,6 +150,13 @@ def bokeh_to_screen(page, fig_id: str, x: float, y: float) -> tuple[float, float
     ))
 
 
+def model_value(page, model_id: str, attr: str):
+    """A Bokeh model's attribute as the browser holds it (None while the model is not there yet)."""
+    return page.evaluate("""([id, attr]) => {
+        for (const doc of Bokeh.documents) { const m = doc.get_model_by_id(id); if (m) return m[attr]; }
+        return null; }""", [model_id, attr])
+
+
 def browser_column(page, source_id: str, column: str) -> list | None:
     """A ColumnDataSource column as the browser holds it (None while the model is not there yet)."""
     return page.evaluate(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.ui.app_fixtures import open_app, select_values, script_errors, served_app  # noqa: F401 - served_app is a fixture
-from tests.ui.conftest import wait_until
+from tests.ui.conftest import model_value, wait_until
 
 
 @pytest.mark.parametrize("prompt", ["K3 V7 ? K3", "5 6 7 8"])
@@ -32,8 +32,7 @@ def test_a_typed_prompt_finishes_in_the_browser_and_keeps_the_probe(page, served
         wait_until(lambda: page.get_by_text("ran 4 tokens").count() == 1, page=page)
     except AssertionError as exc:
         models = [(m.id, m.text) for m, _ in app._status._models.values()]
-        shown = page.evaluate("""(ids) => ids.map((id) => { for (const d of Bokeh.documents) {
-            const m = d.get_model_by_id(id); if (m) return m.text; } return null; })""", [i for i, _ in models])
+        shown = [model_value(page, i, "text") for i, _ in models]
         raise AssertionError(f"the server says {app._status.object!r} (its Bokeh models: {models}); the page's "
                              f"models hold {shown} and it shows {page.get_by_text('ran ').all_inner_texts()} and "
                              f"{page.get_by_text('running').all_inner_texts()}; status texts received in order: "

@@ -6,13 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.ui.app_fixtures import open_app, script_errors, serve_apps, served_app  # noqa: F401 - the served demo app
-from tests.ui.conftest import bokeh_to_screen, browser_column, wait_until
-
-
-def model_value(page, model_id: str, attr: str):
-    return page.evaluate("""([id, attr]) => {
-        for (const doc of Bokeh.documents) { const m = doc.get_model_by_id(id); if (m) return m[attr]; }
-        return null; }""", [model_id, attr])
+from tests.ui.conftest import bokeh_to_screen, browser_column, model_value, wait_until
 
 
 def test_patching_from_the_ui_draws_the_logit_difference_per_position(page, served_app, artifacts):

@@ -35,6 +35,7 @@ from xlstm_viz.dashboard.trace_view import TraceView
 from xlstm_viz.dashboard.wiring_view import WiringView, build_wiring, wiring_from_json, wiring_to_json
 
 TITLE = "xlstm-viz"
+TAB_LOADING = "loading the {} view..."  # what a tab shows until its views are put in (its first show)
 FED_TABS = ("Model", "Over time", "Debugger", "Diff", "Patching", "NCPS (live model)")  # tabs with session views
 PNG_NOTE = ("Figures as SVG / PNG: the buttons under the block and cell graphs (Model), the probe heatmap (Over "
             "time) and the diff plot (Diff) draw the current result on the server with matplotlib "
@@ -406,13 +407,13 @@ class DashboardApp(pn.viewable.Viewer):
                     ("NCPS builder (detached)", builder), ("Export", self.export_panel())]
         # A tab's views go into the page when the tab is first shown, and then stay (they are not rebuilt on the next
         # show, as Panel's dynamic=True would: 0.6-1.4 s of server CPU per switch, measured). With every tab in the
-        # first render the page took ~12 s to its first canvas in chromium, about half of it the browser building
-        # the hidden tabs' figures; every session paid that even if it only looked at the first screen.
-        holders = {name: pn.Column(pn.pane.Markdown(f"_loading the {name} view..._"), sizing_mode="stretch_width")
+        # first render, every session paid for the hidden tabs' figures even if it only looked at the first screen
+        # (page open -> first run shown, README "Dashboard").
+        holders = {name: pn.Column(pn.pane.Markdown(f"_{TAB_LOADING.format(name)}_"), sizing_mode="stretch_width")
                    for name, _ in contents[1:]}
         tabs = pn.Tabs(contents[0], *((name, holders[name]) for name, _ in contents[1:]), dynamic=False,
                        sizing_mode="stretch_width")
-        names, content = list(tabs._names), dict(contents)
+        names, content = [name for name, _ in contents], dict(contents)
 
         def show_active():
             # only the shown tab's views follow each result; a hidden tab's catch up when it is shown
