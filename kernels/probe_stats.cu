@@ -2,62 +2,294 @@
 //
 // Inputs: in0 ... in<N-1> (the probes' outputs and the raw columns: gate values, memory norms), each read where it
 // lies, in its own dtype (float32, bfloat16 or float16: a 7B trace's probes are 12 GB of bf16, which a float32 copy
-// would double and then read again), and accumulated in float32. `tasks` (int32 [T, 6]: input, offset, width,
+// would double and then read again), and accumulated in float32. `tasks` (int32 [T, 7]: input, offset, width, rows,
 // destination, kind, dtype) lists one task per warp. Output: out (float32), one buffer for one copy to the host.
 // Template constant: THREADS (block size).
 //
-//   kind 1, stats: the mean, std, absmax and l2 of one head row, to out[dest .. dest + 3]. std is centred (a second
-//     pass over the row, which the first pass left in L1/L2); absmax is the integer max of the float bits with the
-//     sign bit cleared: it orders like |x| and every NaN lies above inf, so NaN propagates as in numpy. The reference
-//     is stats.numpy_stats.
-//   kind 0, copy: `width` numbers taken as they are (gate values, memory norms) to out[dest ...].
+//   kind 1, stats: for each of `rows` consecutive head rows of `width` numbers (row r starts at offset + r * width),
+//     the mean, std, absmax and l2, to out[dest + 4 r .. dest + 4 r + 3]. std is centred; absmax is the integer
+//     max of the float bits with the sign bit cleared: it orders like |x| and every NaN lies above inf, so NaN
+//     propagates as in numpy. The reference is stats.numpy_stats.
+//   kind 0, copy: `width` numbers taken as they are (gate values, memory norms) to out[dest ...]; rows is 1.
 //   width 0: padding, nothing written.
 // dtype: 0 float32, 1 bfloat16, 2 float16.
 // SELECT_INPUTS is replaced by one `case j: return inj;` per input (the number of inputs varies per trace).
 // The part above the `--- body ---` line is the kernel's header (functions at namespace scope), the rest its body.
+//
+// Why a task holds many rows and a warp loads several rows before it reduces any: a 7B trace is ~4M head rows of
+// 256-512 numbers (0.5-1 KB). With one row per warp, each warp's work was a chain of dependent memory trips (task,
+// row, write) for 1 KB, and 64 resident warps per SM kept too few bytes in flight: the launch read 1.1-1.4 TB/s
+// (H200), whether its loads were 2 or 16 bytes wide. Here a lane keeps eight 16-byte loads in flight (4 KB per
+// warp), a short row stays in registers for its centred second pass, and one task covers ~8K numbers.
+
+constexpr int NARROW = 8;  // rows of at most this many numbers take a lane each
 
 __device__ __forceinline__ float xv_float(float x) { return x; }
 __device__ __forceinline__ float xv_float(__nv_bfloat16 x) { return __bfloat162float(x); }
 __device__ __forceinline__ float xv_float(__half x) { return __half2float(x); }
 
+// 16 bytes as floats: 4 float32, or 8 bfloat16 / float16 (little endian: a word's lower half is the first number).
 template <typename T>
-__device__ void xv_task(const T* src, int width, int kind, int lane, float* dst) {
+struct xv_vec;
+template <>
+struct xv_vec<float> {
+  static constexpr int N = 4;
+  static __device__ __forceinline__ void widen(const uint4& r, float* x) {
+    x[0] = __uint_as_float(r.x);
+    x[1] = __uint_as_float(r.y);
+    x[2] = __uint_as_float(r.z);
+    x[3] = __uint_as_float(r.w);
+  }
+};
+template <>
+struct xv_vec<__nv_bfloat16> {
+  static constexpr int N = 8;
+  static __device__ __forceinline__ void widen(const uint4& r, float* x) {
+    const unsigned int w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      x[2 * i] = __uint_as_float(w[i] << 16);  // a bf16 is the upper half of its float32
+      x[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+  }
+};
+template <>
+struct xv_vec<__half> {
+  static constexpr int N = 8;
+  static __device__ __forceinline__ void widen(const uint4& r, float* x) {
+    const unsigned int w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      x[2 * i] = __half2float(__ushort_as_half((unsigned short)(w[i] & 0xffffu)));
+      x[2 * i + 1] = __half2float(__ushort_as_half((unsigned short)(w[i] >> 16)));
+    }
+  }
+};
+
+struct xv_acc {
+  float total;
+  float squares;
+  unsigned int top;  // max of |x|'s bits
+};
+
+__device__ __forceinline__ void xv_add(xv_acc& a, float x) {
+  a.total += x;
+  a.squares += x * x;
+  const unsigned int bits = __float_as_uint(x) & 0x7fffffffu;
+  a.top = bits > a.top ? bits : a.top;
+}
+
+// Butterfly reductions: every lane ends with the warp's result (so the mean needs no broadcast).
+__device__ __forceinline__ float xv_sum(float v) {
+#pragma unroll
+  for (int step = 16; step > 0; step >>= 1) {
+    v += __shfl_xor_sync(0xffffffffu, v, step);
+  }
+  return v;
+}
+
+__device__ __forceinline__ unsigned int xv_max(unsigned int v) {
+#pragma unroll
+  for (int step = 16; step > 0; step >>= 1) {
+    const unsigned int other = __shfl_xor_sync(0xffffffffu, v, step);
+    v = other > v ? other : v;
+  }
+  return v;
+}
+
+__device__ __forceinline__ void xv_write(float* dst, float mean, float centred, unsigned int top, float squares,
+                                         int width) {
+  dst[0] = mean;
+  dst[1] = sqrtf(centred / (float)width);
+  dst[2] = __uint_as_float(top);
+  dst[3] = sqrtf(squares);
+}
+
+// Rows of at most 32 * P loads: each lane holds P loads of G = 8 / P rows at once, so eight 16-byte loads per lane
+// are in flight before the first reduction; the centred pass reads the registers again.
+template <typename T, int P>
+__device__ void xv_rows_held(const T* src, int width, int rows, int lane, float* dst) {
+  constexpr int N = xv_vec<T>::N;
+  constexpr int G = 8 / P;
+  const int chunks = width / N;
+  const uint4* base = reinterpret_cast<const uint4*>(src);
+  for (int r0 = 0; r0 < rows; r0 += G) {
+    uint4 raw[G][P];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        const int c = lane + 32 * p;
+        raw[g][p] = (r0 + g < rows && c < chunks) ? __ldg(base + (size_t)(r0 + g) * chunks + c)
+                                                  : make_uint4(0u, 0u, 0u, 0u);
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+      if (r0 + g < rows) {  // the same for every lane: the shuffles below see the whole warp
+        xv_acc a = {0.0f, 0.0f, 0u};
+        float x[N];
+#pragma unroll
+        for (int p = 0; p < P; ++p) {
+          if (lane + 32 * p < chunks) {
+            xv_vec<T>::widen(raw[g][p], x);
+#pragma unroll
+            for (int e = 0; e < N; ++e) {
+              xv_add(a, x[e]);
+            }
+          }
+        }
+        const float mean = xv_sum(a.total) / (float)width;
+        float centred = 0.0f;
+#pragma unroll
+        for (int p = 0; p < P; ++p) {
+          if (lane + 32 * p < chunks) {
+            xv_vec<T>::widen(raw[g][p], x);
+#pragma unroll
+            for (int e = 0; e < N; ++e) {
+              const float d = x[e] - mean;
+              centred += d * d;
+            }
+          }
+        }
+        const float c = xv_sum(centred);
+        const unsigned int top = xv_max(a.top);
+        const float squares = xv_sum(a.squares);
+        if (lane == 0) {
+          xv_write(dst + 4 * (r0 + g), mean, c, top, squares, width);
+        }
+      }
+    }
+  }
+}
+
+// Wider rows (the FFN's 10,944 features, whole-model rows): two passes with U loads in flight per lane; the second
+// pass finds the row in L1/L2.
+template <typename T>
+__device__ void xv_rows_wide(const T* src, int width, int rows, int lane, float* dst) {
+  constexpr int N = xv_vec<T>::N;
+  constexpr int U = 8;
+  const int chunks = width / N;
+  for (int r = 0; r < rows; ++r) {
+    const uint4* row = reinterpret_cast<const uint4*>(src) + (size_t)r * chunks;
+    xv_acc a = {0.0f, 0.0f, 0u};
+    float x[N];
+    for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
+      uint4 raw[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        raw[u] = c0 + 32 * u < chunks ? __ldg(row + c0 + 32 * u) : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (c0 + 32 * u < chunks) {
+          xv_vec<T>::widen(raw[u], x);
+#pragma unroll
+          for (int e = 0; e < N; ++e) {
+            xv_add(a, x[e]);
+          }
+        }
+      }
+    }
+    const float mean = xv_sum(a.total) / (float)width;
+    float centred = 0.0f;
+    for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
+      uint4 raw[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        raw[u] = c0 + 32 * u < chunks ? __ldg(row + c0 + 32 * u) : make_uint4(0u, 0u, 0u, 0u);
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (c0 + 32 * u < chunks) {
+          xv_vec<T>::widen(raw[u], x);
+#pragma unroll
+          for (int e = 0; e < N; ++e) {
+            const float d = x[e] - mean;
+            centred += d * d;
+          }
+        }
+      }
+    }
+    const float c = xv_sum(centred);
+    const unsigned int top = xv_max(a.top);
+    const float squares = xv_sum(a.squares);
+    if (lane == 0) {
+      xv_write(dst + 4 * r, mean, c, top, squares, width);
+    }
+  }
+}
+
+// Rows that are not 16-byte loads (odd widths, unaligned views): one number a load, a warp per row.
+template <typename T>
+__device__ void xv_rows_scalar(const T* src, int width, int rows, int lane, float* dst) {
+  for (int r = 0; r < rows; ++r) {
+    const T* row = src + (size_t)r * width;
+    xv_acc a = {0.0f, 0.0f, 0u};
+    for (int j = lane; j < width; j += 32) {
+      xv_add(a, xv_float(row[j]));
+    }
+    const float mean = xv_sum(a.total) / (float)width;
+    float centred = 0.0f;
+    for (int j = lane; j < width; j += 32) {
+      const float d = xv_float(row[j]) - mean;
+      centred += d * d;
+    }
+    const float c = xv_sum(centred);
+    const unsigned int top = xv_max(a.top);
+    const float squares = xv_sum(a.squares);
+    if (lane == 0) {
+      xv_write(dst + 4 * r, mean, c, top, squares, width);
+    }
+  }
+}
+
+// Rows of a few numbers (a gate's one value per head): a lane per row, no shuffles.
+template <typename T>
+__device__ void xv_rows_narrow(const T* src, int width, int rows, int lane, float* dst) {
+  for (int r = lane; r < rows; r += 32) {
+    const T* row = src + (size_t)r * width;
+    xv_acc a = {0.0f, 0.0f, 0u};
+    for (int j = 0; j < width; ++j) {
+      xv_add(a, xv_float(row[j]));
+    }
+    const float mean = a.total / (float)width;
+    float centred = 0.0f;
+    for (int j = 0; j < width; ++j) {
+      const float d = xv_float(row[j]) - mean;
+      centred += d * d;
+    }
+    xv_write(dst + 4 * r, mean, centred, a.top, a.squares, width);
+  }
+}
+
+template <typename T>
+__device__ void xv_task(const T* src, int width, int rows, int kind, int lane, float* dst) {
   if (kind == 0) {
     for (int j = lane; j < width; j += 32) {
       dst[j] = xv_float(src[j]);
     }
     return;
   }
-  float total = 0.0f;
-  float squares = 0.0f;
-  unsigned int top = 0u;
-  for (int j = lane; j < width; j += 32) {
-    float x = xv_float(src[j]);
-    total += x;
-    squares += x * x;
-    unsigned int bits = __float_as_uint(x) & 0x7fffffffu;
-    top = bits > top ? bits : top;
+  constexpr int N = xv_vec<T>::N;
+  if (width <= NARROW) {
+    xv_rows_narrow(src, width, rows, lane, dst);
+    return;
   }
-  for (int step = 16; step > 0; step >>= 1) {
-    total += __shfl_down_sync(0xffffffffu, total, step);
-    squares += __shfl_down_sync(0xffffffffu, squares, step);
-    unsigned int other = __shfl_down_sync(0xffffffffu, top, step);
-    top = other > top ? other : top;
+  // every row of the task starts 16-byte aligned when the first does and the width is a whole number of loads
+  if (width % N != 0 || (reinterpret_cast<unsigned long long>(src) & 15ull) != 0) {
+    xv_rows_scalar(src, width, rows, lane, dst);
+    return;
   }
-  float mean = __shfl_sync(0xffffffffu, total, 0) / (float)width;
-  float centred = 0.0f;
-  for (int j = lane; j < width; j += 32) {
-    float d = xv_float(src[j]) - mean;
-    centred += d * d;
-  }
-  for (int step = 16; step > 0; step >>= 1) {
-    centred += __shfl_down_sync(0xffffffffu, centred, step);
-  }
-  if (lane == 0) {
-    dst[0] = mean;
-    dst[1] = sqrtf(centred / (float)width);
-    dst[2] = __uint_as_float(top);
-    dst[3] = sqrtf(squares);
+  const int chunks = width / N;
+  if (chunks <= 32) {
+    xv_rows_held<T, 1>(src, width, rows, lane, dst);
+  } else if (chunks <= 64) {
+    xv_rows_held<T, 2>(src, width, rows, lane, dst);
+  } else if (chunks <= 128) {
+    xv_rows_held<T, 4>(src, width, rows, lane, dst);
+  } else {
+    xv_rows_wide(src, width, rows, lane, dst);
   }
 }
 
@@ -70,17 +302,18 @@ auto input_at = [=](int index) -> const void* {
   return nullptr;
 };
 const int lane = threadIdx.x % 32;
-const int* task = tasks + 6 * ((size_t)blockIdx.x * WARPS + threadIdx.x / 32);
+const int* task = tasks + 7 * ((size_t)blockIdx.x * WARPS + threadIdx.x / 32);
 const int width = task[2];
 if (width == 0) {
   return;
 }
 const void* base = input_at(task[0]);
-float* dst = out + task[3];
-if (task[5] == 1) {
-  xv_task(static_cast<const __nv_bfloat16*>(base) + task[1], width, task[4], lane, dst);
-} else if (task[5] == 2) {
-  xv_task(static_cast<const __half*>(base) + task[1], width, task[4], lane, dst);
+const int rows = task[3];
+float* dst = out + task[4];
+if (task[6] == 1) {
+  xv_task(static_cast<const __nv_bfloat16*>(base) + task[1], width, rows, task[5], lane, dst);
+} else if (task[6] == 2) {
+  xv_task(static_cast<const __half*>(base) + task[1], width, rows, task[5], lane, dst);
 } else {
-  xv_task(static_cast<const float*>(base) + task[1], width, task[4], lane, dst);
+  xv_task(static_cast<const float*>(base) + task[1], width, rows, task[5], lane, dst);
 }

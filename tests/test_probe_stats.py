@@ -163,7 +163,7 @@ def test_asking_for_the_fused_kernel_off_cuda_names_the_requirement(golden_dir):
 def test_the_cuda_kernel_source_ships_with_the_package():
     # Loaded from xlstm_viz/kernels when installed, from <repo>/kernels in a checkout; both are the same file.
     source = stats_gpu._source("probe_stats.cu")
-    assert "__shfl_down_sync" in source and "SELECT_INPUTS" in source
+    assert "__shfl_xor_sync" in source and "SELECT_INPUTS" in source
     with pytest.raises(FileNotFoundError, match="kernel source nothing.cu not found"):
         stats_gpu._source("nothing.cu")
 
@@ -183,16 +183,20 @@ def _emulate(inputs, plan):
     out = np.full(plan.size, np.nan, np.float32)
     tasks = np.array(plan.tasks)
     assert tasks.shape == (plan.blocks * stats_gpu.THREADS // stats_gpu.WARP, stats_gpu.TASK_FIELDS)  # a task a warp
-    for input_, offset, width, dest, kind, dtype in tasks:
+    for input_, offset, width, rows, dest, kind, dtype in tasks:
         if not width:
             continue
         assert dtype == stats_gpu.DTYPES[inputs[input_].dtype]  # read as what it is
-        x = flat[input_][offset:offset + width].astype(np.float64)
         if kind:
-            out[dest:dest + 4] = x.mean(), x.std(), np.abs(x).max(), np.sqrt(np.square(x).sum())
+            x = flat[input_][offset:offset + rows * width].astype(np.float64)
+            assert x.size == rows * width  # the task's rows lie inside its input
+            x = x.reshape(rows, width)
+            out[dest:dest + 4 * rows] = np.stack([x.mean(1), x.std(1), np.abs(x).max(1),
+                                                  np.sqrt(np.square(x).sum(1))], axis=1).reshape(-1)
         else:
-            out[dest:dest + width] = x
-    assert set(codes) >= set(np.unique(tasks[:, 5]))
+            assert rows == 1
+            out[dest:dest + width] = flat[input_][offset:offset + width]
+    assert set(codes) >= set(np.unique(tasks[:, 6]))
     return out
 
 
@@ -231,3 +235,25 @@ def test_fused_cuda_kernel_reads_bf16_and_float16_probes_as_they_are(arrays_and_
         mx.bfloat16)
     arrays = [np.array(a.astype(mx.float32)) for a in device]  # the values the kernel sees
     _assert_same(stats_gpu.fused_stats(device, layout), numpy_stats(arrays, layout), rtol=1e-4, atol=1e-5)
+
+
+@needs_cuda
+def test_fused_cuda_kernel_gives_the_reference_stats_on_every_row_path():
+    # probe_stats.cu takes a different path by row width and alignment: held rows (<= 1,024 bf16 per row), wide
+    # rows in two passes (the FFN's 10,944 features), one number a load for odd widths and unaligned views, and a
+    # lane per row for narrow rows; tasks cover many rows, the last one of an input fewer.
+    rng = np.random.default_rng(3)
+    big = mx.array(rng.normal(size=(4 * 256 + 8,)).astype(np.float32)).astype(mx.bfloat16)
+    unaligned = big[3:3 + 4 * 256].reshape(1, 4, 256)  # contiguous, 6 bytes past a 16-byte boundary
+    device = [
+        mx.array(rng.normal(1.0, 2.0, size=(1, 70, 2048)).astype(np.float32)).astype(mx.bfloat16),  # 8 heads of 256
+        mx.array(rng.normal(size=(2, 5, 10944)).astype(np.float32)).astype(mx.bfloat16),  # wide
+        mx.array(rng.normal(size=(1, 9, 1001)).astype(np.float32)).astype(mx.bfloat16),  # odd width
+        unaligned,
+        mx.array(rng.normal(size=(3, 50, 12)).astype(np.float32)),  # narrow: 2 heads of 6
+        mx.array(rng.normal(size=(1, 33, 512 * 3)).astype(np.float32)).astype(mx.float16),  # 3 heads of 512
+    ]
+    layout = ((2048, 8, 1), (10944, 1, 1), (1001, 1, 1), (256, 1, 1), (12, 2, 1), (1536, 3, 1))
+    assert stats_gpu.rows_per_task(256) < 70 * 8  # an input of several tasks
+    arrays = [np.array(a.astype(mx.float32)) for a in device]  # the values the kernel sees
+    _assert_same(stats_gpu.fused_stats(device, layout), numpy_stats(arrays, layout), rtol=2e-4, atol=2e-5)

@@ -8,8 +8,8 @@ one warp reduces each head row in float32, and copies the raw columns (gate valu
 the device in one copy. The memory norms come from the memory cell's own trace (a raw column here). The MLX table
 stays the reference, and the path on Metal until a Metal twin of the kernel is tested.
 
-`prepare` lists the inputs (each tensor once) and builds the plan: warp tasks (a stats row or a copy chunk, each
-with its input, offset, width, destination and dtype). Plans are cached per trace structure; the tests run a plan in
+`prepare` lists the inputs (each tensor once) and builds the plan: warp tasks (a run of stats rows of one width, or a
+copy chunk, each with its input, offset, width, rows, destination and dtype). Plans are cached per trace structure; the tests run a plan in
 numpy where there is no CUDA.
 """
 
@@ -28,7 +28,9 @@ from xlstm_viz.execution.stats import BASE_STATS, Layout
 WARP = 32
 THREADS = 256  # threads per block: 8 warp tasks
 COPY_CHUNK = 1024  # numbers per copy task
-TASK_FIELDS = 6  # input, offset, width, destination, kind (1 stats, 0 copy), dtype
+TASK_NUMBERS = 8192  # numbers of one width that a stats task covers (a whole number of rows, at least one)
+MAX_ROWS = 1024  # rows per stats task at most (narrow rows: a lane per row, 32 rows at a time)
+TASK_FIELDS = 7  # input, offset, width, rows, destination, kind (1 stats, 0 copy), dtype
 # The dtypes the kernel reads as they are (its dtype codes); any other is widened to float32 first.
 DTYPES = {mx.float32: 0, mx.bfloat16: 1, mx.float16: 2}
 BODY_MARK = "// --- body ---"
@@ -88,7 +90,7 @@ def _kernel(inputs: int):
 
 
 class _Plan(NamedTuple):
-    tasks: mx.array  # int32 [row blocks * 8, TASK_FIELDS]
+    tasks: mx.array  # int32 [blocks * 8, TASK_FIELDS]
     blocks: int  # thread blocks of 8 warp tasks
     stats_rows: int
     size: int  # numbers in the output
@@ -98,10 +100,16 @@ class _Plan(NamedTuple):
 _PLANS: dict[tuple, _Plan] = {}
 
 
+def rows_per_task(width: int) -> int:
+    """Head rows of one width that one warp task covers: about TASK_NUMBERS numbers, so that a warp's task
+    fetch is paid once for many rows (kernels/probe_stats.cu says why)."""
+    return int(min(MAX_ROWS, max(1, TASK_NUMBERS // width)))
+
+
 def _plan(key: tuple, shapes: list, dtypes: list, slots: list, layout: Layout) -> _Plan:
     """Tasks for one trace's structure. shapes, dtypes: per input (dtype codes); slots: per layout entry, the input
     it reads."""
-    # One row per warp task. Built with numpy: a long trace of a large model has millions of stats rows.
+    # Built with numpy: a long trace of a large model has millions of stats rows.
     stats_parts, copy_parts, views, rows = [], [], [], 0
     for j, (features, heads, kind) in enumerate(layout):
         shape = shapes[slots[j]]
@@ -111,10 +119,12 @@ def _plan(key: tuple, shapes: list, dtypes: list, slots: list, layout: Layout) -
         if kind:
             width = features // heads
             count = size // width
-            r = np.arange(count, dtype=np.int64)
-            stats_parts.append(np.stack([np.full(count, slots[j]), r * width, np.full(count, width),
-                                         4 * (rows + r), np.ones(count, np.int64),
-                                         np.full(count, dtypes[slots[j]])], axis=1))
+            per = rows_per_task(width)
+            first = np.arange(0, count, per, dtype=np.int64)  # each task's first row
+            n = len(first)
+            stats_parts.append(np.stack([np.full(n, slots[j]), first * width, np.full(n, width),
+                                         np.minimum(per, count - first), 4 * (rows + first), np.ones(n, np.int64),
+                                         np.full(n, dtypes[slots[j]])], axis=1))
             views.append(("stats", rows, rows + count, (*shape[:-1], heads)))
             rows += count
         else:
@@ -126,19 +136,19 @@ def _plan(key: tuple, shapes: list, dtypes: list, slots: list, layout: Layout) -
             views[j] = ("raw", at, at + size, shape)
             offsets = np.arange(0, size, COPY_CHUNK, dtype=np.int64)
             copy_parts.append(np.stack([np.full(len(offsets), slots[j]), offsets,
-                                        np.minimum(COPY_CHUNK, size - offsets), at + offsets,
-                                        np.zeros(len(offsets), np.int64),
+                                        np.minimum(COPY_CHUNK, size - offsets), np.ones(len(offsets), np.int64),
+                                        at + offsets, np.zeros(len(offsets), np.int64),
                                         np.full(len(offsets), dtypes[slots[j]])], axis=1))
             at += size
     if at >= 2**31 or any(int(np.prod(s)) >= 2**31 for s in shapes):
         raise ValueError(f"a stats trace of {at} numbers (inputs of up to {max(int(np.prod(s)) for s in shapes)}) "
                          "is too large for the CUDA kernel's int32 offsets")
-    rows_per_block = THREADS // WARP
+    tasks_per_block = THREADS // WARP
     tasks = sum(len(p) for p in stats_parts + copy_parts)
-    row_blocks = max(1, -(-tasks // rows_per_block))
-    padding = np.zeros((row_blocks * rows_per_block - tasks, TASK_FIELDS), np.int64)  # width 0: nothing to do
+    blocks = max(1, -(-tasks // tasks_per_block))
+    padding = np.zeros((blocks * tasks_per_block - tasks, TASK_FIELDS), np.int64)  # width 0: nothing to do
     table = np.concatenate(stats_parts + copy_parts + [padding])
-    plan = _Plan(mx.array(table.astype(np.int32)), row_blocks, rows, max(at, 1), views)
+    plan = _Plan(mx.array(table.astype(np.int32)), blocks, rows, max(at, 1), views)
     if len(_PLANS) >= 64:
         _PLANS.pop(next(iter(_PLANS)))
     _PLANS[key] = plan
