@@ -168,8 +168,9 @@ class Patcher:
         key = (run, probe)
         if key not in self._full:
             ids = self.clean_ids if run == "clean" else self.corrupted_ids
+            # eager: one run per (prompt, probe), so a compiled graph would be traced for one use
             self._full[key] = self.model.run_with_trace(mx.array(ids), probes=[probe], mode="full",
-                                                        run_mode=self.run_mode)
+                                                        run_mode=self.run_mode, compiled=False)
         return self._full[key]
 
     def patched_logits(self, probe: str, heads=None, positions=None, direction: str = "denoise") -> np.ndarray:

@@ -210,6 +210,19 @@ class XLSTM(nn.Module):
         """A decode step `(token [B, 1], state) -> (logits, state)` under mx.compile, for fast generation."""
         return self.compiled("recurrent")
 
+    def graph_signature(self) -> tuple:
+        """What a compiled forward bakes in: a graph traced under one signature must not run under another.
+
+        activations.FAST_CPU_MATH picks the exp/tanh/sigmoid the graph is traced with. Neuron blocks' wirings count
+        too: their masks / reversal potentials are built from the wiring inside the traced forward. config.chunk_size
+        too: the chunkwise form's chunk length is traced in, and a user may change it between calls (a GPU prefill
+        at 7B sizes is fastest at 256, benchmarks/prefill_breakdown.py)."""
+        neurons = tuple(b.wiring.version for b in self.blocks if getattr(b, "wiring", None) is not None)
+        return (activations.FAST_CPU_MATH, gemv_kernels.resolve_mode(), mlstm_kernels.resolve_mode(),
+                self.config.chunk_size, self.block_wiring.version,
+                tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
+                tuple(i.id for i in self.interventions.list()), neurons)
+
     def compiled(self, mode: str = "chunkwise"):
         """`(ids, state) -> (logits, state)` under mx.compile (prefill with "chunkwise", decode with "recurrent").
 
@@ -219,15 +232,7 @@ class XLSTM(nn.Module):
         cache: dict = {}
         template = [block.new_state(1) for block in self.blocks]  # the state's structure, for the flat inputs
         zeros: dict[int, list] = {}  # batch -> each block's zero state (what a passed state is checked against)
-
-        def signature():  # activations.FAST_CPU_MATH picks the exp/tanh/sigmoid the graph is traced with
-            # Neuron blocks' wirings count too: their masks / reversal potentials are built from the wiring inside
-            # the traced forward, so mx.compile bakes them in and a graph must not outlive its wiring version.
-            neurons = tuple(b.wiring.version for b in self.blocks if getattr(b, "wiring", None) is not None)
-            # config.chunk_size too: the chunkwise form's chunk length is traced in, and a user may change it
-            # between calls (a GPU prefill at 7B sizes is fastest at 256, benchmarks/prefill_breakdown.py).
-            return (activations.FAST_CPU_MATH, gemv_kernels.resolve_mode(), self.config.chunk_size, self.block_wiring.version, tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
-                    tuple(i.id for i in self.interventions.list()), neurons)
+        signature = self.graph_signature
 
         def flatten(state):
             return [a for s in state for a in state_arrays(s)]

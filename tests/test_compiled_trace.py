@@ -1,0 +1,96 @@
+"""A compiled trace (one mx.compile graph whose outputs are the probes) records what the eager, cell-by-cell trace
+records, and follows the model's edits: wirings, interventions and the state it starts from."""
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import xlstm_viz
+from xlstm_viz.execution import trace as trace_module
+
+from tolerances import assert_close_to_scale
+
+# Bit-identical on this project's CPU (seen with 0 allowed); a compiled graph may fuse elementwise ops into other
+# kernels than the eager one, and so round differently, on other devices.
+ULPS = 64
+
+
+@pytest.fixture
+def model(golden_dir):
+    return xlstm_viz.load_model(golden_dir / "tiny")
+
+
+@pytest.fixture
+def ids(golden_dir):
+    return mx.array(np.load(golden_dir / "tiny" / "reference.npz")["input_ids"])
+
+
+def assert_same_trace(got, want, what=""):
+    assert got.probes == want.probes, what
+    for probe in want.probes:
+        assert got.stats[probe].keys() == want.stats[probe].keys(), (what, probe)
+        for stat, value in want.stats[probe].items():
+            assert_close_to_scale(got.stats[probe][stat], value, ULPS, f"{what} {probe} {stat}")
+    assert got.full.keys() == want.full.keys(), what
+    for probe, value in want.full.items():
+        assert_close_to_scale(got.full[probe], value, ULPS, f"{what} full {probe}")
+    assert_close_to_scale(got.logits, want.logits, ULPS, f"{what} logits")
+
+
+@pytest.mark.parametrize("mode", ["stats", "full"])
+def test_a_compiled_trace_records_what_the_eager_trace_records(model, ids, mode):
+    # every probe of the model, the memory cells' norms included; also from a given state (read back, not zero)
+    probes = None if mode == "stats" else ["blocks.*.mlstm.h", "blocks.1.in", "blocks.0.out", "logits"]
+    _, state = model(ids[:, :3])
+    for given in (None, state):
+        want = model.run_with_trace(ids, probes=probes, mode=mode, state=given, compiled=False)
+        got = model.run_with_trace(ids, probes=probes, mode=mode, state=given, compiled=True)
+        assert_same_trace(got, want, f"{mode} from {'zero' if given is None else 'a given'} state")
+        assert "blocks.0.mlstm.memory" not in want.stats or "C_norm" in got.stats["blocks.0.mlstm.memory"]
+    fresh = model.run_with_trace(ids, compiled=True)
+    again = model.run_with_trace(ids, state=state, compiled=True)
+    assert not np.allclose(again.stats["blocks.0.mlstm.memory"]["C_norm"], fresh.stats["blocks.0.mlstm.memory"]["C_norm"])
+
+
+def test_an_edit_reaches_the_next_compiled_trace(model, ids):
+    # the graph bakes in the wiring and interventions: each edit must trace a new one, never reuse a stale graph
+    before = model.run_with_trace(ids, compiled=True)
+    model.cell_wirings[0].set_enabled("blocks.0.mlstm.out", "blocks.0.mid", False)
+    edited = model.run_with_trace(ids, compiled=True)
+    assert_same_trace(edited, model.run_with_trace(ids, compiled=False), "wiring edit")
+    assert not np.allclose(edited.logits, before.logits)
+    model.cell_wirings[0].undo()
+    handle = model.interventions.add("blocks.0.mlstm.v", "scale", value=2.0)
+    scaled = model.run_with_trace(ids, compiled=True)
+    assert_same_trace(scaled, model.run_with_trace(ids, compiled=False), "intervention")
+    assert not np.allclose(scaled.logits, before.logits)
+    model.interventions.remove(handle)
+    assert_same_trace(model.run_with_trace(ids, compiled=True), before, "undone")
+
+
+def test_a_compiled_trace_keeps_one_graph_per_shape_and_selection(model, ids):
+    model.run_with_trace(ids, compiled=True)
+    graphs = trace_module._COMPILED[id(model)]
+    assert len(graphs) == 1
+    model.run_with_trace(ids, compiled=True)
+    assert len(graphs) == 1  # the same graph again
+    model.run_with_trace(ids[:, :5], compiled=True)
+    model.run_with_trace(ids, probes=["blocks.0.mlstm.h"], compiled=True)
+    assert len(graphs) == 3
+    for n in range(2, 2 + trace_module.MAX_COMPILED_TRACES):
+        model.run_with_trace(ids[:, :n], compiled=True)
+    assert len(graphs) == trace_module.MAX_COMPILED_TRACES  # bounded
+
+
+def test_a_compiled_recurrent_trace_is_refused_with_the_way_out(model, ids):
+    with pytest.raises(ValueError, match="compiled traces run the chunkwise form only.*compiled=False"):
+        model.run_with_trace(ids, run_mode="recurrent", compiled=True)
+
+
+def test_a_compiled_trace_checks_its_ids_like_the_eager_one(model, ids):
+    bad = mx.array([[0, model.config.vocab_size]], mx.int32)
+    with pytest.raises(ValueError) as compiled:
+        model.run_with_trace(bad, compiled=True)
+    with pytest.raises(ValueError) as eager:
+        model.run_with_trace(bad, compiled=False)
+    assert str(compiled.value) == str(eager.value)
