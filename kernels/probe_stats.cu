@@ -7,7 +7,8 @@
 // Template constant: THREADS (block size).
 //
 //   kind 1, stats: for each of `rows` consecutive head rows of `width` numbers (row r starts at offset + r * width),
-//     the mean, std, absmax and l2, to out[dest + 4 r .. dest + 4 r + 3]. std is centred; absmax is the integer
+//     the mean, std, absmax and l2, to out[dest + 4 r .. dest + 4 r + 3]. std is centred (the sum of squared
+//     deviations from the mean, never E[x^2] - E[x]^2, which loses a small spread under a large mean); absmax is the integer
 //     max of the float bits with the sign bit cleared: it orders like |x| and every NaN lies above inf, so NaN
 //     propagates as in numpy. The reference is stats.numpy_stats.
 //   kind 0, copy: `width` numbers taken as they are (gate values, memory norms) to out[dest ...]; rows is 1.
@@ -20,7 +21,8 @@
 // 256-512 numbers (0.5-1 KB). With one row per warp, each warp's work was a chain of dependent memory trips (task,
 // row, write) for 1 KB, and 64 resident warps per SM kept too few bytes in flight: the launch read 1.1-1.4 TB/s
 // (H200), whether its loads were 2 or 16 bytes wide. Here a lane keeps eight 16-byte loads in flight (4 KB per
-// warp), a short row stays in registers for its centred second pass, and one task covers ~8K numbers.
+// warp), a short row stays in registers for its centred second pass, a wide row is read once (Chan's merge of
+// per-load moments), and one task covers ~8K numbers.
 
 constexpr int NARROW = 8;  // rows of at most this many numbers take a lane each
 
@@ -163,8 +165,30 @@ __device__ void xv_rows_held(const T* src, int width, int rows, int lane, float*
   }
 }
 
-// Wider rows (the FFN's 10,944 features, whole-model rows): two passes with U loads in flight per lane; the second
-// pass finds the row in L1/L2.
+// Running (count, mean, M2) of a lane's numbers, merged by Chan et al.'s formula: M2 = sum (x - mean)^2 without a
+// second pass over the row and without E[x^2] - E[x]^2's cancellation.
+struct xv_moments {
+  float n;
+  float mean;
+  float m2;
+};
+
+__device__ __forceinline__ void xv_merge(xv_moments& a, float n, float mean, float m2) {
+  const float total = a.n + n;
+  if (total == 0.0f) {
+    return;
+  }
+  const float d = mean - a.mean;
+  const float w = n / total;
+  a.mean += d * w;
+  a.m2 += m2 + d * d * a.n * w;
+  a.n = total;
+}
+
+// Wider rows (the FFN's 10,944 features, whole-model rows of 4,096): one pass with U loads in flight per lane. Each
+// 16-byte load's numbers give their own mean and M2 (from registers), merged into the lane's running moments,
+// then the lanes' moments are merged across the warp. A second pass (the centred sum of the held rows) would read
+// a row again: with ~24 warps per SM each on a 8-22 KB row, that no longer fits in L2.
 template <typename T>
 __device__ void xv_rows_wide(const T* src, int width, int rows, int lane, float* dst) {
   constexpr int N = xv_vec<T>::N;
@@ -173,6 +197,7 @@ __device__ void xv_rows_wide(const T* src, int width, int rows, int lane, float*
   for (int r = 0; r < rows; ++r) {
     const uint4* row = reinterpret_cast<const uint4*>(src) + (size_t)r * chunks;
     xv_acc a = {0.0f, 0.0f, 0u};
+    xv_moments m = {0.0f, 0.0f, 0.0f};
     float x[N];
     for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
       uint4 raw[U];
@@ -184,38 +209,35 @@ __device__ void xv_rows_wide(const T* src, int width, int rows, int lane, float*
       for (int u = 0; u < U; ++u) {
         if (c0 + 32 * u < chunks) {
           xv_vec<T>::widen(raw[u], x);
+          float part = 0.0f;
 #pragma unroll
           for (int e = 0; e < N; ++e) {
             xv_add(a, x[e]);
+            part += x[e];
           }
-        }
-      }
-    }
-    const float mean = xv_sum(a.total) / (float)width;
-    float centred = 0.0f;
-    for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
-      uint4 raw[U];
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        raw[u] = c0 + 32 * u < chunks ? __ldg(row + c0 + 32 * u) : make_uint4(0u, 0u, 0u, 0u);
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (c0 + 32 * u < chunks) {
-          xv_vec<T>::widen(raw[u], x);
+          const float part_mean = part * (1.0f / N);
+          float part_m2 = 0.0f;
 #pragma unroll
           for (int e = 0; e < N; ++e) {
-            const float d = x[e] - mean;
-            centred += d * d;
+            const float d = x[e] - part_mean;
+            part_m2 += d * d;
           }
+          xv_merge(m, (float)N, part_mean, part_m2);
         }
       }
     }
-    const float c = xv_sum(centred);
+#pragma unroll
+    for (int step = 16; step > 0; step >>= 1) {
+      const float n = __shfl_xor_sync(0xffffffffu, m.n, step);
+      const float mean = __shfl_xor_sync(0xffffffffu, m.mean, step);
+      const float m2 = __shfl_xor_sync(0xffffffffu, m.m2, step);
+      xv_merge(m, n, mean, m2);
+    }
+    const float total = xv_sum(a.total);
     const unsigned int top = xv_max(a.top);
     const float squares = xv_sum(a.squares);
     if (lane == 0) {
-      xv_write(dst + 4 * r, mean, c, top, squares, width);
+      xv_write(dst + 4 * r, total / (float)width, m.m2, top, squares, width);
     }
   }
 }

@@ -257,3 +257,8 @@ def test_fused_cuda_kernel_gives_the_reference_stats_on_every_row_path():
     assert stats_gpu.rows_per_task(256) < 70 * 8  # an input of several tasks
     arrays = [np.array(a.astype(mx.float32)) for a in device]  # the values the kernel sees
     _assert_same(stats_gpu.fused_stats(device, layout), numpy_stats(arrays, layout), rtol=2e-4, atol=2e-5)
+    # a wide row is read once (Chan's merge of per-load moments): its std stays centred under a large mean
+    rng = np.random.default_rng(4)
+    x = (1000.0 + 1e-3 * rng.normal(size=(1, 3, 4096))).astype(np.float32)
+    got = stats_gpu.fused_stats([mx.array(x)], ((4096, 1, 1),))[0]["std"]
+    np.testing.assert_allclose(got, numpy_stats([x], ((4096, 1, 1),))[0]["std"], rtol=0.05)

@@ -1,0 +1,103 @@
+"""The fused stats launch alone (kernels/probe_stats.cu), on probes shaped like a 7B trace's, against a device copy.
+
+    python benchmarks/stats_launch.py [--blocks 8] [--tokens 2048] [--rounds 5] [--baseline DIR]
+
+Per block, bf16 like a compute_dtype="bfloat16" trace: q and k [S, 2048] and v, h [S, 4096] in 8 heads, three FFN
+tensors [S, 10944] and six [S, 4096] block-level tensors as one row each, two gate columns [S, 8]. Prints the
+launch's time and its read rate (input bytes over time) beside a device-to-device copy of the same bytes (read +
+written, MLX). --baseline DIR: a directory with another version's probe_stats.cu and stats_gpu.py (e.g. from `git
+show`), timed in the same process in alternating rounds. Needs MLX's CUDA backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import xlstm_viz  # noqa: E402,F401
+import mlx.core as mx  # noqa: E402
+import numpy as np  # noqa: E402
+
+from xlstm_viz.execution import stats_gpu  # noqa: E402
+
+
+def probes(blocks: int, tokens: int):
+    arrays, layout = [], []
+    key = mx.random.key(0)
+    for _ in range(blocks):
+        for width, heads, kind in ((2048, 8, 1), (2048, 8, 1), (4096, 8, 1), (4096, 8, 1), (10944, 1, 1),
+                                   (10944, 1, 1), (10944, 1, 1)) + ((4096, 1, 1),) * 6 + ((8, 8, 1), (8, 8, 0)):
+            key, sub = mx.random.split(key)
+            arrays.append(mx.random.normal((1, tokens, width), key=sub).astype(mx.bfloat16))
+            layout.append((width, heads, kind))
+    mx.eval(arrays)
+    return arrays, tuple(layout)
+
+
+def load_baseline(directory: Path):
+    spec = importlib.util.spec_from_file_location("baseline_stats_gpu", directory / "stats_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source = (directory / "probe_stats.cu").read_text()
+    module._source = lambda name: source  # its kernel, not the checkout's
+    return module
+
+
+def timed(fn, rounds):
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        mx.eval(fn())
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), times
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--blocks", type=int, default=8)
+    ap.add_argument("--tokens", type=int, default=2048)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--baseline", type=Path, default=None)
+    a = ap.parse_args()
+    if not stats_gpu.available():
+        raise SystemExit("the fused stats launch needs MLX's CUDA backend")
+    arrays, layout = probes(a.blocks, a.tokens)
+    nbytes = sum(x.nbytes for x in arrays)
+    versions = {"current": stats_gpu}
+    if a.baseline is not None:
+        versions["baseline"] = load_baseline(a.baseline)
+    want = None
+    for name, module in versions.items():  # warm (NVRTC) and check both give the same stats
+        packed, plan = module.pack(arrays, layout)
+        mx.eval(packed)
+        got = module.unpack(np.array(packed), plan)
+        if want is None:
+            want = got
+        else:
+            worst = max(float(np.max(np.abs(g[s] - w[s]) / (np.max(np.abs(w[s])) + 1e-30)))
+                        for g, w in zip(got, want) for s in w)
+            print(f"{name} vs current: largest difference {worst:.2e} of each stat's magnitude")
+    flat = mx.concatenate([x.reshape(-1) for x in arrays[:4]])
+    mx.eval(flat)
+    copy_s, _ = timed(lambda: flat + 0, a.rounds)
+    copy_gbs = 2 * flat.nbytes / copy_s / 1e9
+    print(f"{a.blocks} blocks x {a.tokens} tokens: {nbytes / 1e9:.2f} GB of bf16 probes, "
+          f"{sum(len(np.array(m.prepare(arrays, layout)[1].tasks)) for m in versions.values())} tasks in all; "
+          f"device copy {copy_gbs:,.0f} GB/s (read + written)")
+    results = {name: [] for name in versions}
+    for _ in range(a.rounds):
+        for name, module in versions.items():
+            results[name].append(timed(lambda m=module: m.pack(arrays, layout)[0], 1)[0])
+    for name, times in results.items():
+        t = float(np.median(times))
+        print(f"{name}: launch {t * 1e3:.2f} ms (rounds {', '.join(f'{x * 1e3:.2f}' for x in times)}), "
+              f"{nbytes / t / 1e9:,.0f} GB/s read, {nbytes / t / 1e9 / copy_gbs:.0%} of the copy rate")
+
+
+if __name__ == "__main__":
+    main()
