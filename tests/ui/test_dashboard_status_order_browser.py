@@ -8,12 +8,13 @@ change's own task, starting after that, finds the flag clear and returns without
 sits in the queue until some other change happens. After "Run prompt" that later message is the result ("ran 4
 tokens ..."), and nothing changes after it: the page showed "running..." for good.
 
-Seen about 1 run in 40 of test_dashboard_prompt_browser.py under CPU load. Here the two timings are forced, at the
-points in Panel where they happen: the connection's write lock is held until the click's status change has been
-queued (a Bokeh message was being written when the click arrived), and the write task that flushes it stays in
-its write-future wait until the result has been queued behind it (the socket drained slowly). Only the order of
-events is fixed, no sleep decides it: the waiting write task checks on every turn of the event loop, so it always
-resumes before the result's own write task starts, which is the order that loses the result.
+Seen about 1 run in 40 of test_dashboard_prompt_browser.py under CPU load. Here the timings are forced at the points
+in Panel where they happen: the connection's write lock is held while the click handler runs, so the click's
+status change is queued (a Bokeh message was being written when the click arrived); the result is handed to the
+document only once a write task has written "running..." on its own; that task stays in its write-future wait
+until the result is queued behind it (the socket drained slowly); and a write task started meanwhile starts after
+it resumes (the loop-turn order that loses the result). Every step waits for the one before, no sleep decides the
+outcome: without the mend in xlstm_viz/dashboard/write_queue.py the page stays at "running...", every time.
 """
 
 from __future__ import annotations
