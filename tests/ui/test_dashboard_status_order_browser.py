@@ -46,7 +46,7 @@ def test_a_result_queued_behind_the_running_message_reaches_the_page(page, serve
     (conn,) = doc.session_context._session._subscribed_connections
     lock = conn._socket.write_lock
     seen = {"holding": False, "running_queued": False, "running_msgs": [], "writer_active": False,
-            "result_queued_while_writing": False}
+            "result_queued_while_writing": False, "tasks": 0}
     writer_done = asyncio.Event()  # set when the write task that wrote "running..." has finished its wait
 
     schedule, dispatch, run_futures = pdoc.schedule_write_events, pdoc.dispatch_tornado, pdoc._run_write_futures
@@ -84,7 +84,11 @@ def test_a_result_queued_behind_the_running_message_reaches_the_page(page, serve
         # turn later). Only the order is fixed; without this a task may, or may not, start first.
         if seen["writer_active"] and not writer_done.is_set():
             await writer_done.wait()
-        await dispatch_msgs(d)
+        seen["tasks"] += 1
+        try:
+            await dispatch_msgs(d)
+        finally:
+            seen["tasks"] -= 1
 
     monkeypatch.setattr(pdoc, "schedule_write_events", schedule_write_events)
     monkeypatch.setattr(pdoc, "dispatch_tornado", dispatch_tornado)
@@ -112,7 +116,10 @@ def test_a_result_queued_behind_the_running_message_reaches_the_page(page, serve
         # on the model thread: the result reaches the document once "running..." went out on its own (else both
         # are written as one batch, in order), while the write task that wrote it waits
         deadline = time.monotonic() + 30
-        while seen["running_queued"] and not seen["writer_active"] and time.monotonic() < deadline:
+        # ... and no other write task is left running (one that had written an earlier batch would clear the
+        # flag when it ends, and the result would then be written at once, in order: nothing forced)
+        while seen["running_queued"] and not (seen["writer_active"] and seen["tasks"] == 1) \
+                and time.monotonic() < deadline:
             time.sleep(0.001)
         deliver(fn)
 
