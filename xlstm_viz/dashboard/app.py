@@ -18,6 +18,7 @@ from pathlib import Path
 import panel as pn
 
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
+from xlstm_viz.dashboard import write_queue as _write_queue  # noqa: F401  (no queued page update left unsent)
 import param
 
 from xlstm_viz.dashboard import page_patches, source_updates
