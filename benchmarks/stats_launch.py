@@ -39,6 +39,37 @@ def probes(blocks: int, tokens: int):
     return arrays, tuple(layout)
 
 
+def model_probes(blocks: int, tokens: int):
+    """The arrays and layout a real stats trace of the 7B-shaped model (random bf16 weights) hands the launch."""
+    from mlx.utils import tree_map
+
+    from benchmarks.kernel_speed import SEVEN_B
+    from xlstm_viz.config import XLSTMConfig
+    from xlstm_viz.execution.trace import Executor, Recorder
+    from xlstm_viz.model import XLSTM
+
+    config = XLSTMConfig.from_dict({**SEVEN_B, "num_blocks": blocks, "chunk_size": 256})
+    model = XLSTM(config, compute_dtype="bfloat16")
+    model.update(tree_map(lambda p: p.astype(mx.bfloat16), model.parameters()))
+    ids = mx.array(np.random.default_rng(0).integers(0, config.vocab_size, (1, tokens)), mx.int32)
+    recorder = Recorder(model, None, "stats")
+    logits, _ = Executor(model).forward_observed(ids, observer=recorder)  # eager: the same arrays, no compile
+    mx.eval(logits, recorder._outputs, recorder._memory)
+    seen = {}
+    real = stats_gpu.pack
+
+    def capture(arrays, layout):
+        seen["arrays"], seen["layout"] = list(arrays), layout
+        return real(arrays, layout)
+
+    stats_gpu.pack = capture
+    try:
+        recorder.finish(logits)
+    finally:
+        stats_gpu.pack = real
+    return seen["arrays"], seen["layout"]
+
+
 def load_baseline(directory: Path):
     spec = importlib.util.spec_from_file_location("baseline_stats_gpu", directory / "stats_gpu.py")
     module = importlib.util.module_from_spec(spec)
@@ -63,10 +94,20 @@ def main():
     ap.add_argument("--tokens", type=int, default=2048)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--baseline", type=Path, default=None)
+    ap.add_argument("--from-model", action="store_true",
+                    help="the probes of a real trace of the 7B-shaped model with --blocks blocks, not synthetic ones")
+    ap.add_argument("--split", type=int, default=0,
+                    help="also time the same stats as this many launches over consecutive inputs (input count)")
     a = ap.parse_args()
     if not stats_gpu.available():
         raise SystemExit("the fused stats launch needs MLX's CUDA backend")
-    arrays, layout = probes(a.blocks, a.tokens)
+    arrays, layout = (model_probes if a.from_model else probes)(a.blocks, a.tokens)
+    widths = {}
+    for x, (features, heads, kind) in zip(arrays, layout):
+        w = features // heads if kind else "raw"
+        widths[w] = widths.get(w, 0) + x.nbytes
+    print("bytes by row width: " + ", ".join(f"{w}: {b / 1e9:.2f} GB" for w, b in sorted(widths.items(), key=str)),
+          "; dtypes", sorted({str(x.dtype) for x in arrays}), f"; {len(arrays)} inputs")
     nbytes = sum(x.nbytes for x in arrays)
     versions = {"current": stats_gpu}
     if a.baseline is not None:
@@ -93,6 +134,13 @@ def main():
     for _ in range(a.rounds):
         for name, module in versions.items():
             results[name].append(timed(lambda m=module: m.pack(arrays, layout)[0], 1)[0])
+    if a.split:
+        size = -(-len(arrays) // a.split)
+        parts = [(arrays[i:i + size], layout[i:i + size]) for i in range(0, len(arrays), size)]
+        for x, l in parts:
+            mx.eval(stats_gpu.pack(x, l)[0])
+        results[f"current in {len(parts)} launches"] = [
+            timed(lambda: [stats_gpu.pack(x, l)[0] for x, l in parts], 1)[0] for _ in range(a.rounds)]
     for name, times in results.items():
         t = float(np.median(times))
         print(f"{name}: launch {t * 1e3:.2f} ms (rounds {', '.join(f'{x * 1e3:.2f}' for x in times)}), "

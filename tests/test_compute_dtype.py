@@ -136,3 +136,26 @@ def test_the_chunkwise_cell_takes_bf16_operands_for_its_products_and_stays_withi
     assert h16.dtype == mx.float32 and s16.C.dtype == mx.float32
     assert 0 < diff <= 8 * 2**-8 * scale, (diff, scale)
     assert mx.array_equal(s16.m, s32.m)  # the stabiliser is float32 gate arithmetic either way
+
+
+def test_the_memory_norms_of_bfloat16_compute_take_bf16_products_and_stay_within_bf16_of_float32():
+    """A trace's chunkwise memory norms (the Gram identity, mlstm_cell._chunk_memory_norms) take the products'
+    dtype like the cell: under bf16 inputs they differ from the same inputs widened first by bf16 rounding, not
+    zero and within a few bf16 ulps of the magnitude; m is float32 gate arithmetic either way."""
+    from xlstm_viz.model import mlstm_cell
+    from xlstm_viz.model.mlstm_cell import MLSTMState
+
+    ks = mx.random.split(mx.random.key(5), 5)
+    B, NH, S, DQK, DV = 1, 2, 45, 16, 24
+    q, k = (mx.random.normal((B, NH, S, DQK), key=x).astype(mx.bfloat16) for x in ks[:2])
+    v = mx.random.normal((B, NH, S, DV), key=ks[2]).astype(mx.bfloat16)
+    i, f = (3 * mx.random.normal((B, NH, S), key=x) for x in ks[3:])
+    state = MLSTMState.zeros(B, NH, DQK, DV)
+    _, _, t16 = mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, chunk_size=16, with_trace=True)
+    wide = [x.astype(mx.float32) for x in (q, k, v)]
+    _, _, t32 = mlstm_cell.chunkwise(*wide, i, f, state, 1e-6, chunk_size=16, with_trace=True)
+    for name in ("C_norm", "n_norm"):
+        got, want = np.array(getattr(t16, name)), np.array(getattr(t32, name))
+        scale, diff = np.abs(want).max(), np.abs(got - want).max()
+        assert 0 < diff <= 8 * 2**-8 * scale, (name, diff, scale)
+    assert mx.array_equal(t16.m, t32.m)

@@ -150,7 +150,7 @@ def test_chunkwise_takes_its_chunk_states_from_the_dispatch(monkeypatch):
 
 @pytest.mark.parametrize("with_trace", [False, True], ids=["untraced", "memory-norms"])
 @pytest.mark.parametrize("dtype", [mx.float32, mx.bfloat16], ids=["float32", "bfloat16"])
-def test_chunkwise_asks_for_c_in_in_the_products_dtype_unless_the_norms_read_it(monkeypatch, dtype, with_trace):
+def test_chunkwise_asks_for_c_in_in_the_products_dtype_also_when_the_norms_read_it(monkeypatch, dtype, with_trace):
     asked = []
 
     def kernel(k, v, a, b_last, state, which=None, c_in_dtype=mx.float32):
@@ -165,7 +165,7 @@ def test_chunkwise_asks_for_c_in_in_the_products_dtype_unless_the_norms_read_it(
     monkeypatch.setenv(mlstm_kernels.ENV, "mlx")
     h_ref, _, trace_ref = mlstm_cell.chunkwise(*args, MLSTMState.zeros(1, 2, 8, 6), 1e-6, chunk_size=8,
                                                with_trace=with_trace)
-    assert asked[-1] == (mx.float32 if with_trace else dtype)
+    assert asked[-1] == dtype  # a trace's memory norms take C_in in the products' dtype too (_chunk_memory_norms)
     # Rounding C_in where it is stored or inside the product is the same rounding: the results agree exactly.
     assert mx.array_equal(h, h_ref) or _rel(h, h_ref) <= 1e-6
     if with_trace:

@@ -172,6 +172,9 @@ def _compiled_chunkwise(chunk_size: int, eps: float, wanted: tuple[str, ...], ke
     return fn
 
 
+_DTYPE_NAMES = {mx.float32: "float32", mx.bfloat16: "bfloat16", mx.float16: "float16"}
+
+
 def _chunkwise(q, k, v, i, f, state: MLSTMState, eps: float, chunk_size: int, wanted: tuple[str, ...],
                kernel_mode: str | None = None):
     """The chunkwise form (traced by `_compiled_chunkwise`): h, the final state and the wanted norms by name."""
@@ -209,10 +212,9 @@ def _chunkwise(q, k, v, i, f, state: MLSTMState, eps: float, chunk_size: int, wa
     if kernel_mode != "kernel" and mx.default_device() == mx.cpu:
         C_in, n_in, m_in, final = chunk_states_parallel(k, v, a, b_last, state)
     else:
-        # C_in in the products' dtype unless the trace's norms read it (their Gram identity wants float32).
-        c_in_dtype = mx.float32 if "C_norm" in wanted else mm
+        # C_in in the products' dtype: q C_in reads it so, and so do a trace's memory norms (below)
         C_in, n_in, m_in, final = mlstm_kernels.chunk_states(k_in, v_in, a, b_last, state, mode=kernel_mode,
-                                                             c_in_dtype=c_in_dtype)
+                                                             c_in_dtype=mm)
 
     # Intra-chunk, all chunks at once: log D_ts = b_t - b_s + i_s for s <= t.
     log_d = b[..., :, None] - b[..., None, :] + i[..., None, :]
@@ -235,7 +237,7 @@ def _chunkwise(q, k, v, i, f, state: MLSTMState, eps: float, chunk_size: int, wa
         tokens = lambda x: x.reshape(B, NH, nc * L)[:, :, :S]
         norms["m"] = tokens(m_t)
         if "C_norm" in wanted:
-            C_norm, n_norm = _chunk_memory_norms(alpha, d, k, v, C_in, n_in)
+            C_norm, n_norm = _chunk_memory_norms(alpha, d, k_in, v_in, C_in, n_in, _DTYPE_NAMES[mm])
             norms["C_norm"] = tokens(C_norm)
             if "n_norm" in wanted:
                 norms["n_norm"] = tokens(n_norm)
@@ -323,21 +325,30 @@ def chunk_states_parallel(k, v, a, b_last, state: MLSTMState):
 
 
 @mx.compile
-def _chunk_memory_norms(alpha, d, k, v, C_in, n_in):
+def _chunk_memory_norms(alpha, d, k, v, C_in, n_in, mm: str = "float32"):
     """||C_t||_F and ||n_t|| for every token of every chunk, from the states entering the chunks, without forming C_t.
 
     n_t = alpha_t n_in + sum_s D_ts k_s, and by the Gram identity (exact, O(L^2) per chunk):
     ||alpha C_in + sum_s D_ts k_s v_s^T||^2 = alpha^2 ||C_in||^2 + 2 alpha sum_s D_ts k_s^T C_in v_s
                                              + sum_{s,s'} D_ts D_ts' (k_s . k_s') (v_s . v_s')
+    The products take `mm` operands (a dtype name: mx.compile takes no Dtype arguments), as the cell's own do (compute_dtype="bfloat16": bf16 operands, float32
+    accumulation, one rounding of each product; the float32 path is exact float32); the sums are float32. In bf16
+    these products were most of a 7B stats trace's memory norms (+24-27 ms of a ~70 ms forward on an H200 in
+    float32, issue 16).
     Compiled: the trace's ~20 small ops per block cost more in dispatch than in arithmetic (one graph per shape).
     """
-    n_t = alpha[..., None] * n_in[:, :, :, None, :] + d @ k
-    gram = (k @ k.swapaxes(-1, -2)) * (v @ v.swapaxes(-1, -2))
-    cross = mx.sum((k @ C_in) * v, axis=-1)  # k_s^T C_in v_s, [B, NH, nc, L]
+    mm = getattr(mx, mm)
+    product = lambda a, b: (a.astype(mm) @ b.astype(mm)).astype(mx.float32)
+    v32 = v.astype(mx.float32)
+    n_t = alpha[..., None] * n_in[:, :, :, None, :] + product(d, k)
+    gram = product(k, k.swapaxes(-1, -2)) * product(v, v.swapaxes(-1, -2))
+    C_in = C_in.astype(mm)  # as the chunk-state kernel stores it: the same norms whoever computed C_in
+    cross = mx.sum(product(k, C_in) * v32, axis=-1)  # k_s^T C_in v_s, [B, NH, nc, L]
+    C32 = C_in.astype(mx.float32)
     c_sq = (
-        alpha**2 * mx.sum(C_in * C_in, axis=(-2, -1))[..., None]
+        alpha**2 * mx.sum(C32 * C32, axis=(-2, -1))[..., None]
         + 2 * alpha * (d @ cross[..., None])[..., 0]
-        + mx.sum((d @ gram) * d, axis=-1)
+        + mx.sum(product(d, gram) * d, axis=-1)
     )
     return mx.sqrt(mx.maximum(c_sq, 0.0)), mx.sqrt(mx.sum(n_t * n_t, axis=-1))
 
