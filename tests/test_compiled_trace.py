@@ -5,7 +5,6 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-import xlstm_viz
 from xlstm_viz.execution import trace as trace_module
 
 from tolerances import assert_close_to_scale
@@ -16,13 +15,13 @@ ULPS = 64
 
 
 @pytest.fixture
-def model(golden_dir):
-    return xlstm_viz.load_model(golden_dir / "tiny")
+def model(tiny_model):
+    return tiny_model
 
 
 @pytest.fixture
-def ids(golden_dir):
-    return mx.array(np.load(golden_dir / "tiny" / "reference.npz")["input_ids"])
+def ids(tiny_ids):
+    return tiny_ids
 
 
 def assert_same_trace(got, want, what=""):

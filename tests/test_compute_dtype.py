@@ -115,19 +115,25 @@ def test_a_stats_trace_of_bfloat16_compute_reads_its_bf16_probes(golden_dir, bf1
         assert np.abs(values - want).max() <= 2e-2 * np.abs(want).max(), stat
 
 
+def _bf16_cell_inputs(seed: int):
+    """bf16 q, k, v and float32 gates of an odd length (45, chunks of 16), two heads, and the zero state."""
+    from xlstm_viz.model.mlstm_cell import MLSTMState
+
+    ks = mx.random.split(mx.random.key(seed), 5)
+    B, NH, S, DQK, DV = 1, 2, 45, 16, 24
+    q, k = (mx.random.normal((B, NH, S, DQK), key=x).astype(mx.bfloat16) for x in ks[:2])
+    v = mx.random.normal((B, NH, S, DV), key=ks[2]).astype(mx.bfloat16)
+    i, f = (3 * mx.random.normal((B, NH, S), key=x) for x in ks[3:])
+    return q, k, v, i, f, MLSTMState.zeros(B, NH, DQK, DV)
+
+
 def test_the_chunkwise_cell_takes_bf16_operands_for_its_products_and_stays_within_bf16_of_float32():
     """Under compute_dtype="bfloat16" the chunkwise form's products (q k^T, scores v, q C_in, the chunk updates) take
     bf16 operands, as the official kernels do; states and gates stay float32. So its h differs from the same inputs
     widened first (the float32 path) by bf16 rounding: not zero, and within a few bf16 ulps of the magnitude."""
     from xlstm_viz.model import mlstm_cell
-    from xlstm_viz.model.mlstm_cell import MLSTMState
 
-    ks = mx.random.split(mx.random.key(4), 5)
-    B, NH, S, DQK, DV = 1, 2, 45, 16, 24
-    q, k = (mx.random.normal((B, NH, S, DQK), key=x).astype(mx.bfloat16) for x in ks[:2])
-    v = mx.random.normal((B, NH, S, DV), key=ks[2]).astype(mx.bfloat16)
-    i, f = (3 * mx.random.normal((B, NH, S), key=x) for x in ks[3:])
-    state = MLSTMState.zeros(B, NH, DQK, DV)
+    q, k, v, i, f, state = _bf16_cell_inputs(4)
     h16, s16, _ = mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, chunk_size=16)
     wide = [x.astype(mx.float32) for x in (q, k, v)]
     h32, s32, _ = mlstm_cell.chunkwise(*wide, i, f, state, 1e-6, chunk_size=16)
@@ -143,14 +149,8 @@ def test_the_memory_norms_of_bfloat16_compute_take_bf16_products_and_stay_within
     dtype like the cell: under bf16 inputs they differ from the same inputs widened first by bf16 rounding, not
     zero and within a few bf16 ulps of the magnitude; m is float32 gate arithmetic either way."""
     from xlstm_viz.model import mlstm_cell
-    from xlstm_viz.model.mlstm_cell import MLSTMState
 
-    ks = mx.random.split(mx.random.key(5), 5)
-    B, NH, S, DQK, DV = 1, 2, 45, 16, 24
-    q, k = (mx.random.normal((B, NH, S, DQK), key=x).astype(mx.bfloat16) for x in ks[:2])
-    v = mx.random.normal((B, NH, S, DV), key=ks[2]).astype(mx.bfloat16)
-    i, f = (3 * mx.random.normal((B, NH, S), key=x) for x in ks[3:])
-    state = MLSTMState.zeros(B, NH, DQK, DV)
+    q, k, v, i, f, state = _bf16_cell_inputs(5)
     _, _, t16 = mlstm_cell.chunkwise(q, k, v, i, f, state, 1e-6, chunk_size=16, with_trace=True)
     wide = [x.astype(mx.float32) for x in (q, k, v)]
     _, _, t32 = mlstm_cell.chunkwise(*wide, i, f, state, 1e-6, chunk_size=16, with_trace=True)
