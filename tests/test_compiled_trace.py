@@ -102,3 +102,15 @@ def test_a_compiled_trace_reads_the_weights_where_they_are(model, ids):
     model.run_with_trace(ids, compiled=True)
     after = np.array(model.blocks[0].mlstm_layer.q.weight, copy=False)
     assert before.__array_interface__["data"][0] == after.__array_interface__["data"][0]
+
+
+@pytest.mark.parametrize("checkpoint", ["hybrid", "orig_mixed", "orig_slstm"])
+def test_a_compiled_trace_of_every_block_type_records_what_the_eager_trace_records(golden_dir, checkpoint):
+    # the CfC neuron block of the hybrid demo, the original xLSTM's mLSTM and sLSTM blocks: a GPU traces them
+    # compiled by default
+    import xlstm_viz
+    from xlstm_viz.demo import load_demo
+
+    model = load_demo(name="hybrid") if checkpoint == "hybrid" else xlstm_viz.load_model(golden_dir / checkpoint)
+    ids = mx.array(np.random.default_rng(0).integers(0, model.config.vocab_size, (1, 21)), mx.int32)
+    assert_same_trace(model.run_with_trace(ids, compiled=True), model.run_with_trace(ids, compiled=False), checkpoint)
