@@ -246,3 +246,15 @@ def test_every_coloured_figure_of_the_new_views_has_a_colour_bar_or_legend(app):
         assert any(isinstance(a, (ColorBar, Legend)) for a in annotations), fig.title.text
     bars = [a for f in app.debugger_view.inspector.figures for a in f.right if isinstance(a, ColorBar)]
     assert [b.title for b in bars] == ["C_t entry", "n_t entry", "gate value", "output value"]
+
+
+def test_the_diff_figures_y_axes_place_their_labels_from_the_axis_line(app):
+    """Their width then does not follow the tick labels' width, and a toggle re-lays out no diff figure (the browser
+    side: tests/ui/test_dashboard_click_cost_browser.py)."""
+    from xlstm_viz.dashboard.diff_view import AXIS_ROOM, TICK_ROOM
+
+    dv = app.diff_view
+    for fig in (dv.bar_figure, dv.kl_figure):
+        (axis,) = fig.yaxis
+        assert axis.axis_label and axis.axis_label_standoff_mode == "axis", fig.title.text
+        assert axis.axis_label_standoff == TICK_ROOM < AXIS_ROOM == fig.min_border_left

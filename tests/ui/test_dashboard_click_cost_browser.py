@@ -185,3 +185,63 @@ def test_a_debugger_step_rewrites_no_stylesheet_with_the_text_it_has(page, serve
     assert writes["all"] > 0  # the hook saw the paints' writes: a heatmap's axis moved at some stop
     assert recalcs < 15 * steps, f"{recalcs:.0f} style recalculations in {steps} steps ({writes})"
     assert not script_errors(errors), errors
+
+
+# Counts BokehJS layouts per layout root (model id) from now on.
+COUNT_LAYOUTS_JS = """() => {
+    const {LayoutDOMView} = Bokeh.require("models/layouts/layout_dom");
+    window.__layouts = [];
+    if (window.__layoutsHooked) return;
+    window.__layoutsHooked = true;
+    const layout = LayoutDOMView.prototype.compute_layout;
+    LayoutDOMView.prototype.compute_layout = function () {
+        if (!(this.parent instanceof LayoutDOMView)) window.__layouts.push(this.model.id);
+        return layout.call(this);
+    };
+}"""
+
+# For each figure id, its left axis as drawn: ticks + tick labels (px from the axis line), where its label starts
+# (the standoff from the axis line), the axis's width and left edge in the canvas.
+Y_AXIS_JS = """(ids) => {
+    const views = [];
+    const walk = (v) => {
+        views.push(v);
+        for (const c of (v.children_views ? v.children_views() : [])) walk(c);
+    };
+    for (const v of Bokeh.index) walk(v);
+    return ids.map((id) => {
+        const plot = views.find((v) => v.model.id === id);
+        const axis = plot.renderer_views.get(plot.model.left[0]);
+        const {tick, tick_label} = axis.extents;
+        return {ticks: tick + tick_label, standoff: axis.model.axis_label_standoff, mode:
+                axis.model.axis_label_standoff_mode, width: axis.bbox.width, left: axis.bbox.left};
+    });
+}"""
+
+
+def test_a_toggle_lays_out_no_diff_figure_and_their_axis_labels_stay_clear(page, served_app):  # noqa: F811
+    served, apps = served_app
+    page.context.add_init_script(TRAFFIC)  # settle() waits on it
+    app, errors = open_app(page, served, apps)
+    on_diff_tab(page)
+    settle(page)
+    ids = [app.diff_view.bar_figure.id, app.diff_view.kl_figure.id]
+    page.evaluate(COUNT_LAYOUTS_JS)
+    axes = [page.evaluate(Y_AXIS_JS, ids)]
+    # two re-runs whose value ranges differ (no change -> an ablation's -> none): the tick labels change width
+    for button, shown in (("Ablate (zero output)", "ablations: #1 zero blocks.0.mlstm.igate"),
+                          ("Clear ablations", "ablations: none")):
+        page.get_by_role("button", name=button, exact=True).click()
+        page.get_by_text(shown).first.wait_for(timeout=30000)
+        wait_until(lambda: not app.session.busy, timeout=60, page=page)
+        settle(page)
+        axes.append(page.evaluate(Y_AXIS_JS, ids))
+    laid_out = [i for i in page.evaluate("window.__layouts") if i in ids]
+    # the y axes keep their width, so BokehJS lays out neither figure again (it did once per figure per toggle)
+    assert laid_out == [], (laid_out, axes)
+    for drawn in axes:
+        for a in drawn:
+            # the axis label is placed from the axis line, past the widest tick labels, and is not cut off
+            assert a["mode"] == "axis" and a["ticks"] <= a["standoff"] and a["left"] >= 0, axes
+    assert len({a["width"] for drawn in axes for a in drawn}) == 1, axes
+    assert not script_errors(errors), errors

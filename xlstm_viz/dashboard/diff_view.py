@@ -34,6 +34,20 @@ def probe_change_table(diff, stat: str = "mean") -> dict[str, np.ndarray]:
 
 
 AXIS_ROOM = 90  # px left of a diff figure's frame: its y axis label and tick labels up to "0.00025" or "1.5e-05"
+# px from a diff figure's y axis line to its axis label: the ticks and the widest tick labels fit in front of it
+# (tick 6 + standoff and padding ~11 + "0.00015", the widest BasicTickFormatter gives, ~40 px at 11px helvetica).
+# Placed from the axis (not after the tick labels), the label stays put and the axis keeps its width when a toggle
+# changes the value range and so the tick labels' width: BokehJS then re-lays out no figure per toggle (an axis whose
+# size changed made it lay out its figure again).
+TICK_ROOM = 60
+
+
+def fixed_width_y_axis(fig, room: int = TICK_ROOM) -> None:
+    """Give `fig`'s y axes a width that does not depend on their tick labels: the axis label `room` px from the
+    axis line (Bokeh's axis_label_standoff_mode "axis": the panel is then room + the label's height wide)."""
+    for axis in fig.yaxis:
+        axis.axis_label_standoff_mode = "axis"
+        axis.axis_label_standoff = room
 
 
 def value_top(values) -> float:
@@ -79,6 +93,7 @@ class DiffView(pn.viewable.Viewer):
         # short: under the rotated probe names the frame is ~90 px high, and a longer label was cut off (the
         # unit is said in the legend)
         self.bar_figure.yaxis.axis_label = "max |after - before|"
+        fixed_width_y_axis(self.bar_figure)
         add_legend(self.bar_figure, [("max |change| of the statistic, in its units", BAR_COLOR)], glyph="square",
                    place="above")
         self.bar_figure.add_tools(HoverTool(tooltips=[("probe", "@probe"), ("max |change|", "@text")]))
@@ -91,6 +106,7 @@ class DiffView(pn.viewable.Viewer):
         self._changed_color = themed(PREDICTION_COLORS["changed"])  # the page's theme, read once
         self.kl_figure.vbar(x="pos", top="kl", width=0.8, source=self.logit_source, color="color")
         self.kl_figure.yaxis.axis_label = "KL (nats)"
+        fixed_width_y_axis(self.kl_figure)
         self.kl_figure.xaxis.axis_label = "position"
         add_legend(self.kl_figure, [("top-1 prediction changed", PREDICTION_COLORS["changed"]),
                                     ("same top-1", PREDICTION_COLORS["same"])], glyph="square", place="right")
