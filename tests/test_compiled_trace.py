@@ -84,6 +84,8 @@ def test_a_compiled_trace_keeps_one_graph_per_shape_and_selection(model, ids):
 def test_a_compiled_recurrent_trace_is_refused_with_the_way_out(model, ids):
     with pytest.raises(ValueError, match="compiled traces run the chunkwise form only.*compiled=False"):
         model.run_with_trace(ids, run_mode="recurrent", compiled=True)
+    with pytest.raises(ValueError, match="compiled must be None, True or False, got 'yes'"):
+        model.run_with_trace(ids, compiled="yes")
 
 
 def test_a_compiled_trace_checks_its_ids_like_the_eager_one(model, ids):

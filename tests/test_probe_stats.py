@@ -129,6 +129,9 @@ def test_cli_info_names_the_stats_path(capsys):
         assert "stats traces: one fused CUDA launch" in out
     else:
         assert "stats traces: one compiled MLX table on Device(gpu" in out
+    # and how a trace's forward runs by default (run_with_trace(compiled=None))
+    assert ("traces run cell by cell (run_with_trace(compiled=True)" if mx.default_device() == mx.cpu
+            else "chunkwise traces run as one compiled graph") in out
 
 
 needs_cuda = pytest.mark.skipif(not stats_gpu.available(), reason="the fused kernel is CUDA source: run on a CUDA machine")

@@ -64,7 +64,16 @@ def kernels_available() -> bool:
 
 
 def describe() -> str:
-    """One line for `xlstm-viz info`: which path computes a stats trace here."""
+    """One line for `xlstm-viz info`: which path computes a stats trace here, and how its forward runs."""
+    from xlstm_viz.execution.trace import compiled_by_default  # trace imports this module
+
+    forward = ("; chunkwise traces run as one compiled graph (run_with_trace(compiled=False): cell by cell)"
+               if compiled_by_default() else
+               "; traces run cell by cell (run_with_trace(compiled=True): one compiled graph)")
+    return _stats_path() + forward
+
+
+def _stats_path() -> str:
     if mx.default_device() != mx.cpu:
         from xlstm_viz.execution import stats_gpu
 

@@ -308,6 +308,11 @@ def _head_rule(local: str) -> str:
     return rule
 
 
+def compiled_by_default() -> bool:
+    """Whether run_with_trace compiles a chunkwise trace when not told: on a GPU, not on the CPU device."""
+    return mx.default_device() != mx.cpu
+
+
 def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode: str = "chunkwise", state=None,
                    compiled: bool | None = None) -> Trace:
     """compiled: run the observed forward as one mx.compile graph whose outputs are the probes (and the memory
@@ -316,8 +321,10 @@ def run_with_trace(model, input_ids, probes=None, mode: str = "stats", run_mode:
     changes. None: compiled on a GPU for chunkwise runs (on a 7B model the eager observed forward alone costs
     more than a trace may, issue 16), eager on the CPU (a dashboard edit changes the wiring, and each change would
     trace and compile the graph again). Recurrent runs are always eager (one graph per token count)."""
+    if compiled not in (None, True, False):
+        raise ValueError(f"compiled must be None, True or False, got {compiled!r}")
     if compiled is None:
-        compiled = run_mode == "chunkwise" and mx.default_device() != mx.cpu
+        compiled = run_mode == "chunkwise" and compiled_by_default()
     if compiled and run_mode != "chunkwise":
         raise ValueError(f"compiled traces run the chunkwise form only (run_mode {run_mode!r}): pass compiled=False")
     recorder = Recorder(model, probes, mode)
