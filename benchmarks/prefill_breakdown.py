@@ -123,9 +123,12 @@ def cell_chunk_lengths(lengths, rounds, chunk_lengths=(64, 128, 256), NH=8, DQK=
     return out
 
 
-def cell_ops(S: int, L: int, rounds: int, NH=8, DQK=256, DV=512) -> dict:
+def cell_ops(S: int, L: int, rounds: int, NH=8, DQK=256, DV=512, norms: bool = True) -> dict:
     """The chunkwise cell's steps one by one (eager, each evaluated before the next is timed), as
-    `mlstm_cell._chunkwise` computes them under compute_dtype="bfloat16": which step the compiled cell's time is in."""
+    `mlstm_cell._chunkwise` computes them under compute_dtype="bfloat16": which step the compiled cell's time is in.
+    norms: then a stats trace's memory norms step by step, and `_chunk_memory_norms` compiled whole (issue 16: they
+    added ~21 ms to a 7B trace's compiled graph on an H200, 0.65 ms a block, several times what their products and
+    passes should take; the whole-function line is not part of the cell's total)."""
     from xlstm_viz.model.activations import exp, log_sigmoid
 
     ks = mx.random.split(mx.random.key(S), 5)
@@ -176,15 +179,44 @@ def cell_ops(S: int, L: int, rounds: int, NH=8, DQK=256, DV=512) -> dict:
         qn = step("q n_in + sum scores", lambda: alpha * (qs @ n_in[..., None])[..., 0] + mx.sum(scores, axis=-1))
         step("h = num / denominator", lambda: (num / (mx.maximum(mx.abs(qn), exp(-m_t)) + 1e-6)[..., None]).reshape(
             B, NH, nc * L, DV).astype(mm))
+        if norms:  # a stats trace's memory norms, as mlstm_cell._chunk_memory_norms computes them
+            n_t = step("norms: n_t = alpha n_in + D k", lambda: alpha[..., None] * n_in[:, :, :, None, :]
+                       + product(d, k_in))
+            kk = step("norms: k k^T (bf16)", lambda: product(k_in, k_in.swapaxes(-1, -2)))
+            vv = step("norms: v v^T (bf16)", lambda: product(v_in, v_in.swapaxes(-1, -2)))
+            gram = step("norms: gram = kk * vv", lambda: kk * vv)
+            kC = step("norms: k C_in (bf16)", lambda: product(k_in, C_in))
+            cross = step("norms: cross = sum(k C_in * v)", lambda: mx.sum(kC * v_in.astype(mx.float32), axis=-1))
+            C32 = C_in.astype(mx.float32)
+            c_in_sq = step("norms: ||C_in||^2", lambda: mx.sum(C32 * C32, axis=(-2, -1)))
+            d_cross = step("norms: D cross", lambda: (d @ cross[..., None])[..., 0])
+            d_gram = step("norms: D gram (bf16)", lambda: product(d, gram))
+            quad = step("norms: sum(D gram * D)", lambda: mx.sum(d_gram * d, axis=-1))
+            step("norms: sqrt(c_sq), ||n_t||", lambda: (
+                mx.sqrt(mx.maximum(alpha**2 * c_in_sq[..., None] + 2 * alpha * d_cross + quad, 0.0)),
+                mx.sqrt(mx.sum(n_t * n_t, axis=-1))))
+            whole = mlstm_cell._chunk_memory_norms
+            step("norms: _chunk_memory_norms compiled, whole", lambda: whole(alpha, d, k_in, v_in, C_in, n_in,
+                                                                               "bfloat16"))
         return t
 
     run()
     runs = [run() for _ in range(rounds)]
     med = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
-    total = sum(med.values())
+    total = sum(sec for name, sec in med.items() if not name.startswith("norms:"))
     print(f"cell steps, eager, {S} tokens, L={L}: {total * 1e3:.3f} ms in all", flush=True)
     for name, sec in med.items():
-        print(f"  {name:36s} {sec * 1e3:8.3f} ms {sec / total:6.1%}", flush=True)
+        if not name.startswith("norms:"):
+            print(f"  {name:36s} {sec * 1e3:8.3f} ms {sec / total:6.1%}", flush=True)
+    steps = {name: sec for name, sec in med.items() if name.startswith("norms:") and "whole" not in name}
+    if steps:
+        part = sum(steps.values())
+        print(f"memory norms, eager step by step: {part * 1e3:.3f} ms in all", flush=True)
+        for name, sec in steps.items():
+            print(f"  {name:44s} {sec * 1e3:8.3f} ms {sec / part:6.1%}", flush=True)
+        for name, sec in med.items():
+            if "whole" in name:
+                print(f"  {name:44s} {sec * 1e3:8.3f} ms", flush=True)
     return med
 
 
