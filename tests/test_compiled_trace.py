@@ -116,3 +116,19 @@ def test_a_compiled_trace_of_every_block_type_records_what_the_eager_trace_recor
     model = load_demo(name="hybrid") if checkpoint == "hybrid" else xlstm_viz.load_model(golden_dir / checkpoint)
     ids = mx.array(np.random.default_rng(0).integers(0, model.config.vocab_size, (1, 21)), mx.int32)
     assert_same_trace(model.run_with_trace(ids, compiled=True), model.run_with_trace(ids, compiled=False), checkpoint)
+
+
+def test_a_compiled_trace_keeps_no_probes_alive_once_its_trace_is_dropped(model, ids):
+    # the cached graph must not hold a recorder (and with it a whole trace's probes: 12 GB at 7B)
+    import gc
+
+    from xlstm_viz.execution.trace import Recorder
+
+    def recorders():
+        gc.collect()
+        return {id(r) for r in gc.get_objects() if isinstance(r, Recorder)}
+
+    before = recorders()  # whatever other tests left in this process
+    model.run_with_trace(ids, compiled=True)
+    model.run_with_trace(ids, compiled=True)
+    assert recorders() - before == set()

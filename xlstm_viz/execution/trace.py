@@ -372,8 +372,8 @@ def _forward_compiled(model, recorder: "Recorder", input_ids, state):
         state = executor.check_state(state, B)
         flat_in = [a for s in state for a in state_arrays(s)]
     template = None if state is None else [block.new_state(B) for block in model.blocks]  # structure (lazy zeros)
-    wants = tuple(recorder.wants_memory_trace(j) for j in range(len(model.cell_wirings)))
-    key = (model.graph_signature(), tuple(recorder.names), recorder.full_mode, wants, tuple(input_ids.shape),
+    names, mode, stats_on = list(recorder.names), "full" if recorder.full_mode else "stats", recorder.stats_on
+    key = (model.graph_signature(), tuple(names), mode, tuple(input_ids.shape),
            tuple((a.shape, a.dtype) for a in flat_in))
     graphs = _COMPILED.get(id(model))
     if graphs is None:
@@ -386,8 +386,9 @@ def _forward_compiled(model, recorder: "Recorder", input_ids, state):
         slots: list = []
 
         def raw(ids, flat):
-            rec = Recorder(model, recorder.names, "full" if recorder.full_mode else "stats",
-                           stats_on=recorder.stats_on)
+            # the selection's values, not the caller's recorder: the cached graph would keep that recorder, and
+            # with it the first trace's probes (12 GB at 7B), alive as long as the graph
+            rec = Recorder(model, names, mode, stats_on=stats_on)
             pending = list(flat)  # state_like consumes it from the front, block by block
             start = None if template is None else [state_like(t, pending) for t in template]
             logits, _ = Executor(model).forward_observed(ids, state=start, mode="chunkwise", observer=rec,
