@@ -132,3 +132,12 @@ def test_a_compiled_trace_keeps_no_probes_alive_once_its_trace_is_dropped(model,
     model.run_with_trace(ids, compiled=True)
     model.run_with_trace(ids, compiled=True)
     assert recorders() - before == set()
+
+
+def test_a_compiled_trace_refuses_intervention_positions_past_the_end_like_the_eager_one(model, ids):
+    model.interventions.add("blocks.0.mlstm.v", "zero", tokens=[ids.shape[1] + 3])
+    with pytest.raises(ValueError) as compiled:
+        model.run_with_trace(ids, compiled=True)
+    with pytest.raises(ValueError) as eager:
+        model.run_with_trace(ids, compiled=False)
+    assert str(compiled.value) == str(eager.value) and str(ids.shape[1] + 3) in str(compiled.value)

@@ -359,14 +359,12 @@ def _forward_compiled(model, recorder: "Recorder", input_ids, state):
     kept, each array once (a tensor two probes see, blocks.1.in = blocks.0.out, stays one object, which `finish`
     reduces once), and the slots say where each goes in the caller's recorder."""
     from xlstm_viz.model import gemv_kernels, mlstm_kernels
-    from xlstm_viz.model.forward import _check_ids, state_arrays, state_like
+    from xlstm_viz.model.forward import state_arrays, state_like
 
-    input_ids = _check_ids(input_ids, model.config.vocab_size)  # reads values: not inside the graph
     executor = Executor(model)
-    B, S = input_ids.shape
+    input_ids = executor.check_ids(input_ids, state)  # they read values: not inside the graph
+    B = input_ids.shape[0]
     if state is None:
-        if len(model.interventions):
-            model.interventions.check_positions(S)  # a run from the start: a position past its end changes nothing
         flat_in = []
     else:
         state = executor.check_state(state, B)

@@ -285,6 +285,15 @@ class Executor:
             except StopIteration as stop:
                 return stop.value
 
+    def check_ids(self, input_ids, state=None) -> mx.array:
+        """The checks of a run's ids that read values (so not inside mx.compile): every id inside the vocabulary,
+        and, for a run from the start, every intervention's positions inside the sequence (a position past its end
+        would silently change nothing)."""
+        input_ids = _check_ids(input_ids, self.model.config.vocab_size)
+        if state is None and len(self.model.interventions):
+            self.model.interventions.check_positions(input_ids.shape[1])
+        return input_ids
+
     def run(self, input_ids, state=None, mode: str = "chunkwise", observer=None,
             check: bool = True) -> Generator[CellEvent, None, tuple]:
         """Generator over cells; returns (logits [B, S, V] float32, state). Yields only if observer.stepping.
@@ -296,15 +305,12 @@ class Executor:
         model = self.model
         config = model.config
         if check:
-            input_ids = _check_ids(input_ids, config.vocab_size)
+            input_ids = self.check_ids(input_ids, state)
         B, S = input_ids.shape
         zero_state = state is None  # the first span starts from the zero state (observers need not read it)
         states = self.check_state(state, B)
         spans = [(None, slice(0, S))] if mode == "chunkwise" else [(t, slice(t, t + 1)) for t in range(S)]
         interventions = model.interventions if len(model.interventions) else None
-        if interventions is not None and check and state is None:
-            # a run from the start: a position past its end would silently change nothing
-            interventions.check_positions(S)
         emit = observer is not None
         stepping = emit and observer.stepping
         order, incoming = self._stream_plan()
