@@ -20,17 +20,19 @@ def on_diff_tab(page) -> None:
     box.press("Enter")
 
 
-# For each figure id: the layout root BokehJS lays it out with (up through its parents while they are layouts), and
-# whether it draws through WebGL.
-LAYOUT_ROOTS_JS = """(ids) => {
-    const {LayoutDOMView} = Bokeh.require("models/layouts/layout_dom");
+# Every BokehJS view of the page, in `views` (the start of the snippets below).
+ALL_VIEWS_JS = """
     const views = [];
     const walk = (v) => {
         views.push(v);
         for (const c of (v.children_views ? v.children_views() : [])) walk(c);
     };
     for (const v of Bokeh.index) walk(v);
-    return ids.map((id) => {
+"""
+# For each figure id: the layout root BokehJS lays it out with (up through its parents while they are layouts), and
+# whether it draws through WebGL.
+LAYOUT_ROOTS_JS = """(ids) => {
+    const {LayoutDOMView} = Bokeh.require("models/layouts/layout_dom");""" + ALL_VIEWS_JS + """    return ids.map((id) => {
         const view = views.find((v) => v.model.id === id);
         if (view == null) return null;
         let root = view;
@@ -202,14 +204,7 @@ COUNT_LAYOUTS_JS = """() => {
 
 # For each figure id, its left axis as drawn: ticks + tick labels (px from the axis line), where its label starts
 # (the standoff from the axis line), the axis's width and left edge in the canvas.
-Y_AXIS_JS = """(ids) => {
-    const views = [];
-    const walk = (v) => {
-        views.push(v);
-        for (const c of (v.children_views ? v.children_views() : [])) walk(c);
-    };
-    for (const v of Bokeh.index) walk(v);
-    return ids.map((id) => {
+Y_AXIS_JS = """(ids) => {""" + ALL_VIEWS_JS + """    return ids.map((id) => {
         const plot = views.find((v) => v.model.id === id);
         const axis = plot.renderer_views.get(plot.model.left[0]);
         const {tick, tick_label} = axis.extents;
