@@ -369,7 +369,6 @@ def _forward_compiled(model, recorder: "Recorder", input_ids, state):
     else:
         state = executor.check_state(state, B)
         flat_in = [a for s in state for a in state_arrays(s)]
-    template = None if state is None else [block.new_state(B) for block in model.blocks]  # structure (lazy zeros)
     names, mode, stats_on = list(recorder.names), "full" if recorder.full_mode else "stats", recorder.stats_on
     key = (model.graph_signature(), tuple(names), mode, tuple(input_ids.shape),
            tuple((a.shape, a.dtype) for a in flat_in))
@@ -382,6 +381,7 @@ def _forward_compiled(model, recorder: "Recorder", input_ids, state):
         mlstm_kernels.warm_up()  # the kernels' self-checks read values: not while mx.compile traces
         gemv_kernels.warm_up()
         slots: list = []
+        template = None if state is None else [block.new_state(B) for block in model.blocks]  # structure only
 
         def raw(ids, flat):
             # the selection's values, not the caller's recorder: the cached graph would keep that recorder, and
