@@ -220,12 +220,19 @@ def _check_block_state(where: str, got, want, batch: int) -> None:
         return
     fields = getattr(type(want), "__dataclass_fields__", None)
     if fields:  # a state dataclass (MLSTMState: C, n, m)
+        if type(got) is not type(want):  # another block type's state (or a tuple) would fail deep inside MLX
+            raise TypeError(f"{where} must be a {type(want).__name__} ({', '.join(fields)}), got "
+                            f"{type(got).__name__}")
         for name in fields:
             _check_block_state(f"{where}.{name}", getattr(got, name, None), getattr(want, name), batch)
         return
+    if got is not None and not isinstance(got, mx.array):
+        raise TypeError(f"{where} must be an mx.array of shape {tuple(want.shape)}, got {type(got).__name__}")
     if got is None or tuple(got.shape) != tuple(want.shape):
         raise ValueError(f"{where} has shape {None if got is None else tuple(got.shape)}, expected "
                          f"{tuple(want.shape)} (batch {batch})")
+    if not mx.issubdtype(got.dtype, mx.floating):
+        raise TypeError(f"{where} must have a floating dtype (like {want.dtype}), got {got.dtype}")
 
 
 class Executor:
@@ -268,8 +275,12 @@ class Executor:
                 f"{type(state).__name__} of length {len(state) if hasattr(state, '__len__') else '?'}"
             )
         state = list(state)
+        types = self.model.config.layer_types()
         for j, (entry, want) in enumerate(zip(state, zeros)):
-            _check_block_state(f"state[{j}]", entry, want, batch)
+            try:
+                _check_block_state(f"state[{j}]", entry, want, batch)
+            except TypeError as err:  # name the block, since the usual cause is another block type's state
+                raise TypeError(f"{err} (block {j} is a {types[j]!r} block)") from None
         return state
 
     # -- running --
