@@ -177,6 +177,36 @@ def state_like(template, arrays: list):
     return arrays.pop(0)
 
 
+class kept_inputs:
+    """`with kept_inputs(model):` around a call of `mx.compile(fn, inputs=model.state)` that may trace: if the traced
+    function raises, put back the model's arrays. While it traces, MLX (0.32) swaps every captured array for a tracer
+    and swaps them back only when the function returns, so an error raised during tracing (a bad argument, a refused
+    intervention) left the model's weights as tracers: every later call, eager or compiled, failed with "[eval]
+    Attempting to eval an array without a primitive". Only the containers' entries are recorded (no copy)."""
+
+    def __init__(self, module, active: bool = True):
+        self.saved: list = []
+        if active:
+            self._record(module)
+
+    def _record(self, container) -> None:
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, value in items:
+            if isinstance(value, (mx.array, tuple)):  # a tuple is replaced whole, so its original is kept whole
+                self.saved.append((container, key, value))
+            elif isinstance(value, (dict, list)):
+                self._record(value)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if kind is not None:
+            for container, key, value in self.saved:
+                container[key] = value
+        return False
+
+
 def _check_lazy_ids(input_ids) -> mx.array:
     """Type, shape and dtype of input_ids: what can be checked without evaluating them."""
     if isinstance(input_ids, np.ndarray):
