@@ -56,7 +56,13 @@ def generate(
             raise ValueError("a text prompt needs a tokenizer: the checkpoint folder has no tokenizer.json; pass token ids")
         ids = tokenizer.encode(prompt).ids
     else:
-        ids = np.asarray(prompt).reshape(-1).tolist()
+        ids = np.asarray(prompt)
+        if ids.ndim > 1 and ids.shape[0] != 1 or ids.ndim > 2:  # flattened, a batch would run as one sequence
+            raise ValueError(f"generate takes one prompt: a list of token ids or a [1, S] array, got shape "
+                             f"{tuple(ids.shape)}")
+        if ids.size and not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == object):
+            raise TypeError(f"the prompt's token ids must be integers, got dtype {ids.dtype}")
+        ids = ids.reshape(-1).tolist()
     if not ids:
         raise ValueError("the prompt is empty: generation needs at least one token")
     return _stream(model, ids, max_new_tokens, temperature, top_k, seed, set(stop_tokens or ()), tokenizer if as_text else None)
