@@ -25,8 +25,11 @@ def _decode_step(model):
     """The model's compiled decode step, built once per model: it re-traces itself when the wiring, interventions
     or chunk length change (XLSTM.compiled), and keeping it keeps its traced graphs across calls of generate."""
     step = vars(model).get("_generate_step")
-    if step is None:
+    # a copy of the model (model.shared_view(), copy.copy) copies its attributes, this step among them: that step
+    # runs the model it was built on, with that model's wirings and interventions, so a copy builds its own
+    if step is None or getattr(step, "model", None) is not model:
         step = vars(model)["_generate_step"] = model.compiled_step()
+        step.model = model
     return step
 
 
