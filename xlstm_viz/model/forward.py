@@ -436,7 +436,14 @@ class Executor:
         def weights(path: str) -> mx.array:
             w = block.param(sources.get(path, path))
             if path in rows:  # tied feature groups: each group's rows are its part's first group's rows
-                w = mx.take(w, rows[path], axis=0)
+                index = rows[path]
+                if w.ndim == 3 and w.shape[0] != index.shape[0]:
+                    # a block-diagonal weight [heads, out, in] (sLSTM gates, the original mLSTM's q/k/v): output
+                    # feature h * out + o is row o of head h, so the rows are gathered over heads x out
+                    H, O, I = w.shape
+                    w = mx.take(w.reshape(H * O, I), index, axis=0).reshape(H, O, I)
+                else:
+                    w = mx.take(w, index, axis=0)
             mask = masks.get(path)
             return w if mask is None else w * mask.astype(w.dtype)
 
