@@ -563,3 +563,27 @@ def test_a_state_of_another_block_type_or_not_an_mx_array_is_refused_by_name_bef
                 run(bad)
     rest, _ = model(x, state=state)  # the real state still runs
     assert rest.shape == (2, 7, 20)
+
+
+def test_a_run_continued_from_a_state_refuses_interventions_limited_to_token_positions(model, ids):
+    """Positions count from the start of the sequence, but a run continued from a state took its first token as
+    position 0: with tokens=[0], a prefill in two parts zeroed position 0 of each part, and every decode step of
+    generate / compiled_step zeroed its token (logits 19.8 away from the full run on golden small). Such a run is
+    now refused by name on every path; an intervention without positions still continues exactly."""
+    handle = model.interventions.add("blocks.0.mlstm.h", "zero", tokens=[0])
+    _, state = model(ids[:, :4])
+    message = r"intervention #\d+ zero blocks\.0\.mlstm\.h at tokens \[0\] is limited to token positions"
+    for run in (lambda: model(ids[:, 4:], state=state), lambda: model(ids[:, 4:], state=state, mode="recurrent"),
+                lambda: model.compiled("chunkwise")(ids[:, 4:], state),
+                lambda: model.compiled_step()(ids[:, 4:5], state),
+                lambda: model.run_with_trace(ids[:, 4:], state=state),
+                lambda: Debugger(model, ids[:, 4:], state=state).step(),
+                lambda: xlstm_viz.generate(model, [1, 2, 3], max_new_tokens=4)):
+        with pytest.raises(ValueError, match=message):
+            run()
+    model.interventions.remove(handle)
+    model.interventions.add("blocks.0.mlstm.h", "scale", value=0.5)
+    full, _ = model(ids)
+    _, state = model(ids[:, :4])
+    rest, _ = model(ids[:, 4:], state=state)
+    assert_close_to_scale(np.array(rest), np.array(full[:, 4:]), 64, "continued run with an every-position scale")

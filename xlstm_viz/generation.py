@@ -68,6 +68,8 @@ def generate(
         ids = ids.reshape(-1).tolist()
     if not ids:
         raise ValueError("the prompt is empty: generation needs at least one token")
+    if max_new_tokens > 1 and len(getattr(model, "interventions", ())):
+        model.interventions.check_no_positions()  # the decode steps run from a state: refused before any token
     return _stream(model, ids, max_new_tokens, temperature, top_k, seed, set(stop_tokens or ()), tokenizer if as_text else None)
 
 

@@ -329,10 +329,13 @@ class Executor:
     def check_ids(self, input_ids, state=None) -> mx.array:
         """The checks of a run's ids that read values (so not inside mx.compile): every id inside the vocabulary,
         and, for a run from the start, every intervention's positions inside the sequence (a position past its end
-        would silently change nothing)."""
+        would silently change nothing); a run from a state takes no intervention limited to positions."""
         input_ids = _check_ids(input_ids, self.model.config.vocab_size)
-        if state is None and len(self.model.interventions):
-            self.model.interventions.check_positions(input_ids.shape[1])
+        if len(self.model.interventions):
+            if state is None:
+                self.model.interventions.check_positions(input_ids.shape[1])
+            else:
+                self.model.interventions.check_no_positions()
         return input_ids
 
     def run(self, input_ids, state=None, mode: str = "chunkwise", observer=None,

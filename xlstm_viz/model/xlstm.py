@@ -264,6 +264,8 @@ class XLSTM(nn.Module):
                 token = _check_ids(token, self.config.vocab_size)
             else:
                 _check_lazy_ids(token)
+            if state is not None and len(self.interventions):
+                self.interventions.check_no_positions()
             key = signature()
             fn = cache.get(key)
             fresh = fn is None
