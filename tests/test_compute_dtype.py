@@ -179,3 +179,24 @@ def test_a_compute_dtype_changed_between_calls_reaches_the_compiled_paths(golden
                                 ("compiled step", step(ids[:, :1], None)[0], eager_step),
                                 ("compiled trace", model.run_with_trace(ids, compiled=True).logits, eager)):
             assert_close_to_scale(np.array(got), np.array(want), 64, f"{what} under compute_dtype={dtype}")
+
+
+def test_a_config_field_changed_between_calls_reaches_the_compiled_paths(golden_dir):
+    """A compiled graph traces the config's numbers in as constants (the gate and logit soft caps, the norms' eps),
+    and the graph signature held only chunk_size of the config: after `model.config.gate_soft_cap = 3.0` the
+    compiled forward kept the old cap (22.7 from the eager logits on golden small; output_logit_soft_cap 16.6,
+    norm_eps 18.5). Every assignment now counts in config.version, which the signature holds."""
+    model = xlstm_viz.load_model(golden_dir / "small")
+    ids = mx.array(np.random.default_rng(0).integers(0, model.config.vocab_size, (2, 9)))
+    forward, step = model.compiled("chunkwise"), model.compiled_step()
+    forward(ids, None), step(ids[:, :1], None), model.run_with_trace(ids, compiled=True)  # traced with the old values
+    for name, value in (("gate_soft_cap", 3.0), ("output_logit_soft_cap", 5.0), ("norm_eps", 0.5)):
+        before = model.config.version
+        setattr(model.config, name, value)
+        assert model.config.version == before + 1
+        eager, _ = model(ids)
+        eager_step, _ = model(ids[:, :1], mode="recurrent")
+        for what, got, want in (("compiled forward", forward(ids, None)[0], eager),
+                                ("compiled step", step(ids[:, :1], None)[0], eager_step),
+                                ("compiled trace", model.run_with_trace(ids, compiled=True).logits, eager)):
+            assert_close_to_scale(np.array(got), np.array(want), 64, f"{what} after {name} = {value}")

@@ -52,7 +52,14 @@ class ValidatedConfig:
                     e = err.errors()[0]
                     raise ConfigError(f"config field {name!r} = {value!r} ({type(value).__name__}): "
                                       f"{e['msg'][0].lower()}{e['msg'][1:]}") from None
+            # counted, so that what reads the config once (a compiled graph, XLSTM.graph_signature) sees the change
+            object.__setattr__(self, "_version", self.__dict__.get("_version", 0) + 1)
         object.__setattr__(self, name, value)
+
+    @property
+    def version(self) -> int:
+        """How many fields were assigned since the config was made."""
+        return self.__dict__.get("_version", 0)
 
     @classmethod
     def _field_adapters(cls) -> dict:

@@ -216,11 +216,12 @@ class XLSTM(nn.Module):
         activations.FAST_CPU_MATH picks the exp/tanh/sigmoid the graph is traced with. Neuron blocks' wirings count
         too: their masks / reversal potentials are built from the wiring inside the traced forward. config.chunk_size
         too: the chunkwise form's chunk length is traced in, and a user may change it between calls (a GPU prefill
-        at 7B sizes is fastest at 256, benchmarks/prefill_breakdown.py). The activation dtype too: compute_dtype
-        may be changed between calls, and the casts to it are traced in."""
+        at 7B sizes is fastest at 256, benchmarks/prefill_breakdown.py), and every other config field assigned
+        since (config.version: a gate or logit soft cap, an eps is traced in as a constant). The activation dtype
+        too: compute_dtype may be changed between calls, and the casts to it are traced in."""
         neurons = tuple(b.wiring.version for b in self.blocks if getattr(b, "wiring", None) is not None)
         return (activations.FAST_CPU_MATH, gemv_kernels.resolve_mode(), mlstm_kernels.resolve_mode(),
-                str(self.activation_dtype), self.config.chunk_size, self.block_wiring.version,
+                str(self.activation_dtype), self.config.chunk_size, self.config.version, self.block_wiring.version,
                 tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
                 tuple(i.id for i in self.interventions.list()), neurons)
 
