@@ -141,3 +141,34 @@ def test_a_compiled_trace_refuses_intervention_positions_past_the_end_like_the_e
     with pytest.raises(ValueError) as eager:
         model.run_with_trace(ids, compiled=False)
     assert str(compiled.value) == str(eager.value) and str(ids.shape[1] + 3) in str(compiled.value)
+
+
+def test_an_error_raised_while_a_compiled_graph_traces_leaves_the_model_usable(model, ids):
+    """mx.compile swaps the model's captured arrays for tracers while it traces and put them back only when the
+    function returns: a cell refused inside the forward (here a cell type registered without a function) used to
+    leave every weight a tracer, and every later call, eager or compiled, failed with "[eval] Attempting to eval an
+    array without a primitive". Now the error is the cell's, and once the cell has a function every path gives the
+    logits of before. compiled() with an unknown mode is refused when it is asked for, not while its graph traces."""
+    from xlstm_viz.wiring.block_types import CELL_TYPES, CellType, attach_cell_function, register_cell_type
+
+    want, _ = model(ids)
+    register_cell_type(CellType("qa_nofn"))
+    try:
+        wiring = model.cell_wirings[0]
+        wiring.add_cell("blocks.0.extra", "qa_nofn", {"features": model.config.embedding_dim})
+        wiring.connect("blocks.0.mid", "blocks.0.extra")
+        for run in (lambda: model.compiled("chunkwise")(ids, None), lambda: model.compiled_step()(ids[:, :1], None),
+                    lambda: model.run_with_trace(ids, compiled=True)):
+            with pytest.raises(ValueError, match=r"cell 'blocks\.0\.extra': cell type 'qa_nofn' is registered"):
+                run()
+        with pytest.raises(ValueError, match=r"mode must be one of \('chunkwise', 'recurrent'\), got 'step'"):
+            model.compiled("step")
+        # the extra cell feeds nothing: with a function it runs and leaves the logits as they were
+        attach_cell_function("qa_nofn", lambda inputs, weights, state, params: (inputs["mid"], None))
+        eager, _ = model(ids)
+        compiled, _ = model.compiled("chunkwise")(ids, None)
+        traced = model.run_with_trace(ids, compiled=True)
+    finally:
+        del CELL_TYPES["qa_nofn"]
+    for what, got in (("eager", eager), ("compiled", compiled), ("compiled trace", traced.logits)):
+        assert_close_to_scale(np.array(got), np.array(want), 4, f"{what} logits after the failed traces")

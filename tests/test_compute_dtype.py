@@ -12,6 +12,8 @@ import xlstm_viz
 from xlstm_viz.cli import main as cli_main
 from xlstm_viz.execution.executor import Executor
 
+from tolerances import assert_close_to_scale
+
 
 class _Dtypes:
     """An observer that records each cell's output dtype (the executor's real forward, nothing replaced)."""
@@ -159,3 +161,42 @@ def test_the_memory_norms_of_bfloat16_compute_take_bf16_products_and_stay_within
         scale, diff = np.abs(want).max(), np.abs(got - want).max()
         assert 0 < diff <= 8 * 2**-8 * scale, (name, diff, scale)
     assert mx.array_equal(t16.m, t32.m)
+
+
+def test_a_compute_dtype_changed_between_calls_reaches_the_compiled_paths(golden_dir):
+    """model.compute_dtype may be changed between calls: the compiled forward, the compiled decode step (what
+    generate runs) and the compiled trace now follow it like the eager forward. The graph signature lacked the
+    activation dtype, so a graph traced in float32 kept running in float32 after the switch to bfloat16 (compiled
+    bf16 logits equal to the float32 ones, 0.27 away from the eager bf16 run on the golden small model)."""
+    model = xlstm_viz.load_model(golden_dir / "small")
+    ids = mx.array(np.random.default_rng(0).integers(0, model.config.vocab_size, (2, 13)))
+    forward, step = model.compiled("chunkwise"), model.compiled_step()
+    for dtype in ("float32", "bfloat16", "float32"):
+        model.compute_dtype = dtype
+        eager, _ = model(ids)
+        eager_step, _ = model(ids[:, :1], mode="recurrent")
+        for what, got, want in (("compiled forward", forward(ids, None)[0], eager),
+                                ("compiled step", step(ids[:, :1], None)[0], eager_step),
+                                ("compiled trace", model.run_with_trace(ids, compiled=True).logits, eager)):
+            assert_close_to_scale(np.array(got), np.array(want), 64, f"{what} under compute_dtype={dtype}")
+
+
+def test_a_config_field_changed_between_calls_reaches_the_compiled_paths(golden_dir):
+    """A compiled graph traces the config's numbers in as constants (the gate and logit soft caps, the norms' eps),
+    and the graph signature held only chunk_size of the config: after `model.config.gate_soft_cap = 3.0` the
+    compiled forward kept the old cap (22.7 from the eager logits on golden small; output_logit_soft_cap 16.6,
+    norm_eps 18.5). Every assignment now counts in config.version, which the signature holds."""
+    model = xlstm_viz.load_model(golden_dir / "small")
+    ids = mx.array(np.random.default_rng(0).integers(0, model.config.vocab_size, (2, 9)))
+    forward, step = model.compiled("chunkwise"), model.compiled_step()
+    forward(ids, None), step(ids[:, :1], None), model.run_with_trace(ids, compiled=True)  # traced with the old values
+    for name, value in (("gate_soft_cap", 3.0), ("output_logit_soft_cap", 5.0), ("norm_eps", 0.5)):
+        before = model.config.version
+        setattr(model.config, name, value)
+        assert model.config.version == before + 1
+        eager, _ = model(ids)
+        eager_step, _ = model(ids[:, :1], mode="recurrent")
+        for what, got, want in (("compiled forward", forward(ids, None)[0], eager),
+                                ("compiled step", step(ids[:, :1], None)[0], eager_step),
+                                ("compiled trace", model.run_with_trace(ids, compiled=True).logits, eager)):
+            assert_close_to_scale(np.array(got), np.array(want), 64, f"{what} after {name} = {value}")

@@ -74,9 +74,30 @@ def test_all_bad_fields_are_listed_in_one_error():
 
 def test_a_config_changed_after_it_was_made_is_checked_before_modules_are_built():
     config = XLSTMConfig(**SMALL)
-    config.norm_eps = "1e-6"
-    with pytest.raises(ConfigError, match="'norm_eps' = '1e-6'"):
+    config.num_heads = 3  # valid alone; inconsistent with the width until embedding_dim changes too
+    with pytest.raises(ConfigError, match="num_heads = 3"):
         XLSTM(config)
+
+
+def test_a_field_assigned_a_bad_value_after_the_config_was_made_is_refused_at_once_and_kept():
+    """A model reads its config on every call (chunk_size may be changed between calls): `model.config.chunk_size
+    = 0` was accepted and the next forward failed with ZeroDivisionError (integer modulo by zero), "4" with a
+    TypeError inside the cell. Now the assignment is refused with the field's message and the field keeps its
+    value, so the model still runs."""
+    model = XLSTM(XLSTMConfig(**SMALL))
+    ids = mx.array([[1, 2, 3, 4, 5]])
+    want, _ = model(ids)
+    for name, value, message in (("chunk_size", 0, "input should be greater than 0"),
+                                 ("chunk_size", "4", "input should be a valid integer"),
+                                 ("norm_eps", "1e-6", "input should be a valid number"),
+                                 ("gate_soft_cap", float("nan"), "input should be a finite number")):
+        before = getattr(model.config, name)
+        with pytest.raises(ConfigError, match=rf"config field '{name}' = .*: {message}"):
+            setattr(model.config, name, value)
+        assert getattr(model.config, name) == before
+    np.testing.assert_array_equal(np.array(model(ids)[0]), np.array(want))
+    model.config.chunk_size = 2  # a good value still goes in, and is used
+    np.testing.assert_allclose(np.array(model(ids)[0]), np.array(want), rtol=1e-4, atol=1e-5)
 
 
 def test_hf_extras_are_kept_and_written_back():

@@ -98,3 +98,21 @@ def test_interventions_on_unknown_probes_or_with_bad_values_are_refused(model, i
     handle = model.interventions.add("blocks.*.mlstm.q", "zero", tokens=np.array([1, 2]))  # a pattern that matches
     assert handle.tokens == (1, 2)
     assert not np.allclose(np.array(model(ids)[0]), base)
+
+
+def test_a_bad_mode_or_state_is_refused_when_the_debugger_is_made(model, ids):
+    """The forward the debugger steps is a generator, so an unknown mode or a state of the wrong shape or block
+    type used to be accepted by Debugger(...) and only raised at the first step. Now they are refused by name when
+    given; a good state still starts the run from it (the stepped logits equal the model's from that state)."""
+    with pytest.raises(ValueError, match=r"mode must be one of \('chunkwise', 'recurrent'\), got 'step'"):
+        Debugger(model, ids, mode="step")
+    _, state = model(ids[:, :3])
+    with pytest.raises(TypeError, match=r"state\[0\] must be a MLSTMState .*got NoneType"):
+        Debugger(model, ids[:, 3:], state=[None] * len(state))
+    B = ids.shape[0]
+    with pytest.raises(ValueError, match=rf"state\[0\]\.C has shape \({B}, .*\), expected \({2 * B}, .*\) \(batch {2 * B}\)"):
+        Debugger(model, mx.concatenate([ids[:, 3:], ids[:, 3:]]), state=state)
+    dbg = Debugger(model, ids[:, 3:], state=state)
+    assert dbg.continue_() is None
+    want, _ = model(ids[:, 3:], state=state, mode="recurrent")
+    np.testing.assert_array_equal(dbg.logits, np.array(want))

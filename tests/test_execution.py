@@ -526,3 +526,64 @@ def test_an_unobserved_decode_step_runs_flat_and_gives_the_observed_steps_logits
     model.interventions.add("blocks.0.mlstm.v", "scale", value=2.0)  # patched runs keep the sequence axis
     patched, _ = model(token, state=state, mode="recurrent")
     assert patched.shape == logits.shape and not np.allclose(np.array(patched), np.array(logits))
+
+
+def test_a_state_of_another_block_type_or_not_an_mx_array_is_refused_by_name_before_the_forward():
+    """Swapping two blocks' states in a mixed stack, a tuple for an MLSTMState, a numpy array or an integer array
+    for a neuron block's state: each is refused by check_state naming the entry, what it must be and the block type
+    (they used to reach MLX: AttributeError 'MLSTMState' object has no attribute 'shape', a take() type error, or
+    'state[0].C has shape None'), in the eager forward, the compiled forward and a trace alike."""
+    from xlstm_viz.config import XLSTMConfig
+    from xlstm_viz.model import XLSTM
+
+    cfg = XLSTMConfig.from_dict(dict(embedding_dim=32, num_heads=2, num_blocks=4, vocab_size=20, chunk_size=4,
+                                     block_types=["mlstm", "slstm", "cfc", "ncp_mlstm"],
+                                     ncps={"units": 12, "output_size": 4, "seed": 7},
+                                     bos_token_id=None, eos_token_id=None, pad_token_id=0))
+    model = XLSTM(cfg)
+    x = mx.array(np.arange(14).reshape(2, 7) % 20)
+    _, state = model(x)
+    cases = {
+        "swapped": ([state[1], state[0], *state[2:]],
+                    r"state\[0\] must be a MLSTMState \(C, n, m\), got dict \(block 0 is a 'mlstm' block\)"),
+        "tuple": ([tuple(state[0].arrays()), *state[1:]], r"state\[0\] must be a MLSTMState .*got tuple"),
+        "mlstm state into cfc": ([*state[:2], state[0], state[3]],
+                                 r"state\[2\] must be an mx.array of shape \(2, 12\), got MLSTMState "
+                                 r"\(block 2 is a 'cfc' block\)"),
+        "numpy": ([*state[:2], np.array(state[2]), state[3]], r"state\[2\] must be an mx.array .*got ndarray"),
+        "integer": ([*state[:2], state[2].astype(mx.int32), state[3]],
+                    r"state\[2\] must have a floating dtype .*got mlx.core.int32 \(block 2 is a 'cfc' block\)"),
+        "slstm into ncp_mlstm": ([*state[:3], state[1]["slstm.memory"]],
+                                 r"state\[3\] must be a NCPMLSTMState .*got SLSTMState"),
+    }
+    for what, (bad, message) in cases.items():
+        for run in (lambda s: model(x, state=s), lambda s: model.compiled("chunkwise")(x, s),
+                    lambda s: model.run_with_trace(x, state=s)):
+            with pytest.raises(TypeError, match=message):
+                run(bad)
+    rest, _ = model(x, state=state)  # the real state still runs
+    assert rest.shape == (2, 7, 20)
+
+
+def test_a_run_continued_from_a_state_refuses_interventions_limited_to_token_positions(model, ids):
+    """Positions count from the start of the sequence, but a run continued from a state took its first token as
+    position 0: with tokens=[0], a prefill in two parts zeroed position 0 of each part, and every decode step of
+    generate / compiled_step zeroed its token (logits 19.8 away from the full run on golden small). Such a run is
+    now refused by name on every path; an intervention without positions still continues exactly."""
+    handle = model.interventions.add("blocks.0.mlstm.h", "zero", tokens=[0])
+    _, state = model(ids[:, :4])
+    message = r"intervention #\d+ zero blocks\.0\.mlstm\.h at tokens \[0\] is limited to token positions"
+    for run in (lambda: model(ids[:, 4:], state=state), lambda: model(ids[:, 4:], state=state, mode="recurrent"),
+                lambda: model.compiled("chunkwise")(ids[:, 4:], state),
+                lambda: model.compiled_step()(ids[:, 4:5], state),
+                lambda: model.run_with_trace(ids[:, 4:], state=state),
+                lambda: Debugger(model, ids[:, 4:], state=state).step(),
+                lambda: xlstm_viz.generate(model, [1, 2, 3], max_new_tokens=4)):
+        with pytest.raises(ValueError, match=message):
+            run()
+    model.interventions.remove(handle)
+    model.interventions.add("blocks.0.mlstm.h", "scale", value=0.5)
+    full, _ = model(ids)
+    _, state = model(ids[:, :4])
+    rest, _ = model(ids[:, 4:], state=state)
+    assert_close_to_scale(np.array(rest), np.array(full[:, 4:]), 64, "continued run with an every-position scale")

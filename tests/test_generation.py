@@ -93,3 +93,34 @@ def test_lazy_step_does_not_read_the_ids_on_the_host(model):
     step.lazy(bad, None)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         step(bad, None)
+
+
+def test_a_batch_of_prompts_or_non_integer_ids_are_refused_not_flattened_or_truncated(model):
+    """generate takes one prompt. A [2, S] batch used to be flattened into one sequence of 2*S tokens and [1.5, 2]
+    truncated to [1, 2], each generating silently from a prompt the user did not give. A [1, S] array is one prompt
+    and gives what its list gives."""
+    with pytest.raises(ValueError, match=r"generate takes one prompt: .*got shape \(2, 2\)"):
+        xlstm_viz.generate(model, [[1, 2], [3, 4]], max_new_tokens=2)
+    with pytest.raises(ValueError, match=r"got shape \(2, 3\)"):
+        xlstm_viz.generate(model, mx.array([[1, 2, 3], [4, 5, 6]]), max_new_tokens=2)
+    with pytest.raises(TypeError, match=r"token ids must be integers, got dtype float64"):
+        xlstm_viz.generate(model, [1.5, 2], max_new_tokens=2)
+    want = list(xlstm_viz.generate(model, [1, 2, 3], max_new_tokens=3))
+    assert list(xlstm_viz.generate(model, mx.array([[1, 2, 3]]), max_new_tokens=3)) == want
+    assert list(xlstm_viz.generate(model, np.array([[1, 2, 3]]), max_new_tokens=3)) == want
+
+
+def test_a_shared_view_made_after_the_model_generated_decodes_with_its_own_wiring(model):
+    """generate keeps its compiled decode step in the model's attributes, and shared_view() (copy.copy) copied it:
+    a view made after the base model had generated decoded every token after the first with the base's step, so
+    with the base's wiring and interventions (its own edits reached only the prefill). Now each model builds its
+    own step: the view's tokens are the eager loop's on the view, and the base's stay the base's."""
+    before = list(xlstm_viz.generate(model, PROMPT, max_new_tokens=10))
+    view = model.shared_view()
+    for j in range(model.config.num_blocks):
+        view.cell_wirings[j].set_enabled(f"blocks.{j}.mlstm.memory", f"blocks.{j}.mlstm.norm", False)
+    view.interventions.add("blocks.0.ffn.h", "scale", value=-1.0)
+    want = eager_tokens(view, PROMPT, 10)
+    assert want != before  # the edits change what the view generates
+    assert list(xlstm_viz.generate(view, PROMPT, max_new_tokens=10)) == want
+    assert list(xlstm_viz.generate(model, PROMPT, max_new_tokens=10)) == before

@@ -259,3 +259,25 @@ def test_the_over_time_panels_of_a_neuron_block_come_from_its_own_table(kind, tm
     assert [(p, t) for p, _, t in trace_tables.gate_panels(trace.diff(trace), 0)] == want
     with pytest.raises(ValueError, match=r"block 2 is not in this trace: it has blocks 0\.\.1"):
         trace_tables.gate_panels(trace, 2)
+
+
+@pytest.mark.parametrize("mode", ["pure", "no_gate"])
+def test_a_cfc_block_in_every_ncps_mode_runs_as_its_ncps_module(mode):
+    """`ncps: {"mode": "pure"}` built a block whose forward read ff2 / time_a / time_b, which a pure CfC does not
+    have (its cell is ff1 with w_tau and A): every forward failed with KeyError: 'A'. Now the block's motor output
+    is the parity-tested CfC module's in each mode, eager, recurrent and compiled."""
+    cfg = XLSTMConfig.from_dict(dict(
+        embedding_dim=32, num_heads=2, num_blocks=2, vocab_size=20, chunk_size=8, block_types=["cfc", "mlstm"],
+        ncps={"units": UNITS, "output_size": MOTOR, "sparsity_level": 0.5, "seed": 7, "mode": mode},
+        bos_token_id=None, eos_token_id=None, pad_token_id=0))
+    mx.random.seed(0)
+    model = XLSTM(cfg)
+    block = model.blocks[0]
+    block.out_proj.weight = mx.random.normal(block.out_proj.weight.shape)
+    x = ids(10)
+    tr = model.run_with_trace(x, mode="full", probes=["blocks.0.ncp.norm_in", "blocks.0.ncp.motor"])
+    y, _ = block.neurons(mx.array(tr.full["blocks.0.ncp.norm_in"]))
+    assert_close(tr.full["blocks.0.ncp.motor"], np.array(y), what=f"{mode} motor neurons vs the CfC module")
+    full, _ = model(x)
+    for what, got in (("recurrent", model(x, mode="recurrent")[0]), ("compiled", model.compiled("chunkwise")(x, None)[0])):
+        assert_close(np.array(got), np.array(full), what=f"{mode} {what} vs chunkwise logits")

@@ -114,3 +114,46 @@ def test_missing_initializer_kind_and_unknown_parameter_names_are_errors():
         profile.init_array("conv", (3,), np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"no initializer kind for parameter 'backbone\.blocks\.0\.scale'"):
         W.parameter_kind("backbone.blocks.0.scale")
+
+
+def test_a_profile_initialises_a_stack_of_every_block_type_and_offset_norms_get_the_profiles_scale():
+    """XLSTM(config, init_profile=...) (and train(init=...)) failed for every stack with an sLSTM, original mLSTM,
+    LTC or memory-neuron block ("no initializer kind for parameter '...recurrent_kernel'" / 'learnable_skip' /
+    'cm' / 'layer_0.R' / 'gate_bias'). Now those parameters without a kind keep the values their module was built
+    with (the official / ncps initialisation), and the norms that store an offset from 1 (sLSTM and original mLSTM
+    blocks, a layernorm_offset out_norm) get the profile's scale as 1 + w, not 1 + the scale."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    from xlstm_viz.config import XLSTMConfig
+    from xlstm_viz.model import XLSTM
+
+    types = ["mlstm", "slstm", "orig_mlstm", "cfc", "ltc", "ncp_slstm", "ncp_mlstm"]
+    config = XLSTMConfig.from_dict(dict(embedding_dim=32, num_heads=2, num_blocks=len(types), vocab_size=20,
+                                        block_types=types, out_norm_type="layernorm_offset",
+                                        ncps={"units": 12, "output_size": 4, "seed": 7},
+                                        bos_token_id=None, eos_token_id=None, pad_token_id=0))
+    mx.random.seed(0)
+    built = dict(tree_flatten(XLSTM(config).parameters()))
+    mx.random.seed(0)
+    model = XLSTM(config, init_profile="xlstm-large", seed=3)
+    params = dict(tree_flatten(model.parameters()))
+    scale = float(params["backbone.blocks.0.norm_mlstm.weight"][0])  # the profile's norm scale, on the 7B block
+    offsets = [n for n in params if n.endswith("norm.weight") or "norm_" in n]
+    for name in offsets:
+        j = name.split(".")[2] if name.startswith("backbone.blocks.") else None
+        stored = 1 + np.array(params[name]) if (j in ("1", "2") or name == "backbone.out_norm.weight") else \
+            np.array(params[name])
+        np.testing.assert_array_equal(stored, np.full(stored.shape, scale, np.float32), err_msg=name)
+    kept = [n for n in params if n.endswith(("recurrent_kernel", "learnable_skip", "rnn_cell.cm", "rnn_cell.gleak",
+                                             "layer_0.R", "layer_0.gate_bias"))]
+    assert len(kept) == 6
+    for name in kept:
+        np.testing.assert_array_equal(np.array(params[name]), np.array(built[name]), err_msg=name)
+    drawn = "backbone.blocks.1.slstm_layer.igate.weight"
+    assert float(mx.abs(params[drawn]).max()) > 0 and not np.array_equal(np.array(params[drawn]),
+                                                                          np.array(built[drawn]))
+    again = dict(tree_flatten(XLSTM(config, init_profile="xlstm-large", seed=3).parameters()))
+    np.testing.assert_array_equal(np.array(again[drawn]), np.array(params[drawn]))
+    logits, _ = model(mx.array([[1, 2, 3, 4, 5]]))
+    assert np.isfinite(np.array(logits)).all()

@@ -90,3 +90,34 @@ def test_query_and_key_sharing_a_featurizer_equal_a_checkpoint_with_k_set_to_q(m
         t[block(1) + "mlstm_layer.k.weight"] = t[block(1) + "mlstm_layer.q.weight"].copy()
 
     assert_close(got["logits"], logits(edited_checkpoint(folder, tmp_path, share), ids))
+
+
+@pytest.mark.parametrize("j, cell, path", [(1, "slstm.igate", "slstm_layer.igate.weight"),
+                                           (0, "mlstm.q", "mlstm_layer.q.weight")])
+def test_tied_groups_of_a_block_diagonal_weight_equal_a_model_with_those_heads_copied(golden_dir, j, cell, path):
+    """The sLSTM gates and the original mLSTM's q/k/v hold block-diagonal weights [heads, out, in], whose output
+    feature h * out + o is row o of head h. Tying their feature groups gathered axis 0 (the heads) with an index
+    over the features, and the next forward crashed inside MLX ("[reshape] Cannot reshape array of size 576 into
+    shape (2,9,32,16)"). Now group 1 computes with group 0's rows, as a model whose second half of heads was set
+    to the first half computes, eager and compiled, chunkwise and recurrent."""
+    import mlx.core as mx
+    from mlx.utils import tree_unflatten
+
+    import xlstm_viz
+
+    model = xlstm_viz.load_model(golden_dir / "orig_mixed")
+    reference = xlstm_viz.load_model(golden_dir / "orig_mixed")
+    x = mx.array(np.load(golden_dir / "orig_mixed" / "reference.npz")["input_ids"])
+    base = np.array(model(x)[0])
+    model.cell_wirings[j].share_feature_groups(f"blocks.{j}.{cell}", 2)
+    w = np.array(reference.blocks[j].param(path))
+    half = w.shape[0] // 2
+    w[half:] = w[:half]
+    reference.update(tree_unflatten([(f"backbone.blocks.{j}.{path}", mx.array(w))]))
+    want = np.array(reference(x)[0])
+    assert not np.allclose(want, base, atol=1e-3)
+    for what, got in (("eager", model(x)[0]), ("compiled", model.compiled("chunkwise")(x, None)[0]),
+                      ("recurrent", model(x, mode="recurrent")[0])):
+        assert_close(np.array(got), want)
+    model.cell_wirings[j].undo()
+    np.testing.assert_array_equal(np.array(model(x)[0]), base)

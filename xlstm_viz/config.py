@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from xlstm_viz.dims import MLSTMBlockDims, mlstm_block_dims, up_proj_dim
 
@@ -36,6 +36,40 @@ class ValidatedConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        object.__setattr__(self, "_made", True)
+
+    def __setattr__(self, name: str, value) -> None:
+        """A field assigned after the config was made gets its type and range check at once (a model reads its
+        config on every call: `model.config.chunk_size = 0` failed inside the forward with ZeroDivisionError); a
+        refused value leaves the field as it was. The checks between fields wait for `validate()` (before a model is
+        built), so that related fields can be changed one after the other."""
+        if self.__dict__.get("_made") and name not in self._UNCHECKED:
+            adapter = self._field_adapters().get(name)
+            if adapter is not None:
+                try:
+                    adapter.validate_python(value)
+                except ValidationError as err:
+                    e = err.errors()[0]
+                    raise ConfigError(f"config field {name!r} = {value!r} ({type(value).__name__}): "
+                                      f"{e['msg'][0].lower()}{e['msg'][1:]}") from None
+            # counted, so that what reads the config once (a compiled graph, XLSTM.graph_signature) sees the change
+            object.__setattr__(self, "_version", self.__dict__.get("_version", 0) + 1)
+        object.__setattr__(self, name, value)
+
+    @property
+    def version(self) -> int:
+        """How many fields were assigned since the config was made."""
+        return self.__dict__.get("_version", 0)
+
+    @classmethod
+    def _field_adapters(cls) -> dict:
+        adapters = cls.__dict__.get("_pydantic_adapters")
+        if adapters is None:
+            hints = get_type_hints(cls, include_extras=True)
+            adapters = {name: TypeAdapter(hints[name], config=ConfigDict(strict=True))
+                        for name in cls._field_model().model_fields}
+            cls._pydantic_adapters = adapters
+        return adapters
 
     @classmethod
     def _field_model(cls) -> type[BaseModel]:

@@ -25,8 +25,11 @@ def _decode_step(model):
     """The model's compiled decode step, built once per model: it re-traces itself when the wiring, interventions
     or chunk length change (XLSTM.compiled), and keeping it keeps its traced graphs across calls of generate."""
     step = vars(model).get("_generate_step")
-    if step is None:
+    # a copy of the model (model.shared_view(), copy.copy) copies its attributes, this step among them: that step
+    # runs the model it was built on, with that model's wirings and interventions, so a copy builds its own
+    if step is None or getattr(step, "model", None) is not model:
         step = vars(model)["_generate_step"] = model.compiled_step()
+        step.model = model
     return step
 
 
@@ -56,9 +59,17 @@ def generate(
             raise ValueError("a text prompt needs a tokenizer: the checkpoint folder has no tokenizer.json; pass token ids")
         ids = tokenizer.encode(prompt).ids
     else:
-        ids = np.asarray(prompt).reshape(-1).tolist()
+        ids = np.asarray(prompt)
+        if ids.ndim > 1 and ids.shape[0] != 1 or ids.ndim > 2:  # flattened, a batch would run as one sequence
+            raise ValueError(f"generate takes one prompt: a list of token ids or a [1, S] array, got shape "
+                             f"{tuple(ids.shape)}")
+        if ids.size and not (np.issubdtype(ids.dtype, np.integer) or ids.dtype == object):
+            raise TypeError(f"the prompt's token ids must be integers, got dtype {ids.dtype}")
+        ids = ids.reshape(-1).tolist()
     if not ids:
         raise ValueError("the prompt is empty: generation needs at least one token")
+    if max_new_tokens > 1 and len(getattr(model, "interventions", ())):
+        model.interventions.check_no_positions()  # the decode steps run from a state: refused before any token
     return _stream(model, ids, max_new_tokens, temperature, top_k, seed, set(stop_tokens or ()), tokenizer if as_text else None)
 
 

@@ -18,7 +18,7 @@ import mlx.core as mx
 import numpy as np
 
 from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_names
-from xlstm_viz.model.forward import Executor, _check_ids, named_state, state_arrays
+from xlstm_viz.model.forward import MODES, Executor, _check_ids, named_state, state_arrays
 
 
 @dataclass
@@ -119,9 +119,13 @@ class Debugger:
     def __init__(self, model, input_ids, mode: str = "recurrent", state=None):
         self.model = model
         self.input_ids = _check_ids(input_ids, model.config.vocab_size)
+        if mode not in MODES:  # the forward is a generator: unchecked, these would only fail at the first step
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
-        self._initial_state = state
         self._executor = Executor(model)
+        if state is not None:
+            state = self._executor.check_state(state, int(self.input_ids.shape[0]))
+        self._initial_state = state
         self.breakpoints: list[Breakpoint] = []
         self._conditions: dict[str, tuple | None] = {}
         self._ids = itertools.count(1)

@@ -359,7 +359,7 @@ def _forward_compiled(model, recorder: "Recorder", input_ids, state):
     kept, each array once (a tensor two probes see, blocks.1.in = blocks.0.out, stays one object, which `finish`
     reduces once), and the slots say where each goes in the caller's recorder."""
     from xlstm_viz.model import gemv_kernels, mlstm_kernels
-    from xlstm_viz.model.forward import state_arrays, state_like
+    from xlstm_viz.model.forward import kept_inputs, state_arrays, state_like
 
     executor = Executor(model)
     input_ids = executor.check_ids(input_ids, state)  # they read values: not inside the graph
@@ -377,6 +377,7 @@ def _forward_compiled(model, recorder: "Recorder", input_ids, state):
         graphs = _COMPILED[id(model)] = {}
         weakref.finalize(model, _COMPILED.pop, id(model), None)
     entry = graphs.get(key)
+    fresh = entry is None  # the first call traces (the key holds every input shape and dtype)
     if entry is None:
         mlstm_kernels.warm_up()  # the kernels' self-checks read values: not while mx.compile traces
         gemv_kernels.warm_up()
@@ -406,7 +407,12 @@ def _forward_compiled(model, recorder: "Recorder", input_ids, state):
             graphs.pop(next(iter(graphs)))
         entry = graphs[key] = (mx.compile(raw, inputs=model.state), slots)
     fn, slots = entry
-    logits, outputs = fn(input_ids, flat_in)
+    try:
+        with kept_inputs(model, active=fresh):
+            logits, outputs = fn(input_ids, flat_in)
+    except BaseException:
+        graphs.pop(key, None)  # its slots were never filled
+        raise
     for kind, name, i in slots:
         if kind == "out":
             recorder._outputs.setdefault(name, []).append(outputs[i])

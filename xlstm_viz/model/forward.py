@@ -177,6 +177,36 @@ def state_like(template, arrays: list):
     return arrays.pop(0)
 
 
+class kept_inputs:
+    """`with kept_inputs(model):` around a call of `mx.compile(fn, inputs=model.state)` that may trace: if the traced
+    function raises, put back the model's arrays. While it traces, MLX (0.32) swaps every captured array for a tracer
+    and swaps them back only when the function returns, so an error raised during tracing (a bad argument, a refused
+    intervention) left the model's weights as tracers: every later call, eager or compiled, failed with "[eval]
+    Attempting to eval an array without a primitive". Only the containers' entries are recorded (no copy)."""
+
+    def __init__(self, module, active: bool = True):
+        self.saved: list = []
+        if active:
+            self._record(module)
+
+    def _record(self, container) -> None:
+        items = container.items() if isinstance(container, dict) else enumerate(container)
+        for key, value in items:
+            if isinstance(value, (mx.array, tuple)):  # a tuple is replaced whole, so its original is kept whole
+                self.saved.append((container, key, value))
+            elif isinstance(value, (dict, list)):
+                self._record(value)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if kind is not None:
+            for container, key, value in self.saved:
+                container[key] = value
+        return False
+
+
 def _check_lazy_ids(input_ids) -> mx.array:
     """Type, shape and dtype of input_ids: what can be checked without evaluating them."""
     if isinstance(input_ids, np.ndarray):
@@ -220,12 +250,19 @@ def _check_block_state(where: str, got, want, batch: int) -> None:
         return
     fields = getattr(type(want), "__dataclass_fields__", None)
     if fields:  # a state dataclass (MLSTMState: C, n, m)
+        if type(got) is not type(want):  # another block type's state (or a tuple) would fail deep inside MLX
+            raise TypeError(f"{where} must be a {type(want).__name__} ({', '.join(fields)}), got "
+                            f"{type(got).__name__}")
         for name in fields:
             _check_block_state(f"{where}.{name}", getattr(got, name, None), getattr(want, name), batch)
         return
+    if got is not None and not isinstance(got, mx.array):
+        raise TypeError(f"{where} must be an mx.array of shape {tuple(want.shape)}, got {type(got).__name__}")
     if got is None or tuple(got.shape) != tuple(want.shape):
         raise ValueError(f"{where} has shape {None if got is None else tuple(got.shape)}, expected "
                          f"{tuple(want.shape)} (batch {batch})")
+    if not mx.issubdtype(got.dtype, mx.floating):
+        raise TypeError(f"{where} must have a floating dtype (like {want.dtype}), got {got.dtype}")
 
 
 class Executor:
@@ -268,8 +305,12 @@ class Executor:
                 f"{type(state).__name__} of length {len(state) if hasattr(state, '__len__') else '?'}"
             )
         state = list(state)
+        types = self.model.config.layer_types()
         for j, (entry, want) in enumerate(zip(state, zeros)):
-            _check_block_state(f"state[{j}]", entry, want, batch)
+            try:
+                _check_block_state(f"state[{j}]", entry, want, batch)
+            except TypeError as err:  # name the block, since the usual cause is another block type's state
+                raise TypeError(f"{err} (block {j} is a {types[j]!r} block)") from None
         return state
 
     # -- running --
@@ -288,10 +329,13 @@ class Executor:
     def check_ids(self, input_ids, state=None) -> mx.array:
         """The checks of a run's ids that read values (so not inside mx.compile): every id inside the vocabulary,
         and, for a run from the start, every intervention's positions inside the sequence (a position past its end
-        would silently change nothing)."""
+        would silently change nothing); a run from a state takes no intervention limited to positions."""
         input_ids = _check_ids(input_ids, self.model.config.vocab_size)
-        if state is None and len(self.model.interventions):
-            self.model.interventions.check_positions(input_ids.shape[1])
+        if len(self.model.interventions):
+            if state is None:
+                self.model.interventions.check_positions(input_ids.shape[1])
+            else:
+                self.model.interventions.check_no_positions()
         return input_ids
 
     def run(self, input_ids, state=None, mode: str = "chunkwise", observer=None,
@@ -395,7 +439,14 @@ class Executor:
         def weights(path: str) -> mx.array:
             w = block.param(sources.get(path, path))
             if path in rows:  # tied feature groups: each group's rows are its part's first group's rows
-                w = mx.take(w, rows[path], axis=0)
+                index = rows[path]
+                if w.ndim == 3 and w.shape[0] != index.shape[0]:
+                    # a block-diagonal weight [heads, out, in] (sLSTM gates, the original mLSTM's q/k/v): output
+                    # feature h * out + o is row o of head h, so the rows are gathered over heads x out
+                    H, O, I = w.shape
+                    w = mx.take(w.reshape(H * O, I), index, axis=0).reshape(H, O, I)
+                else:
+                    w = mx.take(w, index, axis=0)
             mask = masks.get(path)
             return w if mask is None else w * mask.astype(w.dtype)
 

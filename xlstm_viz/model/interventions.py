@@ -152,6 +152,17 @@ class Interventions:
                 raise ValueError(f"intervention {item.describe()}: token {max(item.tokens)} is outside the sequence "
                                  f"(positions 0..{seq_len - 1})")
 
+    def check_no_positions(self) -> None:
+        """Refuse a run continued from a state (a decode step, a prefill in parts) while an intervention is limited
+        to token positions: the positions count from the start of the sequence, and a continued run does not know
+        where it starts, so each call's first token was taken as position 0 (tokens=[0] hit every decode step)."""
+        for item in self._items.values():
+            if item.tokens is not None:
+                raise ValueError(f"intervention {item.describe()} is limited to token positions, which count from the "
+                                 f"start of the sequence; a run continued from a state (a decode step, generate, a "
+                                 f"prefill in parts) does not know its positions. Run the whole sequence from the "
+                                 f"start (state=None), or add the intervention without tokens=")
+
     def list(self) -> list[Intervention]:
         return list(self._items.values())
 

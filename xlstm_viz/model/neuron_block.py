@@ -133,12 +133,15 @@ def cfc_neurons(x, w, state, p: CellParams):
     to_ids = mx.array(np.argsort(order).astype(np.int32))
     prefix = p.params["prefix"]
     layers = []
+    config = CfCCellConfig(ncps_settings(p.config)["mode"])
+    # the "pure" mode's cell is ff1 with its time constant w_tau and amplitude A (ncps's CfCCell), no ff2/time gates
+    parts, extra = (("ff1",), ("w_tau", "A")) if config.mode == "pure" else (_CFC_PARTS, ())
     for layer in range(3):  # an NCP has three layers: inter, command, motor
         base = f"{prefix}.layer_{layer}"
-        weights = {f"{part}.{leaf}": w(f"{base}.{part}.{leaf}") for part in _CFC_PARTS for leaf in ("weight", "bias")}
+        weights = {f"{part}.{leaf}": w(f"{base}.{part}.{leaf}") for part in parts for leaf in ("weight", "bias")}
+        weights.update({name: w(f"{base}.{name}") for name in extra})
         weights["sparsity_mask"] = w(f"{base}.sparsity_mask")  # the wiring's synapses, live
         layers.append(weights)
-    config = CfCCellConfig(ncps_settings(p.config)["mode"])
     B, S, _ = value.shape
     h = mx.zeros((B, I + C + M)) if state is None else mx.take(state, mx.array(order), axis=-1)
     spans = [(M + C, M + C + I), (M, M + C), (0, M)]  # each layer's neuron ids

@@ -60,6 +60,7 @@ def orig_mlstm_dims(config: XLSTMConfig) -> dict:
 
 class OrigMLSTMBlock(nn.Module):
     block_type = "orig_mlstm"
+    norm_offset = True  # its norm weights are offsets from 1 (a profile's norm value v is stored as v - 1)
 
     def __init__(self, config: XLSTMConfig):
         super().__init__()

@@ -102,6 +102,7 @@ for _name, _fn in (("layernorm", layernorm), ("causal_conv", conv), ("headwise",
 
 class SLSTMBlock(nn.Module):
     block_type = "slstm"
+    norm_offset = True  # its norm weights are offsets from 1 (a profile's norm value v is stored as v - 1)
 
     def __init__(self, config: XLSTMConfig):
         super().__init__()

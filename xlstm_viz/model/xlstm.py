@@ -24,7 +24,7 @@ from xlstm_viz.dims import model_parameters
 # Block modules attach their cell functions and nn.Module to the registries when imported.
 from xlstm_viz.model import mlstm_block, ncp_mlstm_block, ncp_slstm_block, neuron_block, orig_mlstm_block, slstm_block  # noqa: F401
 from xlstm_viz.model import activations, gemv_kernels, mlstm_kernels
-from xlstm_viz.model.forward import Executor, _check_ids, _check_lazy_ids, state_arrays, state_like
+from xlstm_viz.model.forward import MODES, Executor, _check_ids, _check_lazy_ids, kept_inputs, state_arrays, state_like
 from xlstm_viz.model.initialization import initialize
 from xlstm_viz.model.interventions import Interventions
 from xlstm_viz.model.norms import RMSNorm
@@ -216,10 +216,12 @@ class XLSTM(nn.Module):
         activations.FAST_CPU_MATH picks the exp/tanh/sigmoid the graph is traced with. Neuron blocks' wirings count
         too: their masks / reversal potentials are built from the wiring inside the traced forward. config.chunk_size
         too: the chunkwise form's chunk length is traced in, and a user may change it between calls (a GPU prefill
-        at 7B sizes is fastest at 256, benchmarks/prefill_breakdown.py)."""
+        at 7B sizes is fastest at 256, benchmarks/prefill_breakdown.py), and every other config field assigned
+        since (config.version: a gate or logit soft cap, an eps is traced in as a constant). The activation dtype
+        too: compute_dtype may be changed between calls, and the casts to it are traced in."""
         neurons = tuple(b.wiring.version for b in self.blocks if getattr(b, "wiring", None) is not None)
         return (activations.FAST_CPU_MATH, gemv_kernels.resolve_mode(), mlstm_kernels.resolve_mode(),
-                self.config.chunk_size, self.block_wiring.version,
+                str(self.activation_dtype), self.config.chunk_size, self.config.version, self.block_wiring.version,
                 tuple((w.version, len(w.cells), len(w.connections)) for w in self.cell_wirings),
                 tuple(i.id for i in self.interventions.list()), neurons)
 
@@ -229,6 +231,8 @@ class XLSTM(nn.Module):
         The compiled graph bakes in the wiring and interventions, so it is re-traced when a wiring version or the
         intervention list changes (measured by benchmarks/trace_overhead.py); tracing and stepping stay eager.
         """
+        if mode not in MODES:  # raised while mx.compile traces, it would only show at the first call
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         cache: dict = {}
         template = [block.new_state(1) for block in self.blocks]  # the state's structure, for the flat inputs
         zeros: dict[int, list] = {}  # batch -> each block's zero state (what a passed state is checked against)
@@ -261,9 +265,12 @@ class XLSTM(nn.Module):
                 token = _check_ids(token, self.config.vocab_size)
             else:
                 _check_lazy_ids(token)
+            if state is not None and len(self.interventions):
+                self.interventions.check_no_positions()
             key = signature()
             fn = cache.get(key)
-            if fn is None:
+            fresh = fn is None
+            if fresh:
                 mlstm_kernels.warm_up()  # the kernels' self-checks read values: not while mx.compile traces
                 gemv_kernels.warm_up()
                 cache.clear()
@@ -271,14 +278,18 @@ class XLSTM(nn.Module):
                 step.graph = fn  # the compiled (token, flat state) function (benchmarks/decode_host.py times it alone)
             batch = token.shape[0]
             flat_in = returned_last(state, batch)
+            # mx.compile traces again for new input shapes or dtypes: then keep the model's arrays in case it raises
+            # (a decode loop feeding back the returned state with same-shaped tokens never traces, and pays nothing)
+            fresh = fresh or flat_in is None or (token.shape, token.dtype) != last.get("token")
             if flat_in is None:
                 if batch not in zeros:  # each block's zero state per batch size, built once (MLX arrays are immutable)
                     zeros[batch] = [block.new_state(batch) for block in self.blocks]
                 state = Executor(self).check_state(state, batch, zeros[batch])
                 flat_in = flatten(state)
-            logits, flat = fn(token, flat_in)
+            with kept_inputs(self, active=fresh):
+                logits, flat = fn(token, flat_in)
             out = unflatten(flat)
-            last.update(list=out, flat=list(flat), batch=batch)
+            last.update(list=out, flat=list(flat), batch=batch, token=(token.shape, token.dtype))
             return logits, out
 
         def step(token, state):
