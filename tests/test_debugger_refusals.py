@@ -98,3 +98,8 @@ def test_interventions_on_unknown_probes_or_with_bad_values_are_refused(model, i
     handle = model.interventions.add("blocks.*.mlstm.q", "zero", tokens=np.array([1, 2]))  # a pattern that matches
     assert handle.tokens == (1, 2)
     assert not np.allclose(np.array(model(ids)[0]), base)
+
+
+def test_an_unknown_debugger_mode_is_refused_when_the_debugger_is_made(model, ids):
+    with pytest.raises(ValueError, match=r"debugger mode must be one of \('chunkwise', 'recurrent'\), got 'step'"):
+        Debugger(model, ids[:, :3], mode="step")

@@ -18,7 +18,7 @@ import mlx.core as mx
 import numpy as np
 
 from xlstm_viz.execution.probes import GATE_CELLS, local_name, probe_names
-from xlstm_viz.model.forward import Executor, _check_ids, named_state, state_arrays
+from xlstm_viz.model.forward import MODES, Executor, _check_ids, named_state, state_arrays
 
 
 @dataclass
@@ -117,6 +117,8 @@ class _Stepper:
 
 class Debugger:
     def __init__(self, model, input_ids, mode: str = "recurrent", state=None):
+        if mode not in MODES:  # refused when given, not at the first step
+            raise ValueError(f"debugger mode must be one of {MODES}, got {mode!r}")
         self.model = model
         self.input_ids = _check_ids(input_ids, model.config.vocab_size)
         self.mode = mode
