@@ -98,6 +98,8 @@ class DashboardApp(pn.viewable.Viewer):
 
     def __init__(self, model=None, model_path=None, session_key: str | None = None, threaded: bool | None = None,
                  **params):
+        if model is not None and model_path is not None:  # the session would run `model` and be labelled model_path
+            raise ValueError(f"give the dashboard a model or a model_path, not both (model_path={model_path!r})")
         super().__init__(**params)
         served = _in_server()
         self.served = served
