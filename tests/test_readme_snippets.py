@@ -1,0 +1,33 @@
+"""The README's Python examples that print their output next to them run as written and print exactly that."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _examples():
+    """(code, shown output) for each ```python block followed directly by a plain ``` block."""
+    blocks = re.findall(r"^```(\w*)\n(.*?)^```\n", (ROOT / "README.md").read_text(), re.S | re.M)
+    return [(code, shown) for (lang, code), (next_lang, shown) in zip(blocks, blocks[1:])
+            if lang == "python" and next_lang == ""]
+
+
+def test_the_readme_has_examples_with_their_output():
+    assert len(_examples()) >= 2
+
+
+@pytest.mark.parametrize("index", range(len(_examples())))
+def test_a_readme_example_prints_what_the_readme_shows(index):
+    code, shown = _examples()[index]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == shown.strip()
