@@ -31,3 +31,18 @@ def test_a_readme_example_prints_what_the_readme_shows(index):
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == shown.strip()
+
+
+def test_readme_examples_import_xlstm_viz_before_mlx():
+    # MLX imported first keeps its reference BLAS (~30x slower CPU matmuls, with a RuntimeWarning): the README's
+    # Python API example did that
+    text = (ROOT / "README.md").read_text()
+    for lang, code in re.findall(r"^```(\w*)\n(.*?)^```\n", text, re.S | re.M):
+        if lang != "python" or "import mlx" not in code:
+            continue
+        first_mlx = code.index("import mlx")
+        assert "import xlstm_viz" in code[:first_mlx], code[:200]
+        done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code[: code.index("\n", first_mlx)]],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert done.returncode == 0, done.stderr
