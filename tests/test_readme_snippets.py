@@ -46,3 +46,14 @@ def test_readme_examples_import_xlstm_viz_before_mlx():
                               capture_output=True, text=True, timeout=120, cwd=ROOT,
                               env=dict(os.environ, PYTHONPATH=str(ROOT)))
         assert done.returncode == 0, done.stderr
+
+
+def test_the_readme_jupyterlab_example_runs_given_a_model_ids_and_a_wiring(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    code = next(c for lang, c in re.findall(r"^```(\w*)\n(.*?)^```\n", text, re.S | re.M)
+                if lang == "python" and "xv.dashboard()" in c)
+    prelude = ("import xlstm_viz as xv, mlx.core as mx\nfrom xlstm_viz.wiring import AutoNCP\n"
+               "model = xv.load_demo(); ids = mx.array([[1, 2, 3, 4]])\nwiring = AutoNCP(12, 3); wiring.build(4)\n")
+    done = subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, timeout=180, cwd=ROOT,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT), XDG_CACHE_HOME=str(tmp_path)))
+    assert done.returncode == 0, done.stderr[-2000:]
