@@ -103,3 +103,12 @@ def test_interventions_on_unknown_probes_or_with_bad_values_are_refused(model, i
 def test_an_unknown_debugger_mode_is_refused_when_the_debugger_is_made(model, ids):
     with pytest.raises(ValueError, match=r"debugger mode must be one of \('chunkwise', 'recurrent'\), got 'step'"):
         Debugger(model, ids[:, :3], mode="step")
+
+
+def test_a_source_trace_given_to_an_intervention_that_does_not_patch_is_refused(model, ids):
+    source = model.run_with_trace(ids, probes=["blocks.0.mlstm.h"], mode="full")
+    with pytest.raises(ValueError, match=r"source_trace= is for 'patch' interventions; a 'zero' intervention"):
+        model.interventions.add("blocks.0.mlstm.h", "zero", source_trace=source)  # was a zero that ignored it
+    assert model.interventions.list() == []
+    patched = model.interventions.add("blocks.0.mlstm.h", "patch", source_trace=source)
+    assert patched.source is source
