@@ -112,3 +112,9 @@ def test_a_source_trace_given_to_an_intervention_that_does_not_patch_is_refused(
     assert model.interventions.list() == []
     patched = model.interventions.add("blocks.0.mlstm.h", "patch", source_trace=source)
     assert patched.source is source
+
+
+def test_a_breakpoint_on_a_name_close_to_no_probe_lists_some_probe_names(model, ids):
+    dbg = Debugger(model, ids[:, :3])
+    with pytest.raises(KeyError, match=r"no probe matches 'nosuch'; close names: \['embedding', 'blocks\.0\.in'"):
+        dbg.add_breakpoint(probe="nosuch")  # was "close names: []"

@@ -166,7 +166,8 @@ class Debugger:
         if not hits:
             import difflib
 
-            raise KeyError(f"no probe matches {probe!r}; close names: {difflib.get_close_matches(probe, names, 5)}")
+            close = difflib.get_close_matches(probe, names, 5)  # none close: the first names, not an empty list
+            raise KeyError(f"no probe matches {probe!r}; close names: {close or names[:8]}")
         return hits
 
     def _check_token(self, token, what: str) -> int | None:
