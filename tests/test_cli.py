@@ -64,3 +64,10 @@ def test_train_demo_refuses_an_out_path_that_is_a_file(tmp_path, capsys):
     out.write_text("x")
     assert main(["train-demo", "--out", str(out), "--steps", "1", "--quiet"]) == 2
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_the_python_serve_refuses_a_missing_checkpoint_before_it_listens(tmp_path):
+    from xlstm_viz.dashboard.app import serve
+
+    with pytest.raises(FileNotFoundError, match="does not exist or is not a folder"):
+        serve(model_path=tmp_path / "nothing", port=5838, threaded=True)

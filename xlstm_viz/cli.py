@@ -34,12 +34,8 @@ def _info(args) -> int:
 
 def _serve(args) -> int:
     from xlstm_viz.dashboard.app import serve
-    from xlstm_viz.dashboard.session import shared_model
 
-    # Load the model before the server starts: a missing or broken checkpoint is this command's error, not a page
-    # that fails in every browser session (the sessions then share this very load).
-    shared_model(args.model)
-    try:
+    try:  # serve loads the model first: a missing or broken checkpoint is an error here, before any port is bound
         serve(model_path=args.model, port=args.port, show=args.show, address=args.address)
     except OSError as err:  # port in use, no such interface, address that does not resolve
         raise ValueError(f"cannot listen on {args.address}:{args.port}: {err.strerror or err}") from err

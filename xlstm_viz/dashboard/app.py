@@ -488,6 +488,11 @@ def serve(model_path=None, port: int = 5006, show: bool = False, address: str = 
     if blas_threads is not None:
         from xlstm_viz import blas
         blas.set_threads(blas_threads)
+    # Load the model before the server starts: a missing or broken checkpoint is the caller's error, not a page that
+    # fails in every browser session (the sessions then take views of this very load).
+    from xlstm_viz.dashboard.session import shared_model
+
+    shared_model(model_path)
     pn.extension(notifications=True)
 
     def app():
