@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
 from tests.notebook_runs import NOTEBOOKS, executed
@@ -31,7 +33,7 @@ def test_wiring_notebook_counts_the_wiring_its_sparsity_edit_made():
     nb, _ = executed(_notebook("01_"))
     cell = next(c for c in nb.cells if c.cell_type == "code" and "apply_sparsity" in c.source)
     lines = _text(cell).splitlines()
-    counts = eval(lines[0], {})  # {key: (before, after)}, printed by the cell
+    counts = ast.literal_eval(lines[0])  # {key: (before, after)}, printed by the cell
     assert counts["synapses"][1] < counts["synapses"][0], counts  # sparsity 0.5 -> 0.8 leaves fewer synapses
     assert counts["sensory_synapses"][1] < counts["sensory_synapses"][0], counts
     assert lines[1] == "undone: True True"
