@@ -236,6 +236,10 @@ class XLSTM(nn.Module):
         The compiled graph bakes in the wiring and interventions, so it is re-traced when a wiring version or the
         intervention list changes (measured by benchmarks/trace_overhead.py); tracing and stepping stay eager.
         """
+        from xlstm_viz.model.forward import MODES
+
+        if mode not in MODES:  # refused here, not at the first call
+            raise ValueError(f"compiled mode must be one of {MODES}, got {mode!r}")
         cache: dict = {}
         template = [block.new_state(1) for block in self.blocks]  # the state's structure, for the flat inputs
         zeros: dict[int, list] = {}  # batch -> each block's zero state (what a passed state is checked against)
@@ -352,6 +356,9 @@ class XLSTM(nn.Module):
         The tensors follow the config's weight_mode: a model loaded from a fused checkpoint is saved fused, so the
         official xLSTMLarge loads the folder strictly (tools/golden_model.py checks it).
         """
+        saved_dtypes = ("float32", "bfloat16", "float16")  # what load_model reads back (int8 once cast silently)
+        if dtype is not None and dtype not in saved_dtypes:
+            raise ValueError(f"save dtype must be None (as in memory) or one of {saved_dtypes}, got {dtype!r}")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
