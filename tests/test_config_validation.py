@@ -172,3 +172,24 @@ def test_tied_embeddings_make_the_embedding_matrix_the_head(golden_dir, tmp_path
     with pytest.raises(xlstm_viz.CheckpointError, match="unexpected: lm_head.weight"):
         shutil.copy(golden_dir / "tiny" / "model.safetensors", folder / "model.safetensors")
         xlstm_viz.load_model(folder)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("norm_reduction_force_float32", False, "'norm_reduction_force_float32' = False: xlstm-viz reduces every norm in float32"),
+    ("inference_state_dtype", "bfloat16", "'inference_state_dtype' = 'bfloat16': xlstm-viz keeps the memory states in float32"),
+])
+def test_config_values_the_forward_would_ignore_are_refused(tiny, field, value, message):
+    # Both change the official computation; this forward reduces norms and keeps states in float32 whatever they
+    # say, so a checkpoint that asks for bf16 reductions or states is refused by name instead of run otherwise.
+    with pytest.raises(ConfigError, match=message):
+        XLSTMConfig(**SMALL, **{field: value})
+    _edit_config(tiny, **{field: value})
+    with pytest.raises(ConfigError, match=message):
+        xlstm_viz.load_model(tiny)
+
+
+def test_the_float32_states_and_reductions_that_the_config_promises_are_what_runs(tiny):
+    model = xlstm_viz.load_model(tiny, dtype="bfloat16", compute_dtype="bfloat16")
+    _, state = model(mx.array([[1, 2, 3]]), mode="chunkwise")
+    assert model.config.inference_state_dtype == "float32" and model.config.norm_reduction_force_float32
+    assert {state[0].C.dtype, state[0].n.dtype, state[0].m.dtype} == {mx.float32}

@@ -32,3 +32,12 @@ def test_building_the_whole_app_and_its_views_warns_nothing_deprecated(model, tm
         app.session.ablate("blocks.0.mlstm.out")
         app.session.clear_ablations()
     app.session.close()
+
+
+def test_the_dashboard_refuses_a_model_and_a_model_path_together(model, tmp_path, monkeypatch):
+    # Given both, it ran `model` (the demo) while its bundled-model selector said "hybrid"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    import xlstm_viz as xv
+
+    with pytest.raises(ValueError, match=r"a model or a model_path, not both \(model_path='hybrid'\)"):
+        xv.dashboard(model=model, model_path="hybrid")

@@ -116,3 +116,18 @@ def test_a_bad_mode_or_state_is_refused_when_the_debugger_is_made(model, ids):
     assert dbg.continue_() is None
     want, _ = model(ids[:, 3:], state=state, mode="recurrent")
     np.testing.assert_array_equal(dbg.logits, np.array(want))
+
+
+def test_a_source_trace_given_to_an_intervention_that_does_not_patch_is_refused(model, ids):
+    source = model.run_with_trace(ids, probes=["blocks.0.mlstm.h"], mode="full")
+    with pytest.raises(ValueError, match=r"source_trace= is for 'patch' interventions; a 'zero' intervention"):
+        model.interventions.add("blocks.0.mlstm.h", "zero", source_trace=source)  # was a zero that ignored it
+    assert model.interventions.list() == []
+    patched = model.interventions.add("blocks.0.mlstm.h", "patch", source_trace=source)
+    assert patched.source is source
+
+
+def test_a_breakpoint_on_a_name_close_to_no_probe_lists_some_probe_names(model, ids):
+    dbg = Debugger(model, ids[:, :3])
+    with pytest.raises(KeyError, match=r"no probe matches 'nosuch'; close names: \['embedding', 'blocks\.0\.in'"):
+        dbg.add_breakpoint(probe="nosuch")  # was "close names: []"

@@ -587,3 +587,23 @@ def test_a_run_continued_from_a_state_refuses_interventions_limited_to_token_pos
     _, state = model(ids[:, :4])
     rest, _ = model(ids[:, 4:], state=state)
     assert_close_to_scale(np.array(rest), np.array(full[:, 4:]), 64, "continued run with an every-position scale")
+
+
+def test_trace_summary_refuses_a_statistic_no_probe_has(model, ids):
+    trace = model.run_with_trace(ids, probes=["blocks.0.mlstm.igate"])
+    assert trace.summary("mean")["blocks.0.mlstm.igate"] == float(np.max(np.abs(trace.stats["blocks.0.mlstm.igate"]["mean"])))
+    with pytest.raises(KeyError, match=r"no probe of this trace has the statistic 'abs_max'; its statistics are \["):
+        trace.summary("abs_max")  # was {}: read as "nothing changed" in a diff
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"k": -1}, r"top_k k must be an integer in \[1, "),  # k=-1 returned all but one token per position
+    ({"k": 0}, r"top_k k must be an integer in \[1, "),
+    ({"batch": 1}, r"top_k batch 1 is outside the trace's batch: rows are 0..0"),
+])
+def test_trace_top_k_refuses_a_k_or_batch_outside_the_trace(model, ids, kwargs, message):
+    trace = model.run_with_trace(ids[:1], probes=["logits"])
+    top_ids, probs = trace.top_k(3)
+    assert top_ids.shape == probs.shape == (ids.shape[1], 3) and np.all(np.diff(probs, axis=-1) <= 0)
+    with pytest.raises(ValueError, match=message):
+        trace.top_k(**kwargs)

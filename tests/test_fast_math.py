@@ -151,3 +151,26 @@ def test_exp_at_the_ends_of_the_normal_range_is_close_zero_or_inf(lo, hi, fast_o
     err = _ulps(got[normal], want[normal])
     assert err.max() <= ULPS["exp"], f"{err.max():.2f} ULPs at x = {xs[normal][np.argmax(err)]}"
     np.testing.assert_array_equal(got[~normal], np.where(want[~normal] < 1, 0.0, np.inf))
+
+
+def test_the_on_off_environment_switches_refuse_a_value_they_do_not_know():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import xlstm_viz, xlstm_viz.blas as b; from xlstm_viz.model import activations as a, XLSTM; "
+            "from xlstm_viz.config import XLSTMConfig; XLSTM(XLSTMConfig(embedding_dim=32, num_heads=2, num_blocks=1, "
+            "vocab_size=10)); print(a.FAST_CPU_MATH, b.gemv_shim is not None or b.loaded is None, b.malloc_tuned)")
+
+    def run(**env):
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root,
+                              env={**os.environ, "PYTHONPATH": str(root), **env})
+
+    off = run(XLSTM_VIZ_FAST_MATH="no", XLSTM_VIZ_MALLOC="no")
+    assert off.returncode == 0, off.stderr
+    assert off.stdout.split()[0] == "False" and off.stdout.split()[2] == "False"  # "no" was read as on
+    for name in ("XLSTM_VIZ_FAST_MATH", "XLSTM_VIZ_MALLOC", "XLSTM_VIZ_BLAS_GEMV"):
+        bad = run(**{name: "disable"})
+        assert bad.returncode != 0 and f"{name}='disable': expected one of off/0/false/no/none" in bad.stderr, bad

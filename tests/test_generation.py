@@ -124,3 +124,28 @@ def test_a_shared_view_made_after_the_model_generated_decodes_with_its_own_wirin
     assert want != before  # the edits change what the view generates
     assert list(xlstm_viz.generate(view, PROMPT, max_new_tokens=10)) == want
     assert list(xlstm_viz.generate(model, PROMPT, max_new_tokens=10)) == before
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_new_tokens": 2.5}, "max_new_tokens must be an integer >= 0, got 2.5"),
+    ({"max_new_tokens": -1}, "max_new_tokens must be an integer >= 0, got -1"),
+    ({"temperature": "1"}, "temperature must be a finite number >= 0, got '1'"),
+    ({"temperature": float("nan")}, "temperature must be a finite number >= 0, got nan"),
+    ({"temperature": 1.0, "top_k": 2.0}, "top_k must be a positive integer or None, got 2.0"),
+    ({"temperature": 1.0, "seed": -1}, "seed must be an integer in [0, 2**64), got -1"),
+    ({"stop_tokens": 5}, "stop_tokens must be a sequence of token ids (integers), got 5"),
+])
+def test_generate_refuses_bad_arguments_by_name(model, kwargs, message):
+    # max_new_tokens=2.5 once never ended: the count of tokens generated never equals 2.5
+    args = {"max_new_tokens": 3, **kwargs}
+    with pytest.raises(ValueError) as err:
+        next(iter(xlstm_viz.generate(model, PROMPT, **args)), None)
+    assert message in str(err.value)
+
+
+def test_top_k_without_sampling_is_refused_as_a_no_op(model):
+    # Greedy decoding takes the argmax whatever top_k is: the same tokens for every k, so the argument did nothing
+    assert list(xlstm_viz.generate(model, PROMPT, 6, temperature=1.0, top_k=1, seed=2)) == \
+        list(xlstm_viz.generate(model, PROMPT, 6))  # top-1 sampling is the greedy path: top_k acts when sampling
+    with pytest.raises(ValueError, match="top_k=5 does nothing at temperature=0"):
+        xlstm_viz.generate(model, PROMPT, 6, top_k=5)

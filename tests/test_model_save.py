@@ -88,3 +88,18 @@ def test_a_fused_config_with_single_mode_tensors_is_refused_naming_them(golden_d
     with pytest.raises(xlstm_viz.CheckpointError, match=r"single-mode tensor in a fused checkpoint: "
                                                          r"backbone\.blocks\.0\.mlstm_layer\.q\.weight"):
         xlstm_viz.load_model(folder)
+
+
+def test_save_refuses_a_dtype_load_model_cannot_read_back(golden_dir, tmp_path):
+    model = xlstm_viz.load_model(golden_dir / "tiny")
+    with pytest.raises(ValueError, match=r"save dtype must be None \(as in memory\) or one of .*got 'int8'"):
+        model.save(tmp_path / "int8", dtype="int8")  # wrote int8-truncated weights
+    assert not (tmp_path / "int8").exists()
+    again = xlstm_viz.load_model(model.save(tmp_path / "bf16", dtype="bfloat16"))
+    assert again.backbone.embeddings.weight.dtype == mx.float32  # read back, widened to the default load dtype
+
+
+def test_compiled_refuses_an_unknown_mode_when_it_is_asked_for(golden_dir):
+    model = xlstm_viz.load_model(golden_dir / "tiny")
+    with pytest.raises(ValueError, match=r"compiled mode must be one of \('chunkwise', 'recurrent'\), got 'step'"):
+        model.compiled("step")

@@ -475,3 +475,24 @@ def test_up_projection_widths_equal_the_official_for_every_width(golden_dir):
         assert not bad, f"factor {factor} {direction}: (D, ours, official) {bad[:5]}"
         checked += len(widths)
     assert checked == 12 * 512
+
+
+def test_an_original_checkpoint_with_nan_weights_loads_as_stored_with_a_warning_naming_them(golden_dir, tmp_path):
+    folder = tmp_path / "orig"
+    shutil.copytree(golden_dir / "orig_mixed", folder)
+    weights = mx.load(str(folder / "model.safetensors"))
+    name = "xlstm_block_stack.blocks.0.xlstm.conv1d.conv.weight"
+    values = np.array(weights[name].astype(mx.float32))
+    values.flat[0], values.flat[1] = np.nan, np.inf
+    weights[name] = mx.array(values).astype(weights[name].dtype)
+    mx.save_safetensors(str(folder / "model.safetensors"), weights)
+    with pytest.warns(xlstm_viz.NonFiniteWeightsWarning, match=rf"{name} \(1 NaN, 1 Inf of {values.size}\)"):
+        model = xlstm_viz.load_model(folder)
+    assert model.num_parameters() > 0
+
+
+def test_load_model_progress_shows_a_bar_for_an_original_checkpoint(golden_dir, capsys):
+    xlstm_viz.load_model(golden_dir / "orig_mixed", progress=True)
+    assert "loading shards" in capsys.readouterr().err
+    xlstm_viz.load_model(golden_dir / "orig_mixed")  # one file: no bar unless asked for
+    assert "loading shards" not in capsys.readouterr().err

@@ -33,6 +33,22 @@ def test_profile_initialisation_is_seeded_and_follows_the_profile():
     assert np.all(np.array(a.blocks[0].mlstm_layer.igate_preact.weight) == 0)
 
 
+def test_the_seed_of_a_model_without_a_profile_picks_its_initial_weights():
+    import numpy as np
+    import pytest
+
+    from xlstm_viz.config import XLSTMConfig
+    from xlstm_viz.model import XLSTM
+
+    config = XLSTMConfig(embedding_dim=64, num_heads=4, num_blocks=2, vocab_size=50)
+    q = lambda m: np.array(m.blocks[0].mlstm_layer.q.weight)  # noqa: E731
+    a, again, other = XLSTM(config, seed=1), XLSTM(config, seed=1), XLSTM(config, seed=2)
+    np.testing.assert_array_equal(q(a), q(again))
+    assert not np.array_equal(q(a), q(other))  # seed= was ignored here: any two seeds gave the generator's next draw
+    with pytest.raises(ValueError, match="seed must be None or an integer in"):
+        XLSTM(config, seed=-1)
+
+
 def test_importing_the_package_asks_mlx_for_full_float32_matmuls_unless_the_user_chose():
     import subprocess
     import sys

@@ -89,9 +89,25 @@ void cblas_sgemm(int order, int ta, int tb, int M, int N, int K, float alpha, co
 """
 
 
+_OFF = {"off", "0", "none", "false", "no"}
+_ON = {"", "on", "1", "true", "yes"}
+
+
+def env_switch(name: str) -> bool:
+    """An on/off environment variable (unset: on). A value that is neither is refused by name: `=disable` once
+    left the switch on without a word."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _OFF:
+        return False
+    if value in _ON:
+        return True
+    raise ValueError(f"{name}={os.environ[name]!r}: expected one of off/0/false/no/none (switch off) or "
+                     f"on/1/true/yes (the default)")
+
+
 def _load_gemv_shim(blas: ctypes.CDLL) -> ctypes.CDLL | None:
     """Compile (once, into the user cache) and load the shim with RTLD_GLOBAL; None without a C compiler."""
-    if os.environ.get("XLSTM_VIZ_BLAS_GEMV", "").strip().lower() in {"off", "0", "none", "false"}:
+    if not env_switch("XLSTM_VIZ_BLAS_GEMV"):
         return None
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xlstm_viz"
@@ -241,7 +257,7 @@ def tune_malloc() -> bool:
     _malloc_tried = True
     if not sys.platform.startswith("linux"):
         return False
-    if os.environ.get("XLSTM_VIZ_MALLOC", "").strip().lower() in {"off", "0", "none", "false"}:
+    if not env_switch("XLSTM_VIZ_MALLOC"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -223,7 +223,7 @@ def load_model(path: str | Path, dtype: str = "float32", progress: bool | None =
         if compute_dtype != "float32":
             raise ValueError(f"the original xLSTM (xLSTMLMModel) computes in float32 only; got compute_dtype="
                              f"{compute_dtype!r}")
-        return load_original(folder, dtype=dtype)
+        return load_original(folder, dtype=dtype, progress=progress)
     # --- xLSTM-Large / xLSTM-7B ---
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")

@@ -35,8 +35,21 @@ def _info(args) -> int:
 def _serve(args) -> int:
     from xlstm_viz.dashboard.app import serve
 
-    serve(model_path=args.model, port=args.port, show=args.show, address=args.address)
+    try:  # serve loads the model first: a missing or broken checkpoint is an error here, before any port is bound
+        serve(model_path=args.model, port=args.port, show=args.show, address=args.address)
+    except OSError as err:  # port in use, no such interface, address that does not resolve
+        raise ValueError(f"cannot listen on {args.address}:{args.port}: {err.strerror or err}") from err
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: not an integer") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {port}: must be in 0..65535")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the dashboard (default: the bundled demo model)")
     serve.add_argument("--model", default=None,
                        help="a bundled model (demo, hybrid) or a checkpoint folder (config.json + safetensors)")
-    serve.add_argument("--port", type=int, default=5006)
+    serve.add_argument("--port", type=_port, default=5006, help="TCP port (default: %(default)s)")
     serve.add_argument("--address", default="localhost", help="interface to bind (default: localhost only)")
     serve.add_argument("--show", action=argparse.BooleanOptionalAction, default=False, help="open a browser tab")
     serve.set_defaults(func=_serve)
@@ -66,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, FloatingPointError) as err:
         print(f"xlstm-viz: error: {err}", file=sys.stderr)
         return 2
 

@@ -104,6 +104,9 @@ class XLSTMConfig(ValidatedConfig):
     """Fields of `xLSTMLargeConfig` (xlstm 2.0.6) with the 7B's values as defaults where they are architecture.
 
     Kernel names are kept as given and never interpreted: MLX has its own kernels, so an unknown name is not an error.
+    `mode`, `return_last_states` and `autocast_kernel_dtype` are kept and written back but select nothing here (the
+    forward always returns the states; `compute_dtype` of XLSTM / load_model sets the activations' dtype).
+    `norm_reduction_force_float32` must be True and `inference_state_dtype` "float32": what this forward computes.
     Every field is validated when the config is made (see ValidatedConfig).
     """
 
@@ -209,6 +212,15 @@ class XLSTMConfig(ValidatedConfig):
                 if inner % value:
                     raise ConfigError(f"config field {name!r} = {value} must divide the orig_mlstm inner width {inner} "
                                       f"(orig_mlstm_inner_dim)")
+        # Two fields of xLSTMLargeConfig that change the official computation and that this forward cannot follow:
+        # it reduces every norm in float32 and keeps every state in float32 whatever they say. Refused rather than
+        # read and ignored (a bf16 reduction or bf16 state asked for would silently not happen).
+        if not self.norm_reduction_force_float32:
+            raise ConfigError("config field 'norm_reduction_force_float32' = False: xlstm-viz reduces every norm in "
+                              "float32; only True is supported")
+        if self.inference_state_dtype != "float32":
+            raise ConfigError(f"config field 'inference_state_dtype' = {self.inference_state_dtype!r}: xlstm-viz keeps "
+                              "the memory states in float32; only 'float32' is supported")
         if self.block_types is not None and len(self.block_types) != self.num_blocks:
             raise ConfigError(
                 f"config field 'block_types' has {len(self.block_types)} entries but num_blocks = {self.num_blocks}"

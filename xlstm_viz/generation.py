@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Iterator, Sequence
 
 import mlx.core as mx
@@ -45,13 +46,28 @@ def generate(
     """Yield new token ids, or text pieces when `prompt` is a string (needs the checkpoint's tokenizer.json).
 
     The prompt is consumed by one chunkwise call; each new token then costs one recurrent step, using the state.
+    temperature 0 (default) decodes greedily; above 0 it samples, from the `top_k` most likely tokens when given
+    (top_k at temperature 0 is refused: it would change nothing), with draws seeded by `seed`.
     """
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be a positive integer or None, got {top_k}")
+    def integer(value) -> bool:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+    # A non-integer count would never equal the number generated: the loop would not end (2.5 ran forever).
+    if not integer(max_new_tokens) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    if top_k is not None and (not integer(top_k) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
+    if top_k is not None and temperature == 0:
+        raise ValueError(f"top_k={top_k} does nothing at temperature=0 (greedy decoding takes the argmax): "
+                         "pass temperature > 0 to sample from the top k, or leave top_k out")
+    if not integer(seed) or not 0 <= seed < 2**64:
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    if stop_tokens is not None and (isinstance(stop_tokens, (str, bytes)) or not hasattr(stop_tokens, "__iter__")
+                                    or not all(integer(t) for t in stop_tokens)):
+        raise ValueError(f"stop_tokens must be a sequence of token ids (integers), got {stop_tokens!r}")
     as_text = isinstance(prompt, str)
     tokenizer = getattr(model, "tokenizer", None)
     if as_text:

@@ -222,6 +222,12 @@ def train(
         raise ValueError(f"steps must be >= 1, got {steps}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr}")
+    if not 0 <= seed < 2**64:  # mx.random.seed takes an unsigned 64-bit integer
+        raise ValueError(f"seed must be an integer in [0, 2**64), got {seed}")
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise ValueError(f"out_dir {str(out_dir)!r} exists and is not a folder")
     curriculum = curriculum or Curriculum()
     if max(curriculum.pair_counts) > task.num_keys:
         raise ValueError(

@@ -98,6 +98,8 @@ class DashboardApp(pn.viewable.Viewer):
 
     def __init__(self, model=None, model_path=None, session_key: str | None = None, threaded: bool | None = None,
                  **params):
+        if model is not None and model_path is not None:  # the session would run `model` and be labelled model_path
+            raise ValueError(f"give the dashboard a model or a model_path, not both (model_path={model_path!r})")
         super().__init__(**params)
         served = _in_server()
         self.served = served
@@ -486,6 +488,11 @@ def serve(model_path=None, port: int = 5006, show: bool = False, address: str = 
     if blas_threads is not None:
         from xlstm_viz import blas
         blas.set_threads(blas_threads)
+    # Load the model before the server starts: a missing or broken checkpoint is the caller's error, not a page that
+    # fails in every browser session (the sessions then take views of this very load).
+    from xlstm_viz.dashboard.session import shared_model
+
+    shared_model(model_path)
     pn.extension(notifications=True)
 
     def app():

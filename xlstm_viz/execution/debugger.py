@@ -120,7 +120,7 @@ class Debugger:
         self.model = model
         self.input_ids = _check_ids(input_ids, model.config.vocab_size)
         if mode not in MODES:  # the forward is a generator: unchecked, these would only fail at the first step
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise ValueError(f"debugger mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
         self._executor = Executor(model)
         if state is not None:
@@ -168,7 +168,8 @@ class Debugger:
         if not hits:
             import difflib
 
-            raise KeyError(f"no probe matches {probe!r}; close names: {difflib.get_close_matches(probe, names, 5)}")
+            close = difflib.get_close_matches(probe, names, 5)  # none close: the first names, not an empty list
+            raise KeyError(f"no probe matches {probe!r}; close names: {close or names[:8]}")
         return hits
 
     def _check_token(self, token, what: str) -> int | None:

@@ -123,10 +123,18 @@ class Trace:
 
     def summary(self, stat: str = "absmax") -> dict[str, float]:
         """One number per probe: the max over batch, tokens and heads of `stat` (absolute, for diffs)."""
+        known = sorted({name for st in self.stats.values() for name in st})
+        if self.stats and stat not in known:  # a typo gave an empty dict, as if nothing had changed
+            raise KeyError(f"no probe of this trace has the statistic {stat!r}; its statistics are {known}")
         return {p: float(np.max(np.abs(s[stat]))) for p, s in self.stats.items() if stat in s}
 
     def top_k(self, k: int = 5, batch: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Top-k next-token ids and probabilities per position: ([S, k] ids, [S, k] probs)."""
+        B, _, V = self.logits.shape
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= V:  # k=-1 sliced [:, :-1]
+            raise ValueError(f"top_k k must be an integer in [1, {V}] (the vocabulary), got {k!r}")
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or not 0 <= batch < B:
+            raise ValueError(f"top_k batch {batch!r} is outside the trace's batch: rows are 0..{B - 1}")
         logits = self.logits[batch].astype(np.float64)
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)

@@ -24,7 +24,9 @@ import os
 import mlx.core as mx
 import mlx.nn as nn
 
-FAST_CPU_MATH = os.environ.get("XLSTM_VIZ_FAST_MATH", "on").strip().lower() not in {"off", "0", "false", "none"}
+from xlstm_viz.blas import env_switch  # noqa: E402 - the env parsing shared with the BLAS switches (no MLX import)
+
+FAST_CPU_MATH = env_switch("XLSTM_VIZ_FAST_MATH")
 
 
 def set_fast_cpu_math(on: bool) -> bool:

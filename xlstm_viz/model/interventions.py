@@ -93,6 +93,8 @@ class Interventions:
             if not np.issubdtype(array.dtype, np.number) or array.ndim < 2:
                 raise ValueError(f"a 'replace' value is a numeric [B, S, ...] array, got dtype {array.dtype} with "
                                  f"shape {array.shape}")
+        if kind != "patch" and source_trace is not None:  # read by 'patch' only: elsewhere it changed nothing
+            raise ValueError(f"source_trace= is for 'patch' interventions; a {kind!r} intervention does not read it")
         if kind == "patch":
             if source_trace is None:
                 raise ValueError("a 'patch' intervention needs source_trace= (a Trace recorded in full mode)")

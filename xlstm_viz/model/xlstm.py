@@ -142,15 +142,22 @@ class _Wirings:
 
 
 class XLSTM(nn.Module):
-    def __init__(self, config: XLSTMConfig, init_profile: str | None = None, seed: int = 0,
+    def __init__(self, config: XLSTMConfig, init_profile: str | None = None, seed: int | None = None,
                  compute_dtype: str = "float32"):
+        """seed: the initial weights' seed. With `init_profile`, the profile's initialisers' (None: 0); without, it
+        seeds MLX's global generator before the modules draw their default initial weights, as `train` does (None:
+        the generator is left as it is). Once seed= did nothing without a profile: two seeds, the same weights."""
         super().__init__()
         resolve_compute_dtype(compute_dtype, None)  # a bad name fails here, before any module is built
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+            raise ValueError(f"seed must be None or an integer in [0, 2**64), got {seed!r}")
         config.validate()  # a config edited after it was made is checked again before any module is built
         check_fits_in_memory(config)
         # Process-wide glibc settings for MLX's large buffers: applied by the first model, not by `import xlstm_viz`
         # (a library import must not change the host's malloc), once per process; XLSTM_VIZ_MALLOC=off opts out.
         blas.tune_malloc()
+        if seed is not None and init_profile is None:
+            mx.random.seed(seed)
         self.config = config
         self.backbone = Backbone(config)
         if not config.tie_word_embeddings:  # tied: the embedding matrix is the head (head_weight)
@@ -165,7 +172,7 @@ class XLSTM(nn.Module):
         self.tokenizer = None
         self.task = None
         if init_profile is not None:
-            self.init_from_profile(init_profile, seed)
+            self.init_from_profile(init_profile, 0 if seed is None else seed)
 
     # -- wirings (the program the executor runs) --
     @property
@@ -232,7 +239,7 @@ class XLSTM(nn.Module):
         intervention list changes (measured by benchmarks/trace_overhead.py); tracing and stepping stay eager.
         """
         if mode not in MODES:  # raised while mx.compile traces, it would only show at the first call
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+            raise ValueError(f"compiled mode must be one of {MODES}, got {mode!r}")
         cache: dict = {}
         template = [block.new_state(1) for block in self.blocks]  # the state's structure, for the flat inputs
         zeros: dict[int, list] = {}  # batch -> each block's zero state (what a passed state is checked against)
@@ -356,6 +363,9 @@ class XLSTM(nn.Module):
         The tensors follow the config's weight_mode: a model loaded from a fused checkpoint is saved fused, so the
         official xLSTMLarge loads the folder strictly (tools/golden_model.py checks it).
         """
+        saved_dtypes = ("float32", "bfloat16", "float16")  # what load_model reads back (int8 once cast silently)
+        if dtype is not None and dtype not in saved_dtypes:
+            raise ValueError(f"save dtype must be None (as in memory) or one of {saved_dtypes}, got {dtype!r}")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         (path / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")

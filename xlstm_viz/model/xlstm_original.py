@@ -387,10 +387,11 @@ def validate_shapes(expected: dict[str, tuple], found: dict[str, tuple], folder:
     raise OriginalCheckpointError("\n".join(lines))
 
 
-def load_original(path: str | Path, dtype: str = "float32", chunk_size: int = 64) -> XLSTM:
+def load_original(path: str | Path, dtype: str = "float32", chunk_size: int = 64, progress: bool | None = None) -> XLSTM:
     """Load a folder with config.json (xLSTMLMModelConfig fields) and model.safetensors (official names), strictly,
     into the block-registry `XLSTM` (xlstm_viz.model.convert). `chunk_size`: the mLSTM's chunk length in
-    mode="chunkwise" (the config's `chunk_size`)."""
+    mode="chunkwise" (the config's `chunk_size`). `progress`: a bar over the files read (None: when there are
+    several), as load_model's. Tensors that hold NaN or Inf load as stored, with a NonFiniteWeightsWarning."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise FileNotFoundError(f"checkpoint folder {folder} does not exist or is not a folder")
@@ -401,10 +402,25 @@ def load_original(path: str | Path, dtype: str = "float32", chunk_size: int = 64
     config = OriginalConfig.from_json(folder / "config.json")
     found, where = read_shapes(folder)
     validate_shapes(config.checkpoint_shapes(), found, folder, config)
+    import warnings
+
+    from tqdm.auto import tqdm
+
+    from xlstm_viz.checkpoint import NonFiniteWeightsWarning, _check_finite
+
     weights: dict[str, mx.array] = {}
-    for file in sorted(set(where.values())):
+    nonfinite: dict[str, str] = {}
+    files = sorted(set(where.values()))
+    show = progress if progress is not None else len(files) > 1
+    for file in tqdm(files, desc="loading shards", unit="shard", disable=not show):
         for name, array in mx.load(str(file)).items():
             weights[name] = array.astype(mx.float32)
+            _check_finite(name, weights[name], nonfinite)
+    if nonfinite:  # as load_model says of every checkpoint: loaded as stored, named in one warning
+        names = sorted(nonfinite)
+        warnings.warn(f"checkpoint {folder}: {len(names)} tensors hold NaN/Inf values (loaded as stored): "
+                      + "; ".join(nonfinite[n] for n in names[:20]) + (" ..." if len(names) > 20 else ""),
+                      NonFiniteWeightsWarning, stacklevel=3)
     if config.tie_weights and "lm_head.weight" in weights:
         if not mx.array_equal(weights["lm_head.weight"], weights["token_embedding.weight"]).item():
             raise OriginalCheckpointError(
