@@ -26,7 +26,7 @@ from xlstm_viz.dashboard.debugger_view import DebuggerView
 from xlstm_viz.dashboard.diff_view import DiffView
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_view import ModelView
-from xlstm_viz.dashboard.notifications import EditToast, guarded, notify_error
+from xlstm_viz.dashboard.notifications import EditToast, guarded, notify_error, toast_html
 from xlstm_viz.dashboard.offline import OfflineFast
 from xlstm_viz.dashboard.patching_view import PatchingView
 from xlstm_viz.dashboard.persistence import SessionFileError, SessionStore, new_key, valid_key
@@ -123,7 +123,7 @@ class DashboardApp(pn.viewable.Viewer):
 
         def on_error(exc):
             if notifications is not None:
-                notifications.error(f"{type(exc).__name__}: {exc}", duration=8000)
+                notifications.error(toast_html(f"{type(exc).__name__}: {exc}"), duration=8000)
 
         self._notices: list[str] = []  # said once, when the page has loaded (or kept for a notebook to read)
         self.store = self._open_store(self._session_key(session_key))
@@ -191,7 +191,7 @@ class DashboardApp(pn.viewable.Viewer):
     # -- session key & persistence -------------------------------------------------------------------
     def _notify_later(self, text: str) -> None:
         if self.served:
-            pn.state.onload(lambda: pn.state.notifications.warning(text, duration=12000)
+            pn.state.onload(lambda: pn.state.notifications.warning(toast_html(text), duration=12000)
                             if pn.state.notifications is not None else None)
 
     def _session_key(self, key):
@@ -257,7 +257,7 @@ class DashboardApp(pn.viewable.Viewer):
         if r is not None and r.refused:
             text = "not restored: " + "; ".join(r.refused)
             if self.served and pn.state.notifications is not None:
-                pn.state.notifications.warning(text[:2000], duration=15000)
+                pn.state.notifications.warning(toast_html(text[:2000]), duration=15000)
             self._notices.append(text)
 
     def _on_prompt(self, event):
