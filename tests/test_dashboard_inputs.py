@@ -38,6 +38,21 @@ def test_a_prompt_over_the_limit_is_refused_whole_not_cut(app):
     assert len(app.session.tokens) == 1000 and app.session.trace.tokens.shape[1] == 1000
 
 
+@pytest.mark.parametrize("prompt, message", [
+    ("99999999999999999999", "token id 99999999999999999999 at position 0 is outside the vocabulary [0, 130)"),
+    ("5 2147483648", "token id 2147483648 at position 1 is outside the vocabulary [0, 130)"),
+    ("5 -1", "token id -1 at position 1 is outside the vocabulary [0, 130)"),
+    ("\u00b2", "unknown token label '\u00b2' at position 0"),  # '²' passes str.isdigit() but int() refuses it
+    ("--3", "unknown token label '--3' at position 0"),
+])
+def test_a_prompt_token_that_is_no_valid_id_is_refused_by_value_and_position(app, prompt, message):
+    prompt_before = app.session.prompt
+    with pytest.raises(ValueError) as info:
+        app.session.set_prompt(prompt)
+    assert message in str(info.value) and type(info.value) is ValueError
+    assert app.session.prompt == prompt_before
+
+
 @pytest.mark.parametrize("owner, name, label, bad", [
     ("trace_view", "top_k", "top-k", 50),
     ("trace_view", "top_k", "top-k", 0),
