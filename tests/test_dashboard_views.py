@@ -67,6 +67,19 @@ def test_toggle_reruns_the_model_and_patches_the_overlay_in_place(app):
     assert float(mv.cell_graph.node_source.data["value"][memory]) == pytest.approx(expected)
 
 
+def test_a_shorter_prompt_moves_the_overlay_token_to_its_last_token_and_the_labels_name_it(app):
+    mv = app.model_view
+    mv.token = 30
+    assert "at token 30" in mv._info.object
+    app.session.set_prompt("K3 V4 ? K3")  # 4 tokens: the overlay can only show token 3
+    assert mv.token == 3
+    assert "at token 3 " in mv._info.object and "token 30" not in mv._info.object
+    assert mv.block_graph.color_bar.title.endswith("token 3") and mv.cell_graph.color_bar.title.endswith("token 3")
+    names = mv.block_graph.names
+    expected = trace_tables.node_values(app.session.trace, names, mv.stat, 3)
+    assert np.array_equal(mv.block_graph.node_source.data["value"], expected, equal_nan=True)
+
+
 def test_debugger_step_moves_the_highlight_to_the_cell_that_ran(app):
     dv = app.debugger_view
     dv.step()
