@@ -158,8 +158,9 @@ class DashboardApp(pn.viewable.Viewer):
         self.session.param.watch(self._on_result, ["result"])
         self.session.param.watch(self._on_prompt, ["prompt"])
         self.wiring_view.param.watch(self._persist_ncps, ["version"])
-        # From here on the model thread writes the session file after every command, in command order.
-        self.session.store = self.store
+        # From here on the model thread writes the session file after every command, in command order (a key that
+        # another page may still hold is saved to only once that is settled, _settle_key).
+        self.session.store = None if getattr(self, "_unsettled_key", None) else self.store
         if saved.get("example"):
             self.param.update(pairs=int(saved["example"][0]), example_seed=int(saved["example"][1]))
         extra = {"ncps_wiring": saved["_ncps_json"]} if saved.get("ncps_wiring") is not None else {}
@@ -220,6 +221,28 @@ class DashboardApp(pn.viewable.Viewer):
         """The store for `key`, or, if another live tab has that key, a copy of its saved file under a new key."""
         if _claim_key(key, self):
             return SessionStore(key)
+        if self.served:
+            # Maybe a reload: the browser closes the old page's websocket only when this page's document arrives,
+            # after this session was built. Read the file now; decide when this page has connected (_settle_key).
+            self._unsettled_key = key
+            pn.state.onload(self._settle_key)
+            return SessionStore(key, clean=False)
+        return self._copy_store(key)
+
+    def _settle_key(self) -> None:
+        """This page has connected: keep the key if the page that held it is gone (a reload), else work on a copy."""
+        key, self._unsettled_key = self._unsettled_key, None
+        if not _claim_key(key, self):
+            said = len(self._notices)
+            self.store = self._copy_store(key, loaded=True)
+            for text in self._notices[said:]:
+                if pn.state.notifications is not None:
+                    pn.state.notifications.warning(toast_html(text), duration=12000)
+        self.session.store = self.store  # saved from here on (the restore ran unsaved), in command order
+        self.session.submit(lambda: self.session._save(self.session._w))
+
+    def _copy_store(self, key: str, loaded: bool = False) -> SessionStore:
+        """A copy of `key`'s saved file under a new key (`loaded`: the page has connected, the URL changes now)."""
         original = SessionStore(key, clean=False)
         copy_key = new_key()
         _claim_key(copy_key, self)
@@ -232,7 +255,9 @@ class DashboardApp(pn.viewable.Viewer):
                 pass
         self._notices.append(f"session {key} is open in another tab: this tab works on a copy, saved as session "
                              f"{copy_key} (neither tab overwrites the other)")
-        if self.served:
+        if loaded and pn.state.location is not None:
+            pn.state.location.update_query(session=copy_key)
+        elif self.served:
             pn.state.onload(lambda: pn.state.location.update_query(session=copy_key))
         return store
 
