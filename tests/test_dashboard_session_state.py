@@ -182,3 +182,30 @@ def test_a_synapse_edit_in_one_session_leaves_the_other_sessions_on_the_same_wei
     finally:
         a.close()
         b.close()
+
+
+def test_the_live_ncps_task_score_names_no_edited_run_as_its_baseline_after_a_reload(cache):
+    import numpy as np
+
+    from xlstm_viz.dashboard.app import DashboardApp
+
+    first = DashboardApp(model_path="hybrid", session_key="ncps-score", threaded=False)
+    live = first.ncps_live
+    unedited = live.score
+    assert live.baseline_score == unedited
+    w = first.session.model.blocks[0].wiring
+    src, dst = (int(v) for v in np.argwhere(w.adjacency_matrix[:, : w.output_dim] != 0)[0])
+    first.session.edit_synapse(0, "neuron", src, dst, 0)
+    edited = live.score
+    assert edited != unedited and live.baseline_score == unedited
+    assert f"(baseline {unedited:.1%})" in live._score_pane.object
+    first.close()
+    again = DashboardApp(model_path="hybrid", session_key="ncps-score", threaded=False)  # the reload
+    live = again.ncps_live
+    assert again.session.edits == [("neuron", 0, "neuron", src, dst, 0)] and live.score == edited
+    # the restored baseline run is the unedited one; the edited run's score must not stand in for its score
+    assert live.baseline_score is None and f"(baseline {edited:.1%})" not in live._score_pane.object
+    assert "baseline run was not scored" in live._score_pane.object
+    again.session.set_baseline()  # the edited run is the baseline now: so is its score
+    assert live.baseline_score == edited
+    again.close()
