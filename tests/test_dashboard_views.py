@@ -91,6 +91,17 @@ def test_debugger_step_moves_the_highlight_to_the_cell_that_ran(app):
     assert second in dv._details.object
 
 
+def test_a_debugger_run_to_the_end_says_finished_in_both_status_lines_not_not_started(app):
+    dv = app.debugger_view
+    assert "not started" in dv._details.object
+    dv.do("continue")  # no breakpoint: every cell runs
+    assert app.session.step_event is None and app.session.debugger_state.get("finished")
+    assert dv._status.object == "finished: logits ready"
+    assert "finished" in dv._details.object and "not started" not in dv._details.object
+    dv.do("reset")
+    assert "not started" in dv._details.object
+
+
 def test_ablation_shows_up_in_the_diff_view(app):
     app.session.ablate("blocks.0.mlstm.out")
     try:
