@@ -183,3 +183,13 @@ def test_builder_sizes_are_number_fields_checked_against_the_bounds():
     with pytest.raises(ValueError, match=r"units \(3..1024\) 5000 is out of range"):
         units.value = 5000  # out of range: refused (a toast in a served page), the field goes back
     assert view.units == 600 and units.value == 600
+
+
+def test_the_top_k_rank_axis_ticks_whole_ranks_only(app):
+    from bokeh.models import SingleIntervalTicker
+
+    tv = app.trace_view
+    ticker = tv.topk_figure.yaxis[0].ticker
+    # the auto ticker put ticks at -0.5, 0.5, 1.5, 2.5 on a 3-row figure: ranks that do not exist
+    assert isinstance(ticker, SingleIntervalTicker) and ticker.interval == 1
+    assert sorted(set(tv.topk_source.data["rank"])) == list(range(tv.top_k))

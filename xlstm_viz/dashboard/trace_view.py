@@ -7,7 +7,8 @@ import panel as pn
 
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
-from bokeh.models import BasicTicker, ColumnDataSource, CustomJS, CustomJSTickFormatter, HoverTool, Range1d
+from bokeh.models import (BasicTicker, ColumnDataSource, CustomJS, CustomJSTickFormatter, HoverTool, Range1d,
+                          SingleIntervalTicker)
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
@@ -106,6 +107,7 @@ if (span > 0 && w > 0) {{ const on = w / span >= {TOPK_TEXT_MIN_PX}; if (text.vi
         fig.y_range.flipped = True
         fig.xaxis.ticker, fig.xaxis.formatter = self.ticker, self.formatter
         fig.yaxis.axis_label = "rank"
+        fig.yaxis.ticker = SingleIntervalTicker(interval=1)  # ranks are whole numbers (the auto ticker drew 0.5, 1.5)
         fig.grid.visible = False
         return fig
 
