@@ -80,3 +80,23 @@ def test_check_int_names_value_and_range():
         check_int("top-k", 11, (1, 10))
     with pytest.raises(ValueError, match=r"seed: None is not a whole number \(allowed >= 0\)"):
         check_int("seed", None, (0, None))
+
+
+def test_an_imported_edit_description_with_markup_is_shown_as_text_not_html(app):
+    # An edits file is outside input: its "said" comes back as the sidebar's "last edit" line (undo / redo) and
+    # the status line shows error texts; both are Markdown panes, which pass HTML through (an image on another host).
+    import json
+
+    markup = '<img src="http://example.invalid/x.png">'  # raw HTML that Panel's Markdown (markdown-it) passes on
+    doc = {"format": "xlstm-viz-edits", "version": 1, "actions": [{
+        "said": markup, "key": ["cell", 0, "blocks.0.mlstm.v", "blocks.0.mlstm.memory", -1],
+        "edits": [{"wiring": "cell", "block": 0, "kind": "set_polarity", "detail": {}, "changes": [
+            {"target": ["connection", "blocks.0.mlstm.v", "blocks.0.mlstm.memory", "polarity"], "before": 1,
+             "after": -1}]}]}]}
+    app._import_edits(type("Event", (), {"new": json.dumps(doc).encode()}))
+    app.session.undo()
+    assert app.session.last_action.startswith(f"undid: {markup}")
+    assert "<img" not in app._action.object and "&lt;img src=" in app._action.object
+    app.session.status = f"error: no cell {markup}"
+    app._on_status()
+    assert "<img" not in app._status.object and "&lt;img src=" in app._status.object

@@ -26,7 +26,7 @@ from xlstm_viz.dashboard.debugger_view import DebuggerView
 from xlstm_viz.dashboard.diff_view import DiffView
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_view import ModelView
-from xlstm_viz.dashboard.notifications import EditToast, guarded, notify_error, toast_html
+from xlstm_viz.dashboard.notifications import EditToast, guarded, markdown_text, notify_error, toast_html
 from xlstm_viz.dashboard.offline import OfflineFast
 from xlstm_viz.dashboard.patching_view import PatchingView
 from xlstm_viz.dashboard.persistence import SessionFileError, SessionStore, new_key, valid_key
@@ -303,12 +303,12 @@ class DashboardApp(pn.viewable.Viewer):
 
     def _on_status(self, *_):
         s = self.session
-        self._status.object = ("**running...**" if s.busy else s.status) + (
+        self._status.object = ("**running...**" if s.busy else markdown_text(s.status)) + (
             f"  \nrecall accuracy {s.accuracy:.3f}" if s.accuracy is not None else "")
 
     def _on_action(self, event):
         # Every edit says what it did: in the sidebar and, in a served page, as a toast.
-        self._action.object = f"**last edit:** {event.new}" if event.new else ""
+        self._action.object = f"**last edit:** {markdown_text(event.new)}" if event.new else ""
         if event.new and self.served:
             self.toast.show(event.new)
 

@@ -43,6 +43,12 @@ def toast_html(text: str) -> str:
     return html.escape(str(text), quote=False)
 
 
+def markdown_text(text: str) -> str:
+    """Text from outside the code (an error naming an input, an imported edit's description) for a Markdown pane,
+    which passes HTML through: escaped, so that it shows as written and adds no markup (or image) to the page."""
+    return html.escape(str(text), quote=False)
+
+
 def notify_error(exc: BaseException) -> None:
     """Show `exc` to the user of this browser session (the session keeps working); else raise it."""
     text = f"{type(exc).__name__}: {exc}"
