@@ -100,3 +100,12 @@ def test_an_imported_edit_description_with_markup_is_shown_as_text_not_html(app)
     app.session.status = f"error: no cell {markup}"
     app._on_status()
     assert "<img" not in app._status.object and "&lt;img src=" in app._status.object
+
+
+@pytest.mark.parametrize("field", ["heads", "positions"])
+def test_an_ablation_index_that_is_a_digit_but_no_number_is_refused_by_field(app, field):
+    dv = app.diff_view
+    setattr(dv, f"ablate_{field}", "0 \u00b2")  # '²' passes str.isdigit(); int() refuses it
+    with pytest.raises(ValueError, match=f"{field}: '\u00b2' is not an index"):
+        dv.ablate()
+    assert app.session.ablations() == []
