@@ -401,12 +401,19 @@ class ModelSession(param.Parameterized):
             finish(self.on_worker(work))
             return outer
 
+        def fail(exc):
+            # shown like a command's error (a served page's toast): a patch, sweep or score that failed on the
+            # model thread used to end with no message at all
+            if self.on_error is not None:
+                self.on_error(exc)
+            outer.set_exception(exc)
+
         def run():
             try:
                 value = work()
             except Exception as exc:  # noqa: BLE001
                 log.warning("model-thread task failed: %s", exc, exc_info=exc)
-                self._deliver(lambda: outer.set_exception(exc))
+                self._deliver(lambda exc=exc: fail(exc))  # `exc` is unbound after the except block
                 return
             self._deliver(lambda: finish(value))
 
