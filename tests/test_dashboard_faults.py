@@ -192,3 +192,30 @@ def test_closed_sessions_hand_their_model_thread_to_the_next_one(cache):
         time.sleep(0.05)
     time.sleep(0.3)
     assert tasks() - before <= 2, (before, tasks())  # was +1 native thread (MLX's stream thread) per session
+
+
+def test_a_model_thread_job_that_fails_reports_its_error_and_resolves_its_future(cache):
+    # session.submit runs the Patching tab's patch / sweep / score; its failure path read `exc` after the except
+    # block when the page ran the callback later (NameError there), so the future never resolved, and it never
+    # told the page: a failed patch showed no message at all.
+    import queue
+
+    import xlstm_viz as xv
+    from xlstm_viz.dashboard.session import ModelSession
+
+    seen, later = [], queue.Queue()
+    s = ModelSession(model=xv.load_demo(), threaded=True, on_error=seen.append, dispatch=later.put)
+    try:
+        def work():
+            raise KeyError("no probe matches 'blocks.7.nothing'")
+
+        fut = s.submit(work)
+        later.get(timeout=30)()  # what the page's next-tick callback runs, after the model thread's except block
+        with pytest.raises(KeyError, match="blocks.7.nothing"):
+            fut.result(timeout=1)
+        assert len(seen) == 1 and isinstance(seen[0], KeyError) and "blocks.7.nothing" in str(seen[0])
+        ok = s.submit(lambda: 42)  # the model thread keeps working
+        later.get(timeout=30)()
+        assert ok.result(timeout=1) == 42
+    finally:
+        s.close()

@@ -102,8 +102,26 @@ def test_graph_export_fills_each_node_by_its_overlay_value(app):
     values, _ = mv.overlay_values(names)
     fills = node_fills(mv.export_graph("cell", "svg"))
     assert len(fills) == len(names)
-    # viridis ends: the largest value is yellow, the smallest dark purple
-    assert fills[int(np.nanargmax(values))] == "#fde725" and fills[int(np.nanargmin(values))] == "#440154"
+    # the browser's viridis ends: the largest value is yellow, the smallest dark purple
+    from xlstm_viz.dashboard.colors import viridis
+
+    assert fills[int(np.nanargmax(values))].lower() == viridis()[-1].lower() == "#fde724"
+    assert fills[int(np.nanargmin(values))].lower() == viridis()[0].lower() == "#440154"
+
+
+def test_an_exported_diff_graph_colours_each_node_as_the_browser_does_purple_negative(app):
+    mv = app.model_view
+    app.session.edit_connection("cell", 0, "blocks.0.mlstm.memory", "blocks.0.mlstm.norm", 0)
+    mv.overlay = "diff vs baseline"
+    names = mv.cell_graph.names
+    values, symmetric = mv.overlay_values(names)
+    assert symmetric and np.nanmin(values) < 0
+    fills = node_fills(mv.export_graph("cell", "svg"))
+    assert [f.lower() for f in fills] == [str(c).lower() for c in mv.cell_graph.node_source.data["fill"]]
+    from xlstm_viz.dashboard.colors import diverging
+
+    i = int(np.nanargmax(np.abs(values)))  # the largest change sits at an end of the palette, by its sign
+    assert fills[i].lower() == (diverging()[0] if values[i] < 0 else diverging()[-1]).lower()
 
 
 def test_each_view_offers_svg_and_png_downloads_of_its_figure(app):

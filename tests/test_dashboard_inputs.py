@@ -38,6 +38,21 @@ def test_a_prompt_over_the_limit_is_refused_whole_not_cut(app):
     assert len(app.session.tokens) == 1000 and app.session.trace.tokens.shape[1] == 1000
 
 
+@pytest.mark.parametrize("prompt, message", [
+    ("99999999999999999999", "token id 99999999999999999999 at position 0 is outside the vocabulary [0, 130)"),
+    ("5 2147483648", "token id 2147483648 at position 1 is outside the vocabulary [0, 130)"),
+    ("5 -1", "token id -1 at position 1 is outside the vocabulary [0, 130)"),
+    ("\u00b2", "unknown token label '\u00b2' at position 0"),  # '²' passes str.isdigit() but int() refuses it
+    ("--3", "unknown token label '--3' at position 0"),
+])
+def test_a_prompt_token_that_is_no_valid_id_is_refused_by_value_and_position(app, prompt, message):
+    prompt_before = app.session.prompt
+    with pytest.raises(ValueError) as info:
+        app.session.set_prompt(prompt)
+    assert message in str(info.value) and type(info.value) is ValueError
+    assert app.session.prompt == prompt_before
+
+
 @pytest.mark.parametrize("owner, name, label, bad", [
     ("trace_view", "top_k", "top-k", 50),
     ("trace_view", "top_k", "top-k", 0),
@@ -65,3 +80,32 @@ def test_check_int_names_value_and_range():
         check_int("top-k", 11, (1, 10))
     with pytest.raises(ValueError, match=r"seed: None is not a whole number \(allowed >= 0\)"):
         check_int("seed", None, (0, None))
+
+
+def test_an_imported_edit_description_with_markup_is_shown_as_text_not_html(app):
+    # An edits file is outside input: its "said" comes back as the sidebar's "last edit" line (undo / redo) and
+    # the status line shows error texts; both are Markdown panes, which pass HTML through (an image on another host).
+    import json
+
+    markup = '<img src="http://example.invalid/x.png">'  # raw HTML that Panel's Markdown (markdown-it) passes on
+    doc = {"format": "xlstm-viz-edits", "version": 1, "actions": [{
+        "said": markup, "key": ["cell", 0, "blocks.0.mlstm.v", "blocks.0.mlstm.memory", -1],
+        "edits": [{"wiring": "cell", "block": 0, "kind": "set_polarity", "detail": {}, "changes": [
+            {"target": ["connection", "blocks.0.mlstm.v", "blocks.0.mlstm.memory", "polarity"], "before": 1,
+             "after": -1}]}]}]}
+    app._import_edits(type("Event", (), {"new": json.dumps(doc).encode()}))
+    app.session.undo()
+    assert app.session.last_action.startswith(f"undid: {markup}")
+    assert "<img" not in app._action.object and "&lt;img src=" in app._action.object
+    app.session.status = f"error: no cell {markup}"
+    app._on_status()
+    assert "<img" not in app._status.object and "&lt;img src=" in app._status.object
+
+
+@pytest.mark.parametrize("field", ["heads", "positions"])
+def test_an_ablation_index_that_is_a_digit_but_no_number_is_refused_by_field(app, field):
+    dv = app.diff_view
+    setattr(dv, f"ablate_{field}", "0 \u00b2")  # '²' passes str.isdigit(); int() refuses it
+    with pytest.raises(ValueError, match=f"{field}: '\u00b2' is not an index"):
+        dv.ablate()
+    assert app.session.ablations() == []

@@ -148,3 +148,64 @@ def test_a_saved_redo_list_that_is_not_a_list_of_actions_is_refused_by_name(cach
 
     with pytest.raises(ValueError, match='"redo" must be a list of edit actions'):
         check_session({"redo": [1, 2]})
+
+
+@pytest.mark.parametrize("kind", ["cfc", "ltc", "ncp_slstm", "ncp_mlstm"])
+def test_a_synapse_edit_in_one_session_leaves_the_other_sessions_on_the_same_weights_unchanged(cache, monkeypatch,
+                                                                                              kind):
+    # Sessions of one server share the loaded weights (model.shared_view()); a neuron block's AutoNCP lives on its
+    # modules, which the views shared: a synapse removed in one browser tab was removed in every tab.
+    from pathlib import Path
+
+    from tests.test_ncps_blocks import first_synapse, hybrid
+    from xlstm_viz.dashboard import session as session_mod
+
+    base = hybrid(blocks=(kind, "mlstm"))
+    monkeypatch.setitem(session_mod._shared, str(Path("xv-shared-test-model").resolve()), base)
+    a, b = (session_mod.ModelSession(model_path="xv-shared-test-model") for _ in range(2))
+    try:
+        assert a.model.blocks[0].wiring is not b.model.blocks[0].wiring
+        for s in (a, b):
+            s.set_prompt("1 2 3 4 5 6 7 8 9 10")
+        logits = np.array(b.trace.logits)
+        src, dst = first_synapse(base.blocks[0].wiring)
+        new = 0 if kind in ("cfc",) else -int(base.blocks[0].wiring.adjacency_matrix[src, dst])
+        a.edit_synapse(0, "neuron", src, dst, new)
+        assert int(a.model.blocks[0].wiring.adjacency_matrix[src, dst]) == new
+        assert np.abs(np.array(a.trace.logits) - logits).max() > 0  # the edit changed session a's run
+        for other in (b.model, base):
+            assert int(other.blocks[0].wiring.adjacency_matrix[src, dst]) != new
+        b.run()
+        assert np.array_equal(np.array(b.trace.logits), logits)  # and nothing of session b's
+        a.undo()
+        assert np.array_equal(np.array(a.trace.logits), logits)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_live_ncps_task_score_names_no_edited_run_as_its_baseline_after_a_reload(cache):
+    import numpy as np
+
+    from xlstm_viz.dashboard.app import DashboardApp
+
+    first = DashboardApp(model_path="hybrid", session_key="ncps-score", threaded=False)
+    live = first.ncps_live
+    unedited = live.score
+    assert live.baseline_score == unedited
+    w = first.session.model.blocks[0].wiring
+    src, dst = (int(v) for v in np.argwhere(w.adjacency_matrix[:, : w.output_dim] != 0)[0])
+    first.session.edit_synapse(0, "neuron", src, dst, 0)
+    edited = live.score
+    assert edited != unedited and live.baseline_score == unedited
+    assert f"(baseline {unedited:.1%})" in live._score_pane.object
+    first.close()
+    again = DashboardApp(model_path="hybrid", session_key="ncps-score", threaded=False)  # the reload
+    live = again.ncps_live
+    assert again.session.edits == [("neuron", 0, "neuron", src, dst, 0)] and live.score == edited
+    # the restored baseline run is the unedited one; the edited run's score must not stand in for its score
+    assert live.baseline_score is None and f"(baseline {edited:.1%})" not in live._score_pane.object
+    assert "baseline run was not scored" in live._score_pane.object
+    again.session.set_baseline()  # the edited run is the baseline now: so is its score
+    assert live.baseline_score == edited
+    again.close()

@@ -67,6 +67,19 @@ def test_toggle_reruns_the_model_and_patches_the_overlay_in_place(app):
     assert float(mv.cell_graph.node_source.data["value"][memory]) == pytest.approx(expected)
 
 
+def test_a_shorter_prompt_moves_the_overlay_token_to_its_last_token_and_the_labels_name_it(app):
+    mv = app.model_view
+    mv.token = 30
+    assert "at token 30" in mv._info.object
+    app.session.set_prompt("K3 V4 ? K3")  # 4 tokens: the overlay can only show token 3
+    assert mv.token == 3
+    assert "at token 3 " in mv._info.object and "token 30" not in mv._info.object
+    assert mv.block_graph.color_bar.title.endswith("token 3") and mv.cell_graph.color_bar.title.endswith("token 3")
+    names = mv.block_graph.names
+    expected = trace_tables.node_values(app.session.trace, names, mv.stat, 3)
+    assert np.array_equal(mv.block_graph.node_source.data["value"], expected, equal_nan=True)
+
+
 def test_debugger_step_moves_the_highlight_to_the_cell_that_ran(app):
     dv = app.debugger_view
     dv.step()
@@ -76,6 +89,17 @@ def test_debugger_step_moves_the_highlight_to_the_cell_that_ran(app):
     assert first != second
     assert list(dv.cell_graph.highlight_source.data["id"]) == [second]
     assert second in dv._details.object
+
+
+def test_a_debugger_run_to_the_end_says_finished_in_both_status_lines_not_not_started(app):
+    dv = app.debugger_view
+    assert "not started" in dv._details.object
+    dv.do("continue")  # no breakpoint: every cell runs
+    assert app.session.step_event is None and app.session.debugger_state.get("finished")
+    assert dv._status.object == "finished: logits ready"
+    assert "finished" in dv._details.object and "not started" not in dv._details.object
+    dv.do("reset")
+    assert "not started" in dv._details.object
 
 
 def test_ablation_shows_up_in_the_diff_view(app):
@@ -159,3 +183,13 @@ def test_builder_sizes_are_number_fields_checked_against_the_bounds():
     with pytest.raises(ValueError, match=r"units \(3..1024\) 5000 is out of range"):
         units.value = 5000  # out of range: refused (a toast in a served page), the field goes back
     assert view.units == 600 and units.value == 600
+
+
+def test_the_top_k_rank_axis_ticks_whole_ranks_only(app):
+    from bokeh.models import SingleIntervalTicker
+
+    tv = app.trace_view
+    ticker = tv.topk_figure.yaxis[0].ticker
+    # the auto ticker put ticks at -0.5, 0.5, 1.5, 2.5 on a 3-row figure: ranks that do not exist
+    assert isinstance(ticker, SingleIntervalTicker) and ticker.interval == 1
+    assert sorted(set(tv.topk_source.data["rank"])) == list(range(tv.top_k))

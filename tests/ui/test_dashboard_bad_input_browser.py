@@ -50,3 +50,21 @@ def test_ablating_a_nonexistent_cell_is_refused_in_the_diff_tab(page, served_app
     assert app.session.ablations() == []
     assert page.get_by_text("blocks.9.mlstm.memory: zero").count() == 0
     assert not script_errors(errors), errors
+
+
+def test_a_prompt_with_markup_is_named_as_typed_in_the_toast_and_loads_nothing(page, served_app):  # noqa: F811
+    # The toast names the refused label; Panel shows a notification's text as HTML, so the label's markup (an
+    # image on another host) went into the page and '<pad>' in the list of expected labels vanished.
+    served, apps = served_app
+    app, errors = open_app(page, served, apps)
+    off_host = []
+    page.on("request", lambda r: off_host.append(r.url) if not r.url.startswith(served.url) and
+            not r.url.startswith(served.url.replace("http", "ws")) and not r.url.startswith("data:") else None)
+    label = '<img/src="http://example.invalid/x.png">'
+    page.locator("textarea").first.fill(label)
+    page.get_by_role("button", name="Run prompt").click()
+    wait_until(lambda: any(f"unknown token label '{label}' at position 0; expected '<pad>', '?'" in t
+                           for t in notifications(page)), page=page)
+    page.wait_for_timeout(500)
+    assert off_host == []
+    assert not script_errors(errors), errors

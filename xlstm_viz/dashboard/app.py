@@ -26,7 +26,7 @@ from xlstm_viz.dashboard.debugger_view import DebuggerView
 from xlstm_viz.dashboard.diff_view import DiffView
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_view import ModelView
-from xlstm_viz.dashboard.notifications import EditToast, guarded, notify_error
+from xlstm_viz.dashboard.notifications import EditToast, guarded, markdown_text, notify_error, toast_html
 from xlstm_viz.dashboard.offline import OfflineFast
 from xlstm_viz.dashboard.patching_view import PatchingView
 from xlstm_viz.dashboard.persistence import SessionFileError, SessionStore, new_key, valid_key
@@ -125,7 +125,7 @@ class DashboardApp(pn.viewable.Viewer):
 
         def on_error(exc):
             if notifications is not None:
-                notifications.error(f"{type(exc).__name__}: {exc}", duration=8000)
+                notifications.error(toast_html(f"{type(exc).__name__}: {exc}"), duration=8000)
 
         self._notices: list[str] = []  # said once, when the page has loaded (or kept for a notebook to read)
         self.store = self._open_store(self._session_key(session_key))
@@ -160,8 +160,9 @@ class DashboardApp(pn.viewable.Viewer):
         self.session.param.watch(self._on_result, ["result"])
         self.session.param.watch(self._on_prompt, ["prompt"])
         self.wiring_view.param.watch(self._persist_ncps, ["version"])
-        # From here on the model thread writes the session file after every command, in command order.
-        self.session.store = self.store
+        # From here on the model thread writes the session file after every command, in command order (a key that
+        # another page may still hold is saved to only once that is settled, _settle_key).
+        self.session.store = None if getattr(self, "_unsettled_key", None) else self.store
         if saved.get("example"):
             self.param.update(pairs=int(saved["example"][0]), example_seed=int(saved["example"][1]))
         extra = {"ncps_wiring": saved["_ncps_json"]} if saved.get("ncps_wiring") is not None else {}
@@ -193,7 +194,7 @@ class DashboardApp(pn.viewable.Viewer):
     # -- session key & persistence -------------------------------------------------------------------
     def _notify_later(self, text: str) -> None:
         if self.served:
-            pn.state.onload(lambda: pn.state.notifications.warning(text, duration=12000)
+            pn.state.onload(lambda: pn.state.notifications.warning(toast_html(text), duration=12000)
                             if pn.state.notifications is not None else None)
 
     def _session_key(self, key):
@@ -222,6 +223,28 @@ class DashboardApp(pn.viewable.Viewer):
         """The store for `key`, or, if another live tab has that key, a copy of its saved file under a new key."""
         if _claim_key(key, self):
             return SessionStore(key)
+        if self.served:
+            # Maybe a reload: the browser closes the old page's websocket only when this page's document arrives,
+            # after this session was built. Read the file now; decide when this page has connected (_settle_key).
+            self._unsettled_key = key
+            pn.state.onload(self._settle_key)
+            return SessionStore(key, clean=False)
+        return self._copy_store(key)
+
+    def _settle_key(self) -> None:
+        """This page has connected: keep the key if the page that held it is gone (a reload), else work on a copy."""
+        key, self._unsettled_key = self._unsettled_key, None
+        if not _claim_key(key, self):
+            said = len(self._notices)
+            self.store = self._copy_store(key, loaded=True)
+            for text in self._notices[said:]:
+                if pn.state.notifications is not None:
+                    pn.state.notifications.warning(toast_html(text), duration=12000)
+        self.session.store = self.store  # saved from here on (the restore ran unsaved), in command order
+        self.session.submit(lambda: self.session._save(self.session._w))
+
+    def _copy_store(self, key: str, loaded: bool = False) -> SessionStore:
+        """A copy of `key`'s saved file under a new key (`loaded`: the page has connected, the URL changes now)."""
         original = SessionStore(key, clean=False)
         copy_key = new_key()
         _claim_key(copy_key, self)
@@ -234,7 +257,9 @@ class DashboardApp(pn.viewable.Viewer):
                 pass
         self._notices.append(f"session {key} is open in another tab: this tab works on a copy, saved as session "
                              f"{copy_key} (neither tab overwrites the other)")
-        if self.served:
+        if loaded and pn.state.location is not None:
+            pn.state.location.update_query(session=copy_key)
+        elif self.served:
             pn.state.onload(lambda: pn.state.location.update_query(session=copy_key))
         return store
 
@@ -259,7 +284,7 @@ class DashboardApp(pn.viewable.Viewer):
         if r is not None and r.refused:
             text = "not restored: " + "; ".join(r.refused)
             if self.served and pn.state.notifications is not None:
-                pn.state.notifications.warning(text[:2000], duration=15000)
+                pn.state.notifications.warning(toast_html(text[:2000]), duration=15000)
             self._notices.append(text)
 
     def _on_prompt(self, event):
@@ -280,12 +305,12 @@ class DashboardApp(pn.viewable.Viewer):
 
     def _on_status(self, *_):
         s = self.session
-        self._status.object = ("**running...**" if s.busy else s.status) + (
+        self._status.object = ("**running...**" if s.busy else markdown_text(s.status)) + (
             f"  \nrecall accuracy {s.accuracy:.3f}" if s.accuracy is not None else "")
 
     def _on_action(self, event):
         # Every edit says what it did: in the sidebar and, in a served page, as a toast.
-        self._action.object = f"**last edit:** {event.new}" if event.new else ""
+        self._action.object = f"**last edit:** {markdown_text(event.new)}" if event.new else ""
         if event.new and self.served:
             self.toast.show(event.new)
 

@@ -30,9 +30,10 @@ def summarize(name: str, a: np.ndarray) -> str:
             f"{int(a.size - finite.sum())} |")
 
 
-def event_markdown(ev, label: str | None = None) -> str:
+def event_markdown(ev, label: str | None = None, finished: bool = False) -> str:
     if ev is None:
-        return "_not started: press Step_"
+        # no stop either before the first cell or after the last one: say which
+        return "_finished: every cell has run (Reset to step again)_" if finished else "_not started: press Step_"
     tok = "" if ev.token is None else f", token **{ev.token}**" + (f" `{label}`" if label else "")
     lines = [f"**{ev.name}** ({ev.cell_type}{tok}, step #{ev.index})", "",
              "| tensor | shape | mean | std | absmax | non-finite |", "|---|---|---|---|---|---|"]
@@ -156,7 +157,8 @@ class DebuggerView(pn.viewable.Viewer):
     def _show(self, ev):
         decode, tokens = self._token_label(ev)
         title = stop_title(ev, decode, tokens)
-        self._details.object = event_markdown(ev, token_label(ev, decode, tokens))
+        self._details.object = event_markdown(ev, token_label(ev, decode, tokens),
+                                              finished=bool((self.state or {}).get("finished")))
         self.inspector.shared = self.shared_scale
         self.inspector.show(stop_tables(ev, self.num_heads), title if ev is not None else None)
         if ev is not None:

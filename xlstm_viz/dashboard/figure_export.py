@@ -13,7 +13,8 @@ import io
 import numpy as np
 
 from xlstm_viz.dashboard import model_tables, trace_tables
-from xlstm_viz.dashboard.colors import CONNECTION_STATE_NAMES, KIND_COLORS, POLARITY_COLORS, PREDICTION_COLORS
+from xlstm_viz.dashboard.colors import (CONNECTION_STATE_NAMES, KIND_COLORS, POLARITY_COLORS, PREDICTION_COLORS,
+                                        diverging, map_to_palette, value_range, viridis)
 
 FORMATS = ("svg", "png")
 
@@ -110,21 +111,25 @@ def graph_plot(names, conns_with_state, values, title: str, value_title: str, in
         ax.annotate("", xy=(edges["x1"][i], edges["y1"][i]), xytext=(edges["x0"][i], edges["y0"][i]),
                     arrowprops=dict(arrowstyle="-|>", color=POLARITY_COLORS[state], lw=1.5, shrinkA=6, shrinkB=9,
                                     linestyle="--" if state == 0 else "-", alpha=0.4 if state == 0 else 0.85))
+    # The browser's colours, not a matplotlib colormap of the same name: matplotlib's "PuOr" runs orange (low) ->
+    # purple (high), Bokeh's PuOr11 purple (negative) -> orange (positive), so an exported diff read reversed.
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import ListedColormap, Normalize
+
     v = np.asarray(values, dtype=np.float64)
-    finite = v[np.isfinite(v)]
-    m = float(np.max(np.abs(finite))) if finite.size else 1.0
-    lo, hi = (-m, m) if symmetric else ((float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0))
-    sc = ax.scatter(nodes["x"], nodes["y"], c=np.where(np.isfinite(v), v, np.nan), s=160, zorder=3,
-                    cmap="PuOr" if symmetric else "viridis", vmin=lo, vmax=hi if hi > lo else lo + 1,
-                    edgecolors=list(nodes["color"]), linewidths=2.0, plotnonfinite=True)
+    palette = diverging() if symmetric else viridis()
+    lo, hi = value_range(v, symmetric=symmetric)
+    sc = ax.scatter(nodes["x"], nodes["y"], c=list(map_to_palette(v, palette, symmetric=symmetric)), s=160,
+                    zorder=3, edgecolors=list(nodes["color"]), linewidths=2.0)
     sc.set_gid("nodes")  # the SVG group of the node markers, in node order
+    bar = ScalarMappable(norm=Normalize(lo, hi), cmap=ListedColormap(palette))
     for x, y, label, line in zip(nodes["x"], nodes["y"], nodes["label"], nodes["info"]):
         ax.annotate(label, (x, y), xytext=(6, 6), textcoords="offset points", rotation=45, fontsize=7,
                     ha="left", va="bottom", rotation_mode="anchor")
         if line:
             ax.annotate(line, (x, y), xytext=(8, 2), textcoords="offset points", rotation=45, fontsize=5,
                         color="#555555", ha="left", va="top", rotation_mode="anchor")
-    fig.colorbar(sc, ax=ax, label=value_title, orientation="horizontal", pad=0.02, shrink=0.6,
+    fig.colorbar(bar, ax=ax, label=value_title, orientation="horizontal", pad=0.02, shrink=0.6,
                  aspect=40)
     kinds = list(dict.fromkeys(nodes["kind"]))
     handles = ([Line2D([], [], color=POLARITY_COLORS[s], lw=2, label=f"edge {CONNECTION_STATE_NAMES[s]}")

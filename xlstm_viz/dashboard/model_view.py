@@ -191,7 +191,17 @@ class ModelView(pn.viewable.Viewer):
         old = event.old
         if old is None or old.graphs is not event.new.graphs:
             self.refresh_graphs()
-        self.refresh_overlay()
+        if not self._clamp_token():  # (a clamped token has redrawn the overlay already)
+            self.refresh_overlay()
+
+    def _clamp_token(self) -> bool:
+        """After a shorter prompt, move the token to the run's last one (True if it moved): the overlay shows that
+        token, so the slider, the info line and the colour bar title must name it, not the one past the end."""
+        trace = self.session.trace
+        if trace is None or self.token <= trace.tokens.shape[1] - 1:
+            return False
+        self.token = trace.tokens.shape[1] - 1
+        return True
 
     def _on_overlay_params(self, *events):
         self.refresh_overlay()

@@ -19,7 +19,7 @@ from xlstm_viz.dashboard import source_updates
 from xlstm_viz.dashboard.colors import ROLE_COLORS
 from xlstm_viz.dashboard.figure_pane import figure_pane
 from xlstm_viz.dashboard.inputs import int_input
-from xlstm_viz.dashboard.notifications import guarded
+from xlstm_viz.dashboard.notifications import guarded, markdown_text
 from xlstm_viz.dashboard.wiring_tables import neuron_roles
 from xlstm_viz.dashboard.wiring_view import WiringView
 
@@ -86,6 +86,8 @@ class LiveNCPSView(pn.viewable.Viewer):
         self._score_pane = pn.pane.Markdown("", margin=(0, 10))
         self._diff_text = pn.pane.Markdown("", margin=(0, 10))
         session.param.watch(self._on_run, ["trace"])
+        session.param.watch(self._on_baseline, ["baseline"])
+        self._scored = None  # the trace whose model `score` was measured after
         self.param.watch(lambda *_: self._redraw(), ["token", "overlay"])
         if session.trace is not None:
             self._on_run()
@@ -122,23 +124,34 @@ class LiveNCPSView(pn.viewable.Viewer):
         if task is None:
             self._score_pane.object = "the model has no task attached: no task score"
             return
-        is_baseline = self.session.trace is self.session.baseline
+        trace = self.session.trace
+        is_baseline = trace is self.session.baseline
         pairs = self.score_pairs
 
         def done(score):
+            self._scored = trace
             updates = {"score": score}
-            if is_baseline or self.baseline_score is None:
-                updates["baseline_score"] = score
+            if is_baseline:  # only the baseline run's model scores the baseline (after a reload with edits, the
+                updates["baseline_score"] = score  # first run is the edited one: its score is no baseline)
             self.param.update(**updates)
             self._show_score()
 
         self.session.submit(lambda: task_score(self.session.model, task, pairs), done)
 
+    def _on_baseline(self, *_):
+        """'Use current run as baseline': the run already scored is the baseline now, and so is its score."""
+        if self.session.baseline is not None and self.session.baseline is self._scored:
+            self.baseline_score = self.score
+            self._show_score()
+
     def _show_score(self):
         before, after = self.baseline_score, self.score
         acc = self.session.accuracy
         prompt = "" if acc is None else f"; this prompt {acc:.1%}"
-        change = "" if before is None or after is None or before == after else f" (baseline {before:.1%})"
+        if before is None:
+            change = " (the baseline run was not scored in this page: edit after a new prompt to compare)"
+        else:
+            change = "" if after is None or before == after else f" (baseline {before:.1%})"
         self._score_pane.object = (f"**task score** (recall over {SCORE_SAMPLES} fresh {self.score_pairs}-pair "
                                    f"sequences, seed {SCORE_SEED}): **{after:.1%}**{change}{prompt}")
 
@@ -166,7 +179,7 @@ class LiveNCPSView(pn.viewable.Viewer):
             "label": [f"n{i} ({r})" for i, r in zip(order, roles)],
             "color": [ROLE_COLORS[r] for r in roles]})
         moved = np.abs(act - before).max()
-        self._diff_text.object = (f"{self.session.last_action or 'no edit yet'} — largest activity change over all "
+        self._diff_text.object = (f"{markdown_text(self.session.last_action or 'no edit yet')} — largest activity change over all "
                                   f"tokens and neurons: {moved:.4f}")
 
     # -- layout ------------------------------------------------------------------------------------

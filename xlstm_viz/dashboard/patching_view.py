@@ -37,7 +37,7 @@ def parse_indices(text: str, what: str) -> list[int] | None:
         return None
     out = []
     for piece in text.replace(",", " ").split():
-        if not piece.isdigit():
+        if not piece.isdecimal():  # isdigit() also passes '²', which int() refuses with no field named
             raise ValueError(f"{what}: {piece!r} is not an index (give numbers like 0, 2 or 'all')")
         out.append(int(piece))
     return out

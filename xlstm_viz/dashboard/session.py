@@ -17,6 +17,7 @@ import atexit
 import itertools
 import logging
 import queue
+import re
 import threading
 import time
 import weakref
@@ -400,12 +401,19 @@ class ModelSession(param.Parameterized):
             finish(self.on_worker(work))
             return outer
 
+        def fail(exc):
+            # shown like a command's error (a served page's toast): a patch, sweep or score that failed on the
+            # model thread used to end with no message at all
+            if self.on_error is not None:
+                self.on_error(exc)
+            outer.set_exception(exc)
+
         def run():
             try:
                 value = work()
             except Exception as exc:  # noqa: BLE001
                 log.warning("model-thread task failed: %s", exc, exc_info=exc)
-                self._deliver(lambda: outer.set_exception(exc))
+                self._deliver(lambda exc=exc: fail(exc))  # `exc` is unbound after the except block
                 return
             self._deliver(lambda: finish(value))
 
@@ -540,15 +548,22 @@ class ModelSession(param.Parameterized):
         if not text:
             raise ValueError("the prompt is empty: type token ids, task labels, or click 'MQAR example'")
         parts = text.replace(",", " ").split()
-        if all(p.lstrip("-").isdigit() for p in parts):
-            ids = np.array([int(p) for p in parts], dtype=np.int32)
+        V = self.config.vocab_size
+        # decimal numbers only: str.isdigit() also passes '²', which int() refuses with no position named
+        if all(re.fullmatch(r"-?\d+", p) for p in parts):
+            values = [int(p) for p in parts]
+            # checked as Python ints: an id past int32 ("99999999999999999999") must get this message too
+            for pos, v in enumerate(values):
+                if not 0 <= v < V:
+                    raise ValueError(f"token id {v} at position {pos} is outside the vocabulary [0, {V})")
+            ids = np.array(values, dtype=np.int32)
         elif self.task is not None:
             ids = self.task.encode(parts)
         elif self.tokenizer is not None:
             ids = np.array(self.tokenizer.encode(text).ids, dtype=np.int32)
         else:
-            raise ValueError(f"this model has no tokenizer: give token ids (integers), got {parts[0]!r}")
-        V = self.config.vocab_size
+            pos, bad = next((i, p) for i, p in enumerate(parts) if not re.fullmatch(r"-?\d+", p))
+            raise ValueError(f"this model has no tokenizer: give token ids (integers), got {bad!r} at position {pos}")
         bad = np.flatnonzero((ids < 0) | (ids >= V))
         if len(bad):
             raise ValueError(f"token id {int(ids[bad[0]])} at position {int(bad[0])} is outside the vocabulary [0, {V})")

@@ -7,7 +7,8 @@ import panel as pn
 
 from xlstm_viz.dashboard import offline as _offline  # noqa: F401  (notebook comm updates link no CDN stylesheet)
 import param
-from bokeh.models import BasicTicker, ColumnDataSource, CustomJS, CustomJSTickFormatter, HoverTool, Range1d
+from bokeh.models import (BasicTicker, ColumnDataSource, CustomJS, CustomJSTickFormatter, HoverTool, Range1d,
+                          SingleIntervalTicker)
 from bokeh.plotting import figure
 
 from xlstm_viz.dashboard import source_updates, trace_tables
@@ -106,6 +107,7 @@ if (span > 0 && w > 0) {{ const on = w / span >= {TOPK_TEXT_MIN_PX}; if (text.vi
         fig.y_range.flipped = True
         fig.xaxis.ticker, fig.xaxis.formatter = self.ticker, self.formatter
         fig.yaxis.axis_label = "rank"
+        fig.yaxis.ticker = SingleIntervalTicker(interval=1)  # ranks are whole numbers (the auto ticker drew 0.5, 1.5)
         fig.grid.visible = False
         return fig
 
@@ -195,13 +197,16 @@ if (span > 0 && w > 0) {{ const on = w / span >= {TOPK_TEXT_MIN_PX}; if (text.vi
         return trace_heatmap(self.trace, self.probe, self.stat, decode=self.decode, fmt=fmt)
 
     def __panel__(self):
-        controls = pn.Row(
+        # a FlexBox wraps the fields onto a second line where a Row ran past the card (at 1280 px "tokens shown"
+        # was cut off at the right edge)
+        controls = pn.FlexBox(
             int_input(self, "block", "block", width=100),
             pn.widgets.Select.from_param(self.param.probe, label="probe", width=260),
             pn.widgets.Select.from_param(self.param.stat, label="statistic", width=140),
             int_input(self, "top_k", "top-k", width=80),
             int_input(self, "first_token", "first token shown", width=120),
             int_input(self, "window", "tokens shown", width=100),
+            flex_wrap="wrap", sizing_mode="stretch_width",
         )
         # one group: the panels share the x axis, their frames stay aligned (figure_pane.py)
         figs = [self.token_text.figure, self.topk_figure, *(f for _, _, f, _ in self.panels), self.probe_figure]

@@ -47,6 +47,31 @@ def block_wiring(kind: str, index: int, config) -> CellWiring:
     return CellWiring.from_table(table, index, table.dims_of(config))
 
 
+def _own_neuron_wiring(block: nn.Module) -> nn.Module:
+    """`block` with module objects of its own (its parameter arrays shared) around a copy of its neuron wiring."""
+    memo: dict[int, object] = {id(block.wiring): copy.deepcopy(block.wiring)}
+
+    def clone(obj):
+        if id(obj) in memo:
+            return memo[id(obj)]
+        if isinstance(obj, nn.Module):
+            new = copy.copy(obj)  # a new dict of the same entries, and a new __dict__ of the same attributes
+            memo[id(obj)] = new
+            for key, value in list(new.items()):
+                dict.__setitem__(new, key, clone(value))
+            for key, value in list(vars(new).items()):
+                if isinstance(value, nn.Module) or id(value) in memo:
+                    object.__setattr__(new, key, clone(value))
+            return new
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(clone(v) for v in obj)
+        if isinstance(obj, dict):
+            return {k: clone(v) for k, v in obj.items()}
+        return obj  # arrays and everything else: shared
+
+    return clone(block)
+
+
 class Backbone(nn.Module):
     def __init__(self, config: XLSTMConfig):
         super().__init__()
@@ -192,6 +217,13 @@ class XLSTM(nn.Module):
         view = copy.copy(self)  # nn.Module is a dict: the children (and their arrays) are shared, not copied
         view._wirings = _Wirings(copy.deepcopy(self.block_wiring), copy.deepcopy(self.cell_wirings))
         view.interventions = Interventions(view.probe_names, heads_of=view.cell_heads)
+        if any(getattr(b, "wiring", None) is not None for b in self.blocks):
+            # A neuron block's AutoNCP lives on its modules (block.wiring is block.neurons.wiring, the cell holds it
+            # too, and their mask caches are keyed by its version): a view needs its own module objects around its
+            # own copy of the wiring, or a synapse edit in one dashboard session rewired every other session.
+            view.backbone = copy.copy(self.backbone)
+            view.backbone.blocks = [_own_neuron_wiring(b) if getattr(b, "wiring", None) is not None else b
+                                    for b in self.blocks]
         return view
 
     @property
