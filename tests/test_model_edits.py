@@ -100,3 +100,16 @@ def test_a_failing_action_is_rolled_back_whole(base):
     with pytest.raises(ValueError, match="second step"):
         log.record("half", half)
     assert m.block_wiring.edge("blocks.0", "blocks.1").enabled and log.actions == []
+
+
+def test_a_config_field_assigned_on_a_shared_view_changes_that_view_only(base):
+    """The forward reads its numbers (soft caps, eps, chunk_size) from model.config, and a field may be assigned
+    between calls; a shared_view used to share the config object, so one dashboard session's assignment changed the
+    model and every other session. The view's forward follows its own config, the others keep theirs."""
+    a, b = base.shared_view(), base.shared_view()
+    before = logits(base)
+    a.config.gate_soft_cap = 0.5
+    assert base.config.gate_soft_cap != 0.5 and b.config.gate_soft_cap != 0.5
+    np.testing.assert_array_equal(logits(base), before)
+    np.testing.assert_array_equal(logits(b), before)
+    assert not np.allclose(logits(a), before)

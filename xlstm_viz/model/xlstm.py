@@ -209,12 +209,15 @@ class XLSTM(nn.Module):
         return self._wirings.cells
 
     def shared_view(self) -> "XLSTM":
-        """A model that shares this one's parameter arrays (read-only) but has its own wirings and interventions.
+        """A model that shares this one's parameter arrays (read-only) but has its own config, wirings and interventions.
 
         One loaded checkpoint then serves many dashboard sessions: edits, masks and ablations of one view never
         reach another, and the weights are in memory once.
         """
         view = copy.copy(self)  # nn.Module is a dict: the children (and their arrays) are shared, not copied
+        # The forward reads its numbers from model.config (soft caps, eps, chunk_size), and a field may be assigned
+        # between calls: a shared config let `view.config.chunk_size = 128` change the model and every other view.
+        view.config = copy.deepcopy(self.config)
         view._wirings = _Wirings(copy.deepcopy(self.block_wiring), copy.deepcopy(self.cell_wirings))
         view.interventions = Interventions(view.probe_names, heads_of=view.cell_heads)
         if any(getattr(b, "wiring", None) is not None for b in self.blocks):
