@@ -209,3 +209,13 @@ def test_the_live_ncps_task_score_names_no_edited_run_as_its_baseline_after_a_re
     again.session.set_baseline()  # the edited run is the baseline now: so is its score
     assert live.baseline_score == edited
     again.close()
+
+
+def test_the_status_line_says_token_for_a_one_token_prompt_and_tokens_for_more(cache):
+    a = new_app("status-plural")
+    s = a.session
+    s.set_prompt("3")
+    assert s.status.startswith("ran 1 token in "), s.status
+    s.set_prompt("3 4")
+    assert s.status.startswith("ran 2 tokens in "), s.status
+    a.session.close()

@@ -479,7 +479,8 @@ class ModelSession(param.Parameterized):
     def _build_result(self, st: _State, said: str | None, **extra) -> RunResult:
         st.seq += 1
         diff, logits = self._diff(st)
-        status = "" if st.trace is None else f"ran {st.trace.tokens.shape[1]} tokens in {st.run_ms:.0f} ms"
+        n = 0 if st.trace is None else st.trace.tokens.shape[1]
+        status = "" if st.trace is None else f"ran {n} token{'' if n == 1 else 's'} in {st.run_ms:.0f} ms"
         st.result = RunResult(
             seq=st.seq, graphs=self._graphs(st), trace=st.trace, baseline=st.baseline, accuracy=st.accuracy,
             baseline_accuracy=st.baseline_accuracy, run_ms=st.run_ms, diff=diff, logit_change=logits,
