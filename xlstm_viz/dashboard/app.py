@@ -26,7 +26,7 @@ from xlstm_viz.dashboard.debugger_view import DebuggerView
 from xlstm_viz.dashboard.diff_view import DiffView
 from xlstm_viz.dashboard.inputs import int_input
 from xlstm_viz.dashboard.model_view import ModelView
-from xlstm_viz.dashboard.notifications import EditToast, guarded, markdown_text, notify_error, toast_html
+from xlstm_viz.dashboard.notifications import EditToast, guarded, notify_error, page_text
 from xlstm_viz.dashboard.offline import OfflineFast
 from xlstm_viz.dashboard.patching_view import PatchingView
 from xlstm_viz.dashboard.persistence import SessionFileError, SessionStore, new_key, valid_key
@@ -125,7 +125,7 @@ class DashboardApp(pn.viewable.Viewer):
 
         def on_error(exc):
             if notifications is not None:
-                notifications.error(toast_html(f"{type(exc).__name__}: {exc}"), duration=8000)
+                notifications.error(page_text(f"{type(exc).__name__}: {exc}"), duration=8000)
 
         self._notices: list[str] = []  # said once, when the page has loaded (or kept for a notebook to read)
         self.store = self._open_store(self._session_key(session_key))
@@ -194,7 +194,7 @@ class DashboardApp(pn.viewable.Viewer):
     # -- session key & persistence -------------------------------------------------------------------
     def _notify_later(self, text: str) -> None:
         if self.served:
-            pn.state.onload(lambda: pn.state.notifications.warning(toast_html(text), duration=12000)
+            pn.state.onload(lambda: pn.state.notifications.warning(page_text(text), duration=12000)
                             if pn.state.notifications is not None else None)
 
     def _session_key(self, key):
@@ -239,7 +239,7 @@ class DashboardApp(pn.viewable.Viewer):
             self.store = self._copy_store(key, loaded=True)
             for text in self._notices[said:]:
                 if pn.state.notifications is not None:
-                    pn.state.notifications.warning(toast_html(text), duration=12000)
+                    pn.state.notifications.warning(page_text(text), duration=12000)
         self.session.store = self.store  # saved from here on (the restore ran unsaved), in command order
         self.session.submit(lambda: self.session._save(self.session._w))
 
@@ -284,7 +284,7 @@ class DashboardApp(pn.viewable.Viewer):
         if r is not None and r.refused:
             text = "not restored: " + "; ".join(r.refused)
             if self.served and pn.state.notifications is not None:
-                pn.state.notifications.warning(toast_html(text[:2000]), duration=15000)
+                pn.state.notifications.warning(page_text(text[:2000]), duration=15000)
             self._notices.append(text)
 
     def _on_prompt(self, event):
@@ -305,12 +305,12 @@ class DashboardApp(pn.viewable.Viewer):
 
     def _on_status(self, *_):
         s = self.session
-        self._status.object = ("**running...**" if s.busy else markdown_text(s.status)) + (
+        self._status.object = ("**running...**" if s.busy else page_text(s.status)) + (
             f"  \nrecall accuracy {s.accuracy:.3f}" if s.accuracy is not None else "")
 
     def _on_action(self, event):
         # Every edit says what it did: in the sidebar and, in a served page, as a toast.
-        self._action.object = f"**last edit:** {markdown_text(event.new)}" if event.new else ""
+        self._action.object = f"**last edit:** {page_text(event.new)}" if event.new else ""
         if event.new and self.served:
             self.toast.show(event.new)
 

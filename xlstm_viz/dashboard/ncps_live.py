@@ -19,7 +19,7 @@ from xlstm_viz.dashboard import source_updates
 from xlstm_viz.dashboard.colors import ROLE_COLORS
 from xlstm_viz.dashboard.figure_pane import figure_pane
 from xlstm_viz.dashboard.inputs import int_input
-from xlstm_viz.dashboard.notifications import guarded, markdown_text
+from xlstm_viz.dashboard.notifications import guarded, page_text
 from xlstm_viz.dashboard.wiring_tables import neuron_roles
 from xlstm_viz.dashboard.wiring_view import WiringView
 
@@ -179,7 +179,7 @@ class LiveNCPSView(pn.viewable.Viewer):
             "label": [f"n{i} ({r})" for i, r in zip(order, roles)],
             "color": [ROLE_COLORS[r] for r in roles]})
         moved = np.abs(act - before).max()
-        self._diff_text.object = (f"{markdown_text(self.session.last_action or 'no edit yet')} — largest activity change over all "
+        self._diff_text.object = (f"{page_text(self.session.last_action or 'no edit yet')} — largest activity change over all "
                                   f"tokens and neurons: {moved:.4f}")
 
     # -- layout ------------------------------------------------------------------------------------

@@ -36,16 +36,10 @@ class EditToast:
         self.pane.object = f'<div class="xv-toast" data-n="{next(self._n)}">{html.escape(text)}</div>'
 
 
-def toast_html(text: str) -> str:
-    """`text` for a Panel notification, which the page shows as HTML: escaped, so that a message naming the user's
-    input (`unknown token label '<b>'`, `'<pad>'`) shows that input as typed and cannot put markup (an image from
-    another host) into the page."""
-    return html.escape(str(text), quote=False)
-
-
-def markdown_text(text: str) -> str:
-    """Text from outside the code (an error naming an input, an imported edit's description) for a Markdown pane,
-    which passes HTML through: escaped, so that it shows as written and adds no markup (or image) to the page."""
+def page_text(text: str) -> str:
+    """Text from outside the code (an error naming an input, an imported edit's description) for a Panel
+    notification or a Markdown pane, both of which the page shows as HTML: escaped, so that it shows as written
+    (`unknown token label '<pad>'`) and cannot put markup (an image from another host) into the page."""
     return html.escape(str(text), quote=False)
 
 
@@ -53,7 +47,7 @@ def notify_error(exc: BaseException) -> None:
     """Show `exc` to the user of this browser session (the session keeps working); else raise it."""
     text = f"{type(exc).__name__}: {exc}"
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None and pn.state.notifications is not None:
-        pn.state.notifications.error(toast_html(text), duration=8000)
+        pn.state.notifications.error(page_text(text), duration=8000)
     else:
         raise exc
 

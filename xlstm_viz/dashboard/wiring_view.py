@@ -26,7 +26,7 @@ from xlstm_viz.dashboard import source_updates, wiring_tables
 from xlstm_viz.dashboard.colors import POLARITY_COLORS, POLARITY_NAMES, ROLE_COLORS, add_legend, paper
 from xlstm_viz.dashboard.figure_pane import figure_pane
 from xlstm_viz.dashboard.inputs import int_input
-from xlstm_viz.dashboard.notifications import guarded, markdown_text, notify_error
+from xlstm_viz.dashboard.notifications import guarded, page_text, notify_error
 
 WIRING_KINDS = ("AutoNCP", "NCP", "Random", "FullyConnected")
 # neuron activity (and its change): diverging, 0 white, as the dashboard's diff colours
@@ -374,7 +374,7 @@ class WiringView(pn.viewable.Viewer):
                     return
                 exc = fut.exception()
                 if exc is not None:
-                    self._message.object = f"not built: {markdown_text(exc)}"
+                    self._message.object = f"not built: {page_text(exc)}"
                     notify_error(exc)
                 else:
                     show(fut.result())
@@ -387,7 +387,7 @@ class WiringView(pn.viewable.Viewer):
 
     def _edited(self, text: str, tables: dict | None = None) -> None:
         self.last_edit = text
-        self._message.object = markdown_text(text)
+        self._message.object = page_text(text)
         self.refresh(tables)
         self.version += 1
 
